@@ -1,0 +1,85 @@
+"""``labeler init`` and ``labeler info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from labeler.cli.progress import ProgressBar
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("init", help="create a project for a folder of images",
+                       description="Create a project folder and add the images of DIR (read lazily, never copied).")
+    p.add_argument("project", help="the project folder to create (may exist, then images are added)")
+    p.add_argument("--images", metavar="DIR", help="folder of images to add (searched recursively)")
+    p.add_argument("--classes", metavar="A,B,C", help="comma-separated category names")
+    p.set_defaults(run=run_init)
+
+    p = sub.add_parser("info", help="what a project holds", description="Counts of images, categories, labels, models.")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(run=run_info)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from labeler.core.store import Project
+
+    project = Project.create(args.project, exist_ok=True)
+    with project:
+        if args.classes:
+            for name in args.classes.split(","):
+                if name.strip():
+                    project.ensure_category(name)
+        added = 0
+        if args.images:
+            bar = ProgressBar("adding images")
+            before = project.image_count()
+            project.add_folder(Path(args.images), progress=bar)
+            bar.close()
+            added = project.image_count() - before
+        print(f"{project.root}: {project.image_count()} images ({added} new), "
+              f"{len(project.categories())} categories")
+    return 0
+
+
+def project_summary(project: Any) -> dict[str, Any]:
+    """Plain counts for ``info`` (and the GUI's status bar)."""
+    from labeler.core.annotation import State
+
+    counts = {s.value: 0 for s in State}
+    for per_image in project.annotation_counts().values():
+        for state, n in per_image.items():
+            counts[state] += n
+    return {
+        "project": str(project.root),
+        "images": project.image_count(),
+        "done": project.image_count(done=True),
+        "categories": [{"id": c.id, "name": c.name, "color": "#%02x%02x%02x" % c.color} for c in project.categories()],
+        "annotations": counts,
+        "model_versions": [
+            {"id": v.id, "plugin": v.plugin, "active": v.active, "metrics": v.metrics}
+            for v in project.model_versions()
+        ],
+    }
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from labeler.core.store import Project
+
+    with Project.open(args.project) as project:
+        summary = project_summary(project)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"project     {summary['project']}")
+    print(f"images      {summary['images']} ({summary['done']} done)")
+    print("categories  " + (", ".join(c["name"] for c in summary["categories"]) or "none"))
+    a = summary["annotations"]
+    print(f"labels      {a['accepted']} accepted, {a['proposed']} proposed, {a['rejected']} rejected")
+    for v in summary["model_versions"]:
+        metrics = ", ".join(f"{k} {val:.3f}" for k, val in v["metrics"].items() if isinstance(val, (int, float)))
+        print(f"model       #{v['id']} {v['plugin']}{' (active)' if v['active'] else ''}: {metrics}")
+    return 0

@@ -1,0 +1,163 @@
+"""Geometry of annotations: boxes, polygons, masks and COCO RLE.
+
+Boxes are ``(x, y, w, h)`` in pixels with a top-left origin. Masks in memory are ``(h, w)`` bool
+arrays; at rest they are compressed COCO RLE dicts with ``counts`` as ``str``. RLE work goes
+through pycocotools, rasterising through OpenCV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from labeler.core.annotation import Annotation, Kind
+
+Rle = dict[str, Any]
+
+
+def encode_mask(mask: np.ndarray) -> Rle:
+    """Compressed COCO RLE of a ``(h, w)`` boolean mask; ``counts`` is a ``str``."""
+    if mask.ndim != 2:
+        raise ValueError(f"a mask is 2-D, got shape {mask.shape}")
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def _as_pycoco(rle: Rle) -> dict[str, Any]:
+    """Any COCO RLE (compressed str/bytes counts, or uncompressed list counts) as pycocotools wants."""
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": [h, w], "counts": counts}
+
+
+def normalize_rle(rle: Rle) -> Rle:
+    """Compressed RLE with ``str`` counts from any COCO RLE form."""
+    r = _as_pycoco(rle)
+    counts = r["counts"]
+    return {"size": [int(r["size"][0]), int(r["size"][1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def decode_rle(rle: Rle) -> np.ndarray:
+    """``(h, w)`` bool mask of any COCO RLE."""
+    return mask_utils.decode(_as_pycoco(rle)).astype(bool)
+
+
+def rle_area(rle: Rle) -> float:
+    return float(mask_utils.area(_as_pycoco(rle)))
+
+
+def rle_box(rle: Rle) -> tuple[float, float, float, float]:
+    """Tight ``(x, y, w, h)`` box of the mask's pixels (COCO's convention)."""
+    x, y, w, h = mask_utils.toBbox(_as_pycoco(rle)).tolist()
+    return (float(x), float(y), float(w), float(h))
+
+
+def polygons_to_mask(polygons: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Rasterise polygon parts (pixel vertices) into a ``(h, w)`` bool mask, as COCO does."""
+    flat = [np.asarray(p, dtype=np.float64).reshape(-1).tolist() for p in polygons]
+    flat = [f for f in flat if len(f) >= 6]
+    if not flat:
+        return np.zeros((height, width), dtype=bool)
+    rles = mask_utils.frPyObjects(flat, height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.5) -> list[np.ndarray]:
+    """Outer contours of a bool mask as ``(N, 2)`` float polygons (holes are dropped).
+
+    ``tolerance`` is the Douglas-Peucker epsilon in pixels; parts with fewer than 3 vertices
+    after simplification are skipped.
+    """
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    parts = []
+    for c in contours:
+        if tolerance > 0:
+            c = cv2.approxPolyDP(c, tolerance, True)
+        pts = c.reshape(-1, 2).astype(np.float64)
+        if len(pts) >= 3:
+            parts.append(pts)
+    return parts
+
+
+def polygons_box(polygons: Sequence[np.ndarray]) -> tuple[float, float, float, float]:
+    pts = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+    x0, y0 = pts.min(axis=0)
+    x1, y1 = pts.max(axis=0)
+    return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+
+
+def polygons_area(polygons: Sequence[np.ndarray]) -> float:
+    """Sum of the shoelace areas of the parts, in square pixels."""
+    total = 0.0
+    for p in polygons:
+        p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        x, y = p[:, 0], p[:, 1]
+        total += 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return total
+
+
+def box_to_mask(box_xywh: Sequence[float], height: int, width: int) -> np.ndarray:
+    x, y, w, h = box_xywh
+    mask = np.zeros((height, width), dtype=bool)
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def annotation_box(ann: Annotation) -> tuple[float, float, float, float]:
+    """``(x, y, w, h)`` bounding box of any annotation, in pixels."""
+    if ann.kind is Kind.BOX:
+        assert ann.box_xywh is not None
+        return ann.box_xywh
+    if ann.kind is Kind.POLYGON:
+        assert ann.polygons is not None
+        return polygons_box(ann.polygons)
+    assert ann.rle is not None
+    return rle_box(ann.rle)
+
+
+def annotation_area(ann: Annotation) -> float:
+    """Area in square pixels: box w*h, polygon shoelace area, mask pixel count."""
+    if ann.kind is Kind.BOX:
+        assert ann.box_xywh is not None
+        return float(ann.box_xywh[2] * ann.box_xywh[3])
+    if ann.kind is Kind.POLYGON:
+        assert ann.polygons is not None
+        return polygons_area(ann.polygons)
+    assert ann.rle is not None
+    return rle_area(ann.rle)
+
+
+def annotation_mask(ann: Annotation, height: int, width: int) -> np.ndarray:
+    """``(h, w)`` bool mask of any annotation (boxes fill their rectangle)."""
+    if ann.kind is Kind.BOX:
+        assert ann.box_xywh is not None
+        return box_to_mask(ann.box_xywh, height, width)
+    if ann.kind is Kind.POLYGON:
+        assert ann.polygons is not None
+        return polygons_to_mask(ann.polygons, height, width)
+    assert ann.rle is not None
+    mask = decode_rle(ann.rle)
+    if mask.shape != (height, width):
+        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
+    return mask
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    iw = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    ih = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0

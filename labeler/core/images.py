@@ -1,0 +1,111 @@
+"""Safe image reading.
+
+- Files are recognised by content, not extension (``.jpg`` files that are PNG read fine).
+- EXIF orientation is honoured (an invalid value such as 0 counts as "upright").
+- Grayscale, palette, 16-bit and alpha images come back as ``(h, w, 3)`` uint8 RGB.
+- Decompression bombs are refused before decoding: the header is read first (Pillow reads headers
+  lazily) and images over ``max_pixels`` raise :class:`ImageError`.
+- Unicode paths work (bytes are read by Python, decoded by OpenCV from memory).
+- Big JPEGs can be decoded at 1/2, 1/4 or 1/8 size directly (``reduce``), which is how the GUI
+  shows an 8000 x 8000 photo at screen resolution first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = int(os.environ.get("LABELER_MAX_PIXELS", 20_000 * 20_000))
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm"})
+_ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+# Pillow's own bomb check would warn or raise on its own terms; ours is the one in force.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageError(Exception):
+    """An image that cannot be read: missing, corrupt, unknown format, or too large."""
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """True if the name looks like an image (used to list folders without opening files)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` after EXIF orientation, from the header alone (no pixel decoding)."""
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = 1
+            if im.format in ("JPEG", "TIFF", "WEBP", "PNG"):
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:  # a broken EXIF block is no reason to refuse the image
+                    orientation = 1
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: no such file") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{path}: not a readable image ({exc})") from exc
+    if orientation in _ROTATED_ORIENTATIONS:
+        width, height = height, width
+    return int(width), int(height)
+
+
+def read_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = None, reduce: int = 1
+) -> np.ndarray:
+    """Decode an image file to ``(h, w, 3)`` uint8 RGB.
+
+    ``reduce`` (1, 2, 4 or 8) decodes at that fraction of the size per side (fast for JPEG).
+    Raises :class:`ImageError` with the reason on any failure.
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    width, height = read_image_size(path)
+    if width * height > limit:
+        raise ImageError(
+            f"{path}: {width} x {height} pixels is over the limit of {limit:,} "
+            "(set LABELER_MAX_PIXELS to allow larger images)"
+        )
+    try:
+        data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc})") from exc
+    if reduce not in (1, 2, 4, 8):
+        raise ValueError("reduce must be 1, 2, 4 or 8")
+    flags = cv2.IMREAD_COLOR if reduce == 1 else _REDUCED_FLAGS[reduce]
+    image = cv2.imdecode(data, flags) if data.size else None
+    if image is None:
+        image = _read_with_pillow(path, reduce)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(image)
+
+
+def _read_with_pillow(path: str | os.PathLike[str], reduce: int) -> np.ndarray:
+    """Fallback for what OpenCV cannot decode (GIF, some palette PNGs)."""
+    try:
+        from PIL import ImageOps
+
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if reduce > 1:
+                im = im.reduce(reduce)
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{path}: corrupt or unsupported image ({exc})") from exc
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

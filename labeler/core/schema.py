@@ -1,0 +1,102 @@
+"""The project database schema and its migrations.
+
+``PRAGMA user_version`` holds the schema version. Each entry of :data:`MIGRATIONS` takes a
+database from version ``i`` to ``i + 1``; opening an older project runs the missing steps in one
+transaction. Never edit a released step: add a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        width INTEGER,
+        height INTEGER,
+        content_hash TEXT,
+        done INTEGER NOT NULL DEFAULT 0,
+        added REAL NOT NULL
+    );
+    CREATE TABLE categories (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        color TEXT NOT NULL
+    );
+    CREATE TABLE model_versions (
+        id INTEGER PRIMARY KEY,
+        plugin TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        categories TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        parent INTEGER REFERENCES model_versions(id),
+        metrics TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created REAL NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE annotations (
+        id INTEGER PRIMARY KEY,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        category_id INTEGER NOT NULL REFERENCES categories(id),
+        kind TEXT NOT NULL CHECK (kind IN ('box', 'polygon', 'mask')),
+        geometry TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('proposed', 'accepted', 'rejected')),
+        model_version INTEGER REFERENCES model_versions(id),
+        score REAL,
+        iscrowd INTEGER NOT NULL DEFAULT 0,
+        group_id INTEGER,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX annotations_image ON annotations(image_id);
+    """,
+    # 1 -> 2: per-image uncertainty for active learning, an ignore region, and the edit log.
+    """
+    ALTER TABLE images ADD COLUMN uncertainty REAL;
+    ALTER TABLE images ADD COLUMN ignore_rle TEXT;
+    CREATE TABLE edit_log (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        action TEXT NOT NULL,
+        image_id INTEGER,
+        annotation_id INTEGER,
+        kind TEXT,
+        seconds REAL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX edit_log_image ON edit_log(image_id);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    """The database is from a newer labeler, or not a labeler project."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring ``conn``'s database to :data:`SCHEMA_VERSION`; returns the version it had."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"this project was written by a newer labeler (schema {version}, "
+                f"this one knows up to {SCHEMA_VERSION})"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version

@@ -1,0 +1,637 @@
+"""The project store: one SQLite database (WAL) per project folder.
+
+A project is a folder holding ``labeler.db`` and a ``models/`` folder. Image paths are stored
+relative to the project folder, so moving the folder (with its images beside it) keeps it working.
+
+Every public method that writes is its own transaction (``BEGIN IMMEDIATE``); several can be
+grouped with :meth:`Project.transaction`, which commits all or nothing. Two processes may write to
+the same project at once: SQLite serialises them, and a busy database is waited for (up to
+``busy_timeout`` seconds) rather than reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
+from labeler.core.images import content_hash, is_image_file, read_image, read_image_size
+from labeler.core.schema import migrate
+
+DB_NAME = "labeler.db"
+MODELS_DIR = "models"
+Progress = Callable[[int, int], None]
+
+# A qualitative palette that stays readable over photos (Tableau 10 plus extras).
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+)
+
+
+class ProjectError(Exception):
+    """A project operation that cannot be done; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One trained model of one plugin.
+
+    ``checkpoint`` is a path relative to the project folder (a ``.safetensors`` file with a
+    ``.json`` of metadata beside it). ``categories`` lists the category ids the model's class
+    outputs stand for, in output order. ``metrics`` are on the fixed validation split.
+    ``data`` says what it was trained on (image ids, counts, seconds).
+    """
+
+    plugin: str
+    settings: dict[str, Any]
+    categories: tuple[int, ...]
+    checkpoint: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    parent: int | None = None
+    id: int | None = None
+    created: float | None = None
+    active: bool = False
+
+
+def _color_to_text(color: Sequence[int]) -> str:
+    r, g, b = (int(c) for c in color)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _color_from_text(text: str) -> tuple[int, int, int]:
+    return (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
+
+
+def _geometry_to_json(ann: Annotation) -> str:
+    if ann.kind is Kind.BOX:
+        return json.dumps(list(ann.box_xywh or ()))
+    if ann.kind is Kind.POLYGON:
+        return json.dumps([p.reshape(-1).tolist() for p in ann.polygons or ()])
+    from labeler.core.geometry import normalize_rle
+
+    return json.dumps(normalize_rle(ann.rle or {}))
+
+
+def _row_to_annotation(row: sqlite3.Row) -> Annotation:
+    kind = Kind(row["kind"])
+    geometry = json.loads(row["geometry"])
+    geo: dict[str, Any] = {}
+    if kind is Kind.BOX:
+        geo["box_xywh"] = tuple(geometry)
+    elif kind is Kind.POLYGON:
+        geo["polygons"] = tuple(np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in geometry)
+    else:
+        geo["rle"] = geometry
+    return Annotation(
+        id=row["id"],
+        image_id=row["image_id"],
+        category_id=row["category_id"],
+        kind=kind,
+        state=State(row["state"]),
+        model_version=row["model_version"],
+        score=row["score"],
+        iscrowd=bool(row["iscrowd"]),
+        group_id=row["group_id"],
+        attributes=json.loads(row["attributes"]),
+        created=row["created"],
+        updated=row["updated"],
+        **geo,
+    )
+
+
+def _row_to_image(row: sqlite3.Row) -> ImageRecord:
+    return ImageRecord(
+        id=row["id"],
+        path=row["path"],
+        width=row["width"],
+        height=row["height"],
+        done=bool(row["done"]),
+        content_hash=row["content_hash"],
+        uncertainty=row["uncertainty"],
+    )
+
+
+def _row_to_model_version(row: sqlite3.Row) -> ModelVersion:
+    return ModelVersion(
+        id=row["id"],
+        plugin=row["plugin"],
+        settings=json.loads(row["settings"]),
+        categories=tuple(json.loads(row["categories"])),
+        checkpoint=row["checkpoint"],
+        parent=row["parent"],
+        metrics=json.loads(row["metrics"]),
+        data=json.loads(row["data"]),
+        created=row["created"],
+        active=bool(row["active"]),
+    )
+
+
+class Project:
+    """An open project. Thread-safe (one connection behind a lock); cheap to open again."""
+
+    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+        self.root = root
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # ---- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: str | os.PathLike[str], *, exist_ok: bool = False) -> Project:
+        """Make a new project folder (or open the one there, with ``exist_ok``)."""
+        root = Path(root)
+        if (root / DB_NAME).exists():
+            if not exist_ok:
+                raise ProjectError(f"{root} already holds a project")
+            return cls.open(root)
+        if root.exists() and not root.is_dir():
+            raise ProjectError(f"{root} is a file, not a folder")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / MODELS_DIR).mkdir(exist_ok=True)
+        return cls._connect(root)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Project:
+        """Open the project in folder ``path`` (or whose database file is ``path``)."""
+        path = Path(path)
+        root = path.parent if path.name == DB_NAME else path
+        if not (root / DB_NAME).is_file():
+            raise ProjectError(f"{root} is not a labeler project (no {DB_NAME}); create one with 'labeler init'")
+        (root / MODELS_DIR).mkdir(exist_ok=True)
+        return cls._connect(root)
+
+    @staticmethod
+    def is_project(path: str | os.PathLike[str]) -> bool:
+        path = Path(path)
+        return (path / DB_NAME).is_file() or (path.name == DB_NAME and path.is_file())
+
+    @classmethod
+    def _connect(cls, root: Path) -> Project:
+        try:
+            conn = sqlite3.connect(
+                root / DB_NAME, timeout=60.0, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=60000")
+            migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{root / DB_NAME}: not a readable project database ({exc})") from exc
+        return cls(root.resolve(), conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / MODELS_DIR
+
+    # ---- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all. Re-entrant."""
+        with self._lock:
+            if self._depth == 0:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if self._depth == 0:
+                self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # ---- images ---------------------------------------------------------------------------
+
+    def relative_path(self, path: str | os.PathLike[str]) -> str:
+        """How the store names an image file: relative to the project folder, POSIX style."""
+        absolute = Path(os.path.abspath(path))
+        try:
+            rel = os.path.relpath(absolute, self.root)
+        except ValueError:  # another drive on Windows
+            rel = str(absolute)
+        return Path(rel).as_posix()
+
+    def add_images(
+        self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None
+    ) -> list[int]:
+        """Add image files (without decoding them); returns their ids, old ones included."""
+        paths = list(paths)
+        now = time.time()
+        ids: list[int] = []
+        with self.transaction():
+            for i, p in enumerate(paths):
+                rel = self.relative_path(p)
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO images(path, done, added) VALUES (?, 0, ?)", (rel, now)
+                )
+                ids.append(self._conn.execute("SELECT id FROM images WHERE path = ?", (rel,)).fetchone()[0])
+                if progress is not None and (i % 500 == 0 or i == len(paths) - 1):
+                    progress(i + 1, len(paths))
+        return ids
+
+    def add_folder(
+        self, folder: str | os.PathLike[str], *, recursive: bool = True, progress: Progress | None = None
+    ) -> list[int]:
+        """Add every image file under ``folder`` (by name; files are opened only when shown)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ProjectError(f"{folder} is not a folder")
+        return self.add_images(list_image_files(folder, recursive=recursive), progress=progress)
+
+    def images(self, *, done: bool | None = None) -> list[ImageRecord]:
+        if done is None:
+            rows = self._query("SELECT * FROM images ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM images WHERE done = ? ORDER BY id", (int(done),))
+        return [_row_to_image(r) for r in rows]
+
+    def image_count(self, *, done: bool | None = None) -> int:
+        if done is None:
+            return int(self._query("SELECT COUNT(*) FROM images")[0][0])
+        return int(self._query("SELECT COUNT(*) FROM images WHERE done = ?", (int(done),))[0][0])
+
+    def image(self, image_id: int) -> ImageRecord:
+        rows = self._query("SELECT * FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            raise ProjectError(f"no image with id {image_id}")
+        return _row_to_image(rows[0])
+
+    def find_image(self, path: str | os.PathLike[str]) -> ImageRecord | None:
+        """The image stored for this file path, or ``None``."""
+        rows = self._query("SELECT * FROM images WHERE path = ?", (self.relative_path(path),))
+        return _row_to_image(rows[0]) if rows else None
+
+    def find_images_by_name(self, name: str) -> list[ImageRecord]:
+        """Images whose file name (last path part) is ``name``."""
+        rows = self._query(
+            "SELECT * FROM images WHERE path = ? OR path LIKE ? ESCAPE '\\' ORDER BY id",
+            (name, "%/" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")),
+        )
+        return [_row_to_image(r) for r in rows]
+
+    def image_path(self, image_id: int) -> Path:
+        """Absolute path of the image file."""
+        return (self.root / self.image(image_id).path).resolve()
+
+    def image_size(self, image_id: int) -> tuple[int, int]:
+        """``(width, height)`` in pixels; read from the file header the first time, then stored."""
+        record = self.image(image_id)
+        if record.width is not None and record.height is not None:
+            return record.width, record.height
+        width, height = read_image_size(self.root / record.path)
+        with self.transaction():
+            self._conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", (width, height, image_id))
+        return width, height
+
+    def read_image(self, image_id: int, *, reduce: int = 1) -> np.ndarray:
+        """Decode the image as ``(h, w, 3)`` uint8 RGB; records its size and hash on first read."""
+        record = self.image(image_id)
+        path = self.root / record.path
+        pixels = read_image(path, reduce=reduce)
+        if record.content_hash is None and reduce == 1:
+            with self.transaction():
+                self._conn.execute(
+                    "UPDATE images SET width = ?, height = ?, content_hash = ? WHERE id = ?",
+                    (pixels.shape[1], pixels.shape[0], content_hash(path), image_id),
+                )
+        return pixels
+
+    def set_image_size(self, image_id: int, width: int, height: int) -> None:
+        with self.transaction():
+            self._conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", (width, height, image_id))
+
+    def set_done(self, image_id: int, done: bool = True) -> None:
+        with self.transaction():
+            self._conn.execute("UPDATE images SET done = ? WHERE id = ?", (int(done), image_id))
+            self._log("done" if done else "undone", image_id=image_id)
+
+    def set_uncertainty(self, image_id: int, uncertainty: float | None) -> None:
+        with self.transaction():
+            self._conn.execute("UPDATE images SET uncertainty = ? WHERE id = ?", (uncertainty, image_id))
+
+    def set_ignore_mask(self, image_id: int, rle: dict[str, Any] | None) -> None:
+        """Pixels of the image that carry no label (e.g. CamVid's "unlabelled"); ``None`` clears."""
+        from labeler.core.geometry import normalize_rle
+
+        text = json.dumps(normalize_rle(rle)) if rle is not None else None
+        with self.transaction():
+            self._conn.execute("UPDATE images SET ignore_rle = ? WHERE id = ?", (text, image_id))
+
+    def ignore_mask(self, image_id: int) -> dict[str, Any] | None:
+        """The image's ignore region as compressed RLE, or ``None``."""
+        rows = self._query("SELECT ignore_rle FROM images WHERE id = ?", (image_id,))
+        return json.loads(rows[0][0]) if rows and rows[0][0] else None
+
+    def most_uncertain_image(self, *, exclude: int | None = None) -> ImageRecord | None:
+        """The not-done image the models are least sure of (auto-labelled ones only)."""
+        rows = self._query(
+            "SELECT * FROM images WHERE done = 0 AND uncertainty IS NOT NULL AND id != ? "
+            "ORDER BY uncertainty DESC, id LIMIT 1",
+            (exclude if exclude is not None else -1,),
+        )
+        return _row_to_image(rows[0]) if rows else None
+
+    # ---- categories -----------------------------------------------------------------------
+
+    def categories(self) -> list[Category]:
+        rows = self._query("SELECT * FROM categories ORDER BY id")
+        return [Category(r["id"], r["name"], _color_from_text(r["color"])) for r in rows]
+
+    def category(self, category_id: int) -> Category:
+        rows = self._query("SELECT * FROM categories WHERE id = ?", (category_id,))
+        if not rows:
+            raise ProjectError(f"no category with id {category_id}")
+        r = rows[0]
+        return Category(r["id"], r["name"], _color_from_text(r["color"]))
+
+    def category_by_name(self, name: str) -> Category | None:
+        rows = self._query("SELECT * FROM categories WHERE name = ?", (name,))
+        return Category(rows[0]["id"], rows[0]["name"], _color_from_text(rows[0]["color"])) if rows else None
+
+    def add_category(self, name: str, *, color: Sequence[int] | None = None) -> Category:
+        """Add a category; its id is the next free integer and never changes."""
+        name = name.strip()
+        if not name:
+            raise ProjectError("a category needs a name")
+        with self.transaction():
+            if self.category_by_name(name) is not None:
+                raise ProjectError(f"there is already a category named {name!r}")
+            count = int(self._conn.execute("SELECT COUNT(*) FROM categories").fetchone()[0])
+            rgb = tuple(color) if color is not None else PALETTE[count % len(PALETTE)]
+            cur = self._conn.execute(
+                "INSERT INTO categories(name, color) VALUES (?, ?)", (name, _color_to_text(rgb))
+            )
+            category_id = int(cur.lastrowid or 0)
+        return self.category(category_id)
+
+    def ensure_category(self, name: str) -> Category:
+        """The category named ``name``, added if missing."""
+        with self.transaction():
+            found = self.category_by_name(name.strip())
+            return found if found is not None else self.add_category(name)
+
+    def rename_category(self, category_id: int, name: str) -> Category:
+        name = name.strip()
+        with self.transaction():
+            other = self.category_by_name(name)
+            if other is not None and other.id != category_id:
+                raise ProjectError(f"there is already a category named {name!r}")
+            self._conn.execute("UPDATE categories SET name = ? WHERE id = ?", (name, category_id))
+        return self.category(category_id)
+
+    def recolor_category(self, category_id: int, color: Sequence[int]) -> Category:
+        with self.transaction():
+            self._conn.execute("UPDATE categories SET color = ? WHERE id = ?", (_color_to_text(color), category_id))
+        return self.category(category_id)
+
+    # ---- annotations ----------------------------------------------------------------------
+
+    def annotations(
+        self,
+        image_id: int | None = None,
+        *,
+        states: Iterable[State] | None = None,
+        kinds: Iterable[Kind] | None = None,
+    ) -> list[Annotation]:
+        """Annotations, optionally of one image, in some states and kinds, ordered by id."""
+        where, params = [], []
+        if image_id is not None:
+            where.append("image_id = ?")
+            params.append(image_id)
+        if states is not None:
+            values = [State(s).value for s in states]
+            where.append(f"state IN ({','.join('?' * len(values))})")
+            params.extend(values)
+        if kinds is not None:
+            values = [Kind(k).value for k in kinds]
+            where.append(f"kind IN ({','.join('?' * len(values))})")
+            params.extend(values)
+        sql = "SELECT * FROM annotations" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+        return [_row_to_annotation(r) for r in self._query(sql, params)]
+
+    def annotation(self, annotation_id: int) -> Annotation:
+        rows = self._query("SELECT * FROM annotations WHERE id = ?", (annotation_id,))
+        if not rows:
+            raise ProjectError(f"no annotation with id {annotation_id}")
+        return _row_to_annotation(rows[0])
+
+    def annotation_counts(self) -> dict[int, dict[str, int]]:
+        """Per image id: how many annotations it has in each state."""
+        out: dict[int, dict[str, int]] = {}
+        for r in self._query("SELECT image_id, state, COUNT(*) AS n FROM annotations GROUP BY image_id, state"):
+            out.setdefault(r["image_id"], {})[r["state"]] = r["n"]
+        return out
+
+    def add_annotation(self, ann: Annotation, *, log: bool = True) -> Annotation:
+        """Store a new annotation (or bring back a deleted one with its old ``id``)."""
+        return self.add_annotations([ann], log=log)[0]
+
+    def add_annotations(self, anns: Iterable[Annotation], *, log: bool = True) -> list[Annotation]:
+        now = time.time()
+        ids = []
+        with self.transaction():
+            for ann in anns:
+                cur = self._conn.execute(
+                    "INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
+                    " score, iscrowd, group_id, attributes, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ann.id, ann.image_id, ann.category_id, ann.kind.value, _geometry_to_json(ann),
+                        ann.state.value, ann.model_version, ann.score, int(ann.iscrowd), ann.group_id,
+                        json.dumps(ann.attributes), ann.created or now, now,
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+                if log and ann.state is not State.PROPOSED:
+                    self._log("add", image_id=ann.image_id, annotation_id=ids[-1], kind=ann.kind.value)
+        return [self.annotation(i) for i in ids]
+
+    def update_annotation(self, ann: Annotation, *, action: str = "edit") -> Annotation:
+        """Overwrite the stored annotation with id ``ann.id``."""
+        if ann.id is None:
+            raise ProjectError("cannot update an annotation that was never stored")
+        with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE annotations SET category_id = ?, kind = ?, geometry = ?, state = ?, model_version = ?,"
+                " score = ?, iscrowd = ?, group_id = ?, attributes = ?, updated = ? WHERE id = ?",
+                (
+                    ann.category_id, ann.kind.value, _geometry_to_json(ann), ann.state.value, ann.model_version,
+                    ann.score, int(ann.iscrowd), ann.group_id, json.dumps(ann.attributes), time.time(), ann.id,
+                ),
+            )
+            if cur.rowcount == 0:
+                raise ProjectError(f"no annotation with id {ann.id}")
+            self._log(action, image_id=ann.image_id, annotation_id=ann.id, kind=ann.kind.value)
+        return self.annotation(ann.id)
+
+    def set_state(self, annotation_id: int, state: State) -> Annotation:
+        """Accept or reject a proposal (or put it back to proposed)."""
+        ann = self.annotation(annotation_id)
+        return self.update_annotation(replace(ann, state=State(state)), action=State(state).value)
+
+    def delete_annotation(self, annotation_id: int) -> None:
+        with self.transaction():
+            row = self._conn.execute("SELECT image_id, kind FROM annotations WHERE id = ?", (annotation_id,)).fetchone()
+            self._conn.execute("DELETE FROM annotations WHERE id = ?", (annotation_id,))
+            if row is not None:
+                self._log("delete", image_id=row["image_id"], annotation_id=annotation_id, kind=row["kind"])
+
+    def replace_proposals(
+        self,
+        image_id: int,
+        *,
+        plugin: str,
+        proposals: Sequence[Annotation],
+        uncertainty: float | None = None,
+    ) -> list[Annotation]:
+        """Swap the plugin's pending proposals on an image for new ones, in one transaction.
+
+        Accepted, rejected and human annotations are never touched. Only proposals made by model
+        versions of ``plugin`` are replaced.
+        """
+        for p in proposals:
+            if p.state is not State.PROPOSED or p.model_version is None:
+                raise ProjectError("proposals must be in state 'proposed' and name their model version")
+        with self.transaction():
+            self._conn.execute(
+                "DELETE FROM annotations WHERE image_id = ? AND state = 'proposed' AND model_version IN"
+                " (SELECT id FROM model_versions WHERE plugin = ?)",
+                (image_id, plugin),
+            )
+            stored = self.add_annotations([replace(p, image_id=image_id, id=None) for p in proposals], log=False)
+            self._conn.execute("UPDATE images SET uncertainty = ? WHERE id = ?", (uncertainty, image_id))
+        return stored
+
+    # ---- model versions -------------------------------------------------------------------
+
+    def add_model_version(self, version: ModelVersion, *, activate: bool = False) -> ModelVersion:
+        with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO model_versions(plugin, settings, categories, checkpoint, parent, metrics, data, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version.plugin, json.dumps(version.settings), json.dumps(list(version.categories)),
+                    version.checkpoint, version.parent, json.dumps(version.metrics), json.dumps(version.data),
+                    version.created or time.time(),
+                ),
+            )
+            version_id = int(cur.lastrowid or 0)
+            if activate:
+                self.activate_model_version(version_id)
+        return self.model_version(version_id)
+
+    def model_versions(self, plugin: str | None = None) -> list[ModelVersion]:
+        if plugin is None:
+            rows = self._query("SELECT * FROM model_versions ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM model_versions WHERE plugin = ? ORDER BY id", (plugin,))
+        return [_row_to_model_version(r) for r in rows]
+
+    def model_version(self, version_id: int) -> ModelVersion:
+        rows = self._query("SELECT * FROM model_versions WHERE id = ?", (version_id,))
+        if not rows:
+            raise ProjectError(f"no model version with id {version_id}")
+        return _row_to_model_version(rows[0])
+
+    def active_model_version(self, plugin: str) -> ModelVersion | None:
+        rows = self._query("SELECT * FROM model_versions WHERE plugin = ? AND active = 1", (plugin,))
+        return _row_to_model_version(rows[0]) if rows else None
+
+    def activate_model_version(self, version_id: int) -> None:
+        """Make this version the one its plugin uses (the others of that plugin step down)."""
+        with self.transaction():
+            version = self.model_version(version_id)
+            self._conn.execute("UPDATE model_versions SET active = 0 WHERE plugin = ?", (version.plugin,))
+            self._conn.execute("UPDATE model_versions SET active = 1 WHERE id = ?", (version_id,))
+            self._log("activate", detail={"model_version": version_id, "plugin": version.plugin})
+
+    # ---- edit log -------------------------------------------------------------------------
+
+    def _log(
+        self,
+        action: str,
+        *,
+        image_id: int | None = None,
+        annotation_id: int | None = None,
+        kind: str | None = None,
+        seconds: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), action, image_id, annotation_id, kind, seconds, json.dumps(detail or {})),
+        )
+
+    def log_edit(
+        self,
+        action: str,
+        *,
+        image_id: int | None = None,
+        annotation_id: int | None = None,
+        kind: str | None = None,
+        seconds: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record something the user did (e.g. ``draw`` with the seconds it took)."""
+        with self.transaction():
+            self._log(action, image_id=image_id, annotation_id=annotation_id, kind=kind, seconds=seconds, detail=detail)
+
+    def edit_log(self, *, action: str | None = None) -> list[dict[str, Any]]:
+        if action is None:
+            rows = self._query("SELECT * FROM edit_log ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM edit_log WHERE action = ? ORDER BY id", (action,))
+        return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+
+def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder`` by name, sorted; hidden files and folders are skipped."""
+    found: list[Path] = []
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(Path(entry.path))
+                elif is_image_file(entry.name):
+                    found.append(Path(entry.path))
+    found.sort()
+    return found
