@@ -1,0 +1,25 @@
+"""Shared fixtures: where the real data sets are, and small generated projects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``$LABELER_DATA``, else ``../shared/data`` beside the repository."""
+    env = os.environ.get("LABELER_DATA")
+    return Path(env) if env else (REPO.parent / "shared" / "data")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data sets folder; the test skips with a reason when it is absent."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data sets not present at {path} (set LABELER_DATA)")
+    return path
