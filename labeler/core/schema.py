@@ -82,6 +82,14 @@ class SchemaError(Exception):
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring ``conn``'s database to :data:`SCHEMA_VERSION`; returns the version it had."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:  # up to date: no write lock needed
+        return version
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"this project was written by a newer labeler (schema {version}, "
+            f"this one knows up to {SCHEMA_VERSION}); update labeler to open it"
+        )
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])

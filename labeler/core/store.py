@@ -181,18 +181,25 @@ class Project:
 
     @classmethod
     def _connect(cls, root: Path) -> Project:
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
                 root / DB_NAME, timeout=60.0, isolation_level=None, check_same_thread=False
             )
             conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=60000")
             migrate(conn)
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise ProjectError(f"{root / DB_NAME}: not a readable project database ({exc})") from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
         return cls(root.resolve(), conn)
 
     def close(self) -> None:
@@ -213,21 +220,27 @@ class Project:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all. Re-entrant."""
+        """All writes inside commit together or not at all. Re-entrant.
+
+        The outermost level is a ``BEGIN IMMEDIATE`` transaction (it waits for other writers);
+        inner levels are savepoints, so an error caught inside undoes only that inner block.
+        """
         with self._lock:
-            if self._depth == 0:
-                self._conn.execute("BEGIN IMMEDIATE")
+            depth = self._depth
+            self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT level{depth}")
             self._depth += 1
             try:
                 yield
             except BaseException:
-                self._depth -= 1
-                if self._depth == 0:
+                self._depth = depth
+                if depth == 0:
                     self._conn.execute("ROLLBACK")
+                else:
+                    self._conn.execute(f"ROLLBACK TO level{depth}")
+                    self._conn.execute(f"RELEASE level{depth}")
                 raise
-            self._depth -= 1
-            if self._depth == 0:
-                self._conn.execute("COMMIT")
+            self._depth = depth
+            self._conn.execute("COMMIT" if depth == 0 else f"RELEASE level{depth}")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -405,6 +418,9 @@ class Project:
 
     def rename_category(self, category_id: int, name: str) -> Category:
         name = name.strip()
+        if not name:
+            raise ProjectError("a category needs a name")
+        self.category(category_id)  # raises for an unknown id
         with self.transaction():
             other = self.category_by_name(name)
             if other is not None and other.id != category_id:

@@ -1,0 +1,91 @@
+"""Two processes writing to one project at once: no lost write, no "database is locked"."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import traceback
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from labeler.core.annotation import Annotation, Kind
+from labeler.core.store import Project
+
+PER_WRITER = 200
+
+
+def _writer(root: str, category: int, start: mp.synchronize.Barrier, errors: mp.Queue) -> None:  # type: ignore[name-defined]
+    """Adds PER_WRITER boxes, each in its own transaction, plus some other writes between."""
+    try:
+        with Project.open(root) as p:
+            image_ids = [r.id for r in p.images()]
+            start.wait(60)  # both processes are ready: they write at the same time
+            for i in range(PER_WRITER):
+                image_id = image_ids[i % len(image_ids)]
+                p.add_annotation(Annotation(image_id=image_id, category_id=category, kind=Kind.BOX,
+                                            box_xywh=(i, category, 1, 1)))
+                if i % 20 == 0:
+                    p.set_uncertainty(image_id, i / PER_WRITER)
+                    with p.transaction():  # a grouped write, too
+                        p.log_edit("draw", image_id=image_id, seconds=float(i))
+                        p.set_done(image_id, True)
+    except BaseException:  # reported to the parent, which fails the test with it
+        errors.put(traceback.format_exc())
+
+
+def test_two_processes_write_at_once_without_losing_anything(tmp_path: Path) -> None:
+    (tmp_path / "p" / "images").mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tmp_path / "p" / "images" / f"{i}.png")
+    with Project.create(tmp_path / "p") as p:
+        p.add_folder(tmp_path / "p" / "images")
+        p.add_category("a")
+        p.add_category("b")
+    ctx = mp.get_context("spawn")
+    start, errors = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path / "p"), c, start, errors)) for c in (1, 2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    assert not problems, "\n".join(problems)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    with Project.open(tmp_path / "p") as p:
+        anns = p.annotations()
+        for category in (1, 2):
+            xs = sorted(int(a.box_xywh[0]) for a in anns if a.category_id == category)  # type: ignore[index]
+            assert xs == list(range(PER_WRITER))
+        assert len(p.edit_log(action="draw")) == 2 * (PER_WRITER // 20)
+        assert len(p.edit_log(action="add")) == 2 * PER_WRITER
+
+
+def test_threads_share_one_project(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tmp_path / "p" / "x.png")
+    failures: list[BaseException] = []
+    with Project.create(tmp_path / "p", exist_ok=True) as p:
+        (image_id,) = p.add_images([tmp_path / "p" / "x.png"])
+        p.add_category("a")
+
+        def work(offset: int) -> None:
+            try:
+                for i in range(50):
+                    with p.transaction():
+                        p.add_annotation(Annotation(image_id=image_id, category_id=1, kind=Kind.BOX,
+                                                    box_xywh=(offset + i, 0, 1, 1)))
+                    p.annotations(image_id)
+            except BaseException as exc:  # collected and re-raised by the test
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k * 100,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures
+        assert len(p.annotations(image_id)) == 150
