@@ -1,0 +1,46 @@
+"""Helpers shared by the learning tests (not a test module): the example plugin, installed."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MINIMAL_SOURCE = REPO / "examples" / "minimal_plugin"
+_installed: Path | None = None
+
+
+def install_minimal_plugin() -> Path:
+    """pip-install ``examples/minimal_plugin`` (a copy, so the source stays clean) into a temporary
+    target folder once per test process, put that folder on ``sys.path`` (so
+    ``importlib.metadata`` sees its dist-info and entry point), and return the folder."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    work = Path(tempfile.mkdtemp(prefix="labeler-minimal-plugin-"))
+    source = work / "src"
+    shutil.copytree(MINIMAL_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = work / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--no-compile", "--target", str(target), str(source)],
+        check=True, capture_output=True, text=True,
+    )
+    shutil.rmtree(source, ignore_errors=True)
+    if str(target) not in sys.path:
+        sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    _installed = target
+    return target
+
+
+def minimal_plugin():
+    """A fresh instance of the installed example plugin."""
+    install_minimal_plugin()
+    from labeler_minimal_plugin import MinimalSegmenter
+
+    return MinimalSegmenter()
