@@ -20,9 +20,21 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = int(os.environ.get("LABELER_MAX_PIXELS", 20_000 * 20_000))
+DEFAULT_MAX_PIXELS = 20_000 * 20_000
+"""Images with more pixels than this are refused unless ``max_pixels`` or ``$LABELER_MAX_PIXELS`` say otherwise."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm"})
 _ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# EXIF orientation -> how to turn the stored pixels upright (as Pillow's exif_transpose does).
+_ORIENT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 # Pillow's own bomb check would warn or raise on its own terms; ours is the one in force.
@@ -38,24 +50,53 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(width, height)`` after EXIF orientation, from the header alone (no pixel decoding)."""
+def _header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """``(width, height, orientation)`` as stored in the file, from the header alone.
+
+    ``orientation`` is the EXIF orientation tag (1..8); a missing, broken or invalid tag is 1.
+    """
     try:
         with Image.open(path) as im:
             width, height = im.size
             orientation = 1
-            if im.format in ("JPEG", "TIFF", "WEBP", "PNG"):
+            if im.format in ("JPEG", "TIFF", "WEBP", "PNG", "MPO"):
                 try:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
                 except Exception:  # a broken EXIF block is no reason to refuse the image
                     orientation = 1
     except FileNotFoundError as exc:
         raise ImageError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path}: is a folder, not an image") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
+    if orientation not in _ORIENT:
+        orientation = 1
+    return int(width), int(height), orientation
+
+
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` after EXIF orientation, from the header alone (no pixel decoding)."""
+    width, height, orientation = _header(path)
     if orientation in _ROTATED_ORIENTATIONS:
         width, height = height, width
-    return int(width), int(height)
+    return width, height
+
+
+def max_pixels_limit() -> int:
+    """The pixel limit in force: ``$LABELER_MAX_PIXELS`` if set (read at each call), else 400 MP."""
+    text = os.environ.get("LABELER_MAX_PIXELS")
+    if text:
+        try:
+            return int(text)
+        except ValueError:
+            raise ImageError(f"LABELER_MAX_PIXELS must be a whole number, not {text!r}") from None
+    return DEFAULT_MAX_PIXELS
+
+
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF ``orientation`` (1..8) to ``(h, w, c)`` pixels stored as in the file."""
+    return _ORIENT[orientation](image)
 
 
 def read_image(
@@ -66,8 +107,10 @@ def read_image(
     ``reduce`` (1, 2, 4 or 8) decodes at that fraction of the size per side (fast for JPEG).
     Raises :class:`ImageError` with the reason on any failure.
     """
-    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-    width, height = read_image_size(path)
+    if reduce not in (1, 2, 4, 8):
+        raise ValueError("reduce must be 1, 2, 4 or 8")
+    limit = max_pixels_limit() if max_pixels is None else max_pixels
+    width, height, orientation = _header(path)
     if width * height > limit:
         raise ImageError(
             f"{path}: {width} x {height} pixels is over the limit of {limit:,} "
@@ -77,15 +120,14 @@ def read_image(
         data = np.fromfile(os.fspath(path), dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc})") from exc
-    if reduce not in (1, 2, 4, 8):
-        raise ValueError("reduce must be 1, 2, 4 or 8")
-    flags = cv2.IMREAD_COLOR if reduce == 1 else _REDUCED_FLAGS[reduce]
+    # OpenCV decodes the stored pixels; orientation is applied here from the same header that
+    # read_image_size uses, so sizes and pixels always agree whatever the format.
+    flags = (cv2.IMREAD_COLOR if reduce == 1 else _REDUCED_FLAGS[reduce]) | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
-        image = _read_with_pillow(path, reduce)
-    else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image)
+        return np.ascontiguousarray(_read_with_pillow(path, reduce))
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(_orient(image, orientation))
 
 
 def _read_with_pillow(path: str | os.PathLike[str], reduce: int) -> np.ndarray:
