@@ -25,19 +25,29 @@ def add_parsers(sub: Any) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    from labeler.cli import CliError
     from labeler.core.store import Project
 
-    project = Project.create(args.project, exist_ok=True)
+    # Check the input before anything is written: bad input never leaves a half-made project.
+    images = Path(args.images) if args.images else None
+    if images is not None and not images.is_dir():
+        raise CliError(f"--images {images}: {'is a file, not a folder' if images.exists() else 'no such folder'}")
+    names = [n.strip() for n in (args.classes or "").split(",") if n.strip()]
+    target = Path(args.project)
+    if target.exists() and not target.is_dir():
+        raise CliError(f"{target} is a file, not a folder")
+    try:
+        project = Project.create(target, exist_ok=True)
+    except PermissionError as exc:
+        raise CliError(f"cannot create a project at {target}: {exc.strerror or exc}") from exc
     with project:
-        if args.classes:
-            for name in args.classes.split(","):
-                if name.strip():
-                    project.ensure_category(name)
+        for name in names:
+            project.ensure_category(name)
         added = 0
-        if args.images:
+        if images is not None:
             bar = ProgressBar("adding images")
             before = project.image_count()
-            project.add_folder(Path(args.images), progress=bar)
+            project.add_folder(images, progress=bar)
             bar.close()
             added = project.image_count() - before
         print(f"{project.root}: {project.image_count()} images ({added} new), "
