@@ -1,0 +1,329 @@
+"""COCO instances JSON (``instances_*.json``): import and export.
+
+Import keeps the geometry the file has: polygons (one or several parts per object) become
+``Kind.POLYGON``, RLE masks (compressed or uncompressed ``counts``) become ``Kind.MASK``, an
+annotation with only a ``bbox`` (or whose segmentation is one axis-aligned rectangle, which is how
+boxes are written out) becomes ``Kind.BOX``. ``iscrowd`` is kept. Category ids may be
+non-contiguous; a category named ``_background_`` (labelme's id 0) is dropped. ``info`` and
+``licenses`` are optional. ``file_name`` may carry folders.
+
+Export writes categories ``1..N`` in the project's category order, the project's image ids and
+annotation ids (stable from one export to the next), masks as compressed RLE (``masks="rle"``) or
+traced polygons (``masks="polygon"``; crowd regions stay RLE as COCO requires), polygons as
+polygons, and boxes as ``bbox`` with the box as a 4-vertex polygon ``segmentation`` (what
+pycocotools' ``loadRes`` writes for box results, so ``COCO.annToMask`` works on every annotation).
+``bbox`` is ``[x, y, w, h]`` in pixels; ``area`` is the pixel area COCO computes from the
+geometry's RLE (for boxes ``w * h``). Proposals are written only with ``include_proposals``, with
+their ``score``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+import labeler
+from labeler.core.annotation import Annotation, Kind
+from labeler.core.geometry import decode_rle, mask_to_polygons, normalize_rle, polygons_box
+from labeler.core.store import Project
+from labeler.formats.common import (
+    CategoryMap,
+    ExportReport,
+    ImageFinder,
+    ImportReport,
+    Progress,
+    Tally,
+    Writer,
+    atomic_file,
+    box_polygon,
+    export_selection,
+    files_under,
+    image_sizes,
+    read_json,
+)
+from labeler.formats.errors import FormatError
+
+BACKGROUND_NAMES = frozenset({"_background_", "__background__", "background"})
+MASK_MODES = ("rle", "polygon")
+FILE_NAME_MODES = ("relative", "name")
+
+
+# ---- import -----------------------------------------------------------------------------------
+
+
+def _coco_file(source: Path) -> Path:
+    if source.is_dir():
+        found = [p for p in files_under(source, [".json"]) if p.parent == source]
+        if len(found) != 1:
+            raise FormatError(f"{source}: expected one COCO .json file in the folder, found {len(found)}; name the file")
+        return found[0]
+    if not source.is_file():
+        raise FormatError(f"{source}: no such file")
+    return source
+
+
+def _list_of(data: dict[str, Any], key: str, path: Path, *, required: bool) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise FormatError(f"{path}: not a COCO instances file (no '{key}' list)")
+        return []
+    if not isinstance(value, list):
+        raise FormatError(f"{path}: '{key}' must be a list, got {type(value).__name__}")
+    return value
+
+
+def import_coco(
+    project: Project,
+    source: Path,
+    *,
+    images_dir: Path | None = None,
+    mark_done: bool = True,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import a COCO instances JSON file into ``project`` (all or nothing)."""
+    path = _coco_file(Path(source))
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: not a COCO instances file (the top level is not an object)")
+    images = _list_of(data, "images", path, required=True)
+    annotations = _list_of(data, "annotations", path, required=False)
+    categories = _list_of(data, "categories", path, required=bool(annotations))
+
+    names: dict[int, str | None] = {}
+    for i, c in enumerate(categories):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or not isinstance(c.get("name"), str):
+            raise FormatError(f"{path}: category #{i} needs an integer 'id' and a string 'name'")
+        names[c["id"]] = None if c["name"].strip() in BACKGROUND_NAMES else c["name"]
+
+    by_image: dict[Any, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for i, a in enumerate(annotations):
+        if not isinstance(a, dict) or "image_id" not in a or "category_id" not in a:
+            raise FormatError(f"{path}: annotation #{i} needs 'image_id' and 'category_id'")
+        if a["category_id"] not in names:
+            raise FormatError(
+                f"{path}: annotation {a.get('id', '#' + str(i))} refers to category {a['category_id']!r}, "
+                "which the file does not define"
+            )
+        by_image[a["image_id"]].append((i, a))
+    image_ids = set()
+    for i, im in enumerate(images):
+        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
+            raise FormatError(f"{path}: image #{i} needs an 'id' and a 'file_name'")
+        image_ids.add(im["id"])
+    unknown = set(by_image) - image_ids
+    if unknown:
+        raise FormatError(f"{path}: annotations refer to image id {sorted(map(str, unknown))[0]}, which the file does not list")
+
+    tally = Tally()
+    with project.transaction():
+        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
+        cats = CategoryMap(project, tally)
+        category_ids = {cid: cats.id(name) for cid, name in sorted(names.items()) if name is not None}
+        writer = Writer(project, tally, mark_done=mark_done)
+        for n, im in enumerate(images):
+            image_id = finder.find(im["file_name"], bases=[path.parent])
+            anns = by_image.get(im["id"], [])
+            if image_id is None:
+                tally.skip("image file not found", 1)
+                tally.skip("annotation of a missing image", len(anns))
+            else:
+                writer.image(image_id)
+                size = _declared_size(project, image_id, im)
+                for i, a in anns:
+                    if names[a["category_id"]] is None:
+                        tally.skip("background category")
+                        continue
+                    made = _annotation(a, image_id, category_ids[a["category_id"]], size, f"{path}: annotation #{i}")
+                    if isinstance(made, str):
+                        tally.skip(made)
+                    else:
+                        writer.add(made)
+            if progress is not None:
+                progress(n + 1, len(images))
+        writer.finish("coco", path)
+    return tally.import_report("coco", path)
+
+
+def _declared_size(project: Project, image_id: int, im: dict[str, Any]) -> tuple[int, int] | None:
+    """``(height, width)`` of the image: stored, else the file's ``height``/``width`` (then stored)."""
+    record = project.image(image_id)
+    if record.width is not None and record.height is not None:
+        return record.height, record.width
+    w, h = im.get("width"), im.get("height")
+    if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+        project.set_image_size(image_id, w, h)
+        return h, w
+    return None
+
+
+def _annotation(
+    a: dict[str, Any], image_id: int, category_id: int, size: tuple[int, int] | None, where: str
+) -> Annotation | str:
+    """The annotation for one COCO entry, or the reason it is skipped."""
+    seg = a.get("segmentation")
+    iscrowd = bool(a.get("iscrowd", 0))
+    common: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "iscrowd": iscrowd}
+    if isinstance(seg, dict):
+        counts, rle_size = seg.get("counts"), seg.get("size")
+        if not isinstance(counts, (str, list)) or not isinstance(rle_size, list) or len(rle_size) != 2:
+            raise FormatError(f"{where}: an RLE segmentation needs 'counts' and 'size' [h, w]")
+        if size is not None and [int(v) for v in rle_size] != list(size):
+            return "mask size differs from the image"
+        try:
+            rle = normalize_rle(seg)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise FormatError(f"{where}: unreadable RLE ({exc})") from exc
+        if mask_utils.area(_bytes_rle(rle)) == 0:
+            return "empty mask"
+        return Annotation(kind=Kind.MASK, rle=rle, **common)
+    if isinstance(seg, list) and seg:
+        flat = [seg] if all(isinstance(v, (int, float)) for v in seg) else seg
+        parts = []
+        for part in flat:
+            if not isinstance(part, list) or not all(isinstance(v, (int, float)) for v in part):
+                raise FormatError(f"{where}: a polygon must be a list of numbers")
+            if len(part) >= 6 and len(part) % 2 == 0:
+                parts.append(np.asarray(part, dtype=np.float64).reshape(-1, 2))
+        if not parts:
+            return "polygon with fewer than 3 vertices"
+        if not all(np.isfinite(p).all() for p in parts):
+            return "non-finite coordinates"
+        if len(parts) == 1 and _is_rectangle(parts[0]):
+            return Annotation(kind=Kind.BOX, box_xywh=polygons_box(parts), **common)
+        return Annotation(kind=Kind.POLYGON, polygons=tuple(parts), **common)
+    bbox = a.get("bbox")
+    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
+        if not (np.isfinite(bbox).all() and bbox[2] > 0 and bbox[3] > 0):
+            return "empty box"
+        return Annotation(kind=Kind.BOX, box_xywh=tuple(float(v) for v in bbox), **common)  # type: ignore[arg-type]
+    return "no segmentation and no bbox"
+
+
+def _is_rectangle(pts: np.ndarray) -> bool:
+    """True for 4 vertices forming an axis-aligned rectangle with non-zero sides."""
+    if len(pts) != 4:
+        return False
+    nxt = np.roll(pts, -1, axis=0)
+    axis_aligned = all(a[0] == b[0] or a[1] == b[1] for a, b in zip(pts, nxt, strict=True))
+    return axis_aligned and len(set(pts[:, 0])) == 2 and len(set(pts[:, 1])) == 2
+
+
+def _bytes_rle(rle: dict[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def export_coco(
+    project: Project,
+    out: Path,
+    *,
+    masks: str = "rle",
+    include_proposals: bool = False,
+    file_names: str = "relative",
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write the project's labels as one COCO instances JSON file ``out`` (atomically).
+
+    ``file_names="relative"`` writes each image's path relative to ``out``'s folder (so the file
+    finds its images wherever it is read from); ``"name"`` writes the bare file name.
+    """
+    if masks not in MASK_MODES:
+        raise FormatError(f"masks must be one of {', '.join(MASK_MODES)}, got {masks!r}")
+    if file_names not in FILE_NAME_MODES:
+        raise FormatError(f"file_names must be one of {', '.join(FILE_NAME_MODES)}, got {file_names!r}")
+    out = Path(out)
+    tally = Tally()
+    images, by_image = export_selection(project, include_proposals=include_proposals)
+    sizes = image_sizes(project, images, by_image, tally)
+    categories = project.categories()
+    coco_category = {c.id: i + 1 for i, c in enumerate(categories)}
+    out_dir = Path(os.path.abspath(out.parent))
+
+    coco_images: list[dict[str, Any]] = []
+    coco_anns: list[dict[str, Any]] = []
+    for n, record in enumerate(images):
+        if record.id not in sizes:
+            tally.skip("annotation of an image of unknown size", len(by_image.get(record.id, [])))
+            continue
+        width, height = sizes[record.id]
+        if file_names == "name":
+            file_name = Path(record.path).name
+        else:
+            file_name = Path(os.path.relpath(project.root / record.path, out_dir)).as_posix()
+        coco_images.append({"id": record.id, "file_name": file_name, "width": width, "height": height})
+        for ann in by_image.get(record.id, []):
+            entry = _coco_entry(ann, height, width, masks, tally)
+            if entry is not None:
+                entry["category_id"] = coco_category[ann.category_id]
+                coco_anns.append(entry)
+        if progress is not None and (n % 200 == 0 or n == len(images) - 1):
+            progress(n + 1, len(images))
+    tally.annotations = len(coco_anns)
+    document = {
+        "info": {
+            "description": f"exported by labeler {labeler.__version__} from {project.root.name}",
+            "version": labeler.__version__,
+            "date_created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        "licenses": [],
+        "images": coco_images,
+        "annotations": coco_anns,
+        "categories": [
+            {"id": coco_category[c.id], "name": c.name, "supercategory": ""} for c in categories
+        ],
+    }
+    with atomic_file(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, separators=(",", ":"))
+    return tally.export_report("coco", out, images=len(coco_images), files=1)
+
+
+def _coco_entry(
+    ann: Annotation, height: int, width: int, masks: str, tally: Tally
+) -> dict[str, Any] | None:
+    """One COCO annotation dict (without ``category_id``), or ``None`` if it cannot be written."""
+    entry: dict[str, Any] = {"id": ann.id, "image_id": ann.image_id, "iscrowd": int(ann.iscrowd)}
+    if ann.kind is Kind.BOX:
+        assert ann.box_xywh is not None
+        x, y, w, h = ann.box_xywh
+        entry["segmentation"] = [box_polygon(ann.box_xywh)]
+        entry["bbox"] = [x, y, w, h]
+        entry["area"] = w * h
+    elif ann.kind is Kind.POLYGON:
+        assert ann.polygons is not None
+        flat = [p.reshape(-1).tolist() for p in ann.polygons]
+        rle = mask_utils.merge(mask_utils.frPyObjects(flat, height, width))
+        entry["segmentation"] = flat
+        entry["bbox"] = list(polygons_box(ann.polygons))
+        entry["area"] = float(mask_utils.area(rle))
+    else:
+        assert ann.rle is not None
+        if [int(v) for v in ann.rle["size"]] != [height, width]:
+            tally.skip("mask size differs from the image")
+            return None
+        rle = normalize_rle(ann.rle)
+        coded = _bytes_rle(rle)
+        entry["segmentation"] = rle
+        if masks == "polygon" and not ann.iscrowd:
+            parts = mask_to_polygons(decode_rle(rle))
+            if parts:  # bbox and area then follow the polygon that is written
+                flat = [p.reshape(-1).tolist() for p in parts]
+                coded = mask_utils.merge(mask_utils.frPyObjects(flat, height, width))
+                entry["segmentation"] = flat
+        entry["bbox"] = [float(v) for v in mask_utils.toBbox(coded)]
+        entry["area"] = float(mask_utils.area(coded))
+    if ann.score is not None:
+        entry["score"] = float(ann.score)
+    if ann.attributes:
+        entry["attributes"] = ann.attributes
+    return entry

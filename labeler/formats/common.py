@@ -1,0 +1,495 @@
+"""What every format shares: reports, finding images, categories, atomic output.
+
+Conventions (those of :mod:`labeler.core.annotation`): pixel coordinates with the origin at the
+top-left corner of the top-left pixel; boxes ``(x, y, w, h)``; masks as compressed COCO RLE.
+
+An import runs inside one :meth:`Project.transaction`, so an error (or an exception raised by the
+``progress`` callback, which is how a caller cancels) leaves the project exactly as it was. An
+export builds its output in a temporary file or folder beside the target and moves it into place
+only when all of it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from labeler.core.annotation import Annotation, ImageRecord, Kind, State
+from labeler.core.geometry import normalize_rle
+from labeler.core.images import ImageError, is_image_file, read_image_size
+from labeler.core.store import Project, list_image_files
+from labeler.formats.errors import FormatError
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``; raising from it cancels (an import then rolls back)."""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did. ``skipped`` maps a reason to how many things it skipped (read only)."""
+
+    format: str
+    source: str
+    images: int
+    images_added: int
+    annotations: int
+    done: int
+    ignore_masks: int = 0
+    categories_added: tuple[str, ...] = ()
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for the command line and the GUI's status bar."""
+        text = (
+            f"{self.images} images ({self.images_added} new, {self.done} marked done), "
+            f"{self.annotations} annotations imported"
+        )
+        if self.ignore_masks:
+            text += f", {self.ignore_masks} ignore masks"
+        if self.categories_added:
+            text += f", {len(self.categories_added)} new categories"
+        return text + _skipped_text(self.skipped)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote: ``out`` is the file or folder, ``files`` how many files it holds."""
+
+    format: str
+    out: str
+    images: int
+    annotations: int
+    files: int
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"{self.images} images, {self.annotations} annotations exported to {self.out}"
+            + _skipped_text(self.skipped)
+        )
+
+
+def _skipped_text(skipped: dict[str, int]) -> str:
+    total = sum(skipped.values())
+    if not total:
+        return ""
+    reasons = "; ".join(f"{reason}: {n}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
+    return f", {total} skipped ({reasons})"
+
+
+class Tally:
+    """Counts kept while an import or export runs; turned into a report at the end."""
+
+    def __init__(self) -> None:
+        self.images: set[int] = set()
+        self.added: set[int] = set()
+        self.annotations = 0
+        self.done = 0
+        self.ignore_masks = 0
+        self.categories_added: list[str] = []
+        self.skipped: Counter[str] = Counter()
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.skipped[reason] += n
+
+    def import_report(self, fmt: str, source: Path) -> ImportReport:
+        return ImportReport(
+            format=fmt,
+            source=str(source),
+            images=len(self.images),
+            images_added=len(self.added),
+            annotations=self.annotations,
+            done=self.done,
+            ignore_masks=self.ignore_masks,
+            categories_added=tuple(self.categories_added),
+            skipped=dict(self.skipped),
+        )
+
+    def export_report(self, fmt: str, out: Path, *, images: int, files: int) -> ExportReport:
+        return ExportReport(
+            format=fmt, out=str(out), images=images, annotations=self.annotations, files=files,
+            skipped=dict(self.skipped),
+        )
+
+
+# ---- reading input ----------------------------------------------------------------------------
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; broken or unreadable input is a :class:`FormatError` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError as exc:
+        raise FormatError(f"{path}: no such file") from exc
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    except (UnicodeDecodeError, OSError) as exc:
+        raise FormatError(f"{path}: cannot read ({exc})") from exc
+
+
+def files_under(source: Path, suffixes: Iterable[str]) -> list[Path]:
+    """``source`` itself if it is a file, else the files under it with these suffixes, sorted."""
+    wanted = {s.lower() for s in suffixes}
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FormatError(f"{source}: no such file or folder")
+    found = [
+        Path(root) / name
+        for root, dirs, names in os.walk(source)
+        for name in names
+        if Path(name).suffix.lower() in wanted and not name.startswith(".")
+    ]
+    return sorted(found)
+
+
+def key_of(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` without its suffix, POSIX style: how label files pair to images."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        rel = Path(path.name)
+    return PurePosixPath(rel.with_suffix("").as_posix()).as_posix()
+
+
+class ImageFinder:
+    """Finds the image file an annotation file means, and adds it to the project if it is new.
+
+    A name is tried, in order: as written (relative to the annotation file's folder, or absolute);
+    relative to ``images_dir``; by file name anywhere under ``images_dir``; beside the annotation
+    file; and last among the project's images by file name (when exactly one matches).
+    """
+
+    def __init__(self, project: Project, *, images_dir: Path | None, tally: Tally) -> None:
+        self.project = project
+        self.images_dir = images_dir
+        self.tally = tally
+        self._by_name: dict[str, list[Path]] | None = None
+        self._by_stem: dict[str, list[Path]] | None = None
+        self._project_by_stem: dict[str, list[ImageRecord]] | None = None
+        self._ids: dict[Path, int] = {}
+        if images_dir is not None and not images_dir.is_dir():
+            raise FormatError(f"{images_dir}: the --images folder does not exist")
+
+    # -- by name, as COCO, labelme and VOC name images ---------------------------------------
+
+    def find(self, name: str, *, bases: Sequence[Path] = ()) -> int | None:
+        """Project image id for the image ``name`` (a path as the file wrote it), or ``None``."""
+        text = name.replace("\\", "/").strip()
+        if not text:
+            return None
+        written = Path(text)
+        plain = written.name
+        candidates: list[Path] = []
+        if written.is_absolute():
+            candidates.append(written)
+        else:
+            candidates += [base / written for base in bases]
+        if self.images_dir is not None:
+            if not written.is_absolute():
+                candidates.append(self.images_dir / written)
+            candidates.append(self.images_dir / plain)
+        candidates += [base / plain for base in bases]
+        for path in candidates:
+            if path.is_file():
+                return self._add(path)
+        if self.images_dir is not None:
+            hit = self._pick(self._index()[0].get(plain, []), written)
+            if hit is not None:
+                return self._add(hit)
+        records = self.project.find_images_by_name(plain)
+        if len(records) == 1:
+            return records[0].id
+        return None
+
+    # -- by stem, as YOLO and label masks pair files -----------------------------------------
+
+    def find_stem(self, key: str, *, bases: Sequence[Path] = ()) -> int | None:
+        """Project image id for the image whose path without suffix ends with ``key``, or ``None``."""
+        key_path = PurePosixPath(key)
+        stem = key_path.name
+        roots = list(bases) + ([self.images_dir] if self.images_dir is not None else [])
+        for root in roots:
+            folder = root / key_path.parent
+            if folder.is_dir():
+                hits = sorted(p for p in folder.glob(_glob_escape(stem) + ".*") if p.is_file() and is_image_file(p))
+                if hits:
+                    return self._add(hits[0])
+        if self.images_dir is not None:
+            hit = self._pick(self._index()[1].get(stem, []), Path(key))
+            if hit is not None:
+                return self._add(hit)
+        if self._project_by_stem is None:
+            self._project_by_stem = defaultdict(list)
+            for record in self.project.images():
+                self._project_by_stem[PurePosixPath(record.path).stem].append(record)
+        records = self._project_by_stem.get(stem, [])
+        if len(records) > 1:
+            records = [r for r in records if PurePosixPath(r.path).with_suffix("").as_posix().endswith(key)]
+        if len(records) == 1:
+            return records[0].id
+        return None
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _index(self) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+        if self._by_name is None or self._by_stem is None:
+            assert self.images_dir is not None
+            self._by_name, self._by_stem = defaultdict(list), defaultdict(list)
+            for path in list_image_files(self.images_dir):
+                self._by_name[path.name].append(path)
+                self._by_stem[path.stem].append(path)
+        return self._by_name, self._by_stem
+
+    @staticmethod
+    def _pick(paths: list[Path], written: Path) -> Path | None:
+        """The one path whose trailing parts best match how the file wrote the name."""
+        if len(paths) <= 1:
+            return paths[0] if paths else None
+        want = [p for p in written.with_suffix("").parts if p not in ("", ".", "..")][::-1]
+
+        def score(path: Path) -> int:
+            have = path.with_suffix("").parts[::-1]
+            n = 0
+            while n < min(len(want), len(have)) and want[n] == have[n]:
+                n += 1
+            return n
+
+        ranked = sorted(paths, key=score, reverse=True)
+        return ranked[0] if score(ranked[0]) > score(ranked[1]) else None
+
+    def _add(self, path: Path) -> int:
+        path = Path(os.path.abspath(path))
+        if path not in self._ids:
+            if self.project.find_image(path) is None:
+                image_id = self.project.add_images([path])[0]
+                self.tally.added.add(image_id)
+            else:
+                image_id = self.project.add_images([path])[0]
+            self._ids[path] = image_id
+        return self._ids[path]
+
+    def size(self, image_id: int) -> tuple[int, int] | None:
+        """``(width, height)`` of the image (from its header the first time), ``None`` if unreadable."""
+        try:
+            return self.project.image_size(image_id)
+        except (ImageError, OSError):
+            return None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+
+
+class CategoryMap:
+    """Category names to project ids, adding missing categories (and noting them in the tally)."""
+
+    def __init__(self, project: Project, tally: Tally) -> None:
+        self.project = project
+        self.tally = tally
+        self._ids = {c.name: c.id for c in project.categories()}
+
+    def id(self, name: str) -> int:
+        name = name.strip()
+        if name not in self._ids:
+            if not name:
+                raise FormatError("a label has an empty class name")
+            self._ids[name] = self.project.add_category(name).id
+            self.tally.categories_added.append(name)
+        return self._ids[name]
+
+
+def geometry_key(ann: Annotation) -> tuple[Any, ...]:
+    """A hashable identity of an annotation's image, class and shape (to skip exact duplicates)."""
+    geo: Any
+    if ann.kind is Kind.BOX:
+        assert ann.box_xywh is not None
+        geo = tuple(round(v, 3) for v in ann.box_xywh)
+    elif ann.kind is Kind.POLYGON:
+        assert ann.polygons is not None
+        geo = tuple(tuple(np.round(p, 3).ravel().tolist()) for p in ann.polygons)
+    else:
+        assert ann.rle is not None
+        rle = normalize_rle(ann.rle)
+        geo = (tuple(rle["size"]), rle["counts"])
+    return (ann.image_id, ann.category_id, ann.kind.value, geo)
+
+
+class Writer:
+    """Collects an import's annotations and done flags, then writes them in one go.
+
+    Annotations identical to an accepted one already in the project are skipped, so running the
+    same import twice adds nothing the second time.
+    """
+
+    def __init__(self, project: Project, tally: Tally, *, mark_done: bool) -> None:
+        self.project = project
+        self.tally = tally
+        self.mark_done = mark_done
+        self.pending: list[Annotation] = []
+        self.labelled: set[int] = set()
+        self._seen = {geometry_key(a) for a in project.annotations(states=[State.ACCEPTED])}
+
+    def add(self, ann: Annotation) -> None:
+        key = geometry_key(ann)
+        if key in self._seen:
+            self.tally.skip("already in the project")
+            return
+        self._seen.add(key)
+        self.pending.append(ann)
+
+    def image(self, image_id: int) -> None:
+        """The source labels this image (it may hold no object: then it is a confirmed negative)."""
+        self.tally.images.add(image_id)
+        self.labelled.add(image_id)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.project.add_annotations(self.pending, log=False)
+            self.tally.annotations += len(self.pending)
+            self.pending = []
+
+    def finish(self, fmt: str, source: Path) -> None:
+        self.flush()
+        if self.mark_done:
+            done_before = {r.id for r in self.project.images(done=True)}
+            for image_id in sorted(self.labelled - done_before):
+                self.project.set_done(image_id, True)
+            self.tally.done = len(self.labelled - done_before)
+        self.project.log_edit(
+            "import",
+            detail={"format": fmt, "source": str(source), "images": len(self.tally.images),
+                    "annotations": self.tally.annotations},
+        )
+
+
+# ---- writing output ---------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    if path.is_dir():
+        raise FormatError(f"{path} is a folder; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; on success its files move into ``out``.
+
+    If ``out`` does not exist the folder is renamed into place in one step; otherwise each file
+    replaces its namesake in ``out`` (other files there are left alone).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FormatError(f"{out} is a file; give a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        if not out.exists():
+            os.rename(tmp, out)
+            return
+        for root, _dirs, names in os.walk(tmp):
+            for name in names:
+                src = Path(root) / name
+                dst = out / src.relative_to(tmp)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_selection(
+    project: Project, *, include_proposals: bool, kinds: Iterable[Kind] | None = None
+) -> tuple[list[ImageRecord], dict[int, list[Annotation]]]:
+    """The images to export (done ones and any that carry an exported label, by id) and their labels.
+
+    Accepted labels always; proposals too with ``include_proposals``; rejected ones never.
+    """
+    states = [State.ACCEPTED] + ([State.PROPOSED] if include_proposals else [])
+    by_image: dict[int, list[Annotation]] = defaultdict(list)
+    for ann in project.annotations(states=states, kinds=kinds):
+        by_image[ann.image_id].append(ann)
+    images = [r for r in project.images() if r.done or r.id in by_image]
+    return images, by_image
+
+
+def image_sizes(
+    project: Project, images: Sequence[ImageRecord], by_image: dict[int, list[Annotation]], tally: Tally
+) -> dict[int, tuple[int, int]]:
+    """``(width, height)`` per image id: stored, else from a mask's RLE, else from the file header.
+
+    Images whose size cannot be known (file gone, no mask) are left out and counted as skipped.
+    """
+    sizes: dict[int, tuple[int, int]] = {}
+    for record in images:
+        if record.width is not None and record.height is not None:
+            sizes[record.id] = (record.width, record.height)
+            continue
+        rle = next((a.rle for a in by_image.get(record.id, []) if a.rle is not None), None)
+        if rle is not None:
+            sizes[record.id] = (int(rle["size"][1]), int(rle["size"][0]))
+            continue
+        try:
+            sizes[record.id] = read_image_size(project.root / record.path)
+        except ImageError:
+            tally.skip("image file missing (size unknown)")
+    return sizes
+
+
+def export_keys(images: Sequence[ImageRecord]) -> dict[int, str]:
+    """Per image id, its path without suffix relative to the images' common folder (POSIX).
+
+    One label file per image is named after this key (``labels/<key>.txt``), which mirrors the
+    folder layout and so keeps images of the same name in different folders apart.
+    """
+    if not images:
+        return {}
+    paths = [PurePosixPath(r.path) for r in images]
+    common = list(paths[0].parent.parts)
+    for p in paths[1:]:
+        parts = p.parent.parts
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    keys = {}
+    for record, path in zip(images, paths, strict=True):
+        rel = PurePosixPath(*path.parts[len(common):])
+        keys[record.id] = rel.with_suffix("").as_posix()
+    return keys
+
+
+def box_polygon(box: Sequence[float]) -> list[float]:
+    """The box ``(x, y, w, h)`` as a flat clockwise polygon ``[x0, y0, x1, y0, x1, y1, x0, y1]``."""
+    x, y, w, h = (float(v) for v in box)
+    return [x, y, x + w, y, x + w, y + h, x, y + h]
+
+
+def number(value: float) -> float | int:
+    """A coordinate for text output: integral values as ``int``, others rounded to 1e-6 pixel."""
+    value = round(float(value), 6)
+    return int(value) if value.is_integer() else value

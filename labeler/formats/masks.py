@@ -1,0 +1,267 @@
+"""Label masks: a folder of PNGs holding one class value per pixel (semantic segmentation).
+
+Import pairs each label PNG with the image of the same name without suffix (``label/3.png`` with
+``image/3.png`` or ``3.jpg``). ``values`` maps pixel values to class names
+(``{0: "membrane", 255: "cell"}``, on the command line ``0=membrane,255=cell``); without it, every
+value present becomes a category named by its number (``"0"``, ``"1"``...), unless the folder
+holds a ``mapping.json`` written by an export. With ``values``, a value it does not name is
+background (not stored; counted in the report). Pixels equal to ``ignore`` go to the image's
+ignore mask. Each class present on an image is stored as one ``Kind.MASK`` annotation.
+
+Export writes ``<out>/<key>.png`` (8-bit grayscale, ``<key>`` the image path without suffix) for
+every done image and every image carrying a polygon or mask label, and ``<out>/mapping.json``
+(``{"values": {"0": name, ...}, "background": 0, "ignore": 255}``). Uncovered pixels of a done
+image get the background value; of an image not done, and the image's ignore mask, the ignore
+value (255 by default, or the highest value below it that no class uses). Boxes have no pixels of their own and are skipped. Where labels overlap, the later one
+(higher id) wins.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from labeler.core.annotation import Annotation, Category, Kind
+from labeler.core.geometry import annotation_mask, decode_rle, encode_mask
+from labeler.core.store import Project
+from labeler.formats.common import (
+    CategoryMap,
+    ExportReport,
+    ImageFinder,
+    ImportReport,
+    Progress,
+    Tally,
+    Writer,
+    atomic_folder,
+    export_keys,
+    export_selection,
+    files_under,
+    image_sizes,
+    key_of,
+)
+from labeler.formats.errors import FormatError
+
+MAPPING_FILE = "mapping.json"
+LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
+DEFAULT_IGNORE = 255
+
+
+def parse_values(text: str | Mapping[int, str] | None) -> dict[int, str] | None:
+    """``"0=membrane,255=cell"`` (or a mapping) as ``{0: "membrane", 255: "cell"}``; checks 0..65535."""
+    if text is None:
+        return None
+    if isinstance(text, Mapping):
+        pairs = [(str(k), str(v)) for k, v in text.items()]
+    else:
+        pairs = []
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            if "=" not in item:
+                raise FormatError(f"values: expected VALUE=NAME pairs separated by commas, got {item.strip()!r}")
+            key, name = item.split("=", 1)
+            pairs.append((key.strip(), name.strip()))
+    values: dict[int, str] = {}
+    for key, name in pairs:
+        if not key.isdigit() or int(key) > 65535:
+            raise FormatError(f"values: {key!r} is not a pixel value (0..65535)")
+        if not name:
+            raise FormatError(f"values: value {key} needs a class name")
+        if int(key) in values:
+            raise FormatError(f"values: value {key} is given twice")
+        values[int(key)] = name
+    if not values:
+        raise FormatError("values: no VALUE=NAME pair given")
+    return values
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """The ``(h, w)`` integer class values of a label image (palette indices for palette PNGs)."""
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
+                values = np.asarray(im)
+            elif im.mode in ("RGB", "RGBA", "LA"):
+                pixels = np.asarray(im)
+                channels = pixels[..., :3] if im.mode != "LA" else pixels[..., :1]
+                if not (channels == channels[..., :1]).all():
+                    raise FormatError(f"{path}: a colour image, not a mask of class values (use a grayscale or palette PNG)")
+                values = channels[..., 0]
+            else:
+                raise FormatError(f"{path}: unsupported label image mode {im.mode}")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise FormatError(f"{path}: not a readable label image ({exc})") from exc
+    return np.asarray(values, dtype=np.int64)
+
+
+def _read_mapping(folder: Path) -> tuple[dict[int, str] | None, int | None]:
+    path = folder / MAPPING_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        values = {int(k): str(v) for k, v in data["values"].items()}
+        ignore = data.get("ignore")
+        return values, int(ignore) if ignore is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FormatError(f"{path}: not a labeler mapping file ({exc})") from exc
+
+
+# ---- import -----------------------------------------------------------------------------------
+
+
+def import_masks(
+    project: Project,
+    source: Path,
+    *,
+    images_dir: Path | None = None,
+    mark_done: bool = True,
+    progress: Progress | None = None,
+    values: str | Mapping[int, str] | None = None,
+    ignore: int | None = None,
+) -> ImportReport:
+    """Import a folder (or one file) of label PNGs; see the module docstring. All or nothing."""
+    source = Path(source)
+    mapping = parse_values(values)
+    folder = source if source.is_dir() else source.parent
+    if mapping is None:
+        mapping, saved_ignore = _read_mapping(folder)
+        if ignore is None:
+            ignore = saved_ignore
+    if ignore is not None and mapping is not None and ignore in mapping:
+        raise FormatError(f"value {ignore} is both the ignore value and class {mapping[ignore]!r}")
+    files = [p for p in files_under(source, LABEL_SUFFIXES) if p.name != MAPPING_FILE]
+    if not files:
+        raise FormatError(f"{source}: no label images found")
+    bases = [folder.parent / "image", folder.parent / "images"]
+    tally = Tally()
+    with project.transaction():
+        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
+        cats = CategoryMap(project, tally)
+        if mapping is not None:  # categories in the mapping's value order, present or not
+            for value in sorted(mapping):
+                cats.id(mapping[value])
+        writer = Writer(project, tally, mark_done=mark_done)
+        for n, path in enumerate(files):
+            image_id = finder.find_stem(key_of(path, folder), bases=bases)
+            if image_id is None:
+                tally.skip("image file not found")
+            else:
+                _import_one(project, path, image_id, finder, cats, writer, tally, mapping, ignore)
+            if progress is not None:
+                progress(n + 1, len(files))
+        writer.finish("masks", source)
+    return tally.import_report("masks", source)
+
+
+def _import_one(
+    project: Project, path: Path, image_id: int, finder: ImageFinder, cats: CategoryMap, writer: Writer,
+    tally: Tally, mapping: dict[int, str] | None, ignore: int | None,
+) -> None:
+    label = read_label_png(path)
+    size = finder.size(image_id)
+    if size is not None and (label.shape[1], label.shape[0]) != size:
+        tally.skip("label image size differs from the image")
+        return
+    writer.image(image_id)
+    for value in np.unique(label).tolist():
+        if value == ignore:
+            project.set_ignore_mask(image_id, encode_mask(label == value))
+            tally.ignore_masks += 1
+            continue
+        if mapping is not None and value not in mapping:
+            tally.skip(f"pixels of value {value} not in the mapping (left as background)")
+            continue
+        name = mapping[value] if mapping is not None else str(value)
+        writer.add(Annotation(image_id=image_id, category_id=cats.id(name), kind=Kind.MASK,
+                              rle=encode_mask(label == value)))
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def default_values(categories: list[Category]) -> dict[int, str]:
+    """Value per class when none is given: the names' numbers if every name is one (0..254, as an
+    import without ``values`` names them), else 1..N in category order (0 is background)."""
+    numbers = [c.name for c in categories]
+    if numbers and all(n.isdigit() and int(n) < 255 for n in numbers) and len(set(map(int, numbers))) == len(numbers):
+        return {int(c.name): c.name for c in categories}
+    if len(categories) > 254:
+        raise FormatError(f"{len(categories)} categories do not fit in 8-bit masks; give values")
+    return {i + 1: c.name for i, c in enumerate(categories)}
+
+
+def export_masks(
+    project: Project,
+    out: Path,
+    *,
+    include_proposals: bool = False,
+    progress: Progress | None = None,
+    values: str | Mapping[int, str] | None = None,
+    ignore: int | None = None,
+    background: int = 0,
+) -> ExportReport:
+    """Write one class-value PNG per image and ``mapping.json`` into the folder ``out``."""
+    out = Path(out)
+    categories = project.categories()
+    mapping = parse_values(values) or default_values(categories)
+    by_name = {c.name: c.id for c in categories}
+    unknown = sorted(set(mapping.values()) - set(by_name))
+    if unknown:
+        raise FormatError(f"values name {unknown[0]!r}, which is not a category of the project")
+    value_of = {by_name[name]: value for value, name in mapping.items()}
+    if ignore is None:  # 255, or the highest 8-bit value no class uses
+        ignore = next(v for v in range(DEFAULT_IGNORE, -1, -1) if v not in mapping and v != background)
+    ignore = int(ignore)
+    if ignore in mapping:
+        raise FormatError(f"value {ignore} is both the ignore value and class {mapping[ignore]!r}; give another ignore value")
+    top = max([*mapping, ignore, background])
+    dtype = np.uint8 if top < 256 else np.uint16
+    tally = Tally()
+    images, by_image = export_selection(project, include_proposals=include_proposals)
+    boxes = sum(1 for anns in by_image.values() for a in anns if a.kind is Kind.BOX)
+    tally.skip("box (no pixels of its own)", boxes)
+    by_image = {i: [a for a in anns if a.kind is not Kind.BOX] for i, anns in by_image.items()}
+    images = [r for r in images if r.done or by_image.get(r.id)]
+    sizes = image_sizes(project, images, by_image, tally)
+    images = [r for r in images if r.id in sizes]
+    keys = export_keys(images)
+    with atomic_folder(out) as tmp:
+        document: dict[str, Any] = {
+            "values": {str(v): name for v, name in sorted(mapping.items())},
+            "background": background,
+            "ignore": ignore,
+        }
+        (tmp / MAPPING_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
+        for n, record in enumerate(images):
+            width, height = sizes[record.id]
+            canvas = np.full((height, width), background if record.done else ignore, dtype=dtype)
+            for ann in sorted(by_image.get(record.id, []), key=lambda a: a.id or 0):
+                if _paint(canvas, ann, value_of, tally):
+                    tally.annotations += 1
+            rle = project.ignore_mask(record.id)
+            if rle is not None and [int(v) for v in rle["size"]] == [height, width]:
+                canvas[decode_rle(rle)] = ignore
+            path = tmp / (keys[record.id] + ".png")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(canvas).save(path, format="PNG")
+            if progress is not None:
+                progress(n + 1, len(images))
+    return tally.export_report("masks", out, images=len(images), files=len(images) + 1)
+
+
+def _paint(canvas: np.ndarray, ann: Annotation, value_of: dict[int, int], tally: Tally) -> bool:
+    if ann.category_id not in value_of:
+        tally.skip("label of a class without a value")
+        return False
+    height, width = canvas.shape
+    if ann.kind is Kind.MASK and ann.rle is not None and [int(v) for v in ann.rle["size"]] != [height, width]:
+        tally.skip("mask size differs from the image")
+        return False
+    canvas[annotation_mask(ann, height, width)] = value_of[ann.category_id]
+    return True

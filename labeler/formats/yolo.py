@@ -1,0 +1,287 @@
+"""YOLO text labels (detection boxes and segmentation polygons): import and export.
+
+One ``.txt`` per image, one object per line, coordinates normalised to the image (0..1, origin
+top-left): a box is ``class cx cy w h``; a polygon is ``class x1 y1 x2 y2 ... xn yn`` (n >= 3).
+A line of 6 numbers is a box followed by a confidence (which is dropped). ``class`` is a 0-based
+index into the class names, read from ``classes.txt`` or the ``names`` of ``data.yaml`` /
+``dataset.yaml``; without either, classes are named by their index.
+
+Export layout (``out`` is a folder)::
+
+    out/classes.txt          one class name per line, in the project's category order
+    out/data.yaml            nc and names, for Ultralytics-style trainers
+    out/labels/<key>.txt     one per image; <key> is the image path without suffix (relative to
+                             the images' common folder); an empty file is an image with no object
+
+Polygons are written one line per part; masks are traced to polygons (one line per outer
+contour); crowd regions have no YOLO form and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from labeler.core.annotation import Annotation, Kind
+from labeler.core.geometry import decode_rle, mask_to_polygons
+from labeler.core.store import Project
+from labeler.formats.common import (
+    CategoryMap,
+    ExportReport,
+    ImageFinder,
+    ImportReport,
+    Progress,
+    Tally,
+    Writer,
+    atomic_folder,
+    export_keys,
+    export_selection,
+    image_sizes,
+    key_of,
+)
+from labeler.formats.errors import FormatError
+
+CLASS_FILES = ("classes.txt", "obj.names")
+YAML_FILES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
+
+
+# ---- class names ------------------------------------------------------------------------------
+
+
+def read_class_names(folder: Path) -> list[str] | None:
+    """Class names from ``classes.txt`` (or ``obj.names``), else a YAML ``names:``; ``None`` if none."""
+    for candidate in (folder, folder.parent):
+        for name in CLASS_FILES:
+            path = candidate / name
+            if path.is_file():
+                lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+                return [line for line in lines if line]
+        for name in YAML_FILES:
+            path = candidate / name
+            if path.is_file():
+                names = _yaml_names(path)
+                if names is not None:
+                    return names
+    return None
+
+
+def _yaml_names(path: Path) -> list[str] | None:
+    """The ``names`` of a YOLO data YAML: a flow list, a block list, or an index mapping.
+
+    Only this key is read (the project carries no YAML parser): ``names: [a, b]``, or ``names:``
+    followed by ``- a`` lines or ``0: a`` lines.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"^names\s*:\s*(.*)$", line)
+        if not match:
+            continue
+        rest = match.group(1).strip()
+        if rest.startswith("["):
+            inner = rest.strip("[]")
+            return [_unquote(v) for v in _split_flow(inner)]
+        if rest.startswith("{"):
+            pairs = [v.split(":", 1) for v in _split_flow(rest.strip("{}"))]
+            return _by_index({int(k.strip()): _unquote(v) for k, v in pairs}, path)
+        items: dict[int, str] = {}
+        listed: list[str] = []
+        for follow in lines[i + 1:]:
+            if not follow.strip() or follow.lstrip().startswith("#"):
+                continue
+            if not follow.startswith((" ", "\t", "-")):
+                break
+            text = follow.strip()
+            if text.startswith("-"):
+                listed.append(_unquote(text[1:]))
+            elif ":" in text:
+                key, value = text.split(":", 1)
+                try:
+                    items[int(key.strip())] = _unquote(value)
+                except ValueError as exc:
+                    raise FormatError(f"{path}: names must be indexed by integers, got {key!r}") from exc
+        return listed if listed else _by_index(items, path)
+    return None
+
+
+def _split_flow(text: str) -> list[str]:
+    return [part for part in re.findall(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^,]+)\s*,?""", text) if part.strip()]
+
+
+def _unquote(text: str) -> str:
+    text = text.split(" #", 1)[0].strip()
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        return str(json.loads(text))
+    if text.startswith("'") and text.endswith("'") and len(text) >= 2:
+        return text[1:-1].replace("''", "'")
+    return text
+
+
+def _by_index(items: dict[int, str], path: Path) -> list[str]:
+    if sorted(items) != list(range(len(items))):
+        raise FormatError(f"{path}: names must be numbered 0..{len(items) - 1}")
+    return [items[k] for k in range(len(items))]
+
+
+# ---- import -----------------------------------------------------------------------------------
+
+
+def import_yolo(
+    project: Project,
+    source: Path,
+    *,
+    images_dir: Path | None = None,
+    mark_done: bool = True,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import a YOLO label folder (``source/labels/**.txt`` or ``source/**.txt``), all or nothing.
+
+    Each label file pairs with the image of the same path without suffix, looked for under
+    ``images_dir``, ``source/images`` and ``source``'s sibling ``images`` folder, then among the
+    project's images by file stem.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise FormatError(f"{source}: a YOLO source is a folder (with classes.txt and labels/)")
+    labels_root = source / "labels" if (source / "labels").is_dir() else source
+    names = read_class_names(source) or read_class_names(labels_root)
+    files = sorted(
+        p for p in labels_root.rglob("*.txt")
+        if p.name not in CLASS_FILES and not p.name.startswith(".") and p.name != "README.txt"
+    )
+    if not files:
+        raise FormatError(f"{source}: no YOLO label files (.txt) found")
+    bases = [source / "images", labels_root.parent / "images", source]
+    tally = Tally()
+    with project.transaction():
+        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
+        cats = CategoryMap(project, tally)
+        writer = Writer(project, tally, mark_done=mark_done)
+        for n, path in enumerate(files):
+            lines = _read_lines(path)
+            image_id = finder.find_stem(key_of(path, labels_root), bases=bases)
+            if image_id is None:
+                tally.skip("image file not found")
+                tally.skip("object of a missing image", len(lines))
+            else:
+                writer.image(image_id)
+                size = finder.size(image_id)
+                if size is None:
+                    tally.skip("object on an unreadable image", len(lines))
+                else:
+                    for line_no, values in lines:
+                        ann = _annotation(values, image_id, size, names, cats, f"{path}:{line_no}")
+                        writer.add(ann)
+            if progress is not None:
+                progress(n + 1, len(files))
+        writer.finish("yolo", source)
+    return tally.import_report("yolo", source)
+
+
+def _read_lines(path: Path) -> list[tuple[int, list[float]]]:
+    out = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read ({exc})") from exc
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError as exc:
+            raise FormatError(f"{path}:{line_no}: expected numbers, got {line.strip()!r}") from exc
+        if not np.isfinite(values).all():
+            raise FormatError(f"{path}:{line_no}: non-finite number")
+        out.append((line_no, values))
+    return out
+
+
+def _annotation(
+    values: list[float], image_id: int, size: tuple[int, int], names: list[str] | None,
+    cats: CategoryMap, where: str,
+) -> Annotation:
+    width, height = size
+    index = values[0]
+    if not index.is_integer() or index < 0:
+        raise FormatError(f"{where}: the class must be a non-negative integer, got {index:g}")
+    if names is not None and int(index) >= len(names):
+        raise FormatError(f"{where}: class {int(index)} is not in the class names (0..{len(names) - 1})")
+    category_id = cats.id(names[int(index)] if names is not None else str(int(index)))
+    coords = values[1:]
+    if len(coords) in (4, 5):
+        cx, cy, w, h = coords[:4]
+        if w <= 0 or h <= 0:
+            raise FormatError(f"{where}: a box needs a positive width and height")
+        box = ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height)
+        return Annotation(image_id=image_id, category_id=category_id, kind=Kind.BOX, box_xywh=box)
+    if len(coords) >= 6 and len(coords) % 2 == 0:
+        pts = np.asarray(coords, dtype=np.float64).reshape(-1, 2) * [width, height]
+        return Annotation(image_id=image_id, category_id=category_id, kind=Kind.POLYGON, polygons=(pts,))
+    raise FormatError(
+        f"{where}: expected 'class cx cy w h' or 'class x1 y1 ... xn yn' (n >= 3), got {len(values)} numbers"
+    )
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def export_yolo(
+    project: Project,
+    out: Path,
+    *,
+    include_proposals: bool = False,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write ``classes.txt``, ``data.yaml`` and ``labels/<key>.txt`` into the folder ``out``."""
+    out = Path(out)
+    tally = Tally()
+    images, by_image = export_selection(project, include_proposals=include_proposals)
+    sizes = image_sizes(project, images, by_image, tally)
+    images = [r for r in images if r.id in sizes]
+    keys = export_keys(images)
+    categories = project.categories()
+    index = {c.id: i for i, c in enumerate(categories)}
+    with atomic_folder(out) as tmp:
+        (tmp / "classes.txt").write_text("".join(c.name + "\n" for c in categories), encoding="utf-8")
+        yaml = [f"nc: {len(categories)}", "names:"] + [f"  {i}: {json.dumps(c.name)}" for i, c in enumerate(categories)]
+        (tmp / "data.yaml").write_text("\n".join(yaml) + "\n", encoding="utf-8")
+        for n, record in enumerate(images):
+            width, height = sizes[record.id]
+            lines: list[str] = []
+            for ann in by_image.get(record.id, []):
+                written = _lines(ann, index[ann.category_id], width, height, tally)
+                lines += written
+                tally.annotations += bool(written)
+            path = tmp / "labels" / (keys[record.id] + ".txt")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            if progress is not None:
+                progress(n + 1, len(images))
+    return tally.export_report("yolo", out, images=len(images), files=len(images) + 2)
+
+
+def _lines(ann: Annotation, cls: int, width: int, height: int, tally: Tally) -> list[str]:
+    if ann.iscrowd:
+        tally.skip("crowd region (no YOLO form)")
+        return []
+    if ann.kind is Kind.BOX:
+        assert ann.box_xywh is not None
+        x, y, w, h = ann.box_xywh
+        return [f"{cls} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}"]
+    if ann.kind is Kind.POLYGON:
+        assert ann.polygons is not None
+        parts = list(ann.polygons)
+    else:
+        assert ann.rle is not None
+        if [int(v) for v in ann.rle["size"]] != [height, width]:
+            tally.skip("mask size differs from the image")
+            return []
+        parts = mask_to_polygons(decode_rle(ann.rle))
+        if not parts:
+            tally.skip("mask too small to trace")
+            return []
+    scale = np.array([width, height], dtype=np.float64)
+    return [f"{cls} " + " ".join(f"{v:.6f}" for v in (part / scale).ravel()) for part in parts]
