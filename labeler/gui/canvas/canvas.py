@@ -1,0 +1,482 @@
+"""The annotation canvas widget: image, annotation items, tools, and the store behind them.
+
+:class:`AnnotationCanvas` is what the main window embeds (the contract is in ``.notes/GUI.md``).
+It owns a scene whose coordinates are image pixels, a :class:`CanvasView` to look at it, an
+:class:`ImageLayer` fed by a worker thread, one item per shown annotation, and the tools. Every
+change to the store is an undo command pushed on the shared ``QUndoStack``; when a command is done
+or undone the canvas re-reads the image's annotations and emits ``annotationsChanged(image_id)``.
+
+Shown: annotations in state proposed or accepted (rejected proposals stay in the store, for the
+record, but are not drawn). Proposals hide when their layer is off or their score is under the
+threshold; hidden items cannot be selected, edited, accepted or rejected through "all visible".
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
+from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import QGraphicsScene, QVBoxLayout, QWidget
+
+from labeler.core.annotation import Annotation, Category, Kind, State
+from labeler.core.store import Project
+from labeler.gui import commands
+from labeler.gui.canvas.edits import translate
+from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, start_loader
+from labeler.gui.canvas.items import AnnotationItem, make_item
+from labeler.gui.canvas.tools import TOOLS, Tool
+from labeler.gui.canvas.view import CanvasView
+
+LAYERS = ("masks", "boxes", "polygons", "proposals")
+_LAYER_OF_KIND = {Kind.MASK: "masks", Kind.BOX: "boxes", Kind.POLYGON: "polygons"}
+#: How far a duplicate lands from its original, in image pixels (right and down).
+DUPLICATE_OFFSET = 10.0
+#: Hit tolerance around thin shapes, in screen pixels.
+HIT_TOLERANCE_PX = 6.0
+
+
+def _cache_key(ann: Annotation, category: Category | None) -> tuple[object, ...]:
+    """What an item depends on: rebuild it only when one of these changes."""
+    if ann.kind is Kind.BOX:
+        geometry: object = ann.box_xywh
+    elif ann.kind is Kind.POLYGON:
+        geometry = tuple(p.tobytes() for p in ann.polygons or ())
+    else:
+        geometry = (ann.rle or {}).get("counts")
+    return (ann.state, ann.category_id, ann.score, geometry, category)
+
+
+class AnnotationCanvas(QWidget):
+    """Shows one image of a project with its annotations and edits them with the tools."""
+
+    annotationsChanged = Signal(int)
+    selectionChanged = Signal(list)
+    imageShown = Signal(int)
+    toolChanged = Signal(str)
+    errorOccurred = Signal(str)
+    #: Extra signals (beyond the contract): the reduction of the finest level shown (1 = full size),
+    #: the zoom (screen pixels per image pixel), the brush diameter in image pixels.
+    resolutionChanged = Signal(int)
+    zoomChanged = Signal(float)
+    brushSizeChanged = Signal(int)
+
+    def __init__(self, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._undo_stack = undo_stack
+        self._project: Project | None = None
+        self._image_id: int | None = None
+        self._token = 0
+        self._loader: ImageLoader | None = None
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._scene = QGraphicsScene(self)
+        self._image_layer = ImageLayer()
+        self._scene.addItem(self._image_layer)
+        self._items: dict[int, AnnotationItem] = {}
+        self._keys: dict[int, tuple[object, ...]] = {}
+        self._categories: dict[int, Category] = {}
+        self._category_id: int | None = None
+        self._brush_size = 20
+        self._layers = dict.fromkeys(LAYERS, True)
+        self._threshold = 0.0
+        self._last_selection: list[int] = []
+        self._view = CanvasView(self._scene, self)
+        self._view.handler = self
+        self._view.zoomChanged.connect(self.zoomChanged)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._view)
+        self._scene.selectionChanged.connect(self._on_scene_selection)
+        self._tools: dict[str, Tool] = {name: cls(self) for name, cls in TOOLS.items()}
+        self._tool = self._tools["select"]
+        self._view.set_tool_cursor(self._tool.cursor)
+
+    # ---- contract: project and image --------------------------------------------------------
+
+    def set_project(self, project: Project | None) -> None:
+        """Work on ``project`` (``None``: show nothing). The current image is cleared."""
+        self.show_image(None)
+        self._project = project
+        self._categories = {c.id: c for c in project.categories()} if project is not None else {}
+        if self._category_id not in self._categories:
+            self._category_id = next(iter(self._categories), None)
+
+    def project(self) -> Project | None:
+        return self._project
+
+    def show_image(self, image_id: int | None) -> None:
+        """Show an image of the project: decoded in a worker thread, big images at reduced size first.
+
+        ``imageShown(image_id)`` follows when the first pixels are there, or ``errorOccurred`` if
+        the file cannot be read (the canvas then stays empty).
+        """
+        self._tool.cancel()
+        if self._loader is not None:
+            self._loader.cancel.set()
+            self._loader = None
+        self._token += 1
+        self._clear_items()
+        self._image_layer.clear()
+        self._image_id = image_id
+        if image_id is None or self._project is None:
+            self._image_id = None
+            return
+        loader = ImageLoader(self._project, image_id, self._token)
+        loader.signals.level.connect(self._on_level)
+        loader.signals.failed.connect(self._on_failed)
+        self._loader = loader
+        start_loader(self._pool, loader)
+
+    def current_image_id(self) -> int | None:
+        return self._image_id
+
+    def image_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the shown image in pixels; ``(0, 0)`` before it is decoded."""
+        return self._image_layer.image_size()
+
+    def image_resolution(self) -> int | None:
+        """Reduction of the finest level shown: 1 for full size, 2/4/8 for a preview, None if none."""
+        return self._image_layer.finest_reduction()
+
+    def _on_level(self, level: DecodedLevel) -> None:
+        if level.token != self._token or level.image_id != self._image_id:
+            return
+        first = self._image_layer.finest_reduction() is None
+        self._image_layer.add_level(level.pixels, level.reduce, level.size, final=level.final)
+        if first:
+            w, h = level.size
+            self._view.set_content_rect(QRectF(0, 0, w, h))
+            self._view.fit()
+            self.reload_annotations()
+        if level.final:
+            self._loader = None
+        self.resolutionChanged.emit(level.reduce)
+        if first:
+            self.imageShown.emit(level.image_id)
+
+    def _on_failed(self, image_id: int, token: int, message: str) -> None:
+        if token != self._token or image_id != self._image_id:
+            return
+        self._loader = None
+        self._clear_items()
+        self._image_layer.clear()
+        self.errorOccurred.emit(message)
+
+    # ---- contract: annotations -------------------------------------------------------------
+
+    def reload_annotations(self) -> None:
+        """Re-read the current image's annotations (and the classes) from the store.
+
+        Items whose annotation did not change are kept (so are their selection and masks
+        already rendered); the others are rebuilt.
+        """
+        project, image_id = self._project, self._image_id
+        if project is None or image_id is None or self._image_layer.finest_reduction() is None:
+            return
+        self._tool.cancel()
+        self._categories = {c.id: c for c in project.categories()}
+        anns = project.annotations(image_id, states=(State.PROPOSED, State.ACCEPTED))
+        selected = set(self.selected_ids())
+        seen: set[int] = set()
+        self._scene.blockSignals(True)
+        try:
+            for ann in anns:
+                assert ann.id is not None
+                seen.add(ann.id)
+                category = self._categories.get(ann.category_id)
+                key = _cache_key(ann, category)
+                item = self._items.get(ann.id)
+                if item is not None and self._keys.get(ann.id) == key:
+                    item.ann = ann
+                    continue
+                if item is not None:
+                    self._scene.removeItem(item)
+                item = make_item(ann, category)
+                if ann.is_proposal:
+                    item.setZValue(item.zValue() + 50)
+                self._scene.addItem(item)
+                self._items[ann.id] = item
+                self._keys[ann.id] = key
+                item.setSelected(ann.id in selected)
+            for ann_id in [i for i in self._items if i not in seen]:
+                self._scene.removeItem(self._items.pop(ann_id))
+                self._keys.pop(ann_id, None)
+            self._apply_visibility()
+        finally:
+            self._scene.blockSignals(False)
+        self._on_scene_selection()
+
+    def annotation_items(self) -> dict[int, AnnotationItem]:
+        """The items shown, by annotation id (for tools and tests)."""
+        return dict(self._items)
+
+    def visible_items(self) -> list[AnnotationItem]:
+        return [i for i in self._items.values() if i.isVisible()]
+
+    def _clear_items(self) -> None:
+        had_selection = bool(self._last_selection)
+        self._scene.blockSignals(True)
+        for item in self._items.values():
+            self._scene.removeItem(item)
+        self._scene.blockSignals(False)
+        self._items.clear()
+        self._keys.clear()
+        self._last_selection = []
+        if had_selection:
+            self.selectionChanged.emit([])
+
+    # ---- contract: tools and settings -----------------------------------------------------
+
+    def set_tool(self, tool: str) -> None:
+        """``"select"``, ``"box"``, ``"polygon"``, ``"brush"`` or ``"eraser"``."""
+        if tool not in self._tools:
+            raise ValueError(f"unknown tool {tool!r}; one of {', '.join(self._tools)}")
+        if self._tools[tool] is self._tool:
+            return
+        self._tool.deactivate()
+        self._tool = self._tools[tool]
+        self._tool.activate()
+        self._view.set_tool_cursor(self._tool.cursor)
+        self.toolChanged.emit(tool)
+
+    def tool(self) -> str:
+        return self._tool.name
+
+    def set_category(self, category_id: int) -> None:
+        """The class of new labels (and of the brush)."""
+        self._category_id = int(category_id)
+
+    def category_id(self) -> int | None:
+        return self._category_id
+
+    def category(self, category_id: int) -> Category | None:
+        return self._categories.get(category_id)
+
+    def set_brush_size(self, pixels: int) -> None:
+        """Brush and eraser diameter in image pixels (at least 1)."""
+        size = max(1, int(pixels))
+        if size != self._brush_size:
+            self._brush_size = size
+            self._tool.settings_changed()
+            self.brushSizeChanged.emit(size)
+
+    def brush_size(self) -> int:
+        return self._brush_size
+
+    def set_layer_visible(self, layer: str, visible: bool) -> None:
+        """Show or hide a layer: ``"masks"``, ``"boxes"``, ``"polygons"`` or ``"proposals"``."""
+        if layer not in self._layers:
+            raise ValueError(f"unknown layer {layer!r}; one of {', '.join(LAYERS)}")
+        self._layers[layer] = bool(visible)
+        self._apply_visibility()
+
+    def layer_visible(self, layer: str) -> bool:
+        return self._layers[layer]
+
+    def set_score_threshold(self, threshold: float) -> None:
+        """Hide proposals whose score is under ``threshold`` (0..1)."""
+        self._threshold = float(threshold)
+        self._apply_visibility()
+
+    def score_threshold(self) -> float:
+        return self._threshold
+
+    def is_shown(self, ann: Annotation) -> bool:
+        """Whether ``ann`` passes the layer toggles and the score threshold."""
+        if not self._layers[_LAYER_OF_KIND[ann.kind]]:
+            return False
+        if ann.is_proposal:
+            if not self._layers["proposals"]:
+                return False
+            if ann.score is not None and ann.score < self._threshold:
+                return False
+        return True
+
+    def _apply_visibility(self) -> None:
+        for item in self._items.values():
+            item.setVisible(self.is_shown(item.ann))
+
+    def fit_to_window(self) -> None:
+        self._view.fit()
+
+    def zoom_actual_size(self) -> None:
+        self._view.actual_size()
+
+    def view(self) -> CanvasView:
+        return self._view
+
+    def scene(self) -> QGraphicsScene:
+        return self._scene
+
+    # ---- contract: selection and actions ---------------------------------------------------
+
+    def selected_ids(self) -> list[int]:
+        return sorted(ann_id for ann_id, item in self._items.items() if item.isSelected())
+
+    def select(self, ids: list[int]) -> None:
+        """Select exactly these annotations (hidden ones are skipped)."""
+        wanted = set(ids)
+        self._scene.blockSignals(True)
+        for ann_id, item in self._items.items():
+            item.setSelected(ann_id in wanted and item.isVisible())
+        self._scene.blockSignals(False)
+        self._on_scene_selection()
+
+    def _on_scene_selection(self) -> None:
+        ids = self.selected_ids()
+        if ids != self._last_selection:
+            self._last_selection = ids
+            self.selectionChanged.emit(ids)
+
+    def _annotations(self, ids: list[int], *, proposals_only: bool = False) -> list[Annotation]:
+        out = []
+        for ann_id in ids:
+            item = self._items.get(ann_id)
+            if item is not None and (item.ann.is_proposal or not proposals_only):
+                out.append(item.ann)
+        return out
+
+    def accept(self, ids: list[int]) -> None:
+        """Accept these proposals (one undo step); ids that are not proposals are ignored."""
+        self._set_states(ids, State.ACCEPTED)
+
+    def reject(self, ids: list[int]) -> None:
+        """Reject these proposals (one undo step): they stay in the store, no longer drawn."""
+        self._set_states(ids, State.REJECTED)
+
+    def accept_all_visible(self) -> None:
+        self.accept([i.ann.id for i in self.visible_items() if i.ann.is_proposal and i.ann.id is not None])
+
+    def reject_all_visible(self) -> None:
+        self.reject([i.ann.id for i in self.visible_items() if i.ann.is_proposal and i.ann.id is not None])
+
+    def _set_states(self, ids: list[int], state: State) -> None:
+        anns = self._annotations(ids, proposals_only=True)
+        if anns and self._project is not None:
+            self.push(commands.set_states(self._project, anns, state, notify=self._notify, on_error=self._error))
+
+    def delete_selected(self) -> None:
+        anns = self._annotations(self.selected_ids())
+        if anns and self._project is not None:
+            self.push(commands.delete_annotations(self._project, anns, notify=self._notify, on_error=self._error))
+
+    def duplicate_selected(self) -> None:
+        """Copy the selected labels, shifted right and down, as new human labels; selects the copies."""
+        anns = self._annotations(self.selected_ids())
+        w, h = self.image_size()
+        if not anns or self._project is None or w == 0:
+            return
+        copies = [
+            replace(
+                commands.as_human(translate(a, DUPLICATE_OFFSET, DUPLICATE_OFFSET, w, h)),
+                id=None, created=None, updated=None,
+            )
+            for a in anns
+        ]
+        cmd = commands.add_annotations(
+            self._project, copies, text="Duplicate", notify=self._notify, on_error=self._error
+        )
+        if self.push(cmd):
+            self.select(cmd.added_ids())
+
+    def change_class_selected(self, category_id: int) -> None:
+        """Give the selected labels another class (proposals become human labels)."""
+        anns = [a for a in self._annotations(self.selected_ids()) if a.category_id != category_id or a.is_proposal]
+        if anns and self._project is not None:
+            pairs = [(a, replace(a, category_id=int(category_id))) for a in anns]
+            self.push(commands.edit_annotations(
+                self._project, pairs, text="Change class", notify=self._notify, on_error=self._error
+            ))
+
+    # ---- for tools ------------------------------------------------------------------------------
+
+    def push(self, command: QUndoCommand) -> bool:
+        """Push a command (which does it); ``False`` if the store refused it (error reported)."""
+        self._undo_stack.push(command)
+        return getattr(command, "error", None) is None
+
+    def edit(self, pairs: list[tuple[Annotation, Annotation]], text: str) -> bool:
+        """Overwrite annotations as one undo step (edited proposals become human labels)."""
+        if self._project is None or not pairs:
+            return False
+        return self.push(commands.edit_annotations(
+            self._project, pairs, text=text, notify=self._notify, on_error=self._error
+        ))
+
+    def add(self, anns: list[Annotation], *, text: str | None = None, seconds: float | None = None) -> list[int]:
+        """Add new labels as one undo step; returns their ids."""
+        if self._project is None or not anns:
+            return []
+        cmd = commands.add_annotations(
+            self._project, anns, text=text, notify=self._notify, on_error=self._error, draw_seconds=seconds
+        )
+        return cmd.added_ids() if self.push(cmd) else []
+
+    def change(self, pairs: list[commands.Pair], text: str, *, seconds: float | None = None) -> bool:
+        """Any mix of add / edit / delete as one undo step (see :class:`commands.ChangeAnnotations`)."""
+        if self._project is None or not pairs:
+            return False
+        fixed: list[commands.Pair] = [
+            (b, commands.as_human(a) if (a is not None and b is not None) else a) for b, a in pairs
+        ]
+        return self.push(commands.ChangeAnnotations(
+            self._project, fixed, text, notify=self._notify, on_error=self._error, draw_seconds=seconds
+        ))
+
+    def tolerance(self) -> float:
+        """Hit tolerance in image pixels at the current zoom."""
+        return HIT_TOLERANCE_PX / max(self._view.scale_factor(), 1e-6)
+
+    def item_at(self, pos: QPointF) -> AnnotationItem | None:
+        """The visible item under ``pos``; the smallest wins where items overlap."""
+        tol = self.tolerance()
+        hits = [i for i in self.visible_items() if i.hit(pos, tol)]
+        return min(hits, key=lambda i: (i.area(), -i.zValue())) if hits else None
+
+    def _notify(self, image_id: int) -> None:
+        if image_id == self._image_id:
+            self.reload_annotations()
+        self.annotationsChanged.emit(image_id)
+
+    def _error(self, message: str) -> None:
+        self.errorOccurred.emit(message)
+
+    # ---- mouse and keys (from the view) ------------------------------------------------------
+
+    def mouse_press(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._usable():
+            self._tool.press(pos, event)
+
+    def mouse_move(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._usable():
+            self._tool.move(pos, event)
+
+    def mouse_release(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._usable():
+            self._tool.release(pos, event)
+
+    def mouse_double_click(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._usable():
+            self._tool.double_click(pos, event)
+
+    def key_press(self, event: QKeyEvent) -> bool:
+        if self._usable() and self._tool.key(event):
+            return True
+        key = event.key()
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            self.delete_selected()
+            return True
+        if key == Qt.Key.Key_Escape:
+            self.select([])
+            return True
+        if key == Qt.Key.Key_BracketLeft:
+            self.set_brush_size(max(1, round(self._brush_size / 1.25)))
+            return True
+        if key == Qt.Key.Key_BracketRight:
+            self.set_brush_size(max(self._brush_size + 1, round(self._brush_size * 1.25)))
+            return True
+        return False
+
+    def _usable(self) -> bool:
+        return self._project is not None and self._image_id is not None and self.image_size()[0] > 0

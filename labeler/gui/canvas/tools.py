@@ -1,0 +1,593 @@
+"""The canvas tools: select / move / resize, box, polygon, brush and eraser.
+
+A tool gets mouse events in scene coordinates (image pixels) from the canvas, shows live feedback
+with temporary items, and on release hands the finished edit to the canvas, which turns it into one
+undo command (so a whole drag or brush stroke is one undo step). Tools never write to the store.
+
+- **select**: click picks the smallest label under the cursor (Ctrl/Shift-click adds or removes),
+  drag moves the selection, a selected box's handles resize it, a selected polygon's vertices drag;
+  double-click on a polygon's edge inserts a vertex there, on a vertex deletes it.
+- **box**: drag from corner to corner.
+- **polygon**: click the vertices; close with a click on the first vertex, a double-click or Enter;
+  Backspace takes back the last vertex, Escape cancels.
+- **brush**: paints into the mask of the current class (the selected one if it is of that class,
+  else the first human mask of that class, else a new mask).
+- **eraser**: clears pixels of the selected mask, or of the mask under the cursor.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem
+
+from labeler.core.annotation import Annotation, Kind
+from labeler.core.geometry import encode_mask
+from labeler.gui.canvas import style
+from labeler.gui.canvas.edits import clamp_box, paint_into, stroke_mask
+from labeler.gui.canvas.items import AnnotationItem, BoxItem, Handle, MaskItem, PolygonItem
+
+if TYPE_CHECKING:
+    from labeler.gui.canvas.canvas import AnnotationCanvas
+
+#: A drag shorter than this many screen pixels is a click, not a move.
+CLICK_SLOP_PX = 2.0
+#: Boxes smaller than this (image pixels per side) are discarded as slips.
+MIN_BOX_SIDE = 1.0
+
+
+def _clamp(pos: QPointF, width: int, height: int) -> QPointF:
+    return QPointF(min(max(pos.x(), 0.0), float(width)), min(max(pos.y(), 0.0), float(height)))
+
+
+def _cosmetic(color: QColor, width: float = 1.5, *, dashed: bool = False) -> QPen:
+    pen = QPen(color, width)
+    pen.setCosmetic(True)
+    if dashed:
+        pen.setStyle(Qt.PenStyle.DashLine)
+    return pen
+
+
+class Tool:
+    """Base tool: does nothing. ``name`` is what :meth:`AnnotationCanvas.set_tool` takes."""
+
+    name = ""
+    cursor = Qt.CursorShape.ArrowCursor
+
+    def __init__(self, canvas: AnnotationCanvas) -> None:
+        self.canvas = canvas
+
+    def activate(self) -> None:
+        """The tool became the active one."""
+
+    def deactivate(self) -> None:
+        """Another tool takes over: drop any half-done drawing."""
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Drop any half-done drawing (the image changes, Escape, a reload)."""
+
+    def settings_changed(self) -> None:
+        """Brush size or class changed."""
+
+    def press(self, pos: QPointF, event: QMouseEvent) -> None: ...
+
+    def move(self, pos: QPointF, event: QMouseEvent) -> None: ...
+
+    def release(self, pos: QPointF, event: QMouseEvent) -> None: ...
+
+    def double_click(self, pos: QPointF, event: QMouseEvent) -> None: ...
+
+    def key(self, event: QKeyEvent) -> bool:
+        """Handle a key; ``True`` if used."""
+        return False
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _screen_distance(self, a: QPointF, b: QPointF) -> float:
+        d = (a - b) * self.canvas.view().scale_factor()
+        return float(np.hypot(d.x(), d.y()))
+
+    def _class_color(self) -> QColor:
+        cid = self.canvas.category_id()
+        return style.category_color(self.canvas.category(cid) if cid is not None else None)
+
+    def _need_category(self) -> int | None:
+        cid = self.canvas.category_id()
+        if cid is None or self.canvas.category(cid) is None:
+            self.canvas.errorOccurred.emit("Add a class first: new labels need one.")
+            return None
+        return cid
+
+
+class SelectTool(Tool):
+    name = "select"
+
+    def __init__(self, canvas: AnnotationCanvas) -> None:
+        super().__init__(canvas)
+        self._mode: str | None = None
+        self._start = QPointF()
+        self._item: AnnotationItem | None = None
+        self._moving: list[AnnotationItem] = []
+        self._handle = -1
+        self._vertex = (-1, -1)
+        self._orig_rect = QRectF()
+        self._orig_parts: list[np.ndarray] = []
+        self._moved = False
+
+    def cancel(self) -> None:
+        if self._mode == "move":
+            for item in self._moving:
+                if item.scene() is not None:
+                    item.setPos(0, 0)
+        elif self._mode == "resize" and isinstance(self._item, BoxItem):
+            self._item.set_rect(self._orig_rect)
+        elif self._mode == "vertex" and isinstance(self._item, PolygonItem):
+            self._item.set_parts(self._orig_parts)
+        self._mode = None
+        self._item = None
+        self._moving = []
+
+    def _handle_tolerance(self) -> float:
+        return (style.HANDLE_SIZE / 2 + 3) / max(self.canvas.view().scale_factor(), 1e-6)
+
+    def _grab_handle(self, pos: QPointF) -> bool:
+        """Start a resize or vertex drag if ``pos`` is on a handle of the one selected item."""
+        selected = [i for i in self.canvas.visible_items() if i.isSelected()]
+        if len(selected) != 1:
+            return False
+        item = selected[0]
+        tol = self._handle_tolerance()
+        points = item.handle_points()
+        if not points:
+            return False
+        local = item.mapFromScene(pos)
+        dists = [np.hypot(p.x() - local.x(), p.y() - local.y()) for p in points]
+        best = int(np.argmin(dists))
+        if dists[best] > tol:
+            return False
+        self._item = item
+        if isinstance(item, BoxItem):
+            self._mode, self._handle, self._orig_rect = "resize", best, item.rect()
+            return True
+        if isinstance(item, PolygonItem):
+            parts = item.parts()
+            offset = 0
+            for pi, part in enumerate(parts):
+                if best < offset + len(part):
+                    self._vertex = (pi, best - offset)
+                    break
+                offset += len(part)
+            self._mode, self._orig_parts = "vertex", parts
+            return True
+        return False
+
+    def press(self, pos: QPointF, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        self._start = QPointF(pos)
+        self._moved = False
+        if self._grab_handle(pos):
+            return
+        item = self.canvas.item_at(pos)
+        additive = bool(event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier))
+        if item is None:
+            if not additive:
+                self.canvas.select([])
+            return
+        assert item.ann.id is not None
+        if additive:
+            ids = set(self.canvas.selected_ids()) ^ {item.ann.id}
+            self.canvas.select(sorted(ids))
+            return
+        if not item.isSelected():
+            self.canvas.select([item.ann.id])
+        self._mode = "move"
+        self._moving = [i for i in self.canvas.visible_items() if i.isSelected()]
+
+    def move(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._mode is None:
+            self._hover(pos)
+            return
+        if not self._moved and self._screen_distance(pos, self._start) < CLICK_SLOP_PX:
+            return
+        self._moved = True
+        w, h = self.canvas.image_size()
+        if self._mode == "move":
+            delta = pos - self._start
+            for item in self._moving:
+                item.setPos(delta)
+        elif self._mode == "resize" and isinstance(self._item, BoxItem):
+            p = _clamp(pos, w, h)
+            r = QRectF(self._orig_rect)
+            if self._handle in (0, 6, 7):
+                r.setLeft(p.x())
+            if self._handle in (2, 3, 4):
+                r.setRight(p.x())
+            if self._handle in (0, 1, 2):
+                r.setTop(p.y())
+            if self._handle in (4, 5, 6):
+                r.setBottom(p.y())
+            self._item.set_rect(r.normalized())
+        elif self._mode == "vertex" and isinstance(self._item, PolygonItem):
+            p = _clamp(pos, w, h)
+            parts = [q.copy() for q in self._orig_parts]
+            pi, vi = self._vertex
+            parts[pi][vi] = (p.x(), p.y())
+            self._item.set_parts(parts)
+
+    def _hover(self, pos: QPointF) -> None:
+        view = self.canvas.view()
+        item = self.canvas.item_at(pos)
+        view.set_tool_cursor(Qt.CursorShape.SizeAllCursor if item is not None else Qt.CursorShape.ArrowCursor)
+
+    def release(self, pos: QPointF, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._mode is None:
+            return
+        mode = self._mode
+        w, h = self.canvas.image_size()
+        if not self._moved:
+            self.cancel()
+            return
+        if mode == "move":
+            pairs = [(i.ann, i.edited(w, h)) for i in self._moving]
+            text = "Move label" if len(pairs) == 1 else f"Move {len(pairs)} labels"
+        else:
+            assert self._item is not None
+            pairs = [(self._item.ann, self._item.edited(w, h))]
+            text = "Resize box" if mode == "resize" else "Move vertex"
+        self.cancel()  # put the items back; the reload after the command shows the result
+        self.canvas.edit(pairs, text)
+
+    def double_click(self, pos: QPointF, event: QMouseEvent) -> None:
+        selected = [i for i in self.canvas.visible_items() if i.isSelected()]
+        if len(selected) != 1 or not isinstance(selected[0], PolygonItem):
+            return
+        item = selected[0]
+        parts = item.parts()
+        local = item.mapFromScene(pos)
+        p = np.array([local.x(), local.y()])
+        tol = self._handle_tolerance()
+        for pi, part in enumerate(parts):  # on a vertex: delete it
+            d = np.hypot(*(part - p).T)
+            vi = int(np.argmin(d))
+            if d[vi] <= tol:
+                if len(part) > 3:
+                    parts[pi] = np.delete(part, vi, axis=0)
+                elif len(parts) > 1:
+                    del parts[pi]
+                else:
+                    self.canvas.errorOccurred.emit("A polygon needs at least 3 vertices.")
+                    return
+                self.canvas.edit([(item.ann, replace(item.ann, polygons=tuple(parts)))], "Delete vertex")
+                return
+        best: tuple[float, int, int, np.ndarray] | None = None
+        for pi, part in enumerate(parts):  # on an edge: insert a vertex
+            a, b = part, np.roll(part, -1, axis=0)
+            ab = b - a
+            t = np.clip(((p - a) * ab).sum(axis=1) / np.maximum((ab * ab).sum(axis=1), 1e-12), 0, 1)
+            nearest = a + ab * t[:, None]
+            d = np.hypot(*(nearest - p).T)
+            ei = int(np.argmin(d))
+            if best is None or d[ei] < best[0]:
+                best = (float(d[ei]), pi, ei, nearest[ei])
+        if best is not None and best[0] <= self.canvas.tolerance():
+            _, pi, ei, q = best
+            parts[pi] = np.insert(parts[pi], ei + 1, q, axis=0)
+            self.canvas.edit([(item.ann, replace(item.ann, polygons=tuple(parts)))], "Insert vertex")
+
+    def key(self, event: QKeyEvent) -> bool:
+        if event.key() == Qt.Key.Key_Escape and self._mode is not None:
+            self.cancel()
+            return True
+        return False
+
+
+class BoxTool(Tool):
+    name = "box"
+    cursor = Qt.CursorShape.CrossCursor
+
+    def __init__(self, canvas: AnnotationCanvas) -> None:
+        super().__init__(canvas)
+        self._preview: QGraphicsRectItem | None = None
+        self._start = QPointF()
+        self._t0 = 0.0
+
+    def cancel(self) -> None:
+        if self._preview is not None:
+            if self._preview.scene() is not None:
+                self._preview.scene().removeItem(self._preview)
+            self._preview = None
+
+    def press(self, pos: QPointF, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._need_category() is None:
+            return
+        w, h = self.canvas.image_size()
+        self.cancel()
+        self._start = _clamp(pos, w, h)
+        self._t0 = time.monotonic()
+        self._preview = QGraphicsRectItem(QRectF(self._start, self._start))
+        self._preview.setPen(_cosmetic(self._class_color(), 2.0, dashed=True))
+        self._preview.setZValue(1000)
+        self.canvas.scene().addItem(self._preview)
+
+    def move(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._preview is not None:
+            w, h = self.canvas.image_size()
+            self._preview.setRect(QRectF(self._start, _clamp(pos, w, h)).normalized())
+
+    def release(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._preview is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        self.cancel()
+        w, h = self.canvas.image_size()
+        end = _clamp(pos, w, h)
+        box = clamp_box(self._start.x(), self._start.y(), end.x(), end.y(), w, h)
+        if box[2] < MIN_BOX_SIDE or box[3] < MIN_BOX_SIDE or self._screen_distance(self._start, end) < CLICK_SLOP_PX:
+            return
+        cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
+        assert cid is not None and image_id is not None
+        ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.BOX, box_xywh=box)
+        ids = self.canvas.add([ann], text="Draw box", seconds=time.monotonic() - self._t0)
+        self.canvas.select(ids)
+
+    def key(self, event: QKeyEvent) -> bool:
+        if event.key() == Qt.Key.Key_Escape and self._preview is not None:
+            self.cancel()
+            return True
+        return False
+
+
+class PolygonTool(Tool):
+    name = "polygon"
+    cursor = Qt.CursorShape.CrossCursor
+
+    def __init__(self, canvas: AnnotationCanvas) -> None:
+        super().__init__(canvas)
+        self._vertices: list[QPointF] = []
+        self._preview: QGraphicsPathItem | None = None
+        self._cursor = QPointF()
+        self._t0 = 0.0
+
+    def drawing(self) -> bool:
+        return bool(self._vertices)
+
+    def cancel(self) -> None:
+        self._vertices = []
+        if self._preview is not None:
+            if self._preview.scene() is not None:
+                self._preview.scene().removeItem(self._preview)
+            self._preview = None
+
+    def _refresh(self) -> None:
+        if not self._vertices:
+            return
+        if self._preview is None:
+            self._preview = QGraphicsPathItem()
+            self._preview.setPen(_cosmetic(self._class_color(), 2.0))
+            self._preview.setZValue(1000)
+            self.canvas.scene().addItem(self._preview)
+        path = QPainterPath(self._vertices[0])
+        for v in self._vertices[1:]:
+            path.lineTo(v)
+        path.lineTo(self._cursor)
+        self._preview.setPath(path)
+        for child in self._preview.childItems():
+            child.setParentItem(None)
+            self.canvas.scene().removeItem(child)
+        for v in self._vertices:
+            Handle(v, self._class_color(), self._preview)
+
+    def press(self, pos: QPointF, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._need_category() is None:
+            return
+        w, h = self.canvas.image_size()
+        p = _clamp(pos, w, h)
+        if not self._vertices:
+            self._t0 = time.monotonic()
+        elif len(self._vertices) >= 3 and self._screen_distance(p, self._vertices[0]) <= style.HANDLE_SIZE:
+            self.finish()
+            return
+        if self._vertices and self._screen_distance(p, self._vertices[-1]) < CLICK_SLOP_PX:
+            return  # the same point again (a double click's first half)
+        self._vertices.append(p)
+        self._cursor = p
+        self._refresh()
+
+    def move(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._vertices:
+            w, h = self.canvas.image_size()
+            self._cursor = _clamp(pos, w, h)
+            self._refresh()
+
+    def double_click(self, pos: QPointF, event: QMouseEvent) -> None:
+        if len(self._vertices) >= 3:
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the polygon and store it (with at least 3 vertices), else keep drawing."""
+        if len(self._vertices) < 3:
+            return
+        cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
+        points = np.array([(v.x(), v.y()) for v in self._vertices], dtype=np.float64)
+        self.cancel()
+        if cid is None or image_id is None:
+            return
+        ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.POLYGON, polygons=(points,))
+        ids = self.canvas.add([ann], text="Draw polygon", seconds=time.monotonic() - self._t0)
+        self.canvas.select(ids)
+
+    def key(self, event: QKeyEvent) -> bool:
+        if not self._vertices:
+            return False
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.finish()
+            return True
+        if event.key() == Qt.Key.Key_Escape:
+            self.cancel()
+            return True
+        if event.key() == Qt.Key.Key_Backspace:
+            self._vertices.pop()
+            if self._vertices:
+                self._refresh()
+            else:
+                self.cancel()
+            return True
+        return False
+
+
+class BrushTool(Tool):
+    """Brush (``erase=False``) or eraser (``erase=True``) of ``canvas.brush_size()`` pixels across."""
+
+    name = "brush"
+    cursor = Qt.CursorShape.CrossCursor
+
+    def __init__(self, canvas: AnnotationCanvas, *, erase: bool = False) -> None:
+        super().__init__(canvas)
+        self.erase = erase
+        self.name = "eraser" if erase else "brush"
+        self._points: list[tuple[float, float]] = []
+        self._target: MaskItem | None = None
+        self._stroke: QGraphicsPathItem | None = None
+        self._ring: QGraphicsEllipseItem | None = None
+        self._t0 = 0.0
+
+    def activate(self) -> None:
+        self.settings_changed()
+
+    def deactivate(self) -> None:
+        self.cancel()
+        if self._ring is not None:
+            if self._ring.scene() is not None:
+                self._ring.scene().removeItem(self._ring)
+            self._ring = None
+
+    def cancel(self) -> None:
+        self._points = []
+        self._target = None
+        if self._stroke is not None:
+            if self._stroke.scene() is not None:
+                self._stroke.scene().removeItem(self._stroke)
+            self._stroke = None
+
+    def settings_changed(self) -> None:
+        if self._ring is not None:
+            c = self._ring.rect().center()
+            r = self.canvas.brush_size() / 2.0
+            self._ring.setRect(QRectF(c.x() - r, c.y() - r, 2 * r, 2 * r))
+
+    def _show_ring(self, pos: QPointF) -> None:
+        r = self.canvas.brush_size() / 2.0
+        if self._ring is None or self._ring.scene() is None:
+            self._ring = QGraphicsEllipseItem()
+            self._ring.setPen(_cosmetic(QColor(255, 255, 255) if self.erase else self._class_color(), 1.5))
+            self._ring.setZValue(1001)
+            self._ring.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, False)
+            self.canvas.scene().addItem(self._ring)
+        self._ring.setRect(QRectF(pos.x() - r, pos.y() - r, 2 * r, 2 * r))
+
+    def _find_target(self, pos: QPointF) -> MaskItem | None:
+        masks = [i for i in self.canvas.visible_items() if isinstance(i, MaskItem)]
+        selected = [i for i in masks if i.isSelected()]
+        if self.erase:
+            if selected:
+                return selected[0]
+            under = [i for i in masks if i.hit(pos, 0.0)]
+            return min(under, key=lambda i: i.area()) if under else None
+        cid = self.canvas.category_id()
+        same = [i for i in selected if i.ann.category_id == cid]
+        if same:
+            return same[0]
+        human = [i for i in masks if i.ann.category_id == cid and not i.proposal]
+        return human[0] if human else None
+
+    def press(self, pos: QPointF, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        if not self.erase and self._need_category() is None:
+            return
+        self.cancel()
+        self._target = self._find_target(pos)
+        if self.erase and self._target is None:
+            return
+        self._t0 = time.monotonic()
+        self._points = [(pos.x(), pos.y())]
+        self._stroke = QGraphicsPathItem()
+        color = QColor(255, 255, 255, 150) if self.erase else QColor(self._class_color())
+        if not self.erase:
+            color.setAlpha(150)
+        pen = QPen(color, float(self.canvas.brush_size()))
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        self._stroke.setPen(pen)
+        self._stroke.setZValue(999)
+        self.canvas.scene().addItem(self._stroke)
+        self._update_stroke()
+
+    def _update_stroke(self) -> None:
+        if self._stroke is None or not self._points:
+            return
+        path = QPainterPath(QPointF(*self._points[0]))
+        for x, y in self._points[1:]:
+            path.lineTo(x, y)
+        if len(self._points) == 1:
+            path.lineTo(self._points[0][0] + 0.01, self._points[0][1])
+        self._stroke.setPath(path)
+
+    def move(self, pos: QPointF, event: QMouseEvent) -> None:
+        self._show_ring(pos)
+        if self._stroke is None:
+            return
+        last = self._points[-1]
+        if np.hypot(pos.x() - last[0], pos.y() - last[1]) >= 0.5:
+            self._points.append((pos.x(), pos.y()))
+            self._update_stroke()
+
+    def release(self, pos: QPointF, event: QMouseEvent) -> None:
+        if self._stroke is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        points, target = list(self._points), self._target
+        seconds = time.monotonic() - self._t0
+        self.cancel()
+        w, h = self.canvas.image_size()
+        stroke = stroke_mask(points, float(self.canvas.brush_size()), h, w)
+        if target is None:  # the brush starts a new mask
+            cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
+            if cid is None or image_id is None or not stroke.any():
+                return
+            ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.MASK, rle=encode_mask(stroke))
+            self.canvas.select(self.canvas.add([ann], text="Paint mask", seconds=seconds))
+            return
+        before = target.full_mask(w, h)
+        after = paint_into(before, stroke, erase=self.erase)
+        if np.array_equal(before, after):
+            return
+        if not after.any():
+            self.canvas.change([(target.ann, None)], "Erase mask")
+            return
+        edited = replace(target.ann, rle=encode_mask(after))
+        text = "Erase" if self.erase else "Paint mask"
+        if self.canvas.change([(target.ann, edited)], text, seconds=None if self.erase else seconds):
+            assert target.ann.id is not None
+            self.canvas.select([target.ann.id])
+
+
+class EraserTool(BrushTool):
+    name = "eraser"
+
+    def __init__(self, canvas: AnnotationCanvas) -> None:
+        super().__init__(canvas, erase=True)
+
+
+TOOLS: dict[str, type[Tool]] = {
+    "select": SelectTool,
+    "box": BoxTool,
+    "polygon": PolygonTool,
+    "brush": BrushTool,
+    "eraser": EraserTool,
+}

@@ -1,0 +1,217 @@
+"""Undo commands for every change the GUI makes to the annotations of a project.
+
+Each command writes to the store at once (no Save button): ``redo()`` applies the change in one
+store transaction, ``undo()`` puts the old annotations back, also in one transaction. A deleted
+annotation comes back with its old id (``Project.add_annotation`` with ``id`` set), so anything
+that refers to it by id keeps working after undo.
+
+The one general command is :class:`ChangeAnnotations`: a list of ``(before, after)`` pairs where
+``before is None`` means "add ``after``", ``after is None`` means "delete ``before``", and both set
+means "overwrite with ``after``". The helpers below build it for the common actions (add, delete,
+edit, accept, reject) with a readable undo text.
+
+``notify(image_id)`` is called after every redo and undo for each image touched, so the canvas can
+re-read the store and tell the rest of the window (``annotationsChanged``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from PySide6.QtGui import QUndoCommand
+
+from labeler.core.annotation import Annotation, State
+from labeler.core.store import Project
+
+Notify = Callable[[int], None]
+OnError = Callable[[str], None]
+Pair = tuple[Annotation | None, Annotation | None]
+
+
+def as_human(ann: Annotation) -> Annotation:
+    """The annotation as a human label: what an edited proposal becomes (accepted, no model, no score)."""
+    return replace(ann, state=State.ACCEPTED, model_version=None, score=None)
+
+
+class ChangeAnnotations(QUndoCommand):
+    """Add, delete and overwrite annotations as one undoable step.
+
+    ``pairs`` are ``(before, after)``: ``(None, new)`` adds (``new.id`` may be ``None``; the id the
+    store gives it is kept, so redo after undo brings back the same id), ``(old, None)`` deletes,
+    ``(old, new)`` overwrites ``old.id`` with ``new``. ``action`` names the edit in the store's edit
+    log for overwrites (``edit``, ``accepted``, ``rejected`` ...). ``draw_seconds``, if given, is the
+    time the user spent drawing the added or edited labels by hand: it is logged once, as
+    ``draw``, on the first redo (the shell compares it with the time accepted proposals took).
+
+    If the store refuses the change (an annotation deleted meanwhile by another process, say),
+    nothing is written (one transaction), ``error`` holds the message, ``on_error`` hears it, and
+    the command marks itself obsolete so the undo stack drops it.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        pairs: Sequence[Pair],
+        text: str,
+        *,
+        notify: Notify | None = None,
+        on_error: OnError | None = None,
+        action: str = "edit",
+        draw_seconds: float | None = None,
+    ) -> None:
+        super().__init__(text)
+        for before, after in pairs:
+            if before is None and after is None:
+                raise ValueError("a change needs a before or an after annotation")
+            if before is not None and before.id is None:
+                raise ValueError("the annotation to change or delete must be stored (id set)")
+        self._project = project
+        self._pairs: list[Pair] = list(pairs)
+        self._notify = notify
+        self._on_error = on_error
+        self.error: str | None = None
+        self._action = action
+        self._draw_seconds = draw_seconds
+        self._done_once = False
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def added_ids(self) -> list[int]:
+        """Ids of the annotations this command added (known after the first redo)."""
+        return [a.id for b, a in self._pairs if b is None and a is not None and a.id is not None]
+
+    def result_ids(self) -> list[int]:
+        """Ids of the annotations that exist after redo (added or overwritten)."""
+        return [a.id for _, a in self._pairs if a is not None and a.id is not None]
+
+    def image_ids(self) -> list[int]:
+        ids: list[int] = []
+        for before, after in self._pairs:
+            ann = after if after is not None else before
+            assert ann is not None
+            if ann.image_id not in ids:
+                ids.append(ann.image_id)
+        return ids
+
+    # ---- QUndoCommand -------------------------------------------------------------------
+
+    def redo(self) -> None:
+        try:
+            self._apply_redo()
+        except Exception as exc:  # the store refused: nothing was written (one transaction)
+            self._fail(f"{self.text()}: {exc}")
+            return
+        self._announce()
+
+    def undo(self) -> None:
+        try:
+            self._apply_undo()
+        except Exception as exc:
+            self._fail(f"Undo {self.text()}: {exc}")
+            return
+        self._announce()
+
+    def _apply_redo(self) -> None:
+        project = self._project
+        pairs = list(self._pairs)
+        with project.transaction():
+            for i, (before, after) in enumerate(pairs):
+                if after is None:
+                    assert before is not None and before.id is not None
+                    project.delete_annotation(before.id)
+                elif before is None:
+                    pairs[i] = (None, project.add_annotation(after))
+                else:
+                    pairs[i] = (before, project.update_annotation(replace(after, id=before.id), action=self._action))
+            if not self._done_once and self._draw_seconds is not None:
+                for _, after in pairs:
+                    if after is not None:
+                        project.log_edit(
+                            "draw", image_id=after.image_id, annotation_id=after.id,
+                            kind=after.kind.value, seconds=self._draw_seconds,
+                        )
+        # Keep the stored versions: redo after undo re-adds the same ids.
+        self._pairs = pairs
+        self._done_once = True
+
+    def _apply_undo(self) -> None:
+        project = self._project
+        with project.transaction():
+            for before, after in reversed(self._pairs):
+                if before is None:
+                    assert after is not None and after.id is not None
+                    project.delete_annotation(after.id)
+                elif after is None:
+                    project.add_annotation(before)
+                else:
+                    project.update_annotation(before, action="undo")
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.setObsolete(True)
+        if self._on_error is not None:
+            self._on_error(message)
+
+    def _announce(self) -> None:
+        if self._notify is not None:
+            for image_id in self.image_ids():
+                self._notify(image_id)
+
+
+# ---- builders for the usual actions ---------------------------------------------------------
+
+
+def add_annotations(
+    project: Project,
+    anns: Sequence[Annotation],
+    *,
+    text: str | None = None,
+    notify: Notify | None = None,
+    on_error: OnError | None = None,
+    draw_seconds: float | None = None,
+) -> ChangeAnnotations:
+    """Add new annotations (``id`` ``None``)."""
+    label = text or (f"Add {anns[0].kind.value}" if len(anns) == 1 else f"Add {len(anns)} labels")
+    return ChangeAnnotations(
+        project, [(None, a) for a in anns], label, notify=notify, on_error=on_error, draw_seconds=draw_seconds
+    )
+
+
+def delete_annotations(
+    project: Project, anns: Sequence[Annotation], *, notify: Notify | None = None, on_error: OnError | None = None
+) -> ChangeAnnotations:
+    """Delete stored annotations; undo brings them back with the same ids."""
+    label = f"Delete {anns[0].kind.value}" if len(anns) == 1 else f"Delete {len(anns)} labels"
+    return ChangeAnnotations(project, [(a, None) for a in anns], label, notify=notify, on_error=on_error, action="delete")
+
+
+def edit_annotations(
+    project: Project,
+    pairs: Sequence[tuple[Annotation, Annotation]],
+    *,
+    text: str,
+    notify: Notify | None = None,
+    on_error: OnError | None = None,
+) -> ChangeAnnotations:
+    """Overwrite annotations; an edited proposal becomes a human label (see :func:`as_human`)."""
+    return ChangeAnnotations(
+        project, [(old, as_human(new)) for old, new in pairs], text, notify=notify, on_error=on_error, action="edit"
+    )
+
+
+def set_states(
+    project: Project,
+    anns: Sequence[Annotation],
+    state: State,
+    *,
+    notify: Notify | None = None,
+    on_error: OnError | None = None,
+) -> ChangeAnnotations:
+    """Accept or reject proposals (they keep model version and score, so the log knows their source)."""
+    state = State(state)
+    verb = {State.ACCEPTED: "Accept", State.REJECTED: "Reject", State.PROPOSED: "Reopen"}[state]
+    label = f"{verb} proposal" if len(anns) == 1 else f"{verb} {len(anns)} proposals"
+    return ChangeAnnotations(
+        project, [(a, replace(a, state=state)) for a in anns], label, notify=notify, on_error=on_error, action=state.value
+    )

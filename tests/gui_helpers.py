@@ -1,0 +1,83 @@
+"""Helpers for the canvas tests: a tiny generated project and real mouse input on the canvas."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+
+from labeler.core.store import Project
+
+NO_MOD = Qt.KeyboardModifier.NoModifier
+LEFT = Qt.MouseButton.LeftButton
+
+
+def make_project(root: Path, *, images: int = 2, width: int = 320, height: int = 240) -> Project:
+    """A project with ``images`` generated PNGs (a gradient with a dark square) and 3 classes."""
+    folder = root / "images"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(images):
+        x = np.linspace(0, 255, width, dtype=np.float64)
+        y = np.linspace(0, 255, height, dtype=np.float64)
+        pixels = np.zeros((height, width, 3), dtype=np.uint8)
+        pixels[..., 0] = x[None, :]
+        pixels[..., 1] = y[:, None]
+        pixels[..., 2] = rng.integers(0, 255)
+        pixels[height // 4: height // 2, width // 4: width // 2] = 30
+        path = folder / f"img{i}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    project = Project.create(root / "project")
+    project.add_images(paths)
+    for name in ("cat", "dog", "bird"):
+        project.add_category(name)
+    return project
+
+
+def vp(canvas: object, x: float, y: float) -> QPoint:
+    """Viewport position of image pixel coordinate ``(x, y)``."""
+    return canvas.view().mapFromScene(QPointF(x, y))  # type: ignore[attr-defined]
+
+
+def press(canvas: object, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD) -> None:
+    QTest.mousePress(canvas.view().viewport(), button, mod, vp(canvas, x, y))  # type: ignore[attr-defined]
+
+
+def move(canvas: object, x: float, y: float) -> None:
+    QTest.mouseMove(canvas.view().viewport(), vp(canvas, x, y))  # type: ignore[attr-defined]
+
+
+def release(canvas: object, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD) -> None:
+    QTest.mouseRelease(canvas.view().viewport(), button, mod, vp(canvas, x, y))  # type: ignore[attr-defined]
+
+
+def click(canvas: object, x: float, y: float, mod: Qt.KeyboardModifier = NO_MOD) -> None:
+    QTest.mouseClick(canvas.view().viewport(), LEFT, mod, vp(canvas, x, y))  # type: ignore[attr-defined]
+
+
+def double_click(canvas: object, x: float, y: float) -> None:
+    QTest.mouseDClick(canvas.view().viewport(), LEFT, NO_MOD, vp(canvas, x, y))  # type: ignore[attr-defined]
+
+
+def drag(
+    canvas: object, points: Sequence[tuple[float, float]], button: Qt.MouseButton = LEFT,
+    mod: Qt.KeyboardModifier = NO_MOD,
+) -> None:
+    """Press at the first point, move through the others, release at the last (image pixels)."""
+    press(canvas, *points[0], button=button, mod=mod)
+    for p in points[1:]:
+        move(canvas, *p)
+    release(canvas, *points[-1], button=button, mod=mod)
+
+
+def key(canvas: object, k: Qt.Key, mod: Qt.KeyboardModifier = NO_MOD) -> None:
+    QTest.keyClick(canvas.view(), k, mod)  # type: ignore[attr-defined]
