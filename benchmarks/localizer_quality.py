@@ -1,0 +1,226 @@
+"""Localizer quality and speed on the real sets in ``../shared/data`` (fruit, raccoon).
+
+    .venv/bin/python benchmarks/localizer_quality.py --data fruit --budget 300 [--set key=value ...]
+
+Loads the set as :class:`LabelledImage` lists (one accepted box annotation per image), splits it
+into training and held-out images with a fixed rule (below), prepares the training images, trains
+with :func:`labeler.learning.loop.fit` for ``--budget`` seconds on 2 threads, and prints, on the
+held-out images: class accuracy, mean box IoU, the localizer's ``score``, the IoU of the mean
+training box (the trivial baseline) on the same split, training images per second, and
+milliseconds per image for prediction (pre-processing, forward, post-processing; and with image
+decoding) against the bare forward of the network.
+
+Held-out split: within each class, image stems are ordered by the SHA-1 of the stem and the first
+20 % (rounded) are held out; the split never changes with the run, the settings or the machine.
+
+Other processes on the machine change the speed figures (and so, through the time budget, the
+quality figures); say what else was running when quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labeler.core.annotation import Annotation, Category, Kind, State
+from labeler.core.geometry import box_iou
+from labeler.core.images import read_image
+from labeler.learning.api import LabelledImage, resolve_settings
+
+REPO = Path(__file__).resolve().parents[1]
+HELD_OUT = 0.2
+
+
+def data_root() -> Path:
+    env = os.environ.get("LABELER_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def load_fruit(root: Path) -> tuple[list[tuple[str, Path, str, tuple[float, float, float, float]]], list[str]]:
+    """``(stem, image path, class name, box xywh pixels)`` per labelme file, and the class names.
+
+    labelme 3.5 rectangles are two corner points; their order is not trusted (min/max taken).
+    labelme 3.5 did not apply EXIF orientation and none of these files carries a rotating
+    orientation (two carry the invalid value 0, read as upright), so boxes are in the frame
+    :func:`read_image` returns; the loader checks every box lies within the image size.
+    """
+    rows = []
+    for path in sorted((root / "fruit" / "train").glob("*.json")):
+        doc = json.loads(path.read_text())
+        shapes = [s for s in doc["shapes"] if s.get("shape_type", "rectangle") == "rectangle"]
+        if len(shapes) != 1:
+            raise ValueError(f"{path.name}: expected one rectangle, found {len(shapes)}")
+        (xa, ya), (xb, yb) = shapes[0]["points"]
+        x0, x1 = sorted((float(xa), float(xb)))
+        y0, y1 = sorted((float(ya), float(yb)))
+        image = path.with_name(doc.get("imagePath") or path.stem + ".jpg")
+        rows.append((path.stem, image, shapes[0]["label"], (x0, y0, x1 - x0, y1 - y0)))
+    return rows, sorted({r[2] for r in rows})
+
+
+def load_raccoon(root: Path) -> tuple[list[tuple[str, Path, str, tuple[float, float, float, float]]], list[str]]:
+    """Pascal VOC: 1-based inclusive integer corners become ``(xmin - 1, ymin - 1, xmax - xmin + 1,
+    ymax - ymin + 1)`` pixel boxes (the usual VOC to COCO conversion)."""
+    rows = []
+    base = root / "raccoon"
+    for path in sorted((base / "annotations").glob("*.xml")):
+        doc = ET.parse(path).getroot()
+        objects = doc.findall("object")
+        if len(objects) != 1:
+            raise ValueError(f"{path.name}: expected one object, found {len(objects)}")
+        bb = objects[0].find("bndbox")
+        assert bb is not None
+        xmin, ymin, xmax, ymax = (float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
+        name = doc.findtext("filename") or path.stem + ".jpg"
+        rows.append(
+            (path.stem, base / "images" / name, objects[0].findtext("name") or "raccoon",
+             (xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1))
+        )
+    return rows, sorted({r[2] for r in rows})
+
+
+def split(rows: list[tuple[str, Path, str, Any]]) -> tuple[list[int], list[int]]:
+    """Indices of training and held-out rows (see the module docstring)."""
+    held: set[int] = set()
+    for name in sorted({r[2] for r in rows}):
+        members = [i for i, r in enumerate(rows) if r[2] == name]
+        members.sort(key=lambda i: hashlib.sha1(rows[i][0].encode()).hexdigest())
+        held.update(members[: int(round(HELD_OUT * len(members)))])
+    train = [i for i in range(len(rows)) if i not in held]
+    return train, sorted(held)
+
+
+def load_samples(data: str) -> tuple[list[LabelledImage], list[LabelledImage], list[Category], list[Path]]:
+    root = data_root()
+    if not root.is_dir():
+        raise SystemExit(f"real data sets not found at {root} (set LABELER_DATA)")
+    rows, names = (load_fruit if data == "fruit" else load_raccoon)(root)
+    classes = [Category(id=i + 1, name=n, color=(200, 50, 50)) for i, n in enumerate(names)]
+    by_name = {c.name: c for c in classes}
+    samples = []
+    for image_id, (stem, path, name, box) in enumerate(rows, start=1):
+        image = read_image(path)
+        h, w = image.shape[:2]
+        x, y, bw, bh = box
+        if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
+            raise ValueError(f"{stem}: box {box} outside the {w}x{h} image as read")
+        ann = Annotation(image_id=image_id, category_id=by_name[name].id, kind=Kind.BOX, box_xywh=box,
+                         state=State.ACCEPTED)
+        samples.append(LabelledImage(image_id=image_id, image=image, annotations=(ann,), classes=tuple(classes)))
+    train, held = split(rows)
+    return [samples[i] for i in train], [samples[i] for i in held], classes, [rows[i][1] for i in held]
+
+
+def mean_box_iou(train: list[LabelledImage], held: list[LabelledImage]) -> float:
+    """IoU on ``held`` of the mean normalised training box (the trivial baseline)."""
+    def norm(s: LabelledImage) -> np.ndarray:
+        h, w = s.image.shape[:2]
+        x, y, bw, bh = s.annotations[0].box_xywh or (0, 0, 0, 0)
+        return np.array([x / w, y / h, bw / w, bh / h])
+
+    mean = np.mean([norm(s) for s in train], axis=0)
+    ious = []
+    for s in held:
+        h, w = s.image.shape[:2]
+        ious.append(box_iou(tuple(mean * [w, h, w, h]), s.annotations[0].box_xywh or (0, 0, 0, 0)))
+    return float(np.mean(ious))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("fruit", "raccoon"), required=True)
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validate-every", type=float, default=0.0, help="seconds; 0 = only at the end")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from labeler.learning.loop import fit
+    from labeler_localizer import LocalizerPlugin
+
+    plugin = LocalizerPlugin()
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    settings = resolve_settings(plugin, overrides)
+    train, held, classes, held_paths = load_samples(args.data)
+    print(f"{args.data}: {len(train)} training, {len(held)} held-out images, classes {[c.name for c in classes]}")
+    print("settings:", json.dumps(settings))
+
+    t0 = time.perf_counter()
+    items = [plugin.prepare(s, settings=settings) for s in train]
+    print(f"prepare: {1000 * (time.perf_counter() - t0) / len(train):.1f} ms/image")
+
+    def predict(model: torch.nn.Module, samples: list[LabelledImage]) -> list[Any]:
+        out = []
+        with torch.no_grad():
+            for s in samples:
+                x = plugin.inputs(s.image, settings=settings)
+                out.append(plugin.proposals(model(x), image_shape=s.image.shape[:2], classes=classes,
+                                            settings=settings))
+        return out
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        return plugin.evaluate(predict(model, held), held, settings=settings)
+
+    def progress(info: dict[str, Any]) -> None:
+        if info["event"] == "validation":
+            print(f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} losses "
+                  f"{ {k: round(v, 4) for k, v in info['losses'].items()} } held-out {info.get('metrics')}",
+                  flush=True)
+
+    torch.manual_seed(args.seed)
+    model = plugin.build_model(num_classes=len(classes), settings=settings)
+    torch.set_num_threads(args.threads)
+    result = fit(plugin, model, items, settings=settings, time_budget=args.budget, seed=args.seed,
+                 progress=progress if args.validate_every else None, validate=validate if args.validate_every else None,
+                 validate_every=args.validate_every or 1e9)
+    torch.set_num_threads(args.threads)  # fit sets threads from the core count
+    model = result.model.eval()
+    print(f"trained {result.steps} steps, {result.epochs:.1f} epochs, {result.images_per_second:.1f} images/s, "
+          f"last losses { {k: round(v, 4) for k, v in result.losses.items()} }")
+
+    # quality on held-out images
+    predictions = predict(model, held)
+    metrics = plugin.evaluate(predictions, held, settings=settings)
+    baseline = mean_box_iou(train, held)
+
+    # speed: bare forward vs the whole per-image prediction, one image at a time
+    inputs = [plugin.inputs(s.image, settings=settings) for s in held]
+    with torch.no_grad():
+        for x in inputs[:3]:
+            model(x)
+        t0 = time.perf_counter()
+        for x in inputs:
+            model(x)
+        forward_ms = 1000 * (time.perf_counter() - t0) / len(inputs)
+        t0 = time.perf_counter()
+        predict(model, held)
+        predict_ms = 1000 * (time.perf_counter() - t0) / len(held)
+        t0 = time.perf_counter()
+        for s, path in zip(held, held_paths):
+            image = read_image(path)
+            plugin.proposals(model(plugin.inputs(image, settings=settings)), image_shape=image.shape[:2],
+                             classes=classes, settings=settings)
+        decode_ms = 1000 * (time.perf_counter() - t0) / len(held)
+
+    print(f"held-out ({len(held)} images): accuracy {metrics['accuracy']:.3f}  box IoU {metrics['box_iou']:.3f}  "
+          f"score {metrics['score']:.3f}  | mean-box baseline IoU {baseline:.3f}")
+    print(f"speed: training {result.images_per_second:.1f} images/s; inference per image: bare forward "
+          f"{forward_ms:.2f} ms, predict (pre + forward + post) {predict_ms:.2f} ms "
+          f"({100 * forward_ms / predict_ms:.0f} % of forward speed), with decoding from disk {decode_ms:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
