@@ -1,0 +1,95 @@
+"""Start the desktop app: ``labeler [PATH] [--screenshot FILE]``.
+
+``run_app`` creates the ``QApplication`` and the main window, opens ``PATH`` (a project, or a
+folder of images that becomes a project: asked when interactive, done silently with
+``--screenshot``), and either runs the event loop or renders the window to a PNG and exits.
+torch is never imported here: the learning engine loads only when a model is used.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication
+
+SCREENSHOT_TIMEOUT_MS = 15_000
+
+
+def application() -> QApplication:
+    """The process's QApplication (created once)."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("labeler")
+        app.setOrganizationName("labeler")
+    assert isinstance(app, QApplication)
+    return app
+
+
+def wait_for(signal: object, timeout_ms: int) -> bool:
+    """Run the event loop until ``signal`` fires or ``timeout_ms`` passes; True if it fired."""
+    loop = QEventLoop()
+    fired: list[bool] = []
+
+    def done(*_args: object) -> None:
+        fired.append(True)
+        loop.quit()
+
+    signal.connect(done)  # type: ignore[attr-defined]
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    signal.disconnect(done)  # type: ignore[attr-defined]
+    return bool(fired)
+
+
+def save_screenshot(window: object, path: str | Path) -> None:
+    """Grab the window's pixels into a PNG (raises OSError when the file cannot be written)."""
+    app = application()
+    for _ in range(3):
+        app.processEvents()
+    pixmap = window.grab()  # type: ignore[attr-defined]
+    if not pixmap.save(str(path), "PNG"):
+        raise OSError(f"could not write the screenshot {path}")
+
+
+def run_app(*, path: str | None, screenshot: str | None) -> int:
+    """Open the window (on ``path`` if given). With ``screenshot``: render, save the PNG, exit 0."""
+    app = application()
+    from labeler.gui.main_window import MainWindow
+
+    window = MainWindow(interactive=screenshot is None)
+    window.show()
+    if path is not None:
+        target = Path(path).expanduser()
+        if not target.exists():
+            print(f"labeler: error: {target}: no such file or folder", file=sys.stderr)
+            if screenshot is not None:
+                window.shutdown()
+                return 2
+        else:
+            opened_signal = window.projectOpened
+            started = window.open_path(target)
+            if screenshot is not None:
+                if not started:
+                    print(f"labeler: error: cannot open {target}", file=sys.stderr)
+                    window.shutdown()
+                    return 2
+                if window.project is None:
+                    wait_for(opened_signal, SCREENSHOT_TIMEOUT_MS)
+                current = window.canvas.current_image_id()
+                if current is not None and window.shown_image != current:
+                    wait_for(window.canvas.imageShown, SCREENSHOT_TIMEOUT_MS)
+                window.images.model.wait_for_thumbnails(SCREENSHOT_TIMEOUT_MS)
+    if screenshot is not None:
+        try:
+            save_screenshot(window, screenshot)
+        except OSError as exc:
+            print(f"labeler: error: {exc}", file=sys.stderr)
+            window.shutdown()
+            return 2
+        window.shutdown()
+        print(screenshot)
+        return 0
+    return int(app.exec())

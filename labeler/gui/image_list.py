@@ -1,0 +1,424 @@
+"""The image list: every image of the project with its state, filters, counts and thumbnails.
+
+A :class:`ImageListModel` holds plain arrays (ids, names, states) for all images and a filtered
+view of row indices, so a project of 20,000 images is one SQL query and no widgets per image.
+Thumbnails are decoded on pool threads only when a row is painted (Qt asks ``DecorationRole``
+for visible rows only) and cached (LRU).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRunnable,
+    QSize,
+    Qt,
+    QThreadPool,
+    Signal,
+)
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
+
+from labeler.core.store import Project
+
+THUMB = 48
+
+
+class ImageState(StrEnum):
+    """Where an image stands, as the list shows it."""
+
+    UNLABELLED = "unlabelled"
+    LABELLED = "in progress"  # accepted labels, not marked done
+    PROPOSALS = "has proposals"
+    DONE = "done"
+
+
+STATE_COLORS = {
+    ImageState.UNLABELLED: QColor(150, 150, 150),
+    ImageState.LABELLED: QColor(230, 160, 30),
+    ImageState.PROPOSALS: QColor(60, 130, 230),
+    ImageState.DONE: QColor(40, 170, 70),
+}
+
+# filter name -> states it keeps (None: all)
+FILTERS: dict[str, frozenset[ImageState] | None] = {
+    "All images": None,
+    "Not done": frozenset({ImageState.UNLABELLED, ImageState.LABELLED, ImageState.PROPOSALS}),
+    "Unlabelled": frozenset({ImageState.UNLABELLED}),
+    "In progress": frozenset({ImageState.LABELLED}),
+    "Has proposals": frozenset({ImageState.PROPOSALS}),
+    "Done": frozenset({ImageState.DONE}),
+}
+
+_STATE_CODES = list(ImageState)
+
+
+def image_state(done: bool, counts: dict[str, int]) -> ImageState:
+    """The list state of an image from its done flag and annotation counts per state."""
+    if done:
+        return ImageState.DONE
+    if counts.get("proposed", 0):
+        return ImageState.PROPOSALS
+    if counts.get("accepted", 0):
+        return ImageState.LABELLED
+    return ImageState.UNLABELLED
+
+
+class _ThumbSignals(QObject):
+    loaded = Signal(int, QImage)
+
+
+class _ThumbJob(QRunnable):
+    def __init__(self, path: str, image_id: int, signals: _ThumbSignals) -> None:
+        super().__init__()
+        self._path = path
+        self._id = image_id
+        self._signals = signals
+
+    def run(self) -> None:  # pool thread: QImage (not QPixmap) is safe here
+        import cv2
+
+        from labeler.core.images import ImageError, read_image, read_image_size
+
+        try:
+            w, h = read_image_size(self._path)
+            reduce = 8 if min(w, h) >= 8 * THUMB else 4 if min(w, h) >= 4 * THUMB else 1
+            rgb = read_image(self._path, reduce=reduce)
+            scale = THUMB / max(rgb.shape[:2])
+            if scale < 1:
+                rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
+                                 interpolation=cv2.INTER_AREA)
+            rgb = np.ascontiguousarray(rgb)
+            image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888).copy()
+        except (ImageError, OSError, ValueError):
+            image = QImage()
+        self._signals.loaded.emit(self._id, image)
+
+
+class ImageListModel(QAbstractListModel):
+    """All images of a project; rows are the images passing the current filter.
+
+    ``Qt.UserRole`` gives the image id. Counts per state are in :meth:`counts`.
+    """
+
+    countsChanged = Signal()
+    IdRole = Qt.ItemDataRole.UserRole
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._project: Project | None = None
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._paths: list[str] = []
+        self._names: list[str] = []
+        self._states = np.zeros(0, dtype=np.int8)
+        self._row_of_id: dict[int, int] = {}
+        self._rows = np.zeros(0, dtype=np.int64)  # indices into the arrays above
+        self._filter_states: frozenset[ImageState] | None = None
+        self._filter_text = ""
+        self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
+        self._pending: set[int] = set()
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._thumb_signals = _ThumbSignals(self)
+        self._thumb_signals.loaded.connect(self._on_thumb)
+        self.thumbnails = True
+        self.thumb_cache_size = 600
+
+    # ---- loading --------------------------------------------------------------------------
+
+    def set_project(self, project: Project | None) -> None:
+        """Read every image's id, path and state (two queries; no file is opened)."""
+        self.beginResetModel()
+        self._pool.clear()
+        self._project = project
+        self._thumbs.clear()
+        self._pending.clear()
+        if project is None:
+            records, counts = [], {}
+        else:
+            records, counts = project.images(), project.annotation_counts()
+        self._ids = np.array([r.id for r in records], dtype=np.int64)
+        self._paths = [r.path for r in records]
+        self._names = [PurePosixPath(r.path).name for r in records]
+        self._states = np.array(
+            [_STATE_CODES.index(image_state(r.done, counts.get(r.id, {}))) for r in records], dtype=np.int8
+        )
+        self._row_of_id = {int(i): n for n, i in enumerate(self._ids)}
+        self._rows = self._filtered_rows()
+        self.endResetModel()
+        self.countsChanged.emit()
+
+    def refresh_image(self, image_id: int) -> None:
+        """Re-read one image's state (after an edit, mark done, or an auto-label result)."""
+        if self._project is None or image_id not in self._row_of_id:
+            return
+        record = self._project.image(image_id)
+        counts: dict[str, int] = {}
+        for ann in self._project.annotations(image_id):
+            counts[ann.state.value] = counts.get(ann.state.value, 0) + 1
+        index = self._row_of_id[image_id]
+        code = _STATE_CODES.index(image_state(record.done, counts))
+        if code == self._states[index]:
+            return
+        self._states[index] = code
+        row = self.row_of(image_id)
+        if row is not None:
+            top = self.index(row)
+            self.dataChanged.emit(top, top)
+        self.countsChanged.emit()
+
+    def wait_for_thumbnails(self, msecs: int = 10_000) -> bool:
+        """Block until queued thumbnail jobs ran (tests, screenshots); their results still arrive queued."""
+        return self._pool.waitForDone(msecs)
+
+    # ---- filtering ------------------------------------------------------------------------
+
+    def set_filter(self, *, states: frozenset[ImageState] | None = None, text: str | None = None) -> None:
+        """Keep images in ``states`` (None: all) whose file name contains ``text`` (case-insensitive)."""
+        self._filter_states = states
+        if text is not None:
+            self._filter_text = text.strip().lower()
+        self.beginResetModel()
+        self._rows = self._filtered_rows()
+        self.endResetModel()
+
+    def _filtered_rows(self) -> np.ndarray:
+        keep = np.ones(len(self._ids), dtype=bool)
+        if self._filter_states is not None:
+            codes = [_STATE_CODES.index(s) for s in self._filter_states]
+            keep &= np.isin(self._states, codes)
+        if self._filter_text:
+            needle = self._filter_text
+            keep &= np.fromiter((needle in n.lower() for n in self._names), dtype=bool, count=len(self._names))
+        return np.flatnonzero(keep)
+
+    # ---- queries --------------------------------------------------------------------------
+
+    def counts(self) -> dict[ImageState, int]:
+        binc = np.bincount(self._states, minlength=len(_STATE_CODES))
+        return {s: int(binc[i]) for i, s in enumerate(_STATE_CODES)}
+
+    def total(self) -> int:
+        return len(self._ids)
+
+    def image_id_at(self, row: int) -> int | None:
+        return int(self._ids[self._rows[row]]) if 0 <= row < len(self._rows) else None
+
+    def row_of(self, image_id: int) -> int | None:
+        """The row showing ``image_id`` under the current filter, or None."""
+        index = self._row_of_id.get(image_id)
+        if index is None:
+            return None
+        pos = int(np.searchsorted(self._rows, index))
+        return pos if pos < len(self._rows) and self._rows[pos] == index else None
+
+    def state_of(self, image_id: int) -> ImageState | None:
+        index = self._row_of_id.get(image_id)
+        return _STATE_CODES[self._states[index]] if index is not None else None
+
+    def next_not_done(self, after: int | None) -> int | None:
+        """The first image in project order after ``after`` that is not done (wrapping round)."""
+        if not len(self._ids):
+            return None
+        start = self._row_of_id.get(after, -1) + 1 if after is not None else 0
+        done = _STATE_CODES.index(ImageState.DONE)
+        order = np.concatenate([np.arange(start, len(self._ids)), np.arange(0, start)])
+        hits = order[self._states[order] != done]
+        hits = hits[self._ids[hits] != (after if after is not None else -1)]
+        return int(self._ids[hits[0]]) if len(hits) else None
+
+    # ---- Qt model -------------------------------------------------------------------------
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._rows):
+            return None
+        i = int(self._rows[index.row()])
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._names[i]
+        if role == self.IdRole:
+            return int(self._ids[i])
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{self._paths[i]}\n{_STATE_CODES[self._states[i]].value}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._decoration(i)
+        return None
+
+    def _decoration(self, i: int) -> QIcon | QPixmap | QColor:
+        image_id = int(self._ids[i])
+        state = _STATE_CODES[self._states[i]]
+        if not self.thumbnails:
+            return STATE_COLORS[state]
+        pixmap = self._thumbs.get(image_id)
+        if pixmap is None:
+            self._request_thumb(image_id, i)
+            pixmap = _placeholder(state)
+        else:
+            self._thumbs.move_to_end(image_id)
+            pixmap = _with_badge(pixmap, state)
+        return pixmap
+
+    def _request_thumb(self, image_id: int, i: int) -> None:
+        if image_id in self._pending or self._project is None:
+            return
+        self._pending.add(image_id)
+        path = str(self._project.root / self._paths[i])
+        self._pool.start(_ThumbJob(path, image_id, self._thumb_signals))
+
+    def _on_thumb(self, image_id: int, image: QImage) -> None:
+        self._pending.discard(image_id)
+        if image_id not in self._row_of_id:
+            return
+        self._thumbs[image_id] = QPixmap.fromImage(image) if not image.isNull() else _broken()
+        while len(self._thumbs) > self.thumb_cache_size:
+            self._thumbs.popitem(last=False)
+        row = self.row_of(image_id)
+        if row is not None:
+            top = self.index(row)
+            self.dataChanged.emit(top, top, [Qt.ItemDataRole.DecorationRole])
+
+    def thumbnail_count(self) -> int:
+        return len(self._thumbs)
+
+
+_PLACEHOLDERS: dict[ImageState, QPixmap] = {}
+
+
+def _placeholder(state: ImageState) -> QPixmap:
+    if state not in _PLACEHOLDERS:
+        pixmap = QPixmap(THUMB, THUMB)
+        pixmap.fill(QColor(60, 60, 60))
+        _PLACEHOLDERS[state] = _with_badge(pixmap, state)
+    return _PLACEHOLDERS[state]
+
+
+def _broken() -> QPixmap:
+    pixmap = QPixmap(THUMB, THUMB)
+    pixmap.fill(QColor(120, 30, 30))
+    return pixmap
+
+
+def _with_badge(pixmap: QPixmap, state: ImageState) -> QPixmap:
+    """The thumbnail centred on a square canvas with a state dot in its corner."""
+    from PySide6.QtGui import QPainter
+
+    out = QPixmap(THUMB, THUMB)
+    out.fill(QColor(40, 40, 40))
+    painter = QPainter(out)
+    painter.drawPixmap((THUMB - pixmap.width()) // 2, (THUMB - pixmap.height()) // 2, pixmap)
+    painter.setPen(QColor(20, 20, 20))
+    painter.setBrush(STATE_COLORS[state])
+    painter.drawEllipse(THUMB - 13, THUMB - 13, 11, 11)
+    painter.end()
+    return out
+
+
+class ImageListPanel(QWidget):
+    """Filter controls, counts and the list view. ``imageActivated(image_id)`` on selection."""
+
+    imageActivated = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = ImageListModel(self)
+        self.filter_combo = QComboBox()
+        self.filter_combo.addItems(list(FILTERS))
+        self.filter_combo.setToolTip("Show images in this state")
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Filter by name")
+        self.search.setClearButtonEnabled(True)
+        self.counts_label = QLabel()
+        self.counts_label.setWordWrap(True)
+        self.view = QListView()
+        self.view.setModel(self.model)
+        self.view.setUniformItemSizes(True)
+        self.view.setIconSize(QSize(THUMB, THUMB))
+        self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(200)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        row.addWidget(self.filter_combo)
+        row.addWidget(self.search, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.counts_label)
+        layout.addWidget(self.view, 1)
+        self.filter_combo.currentTextChanged.connect(self._apply_filter)
+        self.search.textChanged.connect(self._apply_filter)
+        self.model.countsChanged.connect(self._update_counts)
+        self.model.modelReset.connect(self._update_counts)
+        self.view.selectionModel().currentChanged.connect(self._on_current)
+        self._current: int | None = None
+        self._update_counts()
+
+    def set_project(self, project: Project | None) -> None:
+        self._current = None
+        self.model.set_project(project)
+
+    def current_image_id(self) -> int | None:
+        return self._current
+
+    def select_image(self, image_id: int | None) -> bool:
+        """Make ``image_id`` current (emits ``imageActivated``); clears the filter if it hides it."""
+        if image_id is None:
+            return False
+        row = self.model.row_of(image_id)
+        if row is None:
+            self.filter_combo.setCurrentIndex(0)
+            self.search.clear()
+            row = self.model.row_of(image_id)
+            if row is None:
+                return False
+        index = self.model.index(row)
+        self.view.setCurrentIndex(index)
+        self.view.scrollTo(index)
+        return True
+
+    def step(self, delta: int) -> bool:
+        """Go ``delta`` rows down (positive) or up in the filtered list; False at an end."""
+        rows = self.model.rowCount()
+        if not rows:
+            return False
+        row = self.model.row_of(self._current) if self._current is not None else None
+        target = (0 if delta > 0 else rows - 1) if row is None else row + delta
+        if not 0 <= target < rows:
+            return False
+        image_id = self.model.image_id_at(target)
+        return self.select_image(image_id)
+
+    def _apply_filter(self, *_: object) -> None:
+        self.model.set_filter(states=FILTERS[self.filter_combo.currentText()], text=self.search.text())
+        if self._current is not None:
+            row = self.model.row_of(self._current)
+            if row is not None:
+                index = self.model.index(row)
+                self.view.selectionModel().blockSignals(True)
+                self.view.setCurrentIndex(index)
+                self.view.selectionModel().blockSignals(False)
+                self.view.scrollTo(index)
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        image_id = self.model.data(current, ImageListModel.IdRole) if current.isValid() else None
+        if image_id is not None and image_id != self._current:
+            self._current = int(image_id)
+            self.imageActivated.emit(self._current)
+
+    def _update_counts(self) -> None:
+        counts = self.model.counts()
+        shown = self.model.rowCount()
+        total = self.model.total()
+        parts = [f"{counts[s]} {s.value}" for s in ImageState]
+        prefix = f"{shown} of {total} shown" if shown != total else f"{total} images"
+        self.counts_label.setText(f"{prefix} · " + " · ".join(parts))

@@ -1,0 +1,511 @@
+"""The main window: canvas in the middle, image list on the left, classes, proposals and model
+panels on the right, menus and tool bar from :mod:`labeler.gui.actions`.
+
+The window holds no business logic: it opens a :class:`~labeler.core.store.Project`, hands it to
+the panels and the canvas, and runs long work through the controllers (threads and child
+processes).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QUndoStack
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labeler.core.annotation import State
+from labeler.core.store import Project, ProjectError
+from labeler.gui.actions import Actions, build_actions
+from labeler.gui.autolabel import AutoLabelController
+from labeler.gui.canvas import AnnotationCanvas
+from labeler.gui.image_list import ImageListPanel
+from labeler.gui.panels.autolabel import AutoLabelPanel
+from labeler.gui.panels.classes import ClassListPanel
+from labeler.gui.panels.models import ModelListPanel
+from labeler.gui.panels.proposals import ProposalsPanel
+from labeler.gui.panels.training import TrainingPanel
+from labeler.gui.settings import AppSettings
+from labeler.gui.status import StatusBar
+from labeler.gui.training import TrainingController, installed_plugins
+from labeler.gui.workers import FunctionWorker
+
+REVIEW_CAP_SECONDS = 120.0
+"""At most this much of one visit to an image with proposals counts as review time."""
+
+
+def create_project_for_folder(folder: Path) -> Project:
+    """A project whose database lives in ``folder``, with every image under it added (not decoded)."""
+    project = Project.create(folder, exist_ok=True)
+    try:
+        project.add_folder(folder)
+    except BaseException:
+        project.close()
+        raise
+    return project
+
+
+class MainWindow(QMainWindow):
+    """Signals: ``projectOpened(project)`` once a project is shown (None when closed)."""
+
+    projectOpened = Signal(object)
+
+    def __init__(self, settings: AppSettings | None = None, *, interactive: bool = True) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.interactive = interactive
+        self.project: Project | None = None
+        self.setObjectName("labeler_main_window")
+        self.setWindowTitle("labeler")
+        self.undo_stack = QUndoStack(self)
+        self.canvas = AnnotationCanvas(self.undo_stack, self)
+        self.setCentralWidget(self.canvas)
+        self.images = ImageListPanel()
+        self.classes = ClassListPanel()
+        self.proposals = ProposalsPanel(self.canvas)
+        self.autolabel_panel = AutoLabelPanel()
+        self.training_panel = TrainingPanel()
+        self.models = ModelListPanel()
+        self.plugin_combo = QComboBox()
+        self.plugin_combo.addItems(installed_plugins())
+        self.plugin_combo.setToolTip("The model plugin to train and auto-label with")
+        self.model_tabs = QTabWidget()
+        self.status = StatusBar(self)
+        self.setStatusBar(self.status)
+        self.autolabeler = AutoLabelController(self)
+        self.trainer = TrainingController(self)
+        self.recent_menu: QMenu | None = None
+        self.docks_menu: QMenu | None = None
+        self._open_worker: FunctionWorker | None = None
+        self._visit: tuple[int, float, bool] | None = None  # image id, start time, had proposals
+        self._done_since_training = 0
+        self.shown_image: int | None = None  # the image whose pixels the canvas last painted
+        self._build_docks()
+        self.actions_: Actions = build_actions(self)
+        for dock in self.findChildren(QDockWidget):
+            if self.docks_menu is not None:
+                self.docks_menu.addAction(dock.toggleViewAction())
+        self._connect()
+        self._restore()
+        self._update_enabled()
+
+    # ---- layout ---------------------------------------------------------------------------
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_docks(self) -> None:
+        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        self._dock("Images", "images_dock", self.images, left)
+        self._dock("Classes", "classes_dock", self.classes, right)
+        self._dock("Proposals", "proposals_dock", self.proposals, right)
+        model = QWidget()
+        layout = QVBoxLayout(model)
+        layout.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Plugin"))
+        row.addWidget(self.plugin_combo, 1)
+        layout.addLayout(row)
+        self.model_tabs.addTab(self.autolabel_panel, "Auto-label")
+        self.model_tabs.addTab(self.training_panel, "Train")
+        self.model_tabs.addTab(self.models, "Versions")
+        layout.addWidget(self.model_tabs, 1)
+        self._dock("Model", "model_dock", model, right)
+        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [260], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [330], Qt.Orientation.Horizontal)
+
+    def _connect(self) -> None:
+        self.images.imageActivated.connect(self._on_image_activated)
+        self.classes.categoryChosen.connect(self.canvas.set_category)
+        self.classes.categoriesChanged.connect(self._on_categories_changed)
+        self.canvas.annotationsChanged.connect(self._on_annotations_changed)
+        self.canvas.selectionChanged.connect(lambda _ids: self.proposals.refresh())
+        self.canvas.toolChanged.connect(self._on_tool_changed)
+        self.canvas.imageShown.connect(self._on_image_shown)
+        self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
+        self.plugin_combo.currentTextChanged.connect(self._on_plugin_changed)
+        self.autolabel_panel.image_button.clicked.connect(self.autolabel_image)
+        self.autolabel_panel.all_button.clicked.connect(self.autolabel_all)
+        self.autolabel_panel.cancel_button.clicked.connect(self.autolabeler.cancel_all)
+        self.autolabeler.imageLabelled.connect(self._on_image_labelled)
+        self.autolabeler.imageFailed.connect(self._on_autolabel_failed)
+        self.autolabeler.batchProgress.connect(self.autolabel_panel.show_progress)
+        self.autolabeler.batchFinished.connect(self._on_batch_finished)
+        self.training_panel.train_button.clicked.connect(self.start_training)
+        self.training_panel.cancel_button.clicked.connect(self.trainer.cancel)
+        self.trainer.progress.connect(self.training_panel.show_event)
+        self.trainer.finished.connect(self._on_training_finished)
+        self.models.versionActivated.connect(
+            lambda v: self.status.showMessage(f"Model version #{v} is now active", 5000))
+
+    def _restore(self) -> None:
+        geometry = self.settings.geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1400, 900)
+        state = self.settings.window_state()
+        if state is not None:
+            self.restoreState(state)
+        self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
+        self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[arg-type]
+        self.training_panel.budget.setValue(float(self.settings.value("training/budget", 120.0)))  # type: ignore[arg-type]
+        plugin = self.settings.value("model/plugin", "")
+        if isinstance(plugin, str) and plugin:
+            self.plugin_combo.setCurrentText(plugin)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.interactive and (self.trainer.is_running() or self.autolabeler.batch_running()):
+            answer = QMessageBox.question(self, "Quit", "Training or auto-labelling is running. Stop it and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Save the layout, stop child processes, close the project."""
+        self.settings.save_window(QByteArray(self.saveGeometry()), QByteArray(self.saveState()))
+        self.settings.set_value("training/auto_retrain", self.training_panel.auto_retrain.isChecked())
+        self.settings.set_value("training/retrain_every", self.training_panel.retrain_every.value())
+        self.settings.set_value("training/budget", self.training_panel.budget.value())
+        self.settings.set_value("model/plugin", self.plugin_combo.currentText())
+        self.settings.sync()
+        for job in (self.trainer.job, self.autolabeler.job):
+            if job is not None and job.is_running():
+                job.process.kill()
+                job.process.waitForFinished(5000)
+        self._end_visit()
+
+    # ---- opening --------------------------------------------------------------------------
+
+    def open_path(self, path: str | Path) -> bool:
+        """Open a project, or a folder of images (asking, when interactive, to make it a project)."""
+        path = Path(path).expanduser()
+        if Project.is_project(path):
+            return self.open_project(path)
+        if path.is_dir():
+            return self.open_folder(path)
+        self._error("Open", f"{path} is neither a labeler project nor a folder of images")
+        return False
+
+    def open_project(self, path: str | Path) -> bool:
+        try:
+            project = Project.open(path)
+        except (ProjectError, OSError) as exc:
+            self._error("Open project", str(exc))
+            return False
+        self.set_project(project)
+        return True
+
+    def open_folder(self, folder: Path) -> bool:
+        """Make ``folder`` a project (its database in that folder) on a worker thread, then open it."""
+        if self.interactive:
+            answer = QMessageBox.question(
+                self, "Create a project?",
+                f"{folder} is not a labeler project yet.\n\nCreate one there? The images stay where they "
+                "are; the project database (labeler.db) and a models/ folder are added to this folder.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        self.status.showMessage(f"Adding the images of {folder}…")
+        worker = FunctionWorker(create_project_for_folder, folder)
+        worker.signals.finished.connect(self.set_project)
+        worker.signals.failed.connect(lambda msg: self._error("Create project", msg))
+        self._open_worker = worker.start()
+        return True
+
+    def set_project(self, project: Project | None) -> None:
+        """Show ``project`` (closing the one shown); the last image seen there becomes current."""
+        self._end_visit()
+        old = self.project
+        self.undo_stack.clear()
+        self.project = project
+        self.canvas.set_project(project)
+        self.classes.set_project(project)
+        self.images.set_project(project)
+        self.proposals.set_project(project)
+        self.models.set_project(project, self.plugin_combo.currentText() or None)
+        if old is not None and old is not project:
+            old.close()
+        if project is not None:
+            self.settings.add_recent_project(project.root)
+            self.setWindowTitle(f"{project.root.name} — labeler")
+            last = self.settings.last_image(project.root)
+            if not (last is not None and self.images.select_image(last)):
+                self.images.step(1)
+            if self.classes.current_category_id() is not None:
+                self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
+        else:
+            self.setWindowTitle("labeler")
+        self.status.refresh(project)
+        self._update_enabled()
+        self.projectOpened.emit(project)
+
+    def ask_open_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a project or a folder of images")
+        if folder:
+            self.open_path(folder)
+
+    def ask_open_folder(self) -> None:
+        self.ask_open_project()
+
+    def fill_recent_menu(self) -> None:
+        if self.recent_menu is None:
+            return
+        self.recent_menu.clear()
+        recent = self.settings.recent_projects()
+        for path in recent:
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    # ---- images ---------------------------------------------------------------------------
+
+    def current_image_id(self) -> int | None:
+        return self.canvas.current_image_id()
+
+    def _on_image_activated(self, image_id: int) -> None:
+        self._end_visit()
+        self.canvas.show_image(image_id)
+        if self.project is not None:
+            self.settings.set_last_image(self.project.root, image_id)
+            has_proposals = bool(self.project.annotations(image_id, states=[State.PROPOSED]))
+            self._visit = (image_id, time.monotonic(), has_proposals)
+        self.proposals.refresh()
+        self._update_enabled()
+
+    def _on_image_shown(self, image_id: int) -> None:
+        self.shown_image = image_id
+
+    def _end_visit(self) -> None:
+        """Log the time spent on an image that showed proposals as review time (capped)."""
+        visit, self._visit = self._visit, None
+        if visit is None or self.project is None or not visit[2]:
+            return
+        seconds = min(REVIEW_CAP_SECONDS, time.monotonic() - visit[1])
+        try:
+            self.project.log_edit("review", image_id=visit[0], seconds=seconds)
+        except Exception:  # noqa: BLE001 - a closed project must not stop navigation
+            pass
+
+    def step_image(self, delta: int) -> None:
+        if not self.images.step(delta):
+            self.status.showMessage("No more images in this direction", 3000)
+
+    def next_not_done(self) -> None:
+        image_id = self.images.model.next_not_done(self.images.current_image_id())
+        if image_id is None:
+            self.status.showMessage("Every image is done", 5000)
+        else:
+            self.images.select_image(image_id)
+
+    def next_most_uncertain(self) -> None:
+        if self.project is None:
+            return
+        record = self.project.most_uncertain_image(exclude=self.images.current_image_id())
+        if record is None:
+            self.status.showMessage("No auto-labelled image left that is not done", 5000)
+        else:
+            self.images.select_image(record.id)
+
+    def toggle_done(self) -> None:
+        image_id = self.current_image_id()
+        if self.project is None or image_id is None:
+            return
+        done = not self.project.image(image_id).done
+        self.project.set_done(image_id, done)
+        self.images.model.refresh_image(image_id)
+        self.status.refresh(self.project)
+        self._update_enabled()
+        self.status.showMessage("Marked done" if done else "Marked not done", 3000)
+        if done:
+            self._done_since_training += 1
+            self._maybe_retrain()
+
+    # ---- editing --------------------------------------------------------------------------
+
+    def set_tool(self, tool: str) -> None:
+        self.canvas.set_tool(tool)
+
+    def set_layer_visible(self, layer: str, visible: bool) -> None:
+        self.canvas.set_layer_visible(layer, visible)
+
+    def change_class_selected(self) -> None:
+        category_id = self.classes.current_category_id()
+        if category_id is not None:
+            self.canvas.change_class_selected(category_id)
+
+    def _on_tool_changed(self, tool: str) -> None:
+        action = self.actions_.tools.get(tool)
+        if action is not None and not action.isChecked():
+            action.setChecked(True)
+
+    def _on_annotations_changed(self, image_id: int) -> None:
+        self.images.model.refresh_image(image_id)
+        self.proposals.refresh()
+        self.status.refresh(self.project)
+
+    def _on_categories_changed(self) -> None:
+        self.canvas.set_project(self.project)
+        image_id = self.images.current_image_id()
+        if image_id is not None:
+            self.canvas.show_image(image_id)
+        if self.classes.current_category_id() is not None:
+            self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
+
+    # ---- model ----------------------------------------------------------------------------
+
+    def plugin(self) -> str | None:
+        return self.plugin_combo.currentText() or None
+
+    def _on_plugin_changed(self, plugin: str) -> None:
+        self.models.set_project(self.project, plugin or None)
+        self._update_enabled()
+
+    def _needs_model(self) -> str | None:
+        plugin = self.plugin()
+        if self.project is None or plugin is None:
+            return None
+        if self.project.active_model_version(plugin) is None:
+            self._error("Auto-label", f"There is no trained {plugin} model yet. Mark a few images done and train first.")
+            return None
+        return plugin
+
+    def autolabel_image(self) -> None:
+        image_id = self.current_image_id()
+        plugin = self._needs_model()
+        if plugin is None or image_id is None or self.project is None:
+            return
+        self.status.showMessage(f"Auto-labelling with {plugin}…")
+        self.autolabeler.label_image(self.project, plugin, image_id)
+
+    def autolabel_all(self) -> None:
+        plugin = self._needs_model()
+        if plugin is None or self.project is None or self.autolabeler.batch_running():
+            return
+        self.autolabel_panel.set_running(True)
+        self.autolabeler.label_all(self.project.root, plugin)
+
+    def _on_image_labelled(self, image_id: int) -> None:
+        self.images.model.refresh_image(image_id)
+        if image_id == self.current_image_id():
+            self.canvas.reload_annotations()
+            self.proposals.refresh()
+            if self._visit is not None and self._visit[0] == image_id:
+                self._visit = (image_id, self._visit[1], True)
+        if not self.autolabeler.batch_running():
+            self.status.showMessage("Proposals ready", 3000)
+        self.status.refresh(self.project)
+
+    def _on_autolabel_failed(self, message: str) -> None:
+        self.status.showMessage(f"Auto-labelling failed: {message}", 15_000)
+        self._error("Auto-label", message)
+
+    def _on_batch_finished(self, ok: bool, message: str, tail: str) -> None:
+        self.autolabel_panel.show_finished(message, tail, ok)
+        self.status.showMessage(message, 10_000)
+        if self.project is not None:
+            self.images.model.set_project(self.project)
+            current = self.current_image_id()
+            if current is not None:
+                self.images.select_image(current)
+                self.canvas.reload_annotations()
+        self.proposals.refresh()
+
+    def start_training(self) -> None:
+        plugin = self.plugin()
+        if self.project is None or plugin is None or self.trainer.is_running():
+            return
+        self._done_since_training = 0
+        self.model_tabs.setCurrentWidget(self.training_panel)
+        self.training_panel.set_running(True, plugin)
+        self.trainer.start(self.project.root, plugin, time_budget=self.training_panel.budget.value())
+        self.status.showMessage(f"Training {plugin} in the background…", 5000)
+
+    def _maybe_retrain(self) -> None:
+        panel = self.training_panel
+        if panel.auto_retrain.isChecked() and self._done_since_training >= panel.retrain_every.value():
+            if not self.trainer.is_running():
+                self.start_training()
+
+    def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
+        self.training_panel.show_finished(ok, message, tail)
+        self.models.reload()
+        if ok and self.project is not None and self.plugin():
+            active = self.project.active_model_version(self.plugin())  # type: ignore[arg-type]
+            if active is not None:
+                message += f" Active version: #{active.id}."
+        self.status.showMessage(message, 10_000)
+        self._update_enabled()
+
+    # ---- import / export ------------------------------------------------------------------
+
+    def ask_export(self) -> None:
+        if self.project is None:
+            return
+        from labeler.gui.dialogs.transfer import ExportDialog
+
+        ExportDialog(self.project, self).exec()
+
+    def ask_import(self) -> None:
+        if self.project is None:
+            return
+        from labeler.gui.dialogs.transfer import ImportDialog
+
+        dialog = ImportDialog(self.project, self)
+        dialog.exec()
+        if dialog.imported:
+            self.set_project_views()
+
+    def set_project_views(self) -> None:
+        """Re-read everything shown from the project (after an import)."""
+        current = self.current_image_id()
+        self.classes.reload()
+        self.images.set_project(self.project)
+        self.canvas.set_project(self.project)
+        if current is None or not self.images.select_image(current):
+            self.images.step(1)
+        self.status.refresh(self.project)
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _update_enabled(self) -> None:
+        has_project = self.project is not None
+        image_id = self.current_image_id()
+        has_image = has_project and image_id is not None
+        a = self.actions_
+        for name in ("import", "export", "next", "previous", "next_undone", "next_uncertain", "add_class"):
+            a[name].setEnabled(has_project)
+        a["mark_done"].setEnabled(has_image)
+        if has_image and self.project is not None:
+            a["mark_done"].setChecked(self.project.image(image_id).done)  # type: ignore[arg-type]
+        plugin_ok = has_project and self.plugin() is not None
+        a["autolabel_image"].setEnabled(plugin_ok and has_image)
+        a["autolabel_all"].setEnabled(plugin_ok)
+        a["train"].setEnabled(plugin_ok and not self.trainer.is_running())
+        self.autolabel_panel.image_button.setEnabled(plugin_ok and has_image)
+        self.autolabel_panel.all_button.setEnabled(plugin_ok and not self.autolabeler.batch_running())
+        self.training_panel.train_button.setEnabled(plugin_ok and not self.trainer.is_running())
+
+    def _error(self, title: str, message: str) -> None:
+        self.status.showMessage(message, 15_000)
+        if self.interactive:
+            QMessageBox.warning(self, title, message)

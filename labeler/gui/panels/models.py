@@ -1,0 +1,110 @@
+"""The model list: every trained version of the chosen plugin with its metrics; make one active."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labeler.core.store import ModelVersion, Project
+
+
+class ModelListPanel(QWidget):
+    """Versions of one plugin, newest first. ``versionActivated(id)`` after a roll back / forward."""
+
+    versionActivated = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._project: Project | None = None
+        self._plugin: str | None = None
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["", "Version", "Metrics", "Trained"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
+        self.activate_button = QPushButton("Make active")
+        self.activate_button.setToolTip("Use this version for auto-labelling (roll back or forward)")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.activate_button)
+        layout.addLayout(row)
+        self.activate_button.clicked.connect(self.activate_selected)
+        self.table.itemSelectionChanged.connect(self._update_button)
+        self.table.itemDoubleClicked.connect(lambda _item: self.activate_selected())
+        self._update_button()
+
+    def set_project(self, project: Project | None, plugin: str | None) -> None:
+        self._project, self._plugin = project, plugin
+        self.reload()
+
+    def versions(self) -> list[ModelVersion]:
+        if self._project is None or not self._plugin:
+            return []
+        return list(reversed(self._project.model_versions(self._plugin)))
+
+    def reload(self) -> None:
+        versions = self.versions()
+        self.table.setRowCount(len(versions))
+        for row, v in enumerate(versions):
+            metrics = ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items() if isinstance(val, (int, float)))
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created)) if v.created else ""
+            cells = ["●" if v.active else "", f"#{v.id}", metrics or "—", created]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, v.id)
+                if v.active:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                if col == 2:
+                    item.setToolTip(metrics)
+                self.table.setItem(row, col, item)
+        self._update_button()
+
+    def selected_version(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), 1)
+        return int(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def select_version(self, version_id: int) -> None:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 1)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == version_id:
+                self.table.selectRow(row)
+                return
+
+    def activate_selected(self) -> None:
+        version_id = self.selected_version()
+        if version_id is None or self._project is None:
+            return
+        self._project.activate_model_version(version_id)
+        self.reload()
+        self.select_version(version_id)
+        self.versionActivated.emit(version_id)
+
+    def _update_button(self) -> None:
+        version_id = self.selected_version()
+        active = any(v.active and v.id == version_id for v in self.versions()) if version_id is not None else True
+        self.activate_button.setEnabled(version_id is not None and not active)

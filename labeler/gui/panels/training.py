@@ -1,0 +1,121 @@
+"""Training controls: start / cancel, progress, live loss and metric plot, log of a failed run,
+and the option to retrain by itself after every N newly done images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labeler.gui.autolabel import format_eta
+from labeler.gui.plot import LossPlot
+from labeler.gui.training import event_loss, progress_fraction
+
+
+class TrainingPanel(QWidget):
+    """The main window connects the buttons to :class:`~labeler.gui.training.TrainingController`."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.budget = QDoubleSpinBox()
+        self.budget.setRange(5, 24 * 3600)
+        self.budget.setDecimals(0)
+        self.budget.setValue(120)
+        self.budget.setSuffix(" s")
+        self.budget.setToolTip("Time budget of one training run")
+        self.train_button = QPushButton("Train")
+        self.train_button.setToolTip("Train the chosen plugin on the done images, in the background (Ctrl+T)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.auto_retrain = QCheckBox("Retrain after every")
+        self.retrain_every = QSpinBox()
+        self.retrain_every.setRange(1, 10_000)
+        self.retrain_every.setValue(10)
+        self.retrain_every.setSuffix(" done images")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
+        self.status = QLabel("Not trained in this session.")
+        self.status.setWordWrap(True)
+        self.plot = LossPlot()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(200)
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log.setPlaceholderText("The end of a failed run's log shows here.")
+        self.log.setMaximumHeight(110)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Budget"))
+        row.addWidget(self.budget)
+        row.addWidget(self.train_button, 1)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.auto_retrain)
+        row.addWidget(self.retrain_every, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.log)
+
+    def set_running(self, running: bool, plugin: str = "") -> None:
+        self.train_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setValue(0)
+            self.plot.clear()
+            self.log.clear()
+            self.status.setText(f"Training {plugin}: preparing data…")
+
+    def show_event(self, event: dict[str, Any]) -> None:
+        """Update progress, status and plot from one ``--progress json`` line."""
+        fraction = progress_fraction(event)
+        if fraction is not None:
+            self.progress.setValue(round(fraction * 1000))
+        step = event.get("step")
+        x = float(step) if isinstance(step, (int, float)) else float(len(self.plot.loss.points))
+        loss = event_loss(event)
+        if loss is not None:
+            self.plot.add_loss(x, loss)
+        metric = event.get("metric")
+        if isinstance(metric, (int, float)):
+            self.plot.add_metric(x, float(metric))
+        parts = []
+        if isinstance(event.get("epoch"), (int, float)):
+            parts.append(f"epoch {event['epoch']:.1f}")
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        if isinstance(metric, (int, float)):
+            parts.append(f"val {metric:.3f}")
+        if isinstance(event.get("eta"), (int, float)):
+            parts.append(format_eta(float(event["eta"])))
+        message = event.get("message")
+        if isinstance(message, str) and not parts:
+            parts.append(message)
+        if parts:
+            self.status.setText(" · ".join(parts))
+
+    def show_finished(self, ok: bool, message: str, tail: str) -> None:
+        self.set_running(False)
+        if ok:
+            self.progress.setValue(1000)
+        self.status.setText(message)
+        if not ok and tail:
+            self.log.setPlainText(tail)
+            self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())

@@ -1,0 +1,188 @@
+"""Long work off the UI thread.
+
+- :class:`FunctionWorker` runs a Python callable on a thread of the global ``QThreadPool`` and
+  reports through Qt signals (queued to the UI thread): ``progress(done, total)``,
+  ``finished(result)``, ``failed(message)``. The UI touches results only in its slots.
+- :class:`CliJob` runs ``python -m labeler VERB ...`` as a child process (training, batch
+  auto-labelling) through ``QProcess``: every stdout line that is a JSON object is emitted as
+  ``event(dict)``; other output is kept as a log whose last lines come with ``finished``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QRunnable, QThreadPool, QTimer, Signal
+
+# Workers still running are kept alive here (a QRunnable's Python wrapper must outlive its run).
+_LIVE: set[FunctionWorker] = set()
+
+
+class _WorkerSignals(QObject):
+    progress = Signal(int, int)
+    finished = Signal(object)
+    failed = Signal(str)
+
+
+class FunctionWorker(QRunnable):
+    """Run ``fn(*args, progress=..., **kwargs)`` on a pool thread.
+
+    If ``with_progress`` is true the callable receives ``progress=callback(done, total)``, which
+    emits :attr:`progress` (thread-safe). An exception becomes ``failed("Type: message")``.
+    Connect to ``worker.signals`` before calling :meth:`start`.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = False, **kwargs: Any) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.signals = _WorkerSignals()
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._with_progress = with_progress
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def start(self, pool: QThreadPool | None = None) -> FunctionWorker:
+        _LIVE.add(self)
+        self.signals.finished.connect(self._release)
+        self.signals.failed.connect(self._release)
+        (pool or QThreadPool.globalInstance()).start(self)
+        return self
+
+    def _release(self, *_: object) -> None:
+        self._done = True
+        _LIVE.discard(self)
+
+    def run(self) -> None:  # pool thread
+        kwargs = dict(self._kwargs)
+        if self._with_progress:
+            kwargs["progress"] = lambda done, total: self.signals.progress.emit(int(done), int(total))
+        try:
+            result = self._fn(*self._args, **kwargs)
+        except Exception as exc:  # reported to the user, never raised into Qt
+            message = str(exc) or type(exc).__name__
+            if not isinstance(exc, (OSError, ValueError)) and type(exc).__module__.split(".")[0] != "labeler":
+                message = f"{type(exc).__name__}: {message}"
+            self.signals.failed.emit(message)
+            traceback.print_exc()
+            return
+        self.signals.finished.emit(result)
+
+
+def labeler_command(args: Sequence[str]) -> tuple[str, list[str]]:
+    """The program and arguments that run ``labeler ARGS`` with this interpreter."""
+    return sys.executable, ["-m", "labeler", *args]
+
+
+class CliJob(QObject):
+    """A ``labeler`` CLI command in a child process, reporting JSON lines.
+
+    Signals: ``event(dict)`` per JSON object printed on stdout; ``log(str)`` per other line (stdout
+    or stderr); ``finished(exit_code, log_tail)`` once, also after :meth:`cancel` (then
+    ``cancelled`` is true). ``exit_code`` is -1 when the process crashed or could not start.
+    """
+
+    event = Signal(dict)
+    log = Signal(str)
+    finished = Signal(int, str)
+
+    TAIL_LINES = 40
+
+    def __init__(self, args: Sequence[str], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.args = list(args)
+        self.cancelled = False
+        self.started_at = 0.0
+        self._tail: deque[str] = deque(maxlen=self.TAIL_LINES)
+        self._buffers = {"out": b"", "err": b""}
+        self._finished = False
+        self.process = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        self.process.setProcessEnvironment(env)
+        self.process.readyReadStandardOutput.connect(lambda: self._read("out"))
+        self.process.readyReadStandardError.connect(lambda: self._read("err"))
+        self.process.finished.connect(self._on_finished)
+        self.process.errorOccurred.connect(self._on_error)
+
+    def start(self) -> None:
+        program, arguments = labeler_command(self.args)
+        self.started_at = time.monotonic()
+        self.process.start(program, arguments)
+
+    def is_running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    def cancel(self) -> None:
+        """Ask the process to stop (SIGTERM; the CLI leaves the project consistent), kill after 10 s."""
+        if not self.is_running():
+            return
+        self.cancelled = True
+        self.process.terminate()
+        QTimer.singleShot(10_000, self._kill_if_running)
+
+    def _kill_if_running(self) -> None:
+        if self.is_running():
+            self.process.kill()
+
+    def log_tail(self) -> str:
+        return "\n".join(self._tail)
+
+    def _read(self, which: str) -> None:
+        data = bytes(
+            (self.process.readAllStandardOutput() if which == "out" else self.process.readAllStandardError()).data()
+        )
+        buffer = self._buffers[which] + data
+        *lines, rest = buffer.split(b"\n")
+        self._buffers[which] = rest
+        for raw in lines:
+            self._line(raw.decode("utf-8", errors="replace").rstrip("\r"), from_stdout=which == "out")
+
+    def _line(self, text: str, *, from_stdout: bool) -> None:
+        if not text.strip():
+            return
+        if from_stdout and text.lstrip().startswith("{"):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                self.event.emit(obj)
+                return
+        # a progress bar's carriage returns: keep the last state only
+        text = text.split("\r")[-1]
+        self._tail.append(text)
+        self.log.emit(text)
+
+    def _flush(self) -> None:
+        for which in ("out", "err"):
+            self._read(which)
+            rest = self._buffers[which]
+            self._buffers[which] = b""
+            if rest.strip():
+                self._line(rest.decode("utf-8", errors="replace"), from_stdout=which == "out")
+
+    def _on_finished(self, exit_code: int, status: QProcess.ExitStatus) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._flush()
+        code = exit_code if status == QProcess.ExitStatus.NormalExit else -1
+        self.finished.emit(code, self.log_tail())
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart and not self._finished:
+            self._finished = True
+            self._tail.append(f"could not start {sys.executable}: {self.process.errorString()}")
+            self.finished.emit(-1, self.log_tail())
+

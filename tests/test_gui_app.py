@@ -1,0 +1,280 @@
+"""The main window driven like a user: open, navigate, filter, classes, mark done, proposals, undo,
+status bar, settings, screenshot. Real widgets and the real canvas; waits on signals, never sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+pytest.importorskip("pytestqt")
+
+# The offscreen platform cannot resize native windows; that notice is about the test platform, not us.
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+
+from gui_support import make_project, write_images  # noqa: E402
+
+from labeler.core.annotation import Annotation, Kind, State  # noqa: E402
+from labeler.core.store import ModelVersion, Project  # noqa: E402
+from labeler.gui.image_list import FILTERS, ImageState  # noqa: E402
+from labeler.gui.main_window import MainWindow  # noqa: E402
+from labeler.gui.settings import AppSettings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "settings.ini"
+    monkeypatch.setenv("LABELER_SETTINGS", str(path))
+    return path
+
+
+@pytest.fixture
+def window(qtbot) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    win = MainWindow(interactive=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.activateWindow()
+    yield win
+    win.shutdown()
+    if win.project is not None:
+        win.set_project(None)
+
+
+def open_and_wait(qtbot, win: MainWindow, root: Path) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
+        assert win.open_path(root)
+    assert win.project is not None
+
+
+def press(qtbot, win: MainWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:  # type: ignore[no-untyped-def]
+    """A key press as the user makes it: to the canvas, which has the focus while labelling."""
+    win.canvas.view().setFocus()
+    qtbot.keyClick(win.canvas.view(), key, modifier)
+
+
+def test_open_project_navigate_with_keys(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 5)
+    open_and_wait(qtbot, window, root)
+    ids = [r.id for r in window.project.images()]
+    assert window.current_image_id() == ids[0]
+    assert window.images.model.rowCount() == 5
+    with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000) as shown:
+        press(qtbot, window, Qt.Key.Key_D)
+    assert shown.args == [ids[1]]
+    press(qtbot, window, Qt.Key.Key_D)
+    assert window.current_image_id() == ids[2]
+    press(qtbot, window, Qt.Key.Key_A)
+    assert window.current_image_id() == ids[1]
+    # N skips done images
+    window.project.set_done(ids[2], True)
+    window.images.model.refresh_image(ids[2])
+    press(qtbot, window, Qt.Key.Key_N)
+    assert window.current_image_id() == ids[3]
+    # U goes to the most uncertain auto-labelled image
+    window.project.set_uncertainty(ids[4], 0.9)
+    window.project.set_uncertainty(ids[0], 0.2)
+    press(qtbot, window, Qt.Key.Key_U)
+    assert window.current_image_id() == ids[4]
+    assert "5 images" in window.images.counts_label.text()
+    assert "0 / 5 images done" in window.status.done_label.text() or "1 / 5" in window.status.done_label.text()
+
+
+def test_open_folder_offers_to_create_a_project(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "photos"
+    write_images(folder / "sub", 4)
+    asked: list[str] = []
+
+    def answer(_parent, title, text, *args):  # type: ignore[no-untyped-def]
+        asked.append(text)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    win = MainWindow(interactive=True)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.projectOpened, timeout=10_000):
+        assert win.open_path(folder)
+    assert asked and "Create one there" in asked[0]
+    assert Project.is_project(folder)
+    assert win.project is not None and win.project.image_count() == 4
+    assert win.images.model.rowCount() == 4
+    assert str(folder.resolve()) in AppSettings().recent_projects()
+    win.shutdown()
+    win.set_project(None)
+
+
+def test_declining_leaves_the_folder_alone(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "photos"
+    write_images(folder, 2)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.No)
+    win = MainWindow(interactive=True)
+    qtbot.addWidget(win)
+    assert not win.open_path(folder)
+    assert not Project.is_project(folder)
+    win.shutdown()
+
+
+def test_filter_by_state_and_name(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 12)
+    open_and_wait(qtbot, window, root)
+    ids = [r.id for r in window.project.images()]
+    window.project.set_done(ids[3], True)
+    window.images.model.refresh_image(ids[3])
+    panel = window.images
+    panel.filter_combo.setCurrentText("Done")
+    assert panel.model.rowCount() == 1 and panel.model.image_id_at(0) == ids[3]
+    panel.filter_combo.setCurrentText("Not done")
+    assert panel.model.rowCount() == 11
+    panel.filter_combo.setCurrentText("All images")
+    panel.search.setFocus()
+    qtbot.keyClicks(panel.search, "img_01")  # letters typed into the filter are not shortcuts
+    assert panel.model.rowCount() == 2  # img_010, img_011
+    assert window.current_image_id() == ids[0]
+    assert "2 of 12 shown" in panel.counts_label.text()
+    assert set(FILTERS) >= {"All images", "Done", "Has proposals"}
+
+
+def test_classes_add_rename_and_number_keys(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QInputDialog
+
+    root = make_project(tmp_path / "proj", 2, classes=("cat",))
+    open_and_wait(qtbot, window, root)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("dog", True))
+    qtbot.mouseClick(window.classes.add_button, Qt.MouseButton.LeftButton)
+    names = [c.name for c in window.project.categories()]
+    assert names == ["cat", "dog"]
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("puppy", True))
+    qtbot.mouseClick(window.classes.rename_button, Qt.MouseButton.LeftButton)
+    assert [c.name for c in window.project.categories()] == ["cat", "puppy"]
+    cat, puppy = (c.id for c in window.project.categories())
+    press(qtbot, window, Qt.Key.Key_1)
+    assert window.canvas.category_id() == cat and window.classes.current_category_id() == cat
+    press(qtbot, window, Qt.Key.Key_2)
+    assert window.canvas.category_id() == puppy
+    press(qtbot, window, Qt.Key.Key_9)  # no ninth class: nothing changes
+    assert window.canvas.category_id() == puppy
+    window.classes.recolor_category(puppy, (1, 2, 3))
+    assert window.project.category(puppy).color == (1, 2, 3)
+
+
+def test_mark_done_with_key_and_button(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 3)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    press(qtbot, window, Qt.Key.Key_M)
+    assert window.project.image(image_id).done
+    assert window.images.model.state_of(image_id) is ImageState.DONE
+    assert "1 / 3 images done" in window.status.done_label.text()
+    button = window.actions_.tool_bar.widgetForAction(window.actions_["mark_done"])
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert not window.project.image(image_id).done
+
+
+def _add_proposals(project: Project, image_id: int, scores: list[float]) -> list[int]:
+    cat = project.categories()[0]
+    version = project.add_model_version(
+        ModelVersion(plugin="segmenter", settings={}, categories=(cat.id,), checkpoint="models/x.safetensors"),
+        activate=True,
+    )
+    stored = project.replace_proposals(image_id, plugin="segmenter", proposals=[
+        Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(4 + 10 * i, 4, 8, 8),
+                   state=State.PROPOSED, model_version=version.id, score=s)
+        for i, s in enumerate(scores)
+    ], uncertainty=0.5)
+    return [a.id for a in stored]
+
+
+def test_proposals_accept_reject_and_undo(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    ids = _add_proposals(window.project, image_id, [0.9, 0.8, 0.3])
+    window.canvas.reload_annotations()
+    window.images.model.refresh_image(image_id)
+    assert window.images.model.state_of(image_id) is ImageState.PROPOSALS
+    panel = window.proposals
+    panel.set_threshold(0.5)
+    assert "2 of 3 proposals shown" in panel.summary.text()
+    # select one and reject it from the panel
+    window.canvas.select([ids[1]])
+    assert panel.reject_button.isEnabled()
+    with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
+        qtbot.mouseClick(panel.reject_button, Qt.MouseButton.LeftButton)
+    assert window.project.annotation(ids[1]).state is State.REJECTED
+    # accept all shown: only the one above the threshold still pending
+    with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
+        qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
+    states = [window.project.annotation(i).state for i in ids]
+    assert states == [State.ACCEPTED, State.REJECTED, State.PROPOSED]
+    assert "1 accepted" in window.status.saved_label.text()
+    # Ctrl+Z undoes the accept, then the reject
+    press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.project.annotation(ids[0]).state is State.PROPOSED
+    press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.project.annotation(ids[1]).state is State.PROPOSED
+    press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.project.annotation(ids[1]).state is State.REJECTED
+    # reject all shown
+    panel.set_threshold(0.0)
+    qtbot.mouseClick(panel.reject_all_button, Qt.MouseButton.LeftButton)
+    assert all(window.project.annotation(i).state is State.REJECTED for i in ids)
+
+
+def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 1)
+    open_and_wait(qtbot, window, root)
+    for key, tool in ((Qt.Key.Key_B, "box"), (Qt.Key.Key_P, "polygon"), (Qt.Key.Key_R, "brush"),
+                      (Qt.Key.Key_E, "eraser"), (Qt.Key.Key_V, "select")):
+        press(qtbot, window, key)
+        assert window.canvas.tool() == tool
+        assert window.actions_.tools[tool].isChecked()
+    window.actions_.layers["masks"].trigger()
+    assert not window.canvas.layer_visible("masks")
+    window.actions_.layers["masks"].trigger()
+    assert window.canvas.layer_visible("masks")
+    window.actions_.brush_size.setValue(33)
+    assert window.canvas.brush_size() == 33
+    window.actions_["actual"].trigger()
+    assert window.canvas.view().transform().m11() == pytest.approx(1.0)
+    window.actions_["fit"].trigger()
+
+
+def test_layout_and_last_image_are_remembered(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 3)
+    first = MainWindow(interactive=False)
+    qtbot.addWidget(first)
+    first.show()
+    open_and_wait(qtbot, first, root)
+    first.resize(640, 480)  # the offscreen screen is 800 x 600
+    first.step_image(1)
+    wanted = first.current_image_id()
+    first.training_panel.budget.setValue(42)
+    first.close()
+    second = MainWindow(interactive=False)
+    qtbot.addWidget(second)
+    second.show()
+    open_and_wait(qtbot, second, root)
+    assert second.current_image_id() == wanted
+    assert second.size().width() == 640
+    assert second.training_panel.budget.value() == 42
+    second.shutdown()
+    second.set_project(None)
+
+
+def test_screenshot_of_a_folder(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtGui import QImage
+
+    from labeler.gui.app import run_app
+
+    folder = tmp_path / "shots"
+    write_images(folder, 3)
+    out = tmp_path / "shot.png"
+    assert run_app(path=str(folder), screenshot=str(out)) == 0
+    image = QImage(str(out))
+    assert not image.isNull() and image.width() > 600
+    assert Project.is_project(folder)  # made a project without asking
+    assert run_app(path=str(tmp_path / "missing"), screenshot=str(out)) == 2
