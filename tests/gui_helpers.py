@@ -81,3 +81,37 @@ def drag(
 
 def key(canvas: object, k: Qt.Key, mod: Qt.KeyboardModifier = NO_MOD) -> None:
     QTest.keyClick(canvas.view(), k, mod)  # type: ignore[attr-defined]
+
+
+class CanvasEnv:
+    """A shown canvas on a generated project, image 1 on screen, class 1 picked."""
+
+    def __init__(self, project: Project, stack: object, canvas: object) -> None:
+        self.project = project
+        self.stack = stack
+        self.canvas = canvas
+
+
+def open_canvas(qtbot: object, project: Project, image_id: int = 1, *, size: tuple[int, int] = (640, 480)) -> CanvasEnv:
+    from PySide6.QtGui import QUndoStack
+
+    from labeler.gui.canvas import AnnotationCanvas
+
+    stack = QUndoStack()
+    canvas = AnnotationCanvas(stack)
+    qtbot.addWidget(canvas)  # type: ignore[attr-defined]
+    canvas.resize(*size)
+    canvas.show()
+    qtbot.waitExposed(canvas)  # type: ignore[attr-defined]
+    canvas.set_project(project)
+    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):  # type: ignore[attr-defined]
+        canvas.show_image(image_id)
+    canvas.set_category(1)
+    canvas.view().setFocus()
+    return CanvasEnv(project, stack, canvas)
+
+
+def close_canvas(env: CanvasEnv) -> None:
+    env.canvas.set_project(None)  # type: ignore[attr-defined]
+    assert env.canvas.wait_for_loads(30_000)  # type: ignore[attr-defined]
+    env.project.close()

@@ -86,6 +86,7 @@ class AnnotationCanvas(QWidget):
         self._view.zoomChanged.connect(self.zoomChanged)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSizeConstraint(QVBoxLayout.SizeConstraint.SetNoConstraint)  # the window decides its size
         layout.addWidget(self._view)
         self._scene.selectionChanged.connect(self._on_scene_selection)
         self._tools: dict[str, Tool] = {name: cls(self) for name, cls in TOOLS.items()}
@@ -130,6 +131,10 @@ class AnnotationCanvas(QWidget):
 
     def current_image_id(self) -> int | None:
         return self._image_id
+
+    def wait_for_loads(self, timeout_ms: int = 30_000) -> bool:
+        """Block until no image decode is running (for shutdown and tests); ``False`` on timeout."""
+        return self._pool.waitForDone(timeout_ms)
 
     def image_size(self) -> tuple[int, int]:
         """``(width, height)`` of the shown image in pixels; ``(0, 0)`` before it is decoded."""

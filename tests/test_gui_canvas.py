@@ -1,0 +1,255 @@
+"""The canvas view: loading images off the UI thread, zoom, pan, layers, threshold, proposals' look."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gui_helpers import CanvasEnv, close_canvas, drag, key, make_project, open_canvas, vp
+from PIL import Image
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from labeler.core.annotation import Annotation, Kind, State
+from labeler.core.geometry import encode_mask
+from labeler.core.store import ModelVersion, Project
+from labeler.gui.canvas import AnnotationCanvas
+from labeler.gui.canvas.image_layer import preview_reduction
+from labeler.gui.canvas.items import BoxItem
+
+
+@pytest.fixture
+def env(qtbot: object, tmp_path: Path) -> Iterator[CanvasEnv]:
+    e = open_canvas(qtbot, make_project(tmp_path))
+    yield e
+    close_canvas(e)
+
+
+def _wheel(canvas: AnnotationCanvas, at: QPoint, notches: int) -> None:
+    viewport = canvas.view().viewport()
+    event = QWheelEvent(
+        QPointF(at), QPointF(viewport.mapToGlobal(at)), QPoint(0, 0), QPoint(0, 120 * notches),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+    )
+    QApplication.sendEvent(viewport, event)
+
+
+def _add_proposals(project: Project) -> dict[str, Annotation]:
+    version = project.add_model_version(ModelVersion(plugin="seg", settings={}, categories=(1, 2), checkpoint="m"))
+    mask = np.zeros((240, 320), dtype=bool)
+    mask[150:200, 200:300] = True
+    anns = {
+        "strong_box": Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(10, 10, 50, 40),
+                                 state=State.PROPOSED, model_version=version.id, score=0.9),
+        "weak_box": Annotation(image_id=1, category_id=2, kind=Kind.BOX, box_xywh=(100, 20, 40, 40),
+                               state=State.PROPOSED, model_version=version.id, score=0.3),
+        "mask": Annotation(image_id=1, category_id=2, kind=Kind.MASK, rle=encode_mask(mask),
+                           state=State.PROPOSED, model_version=version.id, score=0.6),
+        "human_box": Annotation(image_id=1, category_id=3, kind=Kind.BOX, box_xywh=(200, 10, 60, 60)),
+        "human_polygon": Annotation(image_id=1, category_id=1, kind=Kind.POLYGON,
+                                    polygons=(np.array([[20, 120], [80, 120], [50, 200]], dtype=float),)),
+    }
+    return {k: project.add_annotation(a) for k, a in anns.items()}
+
+
+def _visible(canvas: AnnotationCanvas) -> set[int]:
+    return {i.ann.id for i in canvas.visible_items()}
+
+
+def test_image_is_shown_fitted(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    assert canvas.current_image_id() == 1
+    assert canvas.image_size() == (320, 240)
+    assert canvas.image_resolution() == 1  # small image: straight to full size
+    assert canvas.view().scale_factor() == pytest.approx(2.0, rel=0.02)  # 640x480 window, 320x240 image
+    assert env.project.image(1).width == 320  # the worker recorded the size in the store
+
+
+def test_wheel_zooms_around_the_cursor(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    at = vp(canvas, 80, 60)
+    before = canvas.view().mapToScene(at)
+    scale = canvas.view().scale_factor()
+    _wheel(canvas, at, 2)
+    assert canvas.view().scale_factor() == pytest.approx(scale * 1.25**2, rel=1e-3)
+    after = canvas.view().mapToScene(at)
+    assert abs(after.x() - before.x()) < 1.0 and abs(after.y() - before.y()) < 1.0
+    _wheel(canvas, at, -2)
+    assert canvas.view().scale_factor() == pytest.approx(scale, rel=1e-3)
+
+
+def test_fit_and_actual_size(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    with_signal = []
+    canvas.zoomChanged.connect(with_signal.append)
+    canvas.zoom_actual_size()
+    assert canvas.view().scale_factor() == pytest.approx(1.0)
+    canvas.fit_to_window()
+    assert canvas.view().scale_factor() == pytest.approx(2.0, rel=0.02)
+    _wheel(canvas, vp(canvas, 10, 10), 3)
+    key(canvas, Qt.Key.Key_F)
+    assert canvas.view().scale_factor() == pytest.approx(2.0, rel=0.02)
+    assert with_signal[0] == pytest.approx(1.0)
+
+
+def test_middle_button_and_space_drag_pan(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    view = canvas.view()
+    centre = view.viewport().rect().center()
+    start = view.mapToScene(centre)
+    scale = view.scale_factor()
+    viewport = view.viewport()
+    QTest.mousePress(viewport, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, centre)
+    QTest.mouseMove(viewport, centre + QPoint(40, 20))
+    QTest.mouseRelease(viewport, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, centre + QPoint(40, 20))
+    moved = view.mapToScene(centre)
+    assert moved.x() == pytest.approx(start.x() - 40 / scale, abs=1.0)
+    assert moved.y() == pytest.approx(start.y() - 20 / scale, abs=1.0)
+    # Space + left drag pans too, and draws nothing even with the box tool.
+    canvas.set_tool("box")
+    QTest.keyPress(view, Qt.Key.Key_Space)
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
+    QTest.mouseMove(viewport, centre + QPoint(-30, 10))
+    QTest.mouseMove(viewport, centre + QPoint(-60, 20))
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre + QPoint(-60, 20))
+    QTest.keyRelease(view, Qt.Key.Key_Space)
+    assert env.project.annotations(1) == []
+    again = view.mapToScene(centre)
+    assert again.x() == pytest.approx(moved.x() + 60 / scale, abs=1.0)
+    assert again.y() == pytest.approx(moved.y() - 20 / scale, abs=1.0)
+    # Without space the box tool draws again.
+    drag(canvas, [(100, 100), (120, 110), (140, 120)])
+    assert len(env.project.annotations(1)) == 1
+
+
+def test_corrupt_image_reports_an_error(qtbot: object, env: CanvasEnv) -> None:
+    canvas = env.canvas
+    path = env.project.image_path(2)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    with qtbot.waitSignal(canvas.errorOccurred, timeout=10_000) as blocker:  # type: ignore[attr-defined]
+        canvas.show_image(2)
+    assert "img1.png" in blocker.args[0] and "not a readable image" in blocker.args[0]
+    assert canvas.image_resolution() is None and canvas.annotation_items() == {}
+    canvas.set_tool("box")
+    drag(canvas, [(10, 10), (50, 50)])  # nothing to draw on: ignored, no exception
+    assert env.project.annotations(2) == []
+    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):  # type: ignore[attr-defined]
+        canvas.show_image(1)  # and the canvas still works
+    assert canvas.image_size() == (320, 240)
+
+
+def test_missing_file_reports_an_error(qtbot: object, env: CanvasEnv) -> None:
+    env.project.image_path(2).unlink()
+    with qtbot.waitSignal(env.canvas.errorOccurred, timeout=10_000) as blocker:  # type: ignore[attr-defined]
+        env.canvas.show_image(2)
+    assert "no such file" in blocker.args[0]
+
+
+def test_big_image_shows_a_reduced_version_first(qtbot: object, tmp_path: Path) -> None:
+    assert preview_reduction(4000, 4000) == 4 and preview_reduction(8000, 6000) == 8
+    assert preview_reduction(1024, 768) == 1
+    project = make_project(tmp_path, images=1)
+    big = tmp_path / "big.jpg"
+    rng = np.random.default_rng(1)
+    tile = rng.integers(0, 255, (500, 500, 3), dtype=np.uint8)
+    Image.fromarray(np.tile(tile, (8, 8, 1))).save(big, quality=80)
+    (image_id,) = project.add_images([big])
+    e = open_canvas(qtbot, project, 1)
+    try:
+        canvas = e.canvas
+        levels: list[int] = []
+        shown_at: list[int | None] = []
+        canvas.resolutionChanged.connect(levels.append)
+        canvas.imageShown.connect(lambda _i: shown_at.append(canvas.image_resolution()))
+        with qtbot.waitSignal(canvas.resolutionChanged, timeout=30_000, check_params_cb=lambda r: r == 1):  # type: ignore[attr-defined]
+            canvas.show_image(image_id)
+        assert levels == [4, 1]
+        assert shown_at == [4]  # the first pixels on screen were the 1/4 preview
+        assert canvas.image_size() == (4000, 4000)
+        assert canvas.view().scale_factor() == pytest.approx(480 / 4000, rel=0.02)
+        pixmap = canvas.view().viewport().grab()  # paints from the pyramid without error
+        assert not pixmap.isNull()
+    finally:
+        close_canvas(e)
+
+
+def test_layers_and_score_threshold(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    anns = _add_proposals(env.project)
+    canvas.reload_annotations()
+    ids = {k: a.id for k, a in anns.items()}
+    assert _visible(canvas) == set(ids.values())
+    canvas.set_score_threshold(0.5)
+    assert _visible(canvas) == set(ids.values()) - {ids["weak_box"]}
+    canvas.set_layer_visible("boxes", False)
+    assert _visible(canvas) == {ids["mask"], ids["human_polygon"]}
+    canvas.set_layer_visible("boxes", True)
+    canvas.set_layer_visible("masks", False)
+    assert ids["mask"] not in _visible(canvas)
+    canvas.set_layer_visible("masks", True)
+    canvas.set_layer_visible("polygons", False)
+    assert ids["human_polygon"] not in _visible(canvas)
+    canvas.set_layer_visible("polygons", True)
+    canvas.set_layer_visible("proposals", False)
+    assert _visible(canvas) == {ids["human_box"], ids["human_polygon"]}
+    canvas.set_layer_visible("proposals", True)
+    with pytest.raises(ValueError, match="unknown layer"):
+        canvas.set_layer_visible("points", True)
+    # "Accept all shown" takes only what passes the threshold.
+    canvas.accept_all_visible()
+    states = {a.id: a.state for a in env.project.annotations(1)}
+    assert states[ids["strong_box"]] is State.ACCEPTED and states[ids["mask"]] is State.ACCEPTED
+    assert states[ids["weak_box"]] is State.PROPOSED
+    canvas.set_score_threshold(0.0)
+    canvas.reject_all_visible()
+    assert env.project.annotation(ids["weak_box"]).state is State.REJECTED
+    assert ids["weak_box"] not in canvas.annotation_items()  # rejected ones are not drawn
+    env.stack.undo()
+    env.stack.undo()
+    assert all(a.state is State.PROPOSED for a in env.project.annotations(1) if a.model_version is not None)
+
+
+def test_proposals_look_apart(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    anns = _add_proposals(env.project)
+    canvas.reload_annotations()
+    items = canvas.annotation_items()
+    proposal = items[anns["strong_box"].id]
+    human = items[anns["human_box"].id]
+    assert isinstance(proposal, BoxItem)
+    assert proposal.tag.text() == "cat 0.90" and human.tag.text() == "bird"
+    assert proposal.pen().style() != Qt.PenStyle.SolidLine and human.pen().style() == Qt.PenStyle.SolidLine
+    assert proposal.pen().isCosmetic() and human.pen().isCosmetic()
+    assert proposal.zValue() > human.zValue()
+
+
+def test_reload_keeps_unchanged_items_and_selection(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    anns = _add_proposals(env.project)
+    canvas.reload_annotations()
+    before = canvas.annotation_items()
+    canvas.select([anns["human_box"].id])
+    env.project.update_annotation(Annotation(**{**anns["human_polygon"].__dict__, "category_id": 2}))
+    canvas.reload_annotations()
+    after = canvas.annotation_items()
+    assert after[anns["mask"].id] is before[anns["mask"].id]
+    assert after[anns["human_polygon"].id] is not before[anns["human_polygon"].id]
+    assert after[anns["human_polygon"].id].tag.text() == "dog"
+    assert canvas.selected_ids() == [anns["human_box"].id]
+
+
+def test_no_project_and_unknown_tool(qtbot: object) -> None:
+    from PySide6.QtGui import QUndoStack
+
+    canvas = AnnotationCanvas(QUndoStack())
+    qtbot.addWidget(canvas)  # type: ignore[attr-defined]
+    canvas.show_image(3)  # no project: nothing happens
+    assert canvas.current_image_id() is None
+    canvas.delete_selected()
+    canvas.accept_all_visible()
+    with pytest.raises(ValueError, match="unknown tool"):
+        canvas.set_tool("lasso")
