@@ -12,9 +12,9 @@ annotation ids (stable from one export to the next), masks as compressed RLE (``
 traced polygons (``masks="polygon"``; crowd regions stay RLE as COCO requires), polygons as
 polygons, and boxes as ``bbox`` with the box as a 4-vertex polygon ``segmentation`` (what
 pycocotools' ``loadRes`` writes for box results, so ``COCO.annToMask`` works on every annotation).
-``bbox`` is ``[x, y, w, h]`` in pixels; ``area`` is the pixel area COCO computes from the
-geometry's RLE (for boxes ``w * h``). Proposals are written only with ``include_proposals``, with
-their ``score``.
+``bbox`` is ``[x, y, w, h]`` in pixels; ``area`` is in square pixels as COCO computes it: the
+polygon's area (sum of its parts' shoelace areas), the mask's pixel count, or ``w * h`` for a
+box. Proposals are written only with ``include_proposals``, with their ``score``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pycocotools import mask as mask_utils
 
 import labeler
 from labeler.core.annotation import Annotation, Kind
-from labeler.core.geometry import decode_rle, mask_to_polygons, normalize_rle, polygons_box
+from labeler.core.geometry import decode_rle, normalize_rle, polygons_area, polygons_box
 from labeler.core.store import Project
 from labeler.formats.common import (
     CategoryMap,
@@ -47,6 +47,7 @@ from labeler.formats.common import (
     files_under,
     image_sizes,
     read_json,
+    trace_polygons,
 )
 from labeler.formats.errors import FormatError
 
@@ -301,11 +302,9 @@ def _coco_entry(
         entry["area"] = w * h
     elif ann.kind is Kind.POLYGON:
         assert ann.polygons is not None
-        flat = [p.reshape(-1).tolist() for p in ann.polygons]
-        rle = mask_utils.merge(mask_utils.frPyObjects(flat, height, width))
-        entry["segmentation"] = flat
+        entry["segmentation"] = [p.reshape(-1).tolist() for p in ann.polygons]
         entry["bbox"] = list(polygons_box(ann.polygons))
-        entry["area"] = float(mask_utils.area(rle))
+        entry["area"] = polygons_area(ann.polygons)
     else:
         assert ann.rle is not None
         if [int(v) for v in ann.rle["size"]] != [height, width]:
@@ -313,15 +312,15 @@ def _coco_entry(
             return None
         rle = normalize_rle(ann.rle)
         coded = _bytes_rle(rle)
-        entry["segmentation"] = rle
-        if masks == "polygon" and not ann.iscrowd:
-            parts = mask_to_polygons(decode_rle(rle))
-            if parts:  # bbox and area then follow the polygon that is written
-                flat = [p.reshape(-1).tolist() for p in parts]
-                coded = mask_utils.merge(mask_utils.frPyObjects(flat, height, width))
-                entry["segmentation"] = flat
-        entry["bbox"] = [float(v) for v in mask_utils.toBbox(coded)]
-        entry["area"] = float(mask_utils.area(coded))
+        parts = trace_polygons(decode_rle(rle)) if masks == "polygon" and not ann.iscrowd else []
+        if parts:  # bbox and area then follow the polygon that is written
+            entry["segmentation"] = [p.reshape(-1).tolist() for p in parts]
+            entry["bbox"] = list(polygons_box(parts))
+            entry["area"] = polygons_area(parts)
+        else:
+            entry["segmentation"] = rle
+            entry["bbox"] = [float(v) for v in mask_utils.toBbox(coded)]
+            entry["area"] = float(mask_utils.area(coded))
     if ann.score is not None:
         entry["score"] = float(ann.score)
     if ann.attributes:
