@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+# Tiny test networks run far faster on one thread than on several threads that spin against the
+# rest of a busy machine; child processes (the CLI tests) inherit this.
+os.environ.setdefault("LABELER_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL_SOURCE = REPO / "examples" / "minimal_plugin"

@@ -220,12 +220,24 @@ def lr_factor(fraction: float) -> float:
     return warm * 0.5 * (1.0 + math.cos(math.pi * fraction))
 
 
+def compute_threads(world: int = 1) -> int:
+    """Threads for torch's CPU kernels: ``$LABELER_THREADS`` if set, else the cores this process may
+    use divided among the ranks on this machine (``LOCAL_WORLD_SIZE``)."""
+    env = os.environ.get("LABELER_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world if world > 1 else 1))
+    return max(1, cores // max(1, local))
+
+
 def _set_threads(world: int) -> None:
     import torch
 
-    cores = os.cpu_count() or 1
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world if world > 1 else 1))
-    torch.set_num_threads(max(1, cores // max(1, local)))
+    torch.set_num_threads(compute_threads(world))
 
 
 def fit(

@@ -32,7 +32,7 @@ class MinimalSegmenter:
     settings = (
         Setting("size", 32, "side of the square training crops, in pixels"),
         Setting("width", 8, "channels of the hidden layer"),
-        Setting("lr", 0.01, "AdamW learning rate"),
+        Setting("lr", 0.05, "AdamW learning rate"),
         Setting("batch_size", 4, "examples per optimiser step"),
     )
 

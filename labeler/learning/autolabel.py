@@ -1,0 +1,242 @@
+"""Auto-labelling: a model version's proposals written into the project.
+
+For the GUI (in a worker thread)::
+
+    loaded = load_model(project, "segmenter")            # the active version
+    for step in iter_auto_label(project, loaded, [image_id]):
+        ...                                               # AutoLabelProgress after each image
+
+and for "auto-label all" it runs ``labeler auto-label PROJECT --plugin NAME --undone --progress json``
+as a child process. Stopping the generator (``close()``, or leaving the loop) is the cancel: what
+was predicted so far is written, nothing else changes.
+
+Speed: images are decoded in a background thread while the network runs, and proposals are
+written in batches (one transaction per ``write_every`` images or two seconds), so that the
+network's forward pass, not decoding or storage, sets the pace.
+
+Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
+annotations are never touched; see ``Project.replace_proposals``), carry the version id and the
+score, and the image's uncertainty is stored for "next most uncertain".
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from labeler.core.annotation import Annotation, State
+from labeler.learning.api import Prediction
+from labeler.learning.checkpoints import LoadedModel, load_version
+from labeler.learning.predict import predict_image
+
+if TYPE_CHECKING:
+    from labeler.core.store import Project
+
+Scope = Literal["undone", "all"]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (1 <= K <= N) into ``(K, N)``."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"--shard takes K/N with whole numbers, e.g. 1/4, not {text!r}") from None
+    if n < 1 or not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N (shards count from 1), not {text!r}")
+    return k, n
+
+
+def in_shard(image_id: int, shard: tuple[int, int] | None) -> bool:
+    """Whether an image belongs to shard ``(K, N)``: by id, ``id % N == K - 1``, so the split does not
+    depend on when each shard's process lists the images."""
+    return shard is None or image_id % shard[1] == shard[0] - 1
+
+
+def select_images(
+    project: Project, *, scope: Scope = "undone", shard: tuple[int, int] | None = None
+) -> list[int]:
+    """Ids of the images to auto-label: not done ones (``undone``) or all, within ``shard``."""
+    records = project.images(done=False) if scope == "undone" else project.images()
+    return [r.id for r in records if in_shard(r.id, shard)]
+
+
+def load_model(
+    project: Project, plugin_name: str, *, version_id: int | None = None, device: str = "cpu"
+) -> LoadedModel:
+    """The plugin's active version (or ``version_id``), loaded. Errors say what to do."""
+    from labeler.core.store import ProjectError
+    from labeler.learning.plugins import get_plugin
+
+    plugin = get_plugin(plugin_name)
+    if version_id is None:
+        version = project.active_model_version(plugin_name)
+        if version is None:
+            raise ProjectError(f"plugin {plugin_name!r} has no trained model in this project yet; run 'labeler train' first")
+    else:
+        version = project.model_version(version_id)
+    return load_version(project, version, plugin, device=device)
+
+
+@dataclass(frozen=True)
+class AutoLabelProgress:
+    """After each image: how far (``done`` of ``total``), that image's result, and the pace."""
+
+    done: int
+    total: int
+    image_id: int
+    proposals: int
+    uncertainty: float | None
+    elapsed: float
+    images_per_second: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AutoLabelResult:
+    """A whole run: images labelled, proposals written, seconds, and images that failed (id -> why)."""
+
+    version_id: int
+    images: int
+    proposals: int
+    seconds: float
+    cancelled: bool
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+def _to_annotations(prediction: Prediction, image_id: int, version_id: int) -> list[Annotation]:
+    return [
+        Annotation(
+            image_id=image_id, category_id=p.category_id, kind=p.kind, box_xywh=p.box_xywh, rle=p.rle,
+            polygons=p.polygons, state=State.PROPOSED, model_version=version_id, score=float(p.score),
+        )
+        for p in prediction.proposals
+    ]
+
+
+class _Decoder:
+    """Decodes images in a background thread, a few ahead of the consumer."""
+
+    def __init__(self, project: Project, image_ids: Sequence[int], ahead: int) -> None:
+        self._project, self._ids = project, list(image_ids)
+        self._queue: queue.Queue[tuple[int, Any, str | None]] = queue.Queue(maxsize=max(1, ahead))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="labeler-decode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from labeler.core.images import read_image
+
+        for image_id in self._ids:
+            if self._stop.is_set():
+                return
+            try:
+                record = self._project.image(image_id)
+                item: tuple[int, Any, str | None] = (image_id, read_image(self._project.root / record.path), None)
+            except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run
+                item = (image_id, None, f"{type(exc).__name__}: {exc}")
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def __iter__(self) -> Iterator[tuple[int, Any, str | None]]:
+        for _ in self._ids:
+            yield self._queue.get()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+def iter_auto_label(
+    project: Project,
+    loaded: LoadedModel,
+    image_ids: Sequence[int],
+    *,
+    write_every: int = 32,
+    write_seconds: float = 2.0,
+    prefetch: int = 4,
+) -> Iterator[AutoLabelProgress]:
+    """Predict and store proposals for ``image_ids``, yielding progress after each image.
+
+    Writes happen in batches; closing the generator early writes what was predicted and stops.
+    Images that cannot be read are reported (``error``) and skipped; a misbehaving plugin raises
+    :class:`~labeler.learning.api.PluginError` (after writing the images finished before it).
+    """
+    version_id = int(loaded.version.id or 0)
+    pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []
+    last_write = time.monotonic()
+    start = last_write
+    decoder = _Decoder(project, image_ids, prefetch)
+
+    def flush() -> None:
+        nonlocal last_write
+        if pending:
+            with project.transaction():
+                for image_id, anns, uncertainty, (w, h) in pending:
+                    project.replace_proposals(image_id, plugin=loaded.plugin.name, proposals=anns,
+                                              uncertainty=uncertainty)
+                    record = project.image(image_id)
+                    if record.width is None or record.height is None:
+                        project.set_image_size(image_id, w, h)
+            pending.clear()
+        last_write = time.monotonic()
+
+    try:
+        for done, (image_id, image, error) in enumerate(decoder, start=1):
+            count, uncertainty = 0, None
+            if image is not None:
+                prediction = predict_image(loaded.plugin, loaded.model, image, classes=loaded.classes,
+                                           settings=loaded.settings, device=loaded.device)
+                anns = _to_annotations(prediction, image_id, version_id)
+                count, uncertainty = len(anns), prediction.uncertainty
+                pending.append((image_id, anns, prediction.uncertainty, (image.shape[1], image.shape[0])))
+                if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
+                    flush()
+            elapsed = time.monotonic() - start
+            yield AutoLabelProgress(done=done, total=len(image_ids), image_id=image_id, proposals=count,
+                                    uncertainty=uncertainty, elapsed=elapsed,
+                                    images_per_second=done / elapsed if elapsed > 0 else 0.0, error=error)
+    finally:
+        decoder.close()
+        flush()
+
+
+def auto_label(
+    project: Project,
+    loaded: LoadedModel,
+    image_ids: Sequence[int],
+    *,
+    progress: Callable[[AutoLabelProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    write_every: int = 32,
+) -> AutoLabelResult:
+    """Run :func:`iter_auto_label` to the end (or until ``should_stop()``), returning a summary."""
+    start = time.monotonic()
+    images = proposals = 0
+    failed: dict[int, str] = {}
+    cancelled = False
+    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every)
+    try:
+        for step in steps:
+            if step.error is not None:
+                failed[step.image_id] = step.error
+            else:
+                images += 1
+                proposals += step.proposals
+            if progress is not None:
+                progress(step)
+            if should_stop is not None and should_stop() and step.done < step.total:
+                cancelled = True
+                break
+    finally:
+        steps.close()
+    return AutoLabelResult(version_id=int(loaded.version.id or 0), images=images, proposals=proposals,
+                           seconds=time.monotonic() - start, cancelled=cancelled, failed=failed)

@@ -1,0 +1,232 @@
+"""The training runner: a project's done images in, a new model version out.
+
+:func:`train` reads the done images with their accepted labels, splits them (fixed, by image id;
+see :mod:`labeler.learning.dataset`), lets the plugin prepare them (counting the images it skips,
+by reason), warm-starts from the plugin's active version when its classes are the project's,
+trains with :func:`labeler.learning.loop.fit`, measures the new model and the active one on the
+validation images, writes the checkpoint (:mod:`labeler.learning.checkpoints`) and, last, the
+version's row; the new version becomes active only if it beats the active one on
+``plugin.metric`` (or when asked). If anything fails before that last write, the project and its
+active model are exactly as they were.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from labeler.learning.api import Plugin, PluginError, resolve_settings
+from labeler.learning.checkpoints import (
+    checkpoint_stem,
+    classes_metadata,
+    load_version,
+    load_weights,
+    save_checkpoint,
+)
+from labeler.learning.dataset import iter_labelled_images, prepare_all, project_classes, validation_split
+from labeler.learning.loop import fit
+from labeler.learning.predict import evaluate_samples
+
+if TYPE_CHECKING:
+    from labeler.core.store import ModelVersion, Project
+
+Activate = Literal["better", "always", "never"]
+Progress = Callable[[dict[str, Any]], None]
+
+
+class TrainingError(Exception):
+    """Training cannot start on this project (no done images, nothing usable); says why."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` did. ``version`` is ``None`` when the run was cancelled (and not kept) or
+    on ranks other than 0. ``previous_metric`` is the active version's score on today's validation
+    images (``None`` if there was none)."""
+
+    version: ModelVersion | None
+    activated: bool
+    metrics: dict[str, float]
+    previous_metric: float | None
+    cancelled: bool
+    skipped: dict[str, int] = field(default_factory=dict)
+    messages: tuple[str, ...] = ()
+
+
+def _emit(progress: Progress | None, rank: int, event: str, **info: Any) -> None:
+    if progress is not None and rank == 0:
+        progress({"event": event, **info})
+
+
+def _pick_parent(
+    project: Project, plugin: Plugin, from_version: int | Literal["active"] | None, class_ids: tuple[int, ...]
+) -> tuple[ModelVersion | None, str | None]:
+    """The version to warm-start from, or ``None`` with the reason it trains from scratch."""
+    if from_version is None:
+        return None, None
+    if from_version == "active":
+        parent = project.active_model_version(plugin.name)
+        if parent is None:
+            return None, None
+    else:
+        parent = project.model_version(int(from_version))
+        if parent.plugin != plugin.name:
+            raise TrainingError(f"model version {parent.id} belongs to plugin {parent.plugin!r}, not {plugin.name!r}")
+    if tuple(parent.categories) != class_ids:
+        return None, (f"not warm-starting from version {parent.id}: it was trained for categories "
+                      f"{list(parent.categories)}, the project now has {list(class_ids)}; training from scratch")
+    return parent, None
+
+
+def train(
+    project: Project,
+    plugin: Plugin,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    time_budget: float | None = None,
+    epochs: int | float | None = None,
+    from_version: int | Literal["active"] | None = "active",
+    activate: Activate = "better",
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    validate_every: float = 30.0,
+    keep_cancelled: bool = False,
+) -> TrainResult:
+    """Train ``plugin`` on the project's done images and store the result as a new model version.
+
+    ``overrides`` are setting values (text from the command line is parsed by the setting's type).
+    With neither ``time_budget`` (seconds) nor ``epochs``, trains for ``settings["epochs"]`` if the
+    plugin has that setting, else 60 seconds. ``from_version``: ``"active"`` (warm start from the
+    active version if its classes match), a version id, or ``None`` (from scratch).
+    ``activate``: ``"better"`` (only if it beats the active version on ``plugin.metric``, measured
+    now on the same validation images), ``"always"`` or ``"never"``.
+
+    ``progress`` gets dicts with ``event``: ``start``, ``progress``, ``validation`` (see
+    :func:`labeler.learning.loop.fit`), ``evaluating`` and ``done``. Under ``torch.distributed``
+    every rank trains on its shard; rank 0 alone evaluates and writes the version.
+    """
+    from labeler.learning.loop import _distributed
+
+    _, rank, world = _distributed()
+    started = time.time()
+    messages: list[str] = []
+    try:
+        settings = resolve_settings(plugin, overrides or {})
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    if time_budget is None and epochs is None:
+        if "epochs" in settings:
+            epochs = settings["epochs"]
+        else:
+            time_budget = 60.0
+
+    classes = project_classes(project)
+    if not classes:
+        raise TrainingError("the project has no categories; add the classes to label first")
+    class_ids = tuple(c.id for c in classes)
+    done_ids = [r.id for r in project.images(done=True)]
+    if not done_ids:
+        raise TrainingError("no image is marked done yet; label a few images completely and mark them done")
+    train_ids, val_ids = validation_split(done_ids)
+
+    parent, why_fresh = _pick_parent(project, plugin, from_version, class_ids)
+    if why_fresh:
+        messages.append(why_fresh)
+
+    items, _, skipped = prepare_all(plugin, iter_labelled_images(project, train_ids, classes), settings=settings)
+    val_items, val_samples, val_skipped = prepare_all(
+        plugin, iter_labelled_images(project, val_ids, classes), settings=settings, keep_samples=True
+    )
+    del val_items
+    for reason, n in val_skipped.items():
+        skipped[reason] = skipped.get(reason, 0) + n
+    if not items:
+        detail = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "none prepared"
+        raise TrainingError(f"plugin {plugin.name!r} can use none of the {len(train_ids)} training images ({detail})")
+
+    try:
+        model = plugin.build_model(num_classes=len(classes), settings=settings)
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(plugin.name, f"build_model raised {type(exc).__name__}: {exc}") from exc
+    if parent is not None:
+        try:
+            load_weights(plugin, model, project.root / parent.checkpoint)
+        except (PluginError, FileNotFoundError) as exc:
+            messages.append(f"not warm-starting from version {parent.id} ({exc}); training from scratch")
+            parent = None
+            model = plugin.build_model(num_classes=len(classes), settings=settings)
+
+    _emit(progress, rank, "start", plugin=plugin.name, settings=settings, train_images=len(items),
+          validation_images=len(val_samples), skipped=skipped, parent=parent.id if parent else None,
+          time_budget=time_budget, epochs=epochs, world_size=world, messages=list(messages))
+
+    def validate(m: Any) -> dict[str, float]:
+        return evaluate_samples(plugin, m, val_samples, settings=settings, device=device)
+
+    result = fit(
+        plugin, model, items, settings=settings, time_budget=time_budget, epochs=epochs, seed=seed,
+        device=device, progress=(lambda info: _emit(progress, rank, info.pop("event"), **info)) if progress else None,
+        should_stop=should_stop, validate=validate if val_samples else None, validate_every=validate_every,
+    )
+    if rank != 0:
+        return TrainResult(None, False, {}, None, result.cancelled, skipped, tuple(messages))
+    if result.cancelled and not keep_cancelled:
+        _emit(progress, rank, "cancelled", steps=result.steps)
+        return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
+
+    _emit(progress, rank, "evaluating", validation_images=len(val_samples))
+    metrics = validate(result.model) if val_samples else {}
+    active = project.active_model_version(plugin.name)
+    previous_metric: float | None = None
+    if active is not None and val_samples and tuple(active.categories) == class_ids:
+        try:
+            loaded = load_version(project, active, plugin, device=device)
+            previous_metric = evaluate_samples(plugin, loaded.model, val_samples, settings=loaded.settings,
+                                               device=device)[plugin.metric]
+        except (PluginError, FileNotFoundError) as exc:
+            messages.append(f"the active version {active.id} could not be measured ({exc})")
+    if activate == "always":
+        make_active = True
+    elif activate == "never":
+        make_active = False
+    elif active is None or tuple(active.categories) != class_ids:
+        make_active = True
+    elif previous_metric is None:
+        make_active = True  # nothing to compare against (no validation image, or the old one is broken)
+        messages.append(f"the active version {active.id} could not be compared on validation images; "
+                        "the new version replaces it")
+    else:
+        make_active = plugin.metric in metrics and metrics[plugin.metric] > previous_metric
+
+    data = {
+        "train_images": list(train_ids), "validation_images": [s.image_id for s in val_samples],
+        "skipped": skipped, "steps": result.steps, "epochs": result.epochs, "images": result.images,
+        "seconds": result.seconds, "images_per_second": result.images_per_second,
+        "stopped_by": result.stopped_by, "world_size": world, "final_losses": result.losses,
+        "previous_metric": previous_metric, "previous_version": active.id if active else None,
+    }
+    stem = checkpoint_stem(plugin.name)
+    meta = {
+        "plugin": plugin.name, "task": plugin.task, "metric": plugin.metric, "settings": settings,
+        "classes": classes_metadata(classes), "parent": parent.id if parent else None, "data": data,
+        "metrics": metrics, "created": started,
+    }
+    weights = save_checkpoint(project.models_dir, stem, result.model, meta)
+    from labeler.core.store import ModelVersion
+
+    version = project.add_model_version(
+        ModelVersion(
+            plugin=plugin.name, settings=dict(settings), categories=class_ids,
+            checkpoint=weights.relative_to(project.root).as_posix(), metrics=metrics, data=data,
+            parent=parent.id if parent else None, created=started,
+        ),
+        activate=make_active,
+    )
+    _emit(progress, rank, "done", version=version.id, activated=make_active, metrics=metrics,
+          metric=metrics.get(plugin.metric), previous_metric=previous_metric, messages=list(messages),
+          skipped=skipped, seconds=time.time() - started, checkpoint=version.checkpoint)
+    return TrainResult(version, make_active, metrics, previous_metric, result.cancelled, skipped, tuple(messages))
