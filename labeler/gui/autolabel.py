@@ -59,6 +59,7 @@ class AutoLabelController(QObject):
         self.job: CliJob | None = None
         self._done = 0
         self._total = 0
+        self.error: str | None = None
         self._models: dict[tuple[str, int], Any] = {}  # loaded model of the last one-image run
 
     # ---- one image (thread) ---------------------------------------------------------------
@@ -83,6 +84,7 @@ class AutoLabelController(QObject):
         if self.batch_running():
             raise RuntimeError("auto-labelling is already running")
         self._done, self._total = 0, 0
+        self.error = None
         self.job = CliJob(["auto-label", str(project_root), "--plugin", plugin, "--undone", "--progress", "json"], self)
         self.job.event.connect(self._on_event)
         self.job.finished.connect(self._on_finished)
@@ -94,7 +96,17 @@ class AutoLabelController(QObject):
             self.job.cancel()
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") not in (None, "progress", "image"):
+        kind = event.get("event")
+        if kind == "start" and isinstance(event.get("total"), int):
+            self._total = int(event["total"])
+            self.batchProgress.emit(0, self._total, math.nan)
+            return
+        if kind == "error":
+            self.error = str(event.get("message") or "unknown error")
+            if self.job is not None:
+                self.job.add_log(f"error: {self.error}")
+            return
+        if kind not in (None, "progress"):
             return
         done, total = event.get("done"), event.get("total")
         if isinstance(done, int) and isinstance(total, int):
@@ -115,7 +127,7 @@ class AutoLabelController(QObject):
         elif code == 0:
             message = f"Auto-labelled {self._done} images."
         else:
-            message = f"Auto-labelling failed (exit code {code})."
+            message = f"Auto-labelling failed: {self.error}" if self.error else f"Auto-labelling failed (exit code {code})."
         self.batchFinished.emit(code == 0 and not cancelled, message, tail)
         if job is not None:
             job.deleteLater()

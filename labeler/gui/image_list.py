@@ -176,6 +176,28 @@ class ImageListModel(QAbstractListModel):
             self.dataChanged.emit(top, top)
         self.countsChanged.emit()
 
+    def refresh_states(self) -> list[int]:
+        """Re-read every image's state (two queries); returns the ids whose state changed.
+
+        Used while a background auto-label run writes proposals to many images.
+        """
+        if self._project is None or not len(self._ids):
+            return []
+        counts = self._project.annotation_counts()
+        done = {r.id: r.done for r in self._project.images()}
+        fresh = np.array(
+            [_STATE_CODES.index(image_state(done.get(int(i), False), counts.get(int(i), {}))) for i in self._ids],
+            dtype=np.int8,
+        )
+        changed = np.flatnonzero(fresh != self._states)
+        if not len(changed):
+            return []
+        self._states = fresh
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1))
+        self.countsChanged.emit()
+        return [int(self._ids[i]) for i in changed]
+
     def wait_for_thumbnails(self, msecs: int = 10_000) -> bool:
         """Block until queued thumbnail jobs ran (tests, screenshots); their results still arrive queued."""
         return self._pool.waitForDone(msecs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
@@ -92,6 +92,10 @@ class MainWindow(QMainWindow):
         self._open_worker: FunctionWorker | None = None
         self._visit: tuple[int, float, bool] | None = None  # image id, start time, had proposals
         self._done_since_training = 0
+        self._batch_timer = QTimer(self)  # re-reads image states while auto-label-all writes
+        self._batch_timer.setInterval(1500)
+        self._batch_timer.timeout.connect(self._refresh_during_batch)
+        self._shown_proposals: frozenset[int] = frozenset()
         self.shown_image: int | None = None  # the image whose pixels the canvas last painted
         self._build_docks()
         self.actions_: Actions = build_actions(self)
@@ -150,6 +154,7 @@ class MainWindow(QMainWindow):
         self.autolabeler.imageLabelled.connect(self._on_image_labelled)
         self.autolabeler.imageFailed.connect(self._on_autolabel_failed)
         self.autolabeler.batchProgress.connect(self.autolabel_panel.show_progress)
+        self.autolabeler.batchStarted.connect(self._batch_timer.start)
         self.autolabeler.batchFinished.connect(self._on_batch_finished)
         self.training_panel.train_button.clicked.connect(self.start_training)
         self.training_panel.cancel_button.clicked.connect(self.trainer.cancel)
@@ -285,10 +290,12 @@ class MainWindow(QMainWindow):
     def _on_image_activated(self, image_id: int) -> None:
         self._end_visit()
         self.canvas.show_image(image_id)
+        self._shown_proposals = frozenset()
         if self.project is not None:
             self.settings.set_last_image(self.project.root, image_id)
-            has_proposals = bool(self.project.annotations(image_id, states=[State.PROPOSED]))
-            self._visit = (image_id, time.monotonic(), has_proposals)
+            self._shown_proposals = frozenset(
+                a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
+            self._visit = (image_id, time.monotonic(), bool(self._shown_proposals))
         self.proposals.refresh()
         self._update_enabled()
 
@@ -407,12 +414,28 @@ class MainWindow(QMainWindow):
     def _on_image_labelled(self, image_id: int) -> None:
         self.images.model.refresh_image(image_id)
         if image_id == self.current_image_id():
-            self.canvas.reload_annotations()
-            self.proposals.refresh()
-            if self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, self._visit[1], True)
+            self._reload_current_if_changed(force=not self.autolabeler.batch_running())
         if not self.autolabeler.batch_running():
             self.status.showMessage("Proposals ready", 3000)
+            self.status.refresh(self.project)
+
+    def _reload_current_if_changed(self, *, force: bool = False) -> None:
+        """Re-read the current image's annotations if its proposals changed in the store."""
+        image_id = self.current_image_id()
+        if self.project is None or image_id is None:
+            return
+        proposals = frozenset(a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
+        if force or proposals != self._shown_proposals:
+            self.canvas.reload_annotations()
+            self.proposals.refresh()
+            if proposals and self._visit is not None and self._visit[0] == image_id:
+                self._visit = (image_id, self._visit[1], True)
+        self._shown_proposals = proposals
+
+    def _refresh_during_batch(self) -> None:
+        """While auto-label-all runs: results appear as the child writes them (it writes in batches)."""
+        self.images.model.refresh_states()
+        self._reload_current_if_changed()
         self.status.refresh(self.project)
 
     def _on_autolabel_failed(self, message: str) -> None:
@@ -420,15 +443,11 @@ class MainWindow(QMainWindow):
         self._error("Auto-label", message)
 
     def _on_batch_finished(self, ok: bool, message: str, tail: str) -> None:
+        self._batch_timer.stop()
+        self._refresh_during_batch()
         self.autolabel_panel.show_finished(message, tail, ok)
         self.status.showMessage(message, 10_000)
-        if self.project is not None:
-            self.images.model.set_project(self.project)
-            current = self.current_image_id()
-            if current is not None:
-                self.images.select_image(current)
-                self.canvas.reload_annotations()
-        self.proposals.refresh()
+        self._update_enabled()
 
     def start_training(self) -> None:
         plugin = self.plugin()

@@ -65,6 +65,8 @@ class TrainingController(QObject):
         self.job: CliJob | None = None
         self.plugin: str | None = None
         self.last_event: dict[str, Any] = {}
+        self.error: str | None = None
+        self.result: dict[str, Any] | None = None  # the child's "done" event
 
     def is_running(self) -> bool:
         return self.job is not None and self.job.is_running()
@@ -86,6 +88,8 @@ class TrainingController(QObject):
         args += extra_args or []
         self.plugin = plugin
         self.last_event = {}
+        self.error = None
+        self.result = None
         self.job = CliJob(args, self)
         self.job.event.connect(self._on_event)
         self.job.finished.connect(self._on_finished)
@@ -98,6 +102,13 @@ class TrainingController(QObject):
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.last_event = event
+        kind = event.get("event")
+        if kind == "error":
+            self.error = str(event.get("message") or "unknown error")
+            if self.job is not None:
+                self.job.add_log(f"error: {self.error}")
+        elif kind == "done":
+            self.result = event
         self.progress.emit(event)
 
     def _on_finished(self, code: int, tail: str) -> None:
@@ -107,8 +118,15 @@ class TrainingController(QObject):
             message = "Training cancelled; the active model is unchanged."
         elif code == 0:
             message = "Training finished."
+            if self.result is not None and self.result.get("version") is not None:
+                new = self.result["version"]
+                metric = self.result.get("metric")
+                score = f" (validation {metric:.3f})" if isinstance(metric, (int, float)) else ""
+                kept = "now active" if self.result.get("activated") else "kept; the active version scored better"
+                message = f"Training finished: version #{new}{score}, {kept}."
         else:
-            message = f"Training failed (exit code {code}); the active model is unchanged."
+            why = f": {self.error}" if self.error else f" (exit code {code})"
+            message = f"Training failed{why}. The active model is unchanged."
         self.finished.emit(code == 0 and not cancelled, message, tail)
         if job is not None:
             job.deleteLater()

@@ -135,6 +135,10 @@ class CliJob(QObject):
         if self.is_running():
             self.process.kill()
 
+    def add_log(self, text: str) -> None:
+        """Add a line to the log tail (e.g. an error the child reported as a JSON event)."""
+        self._tail.append(text)
+
     def log_tail(self) -> str:
         return "\n".join(self._tail)
 

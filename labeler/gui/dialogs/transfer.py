@@ -1,0 +1,277 @@
+"""Import and export dialogs for every format of :data:`labeler.formats.FORMATS`.
+
+The work runs in a worker thread (``labeler.formats.import_annotations`` / ``export_annotations``)
+with a progress bar; Cancel raises from the progress callback, which the formats treat as "stop":
+an import rolls back, an export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labeler.core.store import Project
+from labeler.gui.workers import FunctionWorker
+
+# Format options the dialogs offer, with their choices (the first is the default).
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
+    "masks": ("rle", "polygon"),
+    "file_names": ("relative", "name"),
+}
+OPTION_LABELS = {"masks": "Masks as", "file_names": "Image file names"}
+AUTO = "(detect from the files)"
+
+
+class Cancelled(Exception):
+    """Raised from the progress callback to stop an import or export."""
+
+
+class _TransferDialog(QDialog):
+    """Shared parts: format choice, path, options, progress, run / cancel. Subclasses define
+    ``browse()`` (pick the path) and ``run()`` (start the work)."""
+
+    succeeded = Signal(object)  # the ImportReport / ExportReport
+    failed = Signal(str)
+    verb = "export"
+
+    def __init__(self, project: Project, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from labeler.formats import FORMATS
+
+        self.project = project
+        self.formats = {name: f for name, f in FORMATS.items()
+                        if (f.can_export if self.verb == "export" else f.can_import)}
+        self.worker: FunctionWorker | None = None
+        self._cancel = False
+        self.format_combo = QComboBox()
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.path_edit = QLineEdit()
+        self.browse_button = QPushButton("Browse…")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.result_label = QLabel()
+        self.result_label.setWordWrap(True)
+        self.buttons = QDialogButtonBox()
+        self.run_button = self.buttons.addButton(self.verb.capitalize(), QDialogButtonBox.ButtonRole.AcceptRole)
+        self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.form = QFormLayout()
+        self.form.addRow("Format", self.format_combo)
+        self.form.addRow("", self.description)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(self.browse_button)
+        self.form.addRow("File or folder", path_row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.result_label)
+        layout.addWidget(self.buttons)
+        self.run_button.clicked.connect(self.run)
+        self.close_button.clicked.connect(self._close_or_cancel)
+        self.browse_button.clicked.connect(self.browse)
+        self.format_combo.currentTextChanged.connect(self._on_format)
+        self.path_edit.textChanged.connect(lambda _t: self._update_run())
+        self.resize(560, 0)
+
+    def format_name(self) -> str | None:
+        text = self.format_combo.currentText()
+        return None if text == AUTO else text
+
+    def set_path(self, path: str | Path) -> None:
+        self.path_edit.setText(str(path))
+
+    def running(self) -> bool:
+        return self.worker is not None and not self.worker.done
+
+    def _on_format(self, name: str) -> None:
+        fmt = self.formats.get(name)
+        self.description.setText(fmt.description if fmt is not None else "The format is guessed from the names "
+                                 "and contents of the files.")
+        self._update_run()
+
+    def _update_run(self) -> None:
+        self.run_button.setEnabled(bool(self.path_edit.text().strip()) and not self.running())
+
+    def _progress(self, done: int, total: int, signal: Any) -> None:
+        if self._cancel:
+            raise Cancelled("cancelled")
+        signal(done, total)
+
+    def _start(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        self._cancel = False
+        self.result_label.setText("Working…")
+        self.progress.setRange(0, 0)
+        worker = FunctionWorker(fn, *args, with_progress=True, **kwargs)
+        worker.signals.progress.connect(self._show_progress)
+        worker.signals.finished.connect(self._on_finished)
+        worker.signals.failed.connect(self._on_failed)
+        self.worker = worker
+        worker.start()
+        self._update_run()
+        self.close_button.setText("Cancel")
+
+    def _show_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+
+    def _on_finished(self, report: Any) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.result_label.setText(report.summary())
+        self.close_button.setText("Close")
+        self._update_run()
+        self.succeeded.emit(report)
+
+    def _on_failed(self, message: str) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        cancelled = message.endswith("cancelled")
+        self.result_label.setText(f"{self.verb.capitalize()} cancelled; nothing was changed." if cancelled
+                                  else f"{self.verb.capitalize()} failed: {message}")
+        self.close_button.setText("Close")
+        self._update_run()
+        self.failed.emit(message)
+
+    def _close_or_cancel(self) -> None:
+        if self.running():
+            self._cancel = True
+        else:
+            self.reject()
+
+
+
+def _with_progress(fn: Any, dialog: _TransferDialog) -> Any:
+    """Wrap an import/export function so the worker's progress callback also checks for cancel."""
+
+    def call(*args: Any, progress: Any, **kwargs: Any) -> Any:
+        return fn(*args, progress=lambda d, t: dialog._progress(d, t, progress), **kwargs)
+
+    return call
+
+
+class ExportDialog(_TransferDialog):
+    """Export the project's labels: format, where, proposals or not, format options."""
+
+    verb = "export"
+
+    def __init__(self, project: Project, parent: QWidget | None = None) -> None:
+        super().__init__(project, parent)
+        self.setWindowTitle("Export labels")
+        self.include_proposals = QCheckBox("Also export proposals not yet reviewed (with their scores)")
+        self.form.addRow("", self.include_proposals)
+        self.option_combos: dict[str, QComboBox] = {}
+        for name, choices in OPTION_CHOICES.items():
+            combo = QComboBox()
+            combo.addItems(list(choices))
+            self.option_combos[name] = combo
+            self.form.addRow(OPTION_LABELS[name], combo)
+        self.format_combo.addItems(list(self.formats))
+        self._on_format(self.format_combo.currentText())
+
+    def _on_format(self, name: str) -> None:
+        super()._on_format(name)
+        fmt = self.formats.get(name)
+        options = fmt.options("export") if fmt is not None else ()
+        for option, combo in self.option_combos.items():
+            self.form.setRowVisible(combo, option in options)
+        if fmt is not None and self.path_edit.text():
+            path = Path(self.path_edit.text())
+            if not fmt.export_is_folder and path.suffix.lower() != ".json":
+                self.path_edit.setText(str(path.with_suffix(".json")) if path.suffix else str(path / "annotations.json"))
+
+    def options(self) -> dict[str, str]:
+        fmt = self.formats.get(self.format_combo.currentText())
+        allowed = fmt.options("export") if fmt is not None else ()
+        return {name: combo.currentText() for name, combo in self.option_combos.items() if name in allowed}
+
+    def browse(self) -> None:
+        fmt = self.formats[self.format_combo.currentText()]
+        start = str(self.project.root)
+        if fmt.export_is_folder:
+            path = QFileDialog.getExistingDirectory(self, "Export into folder", start)
+        else:
+            path, _ = QFileDialog.getSaveFileName(self, "Export to file", str(Path(start) / "annotations.json"),
+                                                  "JSON (*.json)")
+        if path:
+            self.set_path(path)
+
+    def run(self) -> None:
+        from labeler.formats import export_annotations
+
+        out = Path(self.path_edit.text().strip()).expanduser()
+        self._start(_with_progress(export_annotations, self), self.project, out,
+                    format=self.format_combo.currentText(),
+                    include_proposals=self.include_proposals.isChecked(), **self.options())
+
+
+class ImportDialog(_TransferDialog):
+    """Import labels into the project: format (or detect), file or folder, images folder, mark done."""
+
+    verb = "import"
+
+    def __init__(self, project: Project, parent: QWidget | None = None) -> None:
+        super().__init__(project, parent)
+        self.setWindowTitle("Import labels")
+        self.imported = False
+        self.browse_folder_button = QPushButton("Folder…")
+        self.browse_button.setText("File…")
+        row = self.form.itemAt(self.form.rowCount() - 1, QFormLayout.ItemRole.FieldRole).layout()
+        row.addWidget(self.browse_folder_button)
+        self.images_edit = QLineEdit()
+        self.images_edit.setPlaceholderText("where the images are, if the labels' paths do not find them")
+        images_button = QPushButton("Browse…")
+        images_row = QHBoxLayout()
+        images_row.addWidget(self.images_edit, 1)
+        images_row.addWidget(images_button)
+        self.form.addRow("Images folder", images_row)
+        self.mark_done = QCheckBox("Mark the imported images done")
+        self.mark_done.setChecked(True)
+        self.form.addRow("", self.mark_done)
+        self.format_combo.addItems([AUTO, *self.formats])
+        self._on_format(self.format_combo.currentText())
+        self.browse_folder_button.clicked.connect(self.browse_folder)
+        images_button.clicked.connect(self._browse_images)
+        self.succeeded.connect(lambda _r: setattr(self, "imported", True))
+
+    def browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Labels file", str(self.project.root),
+                                              "Labels (*.json *.xml *.txt *.png);;All files (*)")
+        if path:
+            self.set_path(path)
+
+    def browse_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Labels folder", str(self.project.root))
+        if path:
+            self.set_path(path)
+
+    def _browse_images(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Images folder", str(self.project.root))
+        if path:
+            self.images_edit.setText(path)
+
+    def run(self) -> None:
+        from labeler.formats import import_annotations
+
+        source = Path(self.path_edit.text().strip()).expanduser()
+        images = self.images_edit.text().strip()
+        self._start(_with_progress(import_annotations, self), self.project, source, format=self.format_name(),
+                    images_dir=Path(images).expanduser() if images else None, mark_done=self.mark_done.isChecked())

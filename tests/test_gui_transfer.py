@@ -1,0 +1,113 @@
+"""Export and import dialogs: every format through the dialog, COCO read back with pycocotools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+pytest.importorskip("pytestqt")
+
+from gui_support import make_project  # noqa: E402
+
+from labeler.core.annotation import Annotation, Kind  # noqa: E402
+from labeler.core.geometry import encode_mask  # noqa: E402
+from labeler.core.store import Project  # noqa: E402
+from labeler.gui.dialogs.transfer import ExportDialog, ImportDialog  # noqa: E402
+
+
+def labelled_project(root: Path) -> Project:
+    make_project(root, 3)
+    project = Project.open(root)
+    cat, dog = project.categories()
+    first, second, _ = project.images()
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[10:30, 20:40] = True
+    project.add_annotations([
+        Annotation(image_id=first.id, category_id=cat.id, kind=Kind.BOX, box_xywh=(5, 6, 20, 10)),
+        Annotation(image_id=first.id, category_id=dog.id, kind=Kind.POLYGON,
+                   polygons=(np.array([[30, 30], [60, 30], [45, 60]], dtype=float),)),
+        Annotation(image_id=second.id, category_id=cat.id, kind=Kind.MASK, rle=encode_mask(mask)),
+    ])
+    project.set_done(first.id)
+    project.set_done(second.id)
+    return project
+
+
+def run_dialog(qtbot, dialog) -> object:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(dialog.succeeded, timeout=30_000) as blocker:
+        qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+    return blocker.args[0]
+
+
+def test_export_coco_loads_in_pycocotools(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pycocotools.coco import COCO
+
+    project = labelled_project(tmp_path / "proj")
+    dialog = ExportDialog(project)
+    qtbot.addWidget(dialog)
+    dialog.format_combo.setCurrentText("coco")
+    dialog.option_combos["masks"].setCurrentText("rle")
+    out = tmp_path / "out" / "instances.json"
+    dialog.set_path(out)
+    report = run_dialog(qtbot, dialog)
+    assert "3 annotations" in dialog.result_label.text()
+    coco = COCO(str(out))
+    assert len(coco.getAnnIds()) == 3 == report.annotations  # type: ignore[attr-defined]
+    assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == ["cat", "dog"]
+    areas = sorted(coco.annToMask(a).sum() for a in coco.loadAnns(coco.getAnnIds()))
+    assert 20 * 20 in areas  # the mask, pixel for pixel
+    project.close()
+
+
+@pytest.mark.parametrize("fmt", ["labelme", "voc", "yolo", "masks"])
+def test_every_folder_format_exports_through_the_dialog(qtbot, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    project = labelled_project(tmp_path / "proj")
+    dialog = ExportDialog(project)
+    qtbot.addWidget(dialog)
+    dialog.format_combo.setCurrentText(fmt)
+    assert not dialog.form.isRowVisible(dialog.option_combos["masks"]) or fmt == "coco"
+    dialog.set_path(tmp_path / f"out_{fmt}")
+    run_dialog(qtbot, dialog)
+    assert any((tmp_path / f"out_{fmt}").iterdir())
+    project.close()
+
+
+def test_import_coco_with_detected_format(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = labelled_project(tmp_path / "src")
+    out = tmp_path / "src" / "export.json"
+    from labeler.formats import export_annotations
+
+    export_annotations(source, out, format="coco")
+    source.close()
+    target_root = tmp_path / "dst"
+    target_root.mkdir()
+    target = Project.create(target_root)
+    dialog = ImportDialog(target)
+    qtbot.addWidget(dialog)
+    assert dialog.format_name() is None  # detect
+    dialog.set_path(out)
+    dialog.images_edit.setText(str(tmp_path / "src"))
+    report = run_dialog(qtbot, dialog)
+    assert dialog.imported
+    assert report.annotations == 3  # type: ignore[attr-defined]
+    assert {c.name for c in target.categories()} == {"cat", "dog"}
+    assert target.image_count(done=True) == 2
+    target.close()
+
+
+def test_failed_import_says_why_and_changes_nothing(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    project = Project.create(tmp_path / "p")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    dialog = ImportDialog(project)
+    qtbot.addWidget(dialog)
+    dialog.format_combo.setCurrentText("coco")
+    dialog.set_path(bad)
+    with qtbot.waitSignal(dialog.failed, timeout=10_000):
+        qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+    assert "failed" in dialog.result_label.text() and "bad.json" in dialog.result_label.text()
+    assert project.image_count() == 0 and not project.categories()
+    project.close()
