@@ -126,7 +126,7 @@ def read_image(
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         return np.ascontiguousarray(_read_with_pillow(path, reduce))
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: no second full-size copy
     return np.ascontiguousarray(_orient(image, orientation))
 
 
