@@ -1,0 +1,110 @@
+"""Auto-labelling: proposals tagged with version and score; human labels never touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labeler.core.annotation import Annotation, Kind, State
+from labeler.learning.autolabel import (
+    auto_label,
+    in_shard,
+    iter_auto_label,
+    load_model,
+    parse_shard,
+    select_images,
+)
+from labeler.learning.checkpoints import load_version
+from labeler.learning.synthetic import make_project
+from labeler.learning.training import train
+from learning_support import install_minimal_plugin, minimal_plugin
+
+
+@pytest.fixture
+def trained(tmp_path: Path):
+    project = make_project(tmp_path / "proj", images=10, done=6)
+    plugin = minimal_plugin()
+    version = train(project, plugin, epochs=30).version
+    yield project, load_version(project, version, plugin)
+    project.close()
+
+
+def test_auto_label_writes_proposals_and_uncertainty(trained):
+    project, loaded = trained
+    ids = select_images(project, scope="undone")
+    assert ids == [7, 8, 9, 10]
+    steps = []
+    result = auto_label(project, loaded, ids, progress=steps.append)
+    assert result.images == 4 and not result.cancelled and not result.failed
+    assert [s.done for s in steps] == [1, 2, 3, 4] and steps[-1].total == 4
+    proposals = project.annotations(states=[State.PROPOSED])
+    assert result.proposals == len(proposals) > 0
+    assert {a.image_id for a in proposals} <= set(ids)
+    assert all(a.model_version == loaded.version.id and 0.0 <= a.score <= 1.0 and a.kind is Kind.MASK
+               for a in proposals)
+    assert all(project.image(i).uncertainty is not None for i in ids)
+    assert project.most_uncertain_image() is not None
+
+
+def test_auto_label_never_touches_accepted_and_replaces_own_older_proposals(trained):
+    project, loaded = trained
+    human = project.add_annotation(Annotation(image_id=7, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 5, 5)))
+    auto_label(project, loaded, [7, 8])
+    first = {a.id for a in project.annotations(7, states=[State.PROPOSED])}
+    accepted_proposal = project.annotations(8, states=[State.PROPOSED])[0]
+    project.set_state(accepted_proposal.id, State.ACCEPTED)
+    auto_label(project, loaded, [7, 8])
+    second = {a.id for a in project.annotations(7, states=[State.PROPOSED])}
+    assert first and second and not first & second  # older proposals replaced, not piled up
+    assert project.annotation(human.id).state is State.ACCEPTED and project.annotation(human.id).is_human
+    assert project.annotation(accepted_proposal.id).state is State.ACCEPTED
+    # the first six done images' accepted labels are all still there
+    assert all(a.state is State.ACCEPTED for i in range(1, 7) for a in project.annotations(i))
+
+
+def test_generator_cancel_writes_what_was_done(trained):
+    project, loaded = trained
+    gen = iter_auto_label(project, loaded, [7, 8, 9, 10], write_every=100)
+    next(gen)
+    next(gen)
+    gen.close()
+    labelled = {a.image_id for a in project.annotations(states=[State.PROPOSED])}
+    assert labelled <= {7, 8} and project.image(7).uncertainty is not None
+    assert project.image(9).uncertainty is None and project.image(10).uncertainty is None
+
+
+def test_should_stop_cancels(trained):
+    project, loaded = trained
+    result = auto_label(project, loaded, [7, 8, 9, 10], should_stop=lambda: True)
+    assert result.cancelled and result.images == 1
+
+
+def test_unreadable_image_is_reported_and_skipped(trained):
+    project, loaded = trained
+    (project.root / project.image(8).path).write_bytes(b"not an image")
+    result = auto_label(project, loaded, [7, 8, 9])
+    assert result.images == 2 and set(result.failed) == {8}
+
+
+def test_shards_split_by_id_and_cover_everything(trained):
+    project, _ = trained
+    shards = [select_images(project, scope="all", shard=(k, 3)) for k in (1, 2, 3)]
+    assert sorted(sum(shards, [])) == list(range(1, 11))
+    assert all(not set(a) & set(b) for a in shards for b in shards if a is not b)
+    assert all(in_shard(i, (k + 1, 3)) for k, s in enumerate(shards) for i in s)
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("0/4", "5/4", "a/b", "3"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+
+
+def test_load_model_uses_the_active_version_and_explains_when_none(tmp_path):
+    install_minimal_plugin()
+    from labeler.core.store import ProjectError
+
+    with make_project(tmp_path / "p", images=4, done=2) as project:
+        with pytest.raises(ProjectError, match="no trained model"):
+            load_model(project, "minimal")
+        version = train(project, minimal_plugin(), epochs=1).version
+        assert load_model(project, "minimal").version.id == version.id
