@@ -1,0 +1,175 @@
+"""Segmenter quality and speed on the real sets in ``../shared/data`` (membrane, camvid).
+
+    .venv/bin/python benchmarks/segmenter_quality.py --data membrane --budget 300 [--set key=value ...]
+
+Trains the ``segmenter`` plugin with :func:`labeler.learning.loop.fit` for ``--budget`` seconds of
+wall-clock time on ``--threads`` CPU threads (2, as the targets assume), then predicts the images it
+did not train on and prints mean IoU (overall and per class), pixel accuracy, training images
+(crops) per second, inference milliseconds per image (decode + pre-processing + forward + proposals)
+and the bare network forward per image.
+
+Splits (fixed): membrane trains on images 0-19 and is measured on 20-23 (sorted numerically);
+camvid trains on ``train/`` (15) and is measured on ``val/`` (5). Membrane's class is
+``membrane`` (label value 0) and its background is the cell interior; CamVid's 11 classes are
+all foreground, its value 11 (unlabelled) is the ignore mask, so background has no true pixels and
+counts in the mean only if predicted (see ``labeler_segmenter.postprocess.scores_from_confusion``).
+Settings are the plugin's defaults overlaid by the per-set presets below, then by ``--set``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labeler.core.annotation import Annotation, Category, Kind
+from labeler.core.geometry import encode_mask
+from labeler.core.images import read_image
+from labeler.learning.api import LabelledImage, resolve_settings
+
+CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car", "pedestrian", "bicyclist")
+CAMVID_IGNORE = 11
+PRESETS: dict[str, dict[str, str]] = {
+    "membrane": {"flips": "hv", "rotate": "15"},
+    "camvid": {"scale": "0.5"},
+}
+
+
+def data_dir() -> Path:
+    env = os.environ.get("LABELER_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _label_png(path: Path) -> np.ndarray:
+    import cv2
+
+    label = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if label is None:
+        raise SystemExit(f"cannot read label image {path}")
+    return label
+
+
+def _sample(image_id: int, image_path: Path, class_map: np.ndarray, classes: tuple[Category, ...],
+            ignore: np.ndarray | None) -> LabelledImage:
+    """A done image whose label is one mask annotation per class present in ``class_map``
+    (values 1..K = classes, 0 = background)."""
+    anns = tuple(
+        Annotation(image_id=image_id, category_id=c.id, kind=Kind.MASK, rle=encode_mask(class_map == k))
+        for k, c in enumerate(classes, start=1)
+        if (class_map == k).any()
+    )
+    return LabelledImage(image_id=image_id, image=read_image(image_path), annotations=anns, classes=classes,
+                         ignore_mask=ignore)
+
+
+def load(name: str) -> tuple[list[LabelledImage], list[LabelledImage], list[Path]]:
+    """``(train, held_out, held_out_image_paths)`` of a data set."""
+    root = data_dir() / name
+    if not root.is_dir():
+        raise SystemExit(f"data set not found: {root} (set LABELER_DATA)")
+    if name == "membrane":
+        classes = (Category(1, "membrane", (255, 0, 0)),)
+        paths = sorted((root / "image").glob("*.png"), key=lambda p: int(p.stem))
+        samples = []
+        for i, p in enumerate(paths):
+            label = _label_png(root / "label" / p.name)
+            samples.append(_sample(i, p, (label < 128).astype(np.uint8), classes, None))
+        return samples[:20], samples[20:], paths[20:]
+    if name == "camvid":
+        classes = tuple(Category(k + 1, n, (0, 0, 0)) for k, n in enumerate(CAMVID_CLASSES))
+        out: dict[str, list[LabelledImage]] = {}
+        held_paths: list[Path] = []
+        for split in ("train", "val"):
+            out[split] = []
+            for p in sorted((root / split).glob("*.png")):
+                label = _label_png(root / f"{split}annot" / p.name)
+                ignore = label >= CAMVID_IGNORE
+                class_map = np.where(ignore, 0, label.astype(np.int32) + 1)
+                out[split].append(_sample(len(held_paths) + 1000 * (split == "val"), p, class_map, classes, ignore))
+                if split == "val":
+                    held_paths.append(p)
+        return out["train"], out["val"], held_paths
+    raise SystemExit(f"unknown data set {name!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("membrane", "camvid"), required=True)
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds (wall clock)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from labeler.learning.loop import fit
+    from labeler_segmenter import SegmenterPlugin
+
+    torch.set_num_threads(args.threads)
+    plugin = SegmenterPlugin()
+    overrides = dict(PRESETS[args.data])
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, not {item!r}")
+        overrides[key.strip()] = value.strip()
+    settings = resolve_settings(plugin, overrides)
+    print(f"settings: {settings}")
+
+    train, held, held_paths = load(args.data)
+    classes = train[0].classes
+    t0 = time.perf_counter()
+    items = [plugin.prepare(s, settings=settings) for s in train]
+    print(f"prepared {len(items)} training images in {time.perf_counter() - t0:.1f} s; held out {len(held)}")
+
+    torch.manual_seed(args.seed)
+    model = plugin.build_model(num_classes=len(classes), settings=settings)
+    print(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
+    last = [0.0]
+
+    def progress(info: dict) -> None:
+        if info["elapsed"] - last[0] >= 30 or info["eta"] == 0:
+            last[0] = info["elapsed"]
+            losses = " ".join(f"{k}={v:.3f}" for k, v in info["losses"].items())
+            print(f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} step {info['step']:5d} {losses}", flush=True)
+
+    result = fit(plugin, model, items, settings=settings, time_budget=args.budget, seed=args.seed, progress=progress)
+    torch.set_num_threads(args.threads)
+    model = result.model.eval()
+    print(f"trained {result.steps} steps, {result.images} crops in {result.seconds:.1f} s: "
+          f"{result.images_per_second:.2f} training crops/s ({settings['crop']}px)")
+
+    predictions = []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for path in held_paths:
+            image = read_image(path)
+            out = model(plugin.inputs(image, settings=settings))
+            predictions.append(plugin.proposals(out, image_shape=image.shape[:2], classes=classes, settings=settings))
+    infer_ms = (time.perf_counter() - t0) * 1000 / len(held_paths)
+    with torch.inference_mode():
+        xs = [plugin.inputs(s.image, settings=settings) for s in held]
+        model(xs[0])
+        t0 = time.perf_counter()
+        for x in xs:
+            model(x)
+        forward_ms = (time.perf_counter() - t0) * 1000 / len(xs)
+    metrics = plugin.evaluate(predictions, held, settings=settings)
+    for key, value in metrics.items():
+        if key.startswith("iou/"):
+            print(f"  IoU {key[4:]:<12s} {value:.3f}")
+    print(f"{args.data}: mean IoU {metrics['mean_iou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f} "
+          f"on {len(held)} held-out images")
+    print(f"inference {infer_ms:.1f} ms/image (decode + inputs + forward + proposals), bare forward "
+          f"{forward_ms:.1f} ms/image: {forward_ms / infer_ms:.0%} of bare-forward speed; "
+          f"{sum(len(p.proposals) for p in predictions) / len(predictions):.1f} proposals/image")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The segmenter's networks (torch): ``naive`` and ``encoder-decoder``, with three unpoolings.
+
+Both take a ``(n, 3, h, w)`` float tensor (normalised RGB, see :func:`labeler_segmenter.data.normalise`)
+of any ``h, w`` and return ``(n, num_classes + 1, h, w)`` logits: channel 0 is background,
+channel ``k`` is ``classes[k - 1]``. The per-pixel softmax is applied by the caller (the loss
+works on logits). They are fully convolutional: the encoder-decoder pads its input on the
+bottom/right to a multiple of its stride (4) and crops its output back, so any size works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+UNPOOLS = ("nearest", "max", "transposed")
+STRIDE = 4
+"""Total downsampling of the encoder-decoder (two 2x2 poolings)."""
+
+
+class ConvBlock(nn.Sequential):
+    """``len(dilations)`` times conv 3x3 (``dilation`` d, padding d, same size) - BatchNorm - ReLU.
+
+    The first conv maps ``in_channels`` to ``out_channels``; the rest keep ``out_channels``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, dilations: Sequence[int]) -> None:
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for d in dilations:
+            layers += [
+                nn.Conv2d(channels, out_channels, 3, padding=d, dilation=d, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
+            channels = out_channels
+        super().__init__(*layers)
+
+
+class Unpool(nn.Module):
+    """Doubles height and width of a ``(n, channels, h, w)`` tensor.
+
+    - ``nearest``: each cell fills a 2x2 patch with its value;
+    - ``max``: each value goes back to the position, inside its 2x2 window, where the matching
+      :class:`torch.nn.MaxPool2d` (``return_indices=True``) found the maximum; zeros elsewhere.
+      ``forward`` then needs that pooling's ``indices``;
+    - ``transposed``: a learned 3x3 transposed convolution with stride 2 (padding 1, output
+      padding 1, so ``h, w`` becomes exactly ``2h, 2w``); where the 3x3 footprints of neighbouring
+      input cells overlap, their contributions add up.
+    """
+
+    def __init__(self, kind: str, channels: int) -> None:
+        super().__init__()
+        if kind not in UNPOOLS:
+            raise ValueError(f"unpool must be one of {', '.join(UNPOOLS)}, not {kind!r}")
+        self.kind = kind
+        self.unpool: nn.Module | None = None
+        if kind == "max":
+            self.unpool = nn.MaxUnpool2d(2, stride=2)
+        elif kind == "transposed":
+            self.unpool = nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        if self.kind == "nearest":
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+        assert self.unpool is not None
+        if self.kind == "max":
+            if indices is None:
+                raise ValueError("max unpooling needs the indices of its matching pooling layer")
+            return self.unpool(x, indices)
+        return self.unpool(x)
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad bottom/right by reflection (replicate when too small to reflect) to a multiple."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class EncoderDecoder(nn.Module):
+    """conv, pool, conv, pool, conv, unpool, conv, unpool, conv (+ a 1x1 classifier).
+
+    ``widths = (w1, w2, w3)``: channels at full, half and quarter resolution. ``convs`` is the
+    number of conv-BN-ReLU layers in each full/half-resolution block; ``middle_dilations`` are the
+    dilations of the quarter-resolution block's layers (it ends back at ``w2`` channels so the
+    tensor matches what the second pooling saw, which ``max`` unpooling needs). The first unpool
+    undoes the second pool and the second unpool undoes the first (their indices, for ``max``).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_outputs: int,
+        widths: Sequence[int] = (16, 32, 64),
+        convs: int = 2,
+        middle_dilations: Sequence[int] = (1, 2, 4),
+        unpool: str = "max",
+    ) -> None:
+        super().__init__()
+        w1, w2, w3 = widths
+        self.enc1 = ConvBlock(3, w1, [1] * convs)
+        self.pool1 = nn.MaxPool2d(2, stride=2, return_indices=True)
+        self.enc2 = ConvBlock(w1, w2, [1] * convs)
+        self.pool2 = nn.MaxPool2d(2, stride=2, return_indices=True)
+        self.middle = nn.Sequential(ConvBlock(w2, w3, middle_dilations), ConvBlock(w3, w2, [1]))
+        self.unpool2 = Unpool(unpool, w2)
+        self.dec2 = ConvBlock(w2, w1, [1] * convs)
+        self.unpool1 = Unpool(unpool, w1)
+        self.dec1 = ConvBlock(w1, w1, [1] * convs)
+        self.head = nn.Conv2d(w1, num_outputs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = _pad_to(x, STRIDE)
+        x = self.enc1(x)
+        x, idx1 = self.pool1(x)
+        x = self.enc2(x)
+        x, idx2 = self.pool2(x)
+        x = self.middle(x)
+        x = self.unpool2(x, idx2)
+        x = self.dec2(x)
+        x = self.unpool1(x, idx1)
+        x = self.dec1(x)
+        return self.head(x)[..., :h, :w]
+
+
+class Naive(nn.Module):
+    """Stacked same-resolution conv-BN-ReLU layers (no pooling) and a 1x1 classifier."""
+
+    def __init__(self, *, num_outputs: int, width: int = 16, depth: int = 6, dilations: Sequence[int] = (1,)) -> None:
+        super().__init__()
+        pattern = [dilations[i % len(dilations)] for i in range(depth)]
+        self.body = ConvBlock(3, width, pattern)
+        self.head = nn.Conv2d(width, num_outputs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))

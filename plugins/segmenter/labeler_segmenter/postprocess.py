@@ -1,0 +1,164 @@
+"""From per-pixel class probabilities to proposals, and the metrics (numpy + OpenCV, no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from labeler.core.annotation import Category, Kind
+from labeler.core.geometry import normalize_rle
+from labeler.learning.api import Prediction, Proposal
+
+from labeler_segmenter.data import IGNORE
+
+
+def uncertainty(probabilities: np.ndarray) -> float:
+    """Mean over pixels of ``1 - max_k p_k``, divided by its largest possible value
+    ``1 - 1/K`` so that it lies in [0, 1] (0: every pixel certain; 1: every pixel uniform).
+    ``probabilities`` is ``(K, h, w)``."""
+    k = probabilities.shape[0]
+    if k < 2 or probabilities.size == 0:
+        return 0.0
+    doubt = 1.0 - float(probabilities.max(axis=0).mean())
+    return float(min(1.0, max(0.0, doubt / (1.0 - 1.0 / k))))
+
+
+def regions_to_proposals(
+    labels: np.ndarray,
+    confidence: np.ndarray,
+    classes: Sequence[Category],
+    *,
+    min_region: int,
+) -> list[Proposal]:
+    """One mask proposal per connected region (8-connectivity) of each foreground class.
+
+    ``labels`` is the ``(h, w)`` argmax map (0 = background, ``k`` = ``classes[k-1]``) and
+    ``confidence`` the ``(h, w)`` probability of the chosen class. Regions smaller than
+    ``min_region`` pixels are dropped. A proposal's score is the mean of ``confidence`` over its
+    region, i.e. the mean probability of its class there.
+    """
+    proposals: list[Proposal] = []
+    for k, category in enumerate(classes, start=1):
+        class_mask = (labels == k).astype(np.uint8)
+        if not class_mask.any():
+            continue
+        count, regions, stats, _ = cv2.connectedComponentsWithStats(class_mask, connectivity=8)
+        regions_t = np.ascontiguousarray(regions.T)  # column-major order, as COCO RLE runs
+        for r in range(1, count):
+            if stats[r, cv2.CC_STAT_AREA] < min_region:
+                continue
+            x, y, w, h = (int(stats[r, i]) for i in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+            local = regions[y : y + h, x : x + w] == r
+            score = float(confidence[y : y + h, x : x + w][local].mean())
+            proposals.append(
+                Proposal(
+                    category_id=category.id,
+                    kind=Kind.MASK,
+                    score=min(1.0, max(0.0, score)),
+                    rle=columns_rle(regions_t[x : x + w] == r, x, labels.shape),
+                )
+            )
+    return proposals
+
+
+def columns_rle(columns: np.ndarray, x0: int, shape: tuple[int, int]) -> dict[str, Any]:
+    """Compressed COCO RLE of an ``(h, w)`` mask that is empty outside columns ``x0 ..
+    x0 + len(columns) - 1``; ``columns`` holds those columns as rows (``(n, h)`` bool, i.e. the
+    transposed strip). Cheaper than encoding a full-size mask per region."""
+    height, width = shape
+    flat = columns.reshape(-1)
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], changes, [flat.size]))
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts.insert(0, 0)
+    counts[0] += x0 * height
+    after = (width - x0 - columns.shape[0]) * height
+    if len(counts) % 2 == 1:  # ends with a run of zeros
+        counts[-1] += after
+    elif after:
+        counts.append(after)
+    return normalize_rle({"size": [height, width], "counts": [int(c) for c in counts]})
+
+
+def prediction_from_probabilities(
+    probabilities: np.ndarray, classes: Sequence[Category], *, min_region: int
+) -> Prediction:
+    """A :class:`Prediction` from ``(K, h, w)`` probabilities at the image's own size.
+
+    ``extra["label_map"]`` keeps the dense ``(h, w)`` uint8 argmax map (before small regions are
+    dropped); :func:`evaluate` scores it.
+    """
+    labels = probabilities.argmax(axis=0).astype(np.uint8)
+    confidence = np.take_along_axis(probabilities, labels[None].astype(np.intp), axis=0)[0]
+    proposals = regions_to_proposals(labels, confidence, classes, min_region=min_region)
+    return Prediction(proposals=tuple(proposals), uncertainty=uncertainty(probabilities), extra={"label_map": labels})
+
+
+def label_map_of(prediction: Prediction, shape: tuple[int, int], classes: Sequence[Category]) -> np.ndarray:
+    """The ``(h, w)`` class-index map a prediction stands for: its dense ``label_map`` when it
+    has one, else its mask proposals painted in score order (higher score wins)."""
+    dense = prediction.extra.get("label_map") if prediction.extra else None
+    if dense is not None:
+        dense = np.asarray(dense)
+        if dense.shape != shape:
+            raise ValueError(f"label map is {dense.shape}, image is {shape}")
+        return dense
+    from labeler.core.geometry import decode_rle
+
+    index = {c.id: k for k, c in enumerate(classes, start=1)}
+    out = np.zeros(shape, dtype=np.uint8)
+    for p in sorted(prediction.proposals, key=lambda p: p.score):
+        if p.kind is Kind.MASK and p.rle is not None and p.category_id in index:
+            out[decode_rle(p.rle)] = index[p.category_id]
+    return out
+
+
+def confusion(target: np.ndarray, predicted: np.ndarray, num_outputs: int) -> np.ndarray:
+    """``(K, K)`` int64 matrix, rows = true class, columns = predicted; ignored pixels skipped."""
+    valid = target != IGNORE
+    t = target[valid].astype(np.int64)
+    p = np.minimum(predicted[valid].astype(np.int64), num_outputs - 1)
+    return np.bincount(t * num_outputs + p, minlength=num_outputs * num_outputs).reshape(num_outputs, num_outputs)
+
+
+def scores_from_confusion(matrix: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """``mean_iou``, ``pixel_accuracy`` and ``iou/<name>`` from a confusion matrix.
+
+    IoU of class k = TP / (TP + FP + FN) over all pixels of all images together (not a mean of
+    per-image IoUs). ``mean_iou`` averages over the classes that occur in the targets or the
+    predictions, background (index 0) included: with a background that is a real class (the
+    membrane set's cells) it counts; where every pixel has a foreground class or is ignored
+    (CamVid) background only counts if the model wrongly predicts it. Classes that occur nowhere
+    are left out (no ``iou/<name>`` either).
+    """
+    tp = np.diag(matrix).astype(np.float64)
+    truth = matrix.sum(axis=1).astype(np.float64)
+    predicted = matrix.sum(axis=0).astype(np.float64)
+    union = truth + predicted - tp
+    out: dict[str, float] = {}
+    ious = []
+    for k, name in enumerate(names):
+        if union[k] > 0:
+            iou = float(tp[k] / union[k])
+            out[f"iou/{name}"] = iou
+            ious.append(iou)
+    total = float(matrix.sum())
+    out["mean_iou"] = float(np.mean(ious)) if ious else 0.0
+    out["pixel_accuracy"] = float(tp.sum() / total) if total > 0 else 0.0
+    return out
+
+
+def resize_probabilities(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(K, h, w)`` probabilities resized bilinearly to ``(K, height, width)`` (float32; a
+    no-op at the same size). Channels are resized one by one, so memory stays at one copy."""
+    k, h, w = probabilities.shape
+    if (h, w) == (height, width):
+        return probabilities
+    out = np.empty((k, height, width), dtype=np.float32)
+    for c in range(k):
+        out[c] = cv2.resize(probabilities[c].astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_LINEAR)
+    return out
