@@ -278,3 +278,14 @@ def test_new_labels_need_a_class(qtbot: object, env: CanvasEnv) -> None:
         drag(canvas, [(10, 10), (50, 50)])
     assert "class" in err.args[0]
     assert _anns(env) == []
+
+
+def test_a_class_added_after_opening_can_be_used(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    fish = env.project.add_category("fish")
+    canvas.set_category(fish.id)
+    canvas.set_tool("box")
+    drag(canvas, [(10, 10), (50, 50)])
+    (box,) = _anns(env)
+    assert box.category_id == fish.id
+    assert canvas.annotation_items()[box.id].tag.text() == "fish"

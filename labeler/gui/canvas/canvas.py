@@ -34,6 +34,8 @@ _LAYER_OF_KIND = {Kind.MASK: "masks", Kind.BOX: "boxes", Kind.POLYGON: "polygons
 DUPLICATE_OFFSET = 10.0
 #: Hit tolerance around thin shapes, in screen pixels.
 HIT_TOLERANCE_PX = 6.0
+#: Class tags show only on labels at least this many screen pixels across (no clutter zoomed out).
+TAG_MIN_PX = 14.0
 
 
 def _cache_key(ann: Annotation, category: Category | None) -> tuple[object, ...]:
@@ -84,6 +86,7 @@ class AnnotationCanvas(QWidget):
         self._view = CanvasView(self._scene, self)
         self._view.handler = self
         self._view.zoomChanged.connect(self.zoomChanged)
+        self._view.zoomChanged.connect(self._update_tags)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSizeConstraint(QVBoxLayout.SizeConstraint.SetNoConstraint)  # the window decides its size
@@ -148,7 +151,7 @@ class AnnotationCanvas(QWidget):
         if level.token != self._token or level.image_id != self._image_id:
             return
         first = self._image_layer.finest_reduction() is None
-        self._image_layer.add_level(level.pixels, level.reduce, level.size, final=level.final)
+        self._image_layer.add_levels(level.levels, level.size)
         if first:
             w, h = level.size
             self._view.set_content_rect(QRectF(0, 0, w, h))
@@ -256,7 +259,12 @@ class AnnotationCanvas(QWidget):
         return self._category_id
 
     def category(self, category_id: int) -> Category | None:
-        return self._categories.get(category_id)
+        """The class with this id (re-read from the store if it was added since the last reload)."""
+        found = self._categories.get(category_id)
+        if found is None and self._project is not None:
+            self._categories = {c.id: c for c in self._project.categories()}
+            found = self._categories.get(category_id)
+        return found
 
     def set_brush_size(self, pixels: int) -> None:
         """Brush and eraser diameter in image pixels (at least 1)."""
@@ -301,6 +309,13 @@ class AnnotationCanvas(QWidget):
     def _apply_visibility(self) -> None:
         for item in self._items.values():
             item.setVisible(self.is_shown(item.ann))
+        self._update_tags()
+
+    def _update_tags(self, *_: object) -> None:
+        scale = self._view.scale_factor()
+        for item in self._items.values():
+            r = item.boundingRect()
+            item.tag.setVisible(max(r.width(), r.height()) * scale >= TAG_MIN_PX)
 
     def fit_to_window(self) -> None:
         self._view.fit()

@@ -3,14 +3,18 @@
 Scene coordinates are full-resolution image pixels (origin at the top-left corner of the
 top-left pixel). A big image (longest side over :data:`PREVIEW_ABOVE` pixels) is decoded twice in
 a worker thread: first at 1/2, 1/4 or 1/8 size (JPEG decodes that fast through DCT scaling) so
-something is on screen at once, then at full size. The full image is kept as one ``(h, w, 3)``
-uint8 array that the ``QImage`` wraps without a copy (an 8000 x 8000 RGB image is 192 MB: there is
-never a second copy); zoomed out, the painter uses the reduced level instead, so a frame never
-resamples more source pixels than it needs. Nothing is decoded in ``paint``.
+something is on screen at once, then at full size. The full image of a big picture is kept as the
+one ``(h, w, 3)`` uint8 RGB array the decoder made, wrapped by a ``QImage`` without a copy (an
+8000 x 8000 RGB image is 192 MB: there is never a second full-size copy). Beside it the worker
+builds 1/2 and 1/4 levels by area averaging (+33 % memory together), stored as 32-bit pixels, the
+format Qt scales fastest; zoomed out, ``paint`` draws from the coarsest level that still has about
+one source pixel per screen pixel, and only the exposed part. Small images are kept as 32-bit
+pixels only. Nothing is decoded or resized in ``paint`` or anywhere on the UI thread.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -40,16 +44,53 @@ def preview_reduction(width: int, height: int) -> int:
     return 8
 
 
+def to_qt32(rgb: np.ndarray) -> np.ndarray:
+    """``(h, w, 4)`` uint8 array whose memory is ``QImage.Format_RGB32`` (0xffRRGGBB words)."""
+    if sys.byteorder == "little":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
+    out = np.empty(rgb.shape[:2] + (4,), dtype=np.uint8)
+    out[..., 0] = 255
+    out[..., 1:] = rgb
+    return out
+
+
+def build_levels(full_rgb: np.ndarray, coarsest: int) -> dict[int, np.ndarray]:
+    """The pyramid of a decoded image: ``{reduce: pixels}``.
+
+    Small images: ``{1: 32-bit pixels}``. Big ones: ``{1: the RGB array itself, 2: ..., 4: ...}``
+    down to (not including) ``coarsest`` (the preview's level, already made), each level the
+    area average of the one above, as 32-bit pixels.
+    """
+    h, w = full_rgb.shape[:2]
+    if max(w, h) <= PREVIEW_ABOVE:
+        return {1: to_qt32(full_rgb)}
+    levels: dict[int, np.ndarray] = {1: full_rgb}
+    current, reduce = full_rgb, 1
+    while reduce * 2 < coarsest:
+        reduce *= 2
+        current = cv2.resize(
+            current, (max(1, w // reduce), max(1, h // reduce)), interpolation=cv2.INTER_AREA
+        )
+        levels[reduce] = to_qt32(current)
+    return levels
+
+
 @dataclass(frozen=True)
 class DecodedLevel:
-    """Pixels of one image at ``1/reduce`` of its size; ``size`` is the full ``(width, height)``."""
+    """Pixels of one image: ``levels`` maps a reduction (1 = full size) to pixels, either
+    ``(h, w, 3)`` RGB or ``(h, w, 4)`` in ``QImage.Format_RGB32`` order. ``size`` is the full
+    ``(width, height)``; ``final`` is set on the last delivery (the full-size one)."""
 
     image_id: int
     token: int
-    pixels: np.ndarray
-    reduce: int
+    levels: dict[int, np.ndarray]
     size: tuple[int, int]
     final: bool
+
+    @property
+    def reduce(self) -> int:
+        """The finest reduction delivered."""
+        return min(self.levels)
 
 
 class _LoaderSignals(QObject):
@@ -78,20 +119,23 @@ class ImageLoader(QRunnable):
             width, height = read_image_size(path)
             reduce = preview_reduction(width, height)
             if reduce > 1:
-                preview = read_image(path, reduce=reduce)
+                preview = to_qt32(read_image(path, reduce=reduce))
                 if self.cancel.is_set():
                     return
                 self.signals.level.emit(
-                    DecodedLevel(self._image_id, self._token, preview, reduce, (width, height), False)
+                    DecodedLevel(self._image_id, self._token, {reduce: preview}, (width, height), False)
                 )
             if self.cancel.is_set():
                 return
             full = self._project.read_image(self._image_id)  # also records size and hash in the store
             if self.cancel.is_set():
                 return
-            self.signals.level.emit(
-                DecodedLevel(self._image_id, self._token, full, 1, (full.shape[1], full.shape[0]), True)
-            )
+            levels = build_levels(full, reduce)
+            del full
+            if self.cancel.is_set():
+                return
+            size = (levels[1].shape[1], levels[1].shape[0])
+            self.signals.level.emit(DecodedLevel(self._image_id, self._token, levels, size, True))
         except ImageError as exc:
             self.signals.failed.emit(self._image_id, self._token, str(exc))
         except Exception as exc:  # a vanished project or file: report it, never crash the pool
@@ -102,8 +146,9 @@ class ImageLoader(QRunnable):
 
 def _wrap(pixels: np.ndarray) -> QImage:
     """A ``QImage`` over the array's memory (no copy); keep ``pixels`` alive while it is used."""
-    h, w = pixels.shape[:2]
-    return QImage(pixels.data, w, h, int(pixels.strides[0]), QImage.Format.Format_RGB888)
+    h, w, channels = pixels.shape
+    fmt = QImage.Format.Format_RGB888 if channels == 3 else QImage.Format.Format_RGB32
+    return QImage(pixels.data, w, h, int(pixels.strides[0]), fmt)
 
 
 class ImageLayer(QGraphicsItem):
@@ -134,18 +179,19 @@ class ImageLayer(QGraphicsItem):
         """1 when the full image is loaded, else the reduction of the preview; ``None`` if empty."""
         return min(self._levels) if self._levels else None
 
-    def add_level(self, pixels: np.ndarray, reduce: int, size: tuple[int, int], *, final: bool) -> None:
-        """Show ``pixels`` (the image at ``1/reduce`` size). The full level also builds a 1/4 level
-        for big images, made by area averaging, for crisp zoomed-out views."""
+    def add_levels(self, levels: dict[int, np.ndarray], size: tuple[int, int]) -> None:
+        """Show these levels (``{reduce: pixels}``, see :class:`DecodedLevel`) of a ``size`` image."""
         if size != self._size:
             self.prepareGeometryChange()
             self._size = size
-        pixels = np.ascontiguousarray(pixels)
-        self._levels[reduce] = (pixels, _wrap(pixels))
-        if final and reduce == 1 and max(size) > PREVIEW_ABOVE and 4 not in self._levels:
-            small = cv2.resize(pixels, (max(1, size[0] // 4), max(1, size[1] // 4)), interpolation=cv2.INTER_AREA)
-            self._levels[4] = (small, _wrap(small))
+        for reduce, pixels in levels.items():
+            pixels = np.ascontiguousarray(pixels)
+            self._levels[reduce] = (pixels, _wrap(pixels))
         self.update()
+
+    def level_bytes(self) -> int:
+        """Memory held by the pixels of all levels, in bytes."""
+        return sum(p.nbytes for p, _ in self._levels.values())
 
     # ---- QGraphicsItem -----------------------------------------------------------------
 
@@ -158,7 +204,7 @@ class ImageLayer(QGraphicsItem):
         lod = option.levelOfDetailFromTransform(painter.worldTransform())  # screen px per image px
         reduce = min(self._levels)
         for r in sorted(self._levels, reverse=True):
-            if lod * r <= 1.5:
+            if lod * r <= 1.25:
                 reduce = r
                 break
         _, image = self._levels[reduce]

@@ -13,8 +13,9 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QWidget
 
-#: Zoom limits, in screen pixels per image pixel.
-MIN_SCALE = 1.0 / 64.0
+#: Zoom limits: down to a quarter of "fit to window", up to 64 screen pixels per image pixel
+#: (or 4 x fit for tiny images).
+MIN_OF_FIT = 0.25
 MAX_SCALE = 64.0
 #: Zoom factor per wheel notch (120 units of angle delta).
 WHEEL_STEP = 1.25
@@ -70,6 +71,13 @@ class CanvasView(QGraphicsView):
         """Screen pixels per image pixel."""
         return float(self.transform().m11())
 
+    def fit_scale(self) -> float:
+        """The zoom at which the whole image just fits the viewport (1.0 with no image)."""
+        if self._content.isEmpty():
+            return 1.0
+        vp = self.viewport().rect()
+        return min(vp.width() / self._content.width(), vp.height() / self._content.height())
+
     def fit(self) -> None:
         """Show the whole image, centred, as large as fits; later resizes keep it fitted."""
         self._fit_mode = True
@@ -89,7 +97,8 @@ class CanvasView(QGraphicsView):
     def zoom_by(self, factor: float, anchor: QPoint | None = None) -> None:
         """Zoom by ``factor`` keeping the scene point under viewport point ``anchor`` fixed."""
         current = self.scale_factor()
-        target = min(max(current * factor, MIN_SCALE), MAX_SCALE)
+        fit = self.fit_scale()
+        target = min(max(current * factor, fit * MIN_OF_FIT), max(MAX_SCALE, fit * 4.0))
         if current <= 0 or abs(target - current) < 1e-12:
             return
         self._fit_mode = False
