@@ -253,3 +253,56 @@ def test_no_project_and_unknown_tool(qtbot: object) -> None:
     canvas.accept_all_visible()
     with pytest.raises(ValueError, match="unknown tool"):
         canvas.set_tool("lasso")
+
+
+def test_showing_the_same_image_again_only_rereads_labels(qtbot: object, env: CanvasEnv) -> None:
+    canvas = env.canvas
+    levels: list[int] = []
+    canvas.resolutionChanged.connect(levels.append)
+    env.project.add_annotation(Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(5, 5, 20, 20)))
+    with qtbot.waitSignal(canvas.imageShown, timeout=1000):  # type: ignore[attr-defined]
+        canvas.show_image(1)
+    assert levels == [] and len(canvas.annotation_items()) == 1
+
+
+def test_mask_outline_follows_pixel_edges(env: CanvasEnv) -> None:
+    from labeler.gui.canvas.items import MaskItem
+
+    mask = np.zeros((240, 320), dtype=bool)
+    mask[40:60, 100:130] = True
+    mask[48:52, 110:115] = False  # a hole
+    ann = env.project.add_annotation(Annotation(image_id=1, category_id=2, kind=Kind.MASK, rle=encode_mask(mask)))
+    env.canvas.reload_annotations()
+    item = env.canvas.annotation_items()[ann.id]
+    assert isinstance(item, MaskItem) and item.pixel_count() == 20 * 30 - 4 * 5
+    outline = item._outline.boundingRect()
+    assert (outline.left(), outline.top()) == pytest.approx((100, 40), abs=0.2)
+    assert (outline.right(), outline.bottom()) == pytest.approx((130, 60), abs=0.2)
+    assert item._outline.toSubpathPolygons().__len__() == 2  # outer edge and the hole
+    assert item.hit(QPointF(101, 41), 0) and not item.hit(QPointF(112, 50), 0)
+
+
+def test_undo_after_moving_to_another_image(qtbot: object, env: CanvasEnv) -> None:
+    canvas = env.canvas
+    canvas.set_tool("box")
+    drag(canvas, [(10, 10), (60, 60)])
+    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):  # type: ignore[attr-defined]
+        canvas.show_image(2)
+    with qtbot.waitSignal(canvas.annotationsChanged, timeout=1000) as changed:  # type: ignore[attr-defined]
+        env.stack.undo()
+    assert changed.args == [1] and env.project.annotations(1) == []
+    assert canvas.current_image_id() == 2
+
+
+def test_hover_cursor_shows_what_a_drag_will_do(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    canvas.set_tool("box")
+    drag(canvas, [(40, 40), (100, 100)])
+    canvas.set_tool("select")
+    viewport = canvas.view().viewport()
+    QTest.mouseMove(viewport, vp(canvas, 100, 100))
+    assert viewport.cursor().shape() == Qt.CursorShape.SizeFDiagCursor
+    QTest.mouseMove(viewport, vp(canvas, 70, 70))
+    assert viewport.cursor().shape() == Qt.CursorShape.SizeAllCursor
+    QTest.mouseMove(viewport, vp(canvas, 200, 200))
+    assert viewport.cursor().shape() == Qt.CursorShape.ArrowCursor

@@ -23,7 +23,7 @@ from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.store import Project
 from labeler.gui import commands
 from labeler.gui.canvas.edits import translate
-from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, start_loader
+from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, LoaderSignals, start_loader
 from labeler.gui.canvas.items import AnnotationItem, make_item
 from labeler.gui.canvas.tools import TOOLS, Tool
 from labeler.gui.canvas.view import CanvasView
@@ -72,6 +72,9 @@ class AnnotationCanvas(QWidget):
         self._loader: ImageLoader | None = None
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
+        self._loader_signals = LoaderSignals(self)
+        self._loader_signals.level.connect(self._on_level)
+        self._loader_signals.failed.connect(self._on_failed)
         self._scene = QGraphicsScene(self)
         self._image_layer = ImageLayer()
         self._scene.addItem(self._image_layer)
@@ -113,8 +116,13 @@ class AnnotationCanvas(QWidget):
         """Show an image of the project: decoded in a worker thread, big images at reduced size first.
 
         ``imageShown(image_id)`` follows when the first pixels are there, or ``errorOccurred`` if
-        the file cannot be read (the canvas then stays empty).
+        the file cannot be read (the canvas then stays empty). Showing the image already on screen
+        again only re-reads its annotations (and emits ``imageShown`` at once).
         """
+        if image_id is not None and image_id == self._image_id and self._image_layer.finest_reduction() is not None:
+            self.reload_annotations()
+            self.imageShown.emit(image_id)
+            return
         self._tool.cancel()
         if self._loader is not None:
             self._loader.cancel.set()
@@ -126,9 +134,7 @@ class AnnotationCanvas(QWidget):
         if image_id is None or self._project is None:
             self._image_id = None
             return
-        loader = ImageLoader(self._project, image_id, self._token)
-        loader.signals.level.connect(self._on_level)
-        loader.signals.failed.connect(self._on_failed)
+        loader = ImageLoader(self._project, image_id, self._token, self._loader_signals)
         self._loader = loader
         start_loader(self._pool, loader)
 

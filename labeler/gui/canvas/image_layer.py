@@ -93,7 +93,9 @@ class DecodedLevel:
         return min(self.levels)
 
 
-class _LoaderSignals(QObject):
+class LoaderSignals(QObject):
+    """Where loaders report; lives in the UI thread (one per canvas), so results arrive there."""
+
     level = Signal(object)  # DecodedLevel
     failed = Signal(int, int, str)  # image_id, token, message
 
@@ -102,12 +104,14 @@ class ImageLoader(QRunnable):
     """Decodes one image of a project in a pool thread, quick preview first for big images.
 
     Results arrive in the UI thread through ``signals.level`` (a :class:`DecodedLevel`, once or
-    twice) or ``signals.failed``. Setting ``cancel`` stops it between the two decodes.
+    twice) or ``signals.failed``, tagged with ``token`` so the receiver can drop stale ones.
+    ``signals`` belongs to the receiver (it outlives the loader). Setting ``cancel`` stops the
+    loader between steps.
     """
 
-    def __init__(self, project: Project, image_id: int, token: int) -> None:
+    def __init__(self, project: Project, image_id: int, token: int, signals: LoaderSignals) -> None:
         super().__init__()
-        self.signals = _LoaderSignals()
+        self.signals = signals
         self.cancel = threading.Event()
         self._project = project
         self._image_id = image_id
@@ -233,4 +237,4 @@ def start_loader(pool: QThreadPool, loader: ImageLoader) -> None:
     pool.start(loader)
 
 
-__all__ = ["DecodedLevel", "ImageLayer", "ImageLoader", "preview_reduction", "start_loader"]
+__all__ = ["DecodedLevel", "ImageLayer", "ImageLoader", "LoaderSignals", "preview_reduction", "start_loader"]

@@ -136,21 +136,26 @@ class SelectTool(Tool):
     def _handle_tolerance(self) -> float:
         return (style.HANDLE_SIZE / 2 + 3) / max(self.canvas.view().scale_factor(), 1e-6)
 
-    def _grab_handle(self, pos: QPointF) -> bool:
-        """Start a resize or vertex drag if ``pos`` is on a handle of the one selected item."""
+    def _handle_at(self, pos: QPointF) -> tuple[AnnotationItem, int] | None:
+        """The one selected item and the index of its handle under ``pos``, if any."""
         selected = [i for i in self.canvas.visible_items() if i.isSelected()]
         if len(selected) != 1:
-            return False
+            return None
         item = selected[0]
-        tol = self._handle_tolerance()
         points = item.handle_points()
         if not points:
-            return False
+            return None
         local = item.mapFromScene(pos)
         dists = [np.hypot(p.x() - local.x(), p.y() - local.y()) for p in points]
         best = int(np.argmin(dists))
-        if dists[best] > tol:
+        return (item, best) if dists[best] <= self._handle_tolerance() else None
+
+    def _grab_handle(self, pos: QPointF) -> bool:
+        """Start a resize or vertex drag if ``pos`` is on a handle of the one selected item."""
+        found = self._handle_at(pos)
+        if found is None:
             return False
+        item, best = found
         self._item = item
         if isinstance(item, BoxItem):
             self._mode, self._handle, self._orig_rect = "resize", best, item.rect()
@@ -222,9 +227,18 @@ class SelectTool(Tool):
             self._item.set_parts(parts)
 
     def _hover(self, pos: QPointF) -> None:
-        view = self.canvas.view()
-        item = self.canvas.item_at(pos)
-        view.set_tool_cursor(Qt.CursorShape.SizeAllCursor if item is not None else Qt.CursorShape.ArrowCursor)
+        """Cursor feedback: resize arrows on box handles, a hand on vertices, move over labels."""
+        shape = Qt.CursorShape
+        found = self._handle_at(pos)
+        if found is not None:
+            item, index = found
+            if isinstance(item, BoxItem):
+                cursor = (shape.SizeFDiagCursor, shape.SizeVerCursor, shape.SizeBDiagCursor, shape.SizeHorCursor)[index % 4]
+            else:
+                cursor = shape.PointingHandCursor
+        else:
+            cursor = shape.SizeAllCursor if self.canvas.item_at(pos) is not None else shape.ArrowCursor
+        self.canvas.view().set_tool_cursor(cursor)
 
     def release(self, pos: QPointF, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton or self._mode is None:
