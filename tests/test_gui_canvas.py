@@ -306,3 +306,16 @@ def test_hover_cursor_shows_what_a_drag_will_do(env: CanvasEnv) -> None:
     assert viewport.cursor().shape() == Qt.CursorShape.SizeAllCursor
     QTest.mouseMove(viewport, vp(canvas, 200, 200))
     assert viewport.cursor().shape() == Qt.CursorShape.ArrowCursor
+
+
+def test_setting_the_same_project_again_refreshes_classes(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    ann = env.project.add_annotation(Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(5, 5, 20, 20)))
+    canvas.reload_annotations()
+    canvas.zoom_actual_size()
+    env.project.rename_category(1, "lynx")
+    env.project.recolor_category(1, (10, 20, 30))
+    canvas.set_project(env.project)
+    item = canvas.annotation_items()[ann.id]
+    assert item.tag.text() == "lynx" and item.color.getRgb()[:3] == (10, 20, 30)
+    assert canvas.current_image_id() == 1 and canvas.view().scale_factor() == pytest.approx(1.0)

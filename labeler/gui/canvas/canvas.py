@@ -102,7 +102,15 @@ class AnnotationCanvas(QWidget):
     # ---- contract: project and image --------------------------------------------------------
 
     def set_project(self, project: Project | None) -> None:
-        """Work on ``project`` (``None``: show nothing). The current image is cleared."""
+        """Work on ``project`` (``None``: show nothing); another project clears the image.
+
+        Setting the project already shown again keeps the image and zoom, and re-reads the
+        classes and the image's annotations (after classes were renamed, recoloured or added).
+        """
+        if project is not None and project is self._project:
+            self._categories = {c.id: c for c in project.categories()}
+            self.reload_annotations()
+            return
         self.show_image(None)
         self._project = project
         self._categories = {c.id: c for c in project.categories()} if project is not None else {}
