@@ -319,3 +319,25 @@ def test_setting_the_same_project_again_refreshes_classes(env: CanvasEnv) -> Non
     item = canvas.annotation_items()[ann.id]
     assert item.tag.text() == "lynx" and item.color.getRgb()[:3] == (10, 20, 30)
     assert canvas.current_image_id() == 1 and canvas.view().scale_factor() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("argb_limit", [4_000_000, 100])  # 32-bit overlay, and the 8-bit one of huge masks
+def test_masks_are_drawn_in_translucent_class_colour(
+    env: CanvasEnv, monkeypatch: pytest.MonkeyPatch, argb_limit: int
+) -> None:
+    from labeler.gui.canvas import items
+
+    monkeypatch.setattr(items, "ARGB_MAX_PIXELS", argb_limit)
+    canvas = env.canvas
+    env.project.recolor_category(2, (0, 255, 0))
+    mask = np.zeros((240, 320), dtype=bool)
+    mask[20:120, 150:300] = True
+    env.project.add_annotation(Annotation(image_id=1, category_id=2, kind=Kind.MASK, rle=encode_mask(mask)))
+    canvas.set_project(env.project)
+    at = vp(canvas, 225, 70)
+    canvas.set_layer_visible("masks", False)
+    plain = canvas.view().viewport().grab().toImage().pixelColor(at)
+    canvas.set_layer_visible("masks", True)
+    tinted = canvas.view().viewport().grab().toImage().pixelColor(at)
+    assert tinted.green() > plain.green() + 30  # greener ...
+    assert tinted.red() < plain.red() and tinted.red() > 0.3 * plain.red()  # ... but the image shows through

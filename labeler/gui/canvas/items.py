@@ -301,6 +301,10 @@ def mask_outline(crop: np.ndarray, x0: int, y0: int) -> QPainterPath:
     return path
 
 
+#: Masks whose bounding box has more pixels than this are drawn from 8-bit indexed pixels.
+ARGB_MAX_PIXELS = 4_000_000
+
+
 class MaskItem(AnnotationItem):
     """A mask drawn as translucent class colour, with its outline.
 
@@ -322,21 +326,29 @@ class MaskItem(AnnotationItem):
         self._crop = np.ascontiguousarray(mask[y0:y1, x0:x1])
         self._image, self._pixels = self._render()
         self._outline = mask_outline(self._crop, x0, y0)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         self._place_tag(QPointF(x0, y0))
         self.setZValue(0)
 
     def _render(self) -> tuple[QImage, np.ndarray]:
+        """The overlay image of the crop: 32-bit premultiplied pixels (fast to draw) up to
+        :data:`ARGB_MAX_PIXELS`; above that an 8-bit indexed image over the crop's own bytes
+        (no extra memory: a full-image mask on 8000 x 8000 pixels would take 256 MB as 32-bit)."""
         h, w = self._crop.shape
-        pixels = np.zeros((max(h, 1), max(w, 1), 4), dtype=np.uint8)
         alpha = style.PROPOSAL_MASK_ALPHA if self.proposal else style.MASK_ALPHA
         c = self.color
-        # Premultiplied ARGB32 in memory order B, G, R, A (little-endian).
-        premultiplied = [c.blue() * alpha // 255, c.green() * alpha // 255, c.red() * alpha // 255, alpha]
-        if h and w:
-            pixels[self._crop] = premultiplied
-        image = QImage(pixels.data, pixels.shape[1], pixels.shape[0], pixels.shape[1] * 4,
-                       QImage.Format.Format_ARGB32_Premultiplied)
-        return image, pixels
+        word = (alpha << 24) | ((c.red() * alpha // 255) << 16) | ((c.green() * alpha // 255) << 8) | (c.blue() * alpha // 255)
+        if h == 0 or w == 0:
+            pixels = np.zeros((1, 1), dtype=np.uint32)
+            return QImage(pixels.data, 1, 1, 4, QImage.Format.Format_ARGB32_Premultiplied), pixels
+        if self._crop.size > ARGB_MAX_PIXELS:
+            pixels = self._crop.view(np.uint8)
+            image = QImage(pixels.data, w, h, int(pixels.strides[0]), QImage.Format.Format_Indexed8)
+            image.setColorTable([0, (alpha << 24) | (c.red() << 16) | (c.green() << 8) | c.blue()])  # not premultiplied
+            return image, pixels
+        pixels = np.zeros((h, w), dtype=np.uint32)  # native-endian words: 0xAARRGGBB as Qt wants
+        pixels[self._crop] = word
+        return QImage(pixels.data, w, h, w * 4, QImage.Format.Format_ARGB32_Premultiplied), pixels
 
     def full_mask(self, width: int, height: int) -> np.ndarray:
         """The mask as an ``(height, width)`` bool array (at its stored place, ignoring live moves)."""
@@ -379,10 +391,21 @@ class MaskItem(AnnotationItem):
         x0, y0 = self._origin
         h, w = self._crop.shape
         if h and w:
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
-            if self.isSelected():
-                painter.setOpacity(min(1.0, painter.opacity() * 1.6))
-            painter.drawImage(QRectF(x0, y0, w, h), self._image)
+            # Only the exposed part, in whole pixels of the crop.
+            exposed = option.exposedRect.intersected(QRectF(x0, y0, w, h))
+            if not exposed.isEmpty():
+                sx0, sy0 = max(0, int(exposed.left()) - x0), max(0, int(exposed.top()) - y0)
+                sx1 = min(w, int(np.ceil(exposed.right())) - x0 + 1)
+                sy1 = min(h, int(np.ceil(exposed.bottom())) - y0 + 1)
+                if sx1 > sx0 and sy1 > sy0:
+                    painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+                    if self.isSelected():
+                        painter.setOpacity(min(1.0, painter.opacity() * 1.6))
+                    painter.drawImage(
+                        QRectF(x0 + sx0, y0 + sy0, sx1 - sx0, sy1 - sy0), self._image,
+                        QRectF(sx0, sy0, sx1 - sx0, sy1 - sy0),
+                    )
+                    painter.setOpacity(1.0)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.setPen(self.pen())
         painter.drawPath(self._outline)
