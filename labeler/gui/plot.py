@@ -40,8 +40,8 @@ class LossPlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.loss = Series("loss", QColor(230, 110, 40))
-        self.metric = Series("val metric", QColor(50, 140, 230))
+        self.loss_series = Series("loss", QColor(230, 110, 40))
+        self.metric_series = Series("val metric", QColor(50, 140, 230))
         self.setMinimumHeight(120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -49,17 +49,17 @@ class LossPlot(QWidget):
         return QSize(280, 160)
 
     def clear(self, metric_label: str = "val metric") -> None:
-        self.loss.points.clear()
-        self.metric.points.clear()
-        self.metric.label = metric_label
+        self.loss_series.points.clear()
+        self.metric_series.points.clear()
+        self.metric_series.label = metric_label
         self.update()
 
     def add_loss(self, x: float, y: float) -> None:
-        self.loss.add(x, y)
+        self.loss_series.add(x, y)
         self.update()
 
     def add_metric(self, x: float, y: float) -> None:
-        self.metric.add(x, y)
+        self.metric_series.add(x, y)
         self.update()
 
     def paintEvent(self, _event: object) -> None:
@@ -68,12 +68,12 @@ class LossPlot(QWidget):
         palette = self.palette()
         painter.fillRect(self.rect(), palette.base())
         fm = painter.fontMetrics()
-        margin_l = fm.horizontalAdvance("0.000") + 8
-        margin_r = fm.horizontalAdvance("0.000") + 8
+        margin_l = fm.horizontalAdvance("-0.0000") + 8
+        margin_r = fm.horizontalAdvance("-0.0000") + 8
         area = QRectF(margin_l, fm.height() + 6, self.width() - margin_l - margin_r, self.height() - 2 * fm.height() - 12)
         painter.setPen(QPen(palette.mid().color()))
         painter.drawRect(area)
-        series = [s for s in (self.loss, self.metric) if s.points]
+        series = [s for s in (self.loss_series, self.metric_series) if s.points]
         text_pen = QPen(palette.text().color())
         if not series or area.width() < 20 or area.height() < 20:
             painter.setPen(text_pen)
@@ -84,7 +84,7 @@ class LossPlot(QWidget):
         x0, x1 = min(xs), max(xs)
         if x1 - x0 < 1e-9:
             x1 = x0 + 1.0
-        for s, left in ((self.loss, True), (self.metric, False)):
+        for s, left in ((self.loss_series, True), (self.metric_series, False)):
             if not s.points:
                 continue
             y0, y1 = s.y_range()
@@ -113,7 +113,7 @@ class LossPlot(QWidget):
         # legend and x range
         painter.setPen(text_pen)
         legend_x = area.left()
-        for s in (self.loss, self.metric):
+        for s in (self.loss_series, self.metric_series):
             painter.setPen(QPen(s.color))
             last = f" {s.points[-1][1]:.4g}" if s.points else ""
             text = f"■ {s.label}{last}"

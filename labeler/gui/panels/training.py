@@ -89,7 +89,7 @@ class TrainingPanel(QWidget):
         if fraction is not None:
             self.progress.setValue(round(fraction * 1000))
         step = event.get("step")
-        x = float(step) if isinstance(step, (int, float)) else float(len(self.plot.loss.points))
+        x = float(step) if isinstance(step, (int, float)) else float(len(self.plot.loss_series.points))
         loss = event_loss(event)
         if loss is not None:
             self.plot.add_loss(x, loss)

@@ -1,0 +1,212 @@
+"""Auto-label and training from the window: worker thread for one image, child processes for
+auto-label-all and training, with the event loop turning all the while. Uses the installed
+localizer plugin on tiny generated projects; waits on signals, never sleeps."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+
+pytest.importorskip("pytestqt")
+
+from gui_support import make_project  # noqa: E402
+
+from labeler.core.annotation import Annotation, Kind, State  # noqa: E402
+from labeler.core.store import Project  # noqa: E402
+from labeler.gui.image_list import ImageState  # noqa: E402
+from labeler.gui.main_window import MainWindow  # noqa: E402
+
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+PLUGIN = "localizer"
+
+
+def labelled(root: Path, count: int = 8, done: int = 5) -> Path:
+    """A project whose first ``done`` images carry one accepted box each and are marked done."""
+    make_project(root, count, classes=("thing",))
+    with Project.open(root) as project:
+        cat = project.categories()[0]
+        for record in project.images()[:done]:
+            project.add_annotation(Annotation(image_id=record.id, category_id=cat.id, kind=Kind.BOX,
+                                              box_xywh=(10.0, 10.0, 21.0, 21.0)))
+            project.set_done(record.id)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A labelled project with one trained localizer version (trained once, with the Python API)."""
+    from labeler.learning.plugins import get_plugin
+    from labeler.learning.training import train
+
+    root = labelled(tmp_path_factory.mktemp("trained") / "proj")
+    with Project.open(root) as project:
+        result = train(project, get_plugin(PLUGIN), time_budget=1.0, overrides={"input_size": 32, "width": 8})
+        assert result.version is not None and result.activated
+    return root
+
+
+@pytest.fixture
+def trained(trained_template: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    shutil.copytree(trained_template, root)
+    return root
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("LABELER_SETTINGS", str(tmp_path / "settings.ini"))
+    win = MainWindow(interactive=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.plugin_combo.setCurrentText(PLUGIN)
+    yield win
+    win.shutdown()
+    win.set_project(None)
+
+
+def open_and_wait(qtbot, win: MainWindow, root: Path) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
+        assert win.open_path(root)
+
+
+class Ticker:
+    """Counts the ticks of a 20 ms timer: proof that the UI thread keeps turning."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.start = time.monotonic()
+        self.longest_gap = 0.0
+        self._last = self.start
+        self.timer = QTimer()
+        self.timer.setInterval(20)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.longest_gap = max(self.longest_gap, now - self._last)
+        self._last = now
+        self.ticks += 1
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return time.monotonic() - self.start
+
+
+def test_auto_label_this_image_in_a_worker(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    open_and_wait(qtbot, window, trained)
+    window.images.filter_combo.setCurrentText("Not done")
+    with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
+        window.images.step(1)
+    image_id = window.current_image_id()
+    assert not window.project.annotations(image_id)
+    with qtbot.waitSignal(window.autolabeler.imageLabelled, timeout=120_000) as blocker:
+        qtbot.mouseClick(window.autolabel_panel.image_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [image_id]
+    proposals = window.project.annotations(image_id, states=[State.PROPOSED])
+    assert len(proposals) == 1 and proposals[0].kind is Kind.BOX and proposals[0].model_version is not None
+    assert window.images.model.state_of(image_id) is ImageState.PROPOSALS
+    window.proposals.set_threshold(0.0)
+    assert "1 of 1 proposals shown" in window.proposals.summary.text()
+    # the canvas shows it: accept all shown turns it into an accepted label
+    qtbot.mouseClick(window.proposals.accept_all_button, Qt.MouseButton.LeftButton)
+    assert window.project.annotation(proposals[0].id).state is State.ACCEPTED
+
+
+def test_auto_label_all_runs_in_the_background(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    open_and_wait(qtbot, window, trained)
+    undone = [r.id for r in window.project.images(done=False)]
+    ticker = Ticker()
+    with qtbot.waitSignal(window.autolabeler.batchFinished, timeout=180_000) as blocker:
+        qtbot.mouseClick(window.autolabel_panel.all_button, Qt.MouseButton.LeftButton)
+        assert window.autolabel_panel.cancel_button.isEnabled()
+        # the user keeps labelling meanwhile
+        window.canvas.view().setFocus()
+        qtbot.keyClick(window.canvas.view(), Qt.Key.Key_D)
+    elapsed = ticker.stop()
+    assert blocker.args[0] is True, blocker.args
+    assert ticker.ticks >= 0.3 * elapsed / 0.02 and ticker.longest_gap < 1.0
+    for image_id in undone:
+        assert window.project.annotations(image_id, states=[State.PROPOSED])
+        assert window.images.model.state_of(image_id) is ImageState.PROPOSALS
+    panel = window.autolabel_panel
+    assert panel.progress.value() == panel.progress.maximum() == len(undone)
+    assert f"Auto-labelled {len(undone)} images" in panel.status.text()
+
+
+@pytest.mark.slow
+def test_training_from_the_panel_adds_a_version(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    open_and_wait(qtbot, window, trained)
+    before = [v.id for v in window.project.model_versions(PLUGIN)]
+    assert window.models.table.rowCount() == len(before) == 1
+    window.training_panel.budget.setValue(5)
+    ticker = Ticker()
+    events: list[dict] = []
+    window.trainer.progress.connect(events.append)
+    with qtbot.waitSignal(window.trainer.finished, timeout=240_000) as blocker:
+        qtbot.mouseClick(window.training_panel.train_button, Qt.MouseButton.LeftButton)
+        assert window.training_panel.cancel_button.isEnabled()
+    elapsed = ticker.stop()
+    ok, message, _tail = blocker.args
+    assert ok, message
+    assert ticker.ticks >= 0.3 * elapsed / 0.02 and ticker.longest_gap < 1.0
+    assert any(e.get("event") == "progress" for e in events)
+    assert window.training_panel.plot.loss_series.points  # the live loss curve got points
+    after = window.project.model_versions(PLUGIN)
+    assert len(after) == 2 and window.models.table.rowCount() == 2
+    assert f"version #{after[-1].id}" in window.training_panel.status.text()
+    # roll back to the first version from the model list
+    window.models.select_version(before[0])
+    qtbot.mouseClick(window.models.activate_button, Qt.MouseButton.LeftButton)
+    assert window.project.active_model_version(PLUGIN).id == before[0]
+
+
+def test_failed_training_shows_its_log_and_keeps_the_model(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    with Project.open(trained) as project:
+        for record in project.images(done=True):
+            project.set_done(record.id, False)  # nothing to train on
+        active = project.active_model_version(PLUGIN).id
+    open_and_wait(qtbot, window, trained)
+    with qtbot.waitSignal(window.trainer.finished, timeout=120_000) as blocker:
+        window.start_training()
+    ok, message, tail = blocker.args
+    assert not ok and "active model is unchanged" in message
+    assert "no image is marked done" in tail
+    assert "no image is marked done" in window.training_panel.log.toPlainText()
+    assert window.training_panel.train_button.isEnabled()
+    assert window.project.active_model_version(PLUGIN).id == active
+
+
+@pytest.mark.slow
+def test_cancel_training_leaves_the_project_as_it_was(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    open_and_wait(qtbot, window, trained)
+    window.training_panel.budget.setValue(120)
+    with qtbot.waitSignal(window.trainer.progress, timeout=120_000,
+                          check_params_cb=lambda e: e.get("event") == "progress"):
+        window.start_training()
+    with qtbot.waitSignal(window.trainer.finished, timeout=60_000) as blocker:
+        qtbot.mouseClick(window.training_panel.cancel_button, Qt.MouseButton.LeftButton)
+    ok, message, _ = blocker.args
+    assert not ok and "cancelled" in message
+    assert len(window.project.model_versions(PLUGIN)) == 1
+
+
+def test_auto_retrain_after_n_done_images(qtbot, window: MainWindow, trained: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    open_and_wait(qtbot, window, trained)
+    started: list[str] = []
+    monkeypatch.setattr(window.trainer, "start", lambda root, plugin, **kw: started.append(plugin))
+    window.training_panel.auto_retrain.setChecked(True)
+    window.training_panel.retrain_every.setValue(2)
+    window.images.filter_combo.setCurrentText("Not done")
+    window.images.step(1)
+    window.toggle_done()
+    assert not started
+    window.next_not_done()
+    window.toggle_done()
+    assert started == [PLUGIN]
