@@ -170,6 +170,8 @@ def test_big_image_shows_a_reduced_version_first(qtbot: object, tmp_path: Path) 
         assert levels == [4, 1]
         assert shown_at == [4]  # the first pixels on screen were the 1/4 preview
         assert canvas.image_size() == (4000, 4000)
+        # Memory: the full RGB array once, plus the smaller levels (a third more at most).
+        assert canvas._image_layer.level_bytes() <= 4000 * 4000 * 3 * 1.45
         assert canvas.view().scale_factor() == pytest.approx(480 / 4000, rel=0.02)
         pixmap = canvas.view().viewport().grab()  # paints from the pyramid without error
         assert not pixmap.isNull()

@@ -289,3 +289,16 @@ def test_a_class_added_after_opening_can_be_used(env: CanvasEnv) -> None:
     (box,) = _anns(env)
     assert box.category_id == fish.id
     assert canvas.annotation_items()[box.id].tag.text() == "fish"
+
+
+def test_brush_at_the_image_edge_and_single_dabs(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    canvas.set_tool("brush")
+    canvas.set_brush_size(1)
+    click(canvas, 10.5, 20.5)  # one dab of a 1-pixel brush paints the pixel under the cursor
+    (dab,) = _anns(env)
+    assert rle_area(dab.rle) >= 1 and decode_rle(dab.rle)[20, 10]
+    canvas.set_brush_size(30)
+    drag(canvas, [(315, 235), (330, 250)])  # runs off the bottom-right corner: clipped, no error
+    pixels = decode_rle(env.project.annotation(dab.id).rle)
+    assert pixels[239, 319] and pixels.shape == (240, 320)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QGraphicsScene, QVBoxLayout, QWidget
@@ -86,6 +88,7 @@ class AnnotationCanvas(QWidget):
         self._layers = dict.fromkeys(LAYERS, True)
         self._threshold = 0.0
         self._last_selection: list[int] = []
+        self._known_mask: tuple[str, np.ndarray] | None = None  # (RLE counts, pixels) a tool just made
         self._view = CanvasView(self._scene, self)
         self._view.handler = self
         self._view.zoomChanged.connect(self.zoomChanged)
@@ -214,7 +217,7 @@ class AnnotationCanvas(QWidget):
                     continue
                 if item is not None:
                     self._scene.removeItem(item)
-                item = make_item(ann, category)
+                item = make_item(ann, category, self._take_known_mask(ann))
                 if ann.is_proposal:
                     item.setZValue(item.zValue() + 50)
                 self._scene.addItem(item)
@@ -227,7 +230,19 @@ class AnnotationCanvas(QWidget):
             self._apply_visibility()
         finally:
             self._scene.blockSignals(False)
+            self._known_mask = None
         self._on_scene_selection()
+
+    def remember_mask(self, rle: dict[str, object], mask: np.ndarray) -> None:
+        """A tool hands over the pixels of an RLE it just encoded, so the reload after its command
+        need not decode them again (big masks take a while)."""
+        self._known_mask = (str(rle["counts"]), mask)
+
+    def _take_known_mask(self, ann: Annotation) -> np.ndarray | None:
+        known, self._known_mask = self._known_mask, None
+        if known is not None and ann.kind is Kind.MASK and ann.rle is not None and ann.rle.get("counts") == known[0]:
+            return known[1]
+        return None
 
     def annotation_items(self) -> dict[int, AnnotationItem]:
         """The items shown, by annotation id (for tools and tests)."""

@@ -82,10 +82,23 @@ def stroke_mask(
     for a, b in zip(pts, pts[1:]):
         cv2.line(canvas, a, b, 1, thickness, cv2.LINE_8, SHIFT)
     # The first point alone must still paint the pixel under the cursor.
-    col, row = int(points[0][0]), int(points[0][1])
+    col, row = int(np.floor(points[0][0])), int(np.floor(points[0][1]))
     if 0 <= row < height and 0 <= col < width:
         canvas[row, col] = 1
     return canvas.astype(bool)
+
+
+def stroke_bounds(
+    points: Sequence[tuple[float, float]], diameter: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` pixel bounds (end exclusive, clipped to the image) of a brush stroke."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    r = diameter / 2.0 + 2.0
+    x0 = max(0, int(np.floor(pts[:, 0].min() - r)))
+    y0 = max(0, int(np.floor(pts[:, 1].min() - r)))
+    x1 = min(width, int(np.ceil(pts[:, 0].max() + r)) + 1)
+    y1 = min(height, int(np.ceil(pts[:, 1].max() + r)) + 1)
+    return x0, y0, x1, y1
 
 
 def paint_into(mask: np.ndarray, stroke: np.ndarray, *, erase: bool) -> np.ndarray:

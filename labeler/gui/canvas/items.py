@@ -312,10 +312,12 @@ class MaskItem(AnnotationItem):
     many masks on a big image stay cheap.
     """
 
-    def __init__(self, ann: Annotation, category: Category | None) -> None:
+    def __init__(self, ann: Annotation, category: Category | None, mask: np.ndarray | None = None) -> None:
+        """``mask``: the decoded ``ann.rle`` if the caller has it (saves decoding a big mask again)."""
         super().__init__(ann, category)
         assert ann.rle is not None
-        mask = decode_rle(ann.rle)
+        if mask is None:
+            mask = decode_rle(ann.rle)
         rows = np.flatnonzero(mask.any(axis=1))
         cols = np.flatnonzero(mask.any(axis=0))
         if rows.size:
@@ -411,10 +413,10 @@ class MaskItem(AnnotationItem):
         painter.drawPath(self._outline)
 
 
-def make_item(ann: Annotation, category: Category | None) -> AnnotationItem:
-    """The graphics item for an annotation of any kind."""
+def make_item(ann: Annotation, category: Category | None, mask: np.ndarray | None = None) -> AnnotationItem:
+    """The graphics item for an annotation of any kind (``mask``: a mask's pixels, if known)."""
     if ann.kind is Kind.BOX:
         return BoxItem(ann, category)
     if ann.kind is Kind.POLYGON:
         return PolygonItem(ann, category)
-    return MaskItem(ann, category)
+    return MaskItem(ann, category, mask)

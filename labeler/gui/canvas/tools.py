@@ -29,7 +29,7 @@ from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPath
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import encode_mask
 from labeler.gui.canvas import style
-from labeler.gui.canvas.edits import clamp_box, paint_into, stroke_mask
+from labeler.gui.canvas.edits import clamp_box, paint_into, stroke_bounds, stroke_mask
 from labeler.gui.canvas.items import AnnotationItem, BoxItem, Handle, MaskItem, PolygonItem
 
 if TYPE_CHECKING:
@@ -569,22 +569,33 @@ class BrushTool(Tool):
         seconds = time.monotonic() - self._t0
         self.cancel()
         w, h = self.canvas.image_size()
-        stroke = stroke_mask(points, float(self.canvas.brush_size()), h, w)
+        diameter = float(self.canvas.brush_size())
+        # Rasterise only around the stroke: big images stay quick.
+        x0, y0, x1, y1 = stroke_bounds(points, diameter, w, h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        stroke = stroke_mask([(x - x0, y - y0) for x, y in points], diameter, y1 - y0, x1 - x0)
         if target is None:  # the brush starts a new mask
             cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
             if cid is None or image_id is None or not stroke.any():
                 return
-            ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.MASK, rle=encode_mask(stroke))
+            full = np.zeros((h, w), dtype=bool)
+            full[y0:y1, x0:x1] = stroke
+            ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.MASK, rle=encode_mask(full))
+            self.canvas.remember_mask(ann.rle, full)
             self.canvas.select(self.canvas.add([ann], text="Paint mask", seconds=seconds))
             return
-        before = target.full_mask(w, h)
-        after = paint_into(before, stroke, erase=self.erase)
-        if np.array_equal(before, after):
+        mask = target.full_mask(w, h)
+        region = mask[y0:y1, x0:x1]
+        painted = paint_into(region, stroke, erase=self.erase)
+        if np.array_equal(region, painted):
             return
-        if not after.any():
+        mask[y0:y1, x0:x1] = painted
+        if not mask.any():
             self.canvas.change([(target.ann, None)], "Erase mask")
             return
-        edited = replace(target.ann, rle=encode_mask(after))
+        edited = replace(target.ann, rle=encode_mask(mask))
+        self.canvas.remember_mask(edited.rle, mask)
         text = "Erase" if self.erase else "Paint mask"
         if self.canvas.change([(target.ann, edited)], text, seconds=None if self.erase else seconds):
             assert target.ann.id is not None
