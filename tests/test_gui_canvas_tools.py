@@ -302,3 +302,17 @@ def test_brush_at_the_image_edge_and_single_dabs(env: CanvasEnv) -> None:
     drag(canvas, [(315, 235), (330, 250)])  # runs off the bottom-right corner: clipped, no error
     pixels = decode_rle(env.project.annotation(dab.id).rle)
     assert pixels[239, 319] and pixels.shape == (240, 320)
+
+
+def test_drawing_survives_labels_arriving_meanwhile(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    canvas.set_tool("polygon")
+    for p in [(20, 20), (100, 20)]:
+        click(canvas, *p)
+    _proposal(env, box_xywh=(200, 150, 30, 30))  # auto-label results arrive: the canvas reloads
+    click(canvas, 100, 90)
+    key(canvas, Qt.Key.Key_Return)
+    kinds = sorted(a.kind.value for a in _anns(env))
+    assert kinds == ["box", "polygon"]
+    poly = next(a for a in _anns(env) if a.kind is Kind.POLYGON)
+    assert len(poly.polygons[0]) == 3

@@ -199,7 +199,6 @@ class AnnotationCanvas(QWidget):
         project, image_id = self._project, self._image_id
         if project is None or image_id is None or self._image_layer.finest_reduction() is None:
             return
-        self._tool.cancel()
         self._categories = {c.id: c for c in project.categories()}
         anns = project.annotations(image_id, states=(State.PROPOSED, State.ACCEPTED))
         selected = set(self.selected_ids())
@@ -231,6 +230,7 @@ class AnnotationCanvas(QWidget):
         finally:
             self._scene.blockSignals(False)
             self._known_mask = None
+        self._tool.items_reloaded()  # drawing in progress survives labels arriving meanwhile
         self._on_scene_selection()
 
     def remember_mask(self, rle: dict[str, object], mask: np.ndarray) -> None:

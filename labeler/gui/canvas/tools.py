@@ -75,6 +75,9 @@ class Tool:
     def settings_changed(self) -> None:
         """Brush size or class changed."""
 
+    def items_reloaded(self) -> None:
+        """The canvas re-read the annotations (some items may have been replaced or removed)."""
+
     def press(self, pos: QPointF, event: QMouseEvent) -> None: ...
 
     def move(self, pos: QPointF, event: QMouseEvent) -> None: ...
@@ -132,6 +135,16 @@ class SelectTool(Tool):
         self._mode = None
         self._item = None
         self._moving = []
+
+    def items_reloaded(self) -> None:
+        # A drag on an item that was replaced (changed elsewhere, e.g. new proposals) stops.
+        if self._mode is not None and any(i.scene() is None for i in [*self._moving, *([self._item] if self._item else [])]):
+            for item in self._moving:
+                if item.scene() is not None:
+                    item.setPos(0, 0)
+            self._mode = None
+            self._item = None
+            self._moving = []
 
     def _handle_tolerance(self) -> float:
         return (style.HANDLE_SIZE / 2 + 3) / max(self.canvas.view().scale_factor(), 1e-6)
@@ -494,6 +507,14 @@ class BrushTool(Tool):
             c = self._ring.rect().center()
             r = self.canvas.brush_size() / 2.0
             self._ring.setRect(QRectF(c.x() - r, c.y() - r, 2 * r, 2 * r))
+
+    def items_reloaded(self) -> None:
+        if self._target is not None and self._target.scene() is None:
+            # Its item was rebuilt: paint into the new one (or, if it is gone, start a new mask).
+            replaced = self.canvas.annotation_items().get(self._target.ann.id or -1)
+            self._target = replaced if isinstance(replaced, MaskItem) else None
+            if self._target is None and self.erase:
+                self.cancel()
 
     def _show_ring(self, pos: QPointF) -> None:
         r = self.canvas.brush_size() / 2.0
