@@ -407,6 +407,12 @@ class PolygonTool(Tool):
         for child in self._preview.childItems():
             child.setParentItem(None)
             self.canvas.scene().removeItem(child)
+        if len(self._vertices) >= 2:  # where the polygon will close, dashed
+            closing = QGraphicsPathItem(self._preview)
+            closing_path = QPainterPath(self._cursor)
+            closing_path.lineTo(self._vertices[0])
+            closing.setPath(closing_path)
+            closing.setPen(_cosmetic(self._class_color(), 1.0, dashed=True))
         for v in self._vertices:
             Handle(v, self._class_color(), self._preview)
 
