@@ -343,3 +343,17 @@ def test_masks_are_drawn_in_translucent_class_colour(
     tinted = canvas.view().viewport().grab().toImage().pixelColor(at)
     assert tinted.green() > plain.green() + 30  # greener ...
     assert tinted.red() < plain.red() and tinted.red() > 0.3 * plain.red()  # ... but the image shows through
+
+
+def test_flipping_through_images_shows_the_last_one(qtbot: object, env: CanvasEnv) -> None:
+    canvas = env.canvas
+    shown: list[int] = []
+    canvas.imageShown.connect(shown.append)
+    env.project.add_annotation(Annotation(image_id=2, category_id=1, kind=Kind.BOX, box_xywh=(5, 5, 20, 20)))
+    for image_id in (2, 1, 2, 1, 2):
+        canvas.show_image(image_id)
+    qtbot.waitUntil(lambda: shown == [2], timeout=10_000)  # type: ignore[attr-defined]
+    assert canvas.wait_for_loads(10_000)
+    QApplication.processEvents()
+    assert shown == [2] and canvas.current_image_id() == 2
+    assert [i.ann.image_id for i in canvas.annotation_items().values()] == [2]

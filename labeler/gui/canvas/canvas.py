@@ -13,10 +13,10 @@ threshold; hidden items cannot be selected, edited, accepted or rejected through
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import numpy as np
-
 from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QGraphicsScene, QVBoxLayout, QWidget
@@ -71,7 +71,7 @@ class AnnotationCanvas(QWidget):
         self._project: Project | None = None
         self._image_id: int | None = None
         self._token = 0
-        self._loader: ImageLoader | None = None
+        self._loader_cancel: threading.Event | None = None  # stops the decode in flight
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._loader_signals = LoaderSignals(self)
@@ -135,9 +135,9 @@ class AnnotationCanvas(QWidget):
             self.imageShown.emit(image_id)
             return
         self._tool.cancel()
-        if self._loader is not None:
-            self._loader.cancel.set()
-            self._loader = None
+        if self._loader_cancel is not None:
+            self._loader_cancel.set()
+            self._loader_cancel = None
         self._token += 1
         self._clear_items()
         self._image_layer.clear()
@@ -146,7 +146,7 @@ class AnnotationCanvas(QWidget):
             self._image_id = None
             return
         loader = ImageLoader(self._project, image_id, self._token, self._loader_signals)
-        self._loader = loader
+        self._loader_cancel = loader.cancel
         start_loader(self._pool, loader)
 
     def current_image_id(self) -> int | None:
@@ -175,7 +175,7 @@ class AnnotationCanvas(QWidget):
             self._view.fit()
             self.reload_annotations()
         if level.final:
-            self._loader = None
+            self._loader_cancel = None
         self.resolutionChanged.emit(level.reduce)
         if first:
             self.imageShown.emit(level.image_id)
@@ -183,7 +183,7 @@ class AnnotationCanvas(QWidget):
     def _on_failed(self, image_id: int, token: int, message: str) -> None:
         if token != self._token or image_id != self._image_id:
             return
-        self._loader = None
+        self._loader_cancel = None
         self._clear_items()
         self._image_layer.clear()
         self.errorOccurred.emit(message)

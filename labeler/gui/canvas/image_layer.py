@@ -118,6 +118,8 @@ class ImageLoader(QRunnable):
         self._token = token
 
     def run(self) -> None:  # runs in a pool thread
+        if self.cancel.is_set():  # the user moved on while this waited in the queue
+            return
         try:
             path = self._project.image_path(self._image_id)
             width, height = read_image_size(path)
