@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -249,27 +250,37 @@ def export_coco(
     sizes = image_sizes(project, images, by_image, tally)
     categories = project.categories()
     coco_category = {c.id: i + 1 for i, c in enumerate(categories)}
-    out_dir = Path(os.path.abspath(out.parent))
+    # the project folder as seen from the output's folder; image paths join onto it lexically
+    root_from_out = Path(os.path.relpath(project.root, os.path.abspath(out.parent))).as_posix()
 
     coco_images: list[dict[str, Any]] = []
     coco_anns: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (entry, RLE): area and bbox in one batch
     for n, record in enumerate(images):
         if record.id not in sizes:
             tally.skip("annotation of an image of unknown size", len(by_image.get(record.id, [])))
             continue
         width, height = sizes[record.id]
         if file_names == "name":
-            file_name = Path(record.path).name
+            file_name = posixpath.basename(record.path)
         else:
-            file_name = Path(os.path.relpath(project.root / record.path, out_dir)).as_posix()
+            file_name = posixpath.normpath(posixpath.join(root_from_out, record.path))
         coco_images.append({"id": record.id, "file_name": file_name, "width": width, "height": height})
         for ann in by_image.get(record.id, []):
-            entry = _coco_entry(ann, height, width, masks, tally)
+            entry = _coco_entry(ann, height, width, masks, tally, pending)
             if entry is not None:
                 entry["category_id"] = coco_category[ann.category_id]
                 coco_anns.append(entry)
         if progress is not None and (n % 200 == 0 or n == len(images) - 1):
             progress(n + 1, len(images))
+    if pending:  # pycocotools loops in C over a list: 100k masks in a fraction of a second
+        coded = [rle for _, rle in pending]
+        # area() of a list longer than 255 overflows inside pycocotools 2.0.11 (numpy 2): chunks
+        areas = np.concatenate([mask_utils.area(coded[i:i + 255]) for i in range(0, len(coded), 255)])
+        boxes = mask_utils.toBbox(coded).tolist()
+        for (entry, _), area, box in zip(pending, areas.astype(np.float64).tolist(), boxes, strict=True):
+            entry["bbox"] = box
+            entry["area"] = area
     tally.annotations = len(coco_anns)
     document = {
         "info": {
@@ -284,15 +295,21 @@ def export_coco(
             {"id": coco_category[c.id], "name": c.name, "supercategory": ""} for c in categories
         ],
     }
+    text = json.dumps(document, separators=(",", ":"))  # one shot: the C encoder, 5x json.dump's speed
     with atomic_file(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, separators=(",", ":"))
+        fh.write(text)
     return tally.export_report("coco", out, images=len(coco_images), files=1)
 
 
 def _coco_entry(
-    ann: Annotation, height: int, width: int, masks: str, tally: Tally
+    ann: Annotation, height: int, width: int, masks: str, tally: Tally,
+    pending: list[tuple[dict[str, Any], dict[str, Any]]],
 ) -> dict[str, Any] | None:
-    """One COCO annotation dict (without ``category_id``), or ``None`` if it cannot be written."""
+    """One COCO annotation dict (without ``category_id``), or ``None`` if it cannot be written.
+
+    An RLE mask's ``bbox`` and ``area`` are left to the caller: the entry and its RLE are appended
+    to ``pending``.
+    """
     entry: dict[str, Any] = {"id": ann.id, "image_id": ann.image_id, "iscrowd": int(ann.iscrowd)}
     if ann.kind is Kind.BOX:
         assert ann.box_xywh is not None
@@ -310,7 +327,7 @@ def _coco_entry(
         if [int(v) for v in ann.rle["size"]] != [height, width]:
             tally.skip("mask size differs from the image")
             return None
-        rle = normalize_rle(ann.rle)
+        rle = ann.rle if isinstance(ann.rle["counts"], str) else normalize_rle(ann.rle)  # the store's is
         coded = _bytes_rle(rle)
         parts = trace_polygons(decode_rle(rle)) if masks == "polygon" and not ann.iscrowd else []
         if parts:  # bbox and area then follow the polygon that is written
@@ -319,8 +336,8 @@ def _coco_entry(
             entry["area"] = polygons_area(parts)
         else:
             entry["segmentation"] = rle
-            entry["bbox"] = [float(v) for v in mask_utils.toBbox(coded)]
-            entry["area"] = float(mask_utils.area(coded))
+            entry["bbox"], entry["area"] = None, None  # keys in COCO's order; filled from pending
+            pending.append((entry, coded))
     if ann.score is not None:
         entry["score"] = float(ann.score)
     if ann.attributes:
