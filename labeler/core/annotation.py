@@ -90,9 +90,10 @@ class Annotation:
     updated: float | None = None
 
     def __post_init__(self) -> None:
-        kind = Kind(self.kind)
+        kind = self.kind if type(self.kind) is Kind else Kind(self.kind)  # fast path: enum calls cost
         object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "state", State(self.state))
+        if type(self.state) is not State:
+            object.__setattr__(self, "state", State(self.state))
         if kind is Kind.BOX:
             if self.box_xywh is None or len(self.box_xywh) != 4:
                 raise ValueError("a box annotation needs box_xywh = (x, y, w, h)")
