@@ -273,12 +273,10 @@ class ImageFinder:
     def _add(self, path: Path) -> int:
         path = Path(os.path.abspath(path))
         if path not in self._ids:
-            if self.project.find_image(path) is None:
-                image_id = self.project.add_images([path])[0]
-                self.tally.added.add(image_id)
-            else:
-                image_id = self.project.add_images([path])[0]
-            self._ids[path] = image_id
+            is_new = self.project.find_image(path) is None
+            self._ids[path] = self.project.add_images([path])[0]
+            if is_new:
+                self.tally.added.add(self._ids[path])
         return self._ids[path]
 
     def size(self, image_id: int) -> tuple[int, int] | None:
