@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -89,3 +90,32 @@ def test_threads_share_one_project(tmp_path: Path) -> None:
             t.join()
         assert not failures
         assert len(p.annotations(image_id)) == 150
+
+
+def _hold_write_lock(root: str, ready: mp.synchronize.Event, seconds: float) -> None:  # type: ignore[name-defined]
+    with Project.open(root) as p, p.transaction():
+        p.add_category("held")
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_a_writer_waits_for_a_long_transaction_instead_of_failing(tmp_path: Path) -> None:
+    """While another process holds the write lock, reads go on at once and writes wait, then succeed."""
+    Project.create(tmp_path / "p").close()
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_write_lock, args=(str(tmp_path / "p"), ready, 1.5))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with Project.open(tmp_path / "p") as p:
+            start = time.monotonic()
+            assert p.categories() == []  # WAL: readers see the last commit without waiting
+            assert time.monotonic() - start < 1.0
+            p.add_category("mine")  # waits for the holder's commit, then goes through
+            waited = time.monotonic() - start
+            assert [c.name for c in p.categories()] == ["held", "mine"]
+        assert waited > 0.5
+    finally:
+        holder.join(60)
+    assert holder.exitcode == 0
