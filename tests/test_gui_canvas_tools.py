@@ -316,3 +316,22 @@ def test_drawing_survives_labels_arriving_meanwhile(env: CanvasEnv) -> None:
     assert kinds == ["box", "polygon"]
     poly = next(a for a in _anns(env) if a.kind is Kind.POLYGON)
     assert len(poly.polygons[0]) == 3
+
+
+def test_drawing_keys_win_over_window_shortcuts(qtbot: object, env: CanvasEnv) -> None:
+    from PySide6.QtGui import QAction, QKeySequence
+
+    canvas = env.canvas
+    fired: list[str] = []
+    action = QAction("window escape", canvas)
+    action.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+    action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    action.triggered.connect(lambda: fired.append("esc"))
+    canvas.addAction(action)
+    canvas.set_tool("polygon")
+    click(canvas, 20, 20)
+    click(canvas, 60, 20)
+    key(canvas, Qt.Key.Key_Escape)  # cancels the polygon, not the window's action
+    assert fired == []
+    key(canvas, Qt.Key.Key_Escape)  # nothing drawn: the window's shortcut gets it
+    assert fired == ["esc"]

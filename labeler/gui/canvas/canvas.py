@@ -527,5 +527,9 @@ class AnnotationCanvas(QWidget):
             return True
         return False
 
+    def wants_key(self, event: QKeyEvent) -> bool:
+        """Whether the active tool is using ``event``'s key now (so window shortcuts must wait)."""
+        return self._usable() and self._tool.wants_key(event)
+
     def _usable(self) -> bool:
         return self._project is not None and self._image_id is not None and self.image_size()[0] > 0

@@ -90,6 +90,10 @@ class Tool:
         """Handle a key; ``True`` if used."""
         return False
 
+    def wants_key(self, event: QKeyEvent) -> bool:
+        """Whether :meth:`key` would use this key now (drawing in progress)."""
+        return False
+
     # ---- helpers -----------------------------------------------------------------------------
 
     def _screen_distance(self, a: QPointF, b: QPointF) -> float:
@@ -454,6 +458,10 @@ class PolygonTool(Tool):
         ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.POLYGON, polygons=(points,))
         ids = self.canvas.add([ann], text="Draw polygon", seconds=time.monotonic() - self._t0)
         self.canvas.select(ids)
+
+    def wants_key(self, event: QKeyEvent) -> bool:
+        keys = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape, Qt.Key.Key_Backspace)
+        return bool(self._vertices) and event.key() in keys
 
     def key(self, event: QKeyEvent) -> bool:
         if not self._vertices:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QWidget
 
@@ -27,6 +27,7 @@ class MouseHandler(Protocol):
     def mouse_release(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def mouse_double_click(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def key_press(self, event: QKeyEvent) -> bool: ...
+    def wants_key(self, event: QKeyEvent) -> bool: ...
 
 
 class CanvasView(QGraphicsView):
@@ -183,6 +184,16 @@ class CanvasView(QGraphicsView):
 
     def _scene_pos(self, event: QMouseEvent) -> QPointF:
         return self.mapToScene(event.position().toPoint())
+
+    def event(self, event: QEvent) -> bool:
+        # Keys the canvas needs right now (Space to pan; Enter / Escape / Backspace while drawing)
+        # win over window shortcuts bound to the same keys.
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            plain = event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier)
+            if plain and (event.key() == Qt.Key.Key_Space or (self.handler is not None and self.handler.wants_key(event))):
+                event.accept()
+                return True
+        return super().event(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Space:
