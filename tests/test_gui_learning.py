@@ -179,6 +179,7 @@ def test_failed_training_shows_its_log_and_keeps_the_model(qtbot, window: MainWi
     assert not ok and "active model is unchanged" in message
     assert "no image is marked done" in tail
     assert "no image is marked done" in window.training_panel.log.toPlainText()
+    assert window.training_panel.log.isVisibleTo(window.training_panel)
     assert window.training_panel.train_button.isEnabled()
     assert window.project.active_model_version(PLUGIN).id == active
 

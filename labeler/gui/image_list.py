@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from enum import StrEnum
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -148,7 +147,7 @@ class ImageListModel(QAbstractListModel):
             records, counts = project.images(), project.annotation_counts()
         self._ids = np.array([r.id for r in records], dtype=np.int64)
         self._paths = [r.path for r in records]
-        self._names = [PurePosixPath(r.path).name for r in records]
+        self._names = [r.path.rsplit("/", 1)[-1] for r in records]  # POSIX paths; PurePosixPath is 10x slower
         self._states = np.array(
             [_STATE_CODES.index(image_state(r.done, counts.get(r.id, {}))) for r in records], dtype=np.int8
         )
@@ -197,6 +196,12 @@ class ImageListModel(QAbstractListModel):
             self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1))
         self.countsChanged.emit()
         return [int(self._ids[i]) for i in changed]
+
+    def stop_thumbnails(self, msecs: int = 5_000) -> bool:
+        """Drop queued thumbnail jobs and wait for the running ones (before the window closes)."""
+        self._pool.clear()
+        self._pending.clear()
+        return self._pool.waitForDone(msecs)
 
     def wait_for_thumbnails(self, msecs: int = 10_000) -> bool:
         """Block until queued thumbnail jobs ran (tests, screenshots); their results still arrive queued."""
@@ -336,7 +341,7 @@ def _with_badge(pixmap: QPixmap, state: ImageState) -> QPixmap:
     from PySide6.QtGui import QPainter
 
     out = QPixmap(THUMB, THUMB)
-    out.fill(QColor(40, 40, 40))
+    out.fill(QColor(0, 0, 0, 0))
     painter = QPainter(out)
     painter.drawPixmap((THUMB - pixmap.width()) // 2, (THUMB - pixmap.height()) // 2, pixmap)
     painter.setPen(QColor(20, 20, 20))

@@ -137,6 +137,8 @@ class MainWindow(QMainWindow):
         self._dock("Model", "model_dock", model, right)
         self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [260], Qt.Orientation.Horizontal)
         self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [330], Qt.Orientation.Horizontal)
+        right_docks = [self.findChild(QDockWidget, n) for n in ("classes_dock", "proposals_dock", "model_dock")]
+        self.resizeDocks(right_docks, [170, 150, 560], Qt.Orientation.Vertical)
 
     def _connect(self) -> None:
         self.images.imageActivated.connect(self._on_image_activated)
@@ -199,6 +201,10 @@ class MainWindow(QMainWindow):
                 job.process.kill()
                 job.process.waitForFinished(5000)
         self._end_visit()
+        self.images.model.stop_thumbnails()
+        self.canvas.wait_for_loads(10_000)
+        if self.autolabeler.worker is not None:
+            self.autolabeler.worker.signals.blockSignals(True)
 
     # ---- opening --------------------------------------------------------------------------
 

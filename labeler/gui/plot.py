@@ -41,14 +41,14 @@ class LossPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.loss_series = Series("loss", QColor(230, 110, 40))
-        self.metric_series = Series("val metric", QColor(50, 140, 230))
+        self.metric_series = Series("validation", QColor(50, 140, 230))
         self.setMinimumHeight(120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def sizeHint(self) -> QSize:
         return QSize(280, 160)
 
-    def clear(self, metric_label: str = "val metric") -> None:
+    def clear(self, metric_label: str = "validation") -> None:
         self.loss_series.points.clear()
         self.metric_series.points.clear()
         self.metric_series.label = metric_label

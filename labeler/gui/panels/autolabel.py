@@ -19,7 +19,7 @@ class AutoLabelPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
+        self.progress.setTextVisible(False)  # no "0 / 1" before a run
         self.progress.setFormat("%v / %m")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -46,6 +46,7 @@ class AutoLabelPanel(QWidget):
     def show_progress(self, done: int, total: int, eta: float) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
+        self.progress.setTextVisible(True)
         self.status.setText(f"{done} of {total} images · {format_eta(eta)}")
 
     def show_finished(self, message: str, tail: str, ok: bool) -> None:

@@ -56,7 +56,8 @@ class TrainingPanel(QWidget):
         self.log.setMaximumBlockCount(200)
         self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.log.setPlaceholderText("The end of a failed run's log shows here.")
-        self.log.setMaximumHeight(110)
+        self.log.setMaximumHeight(140)
+        self.log.setVisible(False)  # shown with the end of a failed run's log
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
@@ -81,6 +82,7 @@ class TrainingPanel(QWidget):
             self.progress.setValue(0)
             self.plot.clear()
             self.log.clear()
+            self.log.setVisible(False)
             self.status.setText(f"Training {plugin}: preparing data…")
 
     def show_event(self, event: dict[str, Any]) -> None:
@@ -113,9 +115,9 @@ class TrainingPanel(QWidget):
 
     def show_finished(self, ok: bool, message: str, tail: str) -> None:
         self.set_running(False)
-        if ok:
-            self.progress.setValue(1000)
+        self.progress.setValue(1000 if ok else 0)
         self.status.setText(message)
         if not ok and tail:
+            self.log.setVisible(True)
             self.log.setPlainText(tail)
             self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
