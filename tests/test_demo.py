@@ -218,15 +218,29 @@ def test_has_display(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expec
 def test_with_a_display_the_window_opens_on_the_project(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    opened: list[str] = []
+    opened: list[str | None] = []
+
+    def run_app(*, path: str | None, screenshot: str | None) -> int:  # the real one's signature
+        assert screenshot is None
+        opened.append(path)
+        return 0
+
     fake = types.ModuleType("labeler.gui.app")
-    fake.run_app = lambda *, path=None, **kw: opened.append(path) or 0  # type: ignore[attr-defined]
+    fake.run_app = run_app  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "labeler.gui.app", fake)
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     assert main(["demo", "--out", str(tmp_path / "d"), "--images", "4"]) == 0
     assert opened == [str((tmp_path / "d").resolve())]
     assert "demo project:" in capsys.readouterr().out
+
+
+def test_the_real_window_entry_point_takes_what_demo_passes() -> None:
+    """The GUI's ``run_app`` accepts the keywords ``labeler demo`` calls it with."""
+    import inspect
+
+    app = pytest.importorskip("labeler.gui.app")
+    inspect.signature(app.run_app).bind(path="/some/project", screenshot=None)
 
 
 def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -65,7 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"labeler demo: cannot open the window ({exc}); running the loop here instead "
                   "(use --headless to skip this attempt)", file=sys.stderr)
         else:
-            return int(run_app(path=str(demo.root)) or 0)
+            return int(run_app(path=str(demo.root), screenshot=None) or 0)
 
     from labeler.demo.loop import report, run_loop
 

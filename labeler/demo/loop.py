@@ -26,6 +26,7 @@ from labeler.core.annotation import Kind, State
 from labeler.core.geometry import annotation_mask, box_iou
 from labeler.core.store import Project
 from labeler.demo.project import DemoProject
+from labeler.demo.scenes import SHAPES
 
 PLUGINS: tuple[str, ...] = ("segmenter", "localizer")
 # Small, fast networks that suit 160 x 120 scenes and a budget of seconds (the rest are the
@@ -108,7 +109,7 @@ def baselines(demo: DemoProject) -> dict[str, float]:
     labelled = [demo.truth[i] for i in demo.labelled]
     test = [demo.truth[i] for i in demo.unlabelled]
     mean_box = tuple(float(v) for v in np.mean([s.box_xywh for s in labelled], axis=0))
-    counts = np.bincount([s.category_index for s in labelled], minlength=3)
+    counts = np.bincount([s.category_index for s in labelled], minlength=len(SHAPES))
     common = int(np.argmax(counts))
     return {
         "mean_box_iou": float(np.mean([box_iou(mean_box, s.box_xywh) for s in test])) if test else 0.0,

@@ -91,7 +91,7 @@ def build_demo_project(
         with Project.create(staging, exist_ok=True) as project, project.transaction():
             categories = [project.add_category(name, color=SHAPE_COLORS[name]) for name in SHAPES]
             ids = project.add_images(paths)
-            for image_id, scene in zip(ids, scenes, strict=True):
+            for image_id in ids:
                 project.set_image_size(image_id, width, height)
             for image_id, scene in zip(ids[:n_labelled], scenes[:n_labelled], strict=True):
                 project.add_annotation(
