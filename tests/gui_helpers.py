@@ -56,7 +56,9 @@ def move(canvas: object, x: float, y: float) -> None:
     QTest.mouseMove(canvas.view().viewport(), vp(canvas, x, y))  # type: ignore[attr-defined]
 
 
-def release(canvas: object, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD) -> None:
+def release(
+    canvas: object, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD
+) -> None:
     QTest.mouseRelease(canvas.view().viewport(), button, mod, vp(canvas, x, y))  # type: ignore[attr-defined]
 
 

@@ -110,7 +110,8 @@ def test_a_refused_change_writes_nothing_and_leaves_the_stack(qapp: object, proj
     errors: list[str] = []
     stack = QUndoStack()
     cmd = commands.ChangeAnnotations(
-        project, [(kept, None), (gone, Annotation(**{**gone.__dict__, "category_id": 3}))], "Edit", on_error=errors.append
+        project, [(kept, None), (gone, Annotation(**{**gone.__dict__, "category_id": 3}))], "Edit",
+        on_error=errors.append,
     )
     stack.push(cmd)
     assert cmd.error is not None and errors == [cmd.error] and "no annotation" in cmd.error

@@ -183,7 +183,9 @@ def delete_annotations(
 ) -> ChangeAnnotations:
     """Delete stored annotations; undo brings them back with the same ids."""
     label = f"Delete {anns[0].kind.value}" if len(anns) == 1 else f"Delete {len(anns)} labels"
-    return ChangeAnnotations(project, [(a, None) for a in anns], label, notify=notify, on_error=on_error, action="delete")
+    return ChangeAnnotations(
+        project, [(a, None) for a in anns], label, notify=notify, on_error=on_error, action="delete"
+    )
 
 
 def edit_annotations(
@@ -213,5 +215,6 @@ def set_states(
     verb = {State.ACCEPTED: "Accept", State.REJECTED: "Reject", State.PROPOSED: "Reopen"}[state]
     label = f"{verb} proposal" if len(anns) == 1 else f"{verb} {len(anns)} proposals"
     return ChangeAnnotations(
-        project, [(a, replace(a, state=state)) for a in anns], label, notify=notify, on_error=on_error, action=state.value
+        project, [(a, replace(a, state=state)) for a in anns], label,
+        notify=notify, on_error=on_error, action=state.value,
     )

@@ -79,7 +79,7 @@ def stroke_mask(
     thickness = max(1, int(round(diameter)))
     for p in pts:
         cv2.circle(canvas, p, radius, 1, -1, cv2.LINE_8, SHIFT)
-    for a, b in zip(pts, pts[1:]):
+    for a, b in zip(pts, pts[1:], strict=False):
         cv2.line(canvas, a, b, 1, thickness, cv2.LINE_8, SHIFT)
     # The first point alone must still paint the pixel under the cursor.
     col, row = int(np.floor(points[0][0])), int(np.floor(points[0][1]))

@@ -114,9 +114,9 @@ class AnnotationItem(QGraphicsItem):
     def refresh_handles(self) -> None:
         """Rebuild the handles for the current geometry (shown only while selected)."""
         for h in self._handles:
-            h.setParentItem(None)
-            if h.scene() is not None:
-                h.scene().removeItem(h)
+            scene = h.scene()
+            if scene is not None:
+                scene.removeItem(h)  # also detaches it from this item
         self._handles = []
         if self.isSelected():
             self._handles = [Handle(p, self.color, self) for p in self.handle_points()]
@@ -339,7 +339,8 @@ class MaskItem(AnnotationItem):
         h, w = self._crop.shape
         alpha = style.PROPOSAL_MASK_ALPHA if self.proposal else style.MASK_ALPHA
         c = self.color
-        word = (alpha << 24) | ((c.red() * alpha // 255) << 16) | ((c.green() * alpha // 255) << 8) | (c.blue() * alpha // 255)
+        r, g, b = (v * alpha // 255 for v in (c.red(), c.green(), c.blue()))
+        word = (alpha << 24) | (r << 16) | (g << 8) | b  # premultiplied
         if h == 0 or w == 0:
             pixels = np.zeros((1, 1), dtype=np.uint32)
             return QImage(pixels.data, 1, 1, 4, QImage.Format.Format_ARGB32_Premultiplied), pixels

@@ -142,7 +142,8 @@ class SelectTool(Tool):
 
     def items_reloaded(self) -> None:
         # A drag on an item that was replaced (changed elsewhere, e.g. new proposals) stops.
-        if self._mode is not None and any(i.scene() is None for i in [*self._moving, *([self._item] if self._item else [])]):
+        involved = [*self._moving, *([self._item] if self._item is not None else [])]
+        if self._mode is not None and any(i.scene() is None for i in involved):
             for item in self._moving:
                 if item.scene() is not None:
                     item.setPos(0, 0)
@@ -250,7 +251,8 @@ class SelectTool(Tool):
         if found is not None:
             item, index = found
             if isinstance(item, BoxItem):
-                cursor = (shape.SizeFDiagCursor, shape.SizeVerCursor, shape.SizeBDiagCursor, shape.SizeHorCursor)[index % 4]
+                arrows = (shape.SizeFDiagCursor, shape.SizeVerCursor, shape.SizeBDiagCursor, shape.SizeHorCursor)
+                cursor = arrows[index % 4]
             else:
                 cursor = shape.PointingHandCursor
         else:
@@ -409,8 +411,7 @@ class PolygonTool(Tool):
         path.lineTo(self._cursor)
         self._preview.setPath(path)
         for child in self._preview.childItems():
-            child.setParentItem(None)
-            self.canvas.scene().removeItem(child)
+            self.canvas.scene().removeItem(child)  # also detaches it from the preview
         if len(self._vertices) >= 2:  # where the polygon will close, dashed
             closing = QGraphicsPathItem(self._preview)
             closing_path = QPainterPath(self._cursor)
@@ -616,8 +617,9 @@ class BrushTool(Tool):
                 return
             full = np.zeros((h, w), dtype=bool)
             full[y0:y1, x0:x1] = stroke
-            ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.MASK, rle=encode_mask(full))
-            self.canvas.remember_mask(ann.rle, full)
+            rle = encode_mask(full)
+            ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.MASK, rle=rle)
+            self.canvas.remember_mask(rle, full)
             self.canvas.select(self.canvas.add([ann], text="Paint mask", seconds=seconds))
             return
         mask = target.full_mask(w, h)
@@ -629,8 +631,9 @@ class BrushTool(Tool):
         if not mask.any():
             self.canvas.change([(target.ann, None)], "Erase mask")
             return
-        edited = replace(target.ann, rle=encode_mask(mask))
-        self.canvas.remember_mask(edited.rle, mask)
+        rle = encode_mask(mask)
+        edited = replace(target.ann, rle=rle)
+        self.canvas.remember_mask(rle, mask)
         text = "Erase" if self.erase else "Paint mask"
         if self.canvas.change([(target.ann, edited)], text, seconds=None if self.erase else seconds):
             assert target.ann.id is not None

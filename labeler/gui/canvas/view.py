@@ -190,7 +190,8 @@ class CanvasView(QGraphicsView):
         # win over window shortcuts bound to the same keys.
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
             plain = event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier)
-            if plain and (event.key() == Qt.Key.Key_Space or (self.handler is not None and self.handler.wants_key(event))):
+            wanted = self.handler is not None and self.handler.wants_key(event)
+            if plain and (event.key() == Qt.Key.Key_Space or wanted):
                 event.accept()
                 return True
         return super().event(event)
