@@ -278,3 +278,32 @@ def test_screenshot_of_a_folder(qtbot, tmp_path: Path) -> None:  # type: ignore[
     assert not image.isNull() and image.width() > 600
     assert Project.is_project(folder)  # made a project without asking
     assert run_app(path=str(tmp_path / "missing"), screenshot=str(out)) == 2
+
+
+def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "big"
+    root.mkdir()
+    tile = np.full((8, 8, 3), 128, dtype=np.uint8)
+    for i in range(3000):
+        cv2.imwrite(str(root / f"f_{i:05d}.png"), tile)
+    with Project.create(root) as project:
+        project.add_folder(root)
+    start = time.perf_counter()
+    open_and_wait(qtbot, window, root)
+    assert time.perf_counter() - start < 5.0
+    model = window.images.model
+    assert model.rowCount() == 3000
+    qtbot.waitUntil(lambda: model.thumbnail_count() > 0, timeout=10_000)
+    model.wait_for_thumbnails()
+    qtbot.wait(0)  # deliver the queued results (no fixed sleep: returns at once)
+    visible = window.images.view.viewport().height() // 48 + 2
+    assert 0 < model.thumbnail_count() <= visible + 10
+    # scrolling to the end loads the rows shown there, not the ones in between
+    window.images.view.scrollToBottom()
+    qtbot.waitUntil(lambda: model.thumbnail_count() > visible, timeout=10_000)
+    assert model.thumbnail_count() <= 2 * (visible + 10)

@@ -19,8 +19,8 @@ class AutoLabelPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.progress.setTextVisible(False)  # no "0 / 1" before a run
         self.progress.setFormat("%v / %m")
+        self.progress.setVisible(False)  # shown from the first run on
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.status = QLabel("")
@@ -40,13 +40,13 @@ class AutoLabelPanel(QWidget):
         self.all_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:
+            self.progress.setVisible(True)
             self.progress.setRange(0, 0)  # busy until the first report
             self.status.setText("Starting…")
 
     def show_progress(self, done: int, total: int, eta: float) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
-        self.progress.setTextVisible(True)
         self.status.setText(f"{done} of {total} images · {format_eta(eta)}")
 
     def show_finished(self, message: str, tail: str, ok: bool) -> None:
