@@ -524,3 +524,30 @@ def test_unicode_project_and_image_paths(tmp_path: Path) -> None:
             assert p.image_size(r.id) == (9, 4)
     with Project.open(root) as p:
         assert p.image_count() == 2
+
+
+def test_project_reached_through_a_symlink_stores_paths_inside_it(tmp_path: Path) -> None:
+    write_images(tmp_path / "real" / "images", ["a.png"])
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    with Project.create(tmp_path / "link") as p:
+        p.add_folder(tmp_path / "link" / "images")
+        assert [r.path for r in p.images()] == ["images/a.png"]
+        assert p.find_image(tmp_path / "link" / "images" / "a.png") is not None
+        assert p.find_image(tmp_path / "real" / "images" / "a.png") is not None
+
+
+def test_images_outside_the_project_are_stored_relative(tmp_path: Path) -> None:
+    write_images(tmp_path / "photos", ["a.png"])
+    with Project.create(tmp_path / "projects" / "p") as p:
+        p.add_folder(tmp_path / "photos")
+        assert [r.path for r in p.images()] == ["../../photos/a.png"]
+        assert p.read_image(p.images()[0].id).shape == (8, 12, 3)
+    # moving the project together with its images keeps it working
+    shutil.move(str(tmp_path), str(tmp_path.parent / (tmp_path.name + "-moved")))
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    try:
+        with Project.open(moved / "projects" / "p") as p:
+            assert p.image_path(p.images()[0].id).is_file()
+    finally:
+        shutil.move(str(moved), str(tmp_path))
+

@@ -175,7 +175,10 @@ class Project:
         root = path.parent if path.name == DB_NAME else path
         if not (root / DB_NAME).is_file():
             raise ProjectError(f"{root} is not a labeler project (no {DB_NAME}); create one with 'labeler init'")
-        (root / MODELS_DIR).mkdir(exist_ok=True)
+        try:
+            (root / MODELS_DIR).mkdir(exist_ok=True)
+        except OSError:  # a read-only project still opens; training will say it cannot write
+            pass
         return cls._connect(root)
 
     @staticmethod
@@ -252,14 +255,35 @@ class Project:
 
     # ---- images ---------------------------------------------------------------------------
 
-    def relative_path(self, path: str | os.PathLike[str]) -> str:
-        """How the store names an image file: relative to the project folder, POSIX style."""
-        absolute = Path(os.path.abspath(path))
+    def relative_path(self, path: str | os.PathLike[str], *, _folders: dict[str, str] | None = None) -> str:
+        """How the store names an image file: relative to the project folder, POSIX style.
+
+        The project's root is stored resolved, so a file reached through a symlinked folder is
+        looked at through its real folder too: images inside the project are stored relative to it
+        and move with it. Images outside the project are stored relative all the same
+        (``../photos/a.jpg``). ``_folders`` caches each folder's relative form over many calls.
+        """
+        folder, name = os.path.split(os.path.abspath(path))
+        folders = _folders if _folders is not None else {}
+        rel_folder = folders.get(folder)
+        if rel_folder is None:
+            rel_folder = folders[folder] = self._relative_folder(folder)
+        return f"{rel_folder}/{name}" if rel_folder else name
+
+    def _relative_folder(self, folder: str) -> str:
+        """``folder`` (absolute) relative to the root, POSIX style; ``""`` for the root itself."""
+        candidates = [folder, os.path.realpath(folder)]
+        for candidate in candidates:
+            try:
+                rel = os.path.relpath(candidate, self.root)
+            except ValueError:  # another drive on Windows
+                continue
+            if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+                return "" if rel == os.curdir else Path(rel).as_posix()
         try:
-            rel = os.path.relpath(absolute, self.root)
-        except ValueError:  # another drive on Windows
-            rel = str(absolute)
-        return Path(rel).as_posix()
+            return Path(os.path.relpath(folder, self.root)).as_posix()
+        except ValueError:
+            return Path(folder).as_posix()
 
     def add_images(
         self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None
@@ -269,8 +293,9 @@ class Project:
         now = time.time()
         ids: list[int] = []
         with self.transaction():
+            folders: dict[str, str] = {}
             for i, p in enumerate(paths):
-                rel = self.relative_path(p)
+                rel = self.relative_path(p, _folders=folders)
                 self._conn.execute(
                     "INSERT OR IGNORE INTO images(path, done, added) VALUES (?, 0, ?)", (rel, now)
                 )
