@@ -197,9 +197,11 @@ class MainWindow(QMainWindow):
         self.settings.set_value("model/plugin", self.plugin_combo.currentText())
         self.settings.sync()
         for job in (self.trainer.job, self.autolabeler.job):
-            if job is not None and job.is_running():
-                job.process.kill()
-                job.process.waitForFinished(5000)
+            if job is not None and job.is_running():  # SIGTERM: the CLI stops cleanly; kill if it hangs
+                job.process.terminate()
+                if not job.process.waitForFinished(5000):
+                    job.process.kill()
+                    job.process.waitForFinished(5000)
         self._end_visit()
         self.images.model.stop_thumbnails()
         self.canvas.wait_for_loads(10_000)
@@ -377,10 +379,7 @@ class MainWindow(QMainWindow):
         self.status.refresh(self.project)
 
     def _on_categories_changed(self) -> None:
-        self.canvas.set_project(self.project)
-        image_id = self.images.current_image_id()
-        if image_id is not None:
-            self.canvas.show_image(image_id)
+        self.canvas.set_project(self.project)  # the same project: re-reads names and colours, keeps the view
         if self.classes.current_category_id() is not None:
             self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
 
