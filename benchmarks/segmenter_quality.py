@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    os.environ["LABELER_THREADS"] = str(args.threads)  # fit() sets torch's threads from it
     import torch
 
     from labeler.learning.loop import fit

@@ -12,8 +12,9 @@ from labeler.core.geometry import decode_rle, encode_mask  # noqa: E402
 from labeler.learning.api import LabelledImage, Plugin, Prediction, SkipImage, resolve_settings  # noqa: E402
 from labeler_segmenter import SegmenterPlugin  # noqa: E402
 from labeler_segmenter.data import IGNORE, rasterise_target  # noqa: E402
-from labeler_segmenter.network import EncoderDecoder, Unpool  # noqa: E402
-from labeler_segmenter.postprocess import columns_rle, uncertainty  # noqa: E402
+from labeler_segmenter import network  # noqa: E402
+from labeler_segmenter.network import EncoderDecoder, Unpool, upsampled_max  # noqa: E402
+from labeler_segmenter.postprocess import columns_rle  # noqa: E402
 
 # A 4x4 input whose 2x2 windows (stride 2) have their maxima at distinct, known places:
 #   window top-left  [[1, 5], [3, 0]] -> 5 at (0, 1)
@@ -231,10 +232,21 @@ def test_proposals_upsample_to_the_image_size() -> None:
 
 
 def test_uncertainty_bounds() -> None:
-    assert uncertainty(np.full((4, 3, 3), 0.25, np.float32)) == pytest.approx(1.0)
-    certain = np.zeros((4, 3, 3), np.float32)
-    certain[2] = 1.0
-    assert uncertainty(certain) == 0.0
+    plugin = SegmenterPlugin()
+    uniform = plugin.proposals(torch.zeros(1, 3, 4, 4), image_shape=(4, 4), classes=CLASSES, settings={})
+    assert uniform.uncertainty == pytest.approx(1.0)
+    sure = torch.zeros(1, 3, 4, 4)
+    sure[0, 2] = 100.0
+    assert plugin.proposals(sure, image_shape=(4, 4), classes=CLASSES, settings={}).uncertainty == pytest.approx(0.0)
+
+
+def test_upsampling_in_strips_matches_the_direct_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    probs = torch.softmax(torch.randn(3, 7, 9), dim=0)
+    conf, labels = upsampled_max(probs, 30, 41)
+    monkeypatch.setattr(network, "MAX_UPSAMPLE_ELEMENTS", 3 * 41 * 4)  # strips of 4 rows
+    conf2, labels2 = upsampled_max(probs, 30, 41)
+    torch.testing.assert_close(conf2, conf)
+    assert (labels2 == labels).float().mean() > 0.99  # ties may break either way
 
 
 def test_columns_rle_matches_full_encoding() -> None:

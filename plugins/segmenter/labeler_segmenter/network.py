@@ -141,3 +141,31 @@ class Naive(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+MAX_UPSAMPLE_ELEMENTS = 1 << 26
+"""Above this many ``K * h * w`` values, probabilities are upsampled in horizontal strips."""
+
+
+def upsampled_max(probabilities: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(confidence, labels)``: per-pixel max and argmax over ``K`` of ``(K, h, w)``
+    probabilities resized bilinearly (pixel centres aligned, as ``align_corners=False``) to
+    ``height x width``. Large outputs are done in strips of rows so memory stays bounded."""
+    k, h, w = probabilities.shape
+    if (h, w) == (height, width):
+        return probabilities.max(dim=0)
+    if k * height * width <= MAX_UPSAMPLE_ELEMENTS:
+        up = F.interpolate(probabilities[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        return up.max(dim=0)
+    confidence = torch.empty((height, width), dtype=probabilities.dtype)
+    labels = torch.empty((height, width), dtype=torch.int64)
+    rows = max(1, MAX_UPSAMPLE_ELEMENTS // (k * width))
+    # normalised source coordinates of output pixel centres (grid_sample, align_corners=False)
+    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        ys = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) / height * 2 - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
+        strip = F.grid_sample(probabilities[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+        confidence[r0:r1], labels[r0:r1] = strip.max(dim=0)
+    return confidence, labels

@@ -193,10 +193,18 @@ class SegmenterPlugin:
             raise ValueError(f"expected (1, K, h, w) logits, got {getattr(logits, 'shape', type(logits))}")
         if logits.shape[1] != len(classes) + 1:
             raise ValueError(f"the network gives {logits.shape[1]} channels for {len(classes)} classes + background")
-        probs = torch.softmax(logits[0].detach().float(), dim=0).cpu().numpy()
+        from labeler_segmenter.network import upsampled_max
+
+        probs = torch.softmax(logits[0].detach().float().cpu(), dim=0)
         h, w = (int(v) for v in image_shape)
-        probs = P.resize_probabilities(probs, h, w)
-        return P.prediction_from_probabilities(probs, classes, min_region=int(_setting(settings, "min_region")))
+        confidence, labels = upsampled_max(probs, h, w)
+        return P.prediction_from_labels(
+            labels.to(torch.uint8).numpy(),
+            confidence.numpy(),
+            num_outputs=len(classes) + 1,
+            classes=classes,
+            min_region=int(_setting(settings, "min_region")),
+        )
 
     def evaluate(
         self, predictions: Sequence[Prediction], samples: Sequence[LabelledImage], *, settings: Mapping[str, Any]

@@ -15,17 +15,6 @@ from labeler.learning.api import Prediction, Proposal
 from labeler_segmenter.data import IGNORE
 
 
-def uncertainty(probabilities: np.ndarray) -> float:
-    """Mean over pixels of ``1 - max_k p_k``, divided by its largest possible value
-    ``1 - 1/K`` so that it lies in [0, 1] (0: every pixel certain; 1: every pixel uniform).
-    ``probabilities`` is ``(K, h, w)``."""
-    k = probabilities.shape[0]
-    if k < 2 or probabilities.size == 0:
-        return 0.0
-    doubt = 1.0 - float(probabilities.max(axis=0).mean())
-    return float(min(1.0, max(0.0, doubt / (1.0 - 1.0 / k))))
-
-
 def regions_to_proposals(
     labels: np.ndarray,
     confidence: np.ndarray,
@@ -84,18 +73,22 @@ def columns_rle(columns: np.ndarray, x0: int, shape: tuple[int, int]) -> dict[st
     return normalize_rle({"size": [height, width], "counts": [int(c) for c in counts]})
 
 
-def prediction_from_probabilities(
-    probabilities: np.ndarray, classes: Sequence[Category], *, min_region: int
+def prediction_from_labels(
+    labels: np.ndarray, confidence: np.ndarray, *, num_outputs: int, classes: Sequence[Category], min_region: int
 ) -> Prediction:
-    """A :class:`Prediction` from ``(K, h, w)`` probabilities at the image's own size.
+    """A :class:`Prediction` from the ``(h, w)`` argmax map and its ``(h, w)`` max probability
+    at the image's own size, for a softmax over ``num_outputs`` channels.
 
-    ``extra["label_map"]`` keeps the dense ``(h, w)`` uint8 argmax map (before small regions are
-    dropped); :func:`evaluate` scores it.
+    ``uncertainty`` is the mean of ``1 - confidence`` divided by its largest possible value
+    ``1 - 1/num_outputs`` (so in [0, 1]). ``extra["label_map"]`` keeps the dense uint8 argmax map
+    (before small regions are dropped); :func:`evaluate` scores it.
     """
-    labels = probabilities.argmax(axis=0).astype(np.uint8)
-    confidence = np.take_along_axis(probabilities, labels[None].astype(np.intp), axis=0)[0]
     proposals = regions_to_proposals(labels, confidence, classes, min_region=min_region)
-    return Prediction(proposals=tuple(proposals), uncertainty=uncertainty(probabilities), extra={"label_map": labels})
+    doubt = 1.0 - float(confidence.mean()) if confidence.size else 0.0
+    scaled = doubt / (1.0 - 1.0 / num_outputs) if num_outputs > 1 else 0.0
+    return Prediction(
+        proposals=tuple(proposals), uncertainty=float(min(1.0, max(0.0, scaled))), extra={"label_map": labels}
+    )
 
 
 def label_map_of(prediction: Prediction, shape: tuple[int, int], classes: Sequence[Category]) -> np.ndarray:
@@ -151,14 +144,3 @@ def scores_from_confusion(matrix: np.ndarray, names: Sequence[str]) -> dict[str,
     out["pixel_accuracy"] = float(tp.sum() / total) if total > 0 else 0.0
     return out
 
-
-def resize_probabilities(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(K, h, w)`` probabilities resized bilinearly to ``(K, height, width)`` (float32; a
-    no-op at the same size). Channels are resized one by one, so memory stays at one copy."""
-    k, h, w = probabilities.shape
-    if (h, w) == (height, width):
-        return probabilities
-    out = np.empty((k, height, width), dtype=np.float32)
-    for c in range(k):
-        out[c] = cv2.resize(probabilities[c].astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_LINEAR)
-    return out
