@@ -135,37 +135,45 @@ def mean_box_iou(train: list[LabelledImage], held: list[LabelledImage]) -> float
     return float(np.mean(ious))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=("fruit", "raccoon"), required=True)
-    parser.add_argument("--budget", type=float, default=300.0, help="training seconds")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validate-every", type=float, default=0.0, help="seconds; 0 = only at the end")
-    args = parser.parse_args(argv)
+def run(
+    data: str,
+    overrides: dict[str, str],
+    *,
+    budget: float | None,
+    examples: int | None = None,
+    threads: int = 2,
+    seed: int = 0,
+    device: str = "cpu",
+    validate_every: float = 0.0,
+    loaded: tuple[list[LabelledImage], list[LabelledImage], list[Category], list[Path]] | None = None,
+    speed: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train on ``data``'s training split and measure on its held-out split; returns the figures.
 
+    ``budget`` is in seconds; ``examples`` (instead, or as well) stops after that many training
+    examples, which makes runs on different machines comparable in what they learned.
+    """
     import torch
 
-    from labeler.learning.loop import fit
+    import labeler.learning.loop as loop
     from labeler_localizer import LocalizerPlugin
 
     plugin = LocalizerPlugin()
-    overrides = dict(kv.split("=", 1) for kv in args.set)
     settings = resolve_settings(plugin, overrides)
-    train, held, classes, held_paths = load_samples(args.data)
-    print(f"{args.data}: {len(train)} training, {len(held)} held-out images, classes {[c.name for c in classes]}")
-    print("settings:", json.dumps(settings))
-
+    train, held, classes, held_paths = loaded or load_samples(data)
+    log(f"{data}: {len(train)} training, {len(held)} held-out images, classes {[c.name for c in classes]}")
+    log("settings: " + json.dumps(settings))
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     items = [plugin.prepare(s, settings=settings) for s in train]
-    print(f"prepare: {1000 * (time.perf_counter() - t0) / len(train):.1f} ms/image")
+    prepare_ms = 1000 * (time.perf_counter() - t0) / len(train)
 
     def predict(model: torch.nn.Module, samples: list[LabelledImage]) -> list[Any]:
         out = []
         with torch.no_grad():
             for s in samples:
-                x = plugin.inputs(s.image, settings=settings)
+                x = plugin.inputs(s.image, settings=settings).to(device)
                 out.append(plugin.proposals(model(x), image_shape=s.image.shape[:2], classes=classes,
                                             settings=settings))
         return out
@@ -175,28 +183,40 @@ def main(argv: list[str] | None = None) -> int:
 
     def progress(info: dict[str, Any]) -> None:
         if info["event"] == "validation":
-            print(f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} losses "
-                  f"{ {k: round(v, 4) for k, v in info['losses'].items()} } held-out {info.get('metrics')}",
-                  flush=True)
+            log(f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} losses "
+                f"{ {k: round(v, 4) for k, v in info['losses'].items()} } held-out {info.get('metrics')}")
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = plugin.build_model(num_classes=len(classes), settings=settings)
-    torch.set_num_threads(args.threads)
-    result = fit(plugin, model, items, settings=settings, time_budget=args.budget, seed=args.seed,
-                 progress=progress if args.validate_every else None, validate=validate if args.validate_every else None,
-                 validate_every=args.validate_every or 1e9)
-    torch.set_num_threads(args.threads)  # fit sets threads from the core count
+    # fit sizes its thread pool from the machine's core count; the benchmark pins it instead
+    set_threads = loop._set_threads
+    loop._set_threads = lambda world: torch.set_num_threads(threads)
+    try:
+        result = loop.fit(
+            plugin, model, items, settings=settings, time_budget=budget, seed=seed, device=device,
+            epochs=None if examples is None else examples / len(items),
+            progress=progress if validate_every else None, validate=validate if validate_every else None,
+            validate_every=validate_every or 1e9,
+        )
+    finally:
+        loop._set_threads = set_threads
     model = result.model.eval()
-    print(f"trained {result.steps} steps, {result.epochs:.1f} epochs, {result.images_per_second:.1f} images/s, "
-          f"last losses { {k: round(v, 4) for k, v in result.losses.items()} }")
+    log(f"trained {result.steps} steps, {result.epochs:.1f} epochs, {result.images_per_second:.1f} images/s, "
+        f"last losses { {k: round(v, 4) for k, v in result.losses.items()} }")
 
-    # quality on held-out images
-    predictions = predict(model, held)
-    metrics = plugin.evaluate(predictions, held, settings=settings)
-    baseline = mean_box_iou(train, held)
+    metrics = plugin.evaluate(predict(model, held), held, settings=settings)
+    figures: dict[str, Any] = {
+        "data": data, "settings": overrides, "seed": seed, "held_out": len(held), **metrics,
+        "mean_box_iou": mean_box_iou(train, held), "train_images_per_s": result.images_per_second,
+        "examples": result.images, "seconds": result.seconds, "prepare_ms": prepare_ms,
+    }
+    log(f"held-out ({len(held)} images): accuracy {metrics['accuracy']:.3f}  box IoU {metrics['box_iou']:.3f}  "
+        f"score {metrics['score']:.3f}  | mean-box baseline IoU {figures['mean_box_iou']:.3f}")
+    if not speed:
+        return figures
 
     # speed: bare forward vs the whole per-image prediction, one image at a time
-    inputs = [plugin.inputs(s.image, settings=settings) for s in held]
+    inputs = [plugin.inputs(s.image, settings=settings).to(device) for s in held]
     with torch.no_grad():
         for x in inputs[:3]:
             model(x)
@@ -208,17 +228,36 @@ def main(argv: list[str] | None = None) -> int:
         predict(model, held)
         predict_ms = 1000 * (time.perf_counter() - t0) / len(held)
         t0 = time.perf_counter()
-        for s, path in zip(held, held_paths):
+        for path in held_paths:
             image = read_image(path)
-            plugin.proposals(model(plugin.inputs(image, settings=settings)), image_shape=image.shape[:2],
-                             classes=classes, settings=settings)
+            x = plugin.inputs(image, settings=settings).to(device)
+            plugin.proposals(model(x), image_shape=image.shape[:2], classes=classes, settings=settings)
         decode_ms = 1000 * (time.perf_counter() - t0) / len(held)
+    figures.update(forward_ms=forward_ms, predict_ms=predict_ms, predict_with_decode_ms=decode_ms)
+    log(f"speed: training {result.images_per_second:.1f} images/s; inference per image: bare forward "
+        f"{forward_ms:.2f} ms, predict (pre + forward + post) {predict_ms:.2f} ms "
+        f"({100 * forward_ms / predict_ms:.0f} % of forward speed), with decoding from disk {decode_ms:.2f} ms")
+    return figures
 
-    print(f"held-out ({len(held)} images): accuracy {metrics['accuracy']:.3f}  box IoU {metrics['box_iou']:.3f}  "
-          f"score {metrics['score']:.3f}  | mean-box baseline IoU {baseline:.3f}")
-    print(f"speed: training {result.images_per_second:.1f} images/s; inference per image: bare forward "
-          f"{forward_ms:.2f} ms, predict (pre + forward + post) {predict_ms:.2f} ms "
-          f"({100 * forward_ms / predict_ms:.0f} % of forward speed), with decoding from disk {decode_ms:.2f} ms")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("fruit", "raccoon"), required=True)
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds")
+    parser.add_argument("--examples", type=int, default=None, help="stop after this many training examples")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the targets assume 2 cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--validate-every", type=float, default=0.0, help="seconds; 0 = only at the end")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = parser.parse_args(argv)
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    figures = run(args.data, overrides, budget=args.budget, examples=args.examples, threads=args.threads,
+                  seed=args.seed, device=args.device, validate_every=args.validate_every,
+                  log=lambda text: print(text, flush=True))
+    if args.json:
+        print(json.dumps(figures))
     return 0
 
 

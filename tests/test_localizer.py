@@ -254,3 +254,54 @@ def test_evaluate_hand_made_case() -> None:
     assert metrics["box_iou"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
     assert metrics["score"] == pytest.approx(1.0 / 3)
     assert plugin.evaluate([], [], settings=SETTINGS)["images"] == 0
+
+
+def _square_scenes(n: int, seed: int) -> list[LabelledImage]:
+    """Dark noisy images with one bright square (class 0) or a bright wide bar (class 1)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        h, w = 48, 64
+        image = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+        cls = int(rng.integers(2))
+        bh = int(rng.integers(10, 24))
+        bw = bh if cls == 0 else min(w - 2, 2 * bh)
+        x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        image[y:y + bh, x:x + bw] = (230, 230, 230) if cls == 0 else (230, 200, 60)
+        ann = Annotation(image_id=i + 1, category_id=CLASSES[cls].id, kind=Kind.BOX, box_xywh=(x, y, bw, bh))
+        out.append(LabelledImage(image_id=i + 1, image=image, annotations=(ann,), classes=CLASSES))
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_training_learns_to_look_at_the_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    import labeler.learning.loop as loop
+    from labeler.learning.loop import fit
+
+    # a network this small gains nothing from a second thread, and loses much when cores are busy
+    monkeypatch.setattr(loop, "_set_threads", lambda world: torch.set_num_threads(1), raising=False)
+
+    plugin = LocalizerPlugin()
+    settings = {**{s.name: s.default for s in plugin.settings}, "input_size": 32, "width": 8, "batch_size": 16,
+                "lr": 5e-3, "dropout": 0.0}
+    train, held = _square_scenes(160, 0), _square_scenes(40, 1)
+    items = [plugin.prepare(s, settings=settings) for s in train]
+    torch.manual_seed(0)
+    model = plugin.build_model(num_classes=2, settings=settings)
+    result = fit(plugin, model, items, settings=settings, epochs=25, seed=0, prefetch=0)
+    model = result.model.eval()
+    with torch.no_grad():
+        predictions = [
+            plugin.proposals(model(plugin.inputs(s.image, settings=settings)), image_shape=s.image.shape[:2],
+                             classes=CLASSES, settings=settings)
+            for s in held
+        ]
+    metrics = plugin.evaluate(predictions, held, settings=settings)
+    # the mean box of these scenes scores about 0.2 IoU
+    mean = np.mean([normalize_box(s.annotations[0].box_xywh or (0, 0, 0, 0), 64, 48) for s in train], axis=0)
+    from labeler.core.geometry import box_iou
+
+    baseline = np.mean([box_iou(denormalize_box(mean, 64, 48), s.annotations[0].box_xywh or (0, 0, 0, 0))
+                        for s in held])
+    assert metrics["box_iou"] > baseline + 0.25, (metrics, baseline)
+    assert metrics["accuracy"] >= 0.9, metrics

@@ -31,7 +31,8 @@ from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box, box_iou
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage
 
-from labeler_localizer.boxes import Augment, augment, denormalize_box, normalize_box, resize_square, to_input
+from labeler_localizer.boxes import Augment, denormalize_box, normalize_box, resize_square, to_input
+from labeler_localizer.boxes import augment as random_view
 from labeler_localizer.network import Localizer
 
 CACHE_MARGIN = 1.25
@@ -46,7 +47,7 @@ class LocalizerPlugin:
     metric = "score"
     settings: tuple[Setting, ...] = (
         Setting("input_size", 128, "side in pixels of the square the image is stretched to (multiple of 16)"),
-        Setting("width", 32, "channels of the first backbone stage (later stages 2x, 4x, 6x)"),
+        Setting("width", 16, "channels of the first backbone stage (later stages 2x, 4x, 6x)"),
         Setting("box_weight", 10.0, "weight of the box mean-squared-error term in the summed loss"),
         Setting("lr", 2e-3, "peak learning rate (AdamW)"),
         Setting("batch_size", 32, "training examples per optimiser step"),
@@ -54,6 +55,8 @@ class LocalizerPlugin:
         Setting("dropout", 0.2, "dropout before the last layer of each head"),
         Setting("label_smoothing", 0.05, "label smoothing of the class cross-entropy"),
         Setting("augment", True, "random crop/scale/flip/colour augmentation while training"),
+        Setting("crop_min", 0.6, "smallest random crop side, as a fraction of the image (zoom in)"),
+        Setting("crop_max", 1.3, "largest random crop side, as a fraction of the image (above 1 zooms out)"),
         Setting("tta_flip", True, "at inference, average the image and its mirror image"),
         Setting("shapes_as_boxes", True, "a polygon or mask label trains as its bounding box"),
     )
@@ -100,7 +103,8 @@ class LocalizerPlugin:
         cfg = self._cfg(settings)
         size = int(cfg["input_size"])
         if augment and cfg["augment"]:
-            view, box = _augment_item(item, size, rng)
+            strength = Augment(scale=(float(cfg["crop_min"]), float(cfg["crop_max"])))
+            view, box = random_view(item["cache"], item["box"], size, rng, strength)
         else:
             view, box = item["view"], item["box"]
             if view.shape[0] != size:  # settings changed since prepare
@@ -221,13 +225,6 @@ def class_index(classes: Sequence[Category], category_id: int) -> int:
         if c.id == category_id:
             return i
     raise SkipImage(f"label of category {category_id}, which is not among the model's classes")
-
-
-_AUGMENT = Augment()
-
-
-def _augment_item(item: Mapping[str, Any], size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    return augment(item["cache"], item["box"], size, rng, _AUGMENT)
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
