@@ -117,3 +117,20 @@ def close_canvas(env: CanvasEnv) -> None:
     env.canvas.set_project(None)  # type: ignore[attr-defined]
     assert env.canvas.wait_for_loads(30_000)  # type: ignore[attr-defined]
     env.project.close()
+
+
+def hover(canvas: object, x: float, y: float) -> None:
+    """A mouse move with no button held, sent to the canvas's viewport itself.
+
+    (QTest.mouseMove moves the system cursor, so the event goes to whatever window is on top there.)
+    """
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    viewport = canvas.view().viewport()  # type: ignore[attr-defined]
+    local = QPointF(vp(canvas, x, y))
+    event = QMouseEvent(
+        QMouseEvent.Type.MouseMove, local, QPointF(viewport.mapToGlobal(local)),
+        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, NO_MOD,
+    )
+    QApplication.sendEvent(viewport, event)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_helpers import CanvasEnv, close_canvas, drag, key, make_project, open_canvas, vp
+from gui_helpers import CanvasEnv, close_canvas, drag, hover, key, make_project, open_canvas, vp
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
@@ -302,11 +302,11 @@ def test_hover_cursor_shows_what_a_drag_will_do(env: CanvasEnv) -> None:
     drag(canvas, [(40, 40), (100, 100)])
     canvas.set_tool("select")
     viewport = canvas.view().viewport()
-    QTest.mouseMove(viewport, vp(canvas, 100, 100))
+    hover(canvas, 101, 101)
     assert viewport.cursor().shape() == Qt.CursorShape.SizeFDiagCursor
-    QTest.mouseMove(viewport, vp(canvas, 70, 70))
+    hover(canvas, 70, 70)
     assert viewport.cursor().shape() == Qt.CursorShape.SizeAllCursor
-    QTest.mouseMove(viewport, vp(canvas, 200, 200))
+    hover(canvas, 200, 200)
     assert viewport.cursor().shape() == Qt.CursorShape.ArrowCursor
 
 
