@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QUndoStack
+from PySide6.QtGui import QCloseEvent, QShowEvent, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -80,7 +80,7 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel()
         self.models = ModelListPanel()
         self.plugin_combo = QComboBox()
-        self.plugin_combo.addItems(installed_plugins())
+        self._plugins_loaded = False  # filled just after the first paint (reading entry points takes ~0.15 s)
         self.plugin_combo.setToolTip("The model plugin to train and auto-label with")
         self.model_tabs = QTabWidget()
         self.status = StatusBar(self)
@@ -175,9 +175,24 @@ class MainWindow(QMainWindow):
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
         self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[arg-type]
         self.training_panel.budget.setValue(float(self.settings.value("training/budget", 120.0)))  # type: ignore[arg-type]
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._plugins_loaded:
+            QTimer.singleShot(0, self.load_plugins)
+
+    def load_plugins(self) -> None:
+        """List the installed model plugins (entry points; nothing is imported) and pick the last used."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        self.plugin_combo.blockSignals(True)
+        self.plugin_combo.addItems(installed_plugins())
         plugin = self.settings.value("model/plugin", "")
         if isinstance(plugin, str) and plugin:
             self.plugin_combo.setCurrentText(plugin)
+        self.plugin_combo.blockSignals(False)
+        self._on_plugin_changed(self.plugin_combo.currentText())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.interactive and (self.trainer.is_running() or self.autolabeler.batch_running()):
@@ -194,7 +209,8 @@ class MainWindow(QMainWindow):
         self.settings.set_value("training/auto_retrain", self.training_panel.auto_retrain.isChecked())
         self.settings.set_value("training/retrain_every", self.training_panel.retrain_every.value())
         self.settings.set_value("training/budget", self.training_panel.budget.value())
-        self.settings.set_value("model/plugin", self.plugin_combo.currentText())
+        if self._plugins_loaded:
+            self.settings.set_value("model/plugin", self.plugin_combo.currentText())
         self.settings.sync()
         for job in (self.trainer.job, self.autolabeler.job):
             if job is not None and job.is_running():  # SIGTERM: the CLI stops cleanly; kill if it hangs
