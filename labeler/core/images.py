@@ -96,7 +96,8 @@ def max_pixels_limit() -> int:
 
 def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
     """Apply EXIF ``orientation`` (1..8) to ``(h, w, c)`` pixels stored as in the file."""
-    return _ORIENT[orientation](image)
+    turned: np.ndarray = _ORIENT[orientation](image)
+    return turned
 
 
 def read_image(
@@ -135,11 +136,11 @@ def _read_with_pillow(path: str | os.PathLike[str], reduce: int) -> np.ndarray:
     try:
         from PIL import ImageOps
 
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+        with Image.open(path) as opened:
+            upright: Image.Image = ImageOps.exif_transpose(opened)
             if reduce > 1:
-                im = im.reduce(reduce)
-            return np.asarray(im.convert("RGB"))
+                upright = upright.reduce(reduce)
+            return np.asarray(upright.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: corrupt or unsupported image ({exc})") from exc
 

@@ -472,7 +472,8 @@ class Project:
         kinds: Iterable[Kind] | None = None,
     ) -> list[Annotation]:
         """Annotations, optionally of one image, in some states and kinds, ordered by id."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if image_id is not None:
             where.append("image_id = ?")
             params.append(image_id)

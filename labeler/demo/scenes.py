@@ -56,8 +56,9 @@ def _background(rng: np.random.Generator, height: int, width: int, noise: float)
     grey = base.mean(axis=2, keepdims=True)
     base = 0.35 * base + 0.65 * grey  # keep it unsaturated: class colours stand out
     fine = cv2.GaussianBlur(rng.normal(0, 12, size=(height, width)).astype(np.float32), (0, 0), 1.2)
-    pixels = base + fine[..., None] + rng.normal(0, noise, size=(height, width, 3))
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+    pixels: np.ndarray = base + fine[..., None] + rng.normal(0, noise, size=(height, width, 3))
+    out: np.ndarray = np.clip(pixels, 0, 255).astype(np.uint8)
+    return out
 
 
 def _shape_mask(shape: str, cx: float, cy: float, size: float, angle: float, height: int, width: int) -> np.ndarray:
