@@ -9,7 +9,8 @@ line has ``"event"``:
   - ``start``: ``plugin``, ``settings`` (resolved), ``train_images``, ``validation_images``,
     ``skipped`` ({reason: count}), ``parent`` (warm-start version id or null), ``time_budget``
     (seconds or null), ``epochs`` (or null), ``world_size``, ``messages`` (list of text);
-  - ``progress``: ``epoch`` (float, passes over the training images), ``step``, ``losses``
+  - ``progress``: ``epoch`` (float, passes over the training images), ``step``, ``fraction`` (of
+    the run done, 0..1), ``losses``
     ({name: mean since the last line, plus "total"}), ``lr``, ``elapsed`` and ``eta`` (seconds),
     ``images_per_second``; and ``metric`` / ``metrics`` once a validation has run;
   - ``validation``: as ``progress``, right after a validation pass (``metric`` = the plugin's

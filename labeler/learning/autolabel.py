@@ -21,8 +21,6 @@ score, and the image's uncertainty is stored for "next most uncertain".
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from labeler.core.annotation import Annotation, State
 from labeler.learning.api import Prediction
 from labeler.learning.checkpoints import LoadedModel, load_version
-from labeler.learning.predict import predict_image
+from labeler.learning.predict import outputs_to_prediction, run_network
 
 if TYPE_CHECKING:
     from labeler.core.store import Project
@@ -118,41 +116,14 @@ def _to_annotations(prediction: Prediction, image_id: int, version_id: int) -> l
     ]
 
 
-class _Decoder:
-    """Decodes images in a background thread, a few ahead of the consumer."""
+def _decode(project: Project, image_id: int) -> tuple[Any, str | None]:
+    """``(pixels, None)`` or ``(None, why)`` for an image that cannot be read."""
+    from labeler.core.images import read_image
 
-    def __init__(self, project: Project, image_ids: Sequence[int], ahead: int) -> None:
-        self._project, self._ids = project, list(image_ids)
-        self._queue: queue.Queue[tuple[int, Any, str | None]] = queue.Queue(maxsize=max(1, ahead))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="labeler-decode", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        from labeler.core.images import read_image
-
-        for image_id in self._ids:
-            if self._stop.is_set():
-                return
-            try:
-                record = self._project.image(image_id)
-                item: tuple[int, Any, str | None] = (image_id, read_image(self._project.root / record.path), None)
-            except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run
-                item = (image_id, None, f"{type(exc).__name__}: {exc}")
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-
-    def __iter__(self) -> Iterator[tuple[int, Any, str | None]]:
-        for _ in self._ids:
-            yield self._queue.get()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
+    try:
+        return read_image(project.root / project.image(image_id).path), None
+    except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def iter_auto_label(
@@ -162,19 +133,37 @@ def iter_auto_label(
     *,
     write_every: int = 32,
     write_seconds: float = 2.0,
-    prefetch: int = 4,
+    prefetch: int = 2,
+    overlap: Literal["all", "post"] = "all",
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
+
+    One background thread decodes images: ``overlap="all"`` keeps ``prefetch`` images decoding
+    ahead, alongside the network; ``"post"`` starts decoding the next image only once the forward
+    pass of the current one is over, so that decoding shares the CPU with the (single-threaded)
+    post-processing and storage instead of with the network's threads.
 
     Writes happen in batches; closing the generator early writes what was predicted and stops.
     Images that cannot be read are reported (``error``) and skipped; a misbehaving plugin raises
     :class:`~labeler.learning.api.PluginError` (after writing the images finished before it).
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     version_id = int(loaded.version.id or 0)
+    ids = list(image_ids)
     pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []
     last_write = time.monotonic()
     start = last_write
-    decoder = _Decoder(project, image_ids, prefetch)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labeler-decode")
+    futures: dict[int, Future[tuple[Any, str | None]]] = {}
+    submitted = 0
+    lockstep = overlap == "post"
+
+    def submit_upto(count: int) -> None:
+        nonlocal submitted
+        while submitted < min(count, len(ids)):
+            futures[submitted] = pool.submit(_decode, project, ids[submitted])
+            submitted += 1
 
     def flush() -> None:
         nonlocal last_write
@@ -190,22 +179,31 @@ def iter_auto_label(
         last_write = time.monotonic()
 
     try:
-        for done, (image_id, image, error) in enumerate(decoder, start=1):
+        submit_upto(1 if lockstep else max(1, prefetch))
+        for index, image_id in enumerate(ids):
+            image, error = futures.pop(index).result()
+            if not lockstep:
+                submit_upto(index + 1 + max(1, prefetch))
             count, uncertainty = 0, None
             if image is not None:
-                prediction = predict_image(loaded.plugin, loaded.model, image, classes=loaded.classes,
-                                           settings=loaded.settings, device=loaded.device)
+                outputs = run_network(loaded.plugin, loaded.model, image, settings=loaded.settings,
+                                      device=loaded.device)
+                submit_upto(index + 2)
+                prediction = outputs_to_prediction(loaded.plugin, outputs, image_shape=image.shape[:2],
+                                                   classes=loaded.classes, settings=loaded.settings)
                 anns = _to_annotations(prediction, image_id, version_id)
                 count, uncertainty = len(anns), prediction.uncertainty
                 pending.append((image_id, anns, prediction.uncertainty, (image.shape[1], image.shape[0])))
                 if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
                     flush()
+            else:
+                submit_upto(index + 2)
             elapsed = time.monotonic() - start
-            yield AutoLabelProgress(done=done, total=len(image_ids), image_id=image_id, proposals=count,
+            yield AutoLabelProgress(done=index + 1, total=len(ids), image_id=image_id, proposals=count,
                                     uncertainty=uncertainty, elapsed=elapsed,
-                                    images_per_second=done / elapsed if elapsed > 0 else 0.0, error=error)
+                                    images_per_second=(index + 1) / elapsed if elapsed > 0 else 0.0, error=error)
     finally:
-        decoder.close()
+        pool.shutdown(wait=True, cancel_futures=True)
         flush()
 
 
@@ -217,13 +215,14 @@ def auto_label(
     progress: Callable[[AutoLabelProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     write_every: int = 32,
+    overlap: Literal["all", "post"] = "all",
 ) -> AutoLabelResult:
     """Run :func:`iter_auto_label` to the end (or until ``should_stop()``), returning a summary."""
     start = time.monotonic()
     images = proposals = 0
     failed: dict[int, str] = {}
     cancelled = False
-    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every)
+    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, overlap=overlap)
     try:
         for step in steps:
             if step.error is not None:

@@ -264,7 +264,8 @@ def fit(
     At least one of ``time_budget`` and ``epochs`` is required.
 
     ``progress`` receives a dict about every ``progress_every`` seconds (and after the last step):
-    ``event`` (``"progress"`` or ``"validation"``), ``epoch`` (float), ``step``, ``losses`` (mean per
+    ``event`` (``"progress"`` or ``"validation"``), ``epoch`` (float), ``step``, ``fraction`` (of the
+    run done, 0..1, what the learning-rate schedule follows), ``losses`` (mean per
     name since the last call, plus ``"total"``), ``lr``, ``elapsed`` and ``eta`` (seconds),
     ``images_per_second`` (all ranks) and, when ``validate`` has run, ``metrics`` (its result) and
     ``metric`` (``metrics[plugin.metric]`` if present). ``validate(model)`` runs every
@@ -365,6 +366,7 @@ def fit(
             "event": event,
             "epoch": images / len(shard),
             "step": step,
+            "fraction": 1.0 if final else frac,
             "losses": dict(last_losses),
             "lr": optimizer.param_groups[0]["lr"],
             "elapsed": elapsed,

@@ -88,6 +88,29 @@ def network_input(plugin: Plugin, image: np.ndarray, *, settings: Mapping[str, A
     return tensor.to(device)
 
 
+def run_network(plugin: Plugin, model: Any, image: np.ndarray, *, settings: Mapping[str, Any], device: str = "cpu") -> Any:
+    """The network's raw outputs for one ``(h, w, 3)`` uint8 RGB image, moved to the CPU."""
+    import torch
+
+    x = network_input(plugin, image, settings=settings, device=device)
+    with torch.inference_mode():
+        outputs = _call(plugin, "the model's forward", lambda: model(x))
+    return _to_cpu(outputs)
+
+
+def outputs_to_prediction(
+    plugin: Plugin, outputs: Any, *, image_shape: tuple[int, int], classes: Sequence[Category],
+    settings: Mapping[str, Any],
+) -> Prediction:
+    """``plugin.proposals`` on the network's outputs for an image of ``image_shape = (h, w)``, checked."""
+    shape = (int(image_shape[0]), int(image_shape[1]))
+    prediction = _call(
+        plugin, "proposals",
+        lambda: plugin.proposals(outputs, image_shape=shape, classes=tuple(classes), settings=settings),
+    )
+    return check_prediction(plugin, prediction, image_shape=shape, classes=classes)
+
+
 def predict_image(
     plugin: Plugin,
     model: Any,
@@ -98,18 +121,8 @@ def predict_image(
     device: str = "cpu",
 ) -> Prediction:
     """Run the network on one image and return its checked :class:`Prediction` (pixels of ``image``)."""
-    import torch
-
-    x = network_input(plugin, image, settings=settings, device=device)
-    with torch.inference_mode():
-        outputs = _call(plugin, "the model's forward", lambda: model(x))
-    outputs = _to_cpu(outputs)
-    shape = (int(image.shape[0]), int(image.shape[1]))
-    prediction = _call(
-        plugin, "proposals",
-        lambda: plugin.proposals(outputs, image_shape=shape, classes=tuple(classes), settings=settings),
-    )
-    return check_prediction(plugin, prediction, image_shape=shape, classes=classes)
+    outputs = run_network(plugin, model, image, settings=settings, device=device)
+    return outputs_to_prediction(plugin, outputs, image_shape=image.shape[:2], classes=classes, settings=settings)
 
 
 def _to_cpu(outputs: Any) -> Any:

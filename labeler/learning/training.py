@@ -148,6 +148,9 @@ def train(
         detail = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "none prepared"
         raise TrainingError(f"plugin {plugin.name!r} can use none of the {len(train_ids)} training images ({detail})")
 
+    import torch
+
+    torch.manual_seed(seed)  # the same initial weights on every rank, and reproducible runs
     try:
         model = plugin.build_model(num_classes=len(classes), settings=settings)
     except Exception as exc:  # noqa: BLE001

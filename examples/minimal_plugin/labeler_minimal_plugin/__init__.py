@@ -31,8 +31,8 @@ class MinimalSegmenter:
     metric = "miou"
     settings = (
         Setting("size", 32, "side of the square training crops, in pixels"),
-        Setting("width", 8, "channels of the hidden layer"),
-        Setting("lr", 0.05, "AdamW learning rate"),
+        Setting("width", 16, "channels of the hidden layer"),
+        Setting("lr", 0.03, "AdamW learning rate"),
         Setting("batch_size", 4, "examples per optimiser step"),
     )
 

@@ -1,0 +1,206 @@
+"""Both plugins through the whole engine on the real sets in ``../shared/data``.
+
+    .venv/bin/python benchmarks/bench_models.py [--budget 300] [--only membrane|camvid|fruit|raccoon]
+
+For each data set: a project is made in a temporary folder (training images with their labels,
+marked done; held-out images added by their real paths, not done), the plugin is trained with the
+runner (:func:`labeler.learning.training.train`, the code behind ``labeler train``) for
+``--budget`` wall-clock seconds, the new version auto-labels the held-out images
+(:func:`labeler.learning.autolabel.auto_label`, the code behind ``labeler auto-label``), and the
+proposals read back from the store are scored with the plugin's ``evaluate`` against the held-out
+labels. Printed per set: the metrics (segmenter mean IoU; localizer class accuracy and mean box
+IoU), training images per second, inference milliseconds per image (auto-label: decode, inputs,
+forward, proposals, storage), the bare network forward per image on the same (pre-decoded,
+pre-processed) images, and auto-label speed as a share of the bare forward's.
+
+The data sets are read, and split into training and held-out images, by the plugins' own quality
+scripts (``benchmarks/segmenter_quality.py``: membrane 20/4, camvid train/val;
+``benchmarks/localizer_quality.py``: 80/20 per class), whose per-set settings presets are used too.
+The runner holds out a further 20 % of the done images for its own validation (the version's
+``metrics``), so it trains on fewer images than those scripts do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SETS = {"membrane": "segmenter", "camvid": "segmenter", "fruit": "localizer", "raccoon": "localizer"}
+TARGETS = {
+    "membrane": "mean IoU >= 0.80 (trivial 0.40)",
+    "camvid": "mean IoU >= 0.35 (trivial 0.02)",
+    "fruit": "accuracy >= 0.95 (0.42), box IoU >= 0.72 (0.62)",
+    "raccoon": "box IoU >= 0.65 (0.55)",
+}
+
+
+def _script(name: str) -> ModuleType:
+    path = HERE / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load(data: str) -> tuple[list[Any], list[Any], list[Path], dict[str, str]]:
+    """``(train samples, held-out samples, held-out image paths, settings preset)``."""
+    if SETS[data] == "segmenter":
+        script = _script("segmenter_quality")
+        train, held, held_paths = script.load(data)
+    else:
+        script = _script("localizer_quality")
+        train, held, _, held_paths = script.load_samples(data)
+    presets = getattr(script, "PRESETS", {})
+    return train, held, list(held_paths), dict(presets.get(data, {}))
+
+
+def build_project(root: Path, train: list[Any], held_paths: list[Path]) -> tuple[Any, list[int]]:
+    """A project with the training samples done (images written as PNG beside it) and the held-out
+    images added by path, not done. Returns it open, with the held-out image ids in order."""
+    from dataclasses import replace
+
+    from labeler.core.store import Project
+
+    project = Project.create(root)
+    classes = train[0].classes
+    category = {c.id: project.add_category(c.name).id for c in classes}
+    (root / "train").mkdir()
+    for n, sample in enumerate(train):
+        path = root / "train" / f"{n:04d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR))
+        (image_id,) = project.add_images([path])
+        with project.transaction():
+            project.set_image_size(image_id, sample.image.shape[1], sample.image.shape[0])
+            project.add_annotations([replace(a, image_id=image_id, category_id=category[a.category_id], id=None)
+                                     for a in sample.annotations])
+            if sample.ignore_mask is not None:
+                from labeler.core.geometry import encode_mask
+
+                project.set_ignore_mask(image_id, encode_mask(np.asarray(sample.ignore_mask, bool)))
+            project.set_done(image_id, True)
+    held_ids = project.add_images(held_paths)
+    return project, held_ids
+
+
+def bare_forward_seconds(loaded: Any, images: list[np.ndarray]) -> float:
+    """Seconds for the network's forward pass alone over ``images`` (inputs made beforehand)."""
+    import torch
+
+    inputs = [loaded.plugin.inputs(im, settings=loaded.settings).to(loaded.device) for im in images]
+    with torch.inference_mode():
+        loaded.model(inputs[0])  # warm-up
+        start = time.perf_counter()
+        for x in inputs:
+            loaded.model(x)
+        return time.perf_counter() - start
+
+
+def stored_predictions(project: Any, version_id: int, image_ids: list[int]) -> list[Any]:
+    """The proposals of ``version_id`` read back from the store, as the plugin's Predictions."""
+    from labeler.core.annotation import State
+    from labeler.learning.api import Prediction, Proposal
+
+    out = []
+    for image_id in image_ids:
+        anns = [a for a in project.annotations(image_id, states=[State.PROPOSED]) if a.model_version == version_id]
+        out.append(Prediction(
+            proposals=tuple(Proposal(a.category_id, a.kind, float(a.score or 0.0), box_xywh=a.box_xywh, rle=a.rle,
+                                     polygons=a.polygons) for a in anns),
+            uncertainty=float(project.image(image_id).uncertainty or 0.0),
+        ))
+    return out
+
+
+def run(data: str, budget: float, log: Any = print) -> dict[str, Any]:
+    from labeler.core.images import read_image
+    from labeler.learning.autolabel import auto_label
+    from labeler.learning.checkpoints import load_version
+    from labeler.learning.plugins import get_plugin
+    from labeler.learning.training import train
+
+    plugin = get_plugin(SETS[data])
+    train_samples, held, held_paths, preset = load(data)
+    log(f"{data}: {len(train_samples)} training images, {len(held)} held out; {plugin.name} settings {preset or 'defaults'}")
+    with tempfile.TemporaryDirectory(prefix=f"labeler-bench-{data}-") as tmp:
+        project, held_ids = build_project(Path(tmp) / "project", train_samples, held_paths)
+        with project:
+            def progress(event: dict[str, Any]) -> None:
+                if event["event"] == "start":
+                    log(f"  training on {event['train_images']} images ({event['validation_images']} validate, "
+                        f"skipped {event['skipped'] or 'none'})")
+                elif event["event"] == "validation":
+                    log(f"  {event['elapsed']:6.0f} s  epoch {event['epoch']:6.1f}  loss {event['losses'].get('total', 0):.4f}"
+                        f"  validation {plugin.metric} {event.get('metric', float('nan')):.3f}")
+
+            result = train(project, plugin, overrides=preset, time_budget=budget, from_version=None,
+                           activate="always", progress=progress, validate_every=max(60.0, budget / 4))
+            assert result.version is not None
+            loaded = load_version(project, result.version, plugin)
+
+            images = [read_image(p) for p in held_paths]
+            forward = bare_forward_seconds(loaded, images)
+            labelled = auto_label(project, loaded, held_ids)
+            if labelled.failed:
+                log(f"  auto-label failed on {labelled.failed}")
+            predictions = stored_predictions(project, int(result.version.id or 0), held_ids)
+            metrics = plugin.evaluate(predictions, held, settings=loaded.settings)
+            data_seen = result.version.data
+    n = len(held_ids)
+    figures = {
+        "data": data, "plugin": plugin.name, "budget_s": budget, "train_images": len(train_samples),
+        "held_out_images": n, "metrics": {k: float(v) for k, v in metrics.items()},
+        "validation_metrics": result.metrics, "train_images_per_second": data_seen["images_per_second"],
+        "train_epochs": data_seen["epochs"], "autolabel_ms_per_image": 1000 * labelled.seconds / n,
+        "forward_ms_per_image": 1000 * forward / n, "autolabel_vs_forward_speed": forward / labelled.seconds,
+    }
+    return figures
+
+
+def summary(f: dict[str, Any]) -> str:
+    m = f["metrics"]
+    if f["plugin"] == "segmenter":
+        quality = f"mean IoU {m['mean_iou']:.3f}"
+    else:
+        quality = f"class accuracy {m['accuracy']:.3f}  mean box IoU {m['box_iou']:.3f}"
+    return (f"{f['data']:9s} {f['plugin']:10s} {quality}   [target {TARGETS[f['data']]}]\n"
+            f"{'':20s} training {f['train_images_per_second']:.1f} images/s ({f['train_epochs']:.0f} epochs); "
+            f"inference {f['autolabel_ms_per_image']:.1f} ms/image auto-label vs {f['forward_ms_per_image']:.1f} ms "
+            f"bare forward = {100 * f['autolabel_vs_forward_speed']:.0f} % of forward speed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds per data set (wall clock)")
+    parser.add_argument("--only", choices=sorted(SETS), action="append", help="only this data set (repeatable)")
+    parser.add_argument("--json", action="store_true", help="also print each set's figures as one JSON line")
+    args = parser.parse_args(argv)
+    results = []
+    for data in args.only or list(SETS):
+        figures = run(data, args.budget)
+        results.append(figures)
+        print(summary(figures), flush=True)
+        if args.json:
+            print(json.dumps(figures), flush=True)
+    if len(results) > 1:
+        print("\nsummary")
+        for figures in results:
+            print(summary(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
