@@ -34,7 +34,7 @@ from labeler.learning.api import LabelledImage, resolve_settings
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car", "pedestrian", "bicyclist")
 CAMVID_IGNORE = 11
 PRESETS: dict[str, dict[str, str]] = {
-    "membrane": {"flips": "hv", "rotate": "15"},
+    "membrane": {"flips": "hv", "rotate": "15", "widths": "16,32,64"},
     "camvid": {"scale": "0.5"},
 }
 
@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=("membrane", "camvid"), required=True)
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds (wall clock)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="also stop after this many passes over the training images (fixed work, for "
+                             "comparing settings on a busy machine)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -139,23 +142,32 @@ def main(argv: list[str] | None = None) -> int:
             losses = " ".join(f"{k}={v:.3f}" for k, v in info["losses"].items())
             print(f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} step {info['step']:5d} {losses}", flush=True)
 
-    result = fit(plugin, model, items, settings=settings, time_budget=args.budget, seed=args.seed, progress=progress)
+    result = fit(plugin, model, items, settings=settings, time_budget=args.budget, epochs=args.epochs,
+                 seed=args.seed, progress=progress)
     torch.set_num_threads(args.threads)
     model = result.model.eval()
     print(f"trained {result.steps} steps, {result.images} crops in {result.seconds:.1f} s: "
           f"{result.images_per_second:.2f} training crops/s ({settings['crop']}px)")
 
     predictions = []
-    t0 = time.perf_counter()
+    parts = {"decode": 0.0, "inputs": 0.0, "forward": 0.0, "proposals": 0.0}
     with torch.inference_mode():
+        model(plugin.inputs(held[0].image, settings=settings))  # warm-up (kernel selection)
         for path in held_paths:
+            t0 = time.perf_counter()
             image = read_image(path)
-            out = model(plugin.inputs(image, settings=settings))
+            t1 = time.perf_counter()
+            x = plugin.inputs(image, settings=settings)
+            t2 = time.perf_counter()
+            out = model(x)
+            t3 = time.perf_counter()
             predictions.append(plugin.proposals(out, image_shape=image.shape[:2], classes=classes, settings=settings))
-    infer_ms = (time.perf_counter() - t0) * 1000 / len(held_paths)
+            t4 = time.perf_counter()
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[key] += dt * 1000 / len(held_paths)
+    infer_ms = sum(parts.values())
     with torch.inference_mode():
         xs = [plugin.inputs(s.image, settings=settings) for s in held]
-        model(xs[0])
         t0 = time.perf_counter()
         for x in xs:
             model(x)
@@ -166,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  IoU {key[4:]:<12s} {value:.3f}")
     print(f"{args.data}: mean IoU {metrics['mean_iou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f} "
           f"on {len(held)} held-out images")
+    print("inference parts, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     print(f"inference {infer_ms:.1f} ms/image (decode + inputs + forward + proposals), bare forward "
           f"{forward_ms:.1f} ms/image: {forward_ms / infer_ms:.0%} of bare-forward speed; "
           f"{sum(len(p.proposals) for p in predictions) / len(predictions):.1f} proposals/image")

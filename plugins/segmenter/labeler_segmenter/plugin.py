@@ -36,7 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scale", 1.0, "resize factor applied to images before the network (training and inference)"),
     Setting("max_side", 1024, "cap in pixels on the longer side after resizing; bigger images are "
             "processed smaller and predictions upsampled"),
-    Setting("crop", 192, "side in pixels of the square training crops (after resizing)"),
+    Setting("crop", 160, "side in pixels of the square training crops (after resizing)"),
     Setting("batch_size", 8, "training crops per optimiser step"),
     Setting("lr", 3e-3, "peak AdamW learning rate (warm-up then cosine over the run)"),
     Setting("weight_decay", 1e-4, "AdamW weight decay"),
