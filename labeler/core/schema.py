@@ -39,7 +39,7 @@ MIGRATIONS: tuple[str, ...] = (
         active INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE annotations (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids never reused: undo restores a deleted label under its old id
         image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
         category_id INTEGER NOT NULL REFERENCES categories(id),
         kind TEXT NOT NULL CHECK (kind IN ('box', 'polygon', 'mask')),
