@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             for record in images:
                 project.set_image_size(record.id, WIDTH, HEIGHT)
             project.add_annotations(
-                [Annotation(image_id=r.id, category_id=category, kind=Kind.MASK, rle=rle) for r in images for rle in rles],
+                [Annotation(image_id=r.id, category_id=category, kind=Kind.MASK, rle=rle)
+                 for r in images for rle in rles],
                 log=False,
             )
             for record in images:

@@ -23,7 +23,6 @@ from labeler.formats.common import (
 )
 from labeler.formats.errors import FormatError
 
-
 # ---- helpers used by every format test ----------------------------------------------------------
 
 

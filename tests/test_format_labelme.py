@@ -186,7 +186,8 @@ def labelme_truth(doc: dict[str, Any], height: int, width: int) -> list[tuple[st
     return [(key[0], mask) for key, mask in objects.items()]
 
 
-@pytest.mark.parametrize("folder", ["instance_segmentation/data_annotated", "bbox_detection/data_annotated", "primitives"])
+@pytest.mark.parametrize(
+    "folder", ["instance_segmentation/data_annotated", "bbox_detection/data_annotated", "primitives"])
 def test_labelme_examples_to_coco(shared_data: Path, tmp_path: Path, folder: str) -> None:
     source = shared_data / "labelme-examples" / folder
     project = Project.create(tmp_path / "proj")

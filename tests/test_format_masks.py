@@ -81,8 +81,10 @@ def test_export_paints_polygons_background_and_unfinished_images(tmp_path: Path)
     done, todo = project.add_images([make_image(tmp_path / "d.png", 10, 10), make_image(tmp_path / "t.png", 10, 10)])
     cell = project.add_category("cell").id
     project.add_annotations([
-        Annotation(image_id=done, category_id=cell, kind=Kind.POLYGON, polygons=(np.array([[2, 2], [6, 2], [6, 6], [2, 6]]),)),
-        Annotation(image_id=todo, category_id=cell, kind=Kind.POLYGON, polygons=(np.array([[0, 0], [3, 0], [3, 3], [0, 3]]),)),
+        Annotation(image_id=done, category_id=cell, kind=Kind.POLYGON,
+                   polygons=(np.array([[2, 2], [6, 2], [6, 6], [2, 6]]),)),
+        Annotation(image_id=todo, category_id=cell, kind=Kind.POLYGON,
+                   polygons=(np.array([[0, 0], [3, 0], [3, 3], [0, 3]]),)),
         Annotation(image_id=done, category_id=cell, kind=Kind.BOX, box_xywh=(0, 0, 1, 1)),
     ])
     project.set_done(done, True)

@@ -74,7 +74,8 @@ def test_class_names_from_each_file_kind(tmp_path: Path) -> None:
         "dataset.yaml": "nc: 2\nnames:\n  - a\n  - b # comment\ntrain: x\n",
         "data.yml": "names:\n  0: a\n  1: 'b'\n",
     }
-    expected = {"classes.txt": ["a", "b"], "data.yaml": ["a", "b c", "d"], "dataset.yaml": ["a", "b"], "data.yml": ["a", "b"]}
+    expected = {"classes.txt": ["a", "b"], "data.yaml": ["a", "b c", "d"], "dataset.yaml": ["a", "b"],
+                "data.yml": ["a", "b"]}
     for name, text in cases.items():
         folder = tmp_path / name.replace(".", "_")
         folder.mkdir()

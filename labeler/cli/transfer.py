@@ -37,12 +37,15 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("project", help="the project folder")
     p.add_argument("out", help="the file (COCO) or folder (other formats) to write")
     p.add_argument("--format", choices=FORMAT_NAMES, help="the format to write (default: coco if OUT ends in .json)")
-    p.add_argument("--masks", choices=("rle", "polygon"), help="coco: write masks as compressed RLE (default) or polygons")
+    p.add_argument("--masks", choices=("rle", "polygon"),
+                   help="coco: write masks as compressed RLE (default) or polygons")
     p.add_argument("--file-names", choices=("relative", "name"),
                    help="coco: image paths relative to OUT's folder (default) or bare file names")
     p.add_argument("--include-proposals", action="store_true",
                    help="also write the models' pending proposals (with their score)")
-    p.add_argument("--values", metavar="V=NAME,...", help="masks: the pixel value of each class, e.g. 0=membrane,255=cell (default: 1..N, or the class names if they are numbers)")
+    p.add_argument("--values", metavar="V=NAME,...",
+                   help="masks: the pixel value of each class, e.g. 0=membrane,255=cell "
+                   "(default: 1..N, or the class names if they are numbers)")
     p.add_argument("--ignore", type=int, metavar="VALUE",
                    help="masks: the value for ignored and unlabelled pixels (default 255)")
     p.set_defaults(run=run_export)

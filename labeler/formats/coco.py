@@ -64,7 +64,8 @@ def _coco_file(source: Path) -> Path:
     if source.is_dir():
         found = [p for p in files_under(source, [".json"]) if p.parent == source]
         if len(found) != 1:
-            raise FormatError(f"{source}: expected one COCO .json file in the folder, found {len(found)}; name the file")
+            raise FormatError(
+                f"{source}: expected one COCO .json file in the folder, found {len(found)}; name the file")
         return found[0]
     if not source.is_file():
         raise FormatError(f"{source}: no such file")
@@ -122,7 +123,8 @@ def import_coco(
         image_ids.add(im["id"])
     unknown = set(by_image) - image_ids
     if unknown:
-        raise FormatError(f"{path}: annotations refer to image id {sorted(map(str, unknown))[0]}, which the file does not list")
+        first = sorted(map(str, unknown))[0]
+        raise FormatError(f"{path}: annotations refer to image id {first}, which the file does not list")
 
     tally = Tally()
     with project.transaction():

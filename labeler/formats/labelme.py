@@ -322,7 +322,7 @@ def export_labelme(
             if ignore is not None and [int(v) for v in ignore["size"]] == [height, width]:
                 shapes.append(_mask_shape(IGNORE_LABEL, decode_rle(ignore), None, {}))
             target = out_abs / (keys[record.id] + ".json")
-            document = {
+            document: dict[str, Any] = {
                 "version": LABELME_VERSION,
                 "flags": {},
                 "shapes": shapes,
@@ -368,7 +368,9 @@ def _shapes(
     return shapes
 
 
-def _shape(label: str, points: list[list[float]], kind: str, group: int | None, attributes: dict[str, Any]) -> dict[str, Any]:
+def _shape(
+    label: str, points: list[list[float]], kind: str, group: int | None, attributes: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "label": label,
         "points": [[number(x), number(y)] for x, y in points],

@@ -12,8 +12,8 @@ Export writes ``<out>/<key>.png`` (8-bit grayscale, ``<key>`` the image path wit
 every done image and every image carrying a polygon or mask label, and ``<out>/mapping.json``
 (``{"values": {"0": name, ...}, "background": 0, "ignore": 255}``). Uncovered pixels of a done
 image get the background value; of an image not done, and the image's ignore mask, the ignore
-value (255 by default, or the highest value below it that no class uses). Boxes have no pixels of their own and are skipped. Where labels overlap, the later one
-(higher id) wins.
+value (255 by default, or the highest value below it that no class uses). Boxes have no pixels
+of their own and are skipped. Where labels overlap, the later one (higher id) wins.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def read_label_png(path: Path) -> np.ndarray:
                 pixels = np.asarray(im)
                 channels = pixels[..., :3] if im.mode != "LA" else pixels[..., :1]
                 if not (channels == channels[..., :1]).all():
-                    raise FormatError(f"{path}: a colour image, not a mask of class values (use a grayscale or palette PNG)")
+                    raise FormatError(
+                        f"{path}: a colour image, not a mask of class values (use a grayscale or palette PNG)")
                 values = channels[..., 0]
             else:
                 raise FormatError(f"{path}: unsupported label image mode {im.mode}")
@@ -219,7 +220,8 @@ def export_masks(
         ignore = next(v for v in range(DEFAULT_IGNORE, -1, -1) if v not in mapping and v != background)
     ignore = int(ignore)
     if ignore in mapping:
-        raise FormatError(f"value {ignore} is both the ignore value and class {mapping[ignore]!r}; give another ignore value")
+        raise FormatError(
+            f"value {ignore} is both the ignore value and class {mapping[ignore]!r}; give another ignore value")
     top = max([*mapping, ignore, background])
     dtype = np.uint8 if top < 256 else np.uint16
     tally = Tally()
