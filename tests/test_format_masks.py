@@ -17,6 +17,11 @@ from labeler.formats import export_annotations, import_annotations
 from labeler.formats.errors import FormatError
 from labeler.formats.masks import parse_values, read_label_png
 
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
 CAMVID = "Sky,Building,Pole,Road,Pavement,Tree,SignSymbol,Fence,Car,Pedestrian,Bicyclist".split(",")
 
 
@@ -67,7 +72,7 @@ def test_without_values_classes_are_named_by_number_and_round_trip(tmp_path: Pat
     report = export_annotations(project, tmp_path / "out", format="masks", ignore=9)
     assert (report.images, report.annotations, report.files) == (2, 6, 3)
     for name, label in zip(["a", "b"], arrays, strict=True):
-        assert (np.asarray(Image.open(tmp_path / "out" / f"{name}.png")) == label).all()
+        assert (pixels(tmp_path / "out" / f"{name}.png") == label).all()
     mapping = json.loads((tmp_path / "out" / "mapping.json").read_text())
     assert mapping == {"values": {"0": "0", "1": "1", "2": "2"}, "background": 0, "ignore": 9}
     # the mapping file brings the same classes back without options
@@ -90,8 +95,8 @@ def test_export_paints_polygons_background_and_unfinished_images(tmp_path: Path)
     project.set_done(done, True)
     report = export_annotations(project, tmp_path / "out", format="masks")
     assert report.skipped == {"box (no pixels of its own)": 1}
-    d = np.asarray(Image.open(tmp_path / "out" / "d.png"))
-    t = np.asarray(Image.open(tmp_path / "out" / "t.png"))
+    d = pixels(tmp_path / "out" / "d.png")
+    t = pixels(tmp_path / "out" / "t.png")
     assert d[3, 3] == 1 and d[0, 0] == 0 and d[8, 8] == 0  # uncovered pixels of a done image: background
     assert t[1, 1] == 1 and t[8, 8] == 255  # of an image not done: ignore
 
@@ -144,7 +149,7 @@ def test_membrane_round_trip_is_pixel_exact(shared_data: Path, tmp_path: Path) -
     assert (report.images, report.annotations, report.done) == (24, 48, 24) and not report.skipped
     export_annotations(project, tmp_path / "out", format="masks", values="0=membrane,255=cell")
     for path in sorted((root / "label").glob("*.png")):
-        assert (np.asarray(Image.open(tmp_path / "out" / path.name)) == np.asarray(Image.open(path))).all(), path.name
+        assert (pixels(tmp_path / "out" / path.name) == pixels(path)).all(), path.name
 
 
 def test_camvid_round_trip_is_pixel_exact(shared_data: Path, tmp_path: Path) -> None:
@@ -161,4 +166,21 @@ def test_camvid_round_trip_is_pixel_exact(shared_data: Path, tmp_path: Path) -> 
     assert len(originals) == 20
     for path in originals:
         exported = tmp_path / "out" / f"{path.parent.name.replace('annot', '')}" / path.name
-        assert (np.asarray(Image.open(exported)) == np.asarray(Image.open(path))).all(), path.name
+        assert (pixels(exported) == pixels(path)).all(), path.name
+
+
+def test_labelme_voc_palette_masks_with_class_names_file(shared_data: Path, tmp_path: Path) -> None:
+    """Palette PNGs (values are palette indices), names from class_names.txt, 255 = ignore."""
+    root = shared_data / "labelme-examples" / "instance_segmentation" / "data_dataset_voc"
+    names = root / "class_names.txt"
+    project = Project.create(tmp_path / "proj")
+    report = import_annotations(project, root / "SegmentationClass", format="masks", images_dir=root / "JPEGImages",
+                                values=str(names), ignore=255)
+    assert report.images == 3 and not report.skipped
+    assert "_background_" not in {c.name for c in project.categories()}  # value 0 is background
+    assert {"person", "bottle"} <= {c.name for c in project.categories()}
+    export_annotations(project, tmp_path / "out", format="masks", values=str(names), ignore=255)
+    for path in sorted((root / "SegmentationClass").glob("*.png")):
+        with Image.open(path) as im:
+            assert im.mode == "P"
+        assert (pixels(tmp_path / "out" / path.name) == pixels(path)).all(), path.name

@@ -22,8 +22,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--images", metavar="DIR",
                    help="where to find the images the labels name when their own paths do not resolve")
     p.add_argument("--values", metavar="V=NAME,...",
-                   help="masks: pixel value to class name, e.g. 0=membrane,255=cell "
-                   "(default: each value is a class named by its number)")
+                   help="masks: pixel value to class name, e.g. 0=membrane,255=cell, or a file of class "
+                   "names, one per line for values 0, 1, ... (default: each value is a class named by its number)")
     p.add_argument("--ignore", type=int, metavar="VALUE", help="masks: the pixel value that means 'no label', e.g. 11")
     p.add_argument("--no-done", action="store_true", help="do not mark the labelled images done")
     p.set_defaults(run=run_import)

@@ -35,6 +35,7 @@ from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import decode_rle, normalize_rle, polygons_area, polygons_box
 from labeler.core.store import Project
 from labeler.formats.common import (
+    BACKGROUND_NAMES,
     CategoryMap,
     ExportReport,
     ImageFinder,
@@ -52,7 +53,6 @@ from labeler.formats.common import (
 )
 from labeler.formats.errors import FormatError
 
-BACKGROUND_NAMES = frozenset({"_background_", "__background__", "background"})
 MASK_MODES = ("rle", "polygon")
 FILE_NAME_MODES = ("relative", "name")
 

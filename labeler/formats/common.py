@@ -31,6 +31,8 @@ from labeler.core.store import Project, list_image_files
 from labeler.formats.errors import FormatError
 
 Progress = Callable[[int, int], None]
+BACKGROUND_NAMES = frozenset({"_background_", "__background__", "background"})
+"""Class names that mean "no object" (labelme's COCO and VOC exports call value/id 0 this)."""
 """``progress(done, total)``; raising from it cancels (an import then rolls back)."""
 
 

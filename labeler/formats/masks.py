@@ -2,9 +2,10 @@
 
 Import pairs each label PNG with the image of the same name without suffix (``label/3.png`` with
 ``image/3.png`` or ``3.jpg``). ``values`` maps pixel values to class names
-(``{0: "membrane", 255: "cell"}``, on the command line ``0=membrane,255=cell``); without it, every
-value present becomes a category named by its number (``"0"``, ``"1"``...), unless the folder
-holds a ``mapping.json`` written by an export. With ``values``, a value it does not name is
+(``{0: "membrane", 255: "cell"}``, on the command line ``0=membrane,255=cell``, or a file of
+class names, one per line, for values 0, 1, ...; a class named ``_background_`` is background);
+without it, every value present becomes a category named by its number (``"0"``, ``"1"``...),
+unless the folder holds a ``mapping.json`` written by an export. With ``values``, a value it does not name is
 background (not stored; counted in the report). Pixels equal to ``ignore`` go to the image's
 ignore mask. Each class present on an image is stored as one ``Kind.MASK`` annotation.
 
@@ -19,6 +20,7 @@ of their own and are skipped. Where labels overlap, the later one (higher id) wi
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from labeler.formats.common import (
     Progress,
     Tally,
     Writer,
+    BACKGROUND_NAMES,
     atomic_folder,
     export_keys,
     export_selection,
@@ -51,12 +54,22 @@ LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
 DEFAULT_IGNORE = 255
 
 
-def parse_values(text: str | Mapping[int, str] | None) -> dict[int, str] | None:
-    """``"0=membrane,255=cell"`` (or a mapping) as ``{0: "membrane", 255: "cell"}``; checks 0..65535."""
+def parse_values(text: str | os.PathLike[str] | Mapping[int, str] | None) -> dict[int, str] | None:
+    """``"0=membrane,255=cell"`` (or a mapping) as ``{0: "membrane", 255: "cell"}``; checks 0..65535.
+
+    ``text`` may also name a text file of class names, one per line, line ``i`` (from 0) naming
+    value ``i`` (labelme's ``class_names.txt``); empty lines name nothing.
+    """
     if text is None:
         return None
     if isinstance(text, Mapping):
         pairs = [(str(k), str(v)) for k, v in text.items()]
+    elif isinstance(text, os.PathLike) or ("=" not in text and Path(text).is_file()):
+        try:
+            lines = Path(text).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FormatError(f"{text}: cannot read the class names ({exc})") from exc
+        pairs = [(str(i), line.strip()) for i, line in enumerate(lines) if line.strip()]
     else:
         pairs = []
         for item in text.split(","):
@@ -146,7 +159,8 @@ def import_masks(
         cats = CategoryMap(project, tally)
         if mapping is not None:  # categories in the mapping's value order, present or not
             for value in sorted(mapping):
-                cats.id(mapping[value])
+                if mapping[value] not in BACKGROUND_NAMES:
+                    cats.id(mapping[value])
         writer = Writer(project, tally, mark_done=mark_done)
         for n, path in enumerate(files):
             image_id = finder.find_stem(key_of(path, folder), bases=bases)
@@ -179,6 +193,8 @@ def _import_one(
             tally.skip(f"pixels of value {value} not in the mapping (left as background)")
             continue
         name = mapping[value] if mapping is not None else str(value)
+        if name in BACKGROUND_NAMES:
+            continue
         writer.add(Annotation(image_id=image_id, category_id=cats.id(name), kind=Kind.MASK,
                               rle=encode_mask(label == value)))
 
@@ -212,10 +228,13 @@ def export_masks(
     categories = project.categories()
     mapping = parse_values(values) or default_values(categories)
     by_name = {c.name: c.id for c in categories}
-    unknown = sorted(set(mapping.values()) - set(by_name))
+    named_background = [v for v, name in mapping.items() if name in BACKGROUND_NAMES]
+    if named_background:
+        background = named_background[0]
+    unknown = sorted(set(mapping.values()) - set(by_name) - BACKGROUND_NAMES)
     if unknown:
         raise FormatError(f"values name {unknown[0]!r}, which is not a category of the project")
-    value_of = {by_name[name]: value for value, name in mapping.items()}
+    value_of = {by_name[name]: value for value, name in mapping.items() if name in by_name}
     if ignore is None:  # 255, or the highest 8-bit value no class uses
         ignore = next(v for v in range(DEFAULT_IGNORE, -1, -1) if v not in mapping and v != background)
     ignore = int(ignore)
