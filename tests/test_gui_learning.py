@@ -212,3 +212,21 @@ def test_auto_retrain_after_n_done_images(qtbot, window: MainWindow, trained: Pa
     window.next_not_done()
     window.toggle_done()
     assert started == [PLUGIN]
+
+
+def test_cancel_auto_label_all(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    open_and_wait(qtbot, window, trained)
+    with qtbot.waitSignal(window.autolabeler.batchFinished, timeout=60_000) as blocker:
+        window.autolabel_all()
+        assert window.autolabeler.batch_running()
+        qtbot.mouseClick(window.autolabel_panel.cancel_button, Qt.MouseButton.LeftButton)
+    ok, message, _tail = blocker.args
+    assert not ok and "cancelled" in message
+    assert window.autolabel_panel.all_button.isEnabled() and not window.autolabel_panel.cancel_button.isEnabled()
+
+
+def test_auto_label_without_a_model_says_what_to_do(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    open_and_wait(qtbot, window, make_project(tmp_path / "fresh", 2))
+    qtbot.mouseClick(window.autolabel_panel.image_button, Qt.MouseButton.LeftButton)
+    assert "no trained localizer model yet" in window.statusBar().currentMessage()
+    assert not window.autolabeler.image_running()
