@@ -17,6 +17,7 @@ from labeler.formats import export_annotations, import_annotations
 from labeler.formats.errors import FormatError
 from labeler.formats.masks import parse_values, read_label_png
 
+
 def pixels(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im)

@@ -32,6 +32,7 @@ from labeler.core.annotation import Annotation, Category, Kind
 from labeler.core.geometry import annotation_mask, decode_rle, encode_mask
 from labeler.core.store import Project
 from labeler.formats.common import (
+    BACKGROUND_NAMES,
     CategoryMap,
     ExportReport,
     ImageFinder,
@@ -39,7 +40,6 @@ from labeler.formats.common import (
     Progress,
     Tally,
     Writer,
-    BACKGROUND_NAMES,
     atomic_folder,
     export_keys,
     export_selection,
