@@ -328,7 +328,7 @@ def geometry_key(ann: Annotation) -> tuple[Any, ...]:
 
 
 class Writer:
-    """Collects an import's annotations and done flags, then writes them in one go.
+    """Writes an import's annotations in batches and marks its images done at the end.
 
     Annotations identical to an accepted one already in the project are skipped, so running the
     same import twice adds nothing the second time.
@@ -349,6 +349,8 @@ class Writer:
             return
         self._seen.add(key)
         self.pending.append(ann)
+        if len(self.pending) >= 2000:  # written as the import goes, so progress tells the truth
+            self.flush()
 
     def image(self, image_id: int) -> None:
         """The source labels this image (it may hold no object: then it is a confirmed negative)."""
