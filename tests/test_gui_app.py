@@ -222,6 +222,11 @@ def test_proposals_accept_reject_and_undo(qtbot, window: MainWindow, tmp_path: P
     panel.set_threshold(0.0)
     qtbot.mouseClick(panel.reject_all_button, Qt.MouseButton.LeftButton)
     assert all(window.project.annotation(i).state is State.REJECTED for i in ids)
+    # leaving the image logs the time spent reviewing its proposals (for the time-saved figure)
+    assert not window.project.edit_log(action="review")
+    window.step_image(1)
+    reviews = window.project.edit_log(action="review")
+    assert len(reviews) == 1 and reviews[0]["image_id"] == image_id and 0 <= reviews[0]["seconds"] <= 60
 
 
 def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

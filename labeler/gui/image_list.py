@@ -367,6 +367,7 @@ class ImageListPanel(QWidget):
         self.search.setClearButtonEnabled(True)
         self.counts_label = QLabel()
         self.counts_label.setWordWrap(True)
+        self.counts_label.setTextFormat(Qt.TextFormat.RichText)
         self.view = QListView()
         self.view.setModel(self.model)
         self.view.setUniformItemSizes(True)
@@ -446,6 +447,7 @@ class ImageListPanel(QWidget):
         counts = self.model.counts()
         shown = self.model.rowCount()
         total = self.model.total()
-        parts = [f"{counts[s]} {s.value}" for s in ImageState]
+        parts = [f"<span style='color:{STATE_COLORS[s].name()}'>●</span>&nbsp;{counts[s]}&nbsp;{s.value}"
+                 for s in ImageState]
         prefix = f"{shown} of {total} shown" if shown != total else f"{total} images"
         self.counts_label.setText(f"{prefix} · " + " · ".join(parts))

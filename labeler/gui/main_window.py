@@ -43,8 +43,8 @@ from labeler.gui.status import StatusBar
 from labeler.gui.training import TrainingController, installed_plugins
 from labeler.gui.workers import FunctionWorker
 
-REVIEW_CAP_SECONDS = 120.0
-"""At most this much of one visit to an image with proposals counts as review time."""
+REVIEW_CAP_SECONDS = 60.0
+"""At most this much of one visit to an image counts as time spent reviewing its proposals."""
 
 
 def create_project_for_folder(folder: Path) -> Project:
@@ -90,7 +90,8 @@ class MainWindow(QMainWindow):
         self.recent_menu: QMenu | None = None
         self.docks_menu: QMenu | None = None
         self._open_worker: FunctionWorker | None = None
-        self._visit: tuple[int, float, bool] | None = None  # image id, start time, had proposals
+        # the image shown: its id, when it was shown, when the user last accepted or rejected a proposal there
+        self._visit: tuple[int, float, float | None] | None = None
         self._done_since_training = 0
         self._batch_timer = QTimer(self)  # re-reads image states while auto-label-all writes
         self._batch_timer.setInterval(1500)
@@ -319,7 +320,7 @@ class MainWindow(QMainWindow):
             self.settings.set_last_image(self.project.root, image_id)
             self._shown_proposals = frozenset(
                 a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
-            self._visit = (image_id, time.monotonic(), bool(self._shown_proposals))
+            self._visit = (image_id, time.monotonic(), None)
         self.proposals.refresh()
         self._update_enabled()
 
@@ -327,11 +328,12 @@ class MainWindow(QMainWindow):
         self.shown_image = image_id
 
     def _end_visit(self) -> None:
-        """Log the time spent on an image that showed proposals as review time (capped)."""
+        """Log review time for the image being left: from showing it to the last proposal the user
+        accepted or rejected there (capped), if any. It is what accepted proposals cost."""
         visit, self._visit = self._visit, None
-        if visit is None or self.project is None or not visit[2]:
+        if visit is None or self.project is None or visit[2] is None:
             return
-        seconds = min(REVIEW_CAP_SECONDS, time.monotonic() - visit[1])
+        seconds = min(REVIEW_CAP_SECONDS, visit[2] - visit[1])
         try:
             self.project.log_edit("review", image_id=visit[0], seconds=seconds)
         except Exception:  # noqa: BLE001 - a closed project must not stop navigation
@@ -390,6 +392,11 @@ class MainWindow(QMainWindow):
             action.setChecked(True)
 
     def _on_annotations_changed(self, image_id: int) -> None:
+        if self.project is not None and image_id == self.current_image_id():
+            pending = frozenset(a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
+            if self._shown_proposals - pending and self._visit is not None and self._visit[0] == image_id:
+                self._visit = (image_id, self._visit[1], time.monotonic())  # proposals were reviewed
+            self._shown_proposals = pending
         self.images.model.refresh_image(image_id)
         self.proposals.refresh()
         self.status.refresh(self.project)
@@ -450,7 +457,7 @@ class MainWindow(QMainWindow):
             self.canvas.reload_annotations()
             self.proposals.refresh()
             if proposals and self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, self._visit[1], True)
+                self._visit = (image_id, time.monotonic(), self._visit[2])  # review starts when they appear
         self._shown_proposals = proposals
 
     def _refresh_during_batch(self) -> None:

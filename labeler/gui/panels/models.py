@@ -28,8 +28,8 @@ class ModelListPanel(QWidget):
         super().__init__(parent)
         self._project: Project | None = None
         self._plugin: str | None = None
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["", "Version", "Metrics", "Trained"])
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["", "Version", "Validation", "Images", "Trained"])
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -39,6 +39,7 @@ class ModelListPanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.ResizeToContents)
         self.activate_button = QPushButton("Make active")
         self.activate_button.setToolTip("Use this version for auto-labelling (roll back or forward)")
         layout = QVBoxLayout(self)
@@ -66,18 +67,25 @@ class ModelListPanel(QWidget):
         versions = self.versions()
         self.table.setRowCount(len(versions))
         for row, v in enumerate(versions):
-            metrics = ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items() if isinstance(val, (int, float)))
-            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created)) if v.created else ""
-            cells = ["●" if v.active else "", f"#{v.id}", metrics or "—", created]
+            numbers = {k: val for k, val in v.metrics.items() if isinstance(val, (int, float)) and k != "images"}
+            metrics = " · ".join(f"{k} {val:.2f}" for k, val in numbers.items())
+            created = time.strftime("%m-%d %H:%M", time.localtime(v.created)) if v.created else ""
+            trained_on = v.data.get("train_images")
+            images = str(len(trained_on)) if isinstance(trained_on, list) else ""
+            cells = ["●" if v.active else "", f"#{v.id}", metrics or "—", images, created]
+            tip = "\n".join(
+                [f"{k}: {val:.4f}" for k, val in numbers.items()]
+                + [f"{k}: {v.data[k]}" for k in ("seconds", "steps", "stopped_by") if k in v.data]
+                + ([f"warm-started from #{v.parent}"] if v.parent else [])
+            )
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, v.id)
+                item.setToolTip(tip)
                 if v.active:
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)
-                if col == 2:
-                    item.setToolTip(metrics)
                 self.table.setItem(row, col, item)
         self._update_button()
 
