@@ -44,6 +44,16 @@ def test_is_a_plugin_with_documented_settings() -> None:
     assert {"lr", "batch_size", "weight_decay", "box_weight", "input_size"} <= names
 
 
+def test_bad_settings_are_refused_with_the_reason() -> None:
+    plugin = LocalizerPlugin()
+    with pytest.raises(ValueError, match="multiple of 16"):
+        plugin.build_model(num_classes=2, settings={"input_size": 100})
+    with pytest.raises(ValueError, match="crop_min"):
+        plugin.build_model(num_classes=2, settings={"crop_min": 1.5, "crop_max": 1.2})
+    with pytest.raises(ValueError, match="box_weight"):
+        plugin.build_model(num_classes=2, settings={"box_weight": -1.0})
+
+
 def test_discovered_through_entry_point() -> None:
     from importlib.metadata import entry_points
 

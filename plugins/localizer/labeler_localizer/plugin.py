@@ -204,6 +204,10 @@ class LocalizerPlugin:
     def _cfg(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         cfg = {s.name: s.default for s in self.settings}
         cfg.update(settings)
+        if not 0.0 < float(cfg["crop_min"]) <= float(cfg["crop_max"]):
+            raise ValueError(f"need 0 < crop_min <= crop_max, got {cfg['crop_min']} and {cfg['crop_max']}")
+        if float(cfg["box_weight"]) < 0:
+            raise ValueError(f"box_weight must not be negative, got {cfg['box_weight']}")
         return cfg
 
 
