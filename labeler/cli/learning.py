@@ -61,7 +61,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--plugin", required=True, help="plugin name (see 'labeler plugins')")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="a plugin setting (repeatable)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="train for this many wall-clock seconds")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="seconds of training (reading the images before and measuring after come on top)")
     p.add_argument("--epochs", type=float, metavar="N", help="train for N passes over the training images")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from-version", type=int, metavar="ID", help="warm-start from this version "
@@ -135,15 +136,13 @@ def emit_json(event: dict[str, Any]) -> None:
 
 
 def _device(text: str) -> str:
-    import torch
-
     from labeler.cli import CliError
+    from labeler.learning.device import DeviceError, resolve_device
 
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise CliError(f"--device {text}: no CUDA device is available")
-    return text
+    try:
+        return resolve_device(text)
+    except DeviceError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _progress_mode(requested: str | None) -> str:
@@ -280,23 +279,6 @@ def run_train(args: argparse.Namespace) -> int:
         raise
 
 
-def _init_distributed(device: str) -> tuple[bool, str]:
-    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False, device
-    import torch
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        device = f"cuda:{local_rank}"
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend="nccl")
-    else:
-        dist.init_process_group(backend="gloo")
-    return True, device
-
-
 def _train(args: argparse.Namespace, mode: str) -> int:
     from labeler.cli import CliError
     from labeler.core.store import Project
@@ -309,8 +291,12 @@ def _train(args: argparse.Namespace, mode: str) -> int:
         raise CliError("--epochs must be positive")
     overrides = _parse_sets(args.settings)
     plugin = get_plugin(args.plugin)
+    from labeler.learning.device import close_distributed, init_distributed, launched_distributed
+
     device = _device(args.device)
-    distributed, device = _init_distributed(device)
+    distributed = launched_distributed()
+    if distributed:
+        device = init_distributed(device)
     rank = int(os.environ.get("RANK", "0")) if distributed else 0
     from_version: Any = None if args.fresh else (args.from_version if args.from_version is not None else "active")
 
@@ -333,10 +319,7 @@ def _train(args: argparse.Namespace, mode: str) -> int:
                 raise CliError(str(exc)) from None
     finally:
         if distributed:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            close_distributed()
     if rank != 0:
         return 0
     if result.version is None:

@@ -344,8 +344,11 @@ def fit(
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return tensor.tolist()
 
+    reported_step = -1
+
     def report(event: str, final: bool = False) -> None:
-        nonlocal sums, count, last_report, last_losses
+        nonlocal sums, count, last_report, last_losses, reported_step
+        reported_step = step
         if count:
             last_losses = {k: v / count for k, v in sums.items()}
         sums, count = {}, 0
@@ -461,7 +464,8 @@ def fit(
         maker.close()
 
     seconds = time.monotonic() - start
-    report("progress", final=True)
+    if count or step == 0 or reported_step != step:
+        report("progress", final=True)
     bare.eval()
     return FitResult(
         model=bare,
