@@ -54,6 +54,7 @@ def test_export_coco_loads_in_pycocotools(qtbot, tmp_path: Path) -> None:  # typ
     dialog.set_path(out)
     report = run_dialog(qtbot, dialog)
     assert "3 annotations" in dialog.result_label.text()
+    assert dialog.run_button.isEnabled() and dialog.close_button.text() == "Close"  # ready for another run
     coco = COCO(str(out))
     assert len(coco.getAnnIds()) == 3 == report.annotations  # type: ignore[attr-defined]
     assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == ["cat", "dog"]

@@ -134,6 +134,7 @@ class _TransferDialog(QDialog):
         self.progress.setValue(done)
 
     def _on_finished(self, report: Any) -> None:
+        self.worker = None
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.result_label.setText(report.summary())
@@ -142,6 +143,7 @@ class _TransferDialog(QDialog):
         self.succeeded.emit(report)
 
     def _on_failed(self, message: str) -> None:
+        self.worker = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         cancelled = message.endswith("cancelled")
