@@ -72,9 +72,8 @@ def build_actions(window: MainWindow) -> Actions:
     std = QKeySequence.StandardKey
 
     # File
-    _action(window, a, "open_project", "&Open project…", window.ask_open_project, std.Open, "Open a project folder")
-    _action(window, a, "open_folder", "Open &folder of images…", window.ask_open_folder, "Ctrl+Shift+O",
-            "Make a project of a folder of images")
+    _action(window, a, "open_project", "&Open project or folder…", window.ask_open_project, std.Open,
+            "Open a project, or a folder of images to make a project of")
     _action(window, a, "import", "&Import labels…", window.ask_import, "Ctrl+I", "Import annotations from a file")
     _action(window, a, "export", "&Export labels…", window.ask_export, "Ctrl+E", "Export annotations to a file")
     _action(window, a, "quit", "&Quit", window.close, std.Quit)
@@ -142,7 +141,7 @@ def build_actions(window: MainWindow) -> Actions:
 def _build_menus(window: MainWindow, a: Actions) -> None:
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
-    file_menu.addActions([a["open_project"], a["open_folder"]])
+    file_menu.addAction(a["open_project"])
     window.recent_menu = file_menu.addMenu("Open &recent")
     window.recent_menu.aboutToShow.connect(window.fill_recent_menu)
     file_menu.addSeparator()

@@ -294,9 +294,6 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_path(folder)
 
-    def ask_open_folder(self) -> None:
-        self.ask_open_project()
-
     def fill_recent_menu(self) -> None:
         if self.recent_menu is None:
             return
