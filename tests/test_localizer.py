@@ -313,7 +313,7 @@ def test_tiny_training_learns_to_look_at_the_object(monkeypatch: pytest.MonkeyPa
     items = [plugin.prepare(s, settings=settings) for s in train]
     torch.manual_seed(0)
     model = plugin.build_model(num_classes=2, settings=settings)
-    result = fit(plugin, model, items, settings=settings, epochs=25, seed=0, prefetch=0)
+    result = fit(plugin, model, items, settings=settings, epochs=12, seed=0, prefetch=0)
     model = result.model.eval()
     with torch.no_grad():
         predictions = [
