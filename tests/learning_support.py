@@ -30,11 +30,13 @@ def install_minimal_plugin() -> Path:
     source = work / "src"
     shutil.copytree(MINIMAL_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = work / "site"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--disable-pip-version-check", "--no-compile", "--target", str(target), str(source)],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip could not install examples/minimal_plugin:\n{done.stdout}\n{done.stderr}")
     shutil.rmtree(source, ignore_errors=True)
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))
