@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import shutil
@@ -27,16 +28,25 @@ def install_minimal_plugin() -> Path:
     if _installed is not None:
         return _installed
     work = Path(tempfile.mkdtemp(prefix="labeler-minimal-plugin-"))
+    atexit.register(shutil.rmtree, work, True)
     source = work / "src"
     shutil.copytree(MINIMAL_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = work / "site"
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--no-compile", "--target", str(target), str(source)],
-        capture_output=True, text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"pip could not install examples/minimal_plugin:\n{done.stdout}\n{done.stderr}")
+    # Without build isolation first (no network needed, uses the venv's setuptools); a fresh venv's
+    # old setuptools may lack what that needs (``wheel``), so then the ordinary isolated build.
+    attempts = []
+    for isolation in (["--no-build-isolation"], []):
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation,
+             "--disable-pip-version-check", "--no-compile", "--target", str(target), str(source)],
+            capture_output=True, text=True,
+        )
+        attempts.append(done.stdout + done.stderr)
+        if done.returncode == 0:
+            break
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        raise RuntimeError("pip could not install examples/minimal_plugin:\n" + "\n".join(attempts))
     shutil.rmtree(source, ignore_errors=True)
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))
