@@ -322,8 +322,8 @@ def geometry_key(ann: Annotation) -> tuple[Any, ...]:
         geo = tuple(tuple(np.round(p, 3).ravel().tolist()) for p in ann.polygons)
     else:
         assert ann.rle is not None
-        rle = normalize_rle(ann.rle)
-        geo = (tuple(rle["size"]), rle["counts"])
+        rle = ann.rle if isinstance(ann.rle["counts"], str) else normalize_rle(ann.rle)
+        geo = (tuple(int(v) for v in rle["size"]), rle["counts"])
     return (ann.image_id, ann.category_id, ann.kind.value, geo)
 
 
