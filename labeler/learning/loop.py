@@ -269,7 +269,8 @@ def fit(
     name since the last call, plus ``"total"``), ``lr``, ``elapsed`` and ``eta`` (seconds),
     ``images_per_second`` (all ranks) and, when ``validate`` has run, ``metrics`` (its result) and
     ``metric`` (``metrics[plugin.metric]`` if present). ``validate(model)`` runs every
-    ``validate_every`` seconds on rank 0 with the bare model in eval mode under ``no_grad``.
+    ``validate_every`` seconds (or less often, so that validating takes at most about a tenth of the
+    time) on rank 0 with the bare model in eval mode under ``no_grad``.
 
     Raises :class:`PluginError` naming the plugin if it raises, returns arrays that do not stack,
     returns something other than named scalar losses, or a loss is NaN/inf (``"NaN/inf loss 'box'
@@ -318,6 +319,7 @@ def fit(
     start = time.monotonic()
     last_report = start
     last_validation = start
+    validation_interval = validate_every
     sums: dict[str, float] = {}
     count = 0
     step = 0
@@ -450,13 +452,15 @@ def fit(
             sums["total"] = sums.get("total", 0.0) + sum(named.values())
 
             now = time.monotonic()
-            if validate is not None and now - last_validation >= validate_every:
+            if validate is not None and now - last_validation >= validation_interval:
                 if rank == 0:
                     bare.eval()
                     with torch.no_grad():
                         metrics = dict(validate(bare))
                     bare.train()
                 last_validation = time.monotonic()
+                # validation never takes more than about a tenth of the run
+                validation_interval = max(validate_every, 9.0 * (last_validation - now))
                 report("validation")
             elif now - last_report >= progress_every:
                 report("progress")
