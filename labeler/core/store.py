@@ -507,23 +507,27 @@ class Project:
 
     def add_annotations(self, anns: Iterable[Annotation], *, log: bool = True) -> list[Annotation]:
         now = time.time()
-        ids = []
+        stored: list[Annotation] = []
         with self.transaction():
             for ann in anns:
+                geometry = _geometry_to_json(ann)
                 cur = self._conn.execute(
                     "INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
                     " score, iscrowd, group_id, attributes, created, updated)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        ann.id, ann.image_id, ann.category_id, ann.kind.value, _geometry_to_json(ann),
+                        ann.id, ann.image_id, ann.category_id, ann.kind.value, geometry,
                         ann.state.value, ann.model_version, ann.score, int(ann.iscrowd), ann.group_id,
                         json.dumps(ann.attributes), ann.created or now, now,
                     ),
                 )
-                ids.append(int(cur.lastrowid or 0))
+                new_id = int(cur.lastrowid or 0)
+                # What was stored, without reading it back (masks carry their normalised RLE).
+                rle = json.loads(geometry) if ann.kind is Kind.MASK else ann.rle
+                stored.append(replace(ann, id=new_id, rle=rle, created=ann.created or now, updated=now))
                 if log and ann.state is not State.PROPOSED:
-                    self._log("add", image_id=ann.image_id, annotation_id=ids[-1], kind=ann.kind.value)
-        return [self.annotation(i) for i in ids]
+                    self._log("add", image_id=ann.image_id, annotation_id=new_id, kind=ann.kind.value)
+        return stored
 
     def update_annotation(self, ann: Annotation, *, action: str = "edit") -> Annotation:
         """Overwrite the stored annotation with id ``ann.id``."""
