@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -17,6 +19,15 @@ from PySide6.QtWidgets import (
 )
 
 from labeler.core.store import ModelVersion, Project
+
+
+def _when(created: float | None) -> str:
+    """``14:05`` for today, ``11-27 14:05`` before (local time)."""
+    if not created:
+        return ""
+    local = time.localtime(created)
+    same_day = time.strftime("%Y-%m-%d", local) == time.strftime("%Y-%m-%d")
+    return time.strftime("%H:%M" if same_day else "%m-%d %H:%M", local)
 
 
 class ModelListPanel(QWidget):
@@ -69,8 +80,12 @@ class ModelListPanel(QWidget):
         self.table.setRowCount(len(versions))
         for row, v in enumerate(versions):
             numbers = {k: val for k, val in v.metrics.items() if isinstance(val, (int, float)) and k != "images"}
-            metrics = " · ".join(f"{k} {val:.2f}" for k, val in numbers.items())
-            created = time.strftime("%m-%d %H:%M", time.localtime(v.created)) if v.created else ""
+            ranking = self._ranking_metric(v)
+            if ranking in numbers:  # the metric that decides which version is better comes first
+                numbers = {ranking: numbers[ranking]} | numbers
+            # the cell shows the deciding metric; the tooltip all of them
+            metrics = next((f"{k} {val:.3f}" for k, val in numbers.items()), "")
+            created = _when(v.created)
             trained_on = v.data.get("train_images")
             images = str(len(trained_on)) if isinstance(trained_on, list) else ""
             cells = ["●" if v.active else "", f"#{v.id}", metrics or "—", images, created]
@@ -89,6 +104,17 @@ class ModelListPanel(QWidget):
                     item.setFont(font)
                 self.table.setItem(row, col, item)
         self._update_button()
+
+    def _ranking_metric(self, version: ModelVersion) -> str | None:
+        """The plugin's ranking metric, from the metadata JSON beside the checkpoint (None if unreadable)."""
+        if self._project is None:
+            return None
+        meta = (self._project.root / version.checkpoint).with_suffix(".json")
+        try:
+            value = json.loads(Path(meta).read_text(encoding="utf-8")).get("metric")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
 
     def selected_version(self) -> int | None:
         rows = self.table.selectionModel().selectedRows()
