@@ -83,20 +83,28 @@ def polygons_to_mask(polygons: Sequence[np.ndarray], height: int, width: int) ->
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 
-def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.5) -> list[np.ndarray]:
-    """Outer contours of a bool mask as ``(N, 2)`` float polygons (holes are dropped).
+def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.5, scale: int = 4) -> list[np.ndarray]:
+    """Outer outlines of a ``(h, w)`` bool mask as ``(N, 2)`` polygons in pixel coordinates.
 
-    ``tolerance`` is the Douglas-Peucker epsilon in pixels; parts with fewer than 3 vertices
-    after simplification are skipped.
+    Unlike tracing pixel centres, the outline follows the pixels' outer edges (to within
+    ``1 / (2 * scale)`` px), so rasterising the polygon the COCO way gives the mask back: small
+    objects keep their size. The crop around the mask is traced at ``scale`` times the resolution
+    and simplified with a Douglas-Peucker ``tolerance`` in pixels. Holes are not kept.
     """
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return []
+    x0, y0 = int(xs.min()), int(ys.min())
+    crop = np.ascontiguousarray(mask[y0:int(ys.max()) + 1, x0:int(xs.max()) + 1], dtype=np.uint8)
+    big = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     parts = []
-    for c in contours:
+    for contour in contours:
         if tolerance > 0:
-            c = cv2.approxPolyDP(c, tolerance, True)
-        pts = c.reshape(-1, 2).astype(np.float64)
+            contour = cv2.approxPolyDP(contour, tolerance * scale, True)
+        pts = contour.reshape(-1, 2).astype(np.float64)
         if len(pts) >= 3:
-            parts.append(pts)
+            parts.append((pts + 0.5) / scale + [x0, y0])
     return parts
 
 

@@ -32,7 +32,7 @@ from pycocotools import mask as mask_utils
 
 import labeler
 from labeler.core.annotation import Annotation, Kind
-from labeler.core.geometry import decode_rle, normalize_rle, polygons_area, polygons_box
+from labeler.core.geometry import decode_rle, mask_to_polygons, normalize_rle, polygons_area, polygons_box
 from labeler.core.store import Project
 from labeler.formats.common import (
     BACKGROUND_NAMES,
@@ -49,7 +49,6 @@ from labeler.formats.common import (
     files_under,
     image_sizes,
     read_json,
-    trace_polygons,
 )
 from labeler.formats.errors import FormatError
 
@@ -331,7 +330,7 @@ def _coco_entry(
             return None
         rle = ann.rle if isinstance(ann.rle["counts"], str) else normalize_rle(ann.rle)  # the store's is
         coded = _bytes_rle(rle)
-        parts = trace_polygons(decode_rle(rle)) if masks == "polygon" and not ann.iscrowd else []
+        parts = mask_to_polygons(decode_rle(rle)) if masks == "polygon" and not ann.iscrowd else []
         if parts:  # bbox and area then follow the polygon that is written
             entry["segmentation"] = [p.reshape(-1).tolist() for p in parts]
             entry["bbox"] = list(polygons_box(parts))

@@ -495,30 +495,3 @@ def number(value: float) -> float | int:
     """A coordinate for text output: integral values as ``int``, others rounded to 1e-6 pixel."""
     value = round(float(value), 6)
     return int(value) if value.is_integer() else value
-
-
-def trace_polygons(mask: np.ndarray, *, tolerance: float = 0.5, scale: int = 4) -> list[np.ndarray]:
-    """Outer outlines of a ``(h, w)`` bool mask as ``(N, 2)`` polygons in pixel coordinates.
-
-    Unlike tracing pixel centres, the outline follows the pixels' outer edges (to within
-    ``1 / (2 * scale)`` px), so rasterising the polygon the COCO way gives the mask back: small
-    objects keep their size. The crop around the mask is traced at ``scale`` times the resolution
-    and simplified with a Douglas-Peucker ``tolerance`` in pixels. Holes are not kept.
-    """
-    import cv2
-
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return []
-    x0, y0 = int(xs.min()), int(ys.min())
-    crop = np.ascontiguousarray(mask[y0:int(ys.max()) + 1, x0:int(xs.max()) + 1], dtype=np.uint8)
-    big = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    parts = []
-    for contour in contours:
-        if tolerance > 0:
-            contour = cv2.approxPolyDP(contour, tolerance * scale, True)
-        pts = contour.reshape(-1, 2).astype(np.float64)
-        if len(pts) >= 3:
-            parts.append((pts + 0.5) / scale + [x0, y0])
-    return parts

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from labeler.core.annotation import Annotation, Kind
-from labeler.core.geometry import decode_rle
+from labeler.core.geometry import decode_rle, mask_to_polygons
 from labeler.core.store import Project
 from labeler.formats.common import (
     CategoryMap,
@@ -41,7 +41,6 @@ from labeler.formats.common import (
     export_selection,
     image_sizes,
     key_of,
-    trace_polygons,
 )
 from labeler.formats.errors import FormatError
 
@@ -280,7 +279,7 @@ def _lines(ann: Annotation, cls: int, width: int, height: int, tally: Tally) -> 
         if [int(v) for v in ann.rle["size"]] != [height, width]:
             tally.skip("mask size differs from the image")
             return []
-        parts = trace_polygons(decode_rle(ann.rle))
+        parts = mask_to_polygons(decode_rle(ann.rle))
         if not parts:
             tally.skip("mask too small to trace")
             return []
