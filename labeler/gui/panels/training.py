@@ -87,6 +87,22 @@ class TrainingPanel(QWidget):
 
     def show_event(self, event: dict[str, Any]) -> None:
         """Update progress, status and plot from one ``--progress json`` line."""
+        kind = event.get("event")
+        if kind == "start":
+            text = f"Training on {event.get('train_images')} images ({event.get('validation_images')} for validation)"
+            skipped = event.get("skipped")
+            if isinstance(skipped, dict) and skipped:
+                text += "; skipped: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+            messages = event.get("messages")
+            if isinstance(messages, list) and messages:
+                text += "\n" + "\n".join(str(m) for m in messages)
+            self.status.setText(text)
+            return
+        if kind == "evaluating":
+            self.status.setText(f"Measuring the new model on {event.get('validation_images')} validation images…")
+            return
+        if kind not in (None, "progress", "validation"):
+            return
         fraction = progress_fraction(event)
         if fraction is not None:
             self.progress.setValue(round(fraction * 1000))

@@ -1,0 +1,87 @@
+"""Panels fed with the training runner's JSON events, the loss plot, and the helpers they use."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+# The offscreen platform cannot resize native windows; that notice is about the test platform, not us.
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+
+from labeler.gui.autolabel import estimate_eta, format_eta  # noqa: E402
+from labeler.gui.panels.autolabel import AutoLabelPanel  # noqa: E402
+from labeler.gui.panels.training import TrainingPanel  # noqa: E402
+from labeler.gui.plot import LossPlot  # noqa: E402
+from labeler.gui.training import event_loss, progress_fraction  # noqa: E402
+
+
+def test_progress_helpers() -> None:
+    assert progress_fraction({"elapsed": 30.0, "eta": 90.0}) == pytest.approx(0.25)
+    assert progress_fraction({"fraction": 1.7}) == 1.0
+    assert progress_fraction({"elapsed": 3.0, "eta": None}) is None
+    assert event_loss({"losses": {"class": 0.5, "box": 0.25, "total": 0.75}}) == 0.75
+    assert event_loss({"losses": {"a": 1.0, "b": 2.0}}) == 3.0
+    assert event_loss({"loss": 0.5}) == 0.5 and event_loss({}) is None
+    assert estimate_eta(10.0, 5, 20) == pytest.approx(30.0)
+    assert math.isnan(estimate_eta(1.0, 0, 20))
+    assert format_eta(math.nan) == "estimating time left…"
+    assert format_eta(75) == "about 1 min 15 s left" and format_eta(9.4) == "about 9 s left"
+
+
+def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_running(True, "segmenter")
+    assert not panel.train_button.isEnabled() and panel.cancel_button.isEnabled()
+    panel.show_event({"event": "start", "train_images": 8, "validation_images": 2, "skipped": {"no box": 1},
+                      "messages": ["training from scratch"]})
+    assert "Training on 8 images (2 for validation); skipped: 1 no box" in panel.status.text()
+    for step in range(1, 6):
+        panel.show_event({"event": "progress", "epoch": step / 2, "step": step, "losses": {"total": 1.0 / step},
+                          "elapsed": step, "eta": 10 - step})
+    panel.show_event({"event": "validation", "step": 5, "losses": {"total": 0.2}, "metric": 0.61,
+                      "elapsed": 5, "eta": 5})
+    assert panel.progress.value() == 500
+    assert len(panel.plot.loss_series.points) == 6 and panel.plot.metric_series.points == [(5.0, 0.61)]
+    assert "val 0.610" in panel.status.text() and "about 5 s left" in panel.status.text()
+    panel.plot.grab()  # paints without error with both curves
+    panel.show_event({"event": "evaluating", "validation_images": 2})
+    assert "Measuring" in panel.status.text()
+    panel.show_finished(False, "Training failed: boom.", "line 1\nTraceback\nValueError: boom")
+    assert panel.log.isVisibleTo(panel) and "ValueError: boom" in panel.log.toPlainText()
+    assert panel.progress.value() == 0 and panel.train_button.isEnabled()
+    panel.set_running(True, "segmenter")
+    assert not panel.log.isVisibleTo(panel) and not panel.plot.loss_series.points
+
+
+def test_plot_paints_empty_single_and_flat_series(qtbot) -> None:  # type: ignore[no-untyped-def]
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 160)
+    assert not plot.grab().isNull()
+    plot.add_loss(1, 0.5)
+    plot.add_metric(1, 0.5)
+    assert not plot.grab().isNull()
+    for x in range(2, 10):
+        plot.add_loss(x, 0.5)  # a flat curve
+    plot.add_loss(10, math.nan)  # not a number: dropped
+    assert len(plot.loss_series.points) == 9
+    assert not plot.grab().isNull()
+
+
+def test_auto_label_panel_progress(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = AutoLabelPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    assert not panel.progress.isVisibleTo(panel)
+    panel.set_running(True)
+    assert panel.progress.isVisibleTo(panel) and panel.cancel_button.isEnabled()
+    panel.show_progress(3, 12, 40.0)
+    assert panel.progress.value() == 3 and panel.progress.maximum() == 12
+    assert "3 of 12 images · about 40 s left" in panel.status.text()
+    panel.show_finished("Auto-labelling cancelled after 3 of 12 images.", "", False)
+    assert panel.all_button.isEnabled() and not panel.cancel_button.isEnabled()
