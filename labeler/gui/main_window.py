@@ -202,6 +202,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.shutdown()
+        self.set_project(None)  # every edit is already stored; this closes the database
         super().closeEvent(event)
 
     def shutdown(self) -> None:
