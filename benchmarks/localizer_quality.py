@@ -49,9 +49,10 @@ def load_fruit(root: Path) -> tuple[list[tuple[str, Path, str, tuple[float, floa
     """``(stem, image path, class name, box xywh pixels)`` per labelme file, and the class names.
 
     labelme 3.5 rectangles are two corner points; their order is not trusted (min/max taken).
-    labelme 3.5 did not apply EXIF orientation and none of these files carries a rotating
-    orientation (two carry the invalid value 0, read as upright), so boxes are in the frame
-    :func:`read_image` returns; the loader checks every box lies within the image size.
+    Whether or not the labelling tool applied EXIF orientation does not matter here: none of these
+    files carries a rotating orientation (5-8; the invalid 0 reads as upright), so the stored
+    pixels, the frame :func:`read_image` returns and the labels' frame are one and the same (and
+    the loader checks every box lies within the image as read).
     """
     rows = []
     for path in sorted((root / "fruit" / "train").glob("*.json")):
