@@ -168,6 +168,7 @@ def run_child(mode: str, path: Path | None, settings: Path) -> dict[str, float]:
             res[f"pan {k}"] = float(v)
         for k, v in data["pan_p95_ms"].items():
             res[f"pan95 {k}"] = float(v)
+        res["viewport_w"], res["viewport_h"] = (float(v) for v in data["viewport"])
     return res
 
 
@@ -264,7 +265,8 @@ def main() -> int:
     print(f"{'8000x8000 JPEG, peak RSS':<34}{med(big, 'rss'):>19.0f} MB")
     for label in ("1:1", "1:2"):
         print(f"{f'pan frame at {label} (median / p95)':<34}{med(big, f'pan {label}'):>12.1f} / "
-              f"{med(big, f'pan95 {label}'):.1f} ms")
+              f"{med(big, f'pan95 {label}'):.1f} ms   (viewport {med(big, 'viewport_w'):.0f} x "
+              f"{med(big, 'viewport_h'):.0f} px)")
     print(f"{'empty window peak RSS':<34}{med(rows['empty window'], 'rss'):>19.0f} MB")
     return 0
 
