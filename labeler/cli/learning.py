@@ -62,7 +62,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="a plugin setting (repeatable)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="seconds of training (reading the images before and measuring after come on top)")
+                   help="seconds of training (reading the images before and measuring after come on top); "
+                   "without it or --epochs: the plugin's 'epochs' setting if it has one, else 60 s")
     p.add_argument("--epochs", type=float, metavar="N", help="train for N passes over the training images")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from-version", type=int, metavar="ID", help="warm-start from this version "
