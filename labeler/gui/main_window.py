@@ -43,6 +43,7 @@ from labeler.gui.status import StatusBar
 from labeler.gui.training import TrainingController, installed_plugins
 from labeler.gui.workers import FunctionWorker
 
+OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
 REVIEW_CAP_SECONDS = 60.0
 """At most this much of one visit to an image counts as time spent reviewing its proposals."""
 
@@ -106,6 +107,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore()
         self._update_enabled()
+        self.status.showMessage(OPEN_HINT)
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -278,6 +280,7 @@ class MainWindow(QMainWindow):
             old.close()
         if project is not None:
             self.settings.add_recent_project(project.root)
+            self.status.clearMessage()
             self.setWindowTitle(f"{project.root.name} — labeler")
             last = self.settings.last_image(project.root)
             if not (last is not None and self.images.select_image(last)):
@@ -286,6 +289,7 @@ class MainWindow(QMainWindow):
                 self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
         else:
             self.setWindowTitle("labeler")
+            self.status.showMessage(OPEN_HINT)
         self.status.refresh(project)
         self._update_enabled()
         self.projectOpened.emit(project)
