@@ -312,3 +312,24 @@ def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(qtbot, windo
     window.images.view.scrollToBottom()
     qtbot.waitUntil(lambda: model.thumbnail_count() > visible, timeout=10_000)
     assert model.thumbnail_count() <= 2 * (visible + 10)
+
+
+def test_drawing_on_the_canvas_updates_list_status_and_effort(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gui_helpers import drag
+
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    press(qtbot, window, Qt.Key.Key_2)  # class "dog"
+    press(qtbot, window, Qt.Key.Key_B)  # box tool
+    with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
+        drag(window.canvas, [(5, 5), (20, 15), (40, 30)])
+    anns = window.project.annotations(image_id)
+    assert len(anns) == 1 and anns[0].kind is Kind.BOX
+    assert anns[0].category_id == window.project.category_by_name("dog").id
+    assert window.images.model.state_of(image_id) is ImageState.LABELLED
+    draws = window.project.edit_log(action="draw")
+    assert len(draws) == 1 and draws[0]["kind"] == "box"  # the time it took, for the effort figure
+    press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert not window.project.annotations(image_id)
+    assert window.images.model.state_of(image_id) is ImageState.UNLABELLED
