@@ -108,3 +108,30 @@ def test_load_model_uses_the_active_version_and_explains_when_none(tmp_path):
             load_model(project, "minimal")
         version = train(project, minimal_plugin(), epochs=1).version
         assert load_model(project, "minimal").version.id == version.id
+
+
+def test_plugin_failing_in_inputs_is_named_and_earlier_images_are_kept(trained):
+    from dataclasses import replace
+
+    from labeler.learning.api import PluginError
+
+    project, loaded = trained
+    calls = {"n": 0}
+    inner = loaded.plugin.inputs
+
+    class Flaky:
+        name, task, metric, settings = "minimal", loaded.plugin.task, loaded.plugin.metric, loaded.plugin.settings
+
+        def __getattr__(self, attr):
+            return getattr(loaded.plugin, attr)
+
+        def inputs(self, image, *, settings):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise ValueError("odd pixels")
+            return inner(image, settings=settings)
+
+    with pytest.raises(PluginError, match="'minimal'.*inputs raised ValueError: odd pixels"):
+        auto_label(project, replace(loaded, plugin=Flaky()), [7, 8, 9, 10])
+    assert project.image(7).uncertainty is not None and project.image(8).uncertainty is not None
+    assert project.image(9).uncertainty is None

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from labeler.core.annotation import Annotation, State
 from labeler.learning.api import Prediction
 from labeler.learning.checkpoints import LoadedModel, load_version
-from labeler.learning.predict import outputs_to_prediction, run_network
+from labeler.learning.predict import forward, network_input, outputs_to_prediction
 
 if TYPE_CHECKING:
     from labeler.core.store import Project
@@ -116,14 +116,30 @@ def _to_annotations(prediction: Prediction, image_id: int, version_id: int) -> l
     ]
 
 
-def _decode(project: Project, image_id: int) -> tuple[Any, str | None]:
-    """``(pixels, None)`` or ``(None, why)`` for an image that cannot be read."""
+@dataclass
+class _Loaded:
+    """One image made ready in the worker thread: pixels and network input, or why not."""
+
+    image: Any = None
+    x: Any = None
+    error: str | None = None
+    plugin_error: BaseException | None = None
+
+
+def _load(project: Project, image_id: int, loaded: LoadedModel) -> _Loaded:
+    """Decode an image and make its network input (on the CPU). An unreadable image is an
+    ``error`` (reported, skipped); a plugin failing in ``inputs`` is a ``plugin_error`` (raised)."""
     from labeler.core.images import read_image
 
     try:
-        return read_image(project.root / project.image(image_id).path), None
+        image = read_image(project.root / project.image(image_id).path)
     except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run
-        return None, f"{type(exc).__name__}: {exc}"
+        return _Loaded(error=f"{type(exc).__name__}: {exc}")
+    try:
+        x = network_input(loaded.plugin, image, settings=loaded.settings, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        return _Loaded(plugin_error=exc)
+    return _Loaded(image=image, x=x)
 
 
 def iter_auto_label(
@@ -138,10 +154,11 @@ def iter_auto_label(
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
-    One background thread decodes images: ``overlap="all"`` keeps ``prefetch`` images decoding
-    ahead, alongside the network; ``"post"`` starts decoding the next image only once the forward
-    pass of the current one is over, so that decoding shares the CPU with the (single-threaded)
-    post-processing and storage instead of with the network's threads.
+    One background thread decodes images and makes their network inputs (``plugin.inputs``):
+    ``overlap="all"`` keeps ``prefetch`` images ready ahead, alongside the network; ``"post"``
+    starts on the next image only once the forward pass of the current one is over, so that this
+    work shares the CPU with the (single-threaded) post-processing and storage instead of with the
+    network's threads.
 
     Writes happen in batches; closing the generator early writes what was predicted and stops.
     Images that cannot be read are reported (``error``) and skipped; a misbehaving plugin raises
@@ -155,14 +172,14 @@ def iter_auto_label(
     last_write = time.monotonic()
     start = last_write
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labeler-decode")
-    futures: dict[int, Future[tuple[Any, str | None]]] = {}
+    futures: dict[int, Future[_Loaded]] = {}
     submitted = 0
     lockstep = overlap == "post"
 
     def submit_upto(count: int) -> None:
         nonlocal submitted
         while submitted < min(count, len(ids)):
-            futures[submitted] = pool.submit(_decode, project, ids[submitted])
+            futures[submitted] = pool.submit(_load, project, ids[submitted], loaded)
             submitted += 1
 
     def flush() -> None:
@@ -181,13 +198,15 @@ def iter_auto_label(
     try:
         submit_upto(1 if lockstep else max(1, prefetch))
         for index, image_id in enumerate(ids):
-            image, error = futures.pop(index).result()
+            ready = futures.pop(index).result()
+            if ready.plugin_error is not None:
+                raise ready.plugin_error
+            image, error = ready.image, ready.error
             if not lockstep:
                 submit_upto(index + 1 + max(1, prefetch))
             count, uncertainty = 0, None
             if image is not None:
-                outputs = run_network(loaded.plugin, loaded.model, image, settings=loaded.settings,
-                                      device=loaded.device)
+                outputs = forward(loaded.plugin, loaded.model, ready.x.to(loaded.device))
                 submit_upto(index + 2)
                 prediction = outputs_to_prediction(loaded.plugin, outputs, image_shape=image.shape[:2],
                                                    classes=loaded.classes, settings=loaded.settings)

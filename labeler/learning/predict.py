@@ -90,9 +90,13 @@ def network_input(plugin: Plugin, image: np.ndarray, *, settings: Mapping[str, A
 
 def run_network(plugin: Plugin, model: Any, image: np.ndarray, *, settings: Mapping[str, Any], device: str = "cpu") -> Any:
     """The network's raw outputs for one ``(h, w, 3)`` uint8 RGB image, moved to the CPU."""
+    return forward(plugin, model, network_input(plugin, image, settings=settings, device=device))
+
+
+def forward(plugin: Plugin, model: Any, x: Any) -> Any:
+    """The network on an input tensor (no gradients), outputs moved to the CPU."""
     import torch
 
-    x = network_input(plugin, image, settings=settings, device=device)
     with torch.inference_mode():
         outputs = _call(plugin, "the model's forward", lambda: model(x))
     return _to_cpu(outputs)
