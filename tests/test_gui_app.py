@@ -333,3 +333,12 @@ def test_drawing_on_the_canvas_updates_list_status_and_effort(qtbot, window: Mai
     press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert not window.project.annotations(image_id)
     assert window.images.model.state_of(image_id) is ImageState.UNLABELLED
+
+
+def test_shortcuts_are_listed_for_the_user(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    from labeler.gui.actions import shortcuts_text
+
+    text = shortcuts_text(window.actions_)
+    for key, what in (("D", "Next image"), ("A", "Previous image"), ("N", "Next not done"), ("M", "Mark done"),
+                      ("Ctrl+Z", "Undo"), ("B", "Box"), ("1 … 9", "pick the class"), ("Ctrl+D", "Duplicate selected")):
+        assert f"<b>{key}" in text and what in text

@@ -172,10 +172,50 @@ def _build_menus(window: MainWindow, a: Actions) -> None:
     classes = tools.addMenu("Pick &class")
     classes.addActions(a.classes)
 
+    help_menu = bar.addMenu("&Help")
+    shortcuts = QAction("&Keyboard shortcuts", window)
+    shortcuts.setShortcut(QKeySequence("F1"))
+    shortcuts.triggered.connect(lambda: show_shortcuts(window, a))
+    window.addAction(shortcuts)
+    help_menu.addAction(shortcuts)
+    a.named["shortcuts"] = shortcuts
+
     model = bar.addMenu("&Model")
     model.addActions([a["autolabel_image"], a["autolabel_all"], a["train"]])
     model.addSeparator()
     model.addActions([a["accept_selected"], a["reject_selected"], a["accept_all"], a["reject_all"]])
+
+
+CANVAS_KEYS = (
+    ("Delete", "delete the selected labels (canvas)"),
+    ("Escape", "cancel the label being drawn (canvas)"),
+    ("Enter", "close the polygon being drawn (canvas)"),
+    ("Space + drag, middle button", "pan (canvas)"),
+    ("Wheel", "zoom around the cursor (canvas)"),
+    ("F", "fit the image to the window (canvas)"),
+)
+
+
+def shortcuts_text(a: Actions) -> str:
+    """Every shortcut of the window's actions, plus the keys the canvas handles itself, as HTML."""
+    rows = []
+    for name, action in a.named.items():
+        keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+        if name == "class_1":
+            rows.append(("1 … 9", "pick the class at that place in the class list"))
+        elif keys and not name.startswith("class_"):
+            rows.append((keys, action.text().replace("&", "")))
+    rows += list(CANVAS_KEYS)
+    cells = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{t}</td></tr>" for k, t in rows)
+    return f"<table>{cells}</table>"
+
+
+def show_shortcuts(window: MainWindow, a: Actions) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", shortcuts_text(a), parent=window)
+    box.setTextFormat(Qt.TextFormat.RichText)
+    box.open()
 
 
 def _build_tool_bar(window: MainWindow, a: Actions) -> None:
