@@ -109,7 +109,9 @@ def test_auto_label_this_image_in_a_worker(qtbot, window: MainWindow, trained: P
     assert not window.project.annotations(image_id)
     with qtbot.waitSignal(window.autolabeler.imageLabelled, timeout=120_000) as blocker:
         qtbot.mouseClick(window.autolabel_panel.image_button, Qt.MouseButton.LeftButton)
+        assert not window.autolabel_panel.image_button.isEnabled()  # busy, while the UI stays live
     assert blocker.args == [image_id]
+    assert window.autolabel_panel.image_button.isEnabled()
     proposals = window.project.annotations(image_id, states=[State.PROPOSED])
     assert len(proposals) == 1 and proposals[0].kind is Kind.BOX and proposals[0].model_version is not None
     assert window.images.model.state_of(image_id) is ImageState.PROPOSALS

@@ -44,11 +44,13 @@ def label_one_image(project: Project, plugin: str, image_id: int, cache: dict[tu
 
 class AutoLabelController(QObject):
     """Signals: ``imageLabelled(image_id)`` whenever proposals of an image were (re)written;
+    ``imageRunning(running)`` when a one-image run starts and ends;
     ``imageFailed(message)`` for a one-image run that failed; ``batchProgress(done, total, eta_s)``
     (eta is NaN until known); ``batchFinished(ok, message, log_tail)``."""
 
     imageLabelled = Signal(int)
     imageFailed = Signal(str)
+    imageRunning = Signal(bool)
     batchStarted = Signal()
     batchProgress = Signal(int, int, float)
     batchFinished = Signal(bool, str, str)
@@ -71,8 +73,11 @@ class AutoLabelController(QObject):
         if self.image_running():
             return
         worker = FunctionWorker(label_one_image, project, plugin, image_id, self._models)
+        worker.signals.finished.connect(lambda _n: self.imageRunning.emit(False))
+        worker.signals.failed.connect(lambda _m: self.imageRunning.emit(False))
         worker.signals.finished.connect(lambda _n: self.imageLabelled.emit(image_id))
         worker.signals.failed.connect(self.imageFailed.emit)
+        self.imageRunning.emit(True)
         self.worker = worker.start()
 
     # ---- all not done (child process) -----------------------------------------------------

@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         self.autolabel_panel.all_button.clicked.connect(self.autolabel_all)
         self.autolabel_panel.cancel_button.clicked.connect(self.autolabeler.cancel_all)
         self.autolabeler.imageLabelled.connect(self._on_image_labelled)
+        self.autolabeler.imageRunning.connect(self._on_image_running)
         self.autolabeler.imageFailed.connect(self._on_autolabel_failed)
         self.autolabeler.batchProgress.connect(self.autolabel_panel.show_progress)
         self.autolabeler.batchStarted.connect(self._batch_timer.start)
@@ -440,6 +441,11 @@ class MainWindow(QMainWindow):
             return
         self.autolabel_panel.set_running(True)
         self.autolabeler.label_all(self.project.root, plugin)
+
+    def _on_image_running(self, running: bool) -> None:
+        self.autolabel_panel.set_image_running(running)
+        if not running:
+            self._update_enabled()
 
     def _on_image_labelled(self, image_id: int) -> None:
         self.images.model.refresh_image(image_id)

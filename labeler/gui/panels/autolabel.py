@@ -36,6 +36,11 @@ class AutoLabelPanel(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+    def set_image_running(self, running: bool) -> None:
+        """A one-image run is going (the button says so and waits)."""
+        self.image_button.setText("Auto-labelling this image…" if running else "Auto-label this image")
+        self.image_button.setEnabled(not running)
+
     def set_running(self, running: bool) -> None:
         self.all_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
