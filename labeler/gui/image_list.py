@@ -125,6 +125,7 @@ class ImageListModel(QAbstractListModel):
         self._filter_text = ""
         self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
         self._pending: set[int] = set()
+        self._requests = 0
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._thumb_signals = _ThumbSignals(self)
@@ -301,7 +302,9 @@ class ImageListModel(QAbstractListModel):
             return
         self._pending.add(image_id)
         path = str(self._project.root / self._paths[i])
-        self._pool.start(_ThumbJob(path, image_id, self._thumb_signals))
+        # the rows asked for last are the ones on screen now: they go first (scrolling fast queues many)
+        self._requests = (self._requests + 1) % 2_000_000_000
+        self._pool.start(_ThumbJob(path, image_id, self._thumb_signals), self._requests)
 
     def _on_thumb(self, image_id: int, image: QImage) -> None:
         self._pending.discard(image_id)
