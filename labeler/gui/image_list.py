@@ -198,6 +198,12 @@ class ImageListModel(QAbstractListModel):
         self.countsChanged.emit()
         return [int(self._ids[i]) for i in changed]
 
+    def drop_queued_thumbnails(self) -> None:
+        """Forget thumbnails asked for but not started (rows scrolled past); visible rows ask again
+        when they are painted."""
+        self._pool.clear()
+        self._pending.clear()
+
     def stop_thumbnails(self, msecs: int = 5_000) -> bool:
         """Drop queued thumbnail jobs and wait for the running ones (before the window closes)."""
         self._pool.clear()
@@ -391,6 +397,7 @@ class ImageListPanel(QWidget):
         self.model.countsChanged.connect(self._update_counts)
         self.model.modelReset.connect(self._update_counts)
         self.view.selectionModel().currentChanged.connect(self._on_current)
+        self.view.verticalScrollBar().valueChanged.connect(lambda _v: self.model.drop_queued_thumbnails())
         self._current: int | None = None
         self._update_counts()
 
