@@ -556,7 +556,7 @@ class MainWindow(QMainWindow):
         a["autolabel_image"].setEnabled(plugin_ok and has_image)
         a["autolabel_all"].setEnabled(plugin_ok)
         a["train"].setEnabled(plugin_ok and not self.trainer.is_running())
-        self.autolabel_panel.image_button.setEnabled(plugin_ok and has_image)
+        self.autolabel_panel.image_button.setEnabled(plugin_ok and has_image and not self.autolabeler.image_running())
         self.autolabel_panel.all_button.setEnabled(plugin_ok and not self.autolabeler.batch_running())
         self.training_panel.train_button.setEnabled(plugin_ok and not self.trainer.is_running())
 

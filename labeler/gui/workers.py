@@ -73,9 +73,11 @@ class FunctionWorker(QRunnable):
             message = str(exc) or type(exc).__name__
             if not isinstance(exc, (OSError, ValueError)) and type(exc).__module__.split(".")[0] != "labeler":
                 message = f"{type(exc).__name__}: {message}"
-            self.signals.failed.emit(message)
             traceback.print_exc()
+            self._done = True  # before the signal: slots see the worker as finished
+            self.signals.failed.emit(message)
             return
+        self._done = True
         self.signals.finished.emit(result)
 
 
