@@ -135,3 +135,26 @@ def test_plugin_failing_in_inputs_is_named_and_earlier_images_are_kept(trained):
         auto_label(project, replace(loaded, plugin=Flaky()), [7, 8, 9, 10])
     assert project.image(7).uncertainty is not None and project.image(8).uncertainty is not None
     assert project.image(9).uncertainty is None
+
+
+def test_batched_forward_matches_one_by_one(trained):
+    import numpy as np
+    import torch
+
+    from labeler.learning.autolabel import _forward_group, _Loaded, _split_outputs
+
+    project, loaded = trained
+    images = [project.read_image(i) for i in (7, 8, 9)]
+    group = [_Loaded(image=im, x=loaded.plugin.inputs(im, settings=loaded.settings)) for im in images]
+    together = _forward_group(loaded, group)
+    alone = [_forward_group(loaded, [g])[0] for g in group]
+    assert len(together) == 3
+    for a, b in zip(together, alone):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    assert _forward_group(loaded, [_Loaded(error="unreadable")]) == [None]
+
+    t = torch.arange(6.0).reshape(3, 2)
+    parts = _split_outputs({"a": t, "b": (t, t * 2)}, 3)
+    assert np.allclose(parts[1]["b"][1].numpy(), [[4.0, 6.0]])
+    assert _split_outputs({"a": t, "scalar": torch.tensor(1.0)}, 3) is None
+    assert _split_outputs(t, 2) is None and _split_outputs("text", 3) is None

@@ -116,6 +116,48 @@ def _to_annotations(prediction: Prediction, image_id: int, version_id: int) -> l
     ]
 
 
+BATCH_ELEMENTS = 4_000_000
+"""Most input numbers (all images of a batch together) that auto-labelling sends through the
+network at once; larger images go one by one."""
+
+
+def _split_outputs(outputs: Any, n: int) -> list[Any] | None:
+    """A batch's outputs as ``n`` batch-of-one outputs (tensors, or dicts / tuples / lists of them,
+    each with a leading batch dimension of ``n``); ``None`` if they do not have that shape."""
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        if outputs.ndim == 0 or outputs.shape[0] != n:
+            return None
+        return [outputs[i : i + 1] for i in range(n)]
+    if isinstance(outputs, dict):
+        parts = {k: _split_outputs(v, n) for k, v in outputs.items()}
+        if any(v is None for v in parts.values()):
+            return None
+        return [{k: v[i] for k, v in parts.items()} for i in range(n)]  # type: ignore[index]
+    if isinstance(outputs, (tuple, list)):
+        items = [_split_outputs(v, n) for v in outputs]
+        if any(v is None for v in items):
+            return None
+        return [type(outputs)(v[i] for v in items) for i in range(n)]  # type: ignore[index]
+    return None
+
+
+def _forward_group(loaded: LoadedModel, group: Sequence[_Loaded]) -> list[Any]:
+    """Network outputs for each image of ``group`` (``None`` for unreadable ones): one forward pass
+    for the whole group when the outputs split per image, else one per image."""
+    import torch
+
+    if group[0].x is None:
+        return [None]
+    if len(group) > 1:
+        batch = torch.cat([g.x for g in group]).to(loaded.device)
+        split = _split_outputs(forward(loaded.plugin, loaded.model, batch), len(group))
+        if split is not None:
+            return split
+    return [forward(loaded.plugin, loaded.model, g.x.to(loaded.device)) for g in group]
+
+
 @dataclass
 class _Loaded:
     """One image made ready in the worker thread: pixels and network input, or why not."""
@@ -151,6 +193,7 @@ def iter_auto_label(
     write_seconds: float = 2.0,
     prefetch: int = 2,
     overlap: Literal["all", "post"] = "all",
+    batch_size: int = 8,
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
@@ -158,7 +201,9 @@ def iter_auto_label(
     ``overlap="all"`` keeps ``prefetch`` images ready ahead, alongside the network; ``"post"``
     starts on the next image only once the forward pass of the current one is over, so that this
     work shares the CPU with the (single-threaded) post-processing and storage instead of with the
-    network's threads.
+    network's threads. With ``"all"``, inputs of the same shape that are already made (up to
+    ``batch_size`` images, :data:`BATCH_ELEMENTS` numbers) go through the network together, and
+    the outputs are split per image before ``plugin.proposals``; it never waits to fill a batch.
 
     Writes happen in batches; closing the generator early writes what was predicted and stops.
     Images that cannot be read are reported (``error``) and skipped; a misbehaving plugin raises
@@ -195,32 +240,49 @@ def iter_auto_label(
             pending.clear()
         last_write = time.monotonic()
 
+    ahead = max(1, prefetch, batch_size)
     try:
-        submit_upto(1 if lockstep else max(1, prefetch))
-        for index, image_id in enumerate(ids):
-            ready = futures.pop(index).result()
-            if ready.plugin_error is not None:
-                raise ready.plugin_error
-            image, error = ready.image, ready.error
-            if not lockstep:
-                submit_upto(index + 1 + max(1, prefetch))
-            count, uncertainty = 0, None
-            if image is not None:
-                outputs = forward(loaded.plugin, loaded.model, ready.x.to(loaded.device))
-                submit_upto(index + 2)
-                prediction = outputs_to_prediction(loaded.plugin, outputs, image_shape=image.shape[:2],
-                                                   classes=loaded.classes, settings=loaded.settings)
-                anns = _to_annotations(prediction, image_id, version_id)
-                count, uncertainty = len(anns), prediction.uncertainty
-                pending.append((image_id, anns, prediction.uncertainty, (image.shape[1], image.shape[0])))
-                if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
-                    flush()
-            else:
-                submit_upto(index + 2)
-            elapsed = time.monotonic() - start
-            yield AutoLabelProgress(done=index + 1, total=len(ids), image_id=image_id, proposals=count,
-                                    uncertainty=uncertainty, elapsed=elapsed,
-                                    images_per_second=(index + 1) / elapsed if elapsed > 0 else 0.0, error=error)
+        submit_upto(1 if lockstep else ahead)
+        index = 0
+        while index < len(ids):
+            first = futures.pop(index).result()
+            if first.plugin_error is not None:
+                raise first.plugin_error
+            group = [first]
+            if first.x is not None and not lockstep:
+                elements = first.x.numel()
+                while len(group) < batch_size and futures.get(index + len(group)) is not None:
+                    future = futures[index + len(group)]
+                    if not future.done():
+                        break  # batch what is ready, never wait for more
+                    more = future.result()
+                    if (more.x is None or more.plugin_error is not None or more.x.shape != first.x.shape
+                            or elements + more.x.numel() > BATCH_ELEMENTS):
+                        break
+                    futures.pop(index + len(group))
+                    group.append(more)
+                    elements += more.x.numel()
+                submit_upto(index + len(group) + ahead)
+            outputs = _forward_group(loaded, group)
+            submit_upto(index + len(group) + 1)
+            for offset, (ready, out) in enumerate(zip(group, outputs, strict=True)):
+                image_id = ids[index + offset]
+                count, uncertainty = 0, None
+                if ready.image is not None:
+                    image = ready.image
+                    prediction = outputs_to_prediction(loaded.plugin, out, image_shape=image.shape[:2],
+                                                       classes=loaded.classes, settings=loaded.settings)
+                    anns = _to_annotations(prediction, image_id, version_id)
+                    count, uncertainty = len(anns), prediction.uncertainty
+                    pending.append((image_id, anns, prediction.uncertainty, (image.shape[1], image.shape[0])))
+                    if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
+                        flush()
+                done = index + offset + 1
+                elapsed = time.monotonic() - start
+                yield AutoLabelProgress(done=done, total=len(ids), image_id=image_id, proposals=count,
+                                        uncertainty=uncertainty, elapsed=elapsed,
+                                        images_per_second=done / elapsed if elapsed > 0 else 0.0, error=ready.error)
+            index += len(group)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         flush()
@@ -235,13 +297,15 @@ def auto_label(
     should_stop: Callable[[], bool] | None = None,
     write_every: int = 32,
     overlap: Literal["all", "post"] = "all",
+    batch_size: int = 8,
 ) -> AutoLabelResult:
     """Run :func:`iter_auto_label` to the end (or until ``should_stop()``), returning a summary."""
     start = time.monotonic()
     images = proposals = 0
     failed: dict[int, str] = {}
     cancelled = False
-    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, overlap=overlap)
+    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, overlap=overlap,
+                           batch_size=batch_size)
     try:
         for step in steps:
             if step.error is not None:
