@@ -172,6 +172,11 @@ def _build_menus(window: MainWindow, a: Actions) -> None:
     classes = tools.addMenu("Pick &class")
     classes.addActions(a.classes)
 
+    model = bar.addMenu("&Model")
+    model.addActions([a["autolabel_image"], a["autolabel_all"], a["train"]])
+    model.addSeparator()
+    model.addActions([a["accept_selected"], a["reject_selected"], a["accept_all"], a["reject_all"]])
+
     help_menu = bar.addMenu("&Help")
     shortcuts = QAction("&Keyboard shortcuts", window)
     shortcuts.setShortcut(QKeySequence("F1"))
@@ -179,11 +184,6 @@ def _build_menus(window: MainWindow, a: Actions) -> None:
     window.addAction(shortcuts)
     help_menu.addAction(shortcuts)
     a.named["shortcuts"] = shortcuts
-
-    model = bar.addMenu("&Model")
-    model.addActions([a["autolabel_image"], a["autolabel_all"], a["train"]])
-    model.addSeparator()
-    model.addActions([a["accept_selected"], a["reject_selected"], a["accept_all"], a["reject_all"]])
 
 
 CANVAS_KEYS = (
