@@ -66,3 +66,29 @@ def test_project_effort_counts_unchanged_accepted_proposals_only(tmp_path: Path)
     assert effort.review_seconds == 2.5
     assert effort.saved_seconds == pytest.approx(9.0 - 2.5)
     project.close()
+
+
+def test_store_accepted_proposal_counts_per_kind(tmp_path: Path) -> None:
+    """``Project.accepted_proposal_counts``: accepted annotations still tagged with a model version,
+    per kind; hand labels, pending and rejected proposals are not counted."""
+    project = Project.create(tmp_path / "p")
+    image_id = project.add_images([tmp_path / "a.png"])[0]
+    cat = project.add_category("thing")
+    assert project.accepted_proposal_counts() == {}
+    version = project.add_model_version(
+        ModelVersion(plugin="demo", settings={}, categories=(cat.id,), checkpoint="models/1.safetensors")
+    )
+    kinds = [Kind.BOX, Kind.BOX, Kind.POLYGON, Kind.BOX]
+    polygon = [[1.0, 1.0, 8.0, 1.0, 8.0, 8.0]]
+    proposals = project.replace_proposals(image_id, plugin="demo", proposals=[
+        Annotation(image_id=image_id, category_id=cat.id, kind=k, state=State.PROPOSED,
+                   model_version=version.id, score=0.5,
+                   **({"box_xywh": (1.0, 1.0, 4.0, 4.0)} if k is Kind.BOX else {"polygons": polygon}))
+        for k in kinds
+    ])
+    for p in proposals[:3]:
+        project.set_state(p.id, State.ACCEPTED)
+    project.add_annotation(Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX,
+                                      box_xywh=(0, 0, 2, 2)))  # a hand label, accepted, no version
+    assert project.accepted_proposal_counts() == {"box": 2, "polygon": 1}
+    project.close()

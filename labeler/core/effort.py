@@ -75,13 +75,7 @@ def project_effort(project: Project) -> Effort:
     """:func:`estimate_effort` over a project's edit log and annotations (a few SQL counts)."""
     draws = [(r["kind"], r["seconds"]) for r in project.edit_log(action="draw") if r["kind"]]
     review = sum(float(r["seconds"] or 0.0) for r in project.edit_log(action="review"))
-    # An accepted annotation still tagged with a model version is a proposal accepted unchanged
-    # (editing a proposal clears its model version).
-    rows = project._query(  # noqa: SLF001 - same package; a count, not worth a public method
-        "SELECT kind, COUNT(*) AS n FROM annotations WHERE state = 'accepted' AND model_version IS NOT NULL"
-        " GROUP BY kind"
-    )
-    accepted = {r["kind"]: int(r["n"]) for r in rows}
+    accepted = project.accepted_proposal_counts()
     return estimate_effort(draws=draws, accepted=accepted, review_seconds=review)
 
 

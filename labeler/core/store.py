@@ -501,6 +501,17 @@ class Project:
             out.setdefault(r["image_id"], {})[r["state"]] = r["n"]
         return out
 
+    def accepted_proposal_counts(self) -> dict[str, int]:
+        """Per annotation kind (``'box'``, ``'polygon'``, ``'mask'``): how many proposals were
+        accepted unchanged, i.e. annotations in state ``accepted`` still tagged with the model
+        version that proposed them (editing a proposal clears its model version). Kinds with no
+        such annotation are absent."""
+        rows = self._query(
+            "SELECT kind, COUNT(*) AS n FROM annotations"
+            " WHERE state = 'accepted' AND model_version IS NOT NULL GROUP BY kind"
+        )
+        return {str(r["kind"]): int(r["n"]) for r in rows}
+
     def add_annotation(self, ann: Annotation, *, log: bool = True) -> Annotation:
         """Store a new annotation (or bring back a deleted one with its old ``id``)."""
         return self.add_annotations([ann], log=log)[0]
