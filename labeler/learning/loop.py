@@ -342,7 +342,9 @@ def fit(
             return list(flags)
         import torch.distributed as dist
 
-        tensor = torch.tensor(flags, dtype=torch.float64)
+        # NCCL reduces CUDA tensors only; gloo CPU ones
+        on = device if device.startswith("cuda") else "cpu"
+        tensor = torch.tensor(flags, dtype=torch.float64, device=on)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return tensor.tolist()
 
