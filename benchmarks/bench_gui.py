@@ -10,8 +10,8 @@ before the process is started to the first paint:
   with the image list filled and the first image shown;
 - ``open folder``: the same folder without a project (the project is created, images listed);
 - ``8000x8000 JPEG``: a project holding one 8000 x 8000 photo-like JPEG, to its first pixels on the
-  canvas (a reduced level; full resolution follows in the background), with the peak RSS of the
-  process once the full-resolution level is loaded;
+  canvas (a reduced level that fits the view) with the RSS then; then the view zooms to 1:1, which
+  decodes the full resolution, and the peak RSS of the process is taken after panning there;
 - ``pan``: frame times while panning that image at 1:1 and at 1:2 zoom (synchronous repaints of
   the view's viewport, 60 frames of 40 px each).
 
@@ -91,12 +91,20 @@ def child(mode: str, path: str | None) -> None:
     app.installEventFilter(watch)
 
     if mode == "image":
+        if os.environ.get("BENCH_FULL_32BIT"):  # compare: every level as 32-bit pixels
+            from labeler.gui.canvas import image_layer
+
+            image_layer.QT32_MAX_PIXELS = 1 << 40
+
         def on_shown(_image_id: int) -> None:
             result["image_shown"] = time.time()
             result["image_shown_cpu"] = time.process_time()
             result["rss_at_first_pixels_mb"] = rss_mb()
+            result["first_level"] = window.canvas.image_resolution()
             if window.canvas.image_resolution() == 1:
                 QTimer.singleShot(0, pan)
+            else:  # the user zooms in to 1:1: the full resolution is decoded then
+                QTimer.singleShot(0, window.canvas.zoom_actual_size)
 
         def on_resolution(reduce: int) -> None:
             if reduce == 1 and "image_shown" in result:
@@ -142,8 +150,8 @@ def child(mode: str, path: str | None) -> None:
 # ---- parent side --------------------------------------------------------------------------------
 
 
-def run_child(mode: str, path: Path | None, settings: Path) -> dict[str, float]:
-    env = dict(os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+def run_child(mode: str, path: Path | None, settings: Path, *, full_32bit: bool = False) -> dict[str, float]:
+    env = dict(os.environ, BENCH_FULL_32BIT="1" if full_32bit else "", LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     if settings.exists():
         settings.unlink()
     cmd = [sys.executable, __file__, "--child", mode] + ([str(path)] if path is not None else [])
@@ -164,6 +172,7 @@ def run_child(mode: str, path: Path | None, settings: Path) -> dict[str, float]:
         res["shown_cpu"] = float(data["image_shown_cpu"])
         res["full"] = float(data["full_resolution"]) - start
         res["rss_first"] = float(data["rss_at_first_pixels_mb"])
+        res["first_level"] = float(data["first_level"])
         for k, v in data["pan_ms"].items():
             res[f"pan {k}"] = float(v)
         for k, v in data["pan_p95_ms"].items():
@@ -209,6 +218,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--big-only", action="store_true", help="only the 8000 x 8000 JPEG measurements")
+    parser.add_argument("--full-32bit", action="store_true",
+                        help="keep big levels as 32-bit pixels too (to compare with RGB888 stored as 3 bytes)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -221,9 +233,10 @@ def main() -> int:
         tmp_path = Path(tmp)
         settings = tmp_path / "settings.ini"
         t0 = time.time()
-        make_tiny_images(tmp_path / "many", args.images)
-        with Project.create(tmp_path / "many") as project:
-            project.add_folder(tmp_path / "many")
+        if not args.big_only:
+            make_tiny_images(tmp_path / "many", args.images)
+            with Project.create(tmp_path / "many") as project:
+                project.add_folder(tmp_path / "many")
         # in a child, so this process stays small (its children are forked from it)
         subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
                         f"import bench_gui; bench_gui.make_big_jpeg(__import__('pathlib').Path({str(tmp_path / 'big' / 'big.jpg')!r}))"],
@@ -236,6 +249,10 @@ def main() -> int:
         results: dict[str, list[dict[str, float]]] = {"empty window": [], "open project": [], "open folder": [],
                                                       "8000x8000 JPEG": []}
         for _ in range(args.repeats):
+            if args.big_only:
+                results["8000x8000 JPEG"].append(run_child("image", tmp_path / "big", settings,
+                                                           full_32bit=args.full_32bit))
+                continue
             results["empty window"].append(run_child("empty", None, settings))
             results["open project"].append(run_child("project", tmp_path / "many", settings))
             folder = tmp_path / "many"
@@ -252,22 +269,25 @@ def main() -> int:
     print("(wall-clock seconds; in brackets the CPU seconds the process used, which a loaded machine inflates less)")
     print(f"{'measure':<34}{'labeler':>22}   reference (labelme / X-AnyLabeling)")
     rows = results
-    print(f"{'empty window, start to first paint':<34}{med(rows['empty window'], 'paint'):>12.2f} s [{med(rows['empty window'], 'paint_cpu'):.2f}]"
-          f"   {REFERENCE['empty window']}")
-    print(f"{f'open project of {args.images} images':<34}{med(rows['open project'], 'paint'):>12.2f} s [{med(rows['open project'], 'paint_cpu'):.2f}]")
-    print(f"{f'open folder of {args.images} images':<34}{med(rows['open folder'], 'paint'):>12.2f} s [{med(rows['open folder'], 'paint_cpu'):.2f}]"
-          f"   {REFERENCE['open folder']}")
     big = rows["8000x8000 JPEG"]
+    if not args.big_only:
+        print(f"{'empty window, start to first paint':<34}{med(rows['empty window'], 'paint'):>12.2f} s [{med(rows['empty window'], 'paint_cpu'):.2f}]"
+              f"   {REFERENCE['empty window']}")
+        print(f"{f'open project of {args.images} images':<34}{med(rows['open project'], 'paint'):>12.2f} s [{med(rows['open project'], 'paint_cpu'):.2f}]")
+        print(f"{f'open folder of {args.images} images':<34}{med(rows['open folder'], 'paint'):>12.2f} s [{med(rows['open folder'], 'paint_cpu'):.2f}]"
+              f"   {REFERENCE['open folder']}")
     print(f"{'8000x8000 JPEG, first pixels':<34}{med(big, 'shown'):>12.2f} s [{med(big, 'shown_cpu'):.2f}]"
           f"   {REFERENCE['8000x8000 JPEG']}")
-    print(f"{'8000x8000 JPEG, full resolution':<34}{med(big, 'full'):>20.2f} s")
+    print(f"{'8000x8000 JPEG, first level':<34}{med(big, 'first_level'):>18.0f}   (1/N size per side)")
+    print(f"{'8000x8000 JPEG, 1:1 zoom shown':<34}{med(big, 'full'):>20.2f} s   (zoom asked at first pixels)")
     print(f"{'8000x8000 JPEG, RSS at first px':<34}{med(big, 'rss_first'):>19.0f} MB")
     print(f"{'8000x8000 JPEG, peak RSS':<34}{med(big, 'rss'):>19.0f} MB")
     for label in ("1:1", "1:2"):
         print(f"{f'pan frame at {label} (median / p95)':<34}{med(big, f'pan {label}'):>12.1f} / "
               f"{med(big, f'pan95 {label}'):.1f} ms   (viewport {med(big, 'viewport_w'):.0f} x "
               f"{med(big, 'viewport_h'):.0f} px)")
-    print(f"{'empty window peak RSS':<34}{med(rows['empty window'], 'rss'):>19.0f} MB")
+    if not args.big_only:
+        print(f"{'empty window peak RSS':<34}{med(rows['empty window'], 'rss'):>19.0f} MB")
     return 0
 
 

@@ -15,7 +15,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from labeler.core.annotation import Annotation, Kind, State
-from labeler.core.geometry import encode_mask
+from labeler.core.geometry import decode_rle, encode_mask
 from labeler.core.store import ModelVersion, Project
 from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.canvas.image_layer import preview_reduction
@@ -165,16 +165,36 @@ def test_big_image_shows_a_reduced_version_first(qtbot: object, tmp_path: Path) 
         shown_at: list[int | None] = []
         canvas.resolutionChanged.connect(levels.append)
         canvas.imageShown.connect(lambda _i: shown_at.append(canvas.image_resolution()))
-        with qtbot.waitSignal(canvas.resolutionChanged, timeout=30_000, check_params_cb=lambda r: r == 1):  # type: ignore[attr-defined]
+        with qtbot.waitSignal(canvas.imageShown, timeout=30_000):  # type: ignore[attr-defined]
             canvas.show_image(image_id)
-        assert levels == [4, 1]
-        assert shown_at == [4]  # the first pixels on screen were the 1/4 preview
+        assert levels == [4]
+        assert shown_at == [4]  # the first pixels on screen were the 1/4 level, enough at fit
         assert canvas.image_size() == (4000, 4000)
-        # Memory: the full RGB array once, plus the smaller levels (a third more at most).
-        assert canvas._image_layer.level_bytes() <= 4000 * 4000 * 3 * 1.45
         assert canvas.view().scale_factor() == pytest.approx(480 / 4000, rel=0.02)
-        pixmap = canvas.view().viewport().grab()  # paints from the pyramid without error
-        assert not pixmap.isNull()
+        assert canvas._image_layer.level_bytes() == 1000 * 1000 * 4  # nothing at full size yet
+        pixmap = canvas.view().viewport().grab()  # paints the reduced level; needs nothing finer
+        assert not pixmap.isNull() and canvas._requested is None
+        # The brush paints a full-resolution mask while only the reduced level is shown.
+        canvas.set_tool("brush")
+        canvas.set_brush_size(40)
+        drag(canvas, [(1000, 2000), (1400, 2000)])
+        (mask,) = [a for a in project.annotations(image_id) if a.kind is Kind.MASK]
+        assert mask.rle["size"] == [4000, 4000]
+        pixels = decode_rle(mask.rle)
+        assert pixels[2000, 1200] and not pixels[2100, 1200] and not pixels[2000, 1600]
+        assert canvas.image_resolution() == 4
+        canvas.set_tool("select")
+        # Zooming in to 1:1 decodes the full resolution (in a worker) and keeps one copy of it.
+        with qtbot.waitSignal(canvas.resolutionChanged, timeout=30_000, check_params_cb=lambda r: r == 1):  # type: ignore[attr-defined]
+            canvas.zoom_actual_size()
+        assert canvas._image_layer.reductions() == [1, 4]
+        assert canvas._image_layer.level_bytes() == 4000 * 4000 * 3 + 1000 * 1000 * 4
+        assert not canvas.view().viewport().grab().isNull()
+        # Back to fit: the full-size pixels are freed, the small level stays.
+        with qtbot.waitSignal(canvas.resolutionChanged, timeout=1000, check_params_cb=lambda r: r == 4):  # type: ignore[attr-defined]
+            canvas.fit_to_window()
+        assert canvas._image_layer.reductions() == [4]
+        assert levels == [4, 1, 4]
     finally:
         close_canvas(e)
 

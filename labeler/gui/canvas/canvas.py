@@ -71,7 +71,8 @@ class AnnotationCanvas(QWidget):
         self._project: Project | None = None
         self._image_id: int | None = None
         self._token = 0
-        self._loader_cancel: threading.Event | None = None  # stops the decode in flight
+        self._loader_cancel: threading.Event | None = None  # drops the decode in flight
+        self._requested: int | None = None  # the reduction being decoded for the current image
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._loader_signals = LoaderSignals(self)
@@ -79,6 +80,7 @@ class AnnotationCanvas(QWidget):
         self._loader_signals.failed.connect(self._on_failed)
         self._scene = QGraphicsScene(self)
         self._image_layer = ImageLayer()
+        self._image_layer.on_need = self._need_level
         self._scene.addItem(self._image_layer)
         self._items: dict[int, AnnotationItem] = {}
         self._keys: dict[int, tuple[object, ...]] = {}
@@ -93,6 +95,7 @@ class AnnotationCanvas(QWidget):
         self._view.handler = self
         self._view.zoomChanged.connect(self.zoomChanged)
         self._view.zoomChanged.connect(self._update_tags)
+        self._view.zoomChanged.connect(self._on_zoom)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSizeConstraint(QVBoxLayout.SizeConstraint.SetNoConstraint)  # the window decides its size
@@ -139,15 +142,56 @@ class AnnotationCanvas(QWidget):
             self._loader_cancel.set()
             self._loader_cancel = None
         self._token += 1
+        self._requested = None
         self._clear_items()
         self._image_layer.clear()
         self._image_id = image_id
         if image_id is None or self._project is None:
             self._image_id = None
             return
-        loader = ImageLoader(self._project, image_id, self._token, self._loader_signals)
+        vp = self._view.viewport()
+        screen_side = int(max(vp.width(), vp.height(), 1) * vp.devicePixelRatio())
+        self._start_loader(None, screen_side)
+
+    def _start_loader(self, reduce: int | None, screen_side: int | None = None) -> None:
+        """Decode a level of the current image in the pool (``None``: the first level)."""
+        assert self._project is not None and self._image_id is not None
+        if self._loader_cancel is not None:
+            self._loader_cancel.set()
+        loader = ImageLoader(
+            self._project, self._image_id, self._token, self._loader_signals, reduce=reduce, screen_side=screen_side
+        )
         self._loader_cancel = loader.cancel
+        self._requested = reduce
         start_loader(self._pool, loader)
+
+    def _need_level(self, reduce: int) -> None:
+        """The view shows the image magnified past what the levels held can show: decode the
+        level ``reduce`` (1 = full size) in a worker, unless it (or a finer one) is on its way.
+        Called from ``paint``, so it only starts a worker."""
+        finest = self._image_layer.finest_reduction()
+        if self._project is None or self._image_id is None or finest is None or reduce >= finest:
+            return
+        if self._requested is not None and self._requested <= reduce:
+            return
+        self._start_loader(reduce)
+
+    def _on_zoom(self, zoom: float) -> None:
+        """Ask for a finer level when zoomed in; free the finer levels when zoomed out to where the
+        first (coarsest) level is enough."""
+        layer = self._image_layer
+        if layer.finest_reduction() is None:
+            return
+        needed = layer.needed_reduction(zoom)
+        coarsest = layer.coarsest_reduction()
+        if coarsest is not None and needed >= coarsest and layer.drop_finer_than(coarsest):
+            if self._requested is not None and self._loader_cancel is not None:
+                self._loader_cancel.set()  # a finer level on its way is no longer needed
+                self._loader_cancel = None
+            self._requested = None
+            self.resolutionChanged.emit(coarsest)
+            return
+        self._need_level(needed)
 
     def current_image_id(self) -> int | None:
         return self._image_id
@@ -161,21 +205,28 @@ class AnnotationCanvas(QWidget):
         return self._image_layer.image_size()
 
     def image_resolution(self) -> int | None:
-        """Reduction of the finest level shown: 1 for full size, 2/4/8 for a preview, None if none."""
+        """Reduction of the finest level held: 1 for full size, 2/4/8 for a reduced one, None if none.
+
+        Big images are decoded at full size only when the view zooms in near 1:1 (see
+        :mod:`.image_layer`); ``resolutionChanged`` reports each change."""
         return self._image_layer.finest_reduction()
 
     def _on_level(self, level: DecodedLevel) -> None:
         if level.token != self._token or level.image_id != self._image_id:
             return
-        first = self._image_layer.finest_reduction() is None
-        self._image_layer.add_levels(level.levels, level.size)
+        finest = self._image_layer.finest_reduction()
+        first = finest is None
+        if level.reduce == self._requested or first:
+            self._loader_cancel = None
+            self._requested = None
+        if not first and level.reduce >= finest:  # type: ignore[operator]
+            return  # a level no finer than what is shown (the view zoomed out meanwhile)
+        self._image_layer.add_level(level.reduce, level.pixels, level.size)
         if first:
             w, h = level.size
             self._view.set_content_rect(QRectF(0, 0, w, h))
             self._view.fit()
             self.reload_annotations()
-        if level.final:
-            self._loader_cancel = None
         self.resolutionChanged.emit(level.reduce)
         if first:
             self.imageShown.emit(level.image_id)
@@ -184,6 +235,10 @@ class AnnotationCanvas(QWidget):
         if token != self._token or image_id != self._image_id:
             return
         self._loader_cancel = None
+        self._requested = None
+        if self._image_layer.finest_reduction() is not None:
+            self.errorOccurred.emit(message)  # a finer level failed: keep what is shown
+            return
         self._clear_items()
         self._image_layer.clear()
         self.errorOccurred.emit(message)

@@ -1,21 +1,28 @@
-"""The image under the annotations: decoded off the UI thread, drawn from a small pyramid.
+"""The image under the annotations: decoded off the UI thread, at the resolution the view needs.
 
 Scene coordinates are full-resolution image pixels (origin at the top-left corner of the
-top-left pixel). A big image (longest side over :data:`PREVIEW_ABOVE` pixels) is decoded twice in
-a worker thread: first at 1/2, 1/4 or 1/8 size (JPEG decodes that fast through DCT scaling) so
-something is on screen at once, then at full size. The full image of a big picture is kept as the
-one ``(h, w, 3)`` uint8 RGB array the decoder made, wrapped by a ``QImage`` without a copy (an
-8000 x 8000 RGB image is 192 MB: there is never a second full-size copy). Beside it the worker
-builds 1/2 and 1/4 levels by area averaging (+33 % memory together), stored as 32-bit pixels, the
-format Qt scales fastest; zoomed out, ``paint`` draws from the coarsest level that still has about
-one source pixel per screen pixel, and only the exposed part. Small images are kept as 32-bit
-pixels only. Nothing is decoded or resized in ``paint`` or anywhere on the UI thread.
+top-left pixel), whatever level is shown. A big image (longest side over :data:`PREVIEW_ABOVE`
+pixels) is first decoded in a worker thread at 1/2, 1/4 or 1/8 size, chosen so that it has about
+one pixel per screen pixel when the whole image fits the view (JPEG decodes that fast, through DCT
+scaling). A finer level is decoded only when the view zooms in past what the levels held can
+show (:meth:`ImageLayer.needed_reduction`); the full resolution only when zoomed in near 1:1.
+The layer keeps at most two levels: the first, small one (shown while a finer one decodes, and
+when zoomed out again) and the finest one asked for; zooming back out to the small level drops
+the finer one (:meth:`ImageLayer.drop_finer_than`).
+
+Memory: levels of at most :data:`QT32_MAX_PIXELS` pixels are stored as 32-bit pixels (the format
+Qt draws fastest); bigger ones stay the ``(h, w, 3)`` RGB array the decoder made, wrapped by a
+``QImage`` of format ``RGB888`` without a copy (the decoder converts BGR to RGB in place), so an
+8000 x 8000 image costs one 192 MB buffer at full resolution and never two. Masks and every tool
+work in full-resolution coordinates, independent of the level shown. Nothing is decoded or
+resized in ``paint`` or anywhere on the UI thread.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -29,19 +36,36 @@ from labeler.core.store import Project
 
 #: Images whose longest side is over this many pixels are shown at reduced size first.
 PREVIEW_ABOVE = 2048
-#: The preview's longest side aims at this many pixels (it is decoded at 1/2, 1/4 or 1/8 size).
+#: Without a view size, the first level's longest side aims at this many pixels.
 PREVIEW_SIDE = 1024
+#: The reductions a JPEG can be decoded at directly, coarsest first.
+REDUCTIONS = (8, 4, 2, 1)
+#: A level is good enough while one of its pixels covers at most this many screen pixels.
+MAX_MAGNIFICATION = 1.25
+#: Levels up to this many pixels are converted to 32-bit pixels (16 MB); bigger ones stay RGB888.
+QT32_MAX_PIXELS = 4096 * 1024
 
 
-def preview_reduction(width: int, height: int) -> int:
-    """The reduction (1, 2, 4 or 8) of the first, quick decode of a ``width`` x ``height`` image."""
+def preview_reduction(width: int, height: int, screen_side: int | None = None) -> int:
+    """The reduction (1, 2, 4 or 8) of the first decode of a ``width`` x ``height`` image.
+
+    ``screen_side`` is the longest side of the view in device pixels: the coarsest reduction whose
+    pixels, with the image fitted to the view, are magnified at most :data:`MAX_MAGNIFICATION`
+    times. Without it the first level's longest side aims at :data:`PREVIEW_SIDE`. Images of at
+    most :data:`PREVIEW_ABOVE` pixels per side are decoded at full size at once.
+    """
     side = max(width, height)
     if side <= PREVIEW_ABOVE:
         return 1
-    for reduce in (2, 4, 8):
-        if side / reduce <= PREVIEW_SIDE:
+    if screen_side is None:
+        for reduce in (2, 4, 8):
+            if side / reduce <= PREVIEW_SIDE:
+                return reduce
+        return 8
+    for reduce in REDUCTIONS:
+        if side / reduce * MAX_MAGNIFICATION >= screen_side:
             return reduce
-    return 8
+    return 1
 
 
 def to_qt32(rgb: np.ndarray) -> np.ndarray:
@@ -54,43 +78,30 @@ def to_qt32(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def build_levels(full_rgb: np.ndarray, coarsest: int) -> dict[int, np.ndarray]:
-    """The pyramid of a decoded image: ``{reduce: pixels}``.
-
-    Small images: ``{1: 32-bit pixels}``. Big ones: ``{1: the RGB array itself, 2: ..., 4: ...}``
-    down to (not including) ``coarsest`` (the preview's level, already made), each level the
-    area average of the one above, as 32-bit pixels.
-    """
-    h, w = full_rgb.shape[:2]
-    if max(w, h) <= PREVIEW_ABOVE:
-        return {1: to_qt32(full_rgb)}
-    levels: dict[int, np.ndarray] = {1: full_rgb}
-    current, reduce = full_rgb, 1
-    while reduce * 2 < coarsest:
-        reduce *= 2
-        current = cv2.resize(
-            current, (max(1, w // reduce), max(1, h // reduce)), interpolation=cv2.INTER_AREA
-        )
-        levels[reduce] = to_qt32(current)
-    return levels
+def display_pixels(rgb: np.ndarray) -> np.ndarray:
+    """The pixels a level is kept as: 32-bit for small levels, the RGB array itself for big ones
+    (no second copy of a big image, ever)."""
+    if rgb.shape[0] * rgb.shape[1] <= QT32_MAX_PIXELS:
+        return to_qt32(rgb)
+    return np.ascontiguousarray(rgb)
 
 
 @dataclass(frozen=True)
 class DecodedLevel:
-    """Pixels of one image: ``levels`` maps a reduction (1 = full size) to pixels, either
-    ``(h, w, 3)`` RGB or ``(h, w, 4)`` in ``QImage.Format_RGB32`` order. ``size`` is the full
-    ``(width, height)``; ``final`` is set on the last delivery (the full-size one)."""
+    """One decoded level of an image: ``pixels`` at 1/``reduce`` size per side, either
+    ``(h, w, 3)`` RGB or ``(h, w, 4)`` in ``QImage.Format_RGB32`` order (see
+    :func:`display_pixels`). ``size`` is the full ``(width, height)``."""
 
     image_id: int
     token: int
-    levels: dict[int, np.ndarray]
+    reduce: int
+    pixels: np.ndarray
     size: tuple[int, int]
-    final: bool
 
     @property
-    def reduce(self) -> int:
-        """The finest reduction delivered."""
-        return min(self.levels)
+    def final(self) -> bool:
+        """Whether this is the full resolution."""
+        return self.reduce == 1
 
 
 class LoaderSignals(QObject):
@@ -101,21 +112,35 @@ class LoaderSignals(QObject):
 
 
 class ImageLoader(QRunnable):
-    """Decodes one image of a project in a pool thread, quick preview first for big images.
+    """Decodes one level of one image of a project in a pool thread.
 
-    Results arrive in the UI thread through ``signals.level`` (a :class:`DecodedLevel`, once or
-    twice) or ``signals.failed``, tagged with ``token`` so the receiver can drop stale ones.
-    ``signals`` belongs to the receiver (it outlives the loader). Setting ``cancel`` stops the
-    loader between steps.
+    ``reduce`` is the level to decode (1, 2, 4 or 8); ``None`` picks the first level from the
+    image size and ``screen_side`` (see :func:`preview_reduction`). The result arrives in the UI
+    thread through ``signals.level`` (a :class:`DecodedLevel`) or ``signals.failed``, tagged with
+    ``token`` so the receiver can drop stale ones. ``signals`` belongs to the receiver (it outlives
+    the loader). Setting ``cancel`` drops the result (a decode in progress is not interrupted).
     """
 
-    def __init__(self, project: Project, image_id: int, token: int, signals: LoaderSignals) -> None:
+    def __init__(
+        self,
+        project: Project,
+        image_id: int,
+        token: int,
+        signals: LoaderSignals,
+        *,
+        reduce: int | None = None,
+        screen_side: int | None = None,
+    ) -> None:
         super().__init__()
+        if reduce is not None and reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {REDUCTIONS}, not {reduce}")
         self.signals = signals
         self.cancel = threading.Event()
         self._project = project
         self._image_id = image_id
         self._token = token
+        self._reduce = reduce
+        self._screen_side = screen_side
 
     def run(self) -> None:  # runs in a pool thread
         if self.cancel.is_set():  # the user moved on while this waited in the queue
@@ -123,25 +148,21 @@ class ImageLoader(QRunnable):
         try:
             path = self._project.image_path(self._image_id)
             width, height = read_image_size(path)
-            reduce = preview_reduction(width, height)
-            if reduce > 1:
-                preview = to_qt32(read_image(path, reduce=reduce))
-                if self.cancel.is_set():
-                    return
-                self.signals.level.emit(
-                    DecodedLevel(self._image_id, self._token, {reduce: preview}, (width, height), False)
-                )
+            reduce = self._reduce
+            if reduce is None:
+                reduce = preview_reduction(width, height, self._screen_side)
+            if reduce == 1:
+                rgb = self._project.read_image(self._image_id)  # also records size and hash in the store
+                width, height = rgb.shape[1], rgb.shape[0]
+            else:
+                rgb = read_image(path, reduce=reduce)
             if self.cancel.is_set():
                 return
-            full = self._project.read_image(self._image_id)  # also records size and hash in the store
+            pixels = display_pixels(rgb)
+            del rgb
             if self.cancel.is_set():
                 return
-            levels = build_levels(full, reduce)
-            del full
-            if self.cancel.is_set():
-                return
-            size = (levels[1].shape[1], levels[1].shape[0])
-            self.signals.level.emit(DecodedLevel(self._image_id, self._token, levels, size, True))
+            self.signals.level.emit(DecodedLevel(self._image_id, self._token, reduce, pixels, (width, height)))
         except ImageError as exc:
             self.signals.failed.emit(self._image_id, self._token, str(exc))
         except Exception as exc:  # a vanished project or file: report it, never crash the pool
@@ -160,14 +181,18 @@ def _wrap(pixels: np.ndarray) -> QImage:
 class ImageLayer(QGraphicsItem):
     """Draws the current image at scene scale 1 = one image pixel, from the best level it has.
 
-    Levels are ``{reduce: (pixels, qimage)}``; ``paint`` takes the coarsest level that still
-    has at least about one source pixel per screen pixel, and only the exposed part of it.
+    Levels are ``{reduce: (pixels, qimage)}``, at most two: the first (coarsest) one and the
+    finest one the view asked for. ``paint`` takes the coarsest level that still has about one
+    source pixel per screen pixel (else the finest held), draws only the exposed part of it, and
+    calls ``on_need(reduce)`` when the view would need a finer level than any held (the canvas
+    then decodes it in a worker; ``paint`` itself never decodes).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._levels: dict[int, tuple[np.ndarray, QImage]] = {}
         self._size = (0, 0)
+        self.on_need: Callable[[int], None] | None = None
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         self.setZValue(-1000)
 
@@ -182,18 +207,59 @@ class ImageLayer(QGraphicsItem):
         return self._size
 
     def finest_reduction(self) -> int | None:
-        """1 when the full image is loaded, else the reduction of the preview; ``None`` if empty."""
+        """1 when the full image is loaded, else the finest reduction held; ``None`` if empty."""
         return min(self._levels) if self._levels else None
 
-    def add_levels(self, levels: dict[int, np.ndarray], size: tuple[int, int]) -> None:
-        """Show these levels (``{reduce: pixels}``, see :class:`DecodedLevel`) of a ``size`` image."""
+    def coarsest_reduction(self) -> int | None:
+        """The reduction of the first level (the one kept while finer ones come and go)."""
+        return max(self._levels) if self._levels else None
+
+    def reductions(self) -> list[int]:
+        """The reductions held, finest first."""
+        return sorted(self._levels)
+
+    def needed_reduction(self, zoom: float) -> int:
+        """The coarsest reduction whose pixels at ``zoom`` (screen pixels per image pixel) are
+        magnified at most :data:`MAX_MAGNIFICATION` times; 1 when zoomed in further (or for an
+        image whose first level is already the full size)."""
+        if self._levels and max(self._levels) == 1:
+            return 1
+        for reduce in REDUCTIONS:
+            if zoom * reduce <= MAX_MAGNIFICATION:
+                return reduce
+        return 1
+
+    def add_level(self, reduce: int, pixels: np.ndarray, size: tuple[int, int]) -> None:
+        """Show ``pixels``, the level at 1/``reduce`` size of a ``size`` image (see
+        :class:`DecodedLevel`). Keeps the coarsest level held and this one; drops the others."""
         if size != self._size:
             self.prepareGeometryChange()
             self._size = size
-        for reduce, pixels in levels.items():
-            pixels = np.ascontiguousarray(pixels)
-            self._levels[reduce] = (pixels, _wrap(pixels))
+            self._levels.clear()
+        coarsest = max(self._levels) if self._levels else reduce
+        for r in list(self._levels):
+            if r not in (coarsest, reduce):
+                del self._levels[r]
+        pixels = np.ascontiguousarray(pixels)
+        self._levels[reduce] = (pixels, _wrap(pixels))
         self.update()
+
+    def add_levels(self, levels: dict[int, np.ndarray], size: tuple[int, int]) -> None:
+        """:meth:`add_level` for each of ``{reduce: pixels}``, coarsest first."""
+        for reduce in sorted(levels, reverse=True):
+            self.add_level(reduce, levels[reduce], size)
+
+    def drop_finer_than(self, reduce: int) -> bool:
+        """Free the levels finer than ``reduce`` when a level at least that coarse is held (the
+        view no longer needs them); ``True`` if any was dropped."""
+        if not any(r >= reduce for r in self._levels):
+            return False
+        finer = [r for r in self._levels if r < reduce]
+        for r in finer:
+            del self._levels[r]
+        if finer:
+            self.update()
+        return bool(finer)
 
     def level_bytes(self) -> int:
         """Memory held by the pixels of all levels, in bytes."""
@@ -210,22 +276,25 @@ class ImageLayer(QGraphicsItem):
         lod = option.levelOfDetailFromTransform(painter.worldTransform())  # screen px per image px
         reduce = min(self._levels)
         for r in sorted(self._levels, reverse=True):
-            if lod * r <= 1.25:
+            if lod * r <= MAX_MAGNIFICATION:
                 reduce = r
                 break
+        needed = self.needed_reduction(lod)
+        if needed < min(self._levels) and self.on_need is not None:
+            self.on_need(needed)
         _, image = self._levels[reduce]
         exposed = option.exposedRect.intersected(self.boundingRect())
         if exposed.isEmpty():
             return
         # Exposed part in the level's pixels, grown to whole pixels so edges line up.
-        sx0 = max(0, int(exposed.left() / reduce))
-        sy0 = max(0, int(exposed.top() / reduce))
-        sx1 = min(image.width(), int(np.ceil(exposed.right() / reduce)) + 1)
-        sy1 = min(image.height(), int(np.ceil(exposed.bottom() / reduce)) + 1)
-        if sx1 <= sx0 or sy1 <= sy0:
-            return
         w, h = self._size
         kx, ky = w / image.width(), h / image.height()
+        sx0 = max(0, int(exposed.left() / kx))
+        sy0 = max(0, int(exposed.top() / ky))
+        sx1 = min(image.width(), int(np.ceil(exposed.right() / kx)) + 1)
+        sy1 = min(image.height(), int(np.ceil(exposed.bottom() / ky)) + 1)
+        if sx1 <= sx0 or sy1 <= sy0:
+            return
         target = QRectF(sx0 * kx, sy0 * ky, (sx1 - sx0) * kx, (sy1 - sy0) * ky)
         source = QRectF(sx0, sy0, sx1 - sx0, sy1 - sy0)
         # Smooth when shrinking or mildly enlarging; show crisp pixels when zoomed in to label.
