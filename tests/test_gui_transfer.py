@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 
 pytest.importorskip("pytestqt")
 
@@ -112,3 +112,81 @@ def test_failed_import_says_why_and_changes_nothing(qtbot, tmp_path: Path) -> No
     assert "failed" in dialog.result_label.text() and "bad.json" in dialog.result_label.text()
     assert project.image_count() == 0 and not project.categories()
     project.close()
+
+
+def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The import runs on its own connection: while its transaction is open (held open here until
+    the UI thread has queried the window's project), a timer keeps ticking and the window's store
+    queries answer; once it commits the window shows the imported images."""
+    import json
+    import threading
+    import time
+
+    import cv2
+
+    import labeler.formats
+    from labeler.gui.main_window import MainWindow
+
+    count = 150
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+    coco: dict[str, list[dict[str, object]]] = {"images": [], "annotations": [],
+                                                "categories": [{"id": 1, "name": "cat"}]}
+    for i in range(count):
+        cv2.imwrite(str(src / "images" / f"im{i:04d}.png"), pixels)
+        coco["images"].append({"id": i + 1, "file_name": f"images/im{i:04d}.png", "width": 8, "height": 8})
+        coco["annotations"].append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 4, 4],
+                                    "area": 16, "iscrowd": 0})
+    (src / "labels.json").write_text(json.dumps(coco))
+    make_project(tmp_path / "p", 2)
+
+    inside = threading.Event()  # the worker is inside the import's transaction
+    go_on = threading.Event()  # the UI thread answered its query
+    real_import = labeler.formats.import_annotations
+
+    def gated_import(project, source, *, progress, **kwargs):  # type: ignore[no-untyped-def]
+        def gate(done: int, total: int) -> None:
+            if done and not go_on.is_set():
+                inside.set()
+                go_on.wait(20)
+            progress(done, total)
+        return real_import(project, source, progress=gate, **kwargs)
+
+    monkeypatch.setattr(labeler.formats, "import_annotations", gated_import)
+    win = MainWindow(interactive=False)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.canvas.imageShown, timeout=20_000):
+        win.open_path(tmp_path / "p")
+    assert win.images.model.rowCount() == 2
+    ticks: list[float] = []
+    query_seconds: list[float] = []
+    timer = QTimer()
+    timer.setInterval(5)
+
+    def tick() -> None:
+        ticks.append(time.perf_counter())
+        if inside.is_set() and not go_on.is_set():
+            t0 = time.perf_counter()
+            assert win.project is not None and win.project.image_count() == 2  # not yet committed
+            query_seconds.append(time.perf_counter() - t0)
+            go_on.set()
+
+    timer.timeout.connect(tick)
+    timer.start()
+    dialog = win.import_dialog()
+    dialog.set_path(src / "labels.json")
+    dialog.format_combo.setCurrentText("coco")
+    try:
+        with qtbot.waitSignal(dialog.succeeded, timeout=60_000):
+            qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(inside.is_set, timeout=20_000)
+            n_before = len(ticks)
+            qtbot.waitUntil(lambda: len(ticks) > n_before + 3, timeout=5_000)  # the timer keeps firing
+    finally:
+        go_on.set()
+        timer.stop()
+    assert query_seconds and query_seconds[0] < 2.0
+    assert win.project is not None and win.project.image_count() == 2 + count
+    assert win.images.model.rowCount() == 2 + count  # the window was refreshed
+    win.shutdown()

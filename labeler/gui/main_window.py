@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QShowEvent, QUndoStack
@@ -42,6 +43,9 @@ from labeler.gui.settings import AppSettings
 from labeler.gui.status import StatusBar
 from labeler.gui.training import TrainingController, installed_plugins
 from labeler.gui.workers import FunctionWorker
+
+if TYPE_CHECKING:
+    from labeler.gui.dialogs.transfer import ImportDialog
 
 OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
 REVIEW_CAP_SECONDS = 60.0
@@ -523,12 +527,17 @@ class MainWindow(QMainWindow):
     def ask_import(self) -> None:
         if self.project is None:
             return
+        self.import_dialog().exec()
+
+    def import_dialog(self) -> ImportDialog:
+        """The import dialog for the open project; the window re-reads the project as soon as an
+        import is done (the import commits through its own connection)."""
         from labeler.gui.dialogs.transfer import ImportDialog
 
+        assert self.project is not None
         dialog = ImportDialog(self.project, self)
-        dialog.exec()
-        if dialog.imported:
-            self.set_project_views()
+        dialog.succeeded.connect(lambda _report: self.set_project_views())
+        return dialog
 
     def set_project_views(self) -> None:
         """Re-read everything shown from the project (after an import)."""

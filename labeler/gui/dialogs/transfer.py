@@ -2,7 +2,11 @@
 
 The work runs in a worker thread (``labeler.formats.import_annotations`` / ``export_annotations``)
 with a progress bar; Cancel raises from the progress callback, which the formats treat as "stop":
-an import rolls back, an export leaves nothing half-written.
+an import rolls back, an export leaves nothing half-written. The worker opens its own connection
+to the project (``Project.open(root)``, closed when done): an import holds its write transaction
+for its whole length, and on the window's own ``Project`` that would hold the project's lock too,
+so every store query of the UI would wait for the import. With its own connection the UI keeps
+reading (SQLite WAL: readers see the last commit) and sees the import once it commits.
 """
 
 from __future__ import annotations
@@ -162,10 +166,17 @@ class _TransferDialog(QDialog):
 
 
 def _with_progress(fn: Any, dialog: _TransferDialog) -> Any:
-    """Wrap an import/export function so the worker's progress callback also checks for cancel."""
+    """Wrap an import/export function ``fn(project, ...)`` for the worker: it gets its own
+    connection to the dialog's project (opened and closed in the worker thread), and a progress
+    callback that also checks for cancel."""
+    root = dialog.project.root
 
     def call(*args: Any, progress: Any, **kwargs: Any) -> Any:
-        return fn(*args, progress=lambda d, t: dialog._progress(d, t, progress), **kwargs)
+        project = Project.open(root)
+        try:
+            return fn(project, *args, progress=lambda d, t: dialog._progress(d, t, progress), **kwargs)
+        finally:
+            project.close()
 
     return call
 
@@ -220,7 +231,7 @@ class ExportDialog(_TransferDialog):
         from labeler.formats import export_annotations
 
         out = Path(self.path_edit.text().strip()).expanduser()
-        self._start(_with_progress(export_annotations, self), self.project, out,
+        self._start(_with_progress(export_annotations, self), out,
                     format=self.format_combo.currentText(),
                     include_proposals=self.include_proposals.isChecked(), **self.options())
 
@@ -275,5 +286,5 @@ class ImportDialog(_TransferDialog):
 
         source = Path(self.path_edit.text().strip()).expanduser()
         images = self.images_edit.text().strip()
-        self._start(_with_progress(import_annotations, self), self.project, source, format=self.format_name(),
+        self._start(_with_progress(import_annotations, self), source, format=self.format_name(),
                     images_dir=Path(images).expanduser() if images else None, mark_done=self.mark_done.isChecked())
