@@ -342,3 +342,79 @@ def test_shortcuts_are_listed_for_the_user(qtbot, window: MainWindow) -> None:  
     for key, what in (("D", "Next image"), ("A", "Previous image"), ("N", "Next not done"), ("M", "Mark done"),
                       ("Ctrl+Z", "Undo"), ("B", "Box"), ("1 … 9", "pick the class"), ("Ctrl+D", "Duplicate selected")):
         assert f"<b>{key}" in text and what in text
+
+
+FAKE_CHILD = r"""
+import json, os, signal, sys, time
+marker = sys.argv[1]
+def stop(*_):
+    open(marker, "w").write("terminated")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print(json.dumps({"event": "start", "total": 5, "pid": os.getpid()}), flush=True)
+time.sleep(120)
+"""
+
+
+def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Training and "auto-label all" children of the open project are stopped (after asking) when
+    another project is opened or the window closes: terminated, waited for, never orphaned."""
+    import os
+    import sys
+
+    import labeler.gui.workers
+
+    markers: list[Path] = []
+
+    def fake_command(args):  # type: ignore[no-untyped-def]
+        markers.append(tmp_path / f"stopped-{len(markers)}-{args[0]}")
+        return sys.executable, ["-c", FAKE_CHILD, str(markers[-1])]
+
+    monkeypatch.setattr(labeler.gui.workers, "labeler_command", fake_command)
+    answers: list[QMessageBox.StandardButton] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    make_project(tmp_path / "a", 2)
+    make_project(tmp_path / "b", 2)
+    win = MainWindow(interactive=True)
+    qtbot.addWidget(win)
+    open_and_wait(qtbot, win, tmp_path / "a")
+
+    def start_both() -> list[int]:
+        pids: list[int] = []
+        assert win.project is not None
+        with qtbot.waitSignal(win.trainer.progress, timeout=20_000) as t:
+            win.trainer.start(win.project.root, "fake")
+        pids.append(int(t.args[0]["pid"]))
+        with qtbot.waitSignal(win.autolabeler.batchProgress, timeout=20_000):
+            win.autolabeler.label_all(win.project.root, "fake")
+        pids.append(win.autolabeler.job.process.processId())  # type: ignore[union-attr]
+        assert win.background_jobs_running()
+        return pids
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    pids = start_both()
+    answers.append(QMessageBox.StandardButton.No)
+    assert not win.open_path(tmp_path / "b")  # the user keeps the runs going
+    assert win.project is not None and win.project.root == (tmp_path / "a").resolve()
+    assert win.background_jobs_running() and not any(gone(p) for p in pids)
+    answers.append(QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
+        assert win.open_path(tmp_path / "b")
+    assert not win.background_jobs_running()
+    assert all(gone(p) for p in pids)  # terminated and reaped
+    assert [m.read_text() for m in markers] == ["terminated", "terminated"]  # SIGTERM, a clean stop
+    assert win.project.root == (tmp_path / "b").resolve()
+    # Closing the window: same question, same clean stop.
+    pids = start_both()
+    answers.append(QMessageBox.StandardButton.No)
+    assert not win.close() and win.background_jobs_running()
+    answers.append(QMessageBox.StandardButton.Yes)
+    assert win.close()
+    assert all(gone(p) for p in pids) and not win.background_jobs_running()
+    assert all(m.read_text() == "terminated" for m in markers)

@@ -203,11 +203,9 @@ class MainWindow(QMainWindow):
         self._on_plugin_changed(self.plugin_combo.currentText())
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.interactive and (self.trainer.is_running() or self.autolabeler.batch_running()):
-            answer = QMessageBox.question(self, "Quit", "Training or auto-labelling is running. Stop it and quit?")
-            if answer != QMessageBox.StandardButton.Yes:
-                event.ignore()
-                return
+        if not self.stop_background_jobs("Quit", "quit"):
+            event.ignore()
+            return
         self.shutdown()
         self.set_project(None)  # every edit is already stored; this closes the database
         super().closeEvent(event)
@@ -221,23 +219,40 @@ class MainWindow(QMainWindow):
         if self._plugins_loaded:
             self.settings.set_value("model/plugin", self.plugin_combo.currentText())
         self.settings.sync()
-        for job in (self.trainer.job, self.autolabeler.job):
-            if job is not None and job.is_running():  # SIGTERM: the CLI stops cleanly; kill if it hangs
-                job.process.terminate()
-                if not job.process.waitForFinished(5000):
-                    job.process.kill()
-                    job.process.waitForFinished(5000)
+        self.stop_background_jobs(None, "")
         self._end_visit()
         self.images.model.stop_thumbnails()
         self.canvas.wait_for_loads(10_000)
         if self.autolabeler.worker is not None:
             self.autolabeler.worker.signals.blockSignals(True)
 
+    def background_jobs_running(self) -> bool:
+        """Whether a training run or an "auto-label all" child process is working on the project."""
+        return self.trainer.is_running() or self.autolabeler.batch_running()
+
+    def stop_background_jobs(self, title: str | None, action: str) -> bool:
+        """Stop the training and "auto-label all" child processes of the open project, and wait
+        for them (SIGTERM, then SIGKILL after 5 s: no orphans). When interactive and ``title`` is
+        given, ask first ("Stop it and ``action``?"); ``False`` if the user said no (nothing stopped)."""
+        if not self.background_jobs_running():
+            return True
+        if self.interactive and title is not None:
+            answer = QMessageBox.question(
+                self, title, f"Training or auto-labelling is running on this project. Stop it and {action}?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        for job in (self.trainer.job, self.autolabeler.job):
+            if job is not None:
+                job.stop(5000)
+        return True
+
     # ---- opening --------------------------------------------------------------------------
 
     def open_path(self, path: str | Path) -> bool:
         """Open a project, or a folder of images (asking, when interactive, to make it a project)."""
         path = Path(path).expanduser()
+        if self.project is not None and not self.stop_background_jobs("Open", "open another project"):
+            return False
         if Project.is_project(path):
             return self.open_project(path)
         if path.is_dir():
@@ -271,7 +286,12 @@ class MainWindow(QMainWindow):
         return True
 
     def set_project(self, project: Project | None) -> None:
-        """Show ``project`` (closing the one shown); the last image seen there becomes current."""
+        """Show ``project`` (closing the one shown); the last image seen there becomes current.
+
+        Child processes still working on the project shown are stopped first (callers that can
+        ask the user do so before: :meth:`stop_background_jobs`)."""
+        if project is not self.project:
+            self.stop_background_jobs(None, "")
         self._end_visit()
         old = self.project
         self.undo_stack.clear()

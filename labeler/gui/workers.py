@@ -133,6 +133,18 @@ class CliJob(QObject):
         self.process.terminate()
         QTimer.singleShot(10_000, self._kill_if_running)
 
+    def stop(self, timeout_ms: int = 5000) -> None:
+        """Stop the process now and wait for it: SIGTERM (the CLI stops cleanly and leaves the
+        project consistent), then SIGKILL if it has not ended within ``timeout_ms``. The process is
+        reaped before this returns (no orphan, no zombie); ``finished`` has been emitted."""
+        if not self.is_running():
+            return
+        self.cancelled = True
+        self.process.terminate()
+        if not self.process.waitForFinished(timeout_ms):
+            self.process.kill()
+            self.process.waitForFinished(timeout_ms)
+
     def _kill_if_running(self) -> None:
         if self.is_running():
             self.process.kill()
