@@ -190,3 +190,54 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot, tmp_pa
     assert win.project is not None and win.project.image_count() == 2 + count
     assert win.images.model.rowCount() == 2 + count  # the window was refreshed
     win.shutdown()
+
+
+def test_masks_options_in_both_dialogs(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The masks format's value-to-class mapping, ignore and background values are set in the
+    dialogs; formats without options (YOLO, VOC) show none."""
+    import json
+
+    from labeler.formats.masks import read_label_png
+
+    project = labelled_project(tmp_path / "proj")
+    dialog = ExportDialog(project)
+    qtbot.addWidget(dialog)
+    for fmt in ("yolo", "voc", "labelme"):
+        dialog.format_combo.setCurrentText(fmt)
+        assert not any(dialog.form.isRowVisible(w) for w in dialog.option_widgets.values())
+        assert dialog.options() == {}
+    dialog.format_combo.setCurrentText("masks")
+    widgets = dialog.option_widgets
+    assert all(dialog.form.isRowVisible(widgets[n]) for n in ("values", "ignore", "background"))
+    assert dialog.options() == {"background": 0}  # empty text / "automatic" ignore: the format's defaults
+    widgets["values"].setText("3=cat, 7=dog")  # type: ignore[attr-defined]
+    widgets["ignore"].setValue(200)  # type: ignore[attr-defined]
+    widgets["background"].setValue(1)  # type: ignore[attr-defined]
+    assert dialog.options() == {"values": "3=cat, 7=dog", "ignore": 200, "background": 1}
+    out = tmp_path / "masks_out"
+    dialog.set_path(out)
+    run_dialog(qtbot, dialog)
+    mapping = json.loads((out / "mapping.json").read_text())
+    assert mapping["values"] == {"3": "cat", "7": "dog"} and mapping["ignore"] == 200 and mapping["background"] == 1
+    second = project.images()[1]
+    (png,) = [p for p in out.rglob("*.png") if p.stem == Path(second.path).stem]
+    values = read_label_png(png)
+    assert values[20, 30] == 3 and values[50, 50] == 1  # the cat mask; background elsewhere (done)
+    project.close()
+
+    # Import with a mapping of our own: values 3 and 7 become other class names, 1 is background.
+    target = Project.create(tmp_path / "dst")
+    importer = ImportDialog(target)
+    qtbot.addWidget(importer)
+    importer.format_combo.setCurrentText("masks")
+    assert "background" not in importer.option_widgets  # import has no background option
+    importer.option_widgets["values"].setText("1=_background_,3=kitty,7=doggo")  # type: ignore[attr-defined]
+    importer.option_widgets["ignore"].setValue(200)  # type: ignore[attr-defined]
+    importer.set_path(out)
+    importer.images_edit.setText(str(tmp_path / "proj"))
+    run_dialog(qtbot, importer)
+    assert [c.name for c in target.categories()] == ["kitty", "doggo"]
+    masks = [a for a in target.annotations() if a.kind is Kind.MASK]
+    names = {c.id: c.name for c in target.categories()}
+    assert sorted(names[a.category_id] for a in masks) == ["doggo", "kitty"]  # the dog polygon went out as pixels
+    target.close()

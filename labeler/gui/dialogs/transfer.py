@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -34,12 +35,34 @@ from PySide6.QtWidgets import (
 from labeler.core.store import Project
 from labeler.gui.workers import FunctionWorker
 
-# Format options the dialogs offer, with their choices (the first is the default).
+# Format options the dialogs offer (the keyword options of ``labeler.formats``' functions, see
+# ``Format.options``): choices (the first is the default), free text, or an integer.
 OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "masks": ("rle", "polygon"),
     "file_names": ("relative", "name"),
 }
-OPTION_LABELS = {"masks": "Masks as", "file_names": "Image file names"}
+OPTION_LABELS = {
+    "masks": "Masks as",
+    "file_names": "Image file names",
+    "values": "Pixel values → classes",
+    "ignore": "Ignore value",
+    "background": "Background value",
+}
+#: ``(minimum, maximum, default)`` of integer options; an option whose minimum is -1 shows -1 as
+#: "automatic" and passes ``None`` (the format's own default).
+OPTION_INTEGERS: dict[str, tuple[int, int, int]] = {
+    "ignore": (-1, 65535, -1),
+    "background": (0, 255, 0),
+}
+OPTION_TIPS = {
+    "values": "VALUE=CLASS pairs separated by commas (0=background,1=cat,2=dog), or the path of a text "
+              "file naming the class of value 0, 1, 2… one per line. A class named _background_ is "
+              "background. Empty: every value becomes a class named by its number (import; or what the "
+              "folder's mapping.json says), or the project's classes numbered from 1 (export).",
+    "ignore": "Pixels of this value are 'unknown': imported as the image's ignore mask; on export, "
+              "written where nothing is known. Automatic: 255 (or the mapping.json's value).",
+    "background": "The value written for pixels of done images that no label covers.",
+}
 AUTO = "(detect from the files)"
 
 
@@ -84,6 +107,7 @@ class _TransferDialog(QDialog):
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(self.browse_button)
         self.form.addRow("File or folder", path_row)
+        self.option_widgets: dict[str, QWidget] = {}
         layout = QVBoxLayout(self)
         layout.addLayout(self.form)
         layout.addWidget(self.progress)
@@ -111,6 +135,58 @@ class _TransferDialog(QDialog):
         self.description.setText(fmt.description if fmt is not None else "The format is guessed from the names "
                                  "and contents of the files.")
         self._update_run()
+
+    def _add_option_rows(self) -> None:
+        """One row per option any format of this dialog's verb has; :meth:`_on_format` shows the
+        rows of the chosen format."""
+        names: list[str] = []
+        for fmt in self.formats.values():
+            names += [n for n in fmt.options(self.verb) if n not in names]
+        for name in names:
+            widget: QWidget
+            if name in OPTION_CHOICES:
+                combo = QComboBox()
+                combo.addItems(list(OPTION_CHOICES[name]))
+                widget = combo
+            elif name in OPTION_INTEGERS:
+                low, high, default = OPTION_INTEGERS[name]
+                spin = QSpinBox()
+                spin.setRange(low, high)
+                spin.setValue(default)
+                if low == -1:
+                    spin.setSpecialValueText("automatic")
+                widget = spin
+            else:
+                edit = QLineEdit()
+                edit.setPlaceholderText("0=background,1=cat,2=dog  or a class names file")
+                widget = edit
+            widget.setToolTip(OPTION_TIPS.get(name, ""))
+            self.option_widgets[name] = widget
+            self.form.addRow(OPTION_LABELS.get(name, name.replace("_", " ").capitalize()), widget)
+
+    def options(self) -> dict[str, Any]:
+        """The chosen format's options as keyword arguments; empty text and "automatic" are left
+        out (the format's defaults apply)."""
+        fmt = self.formats.get(self.format_combo.currentText())
+        allowed = fmt.options(self.verb) if fmt is not None else ()
+        out: dict[str, Any] = {}
+        for name, widget in self.option_widgets.items():
+            if name not in allowed:
+                continue
+            if isinstance(widget, QComboBox):
+                out[name] = widget.currentText()
+            elif isinstance(widget, QSpinBox):
+                if not (widget.minimum() == -1 and widget.value() == -1):
+                    out[name] = widget.value()
+            elif isinstance(widget, QLineEdit) and widget.text().strip():
+                out[name] = widget.text().strip()
+        return out
+
+    def _show_option_rows(self, name: str) -> None:
+        fmt = self.formats.get(name)
+        allowed = fmt.options(self.verb) if fmt is not None else ()
+        for option, widget in self.option_widgets.items():
+            self.form.setRowVisible(widget, option in allowed)
 
     def _update_run(self) -> None:
         self.run_button.setEnabled(bool(self.path_edit.text().strip()) and not self.running())
@@ -191,30 +267,19 @@ class ExportDialog(_TransferDialog):
         self.setWindowTitle("Export labels")
         self.include_proposals = QCheckBox("Also export proposals not yet reviewed (with their scores)")
         self.form.addRow("", self.include_proposals)
-        self.option_combos: dict[str, QComboBox] = {}
-        for name, choices in OPTION_CHOICES.items():
-            combo = QComboBox()
-            combo.addItems(list(choices))
-            self.option_combos[name] = combo
-            self.form.addRow(OPTION_LABELS[name], combo)
+        self._add_option_rows()
+        self.option_combos = {n: w for n, w in self.option_widgets.items() if isinstance(w, QComboBox)}
         self.format_combo.addItems(list(self.formats))
         self._on_format(self.format_combo.currentText())
 
     def _on_format(self, name: str) -> None:
         super()._on_format(name)
+        self._show_option_rows(name)
         fmt = self.formats.get(name)
-        options = fmt.options("export") if fmt is not None else ()
-        for option, combo in self.option_combos.items():
-            self.form.setRowVisible(combo, option in options)
         if fmt is not None and self.path_edit.text():
             path = Path(self.path_edit.text())
             if not fmt.export_is_folder and path.suffix.lower() != ".json":
                 self.path_edit.setText(str(path.with_suffix(".json")) if path.suffix else str(path / "annotations.json"))
-
-    def options(self) -> dict[str, str]:
-        fmt = self.formats.get(self.format_combo.currentText())
-        allowed = fmt.options("export") if fmt is not None else ()
-        return {name: combo.currentText() for name, combo in self.option_combos.items() if name in allowed}
 
     def browse(self) -> None:
         fmt = self.formats[self.format_combo.currentText()]
@@ -259,11 +324,18 @@ class ImportDialog(_TransferDialog):
         self.mark_done = QCheckBox("Mark the imported images done")
         self.mark_done.setChecked(True)
         self.form.addRow("", self.mark_done)
+        self._add_option_rows()
         self.format_combo.addItems([AUTO, *self.formats])
         self._on_format(self.format_combo.currentText())
         self.browse_folder_button.clicked.connect(self.browse_folder)
         images_button.clicked.connect(self._browse_images)
         self.succeeded.connect(lambda _r: setattr(self, "imported", True))
+
+    def _on_format(self, name: str) -> None:
+        super()._on_format(name)
+        self._show_option_rows(name)
+        if name == AUTO:
+            self.description.setText(self.description.text() + " Pick the format to set its options.")
 
     def browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Labels file", str(self.project.root),
@@ -287,4 +359,5 @@ class ImportDialog(_TransferDialog):
         source = Path(self.path_edit.text().strip()).expanduser()
         images = self.images_edit.text().strip()
         self._start(_with_progress(import_annotations, self), source, format=self.format_name(),
-                    images_dir=Path(images).expanduser() if images else None, mark_done=self.mark_done.isChecked())
+                    images_dir=Path(images).expanduser() if images else None, mark_done=self.mark_done.isChecked(),
+                    **self.options())
