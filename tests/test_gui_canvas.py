@@ -188,7 +188,8 @@ def test_big_image_shows_a_reduced_version_first(qtbot: object, tmp_path: Path) 
         with qtbot.waitSignal(canvas.resolutionChanged, timeout=30_000, check_params_cb=lambda r: r == 1):  # type: ignore[attr-defined]
             canvas.zoom_actual_size()
         assert canvas._image_layer.reductions() == [1, 4]
-        assert canvas._image_layer.level_bytes() == 4000 * 4000 * 3 + 1000 * 1000 * 4
+        # One full-size copy: 32-bit pixels straight from the decoder (decode_jpeg_rgbx) + the small level.
+        assert canvas._image_layer.level_bytes() == 4000 * 4000 * 4 + 1000 * 1000 * 4
         assert not canvas.view().viewport().grab().isNull()
         # Back to fit: the full-size pixels are freed, the small level stays.
         with qtbot.waitSignal(canvas.resolutionChanged, timeout=1000, check_params_cb=lambda r: r == 4):  # type: ignore[attr-defined]
@@ -377,3 +378,29 @@ def test_flipping_through_images_shows_the_last_one(qtbot: object, env: CanvasEn
     QApplication.processEvents()
     assert shown == [2] and canvas.current_image_id() == 2
     assert [i.ann.image_id for i in canvas.annotation_items().values()] == [2]
+
+
+def test_jpeg_decoded_straight_into_one_rgbx_buffer(tmp_path: Path) -> None:
+    """decode_jpeg_rgbx gives read_image's pixels in QImage RGB32 order (what to_qt32 makes), and
+    declines what it cannot do as read_image would (PNG, rotated by EXIF, truncated): None."""
+    from labeler.core.images import read_image
+    from labeler.gui.canvas.image_layer import decode_jpeg_rgbx, to_qt32
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    jpeg = tmp_path / "a.jpg"
+    Image.fromarray(pixels).save(jpeg, quality=85)
+    rgbx = decode_jpeg_rgbx(jpeg)
+    assert rgbx is not None and rgbx.shape == (120, 200, 4)
+    assert np.array_equal(rgbx, to_qt32(read_image(jpeg)))
+    png = tmp_path / "a.png"
+    Image.fromarray(pixels).save(png)
+    assert decode_jpeg_rgbx(png) is None
+    rotated = tmp_path / "r.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(rotated, exif=exif)
+    assert decode_jpeg_rgbx(rotated) is None
+    truncated = tmp_path / "t.jpg"
+    truncated.write_bytes(jpeg.read_bytes()[:400])
+    assert decode_jpeg_rgbx(truncated) is None

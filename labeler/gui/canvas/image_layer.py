@@ -10,16 +10,19 @@ The layer keeps at most two levels: the first, small one (shown while a finer on
 when zoomed out again) and the finest one asked for; zooming back out to the small level drops
 the finer one (:meth:`ImageLayer.drop_finer_than`).
 
-Memory: levels of at most :data:`QT32_MAX_PIXELS` pixels are stored as 32-bit pixels (the format
-Qt draws fastest); bigger ones stay the ``(h, w, 3)`` RGB array the decoder made, wrapped by a
-``QImage`` of format ``RGB888`` without a copy (the decoder converts BGR to RGB in place), so an
-8000 x 8000 image costs one 192 MB buffer at full resolution and never two. Masks and every tool
+Memory: the full resolution of a big JPEG is decoded by Pillow straight into one 32-bit array
+(:func:`decode_jpeg_rgbx`; the format Qt draws fastest), wrapped by a ``QImage`` without a copy:
+an 8000 x 8000 image costs one 256 MB buffer and never two (OpenCV's decoder would hold two
+3-byte copies for a moment, 384 MB). Other levels of at most :data:`QT32_MAX_PIXELS` pixels are
+converted to 32-bit pixels; bigger ones (other formats) stay the ``(h, w, 3)`` RGB array the
+decoder made, wrapped as ``RGB888`` without a copy. Masks and every tool
 work in full-resolution coordinates, independent of the level shown. Nothing is decoded or
 resized in ``paint`` or anywhere on the UI thread.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -29,9 +32,10 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, QRectF, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPainter
+from PIL import Image
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from labeler.core.images import ImageError, read_image, read_image_size
+from labeler.core.images import ImageError, max_pixels_limit, read_image, read_image_size
 from labeler.core.store import Project
 
 #: Images whose longest side is over this many pixels are shown at reduced size first.
@@ -86,11 +90,64 @@ def display_pixels(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+def decode_jpeg_rgbx(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """Decode a JPEG at full size straight into one ``(h, w, 4)`` uint8 array in
+    ``QImage.Format_RGB32`` order (as :func:`to_qt32` makes: B, G, R, 255 on little-endian
+    machines), or ``None`` where this does not apply (not a plain RGB JPEG, an EXIF orientation
+    other than 1, over the pixel limit, or a Pillow without the decoder interface used).
+
+    Pillow's JPEG decoder writes into an image that maps the array's memory, so the peak memory
+    is this one array (OpenCV's ``imdecode`` holds two full-size copies for a moment: 384 MB for
+    an 8000 x 8000 image where this takes 256 MB); the channel swap is done in place. Same
+    pixels as :func:`read_image`.
+    """
+    try:
+        with Image.open(path) as src:
+            if src.format != "JPEG" or src.mode != "RGB" or len(src.tile) != 1:
+                return None
+            if src.getexif().get(0x0112, 1) not in (None, 1):
+                return None
+            width, height = src.size
+            if width * height > max_pixels_limit():
+                return None
+            (codec, extents, offset, args) = src.tile[0]
+            if codec != "jpeg" or tuple(extents) != (0, 0, width, height):
+                return None
+            pixels = np.empty((height, width, 4), dtype=np.uint8)
+            target = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
+            decoder = Image._getdecoder("RGBX", "jpeg", ("RGBX", args[1] if len(args) > 1 else ""),  # noqa: SLF001
+                                        src.decoderconfig)
+            decoder.setimage(target.im, extents)
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = b""
+                while True:
+                    chunk = f.read(1 << 20)
+                    data += chunk
+                    consumed, error = decoder.decode(data)
+                    if consumed < 0:  # finished (error 0) or failed
+                        break
+                    data = data[consumed:]
+                    if not chunk and consumed == 0:
+                        error = -2  # the file ended before the image did
+                        break
+            decoder.cleanup()
+            if error < 0:
+                return None  # let the general reader report what is wrong
+            if sys.byteorder == "little":  # to QImage.Format_RGB32's bytes (B, G, R, 255), in place,
+                for y in range(0, height, 256):  # by bands (OpenCV swaps through a temporary copy)
+                    band = pixels[y:y + 256]
+                    cv2.cvtColor(band, cv2.COLOR_RGBA2BGRA, dst=band)
+            return pixels
+    except (AttributeError, TypeError, ValueError, OSError, Image.DecompressionBombError):
+        return None
+
+
 @dataclass(frozen=True)
 class DecodedLevel:
     """One decoded level of an image: ``pixels`` at 1/``reduce`` size per side, either
     ``(h, w, 3)`` RGB or ``(h, w, 4)`` in ``QImage.Format_RGB32`` order (see
-    :func:`display_pixels`). ``size`` is the full ``(width, height)``."""
+    :func:`display_pixels` and :func:`decode_jpeg_rgbx`). ``size`` is the full ``(width, height)``."""
 
     image_id: int
     token: int
@@ -151,18 +208,24 @@ class ImageLoader(QRunnable):
             reduce = self._reduce
             if reduce is None:
                 reduce = preview_reduction(width, height, self._screen_side)
-            if reduce == 1:
-                rgb = self._project.read_image(self._image_id)  # also records size and hash in the store
-                width, height = rgb.shape[1], rgb.shape[0]
+            qt32 = decode_jpeg_rgbx(path) if reduce == 1 and max(width, height) > PREVIEW_ABOVE else None
+            if qt32 is not None:
+                pixels = qt32
             else:
-                rgb = read_image(path, reduce=reduce)
+                if reduce == 1:
+                    rgb = self._project.read_image(self._image_id)  # also records size and hash in the store
+                    width, height = rgb.shape[1], rgb.shape[0]
+                else:
+                    rgb = read_image(path, reduce=reduce)
+                if self.cancel.is_set():
+                    return
+                pixels = display_pixels(rgb)
+                del rgb
             if self.cancel.is_set():
                 return
-            pixels = display_pixels(rgb)
-            del rgb
-            if self.cancel.is_set():
-                return
-            self.signals.level.emit(DecodedLevel(self._image_id, self._token, reduce, pixels, (width, height)))
+            self.signals.level.emit(
+                DecodedLevel(self._image_id, self._token, reduce, pixels, (width, height))
+            )
         except ImageError as exc:
             self.signals.failed.emit(self._image_id, self._token, str(exc))
         except Exception as exc:  # a vanished project or file: report it, never crash the pool
