@@ -37,7 +37,7 @@ class ImageState(StrEnum):
 
     UNLABELLED = "unlabelled"
     LABELLED = "in progress"  # accepted labels, not marked done
-    PROPOSALS = "has proposals"
+    PROPOSALS = "with proposals"
     DONE = "done"
 
 
