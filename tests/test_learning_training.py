@@ -170,11 +170,21 @@ def test_failing_plugin_leaves_project_and_active_model_alone(project, where, re
 
 def test_cancel_stores_nothing_unless_kept(project):
     plugin = minimal_plugin()
-    result = train(project, plugin, epochs=1000, should_stop=lambda: True)
+    events = []
+    result = train(project, plugin, epochs=1000, should_stop=lambda: True, progress=events.append)
     assert result.cancelled and result.version is None and project.model_versions() == []
-    kept = train(project, plugin, epochs=1000, should_stop=iter([False] * 3 + [True] * 10).__next__,
-                 keep_cancelled=True)
+    assert [e["event"] for e in events] == ["cancelled"]  # stopped while reading the images
+    steps = {"n": 0}
+    inner = plugin.losses
+
+    def counting(model, batch, *, settings):
+        steps["n"] += 1
+        return inner(model, batch, settings=settings)
+
+    plugin.losses = counting
+    kept = train(project, plugin, epochs=1000, should_stop=lambda: steps["n"] >= 3, keep_cancelled=True)
     assert kept.version is not None and kept.version.data["steps"] == 3
+    assert kept.version.data["stopped_by"] == "cancel"
 
 
 def test_nothing_to_train_on(tmp_path):

@@ -13,7 +13,7 @@ active model are exactly as they were.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -137,11 +137,23 @@ def train(
     if why_fresh:
         messages.append(why_fresh)
 
-    items, _, skipped = prepare_all(plugin, iter_labelled_images(project, train_ids, classes), settings=settings)
+    def until_stopped(samples: Iterator[Any]) -> Iterator[Any]:
+        """Stop reading images on cancel (alone only: ranks must reach the loop together)."""
+        for sample in samples:
+            if should_stop is not None and world == 1 and should_stop():
+                return
+            yield sample
+
+    items, _, skipped = prepare_all(
+        plugin, until_stopped(iter_labelled_images(project, train_ids, classes)), settings=settings
+    )
     val_items, val_samples, val_skipped = prepare_all(
-        plugin, iter_labelled_images(project, val_ids, classes), settings=settings, keep_samples=True
+        plugin, until_stopped(iter_labelled_images(project, val_ids, classes)), settings=settings, keep_samples=True
     )
     del val_items
+    if should_stop is not None and world == 1 and should_stop():
+        _emit(progress, rank, "cancelled", steps=0)
+        return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
     for reason, n in val_skipped.items():
         skipped[reason] = skipped.get(reason, 0) + n
     if not items:
