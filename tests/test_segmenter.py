@@ -318,3 +318,19 @@ def test_losses_ignore_pixels_and_are_differentiable() -> None:
     losses = plugin.losses(model, {"image": image, "target": target}, settings=settings)
     total = sum(losses.values())
     assert float(total.detach()) == 0.0 and total.requires_grad
+
+
+@pytest.mark.parametrize("unpool", ["nearest", "max", "transposed"])
+def test_bf16_precision_matches_fp32_closely(unpool: str) -> None:
+    torch.manual_seed(0)
+    exact = EncoderDecoder(num_outputs=3, widths=(8, 16, 16), convs=1, middle_dilations=(1, 2), unpool=unpool).eval()
+    mixed = EncoderDecoder(num_outputs=3, widths=(8, 16, 16), convs=1, middle_dilations=(1, 2), unpool=unpool,
+                           precision="bf16").eval()
+    mixed.load_state_dict(exact.state_dict())  # same parameters: precision changes no checkpoint
+    x = torch.randn(1, 3, 20, 28)
+    with torch.no_grad():
+        a, b = exact(x), mixed(x)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    assert float((a - b).abs().max()) < 0.05 * float(a.abs().max()) + 0.05
+    with pytest.raises(ValueError, match="precision"):
+        EncoderDecoder(num_outputs=2, precision="fp16")

@@ -24,6 +24,17 @@ STRIDE = 4
 """Total downsampling of the encoder-decoder (two 2x2 poolings)."""
 
 
+def bf16_is_fast(device_type: str = "cpu") -> bool:
+    """Whether ``auto`` precision picks bfloat16: on CUDA always, on CPU where oneDNN has native
+    bfloat16 instructions (AVX512-BF16 / AMX); elsewhere bfloat16 would be emulated, i.e. slower."""
+    if device_type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class ConvBlock(nn.Sequential):
     """``len(dilations)`` times conv 3x3 (``dilation`` d, padding d, same size) - BatchNorm - ReLU.
 
@@ -77,6 +88,23 @@ class Unpool(nn.Module):
         return self.unpool(x)
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
+
+
+def _autocast(x: torch.Tensor, precision: str) -> torch.autocast:
+    """Mixed precision for the convolutions: bfloat16 compute, float32 parameters and BatchNorm
+    statistics; ``auto`` uses it where :func:`bf16_is_fast`. Outputs are returned as float32."""
+    device = x.device.type if x.device.type in ("cpu", "cuda") else "cpu"
+    enabled = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+
+
 def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad bottom/right by reflection (replicate when too small to reflect) to a multiple."""
     h, w = x.shape[-2:]
@@ -105,8 +133,10 @@ class EncoderDecoder(nn.Module):
         convs: int = 2,
         middle_dilations: Sequence[int] = (1, 2, 4),
         unpool: str = "max",
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
+        self.precision = _check_precision(precision)
         w1, w2, w3 = widths
         self.enc1 = ConvBlock(3, w1, [1] * convs)
         self.pool1 = nn.MaxPool2d(2, stride=2, return_indices=True)
@@ -120,6 +150,10 @@ class EncoderDecoder(nn.Module):
         self.head = nn.Conv2d(w1, num_outputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with _autocast(x, self.precision):
+            return self._forward(x).float()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = _pad_to(x, STRIDE).contiguous(memory_format=CHANNELS_LAST)
         x = self.enc1(x)
@@ -137,14 +171,24 @@ class EncoderDecoder(nn.Module):
 class Naive(nn.Module):
     """Stacked same-resolution conv-BN-ReLU layers (no pooling) and a 1x1 classifier."""
 
-    def __init__(self, *, num_outputs: int, width: int = 16, depth: int = 6, dilations: Sequence[int] = (1,)) -> None:
+    def __init__(
+        self,
+        *,
+        num_outputs: int,
+        width: int = 16,
+        depth: int = 6,
+        dilations: Sequence[int] = (1,),
+        precision: str = "fp32",
+    ) -> None:
         super().__init__()
+        self.precision = _check_precision(precision)
         pattern = [dilations[i % len(dilations)] for i in range(depth)]
         self.body = ConvBlock(3, width, pattern)
         self.head = nn.Conv2d(width, num_outputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST)))
+        with _autocast(x, self.precision):
+            return self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST))).float()
 
 
 MAX_UPSAMPLE_ELEMENTS = 1 << 26
