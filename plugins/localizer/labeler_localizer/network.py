@@ -42,7 +42,7 @@ class Localizer(nn.Module):
     """
 
     def __init__(
-        self, *, num_classes: int, input_size: int = 128, width: int = 16, dropout: float = 0.2, tta_flip: bool = True
+        self, *, num_classes: int, input_size: int = 96, width: int = 16, dropout: float = 0.2, tta_flip: bool = True
     ) -> None:
         super().__init__()
         if num_classes < 1:

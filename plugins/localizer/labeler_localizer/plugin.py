@@ -46,7 +46,7 @@ class LocalizerPlugin:
     task = "localization"
     metric = "score"
     settings: tuple[Setting, ...] = (
-        Setting("input_size", 128, "side in pixels of the square the image is stretched to (multiple of 16)"),
+        Setting("input_size", 96, "side in pixels of the square the image is stretched to (multiple of 16)"),
         Setting("width", 16, "channels of the first backbone stage (later stages 2x, 4x, 6x)"),
         Setting("box_weight", 10.0, "weight of the box mean-squared-error term in the summed loss"),
         Setting("lr", 2e-3, "peak learning rate (AdamW)"),
