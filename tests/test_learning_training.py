@@ -232,3 +232,15 @@ def test_ignore_mask_reaches_the_plugin(project):
         project.set_ignore_mask(image_id, encode_mask(mask))
     train(project, plugin, epochs=1)
     assert all(m is not None and m.sum() == 4 * 32 for m in seen.values())
+
+
+def test_warm_start_keeps_the_parent_settings_unless_overridden(project):
+    plugin = minimal_plugin()
+    first = train(project, plugin, epochs=1, overrides={"width": "4"}).version
+    warm = train(project, plugin, epochs=1, activate="never").version
+    assert warm.parent == first.id and warm.settings["width"] == 4
+    changed = train(project, plugin, epochs=1, overrides={"width": "6"}, activate="never")
+    assert changed.version.parent is None and changed.version.settings["width"] == 6
+    assert any("from scratch" in m for m in changed.messages)
+    fresh = train(project, plugin, epochs=1, from_version=None, activate="never").version
+    assert fresh.settings["width"] == 16

@@ -24,6 +24,7 @@ from labeler.learning.checkpoints import (
     load_version,
     load_weights,
     save_checkpoint,
+    version_settings,
 )
 from labeler.learning.dataset import iter_labelled_images, prepare_all, project_classes, validation_split
 from labeler.learning.loop import fit
@@ -98,7 +99,8 @@ def train(
 ) -> TrainResult:
     """Train ``plugin`` on the project's done images and store the result as a new model version.
 
-    ``overrides`` are setting values (text from the command line is parsed by the setting's type).
+    ``overrides`` are setting values (text from the command line is parsed by the setting's type);
+    a warm start begins from the parent version's settings, a fresh run from the plugin's defaults.
     With neither ``time_budget`` (seconds) nor ``epochs``, trains for ``settings["epochs"]`` if the
     plugin has that setting, else 60 seconds. ``from_version``: ``"active"`` (warm start from the
     active version if its classes match), a version id, or ``None`` (from scratch).
@@ -115,14 +117,9 @@ def train(
     started = time.time()
     messages: list[str] = []
     try:
-        settings = resolve_settings(plugin, overrides or {})
+        resolve_settings(plugin, overrides or {})  # unknown names and bad values fail before any work
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
-    if time_budget is None and epochs is None:
-        if "epochs" in settings:
-            epochs = settings["epochs"]
-        else:
-            time_budget = 60.0
 
     classes = project_classes(project)
     if not classes:
@@ -136,6 +133,14 @@ def train(
     parent, why_fresh = _pick_parent(project, plugin, from_version, class_ids)
     if why_fresh:
         messages.append(why_fresh)
+    # a warm start keeps the parent's settings (its network's shape among them) unless overridden
+    inherited = version_settings(plugin, parent.settings) if parent is not None else {}
+    settings = resolve_settings(plugin, {**inherited, **dict(overrides or {})})
+    if time_budget is None and epochs is None:
+        if "epochs" in settings:
+            epochs = settings["epochs"]
+        else:
+            time_budget = 60.0
 
     def until_stopped(samples: Iterator[Any]) -> Iterator[Any]:
         """Stop reading images on cancel (alone only: ranks must reach the loop together)."""
