@@ -132,7 +132,7 @@ def test_plugin_failing_in_inputs_is_named_and_earlier_images_are_kept(trained):
             return inner(image, settings=settings)
 
     with pytest.raises(PluginError, match="'minimal'.*inputs raised ValueError: odd pixels"):
-        auto_label(project, replace(loaded, plugin=Flaky()), [7, 8, 9, 10])
+        auto_label(project, replace(loaded, plugin=Flaky()), [7, 8, 9, 10], workers=1)
     assert project.image(7).uncertainty is not None and project.image(8).uncertainty is not None
     assert project.image(9).uncertainty is None
 

@@ -21,6 +21,7 @@ score, and the image's uncertainty is stored for "next most uncertain".
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -194,10 +195,12 @@ def iter_auto_label(
     prefetch: int = 2,
     overlap: Literal["all", "post"] = "all",
     batch_size: int = 8,
+    workers: int | None = None,
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
-    One background thread decodes images and makes their network inputs (``plugin.inputs``):
+    A background thread (``workers`` of them; default one, two with four cores or more) decodes
+    images and makes their network inputs (``plugin.inputs``, so it must be thread-safe):
     ``overlap="all"`` keeps ``prefetch`` images ready ahead, alongside the network; ``"post"``
     starts on the next image only once the forward pass of the current one is over, so that this
     work shares the CPU with the (single-threaded) post-processing and storage instead of with the
@@ -216,7 +219,9 @@ def iter_auto_label(
     pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []
     last_write = time.monotonic()
     start = last_write
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labeler-decode")
+    if workers is None:
+        workers = 2 if (os.cpu_count() or 1) >= 4 else 1
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="labeler-decode")
     futures: dict[int, Future[_Loaded]] = {}
     submitted = 0
     lockstep = overlap == "post"
@@ -298,6 +303,7 @@ def auto_label(
     write_every: int = 32,
     overlap: Literal["all", "post"] = "all",
     batch_size: int = 8,
+    workers: int | None = None,
 ) -> AutoLabelResult:
     """Run :func:`iter_auto_label` to the end (or until ``should_stop()``), returning a summary."""
     start = time.monotonic()
@@ -305,7 +311,7 @@ def auto_label(
     failed: dict[int, str] = {}
     cancelled = False
     steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, overlap=overlap,
-                           batch_size=batch_size)
+                           batch_size=batch_size, workers=workers)
     try:
         for step in steps:
             if step.error is not None:
