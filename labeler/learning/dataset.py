@@ -29,15 +29,17 @@ def validation_split(
     image_ids: Sequence[int], *, fraction: float = VALIDATION_FRACTION
 ) -> tuple[list[int], list[int]]:
     """``(train_ids, validation_ids)``: images whose :func:`split_key` is below ``fraction`` are
-    validation. With two or more images there is at least one on each side (the lowest key moves to
-    validation, or the highest back to training); a single image trains and nothing validates."""
+    validation, topped up with the next lowest keys to ``round(fraction * n)`` images (at least one)
+    so that a small project is not judged on a single image by chance. With two or more images
+    there is at least one on each side; a single image trains and nothing validates."""
     ids = sorted(set(int(i) for i in image_ids))
     if len(ids) < 2:
         return ids, []
     by_key = sorted(ids, key=split_key)
+    target = min(len(ids) - 1, max(1, round(fraction * len(ids))))
     val = [i for i in by_key if split_key(i) < fraction]
-    if not val:
-        val = [by_key[0]]
+    if len(val) < target:
+        val = by_key[:target]
     if len(val) == len(ids):
         val = val[:-1]
     val_set = set(val)
