@@ -34,7 +34,7 @@ from labeler.learning.api import LabelledImage, resolve_settings
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car", "pedestrian", "bicyclist")
 CAMVID_IGNORE = 11
 PRESETS: dict[str, dict[str, str]] = {
-    "membrane": {"flips": "hv", "rotate": "15", "widths": "16,32,64"},
+    "membrane": {"flips": "hv", "rotate": "15"},
     "camvid": {"scale": "0.5"},
 }
 

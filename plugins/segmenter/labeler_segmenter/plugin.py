@@ -29,7 +29,7 @@ SETTINGS: tuple[Setting, ...] = (
             ("naive", "encoder-decoder")),
     Setting("unpool", "max", "encoder-decoder upsampling: nearest (2x2 copies), max (back to the pooling's "
             "maxima, zeros elsewhere) or transposed (learned 3x3 stride-2 transposed conv)", ("nearest", "max", "transposed")),
-    Setting("widths", "24,48,96", "channels at full, 1/2 and 1/4 resolution (naive uses the first)"),
+    Setting("widths", "16,32,64", "channels at full, 1/2 and 1/4 resolution (naive uses the first)"),
     Setting("convs", 2, "conv-BN-ReLU layers per full/half-resolution block (naive: this times 3)"),
     Setting("middle_dilations", "1,2,4,8", "dilations of the 1/4-resolution block's convs (one conv each); "
             "naive: dilations cycled over its layers"),

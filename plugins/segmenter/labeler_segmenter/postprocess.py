@@ -30,24 +30,33 @@ def regions_to_proposals(
     region, i.e. the mean probability of its class there.
     """
     proposals: list[Proposal] = []
+    shape = labels.shape
     for k, category in enumerate(classes, start=1):
-        class_mask = (labels == k).astype(np.uint8)
-        if not class_mask.any():
+        class_mask = labels == k
+        rows = np.flatnonzero(class_mask.any(axis=1))
+        if rows.size == 0:
             continue
-        count, regions, stats, _ = cv2.connectedComponentsWithStats(class_mask, connectivity=8)
+        cols = np.flatnonzero(class_mask.any(axis=0))
+        # connected regions within the class's bounding box only
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        crop = class_mask[y0:y1, x0:x1].view(np.uint8)
+        count, regions, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
         regions_t = np.ascontiguousarray(regions.T)  # column-major order, as COCO RLE runs
+        conf = confidence[y0:y1, x0:x1]
         for r in range(1, count):
             if stats[r, cv2.CC_STAT_AREA] < min_region:
                 continue
             x, y, w, h = (int(stats[r, i]) for i in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
             local = regions[y : y + h, x : x + w] == r
-            score = float(confidence[y : y + h, x : x + w][local].mean())
+            score = float(conf[y : y + h, x : x + w][local].mean())
+            columns = np.zeros((w, shape[0]), dtype=bool)
+            columns[:, y0 : y1] = regions_t[x : x + w] == r
             proposals.append(
                 Proposal(
                     category_id=category.id,
                     kind=Kind.MASK,
                     score=min(1.0, max(0.0, score)),
-                    rle=columns_rle(regions_t[x : x + w] == r, x, labels.shape),
+                    rle=columns_rle(columns, x0 + x, shape),
                 )
             )
     return proposals
