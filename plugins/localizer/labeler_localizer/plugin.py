@@ -50,7 +50,7 @@ class LocalizerPlugin:
         Setting("width", 16, "channels of the first backbone stage (later stages 2x, 4x, 6x)"),
         Setting("box_weight", 10.0, "weight of the box mean-squared-error term in the summed loss"),
         Setting("lr", 2e-3, "peak learning rate (AdamW)"),
-        Setting("batch_size", 32, "training examples per optimiser step"),
+        Setting("batch_size", 64, "training examples per optimiser step"),
         Setting("weight_decay", 5e-4, "AdamW weight decay"),
         Setting("dropout", 0.2, "dropout before the last layer of each head"),
         Setting("label_smoothing", 0.05, "label smoothing of the class cross-entropy"),
