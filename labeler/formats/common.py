@@ -462,6 +462,26 @@ def image_sizes(
     return sizes
 
 
+@dataclass(frozen=True)
+class ExportPlan:
+    """What a per-image export writes: the images (done, or carrying an exported label, whose size
+    is known), their labels by image id, ``(width, height)`` per image id, and file keys."""
+
+    images: list[ImageRecord]
+    by_image: dict[int, list[Annotation]]
+    sizes: dict[int, tuple[int, int]]
+    keys: dict[int, str]
+
+
+def plan_export(project: Project, *, include_proposals: bool, tally: Tally) -> ExportPlan:
+    """:func:`export_selection`, :func:`image_sizes` and :func:`export_keys` in one step, for the
+    formats that write one file per image (images of unknown size are skipped and counted)."""
+    images, by_image = export_selection(project, include_proposals=include_proposals)
+    sizes = image_sizes(project, images, by_image, tally)
+    images = [r for r in images if r.id in sizes]
+    return ExportPlan(images=images, by_image=by_image, sizes=sizes, keys=export_keys(images))
+
+
 def export_keys(images: Sequence[ImageRecord]) -> dict[int, str]:
     """Per image id, its path without suffix relative to the images' common folder (POSIX).
 

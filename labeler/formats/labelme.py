@@ -48,11 +48,9 @@ from labeler.formats.common import (
     Tally,
     Writer,
     atomic_folder,
-    export_keys,
-    export_selection,
     files_under,
-    image_sizes,
     number,
+    plan_export,
     read_json,
 )
 from labeler.formats.errors import FormatError
@@ -307,10 +305,8 @@ def export_labelme(
     """Write one labelme JSON per image into the folder ``out`` (built aside, then moved in)."""
     out = Path(out)
     tally = Tally()
-    images, by_image = export_selection(project, include_proposals=include_proposals)
-    sizes = image_sizes(project, images, by_image, tally)
-    images = [r for r in images if r.id in sizes]
-    keys = export_keys(images)
+    plan = plan_export(project, include_proposals=include_proposals, tally=tally)
+    images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
     names = {c.id: c.name for c in project.categories()}
     out_abs = Path(os.path.abspath(out))
     with atomic_folder(out) as tmp:

@@ -37,10 +37,8 @@ from labeler.formats.common import (
     Tally,
     Writer,
     atomic_folder,
-    export_keys,
-    export_selection,
-    image_sizes,
     key_of,
+    plan_export,
 )
 from labeler.formats.errors import FormatError
 
@@ -238,10 +236,8 @@ def export_yolo(
     """Write ``classes.txt``, ``data.yaml`` and ``labels/<key>.txt`` into the folder ``out``."""
     out = Path(out)
     tally = Tally()
-    images, by_image = export_selection(project, include_proposals=include_proposals)
-    sizes = image_sizes(project, images, by_image, tally)
-    images = [r for r in images if r.id in sizes]
-    keys = export_keys(images)
+    plan = plan_export(project, include_proposals=include_proposals, tally=tally)
+    images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
     categories = project.categories()
     index = {c.id: i for i, c in enumerate(categories)}
     with atomic_folder(out) as tmp:
