@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# No display needed: Qt tests render offscreen unless the caller chose a platform.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
