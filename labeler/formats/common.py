@@ -462,6 +462,37 @@ def image_sizes(
     return sizes
 
 
+FileImporter = Callable[[Project, Path, "ImageFinder", "CategoryMap", "Writer", "Tally"], None]
+
+
+def import_per_file(
+    project: Project,
+    source: Path,
+    *,
+    format_name: str,
+    suffix: str,
+    import_file: FileImporter,
+    images_dir: Path | None,
+    mark_done: bool,
+    progress: Progress | None,
+) -> ImportReport:
+    """Import ``source`` (one annotation file, or every ``suffix`` file under a folder) with
+    ``import_file`` per file, in one transaction: all or nothing."""
+    source = Path(source)
+    files = files_under(source, [suffix])
+    tally = Tally()
+    with project.transaction():
+        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
+        cats = CategoryMap(project, tally)
+        writer = Writer(project, tally, mark_done=mark_done)
+        for n, path in enumerate(files):
+            import_file(project, path, finder, cats, writer, tally)
+            if progress is not None:
+                progress(n + 1, len(files))
+        writer.finish(format_name, source)
+    return tally.import_report(format_name, source)
+
+
 @dataclass(frozen=True)
 class ExportPlan:
     """What a per-image export writes: the images (done, or carrying an exported label, whose size

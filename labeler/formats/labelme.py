@@ -48,7 +48,7 @@ from labeler.formats.common import (
     Tally,
     Writer,
     atomic_folder,
-    files_under,
+    import_per_file,
     number,
     plan_export,
     read_json,
@@ -75,19 +75,10 @@ def import_labelme(
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import a labelme JSON file, or every labelme JSON file under a folder (all or nothing)."""
-    source = Path(source)
-    files = files_under(source, [".json"])
-    tally = Tally()
-    with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
-        cats = CategoryMap(project, tally)
-        writer = Writer(project, tally, mark_done=mark_done)
-        for n, path in enumerate(files):
-            _import_file(project, path, finder, cats, writer, tally)
-            if progress is not None:
-                progress(n + 1, len(files))
-        writer.finish("labelme", source)
-    return tally.import_report("labelme", source)
+    return import_per_file(
+        project, source, format_name="labelme", suffix=".json", import_file=_import_file,
+        images_dir=images_dir, mark_done=mark_done, progress=progress,
+    )
 
 
 def _import_file(

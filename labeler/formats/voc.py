@@ -29,7 +29,7 @@ from labeler.formats.common import (
     Tally,
     Writer,
     atomic_folder,
-    files_under,
+    import_per_file,
     number,
     plan_export,
 )
@@ -54,19 +54,10 @@ def import_voc(
     Images are looked for as the file names them, then in ``images_dir``, then beside the XML and
     in the ``JPEGImages``/``images`` folder next to the XML's folder (VOC's own layout).
     """
-    source = Path(source)
-    files = files_under(source, [".xml"])
-    tally = Tally()
-    with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
-        cats = CategoryMap(project, tally)
-        writer = Writer(project, tally, mark_done=mark_done)
-        for n, path in enumerate(files):
-            _import_file(project, path, finder, cats, writer, tally)
-            if progress is not None:
-                progress(n + 1, len(files))
-        writer.finish("voc", source)
-    return tally.import_report("voc", source)
+    return import_per_file(
+        project, source, format_name="voc", suffix=".xml", import_file=_import_file,
+        images_dir=images_dir, mark_done=mark_done, progress=progress,
+    )
 
 
 def _parse(path: Path) -> ET.Element:
