@@ -15,6 +15,7 @@ from labeler.core.geometry import (
     box_to_mask,
     decode_rle,
     encode_mask,
+    encode_regions,
     mask_to_polygons,
     normalize_rle,
     polygons_area,
@@ -170,3 +171,20 @@ def test_box_iou_matches_pycocotools() -> None:
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert box_iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
     assert box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+
+
+def test_encode_regions_equals_one_encoding_per_region() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        count = int(rng.integers(1, 6))
+        regions = rng.integers(0, count + 1, (h, w)).astype(np.int32)
+        rles = encode_regions(regions, count + 2)  # two ids with no pixel
+        for r in range(1, count + 3):
+            if (regions == r).any():
+                assert rles[r - 1] == encode_mask(regions == r)
+            else:
+                assert rles[r - 1] is None
+    assert encode_regions(np.zeros((0, 4), np.int32), 3) == [None, None, None]
+    full = encode_regions(np.ones((3, 4), np.int32), 1)[0]
+    assert full == encode_mask(np.ones((3, 4), bool))

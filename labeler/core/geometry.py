@@ -27,6 +27,50 @@ def encode_mask(mask: np.ndarray) -> Rle:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
+def encode_regions(regions: np.ndarray, count: int) -> list[Rle | None]:
+    """Compressed COCO RLE of every region ``1 .. count`` of an ``(h, w)`` integer map of region
+    ids (0 = no region), in one pass over the pixels; ``None`` for ids with no pixel.
+
+    Equal to ``encode_mask(regions == r)`` for each ``r``, but the image is walked once rather than
+    once per region (a label map with dozens of regions costs what one mask costs).
+    """
+    if regions.ndim != 2:
+        raise ValueError(f"a region map is 2-D, got shape {regions.shape}")
+    h, w = regions.shape
+    out: list[Rle | None] = [None] * count
+    if regions.size == 0 or count == 0:
+        return out
+    ids = np.ascontiguousarray(regions, dtype=np.int32)
+    flat = cv2.transpose(ids).reshape(-1)  # column-major order, as COCO RLE runs
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate(([0], changes))
+    ends = np.concatenate((changes, [flat.size]))
+    values = flat[starts]
+    keep = (values > 0) & (values <= count)
+    starts, ends, values = starts[keep], ends[keep], values[keep]
+    order = np.argsort(values, kind="stable")  # runs grouped by region, in pixel order within
+    starts, ends, values = starts[order], ends[order], values[order]
+    first = np.ones(values.size, dtype=bool)
+    first[1:] = values[1:] != values[:-1]
+    previous_end = np.concatenate(([0], ends[:-1]))
+    previous_end[first] = 0
+    # each run contributes (zeros since the region's previous run, ones of this run)
+    pairs = np.empty(2 * values.size, dtype=np.int64)
+    pairs[0::2] = starts - previous_end
+    pairs[1::2] = ends - starts
+    group_starts = np.flatnonzero(first)
+    group_ends = np.concatenate((group_starts[1:], [values.size]))
+    size = [int(h), int(w)]
+    for g0, g1 in zip(group_starts.tolist(), group_ends.tolist()):
+        counts = pairs[2 * g0 : 2 * g1].tolist()
+        tail = int(flat.size - ends[g1 - 1])
+        if tail:
+            counts.append(tail)
+        encoded = mask_utils.frPyObjects({"size": size, "counts": counts}, h, w)
+        out[int(values[g0]) - 1] = {"size": size, "counts": encoded["counts"].decode("ascii")}
+    return out
+
+
 def _as_pycoco(rle: Rle) -> dict[str, Any]:
     """Any COCO RLE (compressed str/bytes counts, or uncompressed list counts) as pycocotools wants."""
     h, w = (int(v) for v in rle["size"])

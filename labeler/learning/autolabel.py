@@ -10,8 +10,8 @@ and for "auto-label all" it runs ``labeler auto-label PROJECT --plugin NAME --un
 as a child process. Stopping the generator (``close()``, or leaving the loop) is the cancel: what
 was predicted so far is written, nothing else changes.
 
-Speed: images are decoded in a background thread while the network runs, and proposals are
-written in batches (one transaction per ``write_every`` images or two seconds), so that the
+Speed: images are decoded in a background thread while the network runs, outputs become
+proposals in another, and proposals are written in batches (one transaction per ``write_every`` images or two seconds), so that the
 network's forward pass, not decoding or storage, sets the pace.
 
 Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -185,6 +186,14 @@ def _load(project: Project, image_id: int, loaded: LoadedModel) -> _Loaded:
     return _Loaded(image=image, x=x)
 
 
+def _predict(loaded: LoadedModel, ready: _Loaded, outputs: Any) -> Prediction | None:
+    """The checked proposals for one image's network outputs (``None`` for an unreadable image)."""
+    if ready.image is None:
+        return None
+    return outputs_to_prediction(loaded.plugin, outputs, image_shape=ready.image.shape[:2],
+                                 classes=loaded.classes, settings=loaded.settings)
+
+
 def iter_auto_label(
     project: Project,
     loaded: LoadedModel,
@@ -207,6 +216,9 @@ def iter_auto_label(
     network's threads. With ``"all"``, inputs of the same shape that are already made (up to
     ``batch_size`` images, :data:`BATCH_ELEMENTS` numbers) go through the network together, and
     the outputs are split per image before ``plugin.proposals``; it never waits to fill a batch.
+    ``plugin.proposals`` runs in a second background thread, so that turning one batch's outputs
+    into proposals overlaps the network's pass over the next batch (it must be thread-safe too);
+    storage stays in the calling thread.
 
     Writes happen in batches; closing the generator early writes what was predicted and stops.
     Images that cannot be read are reported (``error``) and skipped; a misbehaving plugin raises
@@ -245,6 +257,25 @@ def iter_auto_label(
             pending.clear()
         last_write = time.monotonic()
 
+    post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labeler-proposals")
+    in_flight: deque[tuple[int, _Loaded, Future[Prediction | None]]] = deque()
+
+    def finish(position: int, ready: _Loaded, future: Future[Prediction | None]) -> AutoLabelProgress:
+        """Queue an image's proposals for writing and report it (raises what the plugin raised)."""
+        prediction = future.result()
+        image_id = ids[position]
+        count, uncertainty = 0, None
+        if prediction is not None:
+            anns = _to_annotations(prediction, image_id, version_id)
+            count, uncertainty = len(anns), prediction.uncertainty
+            pending.append((image_id, anns, prediction.uncertainty, (ready.image.shape[1], ready.image.shape[0])))
+            if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
+                flush()
+        elapsed = time.monotonic() - start
+        return AutoLabelProgress(done=position + 1, total=len(ids), image_id=image_id, proposals=count,
+                                 uncertainty=uncertainty, elapsed=elapsed,
+                                 images_per_second=(position + 1) / elapsed if elapsed > 0 else 0.0, error=ready.error)
+
     ahead = max(1, prefetch, batch_size)
     try:
         submit_upto(1 if lockstep else ahead)
@@ -252,6 +283,8 @@ def iter_auto_label(
         while index < len(ids):
             first = futures.pop(index).result()
             if first.plugin_error is not None:
+                while in_flight:  # the images before it are finished and written first
+                    yield finish(*in_flight.popleft())
                 raise first.plugin_error
             group = [first]
             if first.x is not None and not lockstep:
@@ -271,25 +304,16 @@ def iter_auto_label(
             outputs = _forward_group(loaded, group)
             submit_upto(index + len(group) + 1)
             for offset, (ready, out) in enumerate(zip(group, outputs, strict=True)):
-                image_id = ids[index + offset]
-                count, uncertainty = 0, None
-                if ready.image is not None:
-                    image = ready.image
-                    prediction = outputs_to_prediction(loaded.plugin, out, image_shape=image.shape[:2],
-                                                       classes=loaded.classes, settings=loaded.settings)
-                    anns = _to_annotations(prediction, image_id, version_id)
-                    count, uncertainty = len(anns), prediction.uncertainty
-                    pending.append((image_id, anns, prediction.uncertainty, (image.shape[1], image.shape[0])))
-                    if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
-                        flush()
-                done = index + offset + 1
-                elapsed = time.monotonic() - start
-                yield AutoLabelProgress(done=done, total=len(ids), image_id=image_id, proposals=count,
-                                        uncertainty=uncertainty, elapsed=elapsed,
-                                        images_per_second=done / elapsed if elapsed > 0 else 0.0, error=ready.error)
+                in_flight.append((index + offset, ready, post.submit(_predict, loaded, ready, out)))
             index += len(group)
+            # hand back what is finished; at most one batch of images waits behind the network
+            while in_flight and (in_flight[0][2].done() or len(in_flight) > max(1, batch_size)):
+                yield finish(*in_flight.popleft())
+        while in_flight:
+            yield finish(*in_flight.popleft())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        post.shutdown(wait=True, cancel_futures=True)
         flush()
 
 
