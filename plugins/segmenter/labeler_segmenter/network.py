@@ -3,13 +3,15 @@
 Both take a ``(n, 3, h, w)`` float tensor (normalised RGB, see :func:`labeler_segmenter.data.normalise`)
 of any ``h, w`` and return ``(n, num_classes + 1, h, w)`` logits: channel 0 is background,
 channel ``k`` is ``classes[k - 1]``. The per-pixel softmax is applied by the caller (the loss
-works on logits). They are fully convolutional: the encoder-decoder pads its input on the
+works on logits). In evaluation mode with ``test_flips`` other than ``none``, they run the image
+and its mirror images in one batch and return the log of the mean probability (mirrored back), so
+the caller's softmax gives the averaged probabilities. They are fully convolutional: the encoder-decoder pads its input on the
 bottom/right to a multiple of its stride (4) and crops its output back, so any size works.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,12 +91,37 @@ class Unpool(nn.Module):
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+TEST_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "h": ((), (3,)),
+    "hv": ((), (3,), (2,), (2, 3)),
+}
+"""Test-time views: the image itself and its mirror images (flipped dimensions of ``(n, c, h, w)``)."""
+
+
+def _with_test_flips(
+    run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, views: tuple[tuple[int, ...], ...]
+) -> torch.Tensor:
+    """``run`` over ``x`` and its mirror images in one batch; each view's softmax is mirrored back
+    and the mean is returned as log-probabilities (so a softmax of the result is the mean)."""
+    n = x.shape[0]
+    logits = run(torch.cat([x.flip(dims) if dims else x for dims in views]))
+    probs = torch.softmax(logits, dim=1)
+    mean = sum(probs[i * n : (i + 1) * n].flip(dims) if dims else probs[i * n : (i + 1) * n]
+               for i, dims in enumerate(views)) / len(views)
+    return torch.log(mean.clamp_min(1e-12))
 
 
 def _check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     return precision
+
+
+def _check_test_flips(test_flips: str) -> tuple[tuple[int, ...], ...]:
+    if test_flips not in TEST_FLIPS:
+        raise ValueError(f"test_flips must be one of {', '.join(TEST_FLIPS)}, not {test_flips!r}")
+    return TEST_FLIPS[test_flips]
 
 
 def _autocast(x: torch.Tensor, precision: str) -> torch.autocast:
@@ -134,9 +161,11 @@ class EncoderDecoder(nn.Module):
         middle_dilations: Sequence[int] = (1, 2, 4),
         unpool: str = "max",
         precision: str = "fp32",
+        test_flips: str = "none",
     ) -> None:
         super().__init__()
         self.precision = _check_precision(precision)
+        self.test_views = _check_test_flips(test_flips)
         w1, w2, w3 = widths
         self.enc1 = ConvBlock(3, w1, [1] * convs)
         self.pool1 = nn.MaxPool2d(2, stride=2, return_indices=True)
@@ -150,6 +179,11 @@ class EncoderDecoder(nn.Module):
         self.head = nn.Conv2d(w1, num_outputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and len(self.test_views) > 1:
+            return _with_test_flips(self._logits, x, self.test_views)
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with _autocast(x, self.precision):
             return self._forward(x).float()
 
@@ -179,41 +213,20 @@ class Naive(nn.Module):
         depth: int = 6,
         dilations: Sequence[int] = (1,),
         precision: str = "fp32",
+        test_flips: str = "none",
     ) -> None:
         super().__init__()
         self.precision = _check_precision(precision)
+        self.test_views = _check_test_flips(test_flips)
         pattern = [dilations[i % len(dilations)] for i in range(depth)]
         self.body = ConvBlock(3, width, pattern)
         self.head = nn.Conv2d(width, num_outputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and len(self.test_views) > 1:
+            return _with_test_flips(self._logits, x, self.test_views)
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with _autocast(x, self.precision):
             return self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST))).float()
-
-
-MAX_UPSAMPLE_ELEMENTS = 1 << 26
-"""Above this many ``K * h * w`` values, probabilities are upsampled in horizontal strips."""
-
-
-def upsampled_max(probabilities: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(confidence, labels)``: per-pixel max and argmax over ``K`` of ``(K, h, w)``
-    probabilities resized bilinearly (pixel centres aligned, as ``align_corners=False``) to
-    ``height x width``. Large outputs are done in strips of rows so memory stays bounded."""
-    k, h, w = probabilities.shape
-    if (h, w) == (height, width):
-        return probabilities.max(dim=0)
-    if k * height * width <= MAX_UPSAMPLE_ELEMENTS:
-        up = F.interpolate(probabilities[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-        return up.max(dim=0)
-    confidence = torch.empty((height, width), dtype=probabilities.dtype)
-    labels = torch.empty((height, width), dtype=torch.int64)
-    rows = max(1, MAX_UPSAMPLE_ELEMENTS // (k * width))
-    # normalised source coordinates of output pixel centres (grid_sample, align_corners=False)
-    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
-    for r0 in range(0, height, rows):
-        r1 = min(height, r0 + rows)
-        ys = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) / height * 2 - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
-        strip = F.grid_sample(probabilities[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-        confidence[r0:r1], labels[r0:r1] = strip.max(dim=0)
-    return confidence, labels

@@ -36,6 +36,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("precision", "auto", "convolution arithmetic: bf16 (bfloat16 compute, float32 weights; about "
             "twice as fast on CPUs with AVX512-BF16/AMX), fp32, or auto (bf16 where the processor has it)",
             ("auto", "bf16", "fp32")),
+    Setting("test_flips", "auto", "at inference, average the image with its mirror images: none, h "
+            "(left-right), hv (also up-down), or auto (the mirror images it was trained with, see flips); "
+            "each view costs one more forward pass", ("auto", "none", "h", "hv")),
     Setting("scale", 1.0, "resize factor applied to images before the network (training and inference)"),
     Setting("max_side", 1024, "cap in pixels on the longer side after resizing; bigger images are "
             "processed smaller and predictions upsampled"),
@@ -111,9 +114,12 @@ class SegmenterPlugin:
         if convs < 1:
             raise ValueError("convs must be at least 1")
         dilations = _ints(_setting(settings, "middle_dilations"), "middle_dilations")
+        test_flips = str(_setting(settings, "test_flips"))
+        if test_flips == "auto":
+            test_flips = str(_setting(settings, "flips"))
         if _setting(settings, "arch") == "naive":
             return Naive(num_outputs=num_classes + 1, width=widths[0], depth=3 * convs, dilations=dilations,
-                         precision=str(_setting(settings, "precision")))
+                         precision=str(_setting(settings, "precision")), test_flips=test_flips)
         if len(widths) != 3:
             raise ValueError(f"widths takes three numbers for the encoder-decoder, got {len(widths)}")
         return EncoderDecoder(
@@ -123,6 +129,7 @@ class SegmenterPlugin:
             middle_dilations=dilations,
             unpool=str(_setting(settings, "unpool")),
             precision=str(_setting(settings, "precision")),
+            test_flips=test_flips,
         )
 
     # ----- training data -----
@@ -198,14 +205,12 @@ class SegmenterPlugin:
             raise ValueError(f"expected (1, K, h, w) logits, got {getattr(logits, 'shape', type(logits))}")
         if logits.shape[1] != len(classes) + 1:
             raise ValueError(f"the network gives {logits.shape[1]} channels for {len(classes)} classes + background")
-        from labeler_segmenter.network import upsampled_max
-
-        probs = torch.softmax(logits[0].detach().float().cpu(), dim=0)
+        probs = torch.softmax(logits[0].detach().float().cpu(), dim=0).numpy()
         h, w = (int(v) for v in image_shape)
-        confidence, labels = upsampled_max(probs, h, w)
+        confidence, labels = P.upsampled_max(probs, h, w)
         return P.prediction_from_labels(
-            labels.to(torch.uint8).numpy(),
-            confidence.numpy(),
+            labels,
+            confidence,
             num_outputs=len(classes) + 1,
             classes=classes,
             min_region=int(_setting(settings, "min_region")),

@@ -9,10 +9,85 @@ import cv2
 import numpy as np
 
 from labeler.core.annotation import Category, Kind
-from labeler.core.geometry import normalize_rle
+from labeler.core.geometry import encode_regions
 from labeler.learning.api import Prediction, Proposal
 
 from labeler_segmenter.data import IGNORE
+
+MAX_STRIP_ELEMENTS = 1 << 24
+"""Above this many ``K * height * width`` values, :func:`upsampled_max` works in horizontal strips
+of the output, so memory stays bounded on huge images."""
+
+
+def upsampled_max(probabilities: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence, labels)``: per-pixel max (float32) and argmax (uint8) over ``K`` of
+    ``(K, h, w)`` probabilities resized bilinearly to ``height x width`` (pixel centres aligned,
+    edges replicated: OpenCV's ``INTER_LINEAR``, as torch's ``align_corners=False``).
+
+    One channel at a time, keeping a running maximum, so at most one resized channel exists at
+    once besides the result; huge outputs are done in strips of rows.
+    """
+    k, h, w = probabilities.shape
+    if k > 255:
+        raise ValueError(f"at most 255 channels, got {k}")
+    probabilities = np.ascontiguousarray(probabilities, dtype=np.float32)
+    confidence = np.empty((height, width), dtype=np.float32)
+    labels = np.zeros((height, width), dtype=np.uint8)
+    if (h, w) == (height, width):
+        _running_max(probabilities, confidence, labels, resize=None)
+        return confidence, labels
+    if k * height * width <= MAX_STRIP_ELEMENTS:
+        _running_max(probabilities, confidence, labels, resize=lambda p: cv2.resize(p, (width, height)))
+        return confidence, labels
+    # strips: each output row's source coordinate, as INTER_LINEAR computes it, sampled by remap
+    xs = np.clip((np.arange(width, dtype=np.float32) + 0.5) * (w / width) - 0.5, 0, w - 1)
+    rows = max(1, MAX_STRIP_ELEMENTS // (k * width))
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        ys = np.clip((np.arange(r0, r1, dtype=np.float32) + 0.5) * (h / height) - 0.5, 0, h - 1)
+        map_x = np.broadcast_to(xs, (r1 - r0, width)).copy()
+        map_y = np.broadcast_to(ys[:, None], (r1 - r0, width)).copy()
+        _running_max(probabilities, confidence[r0:r1], labels[r0:r1],
+                     resize=lambda p: cv2.remap(p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    return confidence, labels
+
+
+def _running_max(probabilities: np.ndarray, confidence: np.ndarray, labels: np.ndarray, *, resize: Any) -> None:
+    """Fill ``confidence`` / ``labels`` (views are fine) with the max / argmax over channels of
+    ``resize(channel)`` (or the channel itself when ``resize`` is ``None``); ties go to the lower
+    channel, as ``argmax`` does."""
+    for c in range(probabilities.shape[0]):
+        channel = probabilities[c] if resize is None else resize(probabilities[c])
+        if c == 0:
+            confidence[...] = channel
+            continue
+        better = channel > confidence
+        np.copyto(labels, np.uint8(c), where=better)
+        np.maximum(confidence, channel, out=confidence)
+
+
+def region_map(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Connected regions (8-connectivity) of each foreground class of an ``(h, w)`` label map
+    (0 = background, ``k`` = class ``k``): ``(regions, region_class)`` where ``regions`` is an
+    ``(h, w)`` int32 map of region ids (0 = background, ids from 1) and ``region_class[r]`` is the
+    class of region ``r`` (``region_class[0] = 0``)."""
+    h, w = labels.shape
+    regions = np.zeros((h, w), dtype=np.int32)
+    region_class = [0]
+    present = np.flatnonzero(np.bincount(labels.reshape(-1), minlength=num_classes + 1)[1 : num_classes + 1]) + 1
+    for k in present.tolist():
+        class_mask = labels == k
+        rows = np.flatnonzero(class_mask.any(axis=1))
+        cols = np.flatnonzero(class_mask.any(axis=0))
+        # connected regions within the class's bounding box only
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        crop = class_mask[y0:y1, x0:x1]
+        count, local = cv2.connectedComponents(crop.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+        if count > 1:
+            local += len(region_class) - 1
+            np.copyto(regions[y0:y1, x0:x1], local, where=crop)
+            region_class += [k] * (count - 1)
+    return regions, np.asarray(region_class, dtype=np.int64)
 
 
 def regions_to_proposals(
@@ -27,59 +102,34 @@ def regions_to_proposals(
     ``labels`` is the ``(h, w)`` argmax map (0 = background, ``k`` = ``classes[k-1]``) and
     ``confidence`` the ``(h, w)`` probability of the chosen class. Regions smaller than
     ``min_region`` pixels are dropped. A proposal's score is the mean of ``confidence`` over its
-    region, i.e. the mean probability of its class there.
+    region, i.e. the mean probability of its class there. The image is walked a fixed number of
+    times whatever the number of regions (areas and scores by ``bincount``, every region's RLE in
+    one pass by :func:`labeler.core.geometry.encode_regions`).
     """
-    proposals: list[Proposal] = []
-    shape = labels.shape
-    for k, category in enumerate(classes, start=1):
-        class_mask = labels == k
-        rows = np.flatnonzero(class_mask.any(axis=1))
-        if rows.size == 0:
-            continue
-        cols = np.flatnonzero(class_mask.any(axis=0))
-        # connected regions within the class's bounding box only
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-        crop = class_mask[y0:y1, x0:x1].view(np.uint8)
-        count, regions, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-        regions_t = np.ascontiguousarray(regions.T)  # column-major order, as COCO RLE runs
-        conf = confidence[y0:y1, x0:x1]
-        for r in range(1, count):
-            if stats[r, cv2.CC_STAT_AREA] < min_region:
-                continue
-            x, y, w, h = (int(stats[r, i]) for i in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
-            local = regions[y : y + h, x : x + w] == r
-            score = float(conf[y : y + h, x : x + w][local].mean())
-            columns = np.zeros((w, shape[0]), dtype=bool)
-            columns[:, y0 : y1] = regions_t[x : x + w] == r
-            proposals.append(
-                Proposal(
-                    category_id=category.id,
-                    kind=Kind.MASK,
-                    score=min(1.0, max(0.0, score)),
-                    rle=columns_rle(columns, x0 + x, shape),
-                )
-            )
-    return proposals
-
-
-def columns_rle(columns: np.ndarray, x0: int, shape: tuple[int, int]) -> dict[str, Any]:
-    """Compressed COCO RLE of an ``(h, w)`` mask that is empty outside columns ``x0 ..
-    x0 + len(columns) - 1``; ``columns`` holds those columns as rows (``(n, h)`` bool, i.e. the
-    transposed strip). Cheaper than encoding a full-size mask per region."""
-    height, width = shape
-    flat = columns.reshape(-1)
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], changes, [flat.size]))
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts.insert(0, 0)
-    counts[0] += x0 * height
-    after = (width - x0 - columns.shape[0]) * height
-    if len(counts) % 2 == 1:  # ends with a run of zeros
-        counts[-1] += after
-    elif after:
-        counts.append(after)
-    return normalize_rle({"size": [height, width], "counts": [int(c) for c in counts]})
+    regions, region_class = region_map(labels, len(classes))
+    count = len(region_class) - 1
+    if count == 0:
+        return []
+    flat = regions.reshape(-1)
+    areas = np.bincount(flat, minlength=count + 1)
+    sums = np.bincount(flat, weights=confidence.reshape(-1), minlength=count + 1)
+    kept = np.flatnonzero(areas >= max(1, min_region))
+    kept = kept[kept > 0]
+    if kept.size < count:  # renumber the kept regions 1..n so the RLE pass skips the others
+        renumber = np.zeros(count + 1, dtype=np.int32)
+        renumber[kept] = np.arange(1, kept.size + 1, dtype=np.int32)
+        regions = renumber[regions]
+    rles = encode_regions(regions, int(kept.size))
+    return [
+        Proposal(
+            category_id=classes[int(region_class[r]) - 1].id,
+            kind=Kind.MASK,
+            score=min(1.0, max(0.0, float(sums[r] / areas[r]))),
+            rle=rle,
+        )
+        for r, rle in zip(kept.tolist(), rles)
+        if rle is not None
+    ]
 
 
 def prediction_from_labels(
