@@ -59,7 +59,9 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         with Image.open(path) as im:
             width, height = im.size
             orientation = 1
-            if im.format in ("JPEG", "TIFF", "WEBP", "PNG", "MPO"):
+            # A PNG's eXIf chunk is read only where it comes before the pixel data (Pillow has it
+            # in ``info`` then); looking for one after the pixels would decode the whole image.
+            if im.format in ("JPEG", "TIFF", "WEBP", "MPO") or (im.format == "PNG" and "exif" in im.info):
                 try:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
                 except Exception:  # a broken EXIF block is no reason to refuse the image
