@@ -1,6 +1,6 @@
 """Both plugins through the whole engine on the real sets in ``../shared/data``.
 
-    .venv/bin/python benchmarks/bench_models.py [--budget 300] [--only membrane|camvid|fruit|raccoon]
+    .venv/bin/python benchmarks/bench_models.py [--budget 300] [--only membrane|camvid|fruit|raccoon] [--set KEY=VALUE]
 
 For each data set: a project is made in a temporary folder (training images with their labels,
 marked done; held-out images added by their real paths, not done), the plugin is trained with the
@@ -127,7 +127,7 @@ def stored_predictions(project: Any, version_id: int, image_ids: list[int]) -> l
     return out
 
 
-def run(data: str, budget: float, log: Any = print, repeats: int = 3) -> dict[str, Any]:
+def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides: dict[str, str] | None = None) -> dict[str, Any]:
     from labeler.core.images import read_image
     from labeler.learning.autolabel import auto_label
     from labeler.learning.checkpoints import load_version
@@ -136,6 +136,7 @@ def run(data: str, budget: float, log: Any = print, repeats: int = 3) -> dict[st
 
     plugin = get_plugin(SETS[data])
     train_samples, held, held_paths, preset = load(data)
+    preset.update(overrides or {})
     log(f"{data}: {len(train_samples)} training images, {len(held)} held out; {plugin.name} settings {preset or 'defaults'}")
     with tempfile.TemporaryDirectory(prefix=f"labeler-bench-{data}-") as tmp:
         project, held_ids = build_project(Path(tmp) / "project", train_samples, held_paths)
@@ -194,10 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per data set (wall clock)")
     parser.add_argument("--only", choices=sorted(SETS), action="append", help="only this data set (repeatable)")
     parser.add_argument("--json", action="store_true", help="also print each set's figures as one JSON line")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="plugin setting over the set's preset (repeatable; applies to every set run)")
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, not {item!r}")
+        overrides[key.strip()] = value.strip()
     results = []
     for data in args.only or list(SETS):
-        figures = run(data, args.budget)
+        figures = run(data, args.budget, overrides=overrides)
         results.append(figures)
         print(summary(figures), flush=True)
         if args.json:

@@ -19,6 +19,16 @@ MAX_STRIP_ELEMENTS = 1 << 24
 of the output, so memory stays bounded on huge images."""
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the first axis of ``(K, h, w)`` logits, as float32 (numpy, so that it runs
+    single-threaded beside the network's own threads)."""
+    logits = np.ascontiguousarray(logits, dtype=np.float32)  # networks may hand channels-last strides
+    out = logits - np.max(logits, axis=0, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=0, keepdims=True)
+    return out
+
+
 def upsampled_max(probabilities: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """``(confidence, labels)``: per-pixel max (float32) and argmax (uint8) over ``K`` of
     ``(K, h, w)`` probabilities resized bilinearly to ``height x width`` (pixel centres aligned,
