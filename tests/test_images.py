@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import labeler.core.images as images
-from labeler.core.images import ImageError, is_image_file, read_image, read_image_size
+from labeler.core.images import ImageError, is_image_file, read_image, read_image_at_least, read_image_size
 
 
 def gradient(h: int, w: int) -> np.ndarray:
@@ -211,6 +211,24 @@ def test_reduce_honours_orientation(tmp_path: Path) -> None:
     path = tmp_path / "r.jpg"
     save_with_orientation(path, gradient(64, 128), 8, "JPEG")
     assert read_image(path, reduce=4).shape == (32, 16, 3)
+
+
+def test_read_image_at_least_shrinks_jpegs_only_as_far_as_asked(tmp_path: Path) -> None:
+    jpeg = tmp_path / "big.jpg"
+    save_with_orientation(jpeg, gradient(400, 640), 6, "JPEG")  # stored 640 wide, shown 400 wide
+    pixels, shape = read_image_at_least(jpeg, 96)
+    assert shape == (640, 400)  # the full upright size
+    assert pixels.shape == (160, 100, 3)  # 1/4: the shorter side keeps at least 96
+    full = read_image(jpeg)
+    small = cv2.resize(full, (100, 160), interpolation=cv2.INTER_AREA)
+    assert np.abs(pixels.astype(int) - small.astype(int)).mean() < 3  # same picture
+    assert read_image_at_least(jpeg, 400)[0].shape == full.shape  # 1/2 would leave 200 < 400
+    png = tmp_path / "big.png"
+    Image.fromarray(gradient(400, 640)).save(png)
+    pixels, shape = read_image_at_least(png, 10)  # other formats are decoded whole
+    assert pixels.shape == (400, 640, 3) and shape == (400, 640)
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image_at_least(jpeg, 96, max_pixels=1000)
 
 
 def test_reduce_must_be_a_power_of_two_up_to_8(tmp_path: Path) -> None:

@@ -145,7 +145,7 @@ def test_batched_forward_matches_one_by_one(trained):
 
     project, loaded = trained
     images = [project.read_image(i) for i in (7, 8, 9)]
-    group = [_Loaded(image=im, x=loaded.plugin.inputs(im, settings=loaded.settings)) for im in images]
+    group = [_Loaded(shape=im.shape[:2], x=loaded.plugin.inputs(im, settings=loaded.settings)) for im in images]
     together = _forward_group(loaded, group)
     alone = [_forward_group(loaded, [g])[0] for g in group]
     assert len(together) == 3

@@ -330,3 +330,42 @@ def test_tiny_training_learns_to_look_at_the_object(monkeypatch: pytest.MonkeyPa
                         for s in held])
     assert metrics["box_iou"] > baseline + 0.25, (metrics, baseline)
     assert metrics["accuracy"] >= 0.9, metrics
+
+
+def test_auto_label_decodes_big_jpegs_small_and_boxes_in_full_pixels(tmp_path, monkeypatch) -> None:
+    import cv2
+
+    from labeler.core.store import ModelVersion, Project
+    from labeler.learning.autolabel import auto_label
+    from labeler.learning.checkpoints import LoadedModel
+
+    plugin = LocalizerPlugin()
+    settings = {s.name: s.default for s in plugin.settings}
+    rng = np.random.default_rng(0)
+    photo = (rng.random((1200, 1600, 3)) * 255).astype(np.uint8)
+    cv2.rectangle(photo, (400, 300), (1100, 900), (255, 255, 255), -1)
+    with Project.create(tmp_path / "p") as project:
+        category = project.ensure_category("thing")
+        cv2.imwrite(str(tmp_path / "p" / "photo.jpg"), photo)
+        (image_id,) = project.add_images([tmp_path / "p" / "photo.jpg"])
+        version = project.add_model_version(ModelVersion(plugin="localizer", settings=settings,
+                                                         categories=(category.id,), checkpoint="none"))
+        torch.manual_seed(0)
+        model = plugin.build_model(num_classes=1, settings=settings).eval()
+        loaded = LoadedModel(plugin=plugin, version=version, model=model, classes=(category,),
+                             settings=settings, device="cpu")
+        seen = []
+        inputs = plugin.inputs
+        monkeypatch.setattr(plugin, "inputs", lambda image, *, settings: seen.append(image.shape) or inputs(image, settings=settings))
+        result = auto_label(project, loaded, [image_id])
+        assert result.images == 1 and not result.failed
+        # 1600 x 1200 decoded at 1/8 (200 x 150): both sides still >= the 96-pixel input
+        assert seen == [(150, 200, 3)]
+        (proposal,) = project.annotations(image_id, states=[State.PROPOSED])
+        x, y, w, h = proposal.box_xywh
+        assert 0 <= x and 0 <= y and x + w <= 1600 + 0.5 and y + h <= 1200 + 0.5
+        assert (project.image(image_id).width, project.image(image_id).height) == (1600, 1200)
+        # the same box as from the fully decoded photo, up to resampling
+        full = plugin.proposals(model(plugin.inputs(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB), settings=settings)),
+                                image_shape=(1200, 1600), classes=(category,), settings=settings)
+        assert np.allclose(full.proposals[0].box_xywh, proposal.box_xywh, atol=16)

@@ -50,14 +50,16 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
-    """``(width, height, orientation)`` as stored in the file, from the header alone.
+def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
+    """``(width, height, orientation, format)`` as stored in the file, from the header alone.
 
     ``orientation`` is the EXIF orientation tag (1..8); a missing, broken or invalid tag is 1.
+    ``format`` is Pillow's name for it (``"JPEG"``, ``"PNG"``, ...).
     """
     try:
         with Image.open(path) as im:
             width, height = im.size
+            image_format = str(im.format or "")
             orientation = 1
             # A PNG's eXIf chunk is read only where it comes before the pixel data (Pillow has it
             # in ``info`` then); looking for one after the pixels would decode the whole image.
@@ -74,12 +76,12 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
     if orientation not in _ORIENT:
         orientation = 1
-    return int(width), int(height), orientation
+    return int(width), int(height), orientation, image_format
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(width, height)`` after EXIF orientation, from the header alone (no pixel decoding)."""
-    width, height, orientation = _header(path)
+    width, height, orientation, _ = _header(path)
     if orientation in _ROTATED_ORIENTATIONS:
         width, height = height, width
     return width, height
@@ -112,13 +114,46 @@ def read_image(
     """
     if reduce not in (1, 2, 4, 8):
         raise ValueError("reduce must be 1, 2, 4 or 8")
+    width, height, orientation, _ = _checked_header(path, max_pixels)
+    return _decode(path, orientation, reduce)
+
+
+def read_image_at_least(
+    path: str | os.PathLike[str], min_side: int, *, max_pixels: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(pixels, (height, width))``: the image decoded as small as still gives at least
+    ``min_side`` pixels on each side, and its full upright size.
+
+    For a consumer that shrinks every image anyway (a network with a fixed input size): a JPEG is
+    decoded at 1/2, 1/4 or 1/8 size when that keeps both sides at least ``min_side`` (scaling in
+    the JPEG decoder costs a fraction of a full decode); other formats are decoded whole.
+    """
+    width, height, orientation, image_format = _checked_header(path, max_pixels)
+    reduce = 1
+    if image_format in ("JPEG", "MPO"):
+        for r in (8, 4, 2):
+            if min(width, height) // r >= min_side:
+                reduce = r
+                break
+    pixels = _decode(path, orientation, reduce)
+    upright = (width, height) if orientation not in _ROTATED_ORIENTATIONS else (height, width)
+    return pixels, (upright[1], upright[0])
+
+
+def _checked_header(path: str | os.PathLike[str], max_pixels: int | None) -> tuple[int, int, int, str]:
+    """:func:`_header`, refusing images over the pixel limit before anything is decoded."""
     limit = max_pixels_limit() if max_pixels is None else max_pixels
-    width, height, orientation = _header(path)
+    width, height, orientation, image_format = _header(path)
     if width * height > limit:
         raise ImageError(
             f"{path}: {width} x {height} pixels is over the limit of {limit:,} "
             "(set LABELER_MAX_PIXELS to allow larger images)"
         )
+    return width, height, orientation, image_format
+
+
+def _decode(path: str | os.PathLike[str], orientation: int, reduce: int) -> np.ndarray:
+    """The file's pixels as ``(h, w, 3)`` uint8 RGB, upright, at ``1/reduce`` size."""
     try:
         data = np.fromfile(os.fspath(path), dtype=np.uint8)
     except OSError as exc:

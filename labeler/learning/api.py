@@ -14,6 +14,11 @@ distributed training. A plugin supplies only what is specific to it:
 6. ``evaluate``: validation metrics from predictions against the labels, ``metric`` naming the one
    that decides whether a new version beats the active one (higher is better).
 
+Optional: ``decode_side(*, settings) -> int | None``. A plugin whose ``inputs`` shrinks every image
+to one fixed size returns the side it needs (the localizer: its square input size); auto-labelling
+may then decode JPEG files at 1/2, 1/4 or 1/8 size, as long as both sides keep at least that many
+pixels, and hands ``inputs`` that smaller image (``proposals`` still gets the full image size).
+
 Everything crossing this boundary is numpy or plain Python, except the module and the tensors the
 module consumes and produces. Plugins import torch; this module does not.
 """
@@ -175,6 +180,19 @@ class Plugin(Protocol):
     ) -> dict[str, float]:
         """Validation metrics of predictions against the labelled images (same order)."""
         ...
+
+
+def decode_side(plugin: Plugin, settings: Mapping[str, Any]) -> int | None:
+    """The plugin's optional ``decode_side`` (see the module docstring), or ``None``."""
+    hook = getattr(plugin, "decode_side", None)
+    if hook is None:
+        return None
+    side = hook(settings=settings)
+    if side is None:
+        return None
+    if isinstance(side, bool) or not isinstance(side, int) or side < 1:
+        raise ValueError(f"decode_side must return a positive whole number of pixels or None, not {side!r}")
+    return side
 
 
 def default_settings(plugin: Plugin) -> dict[str, Any]:

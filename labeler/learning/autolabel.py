@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.core.annotation import Annotation, State
-from labeler.learning.api import Prediction
+from labeler.learning.api import PluginError, Prediction, decode_side
 from labeler.learning.checkpoints import LoadedModel, load_version
 from labeler.learning.predict import forward, network_input, outputs_to_prediction
 
@@ -167,35 +167,41 @@ def _forward_group(loaded: LoadedModel, group: Sequence[_Loaded]) -> list[Any]:
 
 @dataclass
 class _Loaded:
-    """One image made ready in the worker thread: pixels and network input, or why not."""
+    """One image made ready in the worker thread: its full ``(h, w)`` and network input, or why not."""
 
-    image: Any = None
+    shape: tuple[int, int] | None = None
     x: Any = None
     error: str | None = None
     plugin_error: BaseException | None = None
 
 
-def _load(project: Project, image_id: int, loaded: LoadedModel) -> _Loaded:
-    """Decode an image and make its network input (on the CPU). An unreadable image is an
-    ``error`` (reported, skipped); a plugin failing in ``inputs`` is a ``plugin_error`` (raised)."""
-    from labeler.core.images import read_image
+def _load(project: Project, image_id: int, loaded: LoadedModel, side: int | None) -> _Loaded:
+    """Decode an image (a JPEG as small as ``side`` allows, see :func:`labeler.learning.api.decode_side`)
+    and make its network input (on the CPU). An unreadable image is an ``error`` (reported,
+    skipped); a plugin failing in ``inputs`` is a ``plugin_error`` (raised)."""
+    from labeler.core.images import read_image, read_image_at_least
 
+    path = project.root / project.image(image_id).path
     try:
-        image = read_image(project.root / project.image(image_id).path)
+        if side is None:
+            image = read_image(path)
+            shape = (int(image.shape[0]), int(image.shape[1]))
+        else:
+            image, shape = read_image_at_least(path, side)
     except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run
         return _Loaded(error=f"{type(exc).__name__}: {exc}")
     try:
         x = network_input(loaded.plugin, image, settings=loaded.settings, device="cpu")
     except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
         return _Loaded(plugin_error=exc)
-    return _Loaded(image=image, x=x)
+    return _Loaded(shape=shape, x=x)
 
 
 def _predict(loaded: LoadedModel, ready: _Loaded, outputs: Any) -> Prediction | None:
     """The checked proposals for one image's network outputs (``None`` for an unreadable image)."""
-    if ready.image is None:
+    if ready.shape is None:
         return None
-    return outputs_to_prediction(loaded.plugin, outputs, image_shape=ready.image.shape[:2],
+    return outputs_to_prediction(loaded.plugin, outputs, image_shape=ready.shape,
                                  classes=loaded.classes, settings=loaded.settings)
 
 
@@ -232,6 +238,10 @@ def iter_auto_label(
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    try:
+        side = decode_side(loaded.plugin, loaded.settings)
+    except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
+        raise PluginError(loaded.plugin.name, f"decode_side raised {type(exc).__name__}: {exc}") from exc
     version_id = int(loaded.version.id or 0)
     ids = list(image_ids)
     pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []
@@ -247,7 +257,7 @@ def iter_auto_label(
     def submit_upto(count: int) -> None:
         nonlocal submitted
         while submitted < min(count, len(ids)):
-            futures[submitted] = pool.submit(_load, project, ids[submitted], loaded)
+            futures[submitted] = pool.submit(_load, project, ids[submitted], loaded, side)
             submitted += 1
 
     def flush() -> None:
@@ -274,7 +284,8 @@ def iter_auto_label(
         if prediction is not None:
             anns = _to_annotations(prediction, image_id, version_id)
             count, uncertainty = len(anns), prediction.uncertainty
-            pending.append((image_id, anns, prediction.uncertainty, (ready.image.shape[1], ready.image.shape[0])))
+            assert ready.shape is not None
+            pending.append((image_id, anns, prediction.uncertainty, (ready.shape[1], ready.shape[0])))
             if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
                 flush()
         elapsed = time.monotonic() - start

@@ -124,6 +124,11 @@ class LocalizerPlugin:
 
     # -- inference -------------------------------------------------------------------------
 
+    def decode_side(self, *, settings: Mapping[str, Any]) -> int:
+        """Every image is stretched to ``input_size`` squared, so auto-labelling may decode JPEGs
+        at 1/2, 1/4 or 1/8 size as long as both sides keep ``input_size`` pixels."""
+        return int(self._cfg(settings)["input_size"])
+
     def inputs(self, image: np.ndarray, *, settings: Mapping[str, Any]) -> torch.Tensor:
         size = int(self._cfg(settings)["input_size"])
         return torch.from_numpy(to_input(resize_square(_rgb(image), size)))[None]
