@@ -205,7 +205,7 @@ class SegmenterPlugin:
             raise ValueError(f"expected (1, K, h, w) logits, got {getattr(logits, 'shape', type(logits))}")
         if logits.shape[1] != len(classes) + 1:
             raise ValueError(f"the network gives {logits.shape[1]} channels for {len(classes)} classes + background")
-        probs = torch.softmax(logits[0].detach().float().cpu(), dim=0).numpy()
+        probs = P.softmax(logits[0].detach().float().cpu().numpy())
         h, w = (int(v) for v in image_shape)
         confidence, labels = P.upsampled_max(probs, h, w)
         return P.prediction_from_labels(
