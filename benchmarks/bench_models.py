@@ -12,8 +12,8 @@ labels. Printed per set: the metrics (segmenter mean IoU; localizer class accura
 IoU), training images per second, inference milliseconds per image (auto-label: decode, inputs,
 forward, proposals, storage), the bare network forward per image on the same (pre-decoded,
 pre-processed) images, one at a time, and auto-label speed as a share of the bare forward's (each
-the fastest of three alternating runs). Auto-labelling sends same-shaped images through the network
-in batches, so it can beat the one-at-a-time forward.
+the fastest of three alternating runs). Auto-labelling sends small same-shaped inputs through the network
+in batches (all inputs on a GPU), so it can beat the one-at-a-time forward.
 
 The data sets are read, and split into training and held-out images, by the plugins' own quality
 scripts (``benchmarks/segmenter_quality.py``: membrane 20/4, camvid train/val;
