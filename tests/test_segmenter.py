@@ -239,8 +239,8 @@ def test_proposals_one_per_connected_region_with_scores() -> None:
     for p in pred.proposals:
         assert p.kind is Kind.MASK and p.score == pytest.approx(p_fg, abs=1e-5)
     assert 0.0 < pred.uncertainty < 1.0
-    # the dense map keeps even the dropped pixel; evaluate scores it
-    assert pred.extra["label_map"][0, 15] == 2
+    # the dense map is what the proposals show: the 1-pixel dog went to the background around it
+    assert pred.extra["label_map"][0, 15] == 0
 
 
 def test_proposals_upsample_to_the_image_size() -> None:
@@ -307,6 +307,31 @@ def test_regions_match_one_mask_per_connected_region() -> None:
         scores = {(p.category_id, p.rle["counts"]): p.score for p in got}
         for category_id, counts, score in expected:
             assert scores[(category_id, counts)] == pytest.approx(score, abs=1e-5)
+
+
+def test_small_regions_are_absorbed_by_their_neighbours() -> None:
+    labels = np.zeros((12, 12), np.uint8)
+    labels[:, 6:] = 2  # two big regions: background left, dog right
+    labels[5, 8] = 0  # a 1-pixel hole in the dog
+    labels[2:4, 1:3] = 1  # a 4-pixel cat speck on the background
+    labels[9, 5] = 1  # a 1-pixel cat speck on the border of both
+    out = postprocess.absorb_small_regions(labels, 2, min_region=5)
+    expected = np.zeros((12, 12), np.uint8)
+    expected[:, 6:] = 2
+    expected[9, 5] = 2  # touches both: the higher class index wins
+    np.testing.assert_array_equal(out, expected)
+    assert postprocess.absorb_small_regions(labels, 2, min_region=4)[2, 1] == 1  # 4 pixels stay
+    assert postprocess.absorb_small_regions(expected, 2, min_region=5) is expected  # nothing to do
+    # every pixel with a class (CamVid-like): the proposals cover the whole image, no slivers
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(1, 3, (40, 40)).astype(np.uint8)
+    noisy[:, :20] = 1
+    noisy[:, 20:] = 2
+    noisy[rng.random((40, 40)) < 0.02] = 0  # scattered background specks
+    pred = postprocess.prediction_from_labels(noisy, np.ones((40, 40), np.float32), num_outputs=3,
+                                              classes=CLASSES, min_region=5)
+    covered = sum(decode_rle(p.rle).astype(int) for p in pred.proposals)
+    assert (covered == 1).all() and len(pred.proposals) == 2
 
 
 def test_evaluate_on_a_hand_made_case() -> None:

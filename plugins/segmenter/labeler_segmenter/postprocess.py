@@ -76,15 +76,17 @@ def _running_max(probabilities: np.ndarray, confidence: np.ndarray, labels: np.n
         np.maximum(confidence, channel, out=confidence)
 
 
-def region_map(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def region_map(labels: np.ndarray, num_classes: int, *, background: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Connected regions (8-connectivity) of each foreground class of an ``(h, w)`` label map
     (0 = background, ``k`` = class ``k``): ``(regions, region_class)`` where ``regions`` is an
     ``(h, w)`` int32 map of region ids (0 = background, ids from 1) and ``region_class[r]`` is the
-    class of region ``r`` (``region_class[0] = 0``)."""
+    class of region ``r`` (``region_class[0] = 0``). With ``background=True`` the background's
+    regions get ids too (then only id 0 means "none")."""
     h, w = labels.shape
     regions = np.zeros((h, w), dtype=np.int32)
     region_class = [0]
-    present = np.flatnonzero(np.bincount(labels.reshape(-1), minlength=num_classes + 1)[1 : num_classes + 1]) + 1
+    first = 0 if background else 1
+    present = np.flatnonzero(np.bincount(labels.reshape(-1), minlength=num_classes + 1)[first : num_classes + 1]) + first
     for k in present.tolist():
         class_mask = labels == k
         rows = np.flatnonzero(class_mask.any(axis=1))
@@ -98,6 +100,38 @@ def region_map(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.nda
             np.copyto(regions[y0:y1, x0:x1], local, where=crop)
             region_class += [k] * (count - 1)
     return regions, np.asarray(region_class, dtype=np.int64)
+
+
+def absorb_small_regions(labels: np.ndarray, num_classes: int, min_region: int) -> np.ndarray:
+    """The label map with every connected region (8-connectivity, background included) under
+    ``min_region`` pixels given to a neighbouring region: specks disappear and small holes are
+    filled, so the proposals leave no unlabelled slivers. Where regions of several classes touch
+    a speck, the highest class index wins. Returns ``labels`` itself when there is nothing to do."""
+    if min_region <= 1 or labels.size < min_region:
+        return labels
+    regions, region_class = region_map(labels, num_classes, background=True)
+    areas = np.bincount(regions.reshape(-1), minlength=len(region_class))
+    small = areas < min_region
+    small[0] = False
+    if not small[1:].any():
+        return labels
+    # known pixels carry class + 1, those of small regions 0; grow the known ones into the gaps
+    grown = (labels.astype(np.uint16) + 1).astype(np.uint8) if num_classes < 255 else None
+    if grown is None:
+        return labels
+    grown[small[regions]] = 0
+    kernel = np.ones((3, 3), np.uint8)
+    while True:
+        gaps = grown == 0
+        if not gaps.any():
+            break
+        spread = cv2.dilate(grown, kernel)
+        if not spread[gaps].any():
+            break  # nothing known anywhere (cannot happen unless every region is small)
+        np.copyto(grown, spread, where=gaps)
+    out = grown - 1
+    out[grown == 0] = labels[grown == 0]
+    return out
 
 
 def regions_to_proposals(
@@ -148,10 +182,13 @@ def prediction_from_labels(
     """A :class:`Prediction` from the ``(h, w)`` argmax map and its ``(h, w)`` max probability
     at the image's own size, for a softmax over ``num_outputs`` channels.
 
-    ``uncertainty`` is the mean of ``1 - confidence`` divided by its largest possible value
-    ``1 - 1/num_outputs`` (so in [0, 1]). ``extra["label_map"]`` keeps the dense uint8 argmax map
-    (before small regions are dropped); :func:`evaluate` scores it.
+    Regions under ``min_region`` pixels (of any class, background included) are first absorbed
+    by a neighbour (:func:`absorb_small_regions`). ``uncertainty`` is the mean of
+    ``1 - confidence`` divided by its largest possible value ``1 - 1/num_outputs`` (so in
+    [0, 1]). ``extra["label_map"]`` keeps the dense uint8 map the proposals were made from;
+    :func:`evaluate` scores it.
     """
+    labels = absorb_small_regions(labels, num_outputs - 1, min_region)
     proposals = regions_to_proposals(labels, confidence, classes, min_region=min_region)
     doubt = 1.0 - float(confidence.mean()) if confidence.size else 0.0
     scaled = doubt / (1.0 - 1.0 / num_outputs) if num_outputs > 1 else 0.0
