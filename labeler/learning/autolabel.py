@@ -11,8 +11,9 @@ as a child process. Stopping the generator (``close()``, or leaving the loop) is
 was predicted so far is written, nothing else changes.
 
 Speed: images are decoded in a background thread while the network runs, outputs become
-proposals in another, and proposals are written in batches (one transaction per ``write_every`` images or two seconds), so that the
-network's forward pass, not decoding or storage, sets the pace.
+proposals in another, and proposals are written in batches (one transaction per
+``write_every`` images or two seconds), so that the network's forward pass, not decoding or
+storage, sets the pace.
 
 Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
 annotations are never touched; see ``Project.replace_proposals``), carry the version id and the
@@ -226,8 +227,8 @@ def iter_auto_label(
     work shares the CPU with the (single-threaded) post-processing and storage instead of with the
     network's threads. With ``"all"``, inputs of the same shape that are already made (up to
     ``batch_size`` images, :data:`BATCH_ELEMENTS` numbers on a GPU, :data:`CPU_BATCH_ELEMENTS` on
-    the CPU) go through the network together, and
-    the outputs are split per image before ``plugin.proposals``; it never waits to fill a batch.
+    the CPU) go through the network together, and the outputs are split per image before
+    ``plugin.proposals``; it never waits to fill a batch.
     ``plugin.proposals`` runs in a second background thread, so that turning one batch's outputs
     into proposals overlaps the network's pass over the next batch (it must be thread-safe too);
     storage stays in the calling thread.

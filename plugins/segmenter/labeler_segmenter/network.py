@@ -5,8 +5,9 @@ of any ``h, w`` and return ``(n, num_classes + 1, h, w)`` logits: channel 0 is b
 channel ``k`` is ``classes[k - 1]``. The per-pixel softmax is applied by the caller (the loss
 works on logits). In evaluation mode with ``test_flips`` other than ``none``, they run the image
 and its mirror images in one batch and return the log of the mean probability (mirrored back), so
-the caller's softmax gives the averaged probabilities. They are fully convolutional: the encoder-decoder pads its input on the
-bottom/right to a multiple of its stride (4) and crops its output back, so any size works.
+the caller's softmax gives the averaged probabilities. They are fully convolutional: the
+encoder-decoder pads its input on the bottom/right to a multiple of its stride (4) and crops its
+output back, so any size works.
 """
 
 from __future__ import annotations
