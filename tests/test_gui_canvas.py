@@ -245,6 +245,9 @@ def test_proposals_look_apart(env: CanvasEnv) -> None:
     human = items[anns["human_box"].id]
     assert isinstance(proposal, BoxItem)
     assert proposal.tag.text() == "cat 0.90" and human.tag.text() == "bird"
+    # a mask's tag hangs below its top-left corner, a box's sits above: they never cover each other
+    mask = items[anns["mask"].id]
+    assert mask.tag.boundingRect().top() >= 0 and proposal.tag.boundingRect().bottom() <= 0
     assert proposal.pen().style() != Qt.PenStyle.SolidLine and human.pen().style() == Qt.PenStyle.SolidLine
     assert proposal.pen().isCosmetic() and human.pen().isCosmetic()
     assert proposal.zValue() > human.zValue()

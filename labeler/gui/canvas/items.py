@@ -44,6 +44,12 @@ class LabelTag(QGraphicsItem):
     def text(self) -> str:
         return self._text
 
+    def hang_below(self) -> None:
+        """Sit just below the anchor instead of above it (a mask's tag then does not cover the
+        tag of a box that shares its top-left corner, as a box proposal around it often does)."""
+        self.prepareGeometryChange()
+        self._rect.moveTop(0)
+
     def boundingRect(self) -> QRectF:
         return self._rect
 
@@ -329,6 +335,7 @@ class MaskItem(AnnotationItem):
         self._image, self._pixels = self._render()
         self._outline = mask_outline(self._crop, x0, y0)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
+        self.tag.hang_below()
         self._place_tag(QPointF(x0, y0))
         self.setZValue(0)
 
