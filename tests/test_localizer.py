@@ -11,6 +11,7 @@ labeler_localizer = pytest.importorskip("labeler_localizer")
 from labeler.core.annotation import Annotation, Category, Kind, State  # noqa: E402
 from labeler.core.geometry import encode_mask  # noqa: E402
 from labeler.learning.api import LabelledImage, Plugin, Prediction, Proposal, SkipImage  # noqa: E402
+from labeler.learning.predict import evaluate_samples  # noqa: E402
 from labeler_localizer.boxes import (  # noqa: E402
     Augment,
     augment,
@@ -315,13 +316,7 @@ def test_tiny_training_learns_to_look_at_the_object(monkeypatch: pytest.MonkeyPa
     model = plugin.build_model(num_classes=2, settings=settings)
     result = fit(plugin, model, items, settings=settings, epochs=12, seed=0, prefetch=0)
     model = result.model.eval()
-    with torch.no_grad():
-        predictions = [
-            plugin.proposals(model(plugin.inputs(s.image, settings=settings)), image_shape=s.image.shape[:2],
-                             classes=CLASSES, settings=settings)
-            for s in held
-        ]
-    metrics = plugin.evaluate(predictions, held, settings=settings)
+    metrics = evaluate_samples(plugin, model, held, settings=settings)
     # the mean box of these scenes scores about 0.2 IoU
     mean = np.mean([normalize_box(s.annotations[0].box_xywh or (0, 0, 0, 0), 64, 48) for s in train], axis=0)
     from labeler.core.geometry import box_iou

@@ -11,6 +11,7 @@ from labeler.core.annotation import Annotation, Category, Kind  # noqa: E402
 from labeler.core.geometry import encode_mask  # noqa: E402
 from labeler.learning.api import LabelledImage, resolve_settings  # noqa: E402
 from labeler.learning.loop import fit, stack_examples  # noqa: E402
+from labeler.learning.predict import predict_image  # noqa: E402
 from labeler_segmenter import SegmenterPlugin  # noqa: E402
 
 EPOCHS = 30
@@ -68,12 +69,7 @@ def test_tiny_training_lowers_the_loss_and_learns_the_shapes(unpool: str) -> Non
     assert after < 0.5 * before, (before, after)
 
     model = result.model.eval()
-    with torch.no_grad():
-        predictions = [
-            plugin.proposals(model(plugin.inputs(s.image, settings=settings)), image_shape=s.image.shape[:2],
-                             classes=CLASSES, settings=settings)
-            for s in held
-        ]
+    predictions = [predict_image(plugin, model, s.image, classes=CLASSES, settings=settings) for s in held]
     metrics = plugin.evaluate(predictions, held, settings=settings)
     # all-background scores about 0.3 here; a net that learned the shapes scores well above
     assert metrics["mean_iou"] > 0.5, metrics
