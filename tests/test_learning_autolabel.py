@@ -158,3 +158,41 @@ def test_batched_forward_matches_one_by_one(trained):
     assert np.allclose(parts[1]["b"][1].numpy(), [[4.0, 6.0]])
     assert _split_outputs({"a": t, "scalar": torch.tensor(1.0)}, 3) is None
     assert _split_outputs(t, 2) is None and _split_outputs("text", 3) is None
+
+
+def test_chunks_of_any_size_give_the_same_proposals_in_order(trained):
+    """One image per chunk on one thread, or every image in one chunk on two: the same proposals,
+    reported in the order asked."""
+    project, loaded = trained
+    ids = [10, 8, 7, 9]
+
+    def run(**kwargs):
+        steps = list(iter_auto_label(project, loaded, ids, **kwargs))
+        assert [s.image_id for s in steps] == ids and [s.done for s in steps] == [1, 2, 3, 4]
+        return {i: sorted((a.category_id, a.rle["counts"], round(a.score, 6))
+                          for a in project.annotations(i, states=[State.PROPOSED])) for i in ids}
+
+    one_by_one = run(workers=1, chunk_seconds=0.0)
+    together = run(workers=2, chunk_seconds=1e9)
+    assert one_by_one == together and all(one_by_one.values())
+
+
+def test_batches_group_small_inputs_of_one_shape():
+    import torch
+
+    from labeler.learning.autolabel import CPU_BATCH_IMAGE_ELEMENTS, _batches, _Loaded
+
+    small = [_Loaded(shape=(8, 8), x=torch.zeros(1, 3, 8, 8)) for _ in range(3)]
+    other = _Loaded(shape=(8, 9), x=torch.zeros(1, 3, 8, 9))
+    side = int((CPU_BATCH_IMAGE_ELEMENTS // 3) ** 0.5) + 1  # just over the CPU's per-image limit
+    large = [_Loaded(shape=(side, side), x=torch.zeros(1, 3, side, side)) for _ in range(2)]
+    broken = _Loaded(error="unreadable")
+    ready = [*small, other, broken, *large]
+
+    def sizes(groups):
+        return [len(g) for g in groups]
+
+    assert sizes(_batches(ready, batch_size=16, on_gpu=False)) == [3, 1, 1, 1, 1]
+    assert sizes(_batches(ready, batch_size=2, on_gpu=False)) == [2, 1, 1, 1, 1, 1]
+    assert sizes(_batches(ready, batch_size=16, on_gpu=True)) == [3, 1, 1, 2]
+    assert [g[0] for g in _batches(ready, batch_size=16, on_gpu=False)][1:3] == [other, broken]

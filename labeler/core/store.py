@@ -76,13 +76,20 @@ def _color_from_text(text: str) -> tuple[int, int, int]:
 
 
 def _geometry_to_json(ann: Annotation) -> str:
+    return _stored_geometry(ann)[0]
+
+
+def _stored_geometry(ann: Annotation) -> tuple[str, Any]:
+    """``(json text, rle)``: how the annotation's geometry is stored, and for a mask the normalised
+    RLE that text holds (``ann.rle`` otherwise), so a caller need not parse the text back."""
     if ann.kind is Kind.BOX:
-        return json.dumps(list(ann.box_xywh or ()))
+        return json.dumps(list(ann.box_xywh or ())), ann.rle
     if ann.kind is Kind.POLYGON:
-        return json.dumps([p.reshape(-1).tolist() for p in ann.polygons or ()])
+        return json.dumps([p.reshape(-1).tolist() for p in ann.polygons or ()]), ann.rle
     from labeler.core.geometry import normalize_rle
 
-    return json.dumps(normalize_rle(ann.rle or {}))
+    rle = normalize_rle(ann.rle or {})
+    return json.dumps(rle), rle
 
 
 _KINDS = {k.value: k for k in Kind}  # dict lookups: ~4x cheaper than Kind(value) when reading 100k rows
@@ -517,27 +524,31 @@ class Project:
         return self.add_annotations([ann], log=log)[0]
 
     def add_annotations(self, anns: Iterable[Annotation], *, log: bool = True) -> list[Annotation]:
+        return self._insert_annotations(anns, log=log)
+
+    def _insert_annotations(
+        self, anns: Iterable[Annotation], *, log: bool, image_id: int | None = None
+    ) -> list[Annotation]:
+        """Insert ``anns`` (onto ``image_id`` when given, else each onto its own image), returning
+        them as stored, with their ids, without reading them back."""
         now = time.time()
         stored: list[Annotation] = []
+        sql = ("INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
+               " score, iscrowd, group_id, attributes, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         with self.transaction():
             for ann in anns:
-                geometry = _geometry_to_json(ann)
-                cur = self._conn.execute(
-                    "INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
-                    " score, iscrowd, group_id, attributes, created, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ann.id, ann.image_id, ann.category_id, ann.kind.value, geometry,
-                        ann.state.value, ann.model_version, ann.score, int(ann.iscrowd), ann.group_id,
-                        json.dumps(ann.attributes), ann.created or now, now,
-                    ),
-                )
+                geometry, rle = _stored_geometry(ann)
+                target = ann.image_id if image_id is None else image_id
+                created = ann.created or now
+                attributes = json.dumps(ann.attributes) if ann.attributes else "{}"
+                cur = self._conn.execute(sql, (
+                    ann.id, target, ann.category_id, ann.kind.value, geometry, ann.state.value,
+                    ann.model_version, ann.score, int(ann.iscrowd), ann.group_id, attributes, created, now,
+                ))
                 new_id = int(cur.lastrowid or 0)
-                # What was stored, without reading it back (masks carry their normalised RLE).
-                rle = json.loads(geometry) if ann.kind is Kind.MASK else ann.rle
-                stored.append(replace(ann, id=new_id, rle=rle, created=ann.created or now, updated=now))
+                stored.append(replace(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now))
                 if log and ann.state is not State.PROPOSED:
-                    self._log("add", image_id=ann.image_id, annotation_id=new_id, kind=ann.kind.value)
+                    self._log("add", image_id=target, annotation_id=new_id, kind=ann.kind.value)
         return stored
 
     def update_annotation(self, ann: Annotation, *, action: str = "edit") -> Annotation:
@@ -592,7 +603,8 @@ class Project:
                 " (SELECT id FROM model_versions WHERE plugin = ?)",
                 (image_id, plugin),
             )
-            stored = self.add_annotations([replace(p, image_id=image_id, id=None) for p in proposals], log=False)
+            stored = self._insert_annotations([replace(p, id=None) if p.id is not None else p for p in proposals],
+                                              log=False, image_id=image_id)
             self._conn.execute("UPDATE images SET uncertainty = ? WHERE id = ?", (uncertainty, image_id))
         return stored
 

@@ -35,7 +35,7 @@ def label_one_image(project: Project, plugin: str, image_id: int, cache: dict[tu
         cache.clear()
         cache[key] = load_model(project, plugin, version_id=version.id)
     count = 0
-    for step in iter_auto_label(project, cache[key], [image_id], prefetch=1):
+    for step in iter_auto_label(project, cache[key], [image_id]):
         if step.error is not None:
             raise ImageError(step.error)
         count = step.proposals

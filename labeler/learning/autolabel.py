@@ -10,10 +10,10 @@ and for "auto-label all" it runs ``labeler auto-label PROJECT --plugin NAME --un
 as a child process. Stopping the generator (``close()``, or leaving the loop) is the cancel: what
 was predicted so far is written, nothing else changes.
 
-Speed: images are decoded in a background thread while the network runs, outputs become
-proposals in another, and proposals are written in batches (one transaction per
-``write_every`` images or two seconds), so that the network's forward pass, not decoding or
-storage, sets the pace.
+Speed: images go in chunks; threads (one per core) decode a chunk and make its network inputs,
+the network runs over it (small inputs batched), the threads turn its outputs into proposals,
+and proposals are written in batches (one transaction per ``write_every`` images or two
+seconds), so that the network's forward pass, not decoding or storage, sets the pace.
 
 Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
 annotations are never touched; see ``Project.replace_proposals``), carry the version id and the
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +34,8 @@ from labeler.learning.checkpoints import LoadedModel, load_version
 from labeler.learning.predict import forward, network_input, outputs_to_prediction
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from labeler.core.store import Project
 
 Scope = Literal["undone", "all"]
@@ -119,14 +120,23 @@ def _to_annotations(prediction: Prediction, image_id: int, version_id: int) -> l
     ]
 
 
+BATCH_SIZE = 16
+"""Most images that auto-labelling sends through the network at once (see :func:`_batches`)."""
 BATCH_ELEMENTS = 4_000_000
 """Most input numbers (all images of a batch together) that auto-labelling sends through the
 network at once on a GPU; larger images go one by one."""
-CPU_BATCH_ELEMENTS = 1 << 17
-"""The same on the CPU, where batching pays only for small inputs: measured on 2 cores, the
-localizer's 96x96 inputs (27,648 numbers) run 1.6 ms/image alone and 1.25 batched by four, while
-the segmenter's 240x180 CamVid inputs (129,600) run 9.0 ms alone, 9.4 ms/image by three and
-11.9 by eight (the activations of a batch no longer fit the caches)."""
+CPU_BATCH_IMAGE_ELEMENTS = 1 << 16
+"""On the CPU, only inputs of at most this many numbers each are batched (up to ``batch_size``):
+batching pays there only for small inputs. Measured on 2 cores: the localizer's 96x96 inputs
+(27,648 numbers) run 2.26 ms/image one at a time and 0.91 batched by sixteen (raccoon, in
+``benchmarks/bench_models.py``), while the segmenter's 240x180 CamVid inputs (129,600) ran 9.0 ms
+alone, 9.4 ms/image by three and 11.9 by eight (the activations of a batch no longer fit the
+caches)."""
+CHUNK_SECONDS = 0.5
+"""Auto-labelling works in chunks of images sized to take about this long, so progress and
+cancel stay prompt whatever the image size."""
+CHUNK_ELEMENTS = 1 << 25
+"""Most network-input numbers held in one chunk (128 MB of float32), so memory stays bounded."""
 
 
 def _split_outputs(outputs: Any, n: int) -> list[Any] | None:
@@ -176,13 +186,12 @@ class _Loaded:
     plugin_error: BaseException | None = None
 
 
-def _load(project: Project, image_id: int, loaded: LoadedModel, side: int | None) -> _Loaded:
+def _load(path: Path, loaded: LoadedModel, side: int | None) -> _Loaded:
     """Decode an image (a JPEG as small as ``side`` allows, see :func:`labeler.learning.api.decode_side`)
     and make its network input (on the CPU). An unreadable image is an ``error`` (reported,
     skipped); a plugin failing in ``inputs`` is a ``plugin_error`` (raised)."""
     from labeler.core.images import read_image, read_image_at_least
 
-    path = project.root / project.image(image_id).path
     try:
         if side is None:
             image = read_image(path)
@@ -206,6 +215,29 @@ def _predict(loaded: LoadedModel, ready: _Loaded, outputs: Any) -> Prediction | 
                                  classes=loaded.classes, settings=loaded.settings)
 
 
+def _batches(ready: Sequence[_Loaded], *, batch_size: int, on_gpu: bool) -> Iterator[list[_Loaded]]:
+    """``ready`` in order, cut into groups that go through the network together: consecutive
+    inputs of one shape, up to ``batch_size`` images and, on a GPU, :data:`BATCH_ELEMENTS` numbers
+    in all; on the CPU only inputs of at most :data:`CPU_BATCH_IMAGE_ELEMENTS` numbers each are
+    grouped. Unreadable images go alone."""
+    group: list[_Loaded] = []
+    elements = 0
+    for item in ready:
+        size = item.x.numel() if item.x is not None else 0
+        fits = (
+            group and item.x is not None and group[0].x is not None and item.x.shape == group[0].x.shape
+            and len(group) < batch_size
+            and (elements + size <= BATCH_ELEMENTS if on_gpu else size <= CPU_BATCH_IMAGE_ELEMENTS)
+        )
+        if group and not fits:
+            yield group
+            group, elements = [], 0
+        group.append(item)
+        elements += size
+    if group:
+        yield group
+
+
 def iter_auto_label(
     project: Project,
     loaded: LoadedModel,
@@ -213,29 +245,26 @@ def iter_auto_label(
     *,
     write_every: int = 32,
     write_seconds: float = 2.0,
-    prefetch: int = 2,
-    overlap: Literal["all", "post"] = "all",
-    batch_size: int = 8,
+    batch_size: int = BATCH_SIZE,
     workers: int | None = None,
+    chunk_seconds: float = CHUNK_SECONDS,
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
-    A background thread (``workers`` of them; default one, two with four cores or more) decodes
-    images and makes their network inputs (``plugin.inputs``, so it must be thread-safe):
-    ``overlap="all"`` keeps ``prefetch`` images ready ahead, alongside the network; ``"post"``
-    starts on the next image only once the forward pass of the current one is over, so that this
-    work shares the CPU with the (single-threaded) post-processing and storage instead of with the
-    network's threads. With ``"all"``, inputs of the same shape that are already made (up to
-    ``batch_size`` images, :data:`BATCH_ELEMENTS` numbers on a GPU, :data:`CPU_BATCH_ELEMENTS` on
-    the CPU) go through the network together, and the outputs are split per image before
-    ``plugin.proposals``; it never waits to fill a batch.
-    ``plugin.proposals`` runs in a second background thread, so that turning one batch's outputs
-    into proposals overlaps the network's pass over the next batch (it must be thread-safe too);
-    storage stays in the calling thread.
+    The images go in chunks, each in three phases that every core works on in turn: ``workers``
+    threads (default: one per core) decode the chunk's images and make their network inputs
+    (``plugin.inputs``, so it must be thread-safe); the network runs over them (same-shaped small
+    inputs together, see :func:`_batches`, the outputs split per image), using every core itself;
+    then the threads turn the outputs into proposals (``plugin.proposals``, thread-safe too).
+    Keeping the phases apart, rather than decoding beside the network, is what makes this fast on
+    a few cores: a thread running beside the network's own threads slows them down more than it
+    gains. A chunk is sized to take about ``chunk_seconds`` (from the pace so far; the first is
+    one image per worker), so progress and cancel stay prompt.
 
-    Writes happen in batches; closing the generator early writes what was predicted and stops.
-    Images that cannot be read are reported (``error``) and skipped; a misbehaving plugin raises
-    :class:`~labeler.learning.api.PluginError` (after writing the images finished before it).
+    Writes happen in batches (one transaction per ``write_every`` images or ``write_seconds``);
+    closing the generator early writes what was reported and stops. Images that cannot be read
+    are reported (``error``) and skipped; a misbehaving plugin raises
+    :class:`~labeler.learning.api.PluginError` (after writing the images before it).
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -249,17 +278,9 @@ def iter_auto_label(
     last_write = time.monotonic()
     start = last_write
     if workers is None:
-        workers = 2 if (os.cpu_count() or 1) >= 4 else 1
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="labeler-decode")
-    futures: dict[int, Future[_Loaded]] = {}
-    submitted = 0
-    lockstep = overlap == "post"
-
-    def submit_upto(count: int) -> None:
-        nonlocal submitted
-        while submitted < min(count, len(ids)):
-            futures[submitted] = pool.submit(_load, project, ids[submitted], loaded, side)
-            submitted += 1
+        workers = os.cpu_count() or 1
+    workers = max(1, workers)
+    on_gpu = str(loaded.device).startswith("cuda")
 
     def flush() -> None:
         nonlocal last_write
@@ -274,12 +295,8 @@ def iter_auto_label(
             pending.clear()
         last_write = time.monotonic()
 
-    post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labeler-proposals")
-    in_flight: deque[tuple[int, _Loaded, Future[Prediction | None]]] = deque()
-
-    def finish(position: int, ready: _Loaded, future: Future[Prediction | None]) -> AutoLabelProgress:
-        """Queue an image's proposals for writing and report it (raises what the plugin raised)."""
-        prediction = future.result()
+    def report(position: int, ready: _Loaded, prediction: Prediction | None) -> AutoLabelProgress:
+        """Queue an image's proposals for writing and say how far the run is."""
         image_id = ids[position]
         count, uncertainty = 0, None
         if prediction is not None:
@@ -294,45 +311,42 @@ def iter_auto_label(
                                  uncertainty=uncertainty, elapsed=elapsed,
                                  images_per_second=(position + 1) / elapsed if elapsed > 0 else 0.0, error=ready.error)
 
-    ahead = max(1, prefetch, batch_size)
-    most_elements = BATCH_ELEMENTS if str(loaded.device).startswith("cuda") else CPU_BATCH_ELEMENTS
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labeler-autolabel")
+
+    def begin(first: int, count: int) -> tuple[int, list[Future[_Loaded]]]:
+        """Begin decoding ``count`` images from position ``first`` in the threads."""
+        paths = [project.root / project.image(i).path for i in ids[first : first + count]]
+        return first, [pool.submit(_load, path, loaded, side) for path in paths]
+
     try:
-        submit_upto(1 if lockstep else ahead)
-        index = 0
-        while index < len(ids):
-            first = futures.pop(index).result()
-            if first.plugin_error is not None:
-                while in_flight:  # the images before it are finished and written first
-                    yield finish(*in_flight.popleft())
-                raise first.plugin_error
-            group = [first]
-            if first.x is not None and not lockstep:
-                elements = first.x.numel()
-                while len(group) < batch_size and futures.get(index + len(group)) is not None:
-                    future = futures[index + len(group)]
-                    if not future.done():
-                        break  # batch what is ready, never wait for more
-                    more = future.result()
-                    if (more.x is None or more.plugin_error is not None or more.x.shape != first.x.shape
-                            or elements + more.x.numel() > most_elements):
-                        break
-                    futures.pop(index + len(group))
-                    group.append(more)
-                    elements += more.x.numel()
-                submit_upto(index + len(group) + ahead)
-            outputs = _forward_group(loaded, group)
-            submit_upto(index + len(group) + 1)
-            for offset, (ready, out) in enumerate(zip(group, outputs, strict=True)):
-                in_flight.append((index + offset, ready, post.submit(_predict, loaded, ready, out)))
-            index += len(group)
-            # hand back what is finished; at most one batch of images waits behind the network
-            while in_flight and (in_flight[0][2].done() or len(in_flight) > max(1, batch_size)):
-                yield finish(*in_flight.popleft())
-        while in_flight:
-            yield finish(*in_flight.popleft())
+        chunk = workers
+        loading = begin(0, chunk) if ids else None
+        while loading is not None:
+            first, decoding = loading
+            cycle_start = time.monotonic()
+            ready = [f.result() for f in decoding]
+            failing = next((r.plugin_error for r in ready if r.plugin_error is not None), None)
+            if failing is not None:  # the images before it are finished and written first
+                ready = ready[: next(n for n, r in enumerate(ready) if r.plugin_error is not None)]
+            outputs: list[Any] = []
+            for group in _batches(ready, batch_size=max(1, batch_size), on_gpu=on_gpu):
+                outputs += _forward_group(loaded, group)
+            # the network is done with this chunk: the threads now make its proposals and then
+            # decode the next chunk, while this thread reports and writes
+            posting = [pool.submit(_predict, loaded, r, out) for r, out in zip(ready, outputs, strict=True)]
+            following = first + len(decoding)
+            loading = begin(following, chunk) if failing is None and following < len(ids) else None
+            for offset, (r, future) in enumerate(zip(ready, posting, strict=True)):
+                yield report(first + offset, r, future.result())
+            if failing is not None:
+                raise failing
+            # size the chunk after next from this one's pace
+            per_image = (time.monotonic() - cycle_start) / max(1, len(ready))
+            per_input = max(1, sum(r.x.numel() for r in ready if r.x is not None) // max(1, len(ready)))
+            chunk = min(int(chunk_seconds / max(per_image, 1e-6)), CHUNK_ELEMENTS // per_input, 256)
+            chunk = max(workers, chunk - chunk % workers)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        post.shutdown(wait=True, cancel_futures=True)
         flush()
 
 
@@ -344,8 +358,7 @@ def auto_label(
     progress: Callable[[AutoLabelProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     write_every: int = 32,
-    overlap: Literal["all", "post"] = "all",
-    batch_size: int = 8,
+    batch_size: int = BATCH_SIZE,
     workers: int | None = None,
 ) -> AutoLabelResult:
     """Run :func:`iter_auto_label` to the end (or until ``should_stop()``), returning a summary."""
@@ -353,8 +366,8 @@ def auto_label(
     images = proposals = 0
     failed: dict[int, str] = {}
     cancelled = False
-    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, overlap=overlap,
-                           batch_size=batch_size, workers=workers)
+    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, batch_size=batch_size,
+                            workers=workers)
     try:
         for step in steps:
             if step.error is not None:
