@@ -19,7 +19,8 @@ not count more than it would in real use. Printed: auto-label milliseconds per i
 inputs, forward, proposals, storage), the bare forward per image on the same pre-decoded,
 pre-processed images one at a time, and the same bare forward batched exactly as auto-labelling
 batches (small same-shaped inputs, see ``labeler.learning.autolabel``), with auto-label speed as a
-share of each; every figure is the fastest of three alternating runs.
+share of each; every figure is the fastest of three alternating runs. Then what the rest costs on
+one core, to show where the time goes: decoding with the network inputs, and the proposals.
 
 The data sets are read, and split into training and held-out images, by the plugins' own quality
 scripts (``benchmarks/segmenter_quality.py``: membrane 20/4, camvid train/val;
@@ -124,6 +125,24 @@ def bare_forward_seconds(loaded: Any, images: list[np.ndarray], *, batched: bool
         return time.perf_counter() - start
 
 
+def stage_seconds(loaded: Any, paths: list[Path]) -> dict[str, float]:
+    """Seconds over ``paths``, one image at a time on this thread, for what auto-labelling does
+    besides the network: ``decode`` (with inputs, as auto-labelling decodes: JPEGs reduced where
+    the plugin allows) and ``proposals`` (outputs to checked proposals)."""
+    from labeler.learning.api import decode_side
+    from labeler.learning.autolabel import _forward_group, _load, _predict
+
+    side = decode_side(loaded.plugin, loaded.settings)
+    start = time.perf_counter()
+    ready = [_load(p, loaded, side) for p in paths]
+    decoded = time.perf_counter() - start
+    outputs = [_forward_group(loaded, [r])[0] for r in ready]
+    start = time.perf_counter()
+    for r, out in zip(ready, outputs):
+        _predict(loaded, r, out)
+    return {"decode": decoded, "proposals": time.perf_counter() - start}
+
+
 def speed_folder(root: Path, paths: list[Path], size: int) -> list[Path]:
     """``paths`` as they are, then hard links (copies where links fail) to them under ``root``
     with other names, until there are at least ``size`` files."""
@@ -200,6 +219,7 @@ def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides:
             # alternate the three and keep the fastest of each, so a busy moment of the machine
             # does not decide the comparison
             forward = batched = label_seconds = float("inf")
+            stages = stage_seconds(loaded, speed_paths)
             for _ in range(repeats):
                 forward = min(forward, bare_forward_seconds(loaded, images))
                 batched = min(batched, bare_forward_seconds(loaded, images, batched=True))
@@ -213,6 +233,7 @@ def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides:
         "train_epochs": data_seen["epochs"], "autolabel_ms_per_image": 1000 * label_seconds / n,
         "forward_ms_per_image": 1000 * forward / n, "autolabel_vs_forward_speed": forward / label_seconds,
         "batched_forward_ms_per_image": 1000 * batched / n, "autolabel_vs_batched_forward_speed": batched / label_seconds,
+        "decode_ms_per_image": 1000 * stages["decode"] / n, "proposals_ms_per_image": 1000 * stages["proposals"] / n,
     }
     return figures
 
@@ -228,7 +249,9 @@ def summary(f: dict[str, Any]) -> str:
             f"{'':20s} auto-label {f['autolabel_ms_per_image']:.2f} ms/image over {f['speed_folder_images']} images; "
             f"bare forward {f['forward_ms_per_image']:.2f} ms one by one "
             f"({100 * f['autolabel_vs_forward_speed']:.0f} % of its speed), "
-            f"{f['batched_forward_ms_per_image']:.2f} ms batched ({100 * f['autolabel_vs_batched_forward_speed']:.0f} %)")
+            f"{f['batched_forward_ms_per_image']:.2f} ms batched ({100 * f['autolabel_vs_batched_forward_speed']:.0f} %)\n"
+            f"{'':20s} besides the network, on one core: decode and inputs {f['decode_ms_per_image']:.2f} ms/image, "
+            f"proposals {f['proposals_ms_per_image']:.2f} ms/image")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,15 +251,15 @@ def iter_auto_label(
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
-    The images go in chunks, each in three phases that every core works on in turn: ``workers``
-    threads (default: one per core) decode the chunk's images and make their network inputs
-    (``plugin.inputs``, so it must be thread-safe); the network runs over them (same-shaped small
-    inputs together, see :func:`_batches`, the outputs split per image), using every core itself;
-    then the threads turn the outputs into proposals (``plugin.proposals``, thread-safe too).
-    Keeping the phases apart, rather than decoding beside the network, is what makes this fast on
-    a few cores: a thread running beside the network's own threads slows them down more than it
-    gains. A chunk is sized to take about ``chunk_seconds`` (from the pace so far; the first is
-    one image per worker), so progress and cancel stay prompt.
+    The images go in chunks. ``workers`` threads (default: one per core) decode a chunk's images
+    and make their network inputs (``plugin.inputs``, so it must be thread-safe); then the network
+    runs over the chunk alone, using every core itself (same-shaped small inputs together, see
+    :func:`_batches`, the outputs split per image); then the threads turn its outputs into
+    proposals (``plugin.proposals``, thread-safe too) and go on to decode the next chunk, while
+    this thread reports and writes. Nothing runs beside the network's pass: on a few cores, a
+    thread beside the network's own threads slows them down more than it gains. A chunk is sized
+    to take about ``chunk_seconds`` (from the pace so far; the first is one image per worker), so
+    progress and cancel stay prompt.
 
     Writes happen in batches (one transaction per ``write_every`` images or ``write_seconds``);
     closing the generator early writes what was reported and stops. Images that cannot be read
