@@ -58,7 +58,9 @@ def test_train_json_lines_then_models_eval_and_auto_label(project_dir):
     events = _lines(out.stdout)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "progress" in kinds and "evaluating" in kinds
+    assert kinds.index("evaluating") < kinds.index("refit")  # the validation images are folded in last
     start, done = events[0], events[-1]
+    assert done["refit"]["images"] == 6 and done["selection_checkpoint"].endswith("-selection.safetensors")
     assert start["settings"]["batch_size"] == 2 and start["train_images"] + start["validation_images"] == 6
     progress = next(e for e in events if e["event"] == "progress")
     assert {"epoch", "step", "losses", "lr", "eta", "elapsed", "images_per_second"} <= set(progress)
@@ -80,6 +82,12 @@ def test_train_json_lines_then_models_eval_and_auto_label(project_dir):
     assert ev.returncode == 0, ev.stderr
     report = json.loads(ev.stdout)
     assert report["images"] == 6 and report["version"] == done["version"] + 1 and "miou" in report["metrics"]
+    assert report["weights"] == "final"
+    # on the validation images a refit version is measured before its refit, and the output says so
+    honest = labeler("eval", str(project_dir), "--plugin", "minimal", "--model-version", str(done["version"]))
+    assert honest.returncode == 0, honest.stderr
+    assert "measures its selection checkpoint" in honest.stdout
+    assert f"miou                 {done['metric']:.4f}" in honest.stdout
 
     auto = labeler("auto-label", str(project_dir), "--plugin", "minimal", "--undone", "--shard", "1/2",
                    "--model-version", str(done["version"]), "--progress", "json")
@@ -93,6 +101,33 @@ def test_train_json_lines_then_models_eval_and_auto_label(project_dir):
         proposed = project.annotations(states=[State.PROPOSED])
         assert {a.image_id for a in proposed} <= {8}
         assert {a.model_version for a in proposed} <= {done["version"]}
+
+
+def test_no_refit_reaches_train(project_dir, monkeypatch, capsys):
+    install_minimal_plugin()
+    from labeler.cli import main
+    from labeler.learning import training
+
+    asked = []
+    real = training.train
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["refit"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy)
+    common = ["train", str(project_dir), "--plugin", "minimal", "--epochs", "1", "--progress", "none"]
+    assert main([*common, "--no-refit"]) == 0
+    assert "folding in" not in capsys.readouterr().out
+    assert main(common) == 0
+    assert "folding in the 1 validation image for the last 0.2 epochs" in capsys.readouterr().out
+    assert asked == [False, True]
+    with Project.open(project_dir) as project:
+        plain, refit = project.model_versions()
+        assert "selection_checkpoint" not in plain.data and "refit" not in plain.data
+        assert refit.data["refit"]["images"] == 6 and (project_dir / refit.data["selection_checkpoint"]).is_file()
+    helped = labeler("train", "--help")
+    assert "--no-refit" in helped.stdout and "validation images" in helped.stdout
 
 
 def test_user_errors_are_one_line_with_exit_2(project_dir):

@@ -42,6 +42,10 @@ def test_two_processes_train_one_version(tmp_path):
         data = versions[0].data
         assert data["world_size"] == 2 and data["stopped_by"] == "time"
         assert data["steps"] > 0
+        # both ranks went on to the refit on all 10 images; rank 0 wrote its selection checkpoint
+        assert data["refit"]["images"] == 10 and data["refit"]["steps"] > 0
+        assert (tmp_path / "proj" / data["selection_checkpoint"]).is_file()
+    assert [e["event"] for e in events].count("refit") == 1
 
 
 def _rank_worker(rank: int, init_file: str, fail_rank: int, out_file: str) -> None:

@@ -51,6 +51,13 @@ def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped
     panel.plot.grab()  # paints without error with both curves
     panel.show_event({"event": "evaluating", "validation_images": 2})
     assert "Measuring" in panel.status.text()
+    panel.show_event({"event": "refit", "images": 10, "validation_images": 2, "seconds": 2.0, "epochs": None,
+                      "lr": 0.001})
+    assert panel.status.text() == "Folding in the 2 validation images…"
+    panel.show_event({"event": "progress", "phase": "refit", "epoch": 0.5, "step": 6, "fraction": 0.9,
+                      "losses": {"total": 0.1}, "elapsed": 9, "eta": 1})
+    assert panel.progress.value() == 900 and panel.plot.loss_series.points[-1] == (6.0, 0.1)
+    assert panel.status.text().startswith("folding in the validation images · epoch 0.5")
     panel.show_finished(False, "Training failed: boom.", "line 1\nTraceback\nValueError: boom")
     assert panel.log.isVisibleTo(panel) and "ValueError: boom" in panel.log.toPlainText()
     assert panel.progress.value() == 0 and panel.train_button.isEnabled()

@@ -8,17 +8,26 @@ line has ``"event"``:
 ``labeler train``
   - ``start``: ``plugin``, ``settings`` (resolved), ``train_images``, ``validation_images``,
     ``skipped`` ({reason: count}), ``parent`` (warm-start version id or null), ``time_budget``
-    (seconds or null), ``epochs`` (or null), ``world_size``, ``messages`` (list of text);
-  - ``progress``: ``epoch`` (float, passes over the training images), ``step``, ``fraction`` (of
+    (seconds or null), ``epochs`` (or null), ``world_size``, ``refit`` (bool: the run ends with a
+    refit phase), ``messages`` (list of text);
+  - ``progress``: ``epoch`` (float, passes over this phase's images), ``step``, ``fraction`` (of
     the run done, 0..1), ``losses``
     ({name: mean since the last line, plus "total"}), ``lr``, ``elapsed`` and ``eta`` (seconds),
-    ``images_per_second``; and ``metric`` / ``metrics`` once a validation has run;
+    ``images_per_second``; and ``metric`` / ``metrics`` once a validation has run; in a run that
+    refits also ``phase`` (``"train"``, then ``"refit"``), with ``step``, ``fraction``,
+    ``elapsed`` and ``eta`` counted over both phases;
   - ``validation``: as ``progress``, right after a validation pass (``metric`` = the plugin's
     ranking metric, ``metrics`` = all of them);
-  - ``evaluating``: ``validation_images``: training ended, the final measurement runs;
+  - ``evaluating``: ``validation_images``: training on the training images ended, the
+    measurement (the new version's metrics and the active version's score) runs;
+  - ``refit``: ``images`` (training plus validation images), ``validation_images``, ``seconds``
+    (the refit's time budget, or null) or ``epochs`` (or null), ``lr`` (its peak learning rate):
+    the last part of the run trains on the validation images too (see ``--no-refit``);
   - ``done``: ``version`` (new id), ``activated`` (bool), ``metric``, ``metrics``,
     ``previous_metric`` (the active version on the same images, or null), ``checkpoint``,
-    ``messages``, ``skipped``, ``seconds``;
+    ``messages``, ``skipped``, ``seconds``, ``refit`` (what the refit did: ``images``,
+    ``seconds``, ``steps``, ... or null) and ``selection_checkpoint`` (the weights the metrics
+    are of, when it refit; else null);
   - ``cancelled``: ``steps``: stopped by SIGTERM/SIGINT; nothing was written;
   - ``error``: ``message`` (one line), ``plugin`` (when a plugin is at fault). Exit code 2.
 
@@ -49,6 +58,8 @@ from labeler.cli.progress import ProgressBar
 
 
 def add_parsers(sub: Any) -> None:
+    from labeler.learning.refit import REFIT_SHARE  # light: no torch
+
     p = sub.add_parser("plugins", help="installed model plugins, their settings and defaults",
                        description="List the model plugins found under the entry-point group labeler.plugins.")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -80,6 +91,11 @@ def add_parsers(sub: Any) -> None:
                    help="validate during training this often (default 30)")
     p.add_argument("--keep-on-cancel", action="store_true",
                    help="on SIGTERM/Ctrl+C store what was trained so far (never activated unless better)")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help=f"never train on the validation images. By default the last {round(100 * REFIT_SHARE)}%% "
+                   "of the budget continues training on all done images, validation ones included (which "
+                   "matters on small projects); the version's metrics, and the comparison with the active "
+                   "version, come from the model before that")
     p.set_defaults(run=run_train)
 
     p = sub.add_parser("auto-label", help="write a model version's proposals onto images",
@@ -98,7 +114,9 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(run=run_auto_label)
 
     p = sub.add_parser("eval", help="metrics of a model version",
-                       description="Measure a model version on the validation images (or all done images).")
+                       description="Measure a model version on the validation images (or all done images). "
+                       "A version refit on its validation images is measured there through its selection "
+                       "checkpoint, the weights from before the refit.")
     p.add_argument("project")
     p.add_argument("--plugin", required=True)
     p.add_argument("--model-version", type=int, metavar="ID", help="default: the plugin's active version")
@@ -256,15 +274,27 @@ class _TrainBar:
         elif kind == "evaluating" and self.drawn:
             sys.stderr.write("\n")
             self.drawn = False
+        elif kind == "refit":
+            sys.stderr.write(f"{_refit_text(event)}\n")
+
+
+def _refit_text(event: dict[str, Any]) -> str:
+    """One line for the ``refit`` event."""
+    n = event["validation_images"]
+    length = (f"{event['seconds']:.0f} s" if event.get("seconds") is not None
+              else f"{event['epochs']:g} epochs")
+    return f"folding in the {n} validation image{'s' if n != 1 else ''} for the last {length}"
 
 
 def _report_train(event: dict[str, Any]) -> None:
-    """Plain text for a non-terminal without --progress: start and end only."""
+    """Plain text for a non-terminal without --progress: start, refit and end only."""
     if event["event"] == "start":
         print(f"training {event['plugin']} on {event['train_images']} images ({event['validation_images']} for "
               f"validation, skipped: {event['skipped'] or 'none'})", flush=True)
         for message in event["messages"]:
             print(f"  {message}", flush=True)
+    elif event["event"] == "refit":
+        print(_refit_text(event), flush=True)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -314,7 +344,7 @@ def _train(args: argparse.Namespace, mode: str) -> int:
                     project, plugin, overrides=overrides, time_budget=args.time_budget, epochs=args.epochs,
                     from_version=from_version, activate=args.activate, seed=args.seed, device=device,
                     progress=progress if rank == 0 else None, should_stop=stop,
-                    validate_every=args.validate_every, keep_cancelled=args.keep_on_cancel,
+                    validate_every=args.validate_every, keep_cancelled=args.keep_on_cancel, refit=args.refit,
                 )
             except (TrainingError, ValueError) as exc:
                 raise CliError(str(exc)) from None
@@ -422,6 +452,9 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     print(f"model version {report['version']} ({report['plugin']}) on {report['images']} {args.split} images"
           f"{' (' + str(report['skipped']) + ' skipped)' if report['skipped'] else ''}:")
+    if report["weights"] == "selection":
+        print("  (its final weights also trained on these images, so this measures its selection checkpoint, "
+              "the weights from before the refit)")
     for key, value in report["metrics"].items():
         print(f"  {key:20s} {value:.4f}")
     return 0

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 WARMUP_FRACTION = 0.05
 """Share of the run over which the learning rate rises linearly from 1 % to its full value."""
 
+DEFAULT_LR = 1e-3
+"""Peak learning rate when the settings have no ``lr``."""
+
 
 @dataclass
 class FitResult:
@@ -309,7 +312,7 @@ def fit(
     params = [p for p in bare.parameters() if p.requires_grad]
     if not params:
         raise PluginError(plugin.name, "the model has no trainable parameters")
-    base_lr = float(settings.get("lr", 1e-3))
+    base_lr = float(settings.get("lr", DEFAULT_LR))
     optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=float(settings.get("weight_decay", 1e-4)))
     grad_clip = settings.get("grad_clip")
 

@@ -4,10 +4,11 @@
 see :mod:`labeler.learning.dataset`), lets the plugin prepare them (counting the images it skips,
 by reason), warm-starts from the plugin's active version when its classes are the project's,
 trains with :func:`labeler.learning.loop.fit`, measures the new model and the active one on the
-validation images, writes the checkpoint (:mod:`labeler.learning.checkpoints`) and, last, the
-version's row; the new version becomes active only if it beats the active one on
-``plugin.metric`` (or when asked). If anything fails before that last write, the project and its
-active model are exactly as they were.
+validation images, then (by default) refits: trains on for the rest of the budget with the
+validation images folded in (:mod:`labeler.learning.refit`). It writes the checkpoints
+(:mod:`labeler.learning.checkpoints`) and, last, the version's row; the new version becomes active
+only if it beats the active one on ``plugin.metric`` (or when asked). If anything fails before that
+last write, the project and its active model are exactly as they were.
 """
 
 from __future__ import annotations
@@ -19,16 +20,29 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.learning.api import Plugin, PluginError, resolve_settings
 from labeler.learning.checkpoints import (
+    checkpoint_path,
     checkpoint_stem,
     classes_metadata,
-    load_version,
+    cpu_state,
+    load_selection,
     load_weights,
     save_checkpoint,
+    selection_stem,
     version_settings,
 )
 from labeler.learning.dataset import iter_labelled_images, prepare_all, project_classes, validation_split
 from labeler.learning.loop import fit
 from labeler.learning.predict import evaluate_samples
+from labeler.learning.refit import (
+    Budget,
+    PhaseRelay,
+    refit_record,
+    refit_relay,
+    refit_settings,
+    run_refit,
+    split_budget,
+    train_relay,
+)
 
 if TYPE_CHECKING:
     from labeler.core.store import ModelVersion, Project
@@ -59,6 +73,64 @@ class TrainResult:
 def _emit(progress: Progress | None, rank: int, event: str, **info: Any) -> None:
     if progress is not None and rank == 0:
         progress({"event": event, **info})
+
+
+def _relayed(progress: Progress | None, rank: int, relay: PhaseRelay | None) -> Progress | None:
+    """:func:`fit`'s progress callback: its events, through ``relay`` when the run has phases."""
+    if progress is None:
+        return None
+
+    def forward(info: dict[str, Any]) -> None:
+        info = relay(info) if relay is not None else info
+        _emit(progress, rank, info.pop("event"), **info)
+
+    return forward
+
+
+def _barrier(world: int) -> None:
+    """Wait for every rank (while rank 0 measures, the others wait here)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _measure_active(
+    project: Project, plugin: Plugin, active: ModelVersion | None, class_ids: tuple[int, ...],
+    val_samples: list[Any], *, device: str, messages: list[str],
+) -> float | None:
+    """The active version's ``plugin.metric`` on ``val_samples``, measured on its selection
+    checkpoint when it was refit (its final weights may have trained on these very images);
+    ``None`` without validation images, with other classes, or when it cannot be loaded (said in
+    ``messages``)."""
+    if active is None or not val_samples or tuple(active.categories) != class_ids:
+        return None
+    try:
+        loaded = load_selection(project, active, plugin, device=device)
+        metrics = evaluate_samples(plugin, loaded.model, val_samples, settings=loaded.settings, device=device)
+        return metrics[plugin.metric]
+    except (PluginError, FileNotFoundError) as exc:
+        messages.append(f"the active version {active.id} could not be measured ({exc})")
+        return None
+
+
+def _should_activate(
+    plugin: Plugin, activate: Activate, active: ModelVersion | None, class_ids: tuple[int, ...],
+    metrics: Mapping[str, float], previous_metric: float | None, messages: list[str],
+) -> bool:
+    """Whether the new version becomes active (see :func:`train`'s ``activate``)."""
+    if activate == "always":
+        return True
+    if activate == "never":
+        return False
+    if active is None or tuple(active.categories) != class_ids:
+        return True
+    if previous_metric is None:
+        # nothing to compare against (no validation image, or the old one is broken)
+        messages.append(f"the active version {active.id} could not be compared on validation images; "
+                        "the new version replaces it")
+        return True
+    return plugin.metric in metrics and metrics[plugin.metric] > previous_metric
 
 
 def _pick_parent(
@@ -96,6 +168,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     validate_every: float = 30.0,
     keep_cancelled: bool = False,
+    refit: bool = True,
 ) -> TrainResult:
     """Train ``plugin`` on the project's done images and store the result as a new model version.
 
@@ -105,11 +178,21 @@ def train(
     plugin has that setting, else 60 seconds. ``from_version``: ``"active"`` (warm start from the
     active version if its classes match), a version id, or ``None`` (from scratch).
     ``activate``: ``"better"`` (only if it beats the active version on ``plugin.metric``, measured
-    now on the same validation images), ``"always"`` or ``"never"``.
+    now on the same validation images; a refit active version through its selection checkpoint),
+    ``"always"`` or ``"never"``.
+
+    ``refit`` (with validation images): the last :data:`~labeler.learning.refit.REFIT_SHARE` of
+    the budget trains on the training and validation images together, at a lower learning rate;
+    the version's metrics are those of the model before that, whose weights are kept as its
+    selection checkpoint (see :mod:`labeler.learning.refit`). Without it, or without validation
+    images, the whole budget trains on the training split and there is no selection checkpoint.
 
     ``progress`` gets dicts with ``event``: ``start``, ``progress``, ``validation`` (see
-    :func:`labeler.learning.loop.fit`), ``evaluating`` and ``done``. Under ``torch.distributed``
-    every rank trains on its shard; rank 0 alone evaluates and writes the version.
+    :func:`labeler.learning.loop.fit`; with a refit, their ``fraction``, ``step``, ``elapsed`` and
+    ``eta`` are of the whole run and ``phase`` is ``"train"`` or ``"refit"``), ``evaluating``,
+    ``refit`` (before the refit phase: ``images``, ``validation_images``, ``seconds`` or
+    ``epochs`` of it, ``lr``), ``done`` and ``cancelled``. Under ``torch.distributed`` every rank
+    trains on its shard in both phases; rank 0 alone evaluates and writes the version.
     """
     from labeler.learning.loop import _distributed
 
@@ -155,7 +238,6 @@ def train(
     val_items, val_samples, val_skipped = prepare_all(
         plugin, until_stopped(iter_labelled_images(project, val_ids, classes)), settings=settings, keep_samples=True
     )
-    del val_items
     if should_stop is not None and world == 1 and should_stop():
         _emit(progress, rank, "cancelled", steps=0)
         return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
@@ -164,6 +246,9 @@ def train(
     if not items:
         detail = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "none prepared"
         raise TrainingError(f"plugin {plugin.name!r} can use none of the {len(train_ids)} training images ({detail})")
+    refitting = refit and bool(val_samples)
+    if not refitting:
+        val_items = []
 
     import torch
 
@@ -182,47 +267,60 @@ def train(
 
     _emit(progress, rank, "start", plugin=plugin.name, settings=settings, train_images=len(items),
           validation_images=len(val_samples), skipped=skipped, parent=parent.id if parent else None,
-          time_budget=time_budget, epochs=epochs, world_size=world, messages=list(messages))
+          time_budget=time_budget, epochs=epochs, world_size=world, refit=refitting, messages=list(messages))
 
     def validate(m: Any) -> dict[str, float]:
         return evaluate_samples(plugin, m, val_samples, settings=settings, device=device)
 
+    # phase 1 (the whole run without a refit): the training split
+    budget, refit_budget = (split_budget(time_budget=time_budget, epochs=epochs) if refitting
+                            else (Budget(time_budget, epochs), None))
+    relay = (train_relay(by_epochs=time_budget is None, train_items=len(items),
+                         all_items=len(items) + len(val_items)) if refitting else None)
+    began = time.monotonic()
     result = fit(
-        plugin, model, items, settings=settings, time_budget=time_budget, epochs=epochs, seed=seed,
-        device=device, progress=(lambda info: _emit(progress, rank, info.pop("event"), **info)) if progress else None,
-        should_stop=should_stop, validate=validate if val_samples else None, validate_every=validate_every,
+        plugin, model, items, settings=settings, time_budget=budget.time_budget, epochs=budget.epochs, seed=seed,
+        device=device, progress=_relayed(progress, rank, relay), should_stop=should_stop,
+        validate=validate if val_samples else None, validate_every=validate_every,
     )
-    if rank != 0:
-        return TrainResult(None, False, {}, None, result.cancelled, skipped, tuple(messages))
-    if result.cancelled and not keep_cancelled:
+    if result.cancelled and (rank != 0 or not keep_cancelled):
         _emit(progress, rank, "cancelled", steps=result.steps)
         return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
 
-    _emit(progress, rank, "evaluating", validation_images=len(val_samples))
-    metrics = validate(result.model) if val_samples else {}
-    active = project.active_model_version(plugin.name)
+    # its measurement: the version's metrics, and the active version's on the same images
+    metrics: dict[str, float] = {}
     previous_metric: float | None = None
-    if active is not None and val_samples and tuple(active.categories) == class_ids:
-        try:
-            loaded = load_version(project, active, plugin, device=device)
-            previous_metric = evaluate_samples(plugin, loaded.model, val_samples, settings=loaded.settings,
-                                               device=device)[plugin.metric]
-        except (PluginError, FileNotFoundError) as exc:
-            messages.append(f"the active version {active.id} could not be measured ({exc})")
-    if activate == "always":
-        make_active = True
-    elif activate == "never":
-        make_active = False
-    elif active is None or tuple(active.categories) != class_ids:
-        make_active = True
-    elif previous_metric is None:
-        make_active = True  # nothing to compare against (no validation image, or the old one is broken)
-        messages.append(f"the active version {active.id} could not be compared on validation images; "
-                        "the new version replaces it")
-    else:
-        make_active = plugin.metric in metrics and metrics[plugin.metric] > previous_metric
+    active: ModelVersion | None = None
+    if rank == 0:
+        _emit(progress, rank, "evaluating", validation_images=len(val_samples))
+        metrics = validate(result.model) if val_samples else {}
+        active = project.active_model_version(plugin.name)
+        previous_metric = _measure_active(project, plugin, active, class_ids, val_samples, device=device,
+                                          messages=messages)
 
-    data = {
+    # phase 2: the refit, on every rank
+    final, selection, refitted = result.model, None, None
+    if refit_budget is not None and not result.cancelled:
+        selection = cpu_state(result.model) if rank == 0 else None
+        _barrier(world)
+        _emit(progress, rank, "refit", images=len(items) + len(val_items), validation_images=len(val_items),
+              seconds=refit_budget.time_budget, epochs=refit_budget.epochs, lr=refit_settings(settings)["lr"])
+        refitted = run_refit(
+            plugin, result.model, items + val_items, settings=settings, budget=refit_budget, seed=seed,
+            device=device, should_stop=should_stop,
+            progress=_relayed(progress, rank, refit_relay(steps_before=result.steps,
+                                                          seconds_before=time.monotonic() - began)),
+        )
+        final = refitted.model
+        if refitted.cancelled and (rank != 0 or not keep_cancelled):
+            _emit(progress, rank, "cancelled", steps=result.steps + refitted.steps)
+            return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
+    cancelled = result.cancelled or (refitted is not None and refitted.cancelled)
+    if rank != 0:
+        return TrainResult(None, False, {}, None, cancelled, skipped, tuple(messages))
+
+    make_active = _should_activate(plugin, activate, active, class_ids, metrics, previous_metric, messages)
+    data: dict[str, Any] = {
         "train_images": list(train_ids), "validation_images": [s.image_id for s in val_samples],
         "skipped": skipped, "steps": result.steps, "epochs": result.epochs, "images": result.images,
         "seconds": result.seconds, "images_per_second": result.images_per_second,
@@ -230,12 +328,19 @@ def train(
         "previous_metric": previous_metric, "previous_version": active.id if active else None,
     }
     stem = checkpoint_stem(plugin.name)
+    if refitted is not None:
+        data["refit"] = refit_record(refitted, images=len(items) + len(val_items), validation_images=len(val_items))
+        data["selection_checkpoint"] = (checkpoint_path(project.models_dir, selection_stem(stem))
+                                        .relative_to(project.root).as_posix())
     meta = {
         "plugin": plugin.name, "task": plugin.task, "metric": plugin.metric, "settings": settings,
         "classes": classes_metadata(classes), "parent": parent.id if parent else None, "data": data,
         "metrics": metrics, "created": started,
     }
-    weights = save_checkpoint(project.models_dir, stem, result.model, meta)
+    if selection is not None:  # written before the final checkpoint, and both before the row
+        save_checkpoint(project.models_dir, selection_stem(stem), selection,
+                        {**meta, "selection_of": checkpoint_path(project.models_dir, stem).name})
+    weights = save_checkpoint(project.models_dir, stem, final, meta)
     from labeler.core.store import ModelVersion
 
     version = project.add_model_version(
@@ -248,5 +353,6 @@ def train(
     )
     _emit(progress, rank, "done", version=version.id, activated=make_active, metrics=metrics,
           metric=metrics.get(plugin.metric), previous_metric=previous_metric, messages=list(messages),
-          skipped=skipped, seconds=time.time() - started, checkpoint=version.checkpoint)
-    return TrainResult(version, make_active, metrics, previous_metric, result.cancelled, skipped, tuple(messages))
+          skipped=skipped, seconds=time.time() - started, checkpoint=version.checkpoint,
+          refit=data.get("refit"), selection_checkpoint=data.get("selection_checkpoint"))
+    return TrainResult(version, make_active, metrics, previous_metric, cancelled, skipped, tuple(messages))

@@ -101,6 +101,10 @@ class TrainingPanel(QWidget):
         if kind == "evaluating":
             self.status.setText(f"Measuring the new model on {event.get('validation_images')} validation images…")
             return
+        if kind == "refit":
+            n = event.get("validation_images")
+            self.status.setText(f"Folding in the {n} validation image{'' if n == 1 else 's'}…")
+            return
         if kind not in (None, "progress", "validation"):
             return
         fraction = progress_fraction(event)
@@ -114,7 +118,7 @@ class TrainingPanel(QWidget):
         metric = event.get("metric")
         if isinstance(metric, (int, float)):
             self.plot.add_metric(x, float(metric))
-        parts = []
+        parts = ["folding in the validation images"] if event.get("phase") == "refit" else []
         if isinstance(event.get("epoch"), (int, float)):
             parts.append(f"epoch {event['epoch']:.1f}")
         if loss is not None:
