@@ -106,6 +106,7 @@ def test_refit_trains_on_every_done_image_and_keeps_honest_metrics(project, fit_
     assert refit["images"] == DONE and refit["validation_images"] == 2 and refit["steps"] > 0
     assert refit["lr_factor"] == REFIT_LR_FACTOR and refit["stopped_by"] == "epochs"
     assert len(v.data["validation_images"]) == 2 and len(v.data["train_images"]) == DONE - 2
+    assert v.images_trained_on == DONE  # what 'labeler models' and the versions panel show
 
     # the selection checkpoint: safetensors + json beside the final one, the weights the metrics are of
     selection_path = project.root / v.data["selection_checkpoint"]
@@ -146,6 +147,7 @@ def test_no_refit_is_todays_behaviour(project, fit_calls):
     v = result.version
     assert fit_calls == [{"items": DONE - 2, "lr": 0.03, "epochs": 20, "time_budget": None, "validates": True}]
     assert "refit" not in v.data and "selection_checkpoint" not in v.data
+    assert v.images_trained_on == DONE - 2
     assert v.data["steps"] == 20 * math.ceil((DONE - 2) / 4)  # 20 passes over 6 items in batches of 4
     assert sorted(p.name for p in project.models_dir.iterdir()) == sorted(
         [Path(v.checkpoint).name, Path(v.checkpoint).with_suffix(".json").name])

@@ -478,6 +478,7 @@ def run_models(args: argparse.Namespace) -> int:
             {"id": v.id, "plugin": v.plugin, "active": v.active, "parent": v.parent, "created": v.created,
              "metrics": v.metrics, "categories": list(v.categories), "checkpoint": v.checkpoint,
              "settings": v.settings, "train_images": len(v.data.get("train_images", [])),
+             "images_trained_on": v.images_trained_on,
              "seconds": v.data.get("seconds")}
             for v in versions
         ]), indent=2))
@@ -489,5 +490,5 @@ def run_models(args: argparse.Namespace) -> int:
         metrics = ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items() if isinstance(val, (int, float)))
         parent = f" from #{v.parent}" if v.parent else ""
         print(f"{'*' if v.active else ' '} #{v.id:<4d} {v.plugin:12s} {when}  {metrics or 'no metrics'}"
-              f"  ({len(v.data.get('train_images', []))} images{parent})")
+              f"  ({v.images_trained_on or 0} images{parent})")
     return 0

@@ -65,6 +65,17 @@ class ModelVersion:
     created: float | None = None
     active: bool = False
 
+    @property
+    def images_trained_on(self) -> int | None:
+        """How many images the final weights learned from: the training split, plus the
+        validation images when the run ended with a refit (``data["refit"]["images"]``);
+        ``None`` when ``data`` does not say."""
+        refit = self.data.get("refit")
+        if isinstance(refit, dict) and isinstance(refit.get("images"), int):
+            return int(refit["images"])
+        train = self.data.get("train_images")
+        return len(train) if isinstance(train, list) else None
+
 
 def _color_to_text(color: Sequence[int]) -> str:
     r, g, b = (int(c) for c in color)

@@ -86,12 +86,15 @@ class ModelListPanel(QWidget):
             # the cell shows the deciding metric; the tooltip all of them
             metrics = next((f"{k} {val:.3f}" for k, val in numbers.items()), "")
             created = _when(v.created)
-            trained_on = v.data.get("train_images")
-            images = str(len(trained_on)) if isinstance(trained_on, list) else ""
+            trained_on = v.images_trained_on
+            images = "" if trained_on is None else str(trained_on)
             cells = ["●" if v.active else "", f"#{v.id}", metrics or "—", images, created]
             tip = "\n".join(
                 [f"{k}: {val:.4f}" for k, val in numbers.items()]
                 + [f"{k}: {v.data[k]}" for k in ("seconds", "steps", "stopped_by") if k in v.data]
+                + ([f"refit on {v.data['refit'].get('images')} images, the "
+                    f"{v.data['refit'].get('validation_images')} validation ones included"]
+                   if isinstance(v.data.get("refit"), dict) else [])
                 + ([f"warm-started from #{v.parent}"] if v.parent else [])
             )
             for col, text in enumerate(cells):
