@@ -26,7 +26,8 @@ The data sets are read, and split into training and held-out images, by the plug
 scripts (``benchmarks/segmenter_quality.py``: membrane 20/4, camvid train/val;
 ``benchmarks/localizer_quality.py``: 80/20 per class), whose per-set settings presets are used too.
 The runner holds out a further 20 % of the done images for its own validation (the version's
-``metrics``), so it trains on fewer images than those scripts do.
+``metrics``, printed as "validation") and trains on them only in its last 20 % (the refit, see
+``labeler.learning.refit``), so it sees them less than those scripts do.
 """
 
 from __future__ import annotations
