@@ -1,6 +1,6 @@
 """Both plugins through the whole engine on the real sets in ``../shared/data``.
 
-    .venv/bin/python benchmarks/bench_models.py [--budget 300] [--only membrane|camvid|fruit|raccoon] [--set KEY=VALUE] [--folder 64]
+    .venv/bin/python benchmarks/bench_models.py [--budget 300] [--only membrane|camvid|fruit|raccoon] [--set KEY=VALUE] [--folder 64] [--no-refit]
 
 For each data set: a project is made in a temporary folder (training images with their labels,
 marked done; held-out images added by their real paths, not done), the plugin is trained with the
@@ -181,7 +181,7 @@ def stored_predictions(project: Any, version_id: int, image_ids: list[int]) -> l
 
 
 def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides: dict[str, str] | None = None,
-        folder: int = 64) -> dict[str, Any]:
+        folder: int = 64, refit: bool = True) -> dict[str, Any]:
     from labeler.core.images import read_image
     from labeler.learning.autolabel import auto_label
     from labeler.learning.checkpoints import load_version
@@ -204,7 +204,7 @@ def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides:
                         f"  validation {plugin.metric} {event.get('metric', float('nan')):.3f}")
 
             result = train(project, plugin, overrides=preset, time_budget=budget, from_version=None,
-                           activate="always", progress=progress, validate_every=max(60.0, budget / 4))
+                           activate="always", progress=progress, validate_every=max(60.0, budget / 4), refit=refit)
             assert result.version is not None
             loaded = load_version(project, result.version, plugin)
 
@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per data set (wall clock)")
     parser.add_argument("--only", choices=sorted(SETS), action="append", help="only this data set (repeatable)")
     parser.add_argument("--json", action="store_true", help="also print each set's figures as one JSON line")
+    parser.add_argument("--no-refit", action="store_true",
+                        help="train on the runner's training split alone (as 'labeler train --no-refit')")
     parser.add_argument("--folder", type=int, default=64,
                         help="auto-label speed over at least this many images (held-out files repeated)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key.strip()] = value.strip()
     results = []
     for data in args.only or list(SETS):
-        figures = run(data, args.budget, overrides=overrides, folder=args.folder)
+        figures = run(data, args.budget, overrides=overrides, folder=args.folder, refit=not args.no_refit)
         results.append(figures)
         print(summary(figures), flush=True)
         if args.json:
