@@ -136,7 +136,11 @@ CHUNK_SECONDS = 0.5
 """Auto-labelling works in chunks of images sized to take about this long, so progress and
 cancel stay prompt whatever the image size."""
 CHUNK_ELEMENTS = 1 << 25
-"""Most network-input numbers held in one chunk (128 MB of float32), so memory stays bounded."""
+"""Most network-input numbers held in one chunk (128 MB of float32), so memory stays bounded
+(a chunk is never smaller than one image per worker)."""
+MAX_WORKERS = 8
+"""Default number of decoding threads: one per core, up to this many (more would hold more
+images in memory at once for little gain beside the network)."""
 
 
 def _split_outputs(outputs: Any, n: int) -> list[Any] | None:
@@ -251,15 +255,15 @@ def iter_auto_label(
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
-    The images go in chunks. ``workers`` threads (default: one per core) decode a chunk's images
-    and make their network inputs (``plugin.inputs``, so it must be thread-safe); then the network
-    runs over the chunk alone, using every core itself (same-shaped small inputs together, see
-    :func:`_batches`, the outputs split per image); then the threads turn its outputs into
-    proposals (``plugin.proposals``, thread-safe too) and go on to decode the next chunk, while
-    this thread reports and writes. Nothing runs beside the network's pass: on a few cores, a
-    thread beside the network's own threads slows them down more than it gains. A chunk is sized
-    to take about ``chunk_seconds`` (from the pace so far; the first is one image per worker), so
-    progress and cancel stay prompt.
+    The images go in chunks. ``workers`` threads (default: one per core, at most
+    :data:`MAX_WORKERS`) decode a chunk's images and make their network inputs (``plugin.inputs``,
+    so it must be thread-safe); then the network runs over the chunk alone, using every core itself
+    (same-shaped small inputs together, see :func:`_batches`, the outputs split per image); then
+    the threads turn its outputs into proposals (``plugin.proposals``, thread-safe too) and go on
+    to decode the next chunk, while this thread reports and writes. Nothing runs beside the
+    network's pass: on a few cores, a thread beside the network's own threads slows them down more
+    than it gains. A chunk is sized to take about ``chunk_seconds`` (from the pace so far; the
+    first is one image per worker), so progress and cancel stay prompt.
 
     Writes happen in batches (one transaction per ``write_every`` images or ``write_seconds``);
     closing the generator early writes what was reported and stops. Images that cannot be read
@@ -278,7 +282,7 @@ def iter_auto_label(
     last_write = time.monotonic()
     start = last_write
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers = min(MAX_WORKERS, os.cpu_count() or 1)
     workers = max(1, workers)
     on_gpu = str(loaded.device).startswith("cuda")
 
