@@ -160,21 +160,36 @@ def test_batched_forward_matches_one_by_one(trained):
     assert _split_outputs(t, 2) is None and _split_outputs("text", 3) is None
 
 
-def test_chunks_of_any_size_give_the_same_proposals_in_order(trained):
-    """One image per chunk on one thread, or every image in one chunk on two: the same proposals,
-    reported in the order asked."""
+def test_chunks_of_any_size_give_the_same_proposals_in_order(trained, monkeypatch):
+    """One image per chunk on one thread, two per chunk on two threads, or every image in one chunk
+    on four: the same proposals, reported in the order asked (the first chunk holds one image per
+    thread, later ones as many as ``chunk_seconds`` allows)."""
     project, loaded = trained
     ids = [10, 8, 7, 9]
 
+    import labeler.learning.autolabel as autolabel
+
+    chunks: list[int] = []
+    batches = autolabel._batches
+
+    def recording(ready, **kwargs):
+        chunks.append(len(ready))  # called once per chunk
+        return batches(ready, **kwargs)
+
+    monkeypatch.setattr(autolabel, "_batches", recording)
+
     def run(**kwargs):
+        chunks.clear()
         steps = list(iter_auto_label(project, loaded, ids, **kwargs))
         assert [s.image_id for s in steps] == ids and [s.done for s in steps] == [1, 2, 3, 4]
+        assert chunks == {1: [1, 1, 1, 1], 2: [2, 2], 4: [4]}[kwargs["workers"]]
         return {i: sorted((a.category_id, a.rle["counts"], round(a.score, 6))
                           for a in project.annotations(i, states=[State.PROPOSED])) for i in ids}
 
     one_by_one = run(workers=1, chunk_seconds=0.0)
-    together = run(workers=2, chunk_seconds=1e9)
-    assert one_by_one == together and all(one_by_one.values())
+    in_pairs = run(workers=2, chunk_seconds=0.0)
+    together = run(workers=4, chunk_seconds=1e9)
+    assert one_by_one == in_pairs == together and all(one_by_one.values())
 
 
 def test_batches_group_small_inputs_of_one_shape():
