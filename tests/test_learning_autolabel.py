@@ -160,36 +160,66 @@ def test_batched_forward_matches_one_by_one(trained):
     assert _split_outputs(t, 2) is None and _split_outputs("text", 3) is None
 
 
-def test_chunks_of_any_size_give_the_same_proposals_in_order(trained, monkeypatch):
-    """One image per chunk on one thread, two per chunk on two threads, or every image in one chunk
-    on four: the same proposals, reported in the order asked (the first chunk holds one image per
-    thread, later ones as many as ``chunk_seconds`` allows)."""
+def test_runs_of_any_size_on_any_number_of_streams_give_the_same_proposals_in_order(trained, monkeypatch):
+    """One image per run on one stream, one per run on two streams, or the first ones alone and the
+    rest in one run: the same proposals, reported in the order asked. The first runs hold one image
+    each (two per stream are queued); later ones as many as ``chunk_seconds`` allows."""
     project, loaded = trained
     ids = [10, 8, 7, 9]
 
     import labeler.learning.autolabel as autolabel
 
-    chunks: list[int] = []
-    batches = autolabel._batches
+    runs: list[int] = []
+    run_task = autolabel._run_task
 
-    def recording(ready, **kwargs):
-        chunks.append(len(ready))  # called once per chunk
-        return batches(ready, **kwargs)
+    def recording(loaded, paths, side, **kwargs):
+        runs.append(len(paths))
+        return run_task(loaded, paths, side, **kwargs)
 
-    monkeypatch.setattr(autolabel, "_batches", recording)
+    monkeypatch.setattr(autolabel, "_run_task", recording)
 
     def run(**kwargs):
-        chunks.clear()
+        runs.clear()
         steps = list(iter_auto_label(project, loaded, ids, **kwargs))
         assert [s.image_id for s in steps] == ids and [s.done for s in steps] == [1, 2, 3, 4]
-        assert chunks == {1: [1, 1, 1, 1], 2: [2, 2], 4: [4]}[kwargs["workers"]]
         return {i: sorted((a.category_id, a.rle["counts"], round(a.score, 6))
                           for a in project.annotations(i, states=[State.PROPOSED])) for i in ids}
 
     one_by_one = run(workers=1, chunk_seconds=0.0)
-    in_pairs = run(workers=2, chunk_seconds=0.0)
-    together = run(workers=4, chunk_seconds=1e9)
-    assert one_by_one == in_pairs == together and all(one_by_one.values())
+    assert runs == [1, 1, 1, 1]
+    two_streams = run(workers=2, chunk_seconds=0.0)
+    assert sorted(runs) == [1, 1, 1, 1]
+    rest_together = run(workers=1, chunk_seconds=1e9)
+    assert runs == [1, 1, 2]
+    assert one_by_one == two_streams == rest_together and all(one_by_one.values())
+
+
+def test_streams_share_torchs_threads_and_give_them_back(trained, monkeypatch):
+    """On the CPU, two streams run their networks on half of torch's threads each; one stream (one
+    image) leaves them alone; afterwards they are as they were."""
+    import torch
+
+    import labeler.learning.autolabel as autolabel
+
+    project, loaded = trained
+    seen: list[int] = []
+    run_task = autolabel._run_task
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return run_task(*args, **kwargs)
+
+    monkeypatch.setattr(autolabel, "_run_task", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        list(iter_auto_label(project, loaded, [7, 8, 9], workers=2))
+        assert set(seen) == {2} and torch.get_num_threads() == 4
+        seen.clear()
+        list(iter_auto_label(project, loaded, [7], workers=2))
+        assert seen == [4] and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_batches_group_small_inputs_of_one_shape():

@@ -10,10 +10,11 @@ and for "auto-label all" it runs ``labeler auto-label PROJECT --plugin NAME --un
 as a child process. Stopping the generator (``close()``, or leaving the loop) is the cancel: what
 was predicted so far is written, nothing else changes.
 
-Speed: images go in chunks; threads (one per core) decode a chunk and make its network inputs,
-the network runs over it (small inputs batched), the threads turn its outputs into proposals,
-and proposals are written in batches (one transaction per ``write_every`` images or two
-seconds), so that the network's forward pass, not decoding or storage, sets the pace.
+Speed: images go in runs of consecutive images to a few streams (threads, one per core), each
+carrying its run through decoding, the network (small inputs batched; on the CPU the streams
+share torch's threads) and proposals, so one stream's network runs while another decodes; this
+thread reports in order and writes in batches (one transaction per ``write_every`` images or two
+seconds).
 
 Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
 annotations are never touched; see ``Project.replace_proposals``), carry the version id and the
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -133,14 +136,14 @@ batching pays there only for small inputs. Measured on 2 cores: the localizer's 
 alone, 9.4 ms/image by three and 11.9 by eight (the activations of a batch no longer fit the
 caches)."""
 CHUNK_SECONDS = 0.5
-"""Auto-labelling works in chunks of images sized to take about this long, so progress and
-cancel stay prompt whatever the image size."""
+"""Auto-labelling hands each stream runs of images sized to take it about this long, so progress
+and cancel stay prompt whatever the image size."""
 CHUNK_ELEMENTS = 1 << 25
-"""Most network-input numbers held in one chunk (128 MB of float32), so memory stays bounded
-(a chunk is never smaller than one image per worker)."""
+"""Most network-input numbers that the runs being worked on hold together (128 MB of float32), so
+memory stays bounded (a run is never shorter than one image)."""
 MAX_WORKERS = 8
-"""Default number of decoding threads: one per core, up to this many (more would hold more
-images in memory at once for little gain beside the network)."""
+"""Default number of streams: one per core, up to this many (more would hold more images in
+memory at once for little gain)."""
 
 
 def _split_outputs(outputs: Any, n: int) -> list[Any] | None:
@@ -242,6 +245,58 @@ def _batches(ready: Sequence[_Loaded], *, batch_size: int, on_gpu: bool) -> Iter
         yield group
 
 
+@dataclass
+class _Task:
+    """What a stream made of a run of consecutive images: each image's load (network input dropped
+    once used) and proposals, the plugin failure that cut it short (after the images before it), and
+    its pace."""
+
+    ready: list[_Loaded]
+    predictions: list[Prediction | None]
+    failure: BaseException | None
+    seconds: float
+    input_elements: int
+
+
+def _run_task(loaded: LoadedModel, paths: Sequence[Path], side: int | None, *, batch_size: int, on_gpu: bool) -> _Task:
+    """Carry consecutive images through: decode and inputs, the network (see :func:`_batches`), proposals."""
+    start = time.monotonic()
+    ready = [_load(path, loaded, side) for path in paths]
+    elements = sum(r.x.numel() for r in ready if r.x is not None)
+    failure = next((r.plugin_error for r in ready if r.plugin_error is not None), None)
+    if failure is not None:
+        ready = ready[: next(n for n, r in enumerate(ready) if r.plugin_error is not None)]
+    predictions: list[Prediction | None] = []
+    try:
+        for group in _batches(ready, batch_size=batch_size, on_gpu=on_gpu):
+            outputs = _forward_group(loaded, group)
+            for r in group:
+                r.x = None  # the input is no longer needed; results may wait a while to be reported
+            predictions += [_predict(loaded, r, out) for r, out in zip(group, outputs, strict=True)]
+    except PluginError as exc:  # the images before the one that failed still count
+        failure = exc
+        ready = ready[: len(predictions)]
+    return _Task(ready=ready, predictions=predictions, failure=failure, seconds=time.monotonic() - start,
+                 input_elements=elements)
+
+
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` (process-wide) for the block, then restored; ``None``
+    leaves them alone."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def iter_auto_label(
     project: Project,
     loaded: LoadedModel,
@@ -255,20 +310,27 @@ def iter_auto_label(
 ) -> Iterator[AutoLabelProgress]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
-    The images go in chunks. ``workers`` threads (default: one per core, at most
-    :data:`MAX_WORKERS`) decode a chunk's images and make their network inputs (``plugin.inputs``,
-    so it must be thread-safe); then the network runs over the chunk alone, using every core itself
-    (same-shaped small inputs together, see :func:`_batches`, the outputs split per image); then
-    the threads turn its outputs into proposals (``plugin.proposals``, thread-safe too) and go on
-    to decode the next chunk, while this thread reports and writes. Nothing runs beside the
-    network's pass: on a few cores, a thread beside the network's own threads slows them down more
-    than it gains. A chunk is sized to take about ``chunk_seconds`` (from the pace so far; the
-    first is one image per worker), so progress and cancel stay prompt.
+    ``workers`` streams (threads; default one per core, at most :data:`MAX_WORKERS`, never more
+    than images) each take a task, a run of consecutive images, and carry it through: decode,
+    network inputs (``plugin.inputs``), the forward pass (same-shaped small inputs together, see
+    :func:`_batches`, the outputs split per image), proposals (``plugin.proposals``); so a plugin's
+    ``inputs`` and ``proposals`` must be thread-safe. On the CPU the streams share the cores: each
+    forward pass runs on ``threads // streams`` of torch's threads (set for the run, restored after;
+    one stream leaves them alone), so while one stream decodes or makes proposals another's network
+    runs. Measured on 2 cores, two streams of one thread each auto-label CamVid, membrane and the
+    localizer sets 8-20 % faster than the network on both threads with decoding and proposals
+    around it (``benchmarks/bench_models.py``).
+
+    This thread takes the tasks' results in order, reports each image and writes. The first tasks
+    hold one image each, so progress starts at once; later ones are sized from the pace so far to
+    take about ``chunk_seconds`` per stream (at most 256 images, and :data:`CHUNK_ELEMENTS` input
+    numbers over all streams), so progress and cancel stay prompt whatever the image size.
 
     Writes happen in batches (one transaction per ``write_every`` images or ``write_seconds``);
-    closing the generator early writes what was reported and stops. Images that cannot be read
-    are reported (``error``) and skipped; a misbehaving plugin raises
-    :class:`~labeler.learning.api.PluginError` (after writing the images before it).
+    closing the generator early writes what was reported and stops (the tasks running then finish
+    and are dropped). Images that cannot be read are reported (``error``) and skipped; a
+    misbehaving plugin raises :class:`~labeler.learning.api.PluginError` (after writing the images
+    before it).
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -283,8 +345,13 @@ def iter_auto_label(
     start = last_write
     if workers is None:
         workers = min(MAX_WORKERS, os.cpu_count() or 1)
-    workers = max(1, workers)
+    streams = max(1, min(workers, len(ids)))
     on_gpu = str(loaded.device).startswith("cuda")
+    threads = None
+    if streams > 1 and not on_gpu:
+        import torch
+
+        threads = max(1, torch.get_num_threads() // streams)
 
     def flush() -> None:
         nonlocal last_write
@@ -315,41 +382,40 @@ def iter_auto_label(
                                  uncertainty=uncertainty, elapsed=elapsed,
                                  images_per_second=(position + 1) / elapsed if elapsed > 0 else 0.0, error=ready.error)
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labeler-autolabel")
+    pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="labeler-autolabel")
+    queued: deque[tuple[int, Future[_Task]]] = deque()
+    submitted = 0  # images handed to the streams so far
+    task_size = 1
 
-    def begin(first: int, count: int) -> tuple[int, list[Future[_Loaded]]]:
-        """Begin decoding ``count`` images from position ``first`` in the threads."""
-        paths = [project.root / project.image(i).path for i in ids[first : first + count]]
-        return first, [pool.submit(_load, path, loaded, side) for path in paths]
+    def submit() -> None:
+        """Keep every stream busy with one task and the next one waiting."""
+        nonlocal submitted
+        while submitted < len(ids) and len(queued) < 2 * streams:
+            paths = [project.root / project.image(i).path for i in ids[submitted : submitted + task_size]]
+            queued.append((submitted, pool.submit(_run_task, loaded, paths, side, batch_size=max(1, batch_size),
+                                                  on_gpu=on_gpu)))
+            submitted += len(paths)
 
     try:
-        chunk = workers
-        loading = begin(0, chunk) if ids else None
-        while loading is not None:
-            first, decoding = loading
-            cycle_start = time.monotonic()
-            ready = [f.result() for f in decoding]
-            failing = next((r.plugin_error for r in ready if r.plugin_error is not None), None)
-            if failing is not None:  # the images before it are finished and written first
-                ready = ready[: next(n for n, r in enumerate(ready) if r.plugin_error is not None)]
-            outputs: list[Any] = []
-            for group in _batches(ready, batch_size=max(1, batch_size), on_gpu=on_gpu):
-                outputs += _forward_group(loaded, group)
-            # the network is done with this chunk: the threads now make its proposals and then
-            # decode the next chunk, while this thread reports and writes
-            posting = [pool.submit(_predict, loaded, r, out) for r, out in zip(ready, outputs, strict=True)]
-            following = first + len(decoding)
-            loading = begin(following, chunk) if failing is None and following < len(ids) else None
-            for offset, (r, future) in enumerate(zip(ready, posting, strict=True)):
-                yield report(first + offset, r, future.result())
-            if failing is not None:
-                raise failing
-            # size the chunk after next from this one's pace
-            per_image = (time.monotonic() - cycle_start) / max(1, len(ready))
-            per_input = max(1, sum(r.x.numel() for r in ready if r.x is not None) // max(1, len(ready)))
-            chunk = min(int(chunk_seconds / max(per_image, 1e-6)), CHUNK_ELEMENTS // per_input, 256)
-            chunk = max(workers, chunk - chunk % workers)
+        with _torch_threads(threads):
+            submit()
+            while queued:
+                first, future = queued.popleft()
+                task = future.result()
+                count = max(1, len(task.ready))
+                per_image = task.seconds / count  # one stream's time per image
+                per_input = max(1, task.input_elements // count)
+                task_size = max(1, min(int(chunk_seconds / max(per_image, 1e-6)),
+                                       CHUNK_ELEMENTS // (per_input * streams), 256))
+                if task.failure is None:
+                    submit()
+                for offset, (ready, prediction) in enumerate(zip(task.ready, task.predictions, strict=True)):
+                    yield report(first + offset, ready, prediction)
+                if task.failure is not None:
+                    raise task.failure
     finally:
+        for _, future in queued:
+            future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         flush()
 
