@@ -131,8 +131,14 @@ def bare_forward_seconds(loaded: Any, images: list[np.ndarray], *, as_auto_label
         with torch.inference_mode():
             loaded.model(x)
 
+    run(inputs[0])  # warm-up
+    if streams == 1:  # on this thread, as a plain loop over the network would
+        start = time.perf_counter()
+        for x in inputs:
+            run(x)
+        return time.perf_counter() - start
     with _torch_threads(threads), ThreadPoolExecutor(streams) as pool:
-        run(inputs[0])  # warm-up
+        list(pool.map(run, inputs[:streams]))  # warm-up of each stream's threads
         start = time.perf_counter()
         list(pool.map(run, inputs))
         return time.perf_counter() - start

@@ -193,6 +193,12 @@ def test_runs_of_any_size_on_any_number_of_streams_give_the_same_proposals_in_or
     assert runs == [1, 1, 2]
     assert one_by_one == two_streams == rest_together and all(one_by_one.values())
 
+    # what is left is shared out between the streams, so none idles while another has a long run
+    runs.clear()
+    steps = list(iter_auto_label(project, loaded, list(range(1, 11)), workers=2, chunk_seconds=1e9))
+    assert [s.image_id for s in steps] == list(range(1, 11))
+    assert runs == [1, 1, 1, 1, 3, 2, 1]
+
 
 def test_streams_share_torchs_threads_and_give_them_back(trained, monkeypatch):
     """On the CPU, two streams run their networks on half of torch's threads each; one stream (one

@@ -407,3 +407,28 @@ def test_bf16_precision_matches_fp32_closely(unpool: str) -> None:
     assert float((a - b).abs().max()) < 0.05 * float(a.abs().max()) + 0.05
     with pytest.raises(ValueError, match="precision"):
         EncoderDecoder(num_outputs=2, precision="fp16")
+
+
+def test_region_map_numbers_each_class_s_regions_in_turn() -> None:
+    """Region ids run class by class (background first when it is counted), each region one
+    8-connected piece of one class, and every pixel of a counted class has an id."""
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        labels = rng.integers(0, 4, (h, w)).astype(np.uint8)
+        labels = cv2.medianBlur(labels, 3) if min(h, w) > 2 else labels
+        for background in (False, True):
+            regions, region_class = postprocess.region_map(labels, 3, background=background)
+            assert regions.dtype == np.int32 and region_class[0] == 0
+            next_id = 1
+            for k in range(0 if background else 1, 4):
+                count, expected = cv2.connectedComponents((labels == k).view(np.uint8), connectivity=8)
+                ids = np.unique(regions[labels == k])
+                assert ids.tolist() == list(range(next_id, next_id + count - 1))
+                assert (region_class[ids] == k).all()
+                for r in ids:  # the same pieces as labelling the class alone
+                    assert len(np.unique(expected[regions == r])) == 1
+                next_id += count - 1
+            assert len(region_class) == next_id
+            if not background:
+                assert (regions[labels == 0] == 0).all()
