@@ -167,7 +167,7 @@ def test_runs_of_any_size_on_any_number_of_streams_give_the_same_proposals_in_or
     project, loaded = trained
     ids = [10, 8, 7, 9]
 
-    import labeler.learning.autolabel as autolabel
+    from labeler.learning import autolabel
 
     runs: list[int] = []
     run_task = autolabel._run_task
@@ -205,7 +205,7 @@ def test_streams_share_torchs_threads_and_give_them_back(trained, monkeypatch):
     image) leaves them alone; afterwards they are as they were."""
     import torch
 
-    import labeler.learning.autolabel as autolabel
+    from labeler.learning import autolabel
 
     project, loaded = trained
     seen: list[int] = []
