@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 import tempfile
 import time
@@ -116,7 +115,7 @@ def bare_forward_seconds(loaded: Any, images: list[np.ndarray], *, as_auto_label
 
     import torch
 
-    from labeler.learning.autolabel import BATCH_SIZE, MAX_WORKERS, _batches, _Loaded, _torch_threads
+    from labeler.learning.autolabel import BATCH_SIZE, _batches, _Loaded, _stream_plan, _torch_threads
 
     inputs = [loaded.plugin.inputs(im, settings=loaded.settings).to(loaded.device) for im in images]
     streams, threads = 1, None
@@ -124,8 +123,7 @@ def bare_forward_seconds(loaded: Any, images: list[np.ndarray], *, as_auto_label
         ready = [_Loaded(shape=im.shape[:2], x=x) for im, x in zip(images, inputs)]
         on_gpu = str(loaded.device).startswith("cuda")
         inputs = [torch.cat([r.x for r in group]) for group in _batches(ready, batch_size=BATCH_SIZE, on_gpu=on_gpu)]
-        streams = max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(images)))
-        threads = max(1, torch.get_num_threads() // streams) if streams > 1 and not on_gpu else None
+        streams, threads = _stream_plan(None, len(images), on_gpu=on_gpu)
 
     def run(x: Any) -> None:
         with torch.inference_mode():

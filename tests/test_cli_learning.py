@@ -175,3 +175,27 @@ def test_stopping_a_training_leaves_the_project_as_it_was(project_dir, sig):
     with Project.open(project_dir) as project:
         assert [(v.id, v.active) for v in project.model_versions()] == before
     assert sorted(p.name for p in (project_dir / "models").iterdir()) == files_before
+
+
+def test_eval_of_a_refit_version_loads_only_the_weights_it_measures(project_dir, monkeypatch, capsys):
+    """On the validation images ``labeler eval`` loads a refit version's selection checkpoint and
+    nothing else; on all done images, its final weights alone."""
+    install_minimal_plugin()
+    from labeler.cli import main
+    from labeler.learning import checkpoints
+
+    assert main(["train", str(project_dir), "--plugin", "minimal", "--epochs", "1", "--progress", "none"]) == 0
+    loads: list[bool] = []
+    real = checkpoints._load
+
+    def spy(*args, **kwargs):
+        loads.append(kwargs["selection"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "_load", spy)
+    capsys.readouterr()
+    assert main(["eval", str(project_dir), "--plugin", "minimal", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "selection" and loads == [True]
+    loads.clear()
+    assert main(["eval", str(project_dir), "--plugin", "minimal", "--json", "--split", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "final" and loads == [False]

@@ -445,7 +445,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from labeler.learning.evaluation import evaluate_version
 
     with Project.open(args.project) as project:
-        loaded = load_model(project, args.plugin, version_id=args.model_version, device=_device(args.device))
+        # on the validation images a refit version is measured through its selection checkpoint
+        loaded = load_model(project, args.plugin, version_id=args.model_version, device=_device(args.device),
+                            selection=args.split == "validation")
         report = evaluate_version(project, loaded, split=args.split)
     if args.json:
         print(json.dumps(_clean(report), indent=2))

@@ -86,10 +86,6 @@ def _color_from_text(text: str) -> tuple[int, int, int]:
     return (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
 
 
-def _geometry_to_json(ann: Annotation) -> str:
-    return _stored_geometry(ann)[0]
-
-
 def _stored_geometry(ann: Annotation) -> tuple[str, Any]:
     """``(json text, rle)``: how the annotation's geometry is stored, and for a mask the normalised
     RLE that text holds (``ann.rle`` otherwise), so a caller need not parse the text back."""
@@ -571,7 +567,7 @@ class Project:
                 "UPDATE annotations SET category_id = ?, kind = ?, geometry = ?, state = ?, model_version = ?,"
                 " score = ?, iscrowd = ?, group_id = ?, attributes = ?, updated = ? WHERE id = ?",
                 (
-                    ann.category_id, ann.kind.value, _geometry_to_json(ann), ann.state.value, ann.model_version,
+                    ann.category_id, ann.kind.value, _stored_geometry(ann)[0], ann.state.value, ann.model_version,
                     ann.score, int(ann.iscrowd), ann.group_id, json.dumps(ann.attributes), time.time(), ann.id,
                 ),
             )

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.core.annotation import Annotation, State
 from labeler.learning.api import PluginError, Prediction, decode_side
-from labeler.learning.checkpoints import LoadedModel, load_version
+from labeler.learning.checkpoints import LoadedModel, load_selection, load_version
 from labeler.learning.predict import forward, network_input, outputs_to_prediction
 
 if TYPE_CHECKING:
@@ -71,9 +71,12 @@ def select_images(
 
 
 def load_model(
-    project: Project, plugin_name: str, *, version_id: int | None = None, device: str = "cpu"
+    project: Project, plugin_name: str, *, version_id: int | None = None, device: str = "cpu",
+    selection: bool = False,
 ) -> LoadedModel:
-    """The plugin's active version (or ``version_id``), loaded. Errors say what to do."""
+    """The plugin's active version (or ``version_id``), loaded: its final weights, or with
+    ``selection`` the weights it was judged by (:func:`~labeler.learning.checkpoints.load_selection`).
+    Errors say what to do."""
     from labeler.core.store import ProjectError
     from labeler.learning.plugins import get_plugin
 
@@ -84,7 +87,7 @@ def load_model(
             raise ProjectError(f"plugin {plugin_name!r} has no trained model in this project yet; run 'labeler train' first")
     else:
         version = project.model_version(version_id)
-    return load_version(project, version, plugin, device=device)
+    return (load_selection if selection else load_version)(project, version, plugin, device=device)
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,20 @@ def _run_task(loaded: LoadedModel, paths: Sequence[Path], side: int | None, *, b
                  input_elements=elements)
 
 
+def _stream_plan(workers: int | None, images: int, *, on_gpu: bool) -> tuple[int, int | None]:
+    """``(streams, torch threads per stream)`` for auto-labelling ``images`` images: ``workers``
+    streams (default one per core, at most :data:`MAX_WORKERS`), never more than images; on the
+    CPU several streams share torch's threads, one leaves them alone (``None``)."""
+    if workers is None:
+        workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    streams = max(1, min(workers, images))
+    if streams == 1 or on_gpu:
+        return streams, None
+    import torch
+
+    return streams, max(1, torch.get_num_threads() // streams)
+
+
 @contextmanager
 def _torch_threads(count: int | None) -> Iterator[None]:
     """torch's CPU threads set to ``count`` (process-wide) for the block, then restored; ``None``
@@ -344,15 +361,8 @@ def iter_auto_label(
     pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []
     last_write = time.monotonic()
     start = last_write
-    if workers is None:
-        workers = min(MAX_WORKERS, os.cpu_count() or 1)
-    streams = max(1, min(workers, len(ids)))
     on_gpu = str(loaded.device).startswith("cuda")
-    threads = None
-    if streams > 1 and not on_gpu:
-        import torch
-
-        threads = max(1, torch.get_num_threads() // streams)
+    streams, threads = _stream_plan(workers, len(ids), on_gpu=on_gpu)
 
     def flush() -> None:
         nonlocal last_write
