@@ -218,9 +218,11 @@ def test_auto_retrain_after_n_done_images(qtbot, window: MainWindow, trained: Pa
 
 def test_cancel_auto_label_all(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
     open_and_wait(qtbot, window, trained)
+    window.model_tabs.setCurrentWidget(window.training_panel)
     with qtbot.waitSignal(window.autolabeler.batchFinished, timeout=60_000) as blocker:
         window.autolabel_all()
         assert window.autolabeler.batch_running()
+        assert window.model_tabs.currentWidget() is window.autolabel_panel  # its progress shows at once
         qtbot.mouseClick(window.autolabel_panel.cancel_button, Qt.MouseButton.LeftButton)
     ok, message, _tail = blocker.args
     assert not ok and "cancelled" in message

@@ -463,6 +463,7 @@ class MainWindow(QMainWindow):
         plugin = self._needs_model()
         if plugin is None or self.project is None or self.autolabeler.batch_running():
             return
+        self.model_tabs.setCurrentWidget(self.autolabel_panel)  # its progress and Cancel, wherever the user was
         self.autolabel_panel.set_running(True)
         self.autolabeler.label_all(self.project.root, plugin)
 
