@@ -104,7 +104,7 @@ def test_labelme_round_trip_through_export(tmp_path: Path) -> None:
     assert kinds == [("__ignore__", "mask"), ("blob", "mask"), ("box", "rectangle"), ("person", "polygon"),
                      ("person", "polygon"), ("round", "polygon"), ("tri", "polygon")]
     again = Project.create(tmp_path / "again")
-    import_annotations(again, tmp_path / "out", format="labelme")
+    import_annotations(again, tmp_path / "out", format="labelme", images_dir=tmp_path / "data")  # the images folder: outside "out"
 
     def masks(p: Project) -> dict[str, np.ndarray]:
         return {p.category(a.category_id).name: annotation_mask(a, 60, 80) for a in p.annotations()}

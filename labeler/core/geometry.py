@@ -226,3 +226,103 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     inter = iw * ih
     union = aw * ah + bw * bh - inter
     return inter / union if union > 0 else 0.0
+
+
+def rle_counts(rle: Rle) -> np.ndarray:
+    """The run lengths of a COCO RLE (list counts as they are, compressed ``str`` counts decoded
+    the way pycocotools' ``rleFrString`` does), as int64."""
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return np.asarray([int(v) for v in counts], dtype=np.int64)
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if not isinstance(counts, str) or not counts.isascii():
+        raise ValueError("RLE counts must be a list of integers or an ASCII string")
+    codes = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+    if codes.size and (codes.min() < 0 or codes.max() > 63):
+        raise ValueError("RLE counts hold characters outside COCO's alphabet")
+    values: list[int] = []
+    x, k = 0, 0
+    for c in codes.tolist():
+        x |= (c & 0x1F) << (5 * k)
+        k += 1
+        if not c & 0x20:
+            if c & 0x10:
+                x |= -1 << (5 * k)
+            if len(values) > 2:
+                x += values[-2]
+            values.append(x)
+            x, k = 0, 0
+        elif k > 12:
+            raise ValueError("RLE counts hold a number too large")
+    if k:
+        raise ValueError("RLE counts end in the middle of a number")
+    return np.asarray(values, dtype=np.int64)
+
+
+def check_rle(rle: Any, *, max_pixels: int) -> Rle:
+    """``rle`` as compressed RLE once it is known to be whole: a ``size`` of two positive integers
+    within ``max_pixels``, and non-negative runs that sum to ``h * w``. ``ValueError`` otherwise."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError("a mask needs a COCO RLE {'size': [h, w], 'counts': ...}")
+    size = rle["size"]
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)):
+        raise ValueError("an RLE size must be two integers [h, w]")
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0 or h * w > max_pixels:
+        raise ValueError(f"an RLE size of {h} x {w} is not a usable mask size")
+    counts = rle_counts(rle)
+    if counts.size and counts.min() < 0:
+        raise ValueError("an RLE has negative run lengths")
+    if int(counts.sum()) != h * w:
+        raise ValueError(f"the RLE's runs cover {int(counts.sum())} pixels, not {h} x {w}")
+    return normalize_rle({"size": [h, w], "counts": rle["counts"]})
+
+
+def checked_annotation(ann: Annotation, width: int | None, height: int | None) -> Annotation | None:
+    """``ann`` with its geometry made safe for an image of ``width`` x ``height`` pixels (``None``:
+    unknown, then only finiteness and magnitude are checked): finite numbers, boxes and polygon
+    vertices clipped to the image, masks of the image's size. ``None`` when nothing of it lies on
+    the image; ``ValueError`` for geometry no export could write (non-finite, wrong mask size)."""
+    from dataclasses import replace
+
+    limit = 1e7  # pixels: no image is this large; beyond it a coordinate is poison, not a label
+    if ann.kind is Kind.BOX:
+        assert ann.box_xywh is not None
+        box = np.asarray(ann.box_xywh, dtype=np.float64)
+        if not np.isfinite(box).all() or np.abs(box).max() > limit:
+            raise ValueError("a box has non-finite or absurd coordinates")
+        x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
+        if width is not None and height is not None:
+            x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+            y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        clipped = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+        return ann if clipped == ann.box_xywh else replace(ann, box_xywh=clipped)
+    if ann.kind is Kind.POLYGON:
+        assert ann.polygons is not None
+        parts = []
+        changed = False
+        for part in ann.polygons:
+            if not np.isfinite(part).all() or np.abs(part).max() > limit:
+                raise ValueError("a polygon has non-finite or absurd coordinates")
+            if width is not None and height is not None:
+                clipped = np.clip(part, 0.0, [float(width), float(height)])
+                changed = changed or not np.array_equal(clipped, part)
+                part = clipped
+            if polygons_area([part]) > 0:
+                parts.append(part)
+            else:
+                changed = True
+        if not parts:
+            return None
+        return replace(ann, polygons=tuple(parts)) if changed else ann
+    assert ann.rle is not None
+    from labeler.core.images import max_pixels_limit
+
+    rle = check_rle(ann.rle, max_pixels=max_pixels_limit())
+    if width is not None and height is not None and rle["size"] != [height, width]:
+        raise ValueError(f"a {rle['size'][1]} x {rle['size'][0]} mask on a {width} x {height} image")
+    return replace(ann, rle=rle)

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
 from pathlib import Path
 
 import cv2
@@ -37,8 +41,6 @@ _ORIENT = {
 }
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
-# Pillow's own bomb check would warn or raise on its own terms; ours is the one in force.
-Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(Exception):
@@ -50,6 +52,40 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+@contextmanager
+def open_checked(
+    source: str | os.PathLike[str] | IO[bytes], *, max_pixels: int | None = None, what: str = "image"
+) -> Iterator[Image.Image]:
+    """Open ``source`` with Pillow (header only) and refuse it before any pixel is decoded when its
+    size is over the pixel limit (``max_pixels``, else :func:`max_pixels_limit`).
+
+    Every decode of pixels in labeler (images, label-mask PNGs, labelme's base64 masks) goes through
+    this per-decode check. Pillow's own process-wide bomb guard is left in force; its warning is
+    silenced here only because this check is the stricter one below Pillow's hard limit.
+    """
+    limit = max_pixels_limit() if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(source)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{_name(source)}: the {what} is too large to decode ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{_name(source)}: not a readable {what} ({exc})") from exc
+    with im:
+        width, height = im.size
+        if width * height > limit:
+            raise ImageError(
+                f"{_name(source)}: {width} x {height} pixels is over the limit of {limit:,} "
+                "(set LABELER_MAX_PIXELS to allow larger images)"
+            )
+        yield im
+
+
+def _name(source: object) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<data>"  # type: ignore[arg-type]
+
+
 def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
     """``(width, height, orientation, format)`` as stored in the file, from the header alone.
 
@@ -57,7 +93,10 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
     ``format`` is Pillow's name for it (``"JPEG"``, ``"PNG"``, ...).
     """
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as im:
             width, height = im.size
             image_format = str(im.format or "")
             orientation = 1
@@ -72,6 +111,8 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
         raise ImageError(f"{path}: no such file") from exc
     except IsADirectoryError as exc:
         raise ImageError(f"{path}: is a folder, not an image") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: too large to decode ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
     if orientation not in _ORIENT:
@@ -173,12 +214,12 @@ def _read_with_pillow(path: str | os.PathLike[str], reduce: int) -> np.ndarray:
     try:
         from PIL import ImageOps
 
-        with Image.open(path) as opened:
+        with open_checked(path) as opened:
             upright: Image.Image = ImageOps.exif_transpose(opened)
             if reduce > 1:
                 upright = upright.reduce(reduce)
             return np.asarray(upright.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: corrupt or unsupported image ({exc})") from exc
 
 

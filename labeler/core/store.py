@@ -386,6 +386,13 @@ class Project:
         return pixels
 
     def set_image_size(self, image_id: int, width: int, height: int) -> None:
+        """Record the image's size; sizes that are not positive whole numbers within the pixel
+        limit are a :class:`ProjectError` (they would break every export)."""
+        from labeler.core.images import max_pixels_limit
+
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height)) \
+                or width <= 0 or height <= 0 or width * height > max_pixels_limit():
+            raise ProjectError(f"{width!r} x {height!r} is not a usable image size")
         with self.transaction():
             self._conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", (width, height, image_id))
 
@@ -439,9 +446,7 @@ class Project:
 
     def add_category(self, name: str, *, color: Sequence[int] | None = None) -> Category:
         """Add a category; its id is the next free integer and never changes."""
-        name = name.strip()
-        if not name:
-            raise ProjectError("a category needs a name")
+        name = _category_name(name)
         with self.transaction():
             if self.category_by_name(name) is not None:
                 raise ProjectError(f"there is already a category named {name!r}")
@@ -460,9 +465,7 @@ class Project:
             return found if found is not None else self.add_category(name)
 
     def rename_category(self, category_id: int, name: str) -> Category:
-        name = name.strip()
-        if not name:
-            raise ProjectError("a category needs a name")
+        name = _category_name(name)
         self.category(category_id)  # raises for an unknown id
         with self.transaction():
             other = self.category_by_name(name)
@@ -540,12 +543,17 @@ class Project:
         them as stored, with their ids, without reading them back."""
         now = time.time()
         stored: list[Annotation] = []
+        sizes: dict[int, tuple[int | None, int | None]] = {}
         sql = ("INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
                " score, iscrowd, group_id, attributes, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         with self.transaction():
             for ann in anns:
-                geometry, rle = _stored_geometry(ann)
                 target = ann.image_id if image_id is None else image_id
+                checked = self._checked(ann, target, sizes, drop_outside=image_id is not None)
+                if checked is None:  # a model's proposal with nothing on the image: not kept
+                    continue
+                ann = checked
+                geometry, rle = _stored_geometry(ann)
                 created = ann.created or now
                 attributes = json.dumps(ann.attributes) if ann.attributes else "{}"
                 cur = self._conn.execute(sql, (
@@ -558,10 +566,36 @@ class Project:
                     self._log("add", image_id=target, annotation_id=new_id, kind=ann.kind.value)
         return stored
 
+    def _checked(
+        self, ann: Annotation, image_id: int, sizes: dict[int, tuple[int | None, int | None]], *, drop_outside: bool = False
+    ) -> Annotation | None:
+        """The store's door for geometry, whatever the source: finite, clipped to the image, masks
+        of the image's size (:func:`~labeler.core.geometry.checked_annotation`); what no export
+        could write, or what lies wholly outside the image, is a :class:`ProjectError`."""
+        from labeler.core.geometry import checked_annotation
+        from labeler.core.images import ImageError
+
+        if image_id not in sizes:
+            try:
+                sizes[image_id] = self.image_size(image_id)
+            except (ImageError, OSError):  # file gone: only finiteness and magnitude are checked
+                sizes[image_id] = (None, None)
+        width, height = sizes[image_id]
+        try:
+            checked = checked_annotation(ann, width, height)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ProjectError(f"refused a {ann.kind.value} label on image {image_id}: {exc}") from exc
+        if checked is None and not drop_outside:
+            raise ProjectError(f"refused a {ann.kind.value} label on image {image_id}: it lies wholly outside the image")
+        return checked
+
     def update_annotation(self, ann: Annotation, *, action: str = "edit") -> Annotation:
         """Overwrite the stored annotation with id ``ann.id``."""
         if ann.id is None:
             raise ProjectError("cannot update an annotation that was never stored")
+        checked = self._checked(ann, ann.image_id, {})
+        assert checked is not None
+        ann = checked
         with self.transaction():
             cur = self._conn.execute(
                 "UPDATE annotations SET category_id = ?, kind = ?, geometry = ?, state = ?, model_version = ?,"
@@ -696,6 +730,17 @@ class Project:
         else:
             rows = self._query("SELECT * FROM edit_log WHERE action = ? ORDER BY id", (action,))
         return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+
+def _category_name(name: str) -> str:
+    """A category name as stored: stripped, non-empty, at most 200 characters, no control
+    characters (a newline would break ``classes.txt``, every export must be able to write it)."""
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        raise ProjectError("a category needs a name")
+    if len(name) > 200 or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in name):
+        raise ProjectError(f"{name[:40]!r}: a category name is at most 200 characters, without control characters")
+    return name
 
 
 def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:

@@ -32,7 +32,8 @@ from pycocotools import mask as mask_utils
 
 import labeler
 from labeler.core.annotation import Annotation, Kind
-from labeler.core.geometry import decode_rle, mask_to_polygons, normalize_rle, polygons_area, polygons_box
+from labeler.core.geometry import check_rle, decode_rle, mask_to_polygons, normalize_rle, polygons_area, polygons_box
+from labeler.core.images import ImageError, max_pixels_limit
 from labeler.core.store import Project
 from labeler.formats.common import (
     BACKGROUND_NAMES,
@@ -101,14 +102,14 @@ def import_coco(
 
     names: dict[int, str | None] = {}
     for i, c in enumerate(categories):
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or not isinstance(c.get("name"), str):
+        if not isinstance(c, dict) or not _is_id(c.get("id")) or not isinstance(c.get("name"), str):
             raise FormatError(f"{path}: category #{i} needs an integer 'id' and a string 'name'")
         names[c["id"]] = None if c["name"].strip() in BACKGROUND_NAMES else c["name"]
 
     by_image: dict[Any, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for i, a in enumerate(annotations):
-        if not isinstance(a, dict) or "image_id" not in a or "category_id" not in a:
-            raise FormatError(f"{path}: annotation #{i} needs 'image_id' and 'category_id'")
+        if not isinstance(a, dict) or not _is_id(a.get("image_id")) or not _is_id(a.get("category_id")):
+            raise FormatError(f"{path}: annotation #{i} needs an integer 'image_id' and 'category_id'")
         if a["category_id"] not in names:
             raise FormatError(
                 f"{path}: annotation {a.get('id', '#' + str(i))} refers to category {a['category_id']!r}, "
@@ -117,7 +118,7 @@ def import_coco(
         by_image[a["image_id"]].append((i, a))
     image_ids = set()
     for i, im in enumerate(images):
-        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
+        if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
             raise FormatError(f"{path}: image #{i} needs an 'id' and a 'file_name'")
         image_ids.add(im["id"])
     unknown = set(by_image) - image_ids
@@ -155,16 +156,21 @@ def import_coco(
     return tally.import_report("coco", path)
 
 
+def _is_id(value: Any) -> bool:
+    """COCO ids are integers (strings are allowed, as some writers use them); never lists, dicts or bools."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
 def _declared_size(project: Project, image_id: int, im: dict[str, Any]) -> tuple[int, int] | None:
     """``(height, width)`` of the image: stored, else the file's ``height``/``width`` (then stored)."""
     record = project.image(image_id)
     if record.width is not None and record.height is not None:
         return record.height, record.width
-    w, h = im.get("width"), im.get("height")
-    if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
-        project.set_image_size(image_id, w, h)
+    try:  # the image file's own header: a declared size may be wrong (or poison)
+        w, h = project.image_size(image_id)
         return h, w
-    return None
+    except (ImageError, OSError):
+        return None
 
 
 def _annotation(
@@ -178,12 +184,12 @@ def _annotation(
         counts, rle_size = seg.get("counts"), seg.get("size")
         if not isinstance(counts, (str, list)) or not isinstance(rle_size, list) or len(rle_size) != 2:
             raise FormatError(f"{where}: an RLE segmentation needs 'counts' and 'size' [h, w]")
-        if size is not None and [int(v) for v in rle_size] != list(size):
-            return "mask size differs from the image"
         try:
-            rle = normalize_rle(seg)
+            rle = check_rle(seg, max_pixels=max_pixels_limit())
         except (TypeError, ValueError, OverflowError) as exc:
             raise FormatError(f"{where}: unreadable RLE ({exc})") from exc
+        if size is not None and rle["size"] != list(size):
+            return "mask size differs from the image"
         if mask_utils.area(_bytes_rle(rle)) == 0:
             return "empty mask"
         return Annotation(kind=Kind.MASK, rle=rle, **common)
@@ -194,7 +200,10 @@ def _annotation(
             if not isinstance(part, list) or not all(isinstance(v, (int, float)) for v in part):
                 raise FormatError(f"{where}: a polygon must be a list of numbers")
             if len(part) >= 6 and len(part) % 2 == 0:
-                parts.append(np.asarray(part, dtype=np.float64).reshape(-1, 2))
+                try:
+                    parts.append(np.asarray(part, dtype=np.float64).reshape(-1, 2))
+                except OverflowError:
+                    return "coordinates too large"
         if not parts:
             return "polygon with fewer than 3 vertices"
         if not all(np.isfinite(p).all() for p in parts):
@@ -204,6 +213,10 @@ def _annotation(
         return Annotation(kind=Kind.POLYGON, polygons=tuple(parts), **common)
     bbox = a.get("bbox")
     if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
+        try:
+            bbox = [float(v) for v in bbox]
+        except OverflowError:
+            return "coordinates too large"
         if not (np.isfinite(bbox).all() and bbox[2] > 0 and bbox[3] > 0):
             return "empty box"
         return Annotation(kind=Kind.BOX, box_xywh=tuple(float(v) for v in bbox), **common)  # type: ignore[arg-type]

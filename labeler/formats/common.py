@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from labeler.core.annotation import Annotation, ImageRecord, Kind, State
-from labeler.core.geometry import normalize_rle
-from labeler.core.images import ImageError, is_image_file, read_image_size
+from labeler.core.geometry import checked_annotation, normalize_rle
+from labeler.core.images import ImageError, is_image_file, max_pixels_limit, read_image_size
 from labeler.core.store import Project, list_image_files
 from labeler.formats.errors import FormatError
 
@@ -137,8 +138,50 @@ def read_json(path: Path) -> Any:
         raise FormatError(f"{path}: no such file") from exc
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise FormatError(f"{path}: cannot read ({exc})") from exc
+    except RecursionError as exc:
+        raise FormatError(f"{path}: JSON nested too deeply to read") from exc
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text") from exc
+    except (OSError, ValueError) as exc:  # ValueError: e.g. an integer of more than 4300 digits
+        raise FormatError(f"{path}: cannot read ({type(exc).__name__})") from exc
+
+
+def is_regular_file(path: Path) -> bool:
+    """True for an existing regular file (after links); False for folders, pipes, devices, names
+    the file system refuses (too long, NUL bytes) and anything that cannot be looked at."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def inside(path: Path, roots: Sequence[Path]) -> bool:
+    """True if ``path``, links resolved, lies inside one of ``roots`` (links resolved too)."""
+    try:
+        real = Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return False
+    for root in roots:
+        try:
+            real.relative_to(os.path.realpath(root))
+            return True
+        except (ValueError, OSError):
+            continue
+    return False
+
+
+def strict_int(value: Any, *, low: int = 0, high: int = 1 << 31) -> int | None:
+    """``value`` as an int in ``[low, high)`` if it is one (a JSON integer, or ASCII digits), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 12):
+            return None
+        value = int(text)
+    if not isinstance(value, int) or not (low <= value < high):
+        return None
+    return value
 
 
 def files_under(source: Path, suffixes: Iterable[str]) -> list[Path]:
@@ -205,11 +248,13 @@ class ImageFinder:
             candidates.append(self.images_dir / plain)
         candidates += [base / plain for base in bases]
         for path in candidates:
-            if path.is_file():
-                return self._add(path)
+            if is_regular_file(path):
+                if self._usable(path, bases):
+                    return self._add(path)
+                break
         if self.images_dir is not None:
             hit = self._pick(self._index()[0].get(plain, []), written)
-            if hit is not None:
+            if hit is not None and self._usable(hit, bases):
                 return self._add(hit)
         records = self.project.find_images_by_name(plain)
         if len(records) == 1:
@@ -226,12 +271,13 @@ class ImageFinder:
         for root in roots:
             folder = root / key_path.parent
             if folder.is_dir():
-                hits = sorted(p for p in folder.glob(_glob_escape(stem) + ".*") if p.is_file() and is_image_file(p))
-                if hits:
+                hits = sorted(p for p in folder.glob(_glob_escape(stem) + ".*")
+                              if is_image_file(p) and is_regular_file(p))
+                if hits and self._usable(hits[0], bases):
                     return self._add(hits[0])
         if self.images_dir is not None:
             hit = self._pick(self._index()[1].get(stem, []), Path(key))
-            if hit is not None:
+            if hit is not None and self._usable(hit, bases):
                 return self._add(hit)
         if self._project_by_stem is None:
             self._project_by_stem = defaultdict(list)
@@ -271,6 +317,28 @@ class ImageFinder:
 
         ranked = sorted(paths, key=score, reverse=True)
         return ranked[0] if score(ranked[0]) > score(ranked[1]) else None
+
+    def _usable(self, path: Path, bases: Sequence[Path]) -> bool:
+        """An image file may join the project only if it lies inside the folders the user gave
+        (the project's, ``images_dir``, the label source's), is a regular file and has an image
+        header within the pixel limit. What fails is counted in the tally, never echoed."""
+        if self.project.find_image(path) is not None:
+            return True
+        roots = [self.project.root, *bases] + ([self.images_dir] if self.images_dir is not None else [])
+        if not inside(path, roots):
+            self.tally.skip("image path outside the project, the labels' and the images folder")
+            return False
+        if not is_regular_file(path):
+            self.tally.skip("image path that is not a regular file")
+            return False
+        try:
+            width, height = read_image_size(path)
+            if width * height > max_pixels_limit() or width <= 0 or height <= 0:
+                raise ImageError("too large")
+        except (ImageError, OSError, ValueError):
+            self.tally.skip("file that is not a readable image")
+            return False
+        return True
 
     def _add(self, path: Path) -> int:
         path = Path(os.path.abspath(path))
@@ -341,8 +409,25 @@ class Writer:
         self.pending: list[Annotation] = []
         self.labelled: set[int] = set()
         self._seen = {geometry_key(a) for a in project.annotations(states=[State.ACCEPTED])}
+        self._sizes: dict[int, tuple[int | None, int | None]] = {}
 
     def add(self, ann: Annotation) -> None:
+        """Queue ``ann``, clipped to its image; what no export could write, or what lies wholly
+        outside the image, is skipped and counted (the store would refuse it)."""
+        if ann.image_id not in self._sizes:
+            try:
+                self._sizes[ann.image_id] = self.project.image_size(ann.image_id)
+            except (ImageError, OSError):
+                self._sizes[ann.image_id] = (None, None)
+        try:
+            checked = checked_annotation(ann, *self._sizes[ann.image_id])
+        except (ValueError, TypeError, OverflowError):
+            self.tally.skip("label with geometry no export can write (non-finite, huge, or a mask of another size)")
+            return
+        if checked is None:
+            self.tally.skip("label wholly outside its image")
+            return
+        ann = checked
         key = geometry_key(ann)
         if key in self._seen:
             self.tally.skip("already in the project")

@@ -38,6 +38,7 @@ from PIL import Image, UnidentifiedImageError
 
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import decode_rle, encode_mask, polygons_to_mask, rle_box
+from labeler.core.images import ImageError, open_checked
 from labeler.core.store import Project
 from labeler.formats.common import (
     CategoryMap,
@@ -137,10 +138,6 @@ def _size(project: Project, finder: ImageFinder, image_id: int, data: dict[str, 
     record = project.image(image_id)
     if record.width is not None and record.height is not None:
         return record.height, record.width
-    h, w = data.get("imageHeight"), data.get("imageWidth")
-    if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
-        project.set_image_size(image_id, w, h)
-        return h, w
     found = finder.size(image_id)
     return (found[1], found[0]) if found is not None else None
 
@@ -149,7 +146,7 @@ def _points(shape: dict[str, Any], where: str) -> np.ndarray:
     pts = shape.get("points")
     try:
         arr = np.asarray(pts, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise FormatError(f"{where}: 'points' must be a list of [x, y]") from exc
     if arr.size == 0:
         return np.zeros((0, 2))
@@ -166,6 +163,8 @@ def _parse_shape(
         raise FormatError(f"{where}: a shape needs a string 'label'")
     label = shape["label"]
     kind = shape.get("shape_type") or "polygon"
+    if not isinstance(kind, str):
+        raise FormatError(f"{where}: 'shape_type' must be a string")
     pts = _points(shape, where)
     if not np.isfinite(pts).all():
         tally.skip("non-finite coordinates")
@@ -212,12 +211,16 @@ def _mask_from_shape(shape: dict[str, Any], pts: np.ndarray, size: tuple[int, in
     if not isinstance(text, str) or len(pts) < 1:
         raise FormatError(f"{where}: a mask shape needs 'points' and a base64 PNG 'mask'")
     try:
-        with Image.open(io.BytesIO(base64.b64decode(text, validate=False))) as im:
+        with open_checked(io.BytesIO(base64.b64decode(text, validate=False)), what="mask") as im:
             crop = np.asarray(im.convert("L")) > 0
+    except ImageError as exc:
+        raise FormatError(f"{where}: the 'mask' is not a base64 PNG within the pixel limit ({str(exc).split(': ', 1)[-1]})") from exc
     except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as exc:
-        raise FormatError(f"{where}: the 'mask' is not a base64 PNG ({exc})") from exc
+        raise FormatError(f"{where}: the 'mask' is not a base64 PNG ({type(exc).__name__})") from exc
     height, width = size
     full = np.zeros((height, width), dtype=bool)
+    if np.abs(pts[0]).max() > 1e7:
+        raise FormatError(f"{where}: a mask shape's first point lies far outside the image")
     x0, y0 = int(pts[0][0]), int(pts[0][1])
     ys, xs = slice(max(0, y0), min(height, y0 + crop.shape[0])), slice(max(0, x0), min(width, x0 + crop.shape[1]))
     full[ys, xs] = crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]

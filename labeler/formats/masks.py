@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from labeler.core.annotation import Annotation, Category, Kind
 from labeler.core.geometry import annotation_mask, decode_rle, encode_mask
+from labeler.core.images import ImageError, open_checked
 from labeler.core.store import Project
 from labeler.formats.common import (
     BACKGROUND_NAMES,
@@ -81,7 +82,7 @@ def parse_values(text: str | os.PathLike[str] | Mapping[int, str] | None) -> dic
             pairs.append((key.strip(), name.strip()))
     values: dict[int, str] = {}
     for key, name in pairs:
-        if not key.isdigit() or int(key) > 65535:
+        if not (key.isascii() and key.isdigit()) or len(key) > 5 or int(key) > 65535:
             raise FormatError(f"values: {key!r} is not a pixel value (0..65535)")
         if not name:
             raise FormatError(f"values: value {key} needs a class name")
@@ -96,7 +97,7 @@ def parse_values(text: str | os.PathLike[str] | Mapping[int, str] | None) -> dic
 def read_label_png(path: Path) -> np.ndarray:
     """The ``(h, w)`` integer class values of a label image (palette indices for palette PNGs)."""
     try:
-        with Image.open(path) as im:
+        with open_checked(path, what="label image") as im:
             if im.mode in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
                 values = np.asarray(im)
             elif im.mode in ("RGB", "RGBA", "LA"):
@@ -108,6 +109,8 @@ def read_label_png(path: Path) -> np.ndarray:
                 values = channels[..., 0]
             else:
                 raise FormatError(f"{path}: unsupported label image mode {im.mode}")
+    except ImageError as exc:
+        raise FormatError(str(exc)) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise FormatError(f"{path}: not a readable label image ({exc})") from exc
     return np.asarray(values, dtype=np.int64)
@@ -206,7 +209,7 @@ def default_values(categories: list[Category]) -> dict[int, str]:
     """Value per class when none is given: the names' numbers if every name is one (0..254, as an
     import without ``values`` names them), else 1..N in category order (0 is background)."""
     numbers = [c.name for c in categories]
-    if numbers and all(n.isdigit() and int(n) < 255 for n in numbers) and len(set(map(int, numbers))) == len(numbers):
+    if numbers and all(n.isascii() and n.isdigit() and len(n) <= 3 and int(n) < 255 for n in numbers) and len(set(map(int, numbers))) == len(numbers):
         return {int(c.name): c.name for c in categories}
     if len(categories) > 254:
         raise FormatError(f"{len(categories)} categories do not fit in 8-bit masks; give values")

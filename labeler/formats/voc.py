@@ -65,8 +65,10 @@ def _parse(path: Path) -> ET.Element:
         return ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise FormatError(f"{path}: not valid XML ({exc})") from exc
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc})") from exc
+    except RecursionError as exc:
+        raise FormatError(f"{path}: XML nested too deeply to read") from exc
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{path}: cannot read ({type(exc).__name__})") from exc
 
 
 def _float(element: ET.Element | None, tag: str, where: str) -> float:
@@ -74,7 +76,8 @@ def _float(element: ET.Element | None, tag: str, where: str) -> float:
     try:
         return float((text or "").strip())
     except ValueError as exc:
-        raise FormatError(f"{where}: <{tag}> must be a number, got {text!r}") from exc
+        shown = text if text is None or len(text) <= 40 else text[:40] + "…"
+        raise FormatError(f"{where}: <{tag}> must be a number, got {shown!r}") from exc
 
 
 def _import_file(
@@ -97,12 +100,7 @@ def _import_file(
         tally.skip("object of a missing image", len(objects))
         return
     writer.image(image_id)
-    record = project.image(image_id)
-    size = root.find("size")
-    if record.width is None and size is not None:
-        w, h = (size.findtext("width") or "").strip(), (size.findtext("height") or "").strip()
-        if w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0:
-            project.set_image_size(image_id, int(w), int(h))
+    # the image's size comes from its own header (Writer reads it): a declared <size> may be wrong
     for i, obj in enumerate(objects):
         where = f"{path}: object #{i}"
         label = (obj.findtext("name") or "").strip()

@@ -20,10 +20,10 @@ contour); crowd regions have no YOLO form and are skipped.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import decode_rle, mask_to_polygons
@@ -37,6 +37,8 @@ from labeler.formats.common import (
     Tally,
     Writer,
     atomic_folder,
+    inside,
+    is_regular_file,
     key_of,
     plan_export,
 )
@@ -54,73 +56,52 @@ def read_class_names(folder: Path) -> list[str] | None:
     for candidate in (folder, folder.parent):
         for name in CLASS_FILES:
             path = candidate / name
-            if path.is_file():
-                lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            if is_regular_file(path):
+                lines = [line.strip() for line in _text(path).splitlines()]
                 return [line for line in lines if line]
         for name in YAML_FILES:
             path = candidate / name
-            if path.is_file():
+            if is_regular_file(path):
                 names = _yaml_names(path)
                 if names is not None:
                     return names
     return None
 
 
+def _text(path: Path, *, limit: int = 16 << 20) -> str:
+    """A small UTF-8 text file's contents; :class:`FormatError` (never quoting it) otherwise."""
+    try:
+        if path.stat().st_size > limit:
+            raise FormatError(f"{path}: too large for a label file")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not UTF-8 text") from exc
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from exc
+
+
 def _yaml_names(path: Path) -> list[str] | None:
-    """The ``names`` of a YOLO data YAML: a flow list, a block list, or an index mapping.
-
-    Only this key is read (the project carries no YAML parser): ``names: [a, b]``, or ``names:``
-    followed by ``- a`` lines or ``0: a`` lines.
-    """
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        match = re.match(r"^names\s*:\s*(.*)$", line)
-        if not match:
-            continue
-        rest = match.group(1).strip()
-        if rest.startswith("["):
-            inner = rest.strip("[]")
-            return [_unquote(v) for v in _split_flow(inner)]
-        if rest.startswith("{"):
-            pairs = [v.split(":", 1) for v in _split_flow(rest.strip("{}"))]
-            return _by_index({int(k.strip()): _unquote(v) for k, v in pairs}, path)
-        items: dict[int, str] = {}
-        listed: list[str] = []
-        for follow in lines[i + 1:]:
-            if not follow.strip() or follow.lstrip().startswith("#"):
-                continue
-            if not follow.startswith((" ", "\t", "-")):
-                break
-            text = follow.strip()
-            if text.startswith("-"):
-                listed.append(_unquote(text[1:]))
-            elif ":" in text:
-                key, value = text.split(":", 1)
-                try:
-                    items[int(key.strip())] = _unquote(value)
-                except ValueError as exc:
-                    raise FormatError(f"{path}: names must be indexed by integers, got {key!r}") from exc
-        return listed if listed else _by_index(items, path)
-    return None
-
-
-def _split_flow(text: str) -> list[str]:
-    return [part for part in re.findall(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^,]+)\s*,?""", text) if part.strip()]
-
-
-def _unquote(text: str) -> str:
-    text = text.split(" #", 1)[0].strip()
-    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
-        return str(json.loads(text))
-    if text.startswith("'") and text.endswith("'") and len(text) >= 2:
-        return text[1:-1].replace("''", "'")
-    return text
-
-
-def _by_index(items: dict[int, str], path: Path) -> list[str]:
-    if sorted(items) != list(range(len(items))):
-        raise FormatError(f"{path}: names must be numbered 0..{len(items) - 1}")
-    return [items[k] for k in range(len(items))]
+    """The ``names`` of a YOLO data YAML (read with ``yaml.safe_load``): a list, or a mapping of
+    the indices 0..N-1 to names; ``None`` if the file has no ``names``."""
+    try:
+        data = yaml.safe_load(_text(path, limit=1 << 20))
+    except yaml.YAMLError as exc:
+        raise FormatError(f"{path}: not valid YAML ({type(exc).__name__})") from exc
+    except RecursionError as exc:
+        raise FormatError(f"{path}: YAML nested too deeply to read") from exc
+    if not isinstance(data, dict) or "names" not in data:
+        return None
+    names = data["names"]
+    if isinstance(names, dict):
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+            raise FormatError(f"{path}: names must be indexed by integers")
+        if sorted(names) != list(range(len(names))):
+            raise FormatError(f"{path}: names must be numbered 0..{len(names) - 1}")
+        names = [names[k] for k in range(len(names))]
+    if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) and not isinstance(n, bool)
+                                              for n in names):
+        raise FormatError(f"{path}: names must be a list of class names or a mapping 0: name, 1: name...")
+    return [str(n).strip() for n in names]
 
 
 # ---- import -----------------------------------------------------------------------------------
@@ -149,10 +130,14 @@ def import_yolo(
         p for p in labels_root.rglob("*.txt")
         if p.name not in CLASS_FILES and not p.name.startswith(".") and p.name != "README.txt"
     )
+    outside = [p for p in files if not inside(p, [source]) or not is_regular_file(p)]
+    files = [p for p in files if p not in set(outside)]
     if not files:
-        raise FormatError(f"{source}: no YOLO label files (.txt) found")
+        raise FormatError(f"{source}: no YOLO label files (.txt) found"
+                          + (f" ({len(outside)} links out of the folder or not regular files, not read)" if outside else ""))
     bases = [source / "images", labels_root.parent / "images", source]
     tally = Tally()
+    tally.skip("label file that links out of the folder or is not a regular file (not read)", len(outside))
     with project.transaction():
         finder = ImageFinder(project, images_dir=images_dir, tally=tally)
         cats = CategoryMap(project, tally)
@@ -180,17 +165,14 @@ def import_yolo(
 
 def _read_lines(path: Path) -> list[tuple[int, list[float]]]:
     out = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{path}: cannot read ({exc})") from exc
+    text = _text(path)
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
             values = [float(v) for v in line.split()]
-        except ValueError as exc:
-            raise FormatError(f"{path}:{line_no}: expected numbers, got {line.strip()!r}") from exc
+        except ValueError as exc:  # the line is not quoted: the file may be anything
+            raise FormatError(f"{path}:{line_no}: expected numbers separated by spaces") from exc
         if not np.isfinite(values).all():
             raise FormatError(f"{path}:{line_no}: non-finite number")
         out.append((line_no, values))
