@@ -40,7 +40,7 @@ def test_import_then_export_every_format(tmp_path: Path, capsys: pytest.CaptureF
         assert f"exported {fmt}: 2 images" in capsys.readouterr().out
         assert any((tmp_path / fmt).iterdir())
     # labelme files come back in, nothing doubled
-    assert main(["import", str(tmp_path / "proj"), str(tmp_path / "labelme"), "--format", "labelme"]) == 0
+    assert main(["import", str(tmp_path / "proj"), str(tmp_path / "labelme"), "--format", "labelme"]) == 0  # matched
     assert "2 skipped (already in the project: 2)" in capsys.readouterr().out
 
 

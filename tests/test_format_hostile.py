@@ -70,7 +70,7 @@ def test_deeply_nested_json_is_a_format_error(coco_setup: tuple[Project, Path]) 
         import_annotations(project, src / "deep.json", format="coco")
     (src / "deep.json").write_text('{"shapes": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(FormatError, match="nested too deeply"):
-        import_annotations(project, src / "deep.json", format="labelme")
+        import_annotations(project, src / "deep.json", format="labelme", add_images=True)
 
 
 @pytest.mark.parametrize("where", ["image", "annotation", "category"])
@@ -207,7 +207,7 @@ def test_label_png_and_labelme_mask_bombs_are_refused(tmp_path: Path, monkeypatc
         {"label": "m", "points": [[0, 0], [5, 5]], "shape_type": "mask",
          "mask": base64.b64encode(bomb_png(3000, 3000)).decode()}]}
     with pytest.raises(FormatError, match="over the limit"):
-        import_annotations(project, write_json(tmp_path / "m.json", doc), format="labelme")
+        import_annotations(project, write_json(tmp_path / "m.json", doc), format="labelme", add_images=True)
     assert project_state(project) == project_state(Project.open(tmp_path / "proj"))
     assert project.annotations() == []
 

@@ -63,7 +63,7 @@ def primitives_file(tmp_path: Path) -> Path:
 def test_every_shape_type(tmp_path: Path) -> None:
     source = primitives_file(tmp_path)
     project = Project.create(tmp_path / "proj")
-    report = import_annotations(project, source.parent, format="labelme")
+    report = import_annotations(project, source.parent, format="labelme", add_images=True)
     assert (report.images, report.annotations, report.ignore_masks, report.done) == (1, 5, 1, 1)
     assert report.skipped == {"line shape (no area)": 1, "point shape (no area)": 1, "linestrip shape (no area)": 1}
     image = project.images()[0]
@@ -94,7 +94,7 @@ def test_every_shape_type(tmp_path: Path) -> None:
 
 def test_labelme_round_trip_through_export(tmp_path: Path) -> None:
     project = Project.create(tmp_path / "proj")
-    import_annotations(project, primitives_file(tmp_path), format="labelme")
+    import_annotations(project, primitives_file(tmp_path), format="labelme", add_images=True)
     report = export_annotations(project, tmp_path / "out", format="labelme")
     assert (report.images, report.annotations) == (1, 5)
     written = json.loads((tmp_path / "out" / "pic.json").read_text())
@@ -104,7 +104,7 @@ def test_labelme_round_trip_through_export(tmp_path: Path) -> None:
     assert kinds == [("__ignore__", "mask"), ("blob", "mask"), ("box", "rectangle"), ("person", "polygon"),
                      ("person", "polygon"), ("round", "polygon"), ("tri", "polygon")]
     again = Project.create(tmp_path / "again")
-    import_annotations(again, tmp_path / "out", format="labelme", images_dir=tmp_path / "data")  # the images folder: outside "out"
+    import_annotations(again, tmp_path / "out", format="labelme", add_images=True, images_dir=tmp_path / "data")  # the images folder: outside "out"
 
     def masks(p: Project) -> dict[str, np.ndarray]:
         return {p.category(a.category_id).name: annotation_mask(a, 60, 80) for a in p.annotations()}
@@ -126,7 +126,7 @@ def test_labelme_3_file_without_size_and_missing_image(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text(json.dumps(old | {"imagePath": "b.jpg"}))
     (tmp_path / "other.json").write_text(json.dumps({"images": []}))
     project = Project.create(tmp_path / "proj")
-    report = import_annotations(project, tmp_path, format="labelme")
+    report = import_annotations(project, tmp_path, format="labelme", add_images=True)
     assert (report.images, report.annotations) == (1, 1)
     assert report.skipped == {"image file not found": 1, "shape of a missing image": 1,
                               "JSON file that is not labelme's": 1}
@@ -150,7 +150,7 @@ def test_broken_labelme_files_change_nothing(tmp_path: Path, text: str, message:
     before = project_state(project)
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(FormatError, match=message) as info:
-        import_annotations(project, tmp_path / "bad.json", format="labelme")
+        import_annotations(project, tmp_path / "bad.json", format="labelme", add_images=True)
     assert "bad.json" in str(info.value)
     assert project_state(project) == before
 
@@ -191,7 +191,7 @@ def labelme_truth(doc: dict[str, Any], height: int, width: int) -> list[tuple[st
 def test_labelme_examples_to_coco(shared_data: Path, tmp_path: Path, folder: str) -> None:
     source = shared_data / "labelme-examples" / folder
     project = Project.create(tmp_path / "proj")
-    report = import_annotations(project, source, format="labelme")
+    report = import_annotations(project, source, format="labelme", add_images=True)
     export_annotations(project, tmp_path / "out.json", format="coco")
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(tmp_path / "out.json"))
@@ -214,7 +214,7 @@ def test_labelme_instances_match_labelmes_own_coco(shared_data: Path, tmp_path: 
     """Our labelme → COCO gives the masks labelme's own converter wrote, object for object."""
     root = shared_data / "labelme-examples" / "instance_segmentation"
     project = Project.create(tmp_path / "proj")
-    report = import_annotations(project, root / "data_annotated", format="labelme")
+    report = import_annotations(project, root / "data_annotated", format="labelme", add_images=True)
     assert report.ignore_masks == 2
     export_annotations(project, tmp_path / "out.json", format="coco")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -233,8 +233,29 @@ def test_labelme_instances_match_labelmes_own_coco(shared_data: Path, tmp_path: 
 
 def test_fruit_labelme_3_5(shared_data: Path, tmp_path: Path) -> None:
     project = Project.create(tmp_path / "proj")
-    report = import_annotations(project, shared_data / "fruit" / "train", format="labelme")
+    report = import_annotations(project, shared_data / "fruit" / "train", format="labelme", add_images=True)
     assert (report.images, report.annotations, report.done) == (140, 140, 140)
     assert not report.skipped
     assert {c.name for c in project.categories()} == {"apple", "orange", "banana"}
     assert all(r.width and r.height for r in project.images())
+
+
+def test_labelme_matches_the_projects_images_and_adds_only_when_asked(tmp_path: Path) -> None:
+    """A project holding copies of some of the source's images: those are matched (by relative
+    path, then by file name), the others are skipped unless add_images; one transaction."""
+    src = tmp_path / "src"
+    for name in ("a", "b", "c"):
+        make_image(src / f"{name}.png", 40, 30, fmt="PNG")
+        (src / f"{name}.json").write_text(json.dumps({"imagePath": f"{name}.png", "shapes": [
+            shape("cat", [[2, 2], [10, 10]], "rectangle")]}))
+    project = Project.create(tmp_path / "proj")
+    make_image(project.root / "images" / "a.png", 40, 30, fmt="PNG")  # a copy, by file name
+    project.add_images([project.root / "images" / "a.png", src / "b.png"])  # b: by its own path
+    report = import_annotations(project, src, format="labelme")
+    assert (report.images, report.images_matched, report.images_added, report.annotations) == (2, 2, 0, 2)
+    assert report.skipped["image not in the project (import with add images to add it)"] == 1
+    assert "2 matched in the project, 0 new" in report.summary()
+    assert sorted(r.path for r in project.images()) == ["../src/b.png", "images/a.png"]
+    again = import_annotations(project, src, format="labelme", add_images=True)
+    assert (again.images_added, again.annotations) == (1, 1)
+    assert len(project.images()) == 3

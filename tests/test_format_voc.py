@@ -124,7 +124,7 @@ def test_labelme_voc_matches_labelme_rectangles(shared_data: Path, tmp_path: Pat
     from_voc, from_json = Project.create(tmp_path / "a"), Project.create(tmp_path / "b")
     import_annotations(from_voc, root / "data_dataset_voc" / "Annotations", format="voc",
                        images_dir=root / "data_annotated")
-    import_annotations(from_json, root / "data_annotated", format="labelme")
+    import_annotations(from_json, root / "data_annotated", format="labelme", add_images=True)
 
     def boxes(p: Project) -> list[tuple[str, str, tuple[float, ...] | None]]:
         return sorted((Path(p.image(a.image_id).path).name, p.category(a.category_id).name, a.box_xywh)

@@ -13,8 +13,9 @@ def add_parsers(sub: Any) -> None:
         "import",
         help="import labels (COCO, labelme, VOC, YOLO, label masks) into a project",
         description="Import labels from SOURCE into the project. The whole import is one transaction: "
-        "on any error the project is left as it was. Images the labels name are added to the project "
-        "if new, and marked done (unless --no-done).",
+        "on any error the project is left as it was. Images the labels name are matched to the project's "
+        "(labelme adds new ones only with --add-images; the other formats add them), and marked done "
+        "(unless --no-done).",
     )
     p.add_argument("project", help="the project folder (create it with 'labeler init')")
     p.add_argument("source", help="a label file, or a folder of them")
@@ -26,6 +27,10 @@ def add_parsers(sub: Any) -> None:
                    "names, one per line for values 0, 1, ... (default: each value is a class named by its number)")
     p.add_argument("--ignore", type=int, metavar="VALUE", help="masks: the pixel value that means 'no label', e.g. 11")
     p.add_argument("--no-done", action="store_true", help="do not mark the labelled images done")
+    p.add_argument("--add-images", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the images the labels name that are not in the project yet (default: labelme "
+                   "matches the project's images, by relative path then file name, and skips the others; "
+                   "the other formats add them)")
     p.set_defaults(run=run_import)
 
     p = sub.add_parser(
@@ -68,7 +73,7 @@ def run_import(args: argparse.Namespace) -> int:
         try:
             report = import_annotations(
                 project, args.source, format=fmt, images_dir=args.images, mark_done=not args.no_done,
-                progress=bar, **options,
+                progress=bar, add_images=args.add_images, **options,
             )
         finally:
             bar.close()

@@ -49,7 +49,8 @@ class Format:
 
     def options(self, verb: str) -> tuple[str, ...]:
         """Names of the format-specific keyword options of ``import`` or ``export``."""
-        common = {"project", "source", "out", "images_dir", "mark_done", "progress", "include_proposals"}
+        common = {"project", "source", "out", "images_dir", "mark_done", "progress", "include_proposals",
+                  "add_images"}
         params = inspect.signature(self._function(verb)).parameters
         return tuple(name for name in params if name not in common)
 
@@ -93,9 +94,14 @@ def import_annotations(
     images_dir: str | os.PathLike[str] | None = None,
     mark_done: bool = True,
     progress: Progress | None = None,
+    add_images: bool | None = None,
     **options: Any,
 ) -> ImportReport:
     """Import labels from ``source`` into ``project`` in one transaction.
+
+    ``add_images``: whether images the labels name that are not in the project are added
+    (``None``: the format's default; labelme matches the project's images and adds only when
+    asked, the other formats add them).
 
     ``format`` is a key of :data:`FORMATS` (``None``: guessed by :func:`detect_format`).
     ``images_dir`` is where to look for images the labels name when their own paths do not
@@ -106,6 +112,11 @@ def import_annotations(
     source = Path(source)
     fmt = _format(format if format is not None else detect_format(source), "import")
     given = _check_options(fmt, "import", options)
+    if add_images is not None:
+        if "add_images" in inspect.signature(fmt._function("import")).parameters:
+            given["add_images"] = add_images
+        elif not add_images:
+            raise FormatError(f"a {fmt.name} import adds the images its labels name; add_images=False is labelme's")
     report: ImportReport = fmt._function("import")(
         project, source, images_dir=Path(images_dir) if images_dir is not None else None,
         mark_done=mark_done, progress=progress, **given,

@@ -50,11 +50,13 @@ class ImportReport:
     ignore_masks: int = 0
     categories_added: tuple[str, ...] = ()
     skipped: dict[str, int] = field(default_factory=dict)
+    images_matched: int = 0
 
     def summary(self) -> str:
         """One line for the command line and the GUI's status bar."""
+        matched = f"{self.images_matched} matched in the project, " if self.images_matched else ""
         text = (
-            f"{self.images} images ({self.images_added} new, {self.done} marked done), "
+            f"{self.images} images ({matched}{self.images_added} new, {self.done} marked done), "
             f"{self.annotations} annotations imported"
         )
         if self.ignore_masks:
@@ -96,6 +98,7 @@ class Tally:
     def __init__(self) -> None:
         self.images: set[int] = set()
         self.added: set[int] = set()
+        self.matched: set[int] = set()
         self.annotations = 0
         self.done = 0
         self.ignore_masks = 0
@@ -112,6 +115,7 @@ class Tally:
             source=str(source),
             images=len(self.images),
             images_added=len(self.added),
+            images_matched=len(self.matched - self.added),
             annotations=self.annotations,
             done=self.done,
             ignore_masks=self.ignore_masks,
@@ -217,8 +221,13 @@ class ImageFinder:
     file; and last among the project's images by file name (when exactly one matches).
     """
 
-    def __init__(self, project: Project, *, images_dir: Path | None, tally: Tally) -> None:
+    def __init__(
+        self, project: Project, *, images_dir: Path | None, tally: Tally, add_images: bool = True,
+        match_first: bool = False,
+    ) -> None:
         self.project = project
+        self.add_images = add_images
+        self.match_first = match_first  # the project's images before files on disk (labelme)
         self.images_dir = images_dir
         self.tally = tally
         self._by_name: dict[str, list[Path]] | None = None
@@ -235,6 +244,10 @@ class ImageFinder:
         text = name.replace("\\", "/").strip()
         if not text:
             return None
+        if not self.add_images or self.match_first:
+            found = self._find_in_project(text, bases, count=not self.add_images)
+            if found is not None or not self.add_images:
+                return found
         written = Path(text)
         plain = written.name
         candidates: list[Path] = []
@@ -260,6 +273,34 @@ class ImageFinder:
         if len(records) == 1:
             return records[0].id
         return None
+
+    def _find_in_project(self, text: str, bases: Sequence[Path], *, count: bool = True) -> int | None:
+        """The project image the name means, by relative path, then by file name; ``None`` (and
+        counted) when the project holds none, or several equally good."""
+        written = Path(text)
+        roots = list(bases) + ([self.images_dir] if self.images_dir is not None else [])
+        for base in roots:
+            try:
+                record = self.project.find_image(written if written.is_absolute() else base / written)
+            except (OSError, ValueError):
+                record = None
+            if record is not None:
+                return self._matched(record.id)
+        records = self.project.find_images_by_name(written.name)
+        if len(records) > 1:  # the one whose folders best match the written path
+            by_path = {Path(r.path): r for r in records}
+            best = self._pick(list(by_path), written)
+            records = [by_path[best]] if best is not None else records
+        if len(records) == 1:
+            return self._matched(records[0].id)
+        if count:
+            self.tally.skip("image not in the project (ambiguous name)" if records
+                            else "image not in the project (import with add images to add it)")
+        return None
+
+    def _matched(self, image_id: int) -> int:
+        self.tally.matched.add(image_id)
+        return image_id
 
     # -- by stem, as YOLO and label masks pair files -----------------------------------------
 
@@ -560,6 +601,8 @@ def import_per_file(
     images_dir: Path | None,
     mark_done: bool,
     progress: Progress | None,
+    add_images: bool = True,
+    match_first: bool = False,
 ) -> ImportReport:
     """Import ``source`` (one annotation file, or every ``suffix`` file under a folder) with
     ``import_file`` per file, in one transaction: all or nothing."""
@@ -567,7 +610,8 @@ def import_per_file(
     files = files_under(source, [suffix])
     tally = Tally()
     with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
+        finder = ImageFinder(project, images_dir=images_dir, tally=tally, add_images=add_images,
+                             match_first=match_first)
         cats = CategoryMap(project, tally)
         writer = Writer(project, tally, mark_done=mark_done)
         for n, path in enumerate(files):

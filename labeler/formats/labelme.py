@@ -74,11 +74,17 @@ def import_labelme(
     images_dir: Path | None = None,
     mark_done: bool = True,
     progress: Progress | None = None,
+    add_images: bool = False,
 ) -> ImportReport:
-    """Import a labelme JSON file, or every labelme JSON file under a folder (all or nothing)."""
+    """Import a labelme JSON file, or every labelme JSON file under a folder (all or nothing).
+
+    Each file's image is matched to the project's images, by relative path, then by file name;
+    images not in the project are added only with ``add_images`` (else skipped and counted).
+    """
     return import_per_file(
         project, source, format_name="labelme", suffix=".json", import_file=_import_file,
-        images_dir=images_dir, mark_done=mark_done, progress=progress,
+        images_dir=images_dir, mark_done=mark_done, progress=progress, add_images=add_images,
+        match_first=True,
     )
 
 
@@ -94,10 +100,11 @@ def _import_file(
         raise FormatError(f"{path}: 'shapes' must be a list")
     image_path = data.get("imagePath")
     image_id = finder.find(image_path, bases=[path.parent]) if isinstance(image_path, str) else None
-    if image_id is None:
+    if image_id is None and finder.add_images:
         image_id = finder.find_stem(path.stem, bases=[path.parent])
     if image_id is None:
-        tally.skip("image file not found")
+        if finder.add_images:
+            tally.skip("image file not found")
         tally.skip("shape of a missing image", len(shapes))
         return
     writer.image(image_id)

@@ -324,6 +324,13 @@ class ImportDialog(_TransferDialog):
         self.mark_done = QCheckBox("Mark the imported images done")
         self.mark_done.setChecked(True)
         self.form.addRow("", self.mark_done)
+        self.add_images = QCheckBox("Add images that are not in the project yet")
+        self.add_images.setToolTip("Off: each label file's image is matched to the project's images (by relative "
+                                   "path, then file name), the others are skipped and counted. labelme's default "
+                                   "is off, the other formats' on.")
+        self._add_images_touched = False
+        self.add_images.clicked.connect(lambda _c: setattr(self, "_add_images_touched", True))
+        self.form.addRow("", self.add_images)
         self._add_option_rows()
         self.format_combo.addItems([AUTO, *self.formats])
         self._on_format(self.format_combo.currentText())
@@ -336,6 +343,8 @@ class ImportDialog(_TransferDialog):
         self._show_option_rows(name)
         if name == AUTO:
             self.description.setText(self.description.text() + " Pick the format to set its options.")
+        if hasattr(self, "add_images") and not self._add_images_touched:
+            self.add_images.setChecked(name not in (AUTO, "labelme"))
 
     def browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Labels file", str(self.project.root),
@@ -360,4 +369,10 @@ class ImportDialog(_TransferDialog):
         images = self.images_edit.text().strip()
         self._start(_with_progress(import_annotations, self), source, format=self.format_name(),
                     images_dir=Path(images).expanduser() if images else None, mark_done=self.mark_done.isChecked(),
-                    **self.options())
+                    add_images=self.add_images_choice(), **self.options())
+
+    def add_images_choice(self) -> bool | None:
+        """The checkbox, or ``None`` (the format's default) while it is untouched and the format is guessed."""
+        if self.format_name() is None and not self._add_images_touched:
+            return None
+        return self.add_images.isChecked()
