@@ -102,3 +102,18 @@ def test_in_a_fresh_process(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "labeler", "import", str(tmp_path / "proj"), str(tmp_path / "c.json"),
                           "--format", "coco"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert bad.returncode == 2 and bad.stderr.startswith("labeler import: error:") and bad.stderr.count("\n") == 1
+
+
+def test_labelme_import_adds_images_only_with_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_format_common import make_image
+
+    make_image(tmp_path / "lm" / "a.png", 40, 30)
+    (tmp_path / "lm" / "a.json").write_text(
+        '{"imagePath": "a.png", "shapes": [{"label": "c", "points": [[1, 1], [9, 9]], "shape_type": "rectangle"}]}')
+    from labeler.core.store import Project
+
+    Project.create(tmp_path / "proj").close()
+    assert main(["import", str(tmp_path / "proj"), str(tmp_path / "lm")]) == 0
+    assert "image not in the project (import with add images to add it): 1" in capsys.readouterr().out
+    assert main(["import", str(tmp_path / "proj"), str(tmp_path / "lm"), "--add-images"]) == 0
+    assert "1 images (1 new, 1 marked done), 1 annotations imported" in capsys.readouterr().out

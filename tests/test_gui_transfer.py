@@ -241,3 +241,28 @@ def test_masks_options_in_both_dialogs(qtbot, tmp_path: Path) -> None:  # type: 
     names = {c.id: c.name for c in target.categories()}
     assert sorted(names[a.category_id] for a in masks) == ["doggo", "kitty"]  # the dog polygon went out as pixels
     target.close()
+
+
+def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = labelled_project(tmp_path / "src")
+    from labeler.formats import export_annotations
+
+    export_annotations(source, tmp_path / "lm", format="labelme")
+    source.close()
+    target = Project.create(tmp_path / "dst")
+    dialog = ImportDialog(target)
+    qtbot.addWidget(dialog)
+    dialog.format_combo.setCurrentText("coco")
+    assert dialog.add_images.isChecked()  # the other formats add the images they name
+    dialog.format_combo.setCurrentText("labelme")
+    assert not dialog.add_images.isChecked()
+    dialog.set_path(tmp_path / "lm")
+    dialog.images_edit.setText(str(tmp_path / "src"))
+    report = run_dialog(qtbot, dialog)
+    assert report.images == 0 and target.image_count() == 0  # type: ignore[attr-defined]
+    assert "not in the project" in dialog.result_label.text()
+    dialog.add_images.click()  # as a click on it does
+    assert dialog.add_images.isChecked()
+    report = run_dialog(qtbot, dialog)
+    assert report.images_added == 2 and target.image_count() == 2  # type: ignore[attr-defined]
+    target.close()
