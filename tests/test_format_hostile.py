@@ -359,3 +359,11 @@ def test_masks_any_values(text: str) -> None:
     except FormatError:
         return
     assert values is None or all(0 <= v <= 65535 for v in values)
+
+
+def test_coco_category_ids_of_mixed_types(coco_setup: tuple[Project, Path]) -> None:
+    project, src = coco_setup
+    doc = coco_doc()
+    doc["categories"].append({"id": "2", "name": "dog"})
+    import_annotations(project, write_json(src / "x.json", doc), format="coco")
+    assert [c.name for c in project.categories()] == ["cat", "dog"]

@@ -130,7 +130,8 @@ def import_coco(
     with project.transaction():
         finder = ImageFinder(project, images_dir=images_dir, tally=tally)
         cats = CategoryMap(project, tally)
-        category_ids = {cid: cats.id(name) for cid, name in sorted(names.items()) if name is not None}
+        ordered = sorted(names.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))  # ids: ints, then strings
+        category_ids = {cid: cats.id(name) for cid, name in ordered if name is not None}
         writer = Writer(project, tally, mark_done=mark_done)
         for n, im in enumerate(images):
             image_id = finder.find(im["file_name"], bases=[path.parent])
