@@ -39,7 +39,7 @@ def _writer(root: str, category: int, start: mp.synchronize.Barrier, errors: mp.
 def test_two_processes_write_at_once_without_losing_anything(tmp_path: Path) -> None:
     (tmp_path / "p" / "images").mkdir(parents=True)
     for i in range(5):
-        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tmp_path / "p" / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((256, 256, 3), dtype=np.uint8)).save(tmp_path / "p" / "images" / f"{i}.png")
     with Project.create(tmp_path / "p") as p:
         p.add_folder(tmp_path / "p" / "images")
         p.add_category("a")
@@ -67,7 +67,7 @@ def test_two_processes_write_at_once_without_losing_anything(tmp_path: Path) -> 
 
 def test_threads_share_one_project(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
-    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tmp_path / "p" / "x.png")
+    Image.fromarray(np.zeros((8, 256, 3), dtype=np.uint8)).save(tmp_path / "p" / "x.png")
     failures: list[BaseException] = []
     with Project.create(tmp_path / "p", exist_ok=True) as p:
         (image_id,) = p.add_images([tmp_path / "p" / "x.png"])
