@@ -297,7 +297,10 @@ def checked_annotation(ann: Annotation, width: int | None, height: int | None) -
         if width is not None and height is not None:
             x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
             y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
-        if x1 <= x0 or y1 <= y0:
+        degenerate = box[2] <= 0 or box[3] <= 0  # drawn so (a canvas edge): kept where it touches the image
+        if x1 < x0 or y1 < y0 or (not degenerate and (x1 <= x0 or y1 <= y0)) or (
+                degenerate and width is not None and height is not None
+                and not (0 <= box[0] <= width and 0 <= box[1] <= height)):
             return None
         clipped = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
         return ann if clipped == ann.box_xywh else replace(ann, box_xywh=clipped)
