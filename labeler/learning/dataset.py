@@ -149,6 +149,10 @@ def prepare_all(
             continue
         except PluginError:
             raise
+        except MemoryError:  # one image too big for memory: left out, the run goes on
+            reason = "does not fit in memory"
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
         except Exception as exc:  # noqa: BLE001 - the plugin's bug, reported with its name
             raise PluginError(plugin.name, f"prepare raised {type(exc).__name__}: {exc} (image {sample.image_id})") from exc
         items.append(item)
