@@ -25,9 +25,10 @@ PREDICT_PIXELS = 25_000_000
 """Most pixels an image is predicted at (a 6000 x 4000 photo is); bigger ones run reduced."""
 
 
-def work_shape(height: int, width: int, *, budget: int = PREDICT_PIXELS) -> tuple[int, int]:
+def work_shape(height: int, width: int, *, budget: int | None = None) -> tuple[int, int]:
     """``(h, w)`` to predict an image of ``height x width`` at: its own size within ``budget``
-    pixels, else shrunk evenly to fit it."""
+    pixels (default :data:`PREDICT_PIXELS`), else shrunk evenly to fit it."""
+    budget = PREDICT_PIXELS if budget is None else budget
     if height * width <= budget:
         return height, width
     factor = math.sqrt(budget / (height * width))

@@ -85,7 +85,10 @@ def rasterise_target(
     index = {c.id: k + 1 for k, c in enumerate(classes)}
     target = np.zeros((height, width), dtype=np.uint8)
     for ann in sorted(annotations, key=lambda a: _PAINT_ORDER[Kind(a.kind)]):
-        mask = annotation_mask(_inside(ann, height, width), height, width)
+        inside = _inside(ann, height, width)
+        if inside is None:
+            continue
+        mask = annotation_mask(inside, height, width)
         target[mask] = index.get(ann.category_id, IGNORE)
     if ignore_mask is not None:
         if ignore_mask.shape != (height, width):
@@ -122,9 +125,10 @@ def clip_polygon(points: np.ndarray, x0: float, y0: float, x1: float, y1: float)
     return pts
 
 
-def _inside(ann: Annotation, height: int, width: int) -> Annotation:
-    """``ann`` with its polygons clipped to just around the image (see :func:`clip_polygon`);
-    non-finite coordinates are a ``ValueError`` (the image is then skipped)."""
+def _inside(ann: Annotation, height: int, width: int) -> Annotation | None:
+    """``ann`` with its polygons clipped to just around the image (see :func:`clip_polygon`),
+    ``None`` when nothing of it is inside; non-finite coordinates are a ``ValueError`` (the image
+    is then skipped)."""
     if Kind(ann.kind) is not Kind.POLYGON or not ann.polygons:
         return ann
     parts = []
@@ -136,7 +140,7 @@ def _inside(ann: Annotation, height: int, width: int) -> Annotation:
             pts = clip_polygon(pts, -1.0, -1.0, width + 1.0, height + 1.0)
         if len(pts) >= 3:
             parts.append(pts)
-    return replace(ann, polygons=tuple(parts))
+    return replace(ann, polygons=tuple(parts)) if parts else None
 
 
 @dataclass(frozen=True)
