@@ -40,7 +40,8 @@ line has ``"event"``:
 
 SIGTERM or a first Ctrl+C asks a run to stop cleanly (train: nothing is written unless
 ``--keep-on-cancel``; auto-label: the images finished so far keep their proposals); a second
-Ctrl+C interrupts at once, which also leaves the project consistent.
+Ctrl+C interrupts at once, which also leaves the project consistent. A run still going
+:data:`STOP_GRACE_S` seconds after SIGTERM (a worker stuck in I/O) says so and ends itself (exit 143).
 """
 
 from __future__ import annotations

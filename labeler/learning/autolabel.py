@@ -19,6 +19,11 @@ seconds).
 Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
 annotations are never touched; see ``Project.replace_proposals``), carry the version id and the
 score, and the image's uncertainty is stored for "next most uncertain".
+
+One image never costs more than a stated budget: an image over
+:data:`labeler.learning.bigimages.PREDICT_PIXELS` is decoded small and predicted at a reduced size,
+its proposals scaled back; an image that cannot be read, is not a regular file (a pipe, a device)
+or runs out of memory is skipped and reported while the run goes on.
 """
 
 from __future__ import annotations
