@@ -40,7 +40,8 @@ line has ``"event"``:
 
 SIGTERM or a first Ctrl+C asks a run to stop cleanly (train: nothing is written unless
 ``--keep-on-cancel``; auto-label: the images finished so far keep their proposals); a second
-Ctrl+C interrupts at once, which also leaves the project consistent.
+Ctrl+C interrupts at once, which also leaves the project consistent. A run still going
+:data:`STOP_GRACE_S` seconds after SIGTERM (a worker stuck in I/O) says so and ends itself (exit 143).
 """
 
 from __future__ import annotations
@@ -182,12 +183,31 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-class _StopFlag:
-    """SIGTERM or the first SIGINT set the flag; a second SIGINT interrupts at once."""
+STOP_GRACE_S = 20.0
+"""After SIGTERM or a first Ctrl+C, seconds a run has to stop cleanly; a process still running
+then (a worker stuck in I/O, say) says so on stderr and ends at once (exit 143), which leaves the
+project as a ``kill -9`` does: consistent, with what was committed."""
 
-    def __init__(self) -> None:
+
+def _hard_exit(grace: float) -> None:
+    """End the process now: the clean stop did not finish within ``grace`` seconds."""
+    try:
+        sys.stderr.write(f"labeler: still running {grace:g} s after being asked to stop (a read or a worker "
+                         "is stuck); ending now. The project keeps what was committed before.\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(143)
+
+
+class _StopFlag:
+    """SIGTERM or the first SIGINT set the flag (and start the :data:`STOP_GRACE_S` watchdog);
+    a second SIGINT interrupts at once."""
+
+    def __init__(self, *, grace: float | None = None) -> None:
         self.stopped = False
         self._old: dict[int, Any] = {}
+        self._grace = STOP_GRACE_S if grace is None else grace
+        self._watchdog: Any = None
 
     def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,6 +221,12 @@ class _StopFlag:
         if self.stopped and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.stopped = True
+        if self._watchdog is None:
+            import threading
+
+            self._watchdog = threading.Timer(self._grace, _hard_exit, args=(self._grace,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
 
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
@@ -452,8 +478,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_clean(report), indent=2))
         return 0
+    reasons = ", ".join(f"{n} {why}" for why, n in report["skipped_reasons"].items())
     print(f"model version {report['version']} ({report['plugin']}) on {report['images']} {args.split} images"
-          f"{' (' + str(report['skipped']) + ' skipped)' if report['skipped'] else ''}:")
+          f"{' (' + str(report['skipped']) + ' skipped: ' + reasons + ')' if report['skipped'] else ''}:")
     if report["weights"] == "selection":
         print("  (its final weights also trained on these images, so this measures its selection checkpoint, "
               "the weights from before the refit)")

@@ -41,15 +41,17 @@ def run_init(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         raise CliError(f"cannot create a project at {target}: {exc.strerror or exc}") from exc
     with project:
-        for name in names:
-            project.ensure_category(name)
         added = 0
-        if images is not None:
-            bar = ProgressBar("adding images")
-            before = project.image_count()
-            project.add_folder(images, progress=bar)
-            bar.close()
-            added = project.image_count() - before
+        before = project.image_count()
+        # one transaction: a killed or interrupted init adds all of its classes and images or none
+        with project.transaction():
+            for name in names:
+                project.ensure_category(name)
+            if images is not None:
+                bar = ProgressBar("adding images")
+                project.add_folder(images, progress=bar)
+                bar.close()
+        added = project.image_count() - before
         print(f"{project.root}: {project.image_count()} images ({added} new), "
               f"{len(project.categories())} categories")
     return 0

@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from labeler.core.files import NotAFileError, check_regular_file
+
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 """Images with more pixels than this are refused unless ``max_pixels`` or ``$LABELER_MAX_PIXELS`` say otherwise."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm"})
@@ -93,6 +95,7 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
     ``format`` is Pillow's name for it (``"JPEG"``, ``"PNG"``, ...).
     """
     try:
+        check_regular_file(path)  # a named pipe or a device is never opened
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(path)
@@ -111,6 +114,8 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
         raise ImageError(f"{path}: no such file") from exc
     except IsADirectoryError as exc:
         raise ImageError(f"{path}: is a folder, not an image") from exc
+    except NotAFileError as exc:
+        raise ImageError(str(exc)) from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{path}: too large to decode ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

@@ -6,7 +6,8 @@ relative to the project folder, so moving the folder (with its images beside it)
 Every public method that writes is its own transaction (``BEGIN IMMEDIATE``); several can be
 grouped with :meth:`Project.transaction`, which commits all or nothing. Two processes may write to
 the same project at once: SQLite serialises them, and a busy database is waited for (up to
-``busy_timeout`` seconds) rather than reported.
+:data:`BUSY_TIMEOUT_S` seconds); past that the operation fails with :class:`ProjectBusyError`
+("another program holds the project"), having changed nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from labeler.core.schema import migrate
 
 DB_NAME = "labeler.db"
 MODELS_DIR = "models"
+BUSY_TIMEOUT_S = 60.0
+"""How long a write waits for another program's write to end before it gives up with
+:class:`ProjectBusyError` (read when a project is opened)."""
 Progress = Callable[[int, int], None]
 
 # A qualitative palette that stays readable over photos (Tableau 10 plus extras).
@@ -42,6 +46,22 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 
 class ProjectError(Exception):
     """A project operation that cannot be done; the message says why, for the user."""
+
+
+class ProjectBusyError(ProjectError):
+    """Another program kept the project's database locked for longer than we wait."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def _busy_error(root: Path, seconds: float) -> ProjectBusyError:
+    return ProjectBusyError(
+        f"another program holds the project {root} (its database has been locked for over {seconds:g} s); "
+        "nothing was changed: close the other program or wait for it to finish, then try again"
+    )
 
 
 @dataclass(frozen=True)
@@ -165,6 +185,7 @@ class Project:
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0
+        self._busy_seconds = BUSY_TIMEOUT_S
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -205,14 +226,20 @@ class Project:
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
-                root / DB_NAME, timeout=60.0, isolation_level=None, check_same_thread=False
+                root / DB_NAME, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn)
+        except sqlite3.OperationalError as exc:
+            if conn is not None:
+                conn.close()
+            if _is_busy(exc):
+                raise _busy_error(root, BUSY_TIMEOUT_S) from None
+            raise ProjectError(f"{root / DB_NAME}: not a readable project database ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
@@ -248,7 +275,12 @@ class Project:
         """
         with self._lock:
             depth = self._depth
-            self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT level{depth}")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT level{depth}")
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise _busy_error(self.root, self._busy_seconds) from None
+                raise
             self._depth += 1
             try:
                 yield
@@ -261,11 +293,22 @@ class Project:
                     self._conn.execute(f"RELEASE level{depth}")
                 raise
             self._depth = depth
-            self._conn.execute("COMMIT" if depth == 0 else f"RELEASE level{depth}")
+            try:
+                self._conn.execute("COMMIT" if depth == 0 else f"RELEASE level{depth}")
+            except sqlite3.OperationalError as exc:
+                if depth == 0 and _is_busy(exc):
+                    self._conn.execute("ROLLBACK")
+                    raise _busy_error(self.root, self._busy_seconds) from None
+                raise
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise _busy_error(self.root, self._busy_seconds) from None
+                raise
 
     # ---- images ---------------------------------------------------------------------------
 
@@ -744,7 +787,13 @@ def _category_name(name: str) -> str:
 
 
 def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` by name, sorted; hidden files and folders are skipped."""
+    """Image files under ``folder`` by name, sorted; hidden files and folders are skipped.
+
+    Only regular files count (a symlink counts when it leads to one): named pipes, devices
+    (``/dev/zero`` behind a symlink too), sockets, folders named ``x.png`` and broken or looping
+    symlinks are left out, so nothing later blocks opening them or reads them forever. Symlinked
+    folders are not followed (no loops). Only ``stat`` is used: no file is opened.
+    """
     found: list[Path] = []
     stack = [folder]
     while stack:
@@ -756,7 +805,16 @@ def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
                 if entry.is_dir(follow_symlinks=False):
                     if recursive:
                         stack.append(Path(entry.path))
-                elif is_image_file(entry.name):
+                elif is_image_file(entry.name) and _is_regular(entry):
                     found.append(Path(entry.path))
     found.sort()
     return found
+
+
+def _is_regular(entry: os.DirEntry[str]) -> bool:
+    """Whether a folder entry is (or leads through symlinks to) a regular file; ``False`` for
+    broken and looping symlinks."""
+    try:
+        return entry.is_file(follow_symlinks=True)
+    except OSError:  # a symlink loop, or a name that vanished
+        return False

@@ -28,8 +28,9 @@ def application() -> QApplication:
     return app
 
 
-def wait_for(signal: object, timeout_ms: int) -> bool:
-    """Run the event loop until ``signal`` fires or ``timeout_ms`` passes; True if it fired."""
+def wait_for(signal: object, timeout_ms: int, *, unless: object | None = None) -> bool:
+    """Run the event loop until ``signal`` fires or ``timeout_ms`` passes; True if it fired.
+    ``unless``, a second signal, ends the wait too (returning False)."""
     loop = QEventLoop()
     fired: list[bool] = []
 
@@ -37,10 +38,17 @@ def wait_for(signal: object, timeout_ms: int) -> bool:
         fired.append(True)
         loop.quit()
 
+    def stop(*_args: object) -> None:
+        loop.quit()
+
     signal.connect(done)  # type: ignore[attr-defined]
+    if unless is not None:
+        unless.connect(stop)  # type: ignore[attr-defined]
     QTimer.singleShot(timeout_ms, loop.quit)
     loop.exec()
     signal.disconnect(done)  # type: ignore[attr-defined]
+    if unless is not None:
+        unless.disconnect(stop)  # type: ignore[attr-defined]
     return bool(fired)
 
 
@@ -79,8 +87,11 @@ def run_app(*, path: str | None, screenshot: str | None) -> int:
                 if window.project is None:
                     wait_for(opened_signal, SCREENSHOT_TIMEOUT_MS)
                 current = window.canvas.current_image_id()
-                if current is not None and window.shown_image != current:
-                    wait_for(window.canvas.imageShown, SCREENSHOT_TIMEOUT_MS)
+                if current is not None and window.shown_image != current and not window.canvas.failure_text():
+                    # an image that cannot be read ends the wait at once (its reason is drawn instead)
+                    wait_for(window.canvas.imageShown, SCREENSHOT_TIMEOUT_MS, unless=window.canvas.errorOccurred)
+                if window.canvas.failure_text():
+                    print(f"labeler: {window.canvas.failure_text().splitlines()[-1]}", file=sys.stderr)
                 window.images.model.wait_for_thumbnails(SCREENSHOT_TIMEOUT_MS)
     if screenshot is not None:
         try:

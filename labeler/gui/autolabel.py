@@ -129,6 +129,8 @@ class AutoLabelController(QObject):
         cancelled = job is not None and job.cancelled
         if cancelled:
             message = f"Auto-labelling cancelled after {self._done} of {self._total} images."
+            if job is not None and job.killed:
+                message = f"{message} {job.stop_note()}"
         elif code == 0:
             message = f"Auto-labelled {self._done} images."
         else:

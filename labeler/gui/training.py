@@ -116,6 +116,8 @@ class TrainingController(QObject):
         cancelled = job is not None and job.cancelled
         if cancelled:
             message = "Training cancelled; the active model is unchanged."
+            if job is not None and job.killed:
+                message = f"{message} {job.stop_note()}"
         elif code == 0:
             message = "Training finished."
             if self.result is not None and self.result.get("version") is not None:

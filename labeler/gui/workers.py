@@ -99,11 +99,14 @@ class CliJob(QObject):
     finished = Signal(int, str)
 
     TAIL_LINES = 40
+    GRACE_MS = 10_000
+    """After Cancel (SIGTERM), how long the process has to stop cleanly before it is killed."""
 
     def __init__(self, args: Sequence[str], parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.args = list(args)
         self.cancelled = False
+        self.killed = False
         self.started_at = 0.0
         self._tail: deque[str] = deque(maxlen=self.TAIL_LINES)
         self._buffers = {"out": b"", "err": b""}
@@ -126,12 +129,14 @@ class CliJob(QObject):
         return self.process.state() != QProcess.ProcessState.NotRunning
 
     def cancel(self) -> None:
-        """Ask the process to stop (SIGTERM; the CLI leaves the project consistent), kill after 10 s."""
+        """Ask the process to stop (SIGTERM; the CLI leaves the project consistent); kill it if it
+        still runs :attr:`GRACE_MS` later (a worker stuck in I/O), and say so (:attr:`killed`,
+        :meth:`stop_note`, a ``log`` line)."""
         if not self.is_running():
             return
         self.cancelled = True
         self.process.terminate()
-        QTimer.singleShot(10_000, self._kill_if_running)
+        QTimer.singleShot(self.GRACE_MS, self._kill_if_running)
 
     def stop(self, timeout_ms: int = 5000) -> None:
         """Stop the process now and wait for it: SIGTERM (the CLI stops cleanly and leaves the
@@ -142,12 +147,26 @@ class CliJob(QObject):
         self.cancelled = True
         self.process.terminate()
         if not self.process.waitForFinished(timeout_ms):
-            self.process.kill()
+            self._kill(timeout_ms)
             self.process.waitForFinished(timeout_ms)
+
+    def stop_note(self) -> str:
+        """A sentence for the user when the process had to be killed, else ``""``."""
+        if not self.killed:
+            return ""
+        return (f"It did not stop within {self.GRACE_MS / 1000:g} s of being asked and was killed; "
+                "the project keeps what was saved before.")
 
     def _kill_if_running(self) -> None:
         if self.is_running():
-            self.process.kill()
+            self._kill(self.GRACE_MS)
+
+    def _kill(self, waited_ms: int) -> None:
+        self.killed = True
+        text = f"the process did not stop within {waited_ms / 1000:g} s of being asked; killed it"
+        self._tail.append(text)
+        self.log.emit(text)
+        self.process.kill()
 
     def add_log(self, text: str) -> None:
         """Add a line to the log tail (e.g. an error the child reported as a JSON event)."""

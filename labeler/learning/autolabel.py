@@ -19,6 +19,11 @@ seconds).
 Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
 annotations are never touched; see ``Project.replace_proposals``), carry the version id and the
 score, and the image's uncertainty is stored for "next most uncertain".
+
+One image never costs more than a stated budget: an image over
+:data:`labeler.learning.bigimages.PREDICT_PIXELS` is decoded small and predicted at a reduced size,
+its proposals scaled back; an image that cannot be read, is not a regular file (a pipe, a device)
+or runs out of memory is skipped and reported while the run goes on.
 """
 
 from __future__ import annotations
@@ -188,41 +193,77 @@ def _forward_group(loaded: LoadedModel, group: Sequence[_Loaded]) -> list[Any]:
 
 @dataclass
 class _Loaded:
-    """One image made ready in the worker thread: its full ``(h, w)`` and network input, or why not."""
+    """One image made ready in the worker thread: its full ``(h, w)``, the ``(h, w)`` it is
+    predicted at (smaller for an image over the memory budget, see :mod:`labeler.learning.bigimages`)
+    and network input, or why not."""
 
     shape: tuple[int, int] | None = None
     x: Any = None
     error: str | None = None
     plugin_error: BaseException | None = None
+    work: tuple[int, int] | None = None
+
+
+def _decode(path: Path, side: int | None) -> tuple[Any, tuple[int, int], tuple[int, int]]:
+    """``(pixels, full (h, w), (h, w) to predict at)``: the image decoded as small as the plugin
+    (``side``) and the memory budget allow; an image over :data:`~labeler.learning.bigimages.PREDICT_PIXELS`
+    comes resized to fit it."""
+    import cv2
+
+    from labeler.core.images import read_image, read_image_at_least, read_image_size
+    from labeler.learning.bigimages import work_shape
+
+    width, height = read_image_size(path)  # the header only (a pipe or device is refused here)
+    work = work_shape(height, width)
+    if work == (height, width):
+        if side is None:
+            image = read_image(path)
+            return image, (int(image.shape[0]), int(image.shape[1])), (int(image.shape[0]), int(image.shape[1]))
+        image, shape = read_image_at_least(path, side)
+        return image, shape, shape
+    # over the budget: decode small (JPEG in the decoder), then fit the budget exactly
+    image, shape = read_image_at_least(path, max(side or 1, min(work)))
+    if image.shape[0] * image.shape[1] > work[0] * work[1]:
+        image = cv2.resize(image, (work[1], work[0]), interpolation=cv2.INTER_AREA)
+    work = (int(image.shape[0]), int(image.shape[1])) if side is None else work
+    return image, shape, work
 
 
 def _load(path: Path, loaded: LoadedModel, side: int | None) -> _Loaded:
-    """Decode an image (a JPEG as small as ``side`` allows, see :func:`labeler.learning.api.decode_side`)
-    and make its network input (on the CPU). An unreadable image is an ``error`` (reported,
-    skipped); a plugin failing in ``inputs`` is a ``plugin_error`` (raised)."""
-    from labeler.core.images import read_image, read_image_at_least
-
+    """Decode an image (as small as ``side`` and the memory budget allow, see :func:`_decode`) and
+    make its network input (on the CPU). An unreadable image, or one that does not fit in memory,
+    is an ``error`` (reported, skipped); a plugin failing in ``inputs`` is a ``plugin_error``
+    (raised)."""
     try:
-        if side is None:
-            image = read_image(path)
-            shape = (int(image.shape[0]), int(image.shape[1]))
-        else:
-            image, shape = read_image_at_least(path, side)
+        image, shape, work = _decode(path, side)
+    except MemoryError:
+        return _Loaded(error="the image does not fit in memory")
     except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run
         return _Loaded(error=f"{type(exc).__name__}: {exc}")
     try:
         x = network_input(loaded.plugin, image, settings=loaded.settings, device="cpu")
+    except MemoryError:
+        return _Loaded(error="the image does not fit in memory")
     except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
         return _Loaded(plugin_error=exc)
-    return _Loaded(shape=shape, x=x)
+    return _Loaded(shape=shape, x=x, work=work)
 
 
 def _predict(loaded: LoadedModel, ready: _Loaded, outputs: Any) -> Prediction | None:
-    """The checked proposals for one image's network outputs (``None`` for an unreadable image)."""
+    """The checked proposals for one image's network outputs (``None`` for an unreadable image);
+    an image predicted at a reduced size has its proposals scaled to its own size."""
+    from labeler.learning.bigimages import scale_prediction
+    from labeler.learning.predict import check_prediction
+
     if ready.shape is None:
         return None
-    return outputs_to_prediction(loaded.plugin, outputs, image_shape=ready.shape,
-                                 classes=loaded.classes, settings=loaded.settings)
+    work = ready.work or ready.shape
+    prediction = outputs_to_prediction(loaded.plugin, outputs, image_shape=work,
+                                       classes=loaded.classes, settings=loaded.settings)
+    if work == ready.shape:
+        return prediction
+    scaled = scale_prediction(prediction, source=work, target=ready.shape)
+    return check_prediction(loaded.plugin, scaled, image_shape=ready.shape, classes=loaded.classes)
 
 
 def _batches(ready: Sequence[_Loaded], *, batch_size: int, on_gpu: bool) -> Iterator[list[_Loaded]]:
@@ -272,10 +313,17 @@ def _run_task(loaded: LoadedModel, paths: Sequence[Path], side: int | None, *, b
     predictions: list[Prediction | None] = []
     try:
         for group in _batches(ready, batch_size=batch_size, on_gpu=on_gpu):
-            outputs = _forward_group(loaded, group)
-            for r in group:
-                r.x = None  # the input is no longer needed; results may wait a while to be reported
-            predictions += [_predict(loaded, r, out) for r, out in zip(group, outputs, strict=True)]
+            try:
+                outputs = _forward_group(loaded, group)
+                for r in group:
+                    r.x = None  # the input is no longer needed; results may wait a while to be reported
+                done = [_predict(loaded, r, out) for r, out in zip(group, outputs, strict=True)]
+            except MemoryError:  # these images are skipped and reported; the run goes on
+                done = []
+                for r in group:
+                    r.x, r.shape, r.error = None, None, "the image does not fit in memory"
+                    done.append(None)
+            predictions += done
     except PluginError as exc:  # the images before the one that failed still count
         failure = exc
         ready = ready[: len(predictions)]

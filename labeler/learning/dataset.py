@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
-
 
 from labeler.core.annotation import Category, State
 from labeler.core.geometry import decode_rle
@@ -68,10 +68,36 @@ def labelled_image(project: Any, image_id: int, classes: Sequence[Category]) -> 
                          ignore_mask=ignore)
 
 
+UNREADABLE = "unreadable image"
+"""The skip reason (see :func:`prepare_all`) of a done image whose file cannot be read."""
+
+
+@dataclass(frozen=True)
+class UnreadableImage:
+    """A done image that could not be read (missing, truncated, not an image, too big for
+    memory): :func:`iter_labelled_images` yields it in its place, :func:`prepare_all` skips it."""
+
+    image_id: int
+    reason: str
+
+
+def _labelled_or_unreadable(project: Any, image_id: int, classes: Sequence[Category]) -> LabelledImage | UnreadableImage:
+    from labeler.core.images import ImageError
+
+    try:
+        return labelled_image(project, image_id, classes)
+    except (ImageError, OSError) as exc:
+        return UnreadableImage(image_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except MemoryError:
+        return UnreadableImage(image_id, f"image {image_id} does not fit in memory")
+
+
 def iter_labelled_images(
     project: Any, image_ids: Sequence[int], classes: Sequence[Category], *, threads: int = 2
-) -> Iterator[LabelledImage]:
-    """:func:`labelled_image` for each id, in order, decoding a few ahead in threads."""
+) -> Iterator[LabelledImage | UnreadableImage]:
+    """:func:`labelled_image` for each id, in order, decoding a few ahead in threads; an image
+    whose file cannot be read comes as an :class:`UnreadableImage` (one bad file never stops a
+    run)."""
     if not image_ids:
         return
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -79,28 +105,30 @@ def iter_labelled_images(
         ids = list(image_ids)
         ahead = 2 * max(1, threads)
         for image_id in ids[:ahead]:
-            pending.append(pool.submit(labelled_image, project, image_id, classes))
+            pending.append(pool.submit(_labelled_or_unreadable, project, image_id, classes))
         for index in range(len(ids)):
             sample = pending[index].result()
             pending[index] = None  # type: ignore[call-overload]
             nxt = index + ahead
             if nxt < len(ids):
-                pending.append(pool.submit(labelled_image, project, ids[nxt], classes))
+                pending.append(pool.submit(_labelled_or_unreadable, project, ids[nxt], classes))
             yield sample
 
 
 def prepare_all(
     plugin: Any,
-    samples: Iterator[LabelledImage] | Sequence[LabelledImage],
+    samples: Iterator[LabelledImage | UnreadableImage] | Sequence[LabelledImage | UnreadableImage],
     *,
     settings: Any,
     keep_samples: bool = False,
     on_item: Callable[[int], None] | None = None,
+    unreadable: list[UnreadableImage] | None = None,
 ) -> tuple[list[Any], list[LabelledImage], dict[str, int]]:
     """``plugin.prepare`` over samples: ``(items, kept samples, skipped reasons -> count)``.
 
     ``kept samples`` (only with ``keep_samples``) are those the plugin did not skip, in order.
-    Anything but :class:`SkipImage` raised by the plugin becomes a :class:`PluginError`.
+    An :class:`UnreadableImage` is skipped as :data:`UNREADABLE` (and appended to ``unreadable``
+    when given). Anything but :class:`SkipImage` raised by the plugin becomes a :class:`PluginError`.
     """
     from labeler.learning.api import PluginError, SkipImage
 
@@ -108,6 +136,11 @@ def prepare_all(
     kept: list[LabelledImage] = []
     skipped: dict[str, int] = {}
     for n, sample in enumerate(samples, start=1):
+        if isinstance(sample, UnreadableImage):
+            skipped[UNREADABLE] = skipped.get(UNREADABLE, 0) + 1
+            if unreadable is not None:
+                unreadable.append(sample)
+            continue
         try:
             item = plugin.prepare(sample, settings=settings)
         except SkipImage as exc:
@@ -116,6 +149,10 @@ def prepare_all(
             continue
         except PluginError:
             raise
+        except MemoryError:  # one image too big for memory: left out, the run goes on
+            reason = "does not fit in memory"
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
         except Exception as exc:  # noqa: BLE001 - the plugin's bug, reported with its name
             raise PluginError(plugin.name, f"prepare raised {type(exc).__name__}: {exc} (image {sample.image_id})") from exc
         items.append(item)

@@ -19,7 +19,7 @@ from labeler.learning.api import LabelledImage, Plugin, PluginError, Prediction,
 def _call(plugin: Plugin, what: str, fn: Any) -> Any:
     try:
         return fn()
-    except PluginError:
+    except (PluginError, MemoryError):  # memory: one image too big, not the plugin's fault
         raise
     except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
         raise PluginError(plugin.name, f"{what} raised {type(exc).__name__}: {exc}") from exc

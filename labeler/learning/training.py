@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.learning.api import Plugin, PluginError, resolve_settings
 from labeler.learning.checkpoints import (
+    CheckpointError,
     checkpoint_path,
     checkpoint_stem,
     classes_metadata,
@@ -28,9 +29,16 @@ from labeler.learning.checkpoints import (
     load_weights,
     save_checkpoint,
     selection_stem,
+    sweep_orphans,
     version_settings,
 )
-from labeler.learning.dataset import iter_labelled_images, prepare_all, project_classes, validation_split
+from labeler.learning.dataset import (
+    UnreadableImage,
+    iter_labelled_images,
+    prepare_all,
+    project_classes,
+    validation_split,
+)
 from labeler.learning.loop import fit
 from labeler.learning.predict import evaluate_samples
 from labeler.learning.refit import (
@@ -109,7 +117,7 @@ def _measure_active(
         loaded = load_selection(project, active, plugin, device=device)
         metrics = evaluate_samples(plugin, loaded.model, val_samples, settings=loaded.settings, device=device)
         return metrics[plugin.metric]
-    except (PluginError, FileNotFoundError) as exc:
+    except (PluginError, FileNotFoundError, CheckpointError) as exc:
         messages.append(f"the active version {active.id} could not be measured ({exc})")
         return None
 
@@ -212,6 +220,11 @@ def train(
     if not done_ids:
         raise TrainingError("no image is marked done yet; label a few images completely and mark them done")
     train_ids, val_ids = validation_split(done_ids)
+    if rank == 0:
+        swept = sweep_orphans(project)
+        if swept:
+            messages.append(f"removed {len(swept)} checkpoint file{'s' if len(swept) != 1 else ''} that no version "
+                            "uses (left by an interrupted run)")
 
     parent, why_fresh = _pick_parent(project, plugin, from_version, class_ids)
     if why_fresh:
@@ -232,12 +245,19 @@ def train(
                 return
             yield sample
 
+    unreadable: list[UnreadableImage] = []
     items, _, skipped = prepare_all(
-        plugin, until_stopped(iter_labelled_images(project, train_ids, classes)), settings=settings
+        plugin, until_stopped(iter_labelled_images(project, train_ids, classes)), settings=settings,
+        unreadable=unreadable,
     )
     val_items, val_samples, val_skipped = prepare_all(
-        plugin, until_stopped(iter_labelled_images(project, val_ids, classes)), settings=settings, keep_samples=True
+        plugin, until_stopped(iter_labelled_images(project, val_ids, classes)), settings=settings, keep_samples=True,
+        unreadable=unreadable,
     )
+    for bad in unreadable[:5]:
+        messages.append(f"left out image {bad.image_id}, which cannot be read: {bad.reason}")
+    if len(unreadable) > 5:
+        messages.append(f"left out {len(unreadable) - 5} more unreadable images")
     if should_stop is not None and world == 1 and should_stop():
         _emit(progress, rank, "cancelled", steps=0)
         return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
@@ -260,7 +280,7 @@ def train(
     if parent is not None:
         try:
             load_weights(plugin, model, project.root / parent.checkpoint)
-        except (PluginError, FileNotFoundError) as exc:
+        except (PluginError, FileNotFoundError, CheckpointError) as exc:
             messages.append(f"not warm-starting from version {parent.id} ({exc}); training from scratch")
             parent = None
             model = plugin.build_model(num_classes=len(classes), settings=settings)

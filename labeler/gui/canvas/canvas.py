@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
-from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
-from PySide6.QtWidgets import QGraphicsScene, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsSimpleTextItem, QVBoxLayout, QWidget
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.store import Project
@@ -82,6 +82,11 @@ class AnnotationCanvas(QWidget):
         self._image_layer = ImageLayer()
         self._image_layer.on_need = self._need_level
         self._scene.addItem(self._image_layer)
+        self._failure = QGraphicsSimpleTextItem()  # says why an image cannot be shown (else hidden)
+        self._failure.setBrush(QColor(200, 40, 40))
+        self._failure.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self._failure.setVisible(False)
+        self._scene.addItem(self._failure)
         self._items: dict[int, AnnotationItem] = {}
         self._keys: dict[int, tuple[object, ...]] = {}
         self._categories: dict[int, Category] = {}
@@ -145,6 +150,7 @@ class AnnotationCanvas(QWidget):
         self._requested = None
         self._clear_items()
         self._image_layer.clear()
+        self._failure.setVisible(False)
         self._image_id = image_id
         if image_id is None or self._project is None:
             self._image_id = None
@@ -241,7 +247,14 @@ class AnnotationCanvas(QWidget):
             return
         self._clear_items()
         self._image_layer.clear()
+        self._failure.setText(f"This image cannot be shown:\n{message}")
+        self._failure.setVisible(True)
+        self._view.centerOn(self._failure)
         self.errorOccurred.emit(message)
+
+    def failure_text(self) -> str:
+        """Why the current image cannot be shown (the text drawn in its place), or ``""``."""
+        return self._failure.text() if self._failure.isVisible() else ""
 
     # ---- contract: annotations -------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -85,13 +85,62 @@ def rasterise_target(
     index = {c.id: k + 1 for k, c in enumerate(classes)}
     target = np.zeros((height, width), dtype=np.uint8)
     for ann in sorted(annotations, key=lambda a: _PAINT_ORDER[Kind(a.kind)]):
-        mask = annotation_mask(ann, height, width)
+        inside = _inside(ann, height, width)
+        if inside is None:
+            continue
+        mask = annotation_mask(inside, height, width)
         target[mask] = index.get(ann.category_id, IGNORE)
     if ignore_mask is not None:
         if ignore_mask.shape != (height, width):
             raise ValueError(f"ignore mask is {ignore_mask.shape[1]}x{ignore_mask.shape[0]}, image is {width}x{height}")
         target[ignore_mask.astype(bool)] = IGNORE
     return target
+
+
+def clip_polygon(points: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """The part of polygon ``points`` (``(N, 2)``, pixels) inside the rectangle ``[x0, x1] x
+    [y0, y1]`` (Sutherland-Hodgman): inside the rectangle it covers the same pixels, and its
+    vertices are never far outside, so rasterising it costs what the rectangle costs whatever the
+    coordinates (a vertex at 2**31 would make COCO's rasteriser walk billions of steps). May come
+    back with fewer than 3 vertices (nothing inside)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    for axis, bound, keep_below in ((0, x0, False), (0, x1, True), (1, y0, False), (1, y1, True)):
+        if len(pts) == 0:
+            break
+        nxt = np.roll(pts, -1, axis=0)
+        a, b = pts[:, axis], nxt[:, axis]
+        a_in = a <= bound if keep_below else a >= bound
+        b_in = b <= bound if keep_below else b >= bound
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(b != a, (bound - a) / (b - a), 0.0)
+        cross = pts + t[:, None] * (nxt - pts)
+        cross[:, axis] = bound
+        out: list[np.ndarray] = []
+        for i in range(len(pts)):  # per edge: keep the start if inside, add the crossing if it crosses
+            if a_in[i]:
+                out.append(pts[i])
+            if a_in[i] != b_in[i]:
+                out.append(cross[i])
+        pts = np.array(out, dtype=np.float64).reshape(-1, 2)
+    return pts
+
+
+def _inside(ann: Annotation, height: int, width: int) -> Annotation | None:
+    """``ann`` with its polygons clipped to just around the image (see :func:`clip_polygon`),
+    ``None`` when nothing of it is inside; non-finite coordinates are a ``ValueError`` (the image
+    is then skipped)."""
+    if Kind(ann.kind) is not Kind.POLYGON or not ann.polygons:
+        return ann
+    parts = []
+    for part in ann.polygons:
+        pts = np.asarray(part, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(pts).all():
+            raise ValueError(f"annotation {ann.id} has a polygon vertex that is not a finite number")
+        if (pts.min(axis=0) < -1).any() or pts[:, 0].max() > width + 1 or pts[:, 1].max() > height + 1:
+            pts = clip_polygon(pts, -1.0, -1.0, width + 1.0, height + 1.0)
+        if len(pts) >= 3:
+            parts.append(pts)
+    return replace(ann, polygons=tuple(parts)) if parts else None
 
 
 @dataclass(frozen=True)
