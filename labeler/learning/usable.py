@@ -1,0 +1,47 @@
+"""The rule that refuses to train a model version on too few of the images the user labelled.
+
+A plugin may skip images it cannot learn from (the localizer takes images with exactly one box).
+Training goes on only if the plugin can use at least :data:`MIN_USABLE_SHARE` of the training
+images (and at least one); below that the version would mostly reflect what was left out, so no
+version is made (and none becomes active) and the message says what was skipped, why, and which
+plugin fits such labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+MIN_USABLE_SHARE = 0.25
+"""Least share of the training images a plugin must be able to use for training to go on."""
+
+FITTING_PLUGIN: Mapping[str, tuple[str, str]] = {
+    "localization": ("detector", "many objects per image"),
+}
+"""For a plugin's task: the plugin that fits the labels it skips, and what it is for."""
+
+
+def min_usable_images(total: int) -> int:
+    """The fewest usable training images out of ``total`` with which training goes on."""
+    return max(1, math.ceil(MIN_USABLE_SHARE * total))
+
+
+def skipped_summary(skipped: Mapping[str, int]) -> str:
+    """``"287 skipped: 13 accepted labels; ...; 2 no accepted box label"``, most frequent reason first."""
+    if not skipped:
+        return "none skipped"
+    total = sum(skipped.values())
+    reasons = "; ".join(f"{n} {reason}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
+    return f"{total} skipped: {reasons}"
+
+
+def refusal(*, plugin: str, task: str, usable: int, total: int, skipped: Mapping[str, int]) -> str | None:
+    """Why training must not go on (one line), or ``None`` if ``usable`` of ``total`` images suffice."""
+    if usable >= min_usable_images(total):
+        return None
+    message = (f"plugin {plugin!r} can use only {usable} of the {total} training images "
+               f"({skipped_summary(skipped)}); no version trained")
+    fitting = FITTING_PLUGIN.get(task)
+    if fitting is not None and fitting[0] != plugin:
+        message += f"; for {fitting[1]} use the {fitting[0]!r} plugin"
+    return message
