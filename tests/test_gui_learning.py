@@ -234,3 +234,36 @@ def test_auto_label_without_a_model_says_what_to_do(qtbot, window: MainWindow, t
     qtbot.mouseClick(window.autolabel_panel.image_button, Qt.MouseButton.LeftButton)
     assert "no trained localizer model yet" in window.statusBar().currentMessage()
     assert not window.autolabeler.image_running()
+
+
+def test_training_on_too_few_usable_images_is_refused_naming_the_detector(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = labelled(tmp_path / "many", count=8, done=8)
+    with Project.open(root) as project:
+        cat = project.categories()[0]
+        for record in project.images()[1:]:  # every image but the first gets a second object
+            project.add_annotation(Annotation(image_id=record.id, category_id=cat.id, kind=Kind.BOX,
+                                              box_xywh=(40.0, 40.0, 10.0, 10.0)))
+    open_and_wait(qtbot, window, root)
+    with qtbot.waitSignal(window.trainer.finished, timeout=120_000) as blocker:
+        qtbot.mouseClick(window.training_panel.train_button, Qt.MouseButton.LeftButton)
+    ok, message, _tail = blocker.args
+    assert not ok
+    shown = window.training_panel.status.text()
+    assert "can use only" in shown and "accepted labels" in shown and "'detector' plugin" in shown
+    assert window.project.model_versions(PLUGIN) == [] and window.models.table.rowCount() == 0
+
+
+def test_versions_tab_says_what_training_skipped(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    from labeler.core.store import ModelVersion
+
+    with Project.open(trained) as project:
+        first = project.model_versions(PLUGIN)[0]
+        added = project.add_model_version(ModelVersion(plugin=PLUGIN, settings=first.settings, categories=first.categories,
+                                               checkpoint=first.checkpoint, metrics={"iou": 0.4},
+                                               data={"train_images": [1, 2, 3], "skipped": {"2 accepted labels": 9}}))
+    open_and_wait(qtbot, window, trained)
+    table = window.models.table
+    row = next(r for r in range(table.rowCount()) if table.item(r, 1).text() == f"#{added.id}")
+    cell = window.models.table.item(row, 3)
+    assert cell.text() == "3 (9 skipped)"
+    assert "9 skipped: 9 2 accepted labels" in cell.toolTip()

@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from labeler.gui.workers import CliJob
+from labeler.learning.usable import skipped_summary
 
 
 def installed_plugins() -> list[str]:
@@ -123,7 +124,9 @@ class TrainingController(QObject):
                 metric = self.result.get("metric")
                 score = f" (validation {metric:.3f})" if isinstance(metric, (int, float)) else ""
                 kept = "now active" if self.result.get("activated") else "kept; the active version scored better"
-                message = f"Training finished: version #{new}{score}, {kept}."
+                skipped = self.result.get("skipped")
+                left_out = f" Plugin {skipped_summary(skipped)}." if isinstance(skipped, dict) and skipped else ""
+                message = f"Training finished: version #{new}{score}, {kept}.{left_out}"
         else:
             why = f": {self.error}" if self.error else f" (exit code {code})"
             message = f"Training failed{why}. The active model is unchanged."
