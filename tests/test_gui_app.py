@@ -418,3 +418,21 @@ def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Pat
     assert win.close()
     assert all(gone(p) for p in pids) and not win.background_jobs_running()
     assert all(m.read_text() == "terminated" for m in markers)
+
+
+def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 5)
+    open_and_wait(qtbot, window, root)
+    ids = [r.id for r in window.project.images()]
+    for image_id, value in ((ids[1], 0.9), (ids[3], 0.5), (ids[4], 0.95)):
+        window.project.set_uncertainty(image_id, value)
+    walked, shown = [], []
+    for _ in range(4):
+        press(qtbot, window, Qt.Key.Key_U)
+        walked.append(window.current_image_id())
+        shown.append(window.statusBar().currentMessage())
+    assert walked == [ids[4], ids[1], ids[3], ids[4]]  # down the order, then round again; no ping-pong
+    assert [m.split(" (")[0] for m in shown[:3]] == [f"Next most uncertain: uncertainty {v}" for v in ("0.95", "0.90", "0.50")]
+    model = window.images.model
+    tip = model.data(model.index(model.row_of(ids[1]), 0), Qt.ItemDataRole.ToolTipRole)
+    assert "uncertainty 0.90" in tip

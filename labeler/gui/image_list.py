@@ -28,6 +28,7 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
 
 from labeler.core.store import Project
+from labeler.core.uncertainty import describe_uncertainty
 
 THUMB = 48
 
@@ -284,7 +285,12 @@ class ImageListModel(QAbstractListModel):
         if role == self.IdRole:
             return int(self._ids[i])
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{self._paths[i]}\n{_STATE_CODES[self._states[i]].value}"
+            tip = f"{self._paths[i]}\n{_STATE_CODES[self._states[i]].value}"
+            if self._project is not None:
+                uncertainty = self._project.image(int(self._ids[i])).uncertainty
+                if uncertainty is not None:
+                    tip += f"\n{describe_uncertainty(uncertainty)} (the order of “next most uncertain”, U)"
+            return tip
         if role == Qt.ItemDataRole.DecorationRole:
             return self._decoration(i)
         return None

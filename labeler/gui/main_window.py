@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from labeler.core.annotation import State
 from labeler.core.store import Project, ProjectError
+from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
 from labeler.gui.actions import Actions, build_actions
 from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
@@ -380,11 +381,17 @@ class MainWindow(QMainWindow):
     def next_most_uncertain(self) -> None:
         if self.project is None:
             return
-        record = self.project.most_uncertain_image(exclude=self.images.current_image_id())
+        records = self.project.images(done=False)
+        current_id = self.images.current_image_id()
+        current = self.project.image(current_id) if current_id is not None else None
+        record = next_most_uncertain(records, current=current)
         if record is None:
             self.status.showMessage("No auto-labelled image left that is not done", 5000)
         else:
             self.images.select_image(record.id)
+            left = len(uncertainty_order(records))
+            self.status.showMessage(f"Next most uncertain: {describe_uncertainty(record.uncertainty)}"
+                                    f" ({left} auto-labelled image{'' if left == 1 else 's'} not done)", 5000)
 
     def toggle_done(self) -> None:
         image_id = self.current_image_id()
