@@ -174,13 +174,13 @@ def test_mark_done_with_key_and_button(qtbot, window: MainWindow, tmp_path: Path
     assert not window.project.image(image_id).done
 
 
-def _add_proposals(project: Project, image_id: int, scores: list[float]) -> list[int]:
+def _add_proposals(project: Project, image_id: int, scores: list[float], *, plugin: str = "segmenter") -> list[int]:
     cat = project.categories()[0]
     version = project.add_model_version(
-        ModelVersion(plugin="segmenter", settings={}, categories=(cat.id,), checkpoint="models/x.safetensors"),
+        ModelVersion(plugin=plugin, settings={}, categories=(cat.id,), checkpoint="models/x.safetensors"),
         activate=True,
     )
-    stored = project.replace_proposals(image_id, plugin="segmenter", proposals=[
+    stored = project.replace_proposals(image_id, plugin=plugin, proposals=[
         Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(4 + 10 * i, 4, 8, 8),
                    state=State.PROPOSED, model_version=version.id, score=s)
         for i, s in enumerate(scores)
@@ -436,3 +436,26 @@ def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot, window: Main
     model = window.images.model
     tip = model.data(model.index(model.row_of(ids[1]), 0), Qt.ItemDataRole.ToolTipRole)
     assert "uncertainty 0.90" in tip
+
+
+def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    masks = _add_proposals(window.project, image_id, [0.9], plugin="segmenter")
+    boxes = _add_proposals(window.project, image_id, [0.8, 0.7], plugin="localizer")
+    window.canvas.reload_annotations()
+    panel = window.proposals
+    panel.set_threshold(0.5)
+    assert "3 of 3 proposals shown" in panel.summary.text()
+    assert "2 by localizer, 1 by segmenter" in panel.summary.text()
+    assert window.canvas._items[boxes[0]].toolTip().startswith("proposal by localizer (version #")
+    # choose "localizer" with the keyboard: All plugins, localizer, segmenter
+    panel.plugin_filter.setFocus()
+    qtbot.keyClick(panel.plugin_filter, Qt.Key.Key_Down)
+    assert panel.plugin_filter.currentText() == "localizer"
+    assert not window.canvas._items[masks[0]].isVisible() and window.canvas._items[boxes[0]].isVisible()
+    assert "2 of 3 proposals shown" in panel.summary.text() and "localizer only" in panel.summary.text()
+    with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
+        qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
+    assert [window.project.annotation(i).state for i in boxes + masks] == [State.ACCEPTED, State.ACCEPTED, State.PROPOSED]

@@ -89,6 +89,8 @@ class AnnotationCanvas(QWidget):
         self._brush_size = 20
         self._layers = dict.fromkeys(LAYERS, True)
         self._threshold = 0.0
+        self._proposal_plugin: str | None = None  # show only this plugin's proposals (None: every plugin's)
+        self._plugin_of_version: dict[int, str] = {}
         self._last_selection: list[int] = []
         self._known_mask: tuple[str, np.ndarray] | None = None  # (RLE counts, pixels) a tool just made
         self._view = CanvasView(self._scene, self)
@@ -119,6 +121,8 @@ class AnnotationCanvas(QWidget):
             return
         self.show_image(None)
         self._project = project
+        self._plugin_of_version = {}
+        self._proposal_plugin = None
         self._categories = {c.id: c for c in project.categories()} if project is not None else {}
         if self._category_id not in self._categories:
             self._category_id = next(iter(self._categories), None)
@@ -256,6 +260,8 @@ class AnnotationCanvas(QWidget):
             return
         self._categories = {c.id: c for c in project.categories()}
         anns = project.annotations(image_id, states=(State.PROPOSED, State.ACCEPTED))
+        if any(a.model_version is not None and a.model_version not in self._plugin_of_version for a in anns):
+            self._plugin_of_version = {int(v.id or 0): v.plugin for v in project.model_versions()}
         selected = set(self.selected_ids())
         seen: set[int] = set()
         self._scene.blockSignals(True)
@@ -274,6 +280,8 @@ class AnnotationCanvas(QWidget):
                 item = make_item(ann, category, self._take_known_mask(ann))
                 if ann.is_proposal:
                     item.setZValue(item.zValue() + 50)
+                    score = f", score {ann.score:.2f}" if ann.score is not None else ""
+                    item.setToolTip(f"proposal by {self.plugin_of(ann)} (version #{ann.model_version}){score}")
                 self._scene.addItem(item)
                 self._items[ann.id] = item
                 self._keys[ann.id] = key
@@ -379,12 +387,28 @@ class AnnotationCanvas(QWidget):
     def score_threshold(self) -> float:
         return self._threshold
 
+    def set_proposal_plugin(self, plugin: str | None) -> None:
+        """Show only the proposals made by ``plugin``'s model versions (``None``: every plugin's)."""
+        self._proposal_plugin = plugin
+        self._apply_visibility()
+
+    def proposal_plugin(self) -> str | None:
+        return self._proposal_plugin
+
+    def plugin_of(self, ann: Annotation) -> str:
+        """The plugin whose model version made ``ann`` (``"a person"`` for a human label)."""
+        if ann.model_version is None:
+            return "a person"
+        return self._plugin_of_version.get(ann.model_version, f"version #{ann.model_version}")
+
     def is_shown(self, ann: Annotation) -> bool:
-        """Whether ``ann`` passes the layer toggles and the score threshold."""
+        """Whether ``ann`` passes the layer toggles, the score threshold and the plugin filter."""
         if not self._layers[_LAYER_OF_KIND[ann.kind]]:
             return False
         if ann.is_proposal:
             if not self._layers["proposals"]:
+                return False
+            if self._proposal_plugin is not None and self.plugin_of(ann) != self._proposal_plugin:
                 return False
             if ann.score is not None and ann.score < self._threshold:
                 return False
