@@ -459,3 +459,24 @@ def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(qtbot
     with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
         qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
     assert [window.project.annotation(i).state for i in boxes + masks] == [State.ACCEPTED, State.ACCEPTED, State.PROPOSED]
+
+
+def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert "Open a project" in window.canvas.view().notice()  # the empty window says what to do
+    root = make_project(tmp_path / "proj", 3)
+    open_and_wait(qtbot, window, root)
+    assert window.canvas.view().notice() == ""
+    second = window.project.images()[1]
+    (root / second.path).write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
+    with qtbot.waitSignal(window.canvas.errorOccurred, timeout=10_000):
+        press(qtbot, window, Qt.Key.Key_D)
+    assert window.current_image_id() == second.id
+    assert "cannot be shown" in window.canvas.view().notice()
+    press(qtbot, window, Qt.Key.Key_M)
+    assert not window.project.image(second.id).done and not window.actions_["mark_done"].isChecked()
+    assert window.statusBar().currentMessage().startswith("Cannot mark done")
+    with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
+        press(qtbot, window, Qt.Key.Key_D)
+    assert window.canvas.view().notice() == ""
+    press(qtbot, window, Qt.Key.Key_M)
+    assert window.project.image(window.current_image_id()).done

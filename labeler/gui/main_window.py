@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from labeler.core.annotation import State
+from labeler.core.done import done_refusal
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
 from labeler.gui.actions import Actions, build_actions
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
         self._restore()
         self._update_enabled()
         self.status.showMessage(OPEN_HINT)
+        self.canvas.set_empty_notice(OPEN_HINT)
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -397,7 +399,14 @@ class MainWindow(QMainWindow):
         image_id = self.current_image_id()
         if self.project is None or image_id is None:
             return
-        done = not self.project.image(image_id).done
+        record = self.project.image(image_id)
+        done = not record.done
+        if done:
+            why_not = done_refusal(self.project.root / record.path, load_error=self.canvas.load_error())
+            if why_not is not None:
+                self.status.showMessage(why_not, 10_000)
+                self._update_enabled()  # the checkable action goes back to "not done"
+                return
         self.project.set_done(image_id, done)
         self.images.model.refresh_image(image_id)
         self.status.refresh(self.project)

@@ -89,6 +89,8 @@ class AnnotationCanvas(QWidget):
         self._brush_size = 20
         self._layers = dict.fromkeys(LAYERS, True)
         self._threshold = 0.0
+        self._load_error: str | None = None
+        self._empty_notice = ""
         self._proposal_plugin: str | None = None  # show only this plugin's proposals (None: every plugin's)
         self._plugin_of_version: dict[int, str] = {}
         self._last_selection: list[int] = []
@@ -123,6 +125,7 @@ class AnnotationCanvas(QWidget):
         self._project = project
         self._plugin_of_version = {}
         self._proposal_plugin = None
+        self._view.set_notice(self._empty_notice if project is None else "")
         self._categories = {c.id: c for c in project.categories()} if project is not None else {}
         if self._category_id not in self._categories:
             self._category_id = next(iter(self._categories), None)
@@ -150,8 +153,11 @@ class AnnotationCanvas(QWidget):
         self._clear_items()
         self._image_layer.clear()
         self._image_id = image_id
+        self._load_error = None
+        self._view.set_notice("")
         if image_id is None or self._project is None:
             self._image_id = None
+            self._view.set_notice(self._empty_notice if self._project is None else "")
             return
         vp = self._view.viewport()
         screen_side = int(max(vp.width(), vp.height(), 1) * vp.devicePixelRatio())
@@ -245,7 +251,20 @@ class AnnotationCanvas(QWidget):
             return
         self._clear_items()
         self._image_layer.clear()
+        self._load_error = message
+        self._view.set_notice(f"This image cannot be shown.\n{message}\n\nIt cannot be marked done "
+                              "until the file is fixed or replaced.")
         self.errorOccurred.emit(message)
+
+    def load_error(self) -> str | None:
+        """Why the current image could not be read (``None`` if it shows, or is still loading)."""
+        return self._load_error
+
+    def set_empty_notice(self, text: str) -> None:
+        """What the canvas says while no project is open."""
+        self._empty_notice = text
+        if self._project is None:
+            self._view.set_notice(text)
 
     # ---- contract: annotations -------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class CanvasView(QGraphicsView):
         self._space_down = False
         self._pan_from: QPoint | None = None
         self._tool_cursor = Qt.CursorShape.ArrowCursor
+        self._notice = ""
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setBackgroundBrush(QColor(48, 48, 48))
         self.setRenderHint(QPainter.RenderHint.Antialiasing, False)
@@ -126,6 +127,29 @@ class CanvasView(QGraphicsView):
         self._tool_cursor = cursor
         if self._pan_from is None and not self._space_down:
             self.viewport().setCursor(cursor)
+
+    def set_notice(self, text: str) -> None:
+        """A message drawn over the middle of the view (why no image shows, what to do); ``""`` for none."""
+        if text != self._notice:
+            self._notice = text
+            self.viewport().update()
+
+    def notice(self) -> str:
+        return self._notice
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt's name
+        super().drawForeground(painter, rect)
+        if not self._notice:
+            return
+        painter.save()
+        painter.resetTransform()
+        area = self.viewport().rect().adjusted(24, 24, -24, -24)
+        painter.setPen(QColor(230, 230, 230))
+        font = painter.font()
+        font.setPointSizeF(max(font.pointSizeF(), 11.0))
+        painter.setFont(font)
+        painter.drawText(area, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self._notice)
+        painter.restore()
 
     # ---- events -------------------------------------------------------------------------
 
