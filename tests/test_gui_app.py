@@ -480,3 +480,21 @@ def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(qtbot, 
     assert window.canvas.view().notice() == ""
     press(qtbot, window, Qt.Key.Key_M)
     assert window.project.image(window.current_image_id()).done
+
+
+def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "proj"
+    paths = write_images(root / "raw", 4)
+    for path, name in zip(paths, ["10.png", "2.png", "1.png", "0.png"], strict=True):
+        path.rename(root / name)
+    with Project.create(root) as project:
+        project.add_images([root / "10.png", root / "2.png", root / "1.png", root / "0.png"])  # ids in that order
+        project.add_category("cat")
+    open_and_wait(qtbot, window, root)
+    model = window.images.model
+    assert [model.data(model.index(r, 0)) for r in range(model.rowCount())] == ["0.png", "1.png", "2.png", "10.png"]
+    seen = [window.project.image(window.current_image_id()).path]
+    for _ in range(3):
+        press(qtbot, window, Qt.Key.Key_D)
+        seen.append(window.project.image(window.current_image_id()).path)
+    assert seen == ["0.png", "1.png", "2.png", "10.png"]

@@ -26,6 +26,7 @@ import numpy as np
 
 from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
 from labeler.core.images import content_hash, is_image_file, read_image, read_image_size
+from labeler.core.natural import natural_key
 from labeler.core.schema import migrate
 
 DB_NAME = "labeler.db"
@@ -699,7 +700,8 @@ class Project:
 
 
 def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` by name, sorted; hidden files and folders are skipped."""
+    """Image files under ``folder`` in natural order of their paths (``img2`` before ``img10``);
+    hidden files and folders are skipped."""
     found: list[Path] = []
     stack = [folder]
     while stack:
@@ -713,5 +715,5 @@ def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
                         stack.append(Path(entry.path))
                 elif is_image_file(entry.name):
                     found.append(Path(entry.path))
-    found.sort()
+    found.sort(key=lambda p: natural_key(p.as_posix()))
     return found

@@ -27,6 +27,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
 
+from labeler.core.natural import natural_key
 from labeler.core.store import Project
 from labeler.core.uncertainty import describe_uncertainty
 
@@ -147,6 +148,7 @@ class ImageListModel(QAbstractListModel):
             records, counts = [], {}
         else:
             records, counts = project.images(), project.annotation_counts()
+            records.sort(key=lambda r: natural_key(r.path))  # img2 before img10, as file managers show them
         self._ids = np.array([r.id for r in records], dtype=np.int64)
         self._paths = [r.path for r in records]
         self._names = [r.path.rsplit("/", 1)[-1] for r in records]  # POSIX paths; PurePosixPath is 10x slower
