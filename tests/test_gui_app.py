@@ -210,7 +210,7 @@ def test_proposals_accept_reject_and_undo(qtbot, window: MainWindow, tmp_path: P
         qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
     states = [window.project.annotation(i).state for i in ids]
     assert states == [State.ACCEPTED, State.REJECTED, State.PROPOSED]
-    assert "1 accepted" in window.status.saved_label.text()
+    assert window.status.saved_label.text().startswith("1 proposal accepted: ")
     # Ctrl+Z undoes the accept, then the reject
     press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.project.annotation(ids[0]).state is State.PROPOSED
@@ -498,3 +498,17 @@ def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(qtbot, windo
         press(qtbot, window, Qt.Key.Key_D)
         seen.append(window.project.image(window.current_image_id()).path)
     assert seen == ["0.png", "1.png", "2.png", "10.png"]
+
+
+def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from labeler.core.effort import Effort
+    from labeler.gui.status import effort_text
+
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    fitted = window.status.zoom_label.text()
+    assert fitted.startswith("zoom ") and fitted.endswith(" %")
+    press(qtbot, window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.status.zoom_label.text() == "zoom 100 %"
+    effort = Effort(draw_seconds={"box": 7.0}, accepted={"box": 2}, review_seconds=25.0, saved_seconds=-11.0)
+    assert effort_text(effort) == "2 proposals accepted: reviewing took ~11 s longer than drawing them would have"
