@@ -243,6 +243,14 @@ def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path
     assert window.canvas.layer_visible("masks")
     window.actions_.brush_size.setValue(33)
     assert window.canvas.brush_size() == 33
+    press(qtbot, window, Qt.Key.Key_R)
+    press(qtbot, window, Qt.Key.Key_BracketRight)  # the toolbar follows [ and ]
+    assert window.actions_.brush_size.value() == window.canvas.brush_size() == 41
+    press(qtbot, window, Qt.Key.Key_BracketLeft)
+    assert window.actions_.brush_size.value() == window.canvas.brush_size() == 33
+    from labeler.gui.actions import shortcuts_text
+
+    assert "[ / ]" in shortcuts_text(window.actions_)
     window.actions_["actual"].trigger()
     assert window.canvas.view().transform().m11() == pytest.approx(1.0)
     window.actions_["fit"].trigger()

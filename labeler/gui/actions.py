@@ -193,6 +193,7 @@ CANVAS_KEYS = (
     ("Space + drag, middle button", "pan (canvas)"),
     ("Wheel", "zoom around the cursor (canvas)"),
     ("F", "fit the image to the window (canvas)"),
+    ("[ / ]", "smaller / larger brush and eraser (canvas)"),
 )
 
 
@@ -231,6 +232,7 @@ def _build_tool_bar(window: MainWindow, a: Actions) -> None:
     spin.setToolTip("Brush and eraser size in image pixels")
     spin.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
     spin.valueChanged.connect(lambda v: window.canvas.set_brush_size(int(v)))
+    window.canvas.brushSizeChanged.connect(spin.setValue)  # [ and ] on the canvas show here too
     bar.addWidget(spin)
     a.brush_size = spin
     bar.addSeparator()
