@@ -520,3 +520,32 @@ def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(qtb
     assert window.status.zoom_label.text() == "zoom 100 %"
     effort = Effort(draw_seconds={"box": 7.0}, accepted={"box": 2}, review_seconds=25.0, saved_seconds=-11.0)
     assert effort_text(effort) == "2 proposals accepted: reviewing took ~11 s longer than drawing them would have"
+
+
+def _hover(view, x: float, y: float) -> None:  # type: ignore[no-untyped-def]
+    """The pointer moving over image pixel (x, y), with no button down (a plain mouse-move event:
+    QTest.mouseMove is dropped after another test's QApplication window went)."""
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    local = QPointF(view.mapFromScene(QPointF(x, y)))
+    event = QMouseEvent(QEvent.Type.MouseMove, local, QPointF(view.viewport().mapToGlobal(local.toPoint())),
+                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view.viewport(), event)
+
+
+def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    ids = _add_proposals(window.project, image_id, [0.9, 0.8])  # boxes at x 4..12 and 14..22
+    window.canvas.reload_annotations()
+    assert window.canvas.selected_ids() == []
+    view = window.canvas.view()
+    _hover(view, 18, 8)
+    press(qtbot, window, Qt.Key.Key_Y)
+    assert [window.project.annotation(i).state for i in ids] == [State.PROPOSED, State.ACCEPTED]
+    _hover(view, 50, 50)  # over no proposal: the only one left
+    press(qtbot, window, Qt.Key.Key_X)
+    assert [window.project.annotation(i).state for i in ids] == [State.REJECTED, State.ACCEPTED]

@@ -90,6 +90,7 @@ class AnnotationCanvas(QWidget):
         self._layers = dict.fromkeys(LAYERS, True)
         self._threshold = 0.0
         self._load_error: str | None = None
+        self._hover: QPointF | None = None  # where the pointer last moved on the canvas (scene coordinates)
         self._empty_notice = ""
         self._proposal_plugin: str | None = None  # show only this plugin's proposals (None: every plugin's)
         self._plugin_of_version: dict[int, str] = {}
@@ -595,7 +596,26 @@ class AnnotationCanvas(QWidget):
         if self._usable():
             self._tool.press(pos, event)
 
+    def mouse_left(self) -> None:
+        """The pointer left the canvas: no proposal is "under the cursor" any more."""
+        self._hover = None
+
+    def proposal_targets(self) -> list[int]:
+        """The proposals that Y / X act on: the selected ones; else the shown one under the
+        pointer; else the only one shown."""
+        shown = {i.ann.id: i for i in self.visible_items() if i.ann.is_proposal and i.ann.id is not None}
+        selected = [i for i in self.selected_ids() if i in shown]
+        if selected:
+            return selected
+        if self._hover is not None:
+            tol = self.tolerance()
+            hits = [i for i in shown.values() if i.hit(self._hover, tol)]
+            if hits:
+                return [int(min(hits, key=lambda i: i.area()).ann.id or 0)]
+        return [int(i) for i in shown] if len(shown) == 1 else []
+
     def mouse_move(self, pos: QPointF, event: QMouseEvent) -> None:
+        self._hover = QPointF(pos)
         if self._usable():
             self._tool.move(pos, event)
 

@@ -26,6 +26,7 @@ class MouseHandler(Protocol):
     def mouse_move(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def mouse_release(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def mouse_double_click(self, pos: QPointF, event: QMouseEvent) -> None: ...
+    def mouse_left(self) -> None: ...
     def key_press(self, event: QKeyEvent) -> bool: ...
     def wants_key(self, event: QKeyEvent) -> bool: ...
 
@@ -245,6 +246,11 @@ class CanvasView(QGraphicsView):
             event.accept()
             return
         super().keyReleaseEvent(event)
+
+    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        super().leaveEvent(event)
+        if self.handler is not None:
+            self.handler.mouse_left()
 
     def focusOutEvent(self, event: object) -> None:  # type: ignore[override]
         self._space_down = False

@@ -45,8 +45,8 @@ class ProposalsPanel(QWidget):
         self.reject_button = QPushButton("Reject selected")
         self.accept_all_button = QPushButton("Accept all shown")
         self.reject_all_button = QPushButton("Reject all shown")
-        self.accept_button.setToolTip("Accept the selected proposals (Y)")
-        self.reject_button.setToolTip("Reject the selected proposals (X)")
+        self.accept_button.setToolTip("Accept the selected proposals, or the one under the pointer, or the only one (Y)")
+        self.reject_button.setToolTip("Reject the selected proposals, or the one under the pointer, or the only one (X)")
         self.accept_all_button.setToolTip("Accept every proposal above the threshold (Shift+Y)")
         self.reject_all_button.setToolTip("Reject every proposal above the threshold (Shift+X)")
         layout = QVBoxLayout(self)
@@ -100,13 +100,10 @@ class ProposalsPanel(QWidget):
         self._canvas.reject_all_visible()
 
     def _selected_proposals(self) -> list[int]:
-        if self._project is None:
+        """The selected proposals; else the one under the pointer; else the only one shown."""
+        if self._project is None or self._canvas.current_image_id() is None:
             return []
-        image_id = self._canvas.current_image_id()
-        if image_id is None:
-            return []
-        pending = {a.id for a in self._project.annotations(image_id, states=[State.PROPOSED])}
-        return [i for i in self._canvas.selected_ids() if i in pending]
+        return self._canvas.proposal_targets()
 
     def refresh(self) -> None:
         """Recount the current image's proposals (after a change or a new auto-label result)."""
