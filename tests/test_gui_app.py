@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 pytest.importorskip("pytestqt")
 
@@ -136,6 +136,20 @@ def test_filter_by_state_and_name(qtbot, window: MainWindow, tmp_path: Path) -> 
     assert window.current_image_id() == ids[0]
     assert "2 of 12 shown" in panel.counts_label.text()
     assert set(FILTERS) >= {"All images", "Done", "Has proposals"}
+    # Enter hands the keyboard back to the canvas: D is a shortcut again
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+    assert QApplication.focusWidget() is window.canvas.view()
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_D)
+    assert panel.search.text() == "img_01" and window.current_image_id() == ids[10]  # the first one shown
+    panel.search.setFocus()
+    qtbot.keyClicks(panel.search, "x")
+    qtbot.keyClick(panel.search, Qt.Key.Key_Escape)
+    assert QApplication.focusWidget() is window.canvas.view() and panel.search.text() == "img_01x"
+    # in the image list (not text) the one-key shortcuts work too
+    panel.search.clear()
+    panel.view.setFocus()
+    qtbot.keyClick(panel.view, Qt.Key.Key_A)
+    assert window.current_image_id() == ids[9]
 
 
 def test_classes_add_rename_and_number_keys(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from PySide6.QtCore import (
     QThreadPool,
     Signal,
 )
-from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtGui import QColor, QIcon, QImage, QKeyEvent, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
 
 from labeler.core.natural import natural_key
@@ -368,10 +368,26 @@ def _with_badge(pixmap: QPixmap, state: ImageState) -> QPixmap:
     return out
 
 
+class SearchField(QLineEdit):
+    """The name filter. Escape, Enter and Return hand the keyboard back (``finished``), so that the
+    one-key shortcuts (D, U, M, ...) work again; while it has the focus, keys type into it."""
+
+    finished = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        if event.key() in (Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()
+            self.finished.emit()
+            return
+        super().keyPressEvent(event)
+
+
 class ImageListPanel(QWidget):
-    """Filter controls, counts and the list view. ``imageActivated(image_id)`` on selection."""
+    """Filter controls, counts and the list view. ``imageActivated(image_id)`` on selection;
+    ``searchFinished`` when the user leaves the name filter with Escape or Enter."""
 
     imageActivated = Signal(int)
+    searchFinished = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -379,8 +395,10 @@ class ImageListPanel(QWidget):
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(list(FILTERS))
         self.filter_combo.setToolTip("Show images in this state")
-        self.search = QLineEdit()
+        self.search = SearchField()
+        self.search.finished.connect(self.searchFinished)
         self.search.setPlaceholderText("Filter by name")
+        self.search.setToolTip("Show images whose name contains this; Enter or Esc goes back to the image")
         self.search.setClearButtonEnabled(True)
         self.counts_label = QLabel()
         self.counts_label.setWordWrap(True)

@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         self.canvas.imageShown.connect(self._on_image_shown)
         self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
         self.canvas.zoomChanged.connect(self.status.show_zoom)
+        self.images.searchFinished.connect(lambda: self.canvas.view().setFocus(Qt.FocusReason.ShortcutFocusReason))
         self.plugin_combo.currentTextChanged.connect(self._on_plugin_changed)
         self.autolabel_panel.image_button.clicked.connect(self.autolabel_image)
         self.autolabel_panel.all_button.clicked.connect(self.autolabel_all)
