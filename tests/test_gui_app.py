@@ -563,3 +563,23 @@ def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(qtbot, wi
     _hover(view, 50, 50)  # over no proposal: the only one left
     press(qtbot, window, Qt.Key.Key_X)
     assert [window.project.annotation(i).state for i in ids] == [State.REJECTED, State.ACCEPTED]
+
+
+def test_the_first_label_without_a_class_asks_for_its_name(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gui_helpers import drag
+    from PySide6.QtWidgets import QInputDialog
+
+    asked: list[str] = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda _p, title, *a, **k: (asked.append(title), ("cell", True))[1])
+    root = make_project(tmp_path / "proj", 2, classes=())
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    press(qtbot, window, Qt.Key.Key_B)
+    drag(window.canvas, [(5, 5), (20, 15), (40, 30)])
+    qtbot.waitUntil(lambda: bool(asked), timeout=5000)
+    assert [c.name for c in window.project.categories()] == ["cell"]
+    assert "draw the label now" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
+        drag(window.canvas, [(5, 5), (20, 15), (40, 30)])
+    anns = window.project.annotations(image_id)
+    assert len(anns) == 1 and anns[0].category_id == window.project.category_by_name("cell").id

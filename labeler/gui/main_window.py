@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         self.canvas.imageShown.connect(self._on_image_shown)
         self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
         self.canvas.zoomChanged.connect(self.status.show_zoom)
+        self.canvas.classNeeded.connect(lambda: QTimer.singleShot(0, self._ask_first_class))
         self.images.searchFinished.connect(lambda: self.canvas.view().setFocus(Qt.FocusReason.ShortcutFocusReason))
         self.plugin_combo.currentTextChanged.connect(self._on_plugin_changed)
         self.autolabel_panel.image_button.clicked.connect(self.autolabel_image)
@@ -396,6 +397,14 @@ class MainWindow(QMainWindow):
             left = len(uncertainty_order(records))
             self.status.showMessage(f"Next most uncertain: {describe_uncertainty(record.uncertainty)}"
                                     f" ({left} auto-labelled image{'' if left == 1 else 's'} not done)", 5000)
+
+    def _ask_first_class(self) -> None:
+        """A label was started with no class: ask for one (after the mouse press that asked is over)."""
+        if self.project is None or self.project.categories():
+            return
+        self.classes.ask_add()
+        if self.project.categories():
+            self.status.showMessage(f"Class {self.project.categories()[0].name!r} added: draw the label now", 5000)
 
     def toggle_done(self) -> None:
         image_id = self.current_image_id()

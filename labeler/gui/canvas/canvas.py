@@ -64,6 +64,8 @@ class AnnotationCanvas(QWidget):
     resolutionChanged = Signal(int)
     zoomChanged = Signal(float)
     brushSizeChanged = Signal(int)
+    #: A label was started with no class to give it (the window then asks for one).
+    classNeeded = Signal()
 
     def __init__(self, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -108,6 +108,7 @@ class Tool:
         cid = self.canvas.category_id()
         if cid is None or self.canvas.category(cid) is None:
             self.canvas.errorOccurred.emit("Add a class first: new labels need one.")
+            self.canvas.classNeeded.emit()  # the window asks for a name, as labelme does
             return None
         return cid
 
