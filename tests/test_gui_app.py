@@ -583,3 +583,69 @@ def test_the_first_label_without_a_class_asks_for_its_name(qtbot, window: MainWi
         drag(window.canvas, [(5, 5), (20, 15), (40, 30)])
     anns = window.project.annotations(image_id)
     assert len(anns) == 1 and anns[0].category_id == window.project.category_by_name("cell").id
+
+
+def right_click(view, at) -> None:  # type: ignore[no-untyped-def]
+    """A right click as the window system delivers it: the press, then the context-menu event
+    (the offscreen platform makes no context-menu event of its own)."""
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtTest import QTest
+
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, at)
+    QApplication.sendEvent(view.viewport(), QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at,
+                                                              view.viewport().mapToGlobal(at)))
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints", "This plugin does not support raise",
+                           "This plugin does not support grabbing the keyboard")  # the offscreen platform, on popups
+def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    cat = window.project.categories()[0]
+    tiny = window.project.add_annotation(Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX,
+                                                    box_xywh=(50.0, 50.0, 1.0, 1.0)))
+    ids = _add_proposals(window.project, image_id, [0.9])
+    window.canvas.reload_annotations()
+    objects = window.objects
+    assert objects.ids() == [tiny.id, ids[0]]
+    assert [objects.table.item(0, c).text() for c in range(1, 5)] == ["cat", "box", "you", ""]
+    assert objects.table.item(1, 3).text() == "proposal by segmenter" and objects.table.item(1, 4).text() == "0.90"
+    # clicking a row selects the label and zooms to it, however small
+    rect = objects.table.visualItemRect(objects.table.item(0, 1))
+    qtbot.mouseClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.canvas.selected_ids() == [tiny.id]
+    assert window.canvas.view().scale_factor() >= 24
+    # untick "Shown" to hide it
+    objects.table.item(0, 0).setCheckState(Qt.CheckState.Unchecked)
+    assert not window.canvas.annotation_items()[tiny.id].isVisible()
+    window.canvas.fit_to_window()
+    # right click on the proposal: accept it, change its class
+    view = window.canvas.view()
+    from PySide6.QtCore import QPointF
+
+    at = view.mapFromScene(QPointF(8, 8))
+    right_click(view, at)
+    menu = window.canvas.last_menu
+    assert menu is not None and window.canvas.selected_ids() == [ids[0]]
+    texts = [a.text() for a in menu.actions()]
+    assert "Change class" in texts and "Accept proposal (Y)" in texts and "Delete (Del)" in texts
+    next(a for a in menu.actions() if a.text() == "Accept proposal (Y)").trigger()
+    assert window.project.annotation(ids[0]).state is State.ACCEPTED
+    menu.close()
+    right_click(view, at)
+    change = next(a for a in window.canvas.last_menu.actions() if a.text() == "Change class").menu()
+    next(a for a in change.actions() if a.text() == "dog").trigger()
+    assert window.project.annotation(ids[0]).category_id == window.project.category_by_name("dog").id
+    window.canvas.last_menu.close()
+    # double-click a row to change its class
+    from PySide6.QtWidgets import QInputDialog
+
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("cat", True))
+    rect = objects.table.visualItemRect(objects.table.item(1, 1))
+    qtbot.mouseClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # a double click's first half
+    qtbot.mouseDClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.project.annotation(ids[0]).category_id == cat.id
+    # Delete from the panel
+    qtbot.mouseClick(objects.delete_button, Qt.MouseButton.LeftButton)
+    assert [a.id for a in window.project.annotations(image_id)] == [tiny.id]

@@ -39,6 +39,7 @@ from labeler.gui.image_list import ImageListPanel
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
 from labeler.gui.panels.models import ModelListPanel
+from labeler.gui.panels.objects import ObjectsPanel
 from labeler.gui.panels.proposals import ProposalsPanel
 from labeler.gui.panels.training import TrainingPanel
 from labeler.gui.settings import AppSettings
@@ -83,6 +84,7 @@ class MainWindow(QMainWindow):
         self.images = ImageListPanel()
         self.classes = ClassListPanel()
         self.proposals = ProposalsPanel(self.canvas)
+        self.objects = ObjectsPanel(self.canvas)
         self.autolabel_panel = AutoLabelPanel()
         self.training_panel = TrainingPanel()
         self.models = ModelListPanel()
@@ -133,6 +135,7 @@ class MainWindow(QMainWindow):
         self._dock("Images", "images_dock", self.images, left)
         self._dock("Classes", "classes_dock", self.classes, right)
         self._dock("Proposals", "proposals_dock", self.proposals, right)
+        self._dock("Objects", "objects_dock", self.objects, right)
         model = QWidget()
         layout = QVBoxLayout(model)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -160,6 +163,7 @@ class MainWindow(QMainWindow):
         self.canvas.imageShown.connect(self._on_image_shown)
         self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
         self.canvas.zoomChanged.connect(self.status.show_zoom)
+        self.canvas.itemsChanged.connect(self.objects.refresh)
         self.canvas.classNeeded.connect(lambda: QTimer.singleShot(0, self._ask_first_class))
         self.images.searchFinished.connect(lambda: self.canvas.view().setFocus(Qt.FocusReason.ShortcutFocusReason))
         self.plugin_combo.currentTextChanged.connect(self._on_plugin_changed)

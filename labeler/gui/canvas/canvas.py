@@ -17,11 +17,12 @@ import threading
 from dataclasses import replace
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QThreadPool, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
-from PySide6.QtWidgets import QGraphicsScene, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsScene, QMenu, QVBoxLayout, QWidget
 
 from labeler.core.annotation import Annotation, Category, Kind, State
+from labeler.core.geometry import annotation_box
 from labeler.core.store import Project
 from labeler.gui import commands
 from labeler.gui.canvas.edits import translate
@@ -66,6 +67,8 @@ class AnnotationCanvas(QWidget):
     brushSizeChanged = Signal(int)
     #: A label was started with no class to give it (the window then asks for one).
     classNeeded = Signal()
+    #: The items shown changed (labels re-read, or cleared for another image).
+    itemsChanged = Signal()
 
     def __init__(self, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +95,8 @@ class AnnotationCanvas(QWidget):
         self._layers = dict.fromkeys(LAYERS, True)
         self._threshold = 0.0
         self._load_error: str | None = None
+        self.last_menu: QMenu | None = None  # the right-click menu last opened (for tests)
+        self._hidden: set[int] = set()  # labels the user hid from the object list (this image only)
         self._hover: QPointF | None = None  # where the pointer last moved on the canvas (scene coordinates)
         self._empty_notice = ""
         self._proposal_plugin: str | None = None  # show only this plugin's proposals (None: every plugin's)
@@ -157,6 +162,8 @@ class AnnotationCanvas(QWidget):
         self._image_layer.clear()
         self._image_id = image_id
         self._load_error = None
+        self._hidden.clear()
+        self.itemsChanged.emit()
         self._view.set_notice("")
         if image_id is None or self._project is None:
             self._image_id = None
@@ -317,6 +324,7 @@ class AnnotationCanvas(QWidget):
             self._known_mask = None
         self._tool.items_reloaded()  # drawing in progress survives labels arriving meanwhile
         self._on_scene_selection()
+        self.itemsChanged.emit()
 
     def remember_mask(self, rle: dict[str, object], mask: np.ndarray) -> None:
         """A tool hands over the pixels of an RLE it just encoded, so the reload after its command
@@ -372,6 +380,17 @@ class AnnotationCanvas(QWidget):
     def category_id(self) -> int | None:
         return self._category_id
 
+    def categories(self) -> list[Category]:
+        """The project's classes, in their order."""
+        return list(self._categories.values())
+
+    def context_menu(self, pos: QPointF, global_pos: QPoint) -> None:
+        """Right click: the label menu (change class, accept, reject, delete) for the label there."""
+        from labeler.gui.canvas.context_menu import open_label_menu
+
+        if self._usable():
+            self.last_menu = open_label_menu(self, pos, global_pos)
+
     def category(self, category_id: int) -> Category | None:
         """The class with this id (re-read from the store if it was added since the last reload)."""
         found = self._categories.get(category_id)
@@ -423,9 +442,31 @@ class AnnotationCanvas(QWidget):
             return "a person"
         return self._plugin_of_version.get(ann.model_version, f"version #{ann.model_version}")
 
+    def set_hidden(self, annotation_id: int, hidden: bool) -> None:
+        """Hide one label from view (until another image is shown), or show it again."""
+        (self._hidden.add if hidden else self._hidden.discard)(int(annotation_id))
+        self._apply_visibility()
+
+    def is_hidden(self, annotation_id: int) -> bool:
+        return int(annotation_id) in self._hidden
+
+    def centre_on(self, annotation_id: int) -> None:
+        """Bring a label into view; a label too small to see at this zoom is zoomed to."""
+        item = self._items.get(int(annotation_id))
+        if item is None:
+            return
+        x, y, w, h = annotation_box(item.ann)
+        side = max(w, h) * self._view.scale_factor()
+        if side < 24:  # tiny on screen: zoom so it is about 48 screen pixels
+            self._view.zoom_by(48 / max(side, 1e-3))
+        self._view.centerOn(QPointF(x + w / 2, y + h / 2))
+
     def is_shown(self, ann: Annotation) -> bool:
-        """Whether ``ann`` passes the layer toggles, the score threshold and the plugin filter."""
+        """Whether ``ann`` passes the layer toggles, the score threshold, the plugin filter and
+        is not hidden from the object list."""
         if not self._layers[_LAYER_OF_KIND[ann.kind]]:
+            return False
+        if ann.id is not None and ann.id in self._hidden:
             return False
         if ann.is_proposal:
             if not self._layers["proposals"]:

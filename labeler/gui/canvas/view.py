@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QResizeEvent, QWheelEvent
+from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QMouseEvent, QPainter, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QWidget
 
 #: Zoom limits: down to a quarter of "fit to window", up to 64 screen pixels per image pixel
@@ -27,6 +27,7 @@ class MouseHandler(Protocol):
     def mouse_release(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def mouse_double_click(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def mouse_left(self) -> None: ...
+    def context_menu(self, pos: QPointF, global_pos: QPoint) -> None: ...
     def key_press(self, event: QKeyEvent) -> bool: ...
     def wants_key(self, event: QKeyEvent) -> bool: ...
 
@@ -200,6 +201,11 @@ class CanvasView(QGraphicsView):
             return
         if self.handler is not None:
             self.handler.mouse_release(self._scene_pos(event), event)
+        event.accept()
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt's name
+        if self.handler is not None and not self._space_down:
+            self.handler.context_menu(self.mapToScene(event.pos()), event.globalPos())
         event.accept()
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
