@@ -649,3 +649,22 @@ def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: P
     # Delete from the panel
     qtbot.mouseClick(objects.delete_button, Qt.MouseButton.LeftButton)
     assert [a.id for a in window.project.annotations(image_id)] == [tiny.id]
+
+
+def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QFileDialog
+
+    root = make_project(tmp_path / "proj", 2)
+    with Project.open(root) as project:
+        first = project.images()[0]
+        project.add_annotation(Annotation(image_id=first.id, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 9, 9)))
+    open_and_wait(qtbot, window, root)
+    write_images(root / "new", 3, seed=5)
+    qtbot.keyClick(window.canvas.view(), Qt.Key.Key_F5)  # Rescan folder
+    assert window.project.image_count() == 5 and window.images.model.rowCount() == 5
+    assert "3 new images added" in window.statusBar().currentMessage()
+    outside = write_images(tmp_path / "elsewhere", 1, seed=9)
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(outside[0])], ""))
+    window.actions_["add_images"].trigger()
+    assert window.project.image_count() == 6 and window.images.model.rowCount() == 6
+    assert len(window.project.annotations(first.id)) == 1

@@ -76,6 +76,9 @@ def build_actions(window: MainWindow) -> Actions:
             "Open a project, or a folder of images to make a project of")
     _action(window, a, "import", "&Import labels…", window.ask_import, "Ctrl+I", "Import annotations from a file")
     _action(window, a, "export", "&Export labels…", window.ask_export, "Ctrl+E", "Export annotations to a file")
+    _action(window, a, "add_images", "&Add images…", window.ask_add_images, None, "Add image files to the project")
+    _action(window, a, "rescan", "Re&scan folder", window.rescan_folder, "F5",
+            "Add the images that appeared in the project folder (labels are kept)")
     _action(window, a, "quit", "&Quit", window.close, std.Quit)
 
     # Edit: undo / redo come from the shared undo stack, so they undo canvas edits too
@@ -144,6 +147,8 @@ def _build_menus(window: MainWindow, a: Actions) -> None:
     file_menu.addAction(a["open_project"])
     window.recent_menu = file_menu.addMenu("Open &recent")
     window.recent_menu.aboutToShow.connect(window.fill_recent_menu)
+    file_menu.addSeparator()
+    file_menu.addActions([a["add_images"], a["rescan"]])
     file_menu.addSeparator()
     file_menu.addActions([a["import"], a["export"]])
     file_menu.addSeparator()

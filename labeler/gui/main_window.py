@@ -591,6 +591,42 @@ class MainWindow(QMainWindow):
         dialog.succeeded.connect(lambda _report: self.set_project_views())
         return dialog
 
+    def add_image_files(self, paths: list[str]) -> int:
+        """Add image files or folders to the project (incremental: old images and labels stay);
+        returns how many are new."""
+        if self.project is None or not paths:
+            return 0
+        from labeler.core.images import is_image_file
+        from labeler.core.store import list_image_files
+
+        files: list[Path] = []
+        for path in map(Path, paths):
+            files += list_image_files(path) if path.is_dir() else [path] if is_image_file(path) else []
+        before = self.project.image_count()
+        try:
+            self.project.add_images(files)
+        except (ProjectError, OSError) as exc:
+            self.status.showMessage(f"Images not added: {exc}", 10_000)
+            return 0
+        added = self.project.image_count() - before
+        self.set_project_views()
+        self.status.showMessage(f"{added} new image{'' if added == 1 else 's'} added "
+                                f"({len(files) - added} already in the project)", 8000)
+        return added
+
+    def ask_add_images(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        if self.project is None:
+            return
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", str(self.project.root),
+                                                "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp *.gif)")
+        self.add_image_files(paths)
+
+    def rescan_folder(self) -> int:
+        """Add the image files that appeared in the project folder since it was last read."""
+        return self.add_image_files([str(self.project.root)]) if self.project is not None else 0
+
     def set_project_views(self) -> None:
         """Re-read everything shown from the project (after an import)."""
         current = self.current_image_id()
@@ -608,7 +644,7 @@ class MainWindow(QMainWindow):
         image_id = self.current_image_id()
         has_image = has_project and image_id is not None
         a = self.actions_
-        for name in ("import", "export", "next", "previous", "next_undone", "next_uncertain", "add_class"):
+        for name in ("import", "export", "add_images", "rescan", "next", "previous", "next_undone", "next_uncertain", "add_class"):
             a[name].setEnabled(has_project)
         a["mark_done"].setEnabled(has_image)
         if has_image and self.project is not None:
