@@ -267,3 +267,24 @@ def test_versions_tab_says_what_training_skipped(qtbot, window: MainWindow, trai
     cell = window.models.table.item(row, 3)
     assert cell.text() == "3 (9 skipped)"
     assert "9 skipped: 9 2 accepted labels" in cell.toolTip()
+
+
+def test_the_plugin_is_the_projects_and_panels_start_clean(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from labeler.core.store import ModelVersion
+
+    a = make_project(tmp_path / "a", 2)
+    b = make_project(tmp_path / "b", 2)
+    with Project.open(b) as project:  # b was trained with the segmenter
+        project.add_model_version(ModelVersion(plugin="segmenter", settings={}, categories=(1,), checkpoint="m"))
+    open_and_wait(qtbot, window, a)
+    window.plugin_combo.setCurrentText("localizer")
+    window.training_panel.status.setText("Training failed: something of project a")
+    window.autolabel_panel.status.setText("Auto-labelled 2 images of project a")
+    open_and_wait(qtbot, window, b)
+    assert window.plugin_combo.currentText() == "segmenter"  # the plugin of b's model versions
+    assert "project a" not in window.training_panel.status.text() and window.autolabel_panel.status.text() == ""
+    open_and_wait(qtbot, window, a)
+    assert window.plugin_combo.currentText() == "localizer"  # remembered for a
+    model = window.plugin_combo.model()
+    tips = [model.index(r, 0).data(Qt.ItemDataRole.ToolTipRole) for r in range(window.plugin_combo.count())]
+    assert all(tips) and any("one box per image" in t for t in tips)

@@ -44,7 +44,7 @@ from labeler.gui.panels.proposals import ProposalsPanel
 from labeler.gui.panels.training import TrainingPanel
 from labeler.gui.settings import AppSettings
 from labeler.gui.status import StatusBar
-from labeler.gui.training import TrainingController, installed_plugins
+from labeler.gui.training import TrainingController, installed_plugins, plugin_descriptions
 from labeler.gui.workers import FunctionWorker
 
 if TYPE_CHECKING:
@@ -205,8 +205,11 @@ class MainWindow(QMainWindow):
             return
         self._plugins_loaded = True
         self.plugin_combo.blockSignals(True)
-        self.plugin_combo.addItems(installed_plugins())
-        plugin = self.settings.value("model/plugin", "")
+        descriptions = plugin_descriptions()
+        for row, name in enumerate(installed_plugins()):
+            self.plugin_combo.addItem(name)
+            self.plugin_combo.setItemData(row, descriptions.get(name, ""), Qt.ItemDataRole.ToolTipRole)
+        plugin = self._project_plugin() or self.settings.value("model/plugin", "")
         if isinstance(plugin, str) and plugin:
             self.plugin_combo.setCurrentText(plugin)
         self.plugin_combo.blockSignals(False)
@@ -304,12 +307,22 @@ class MainWindow(QMainWindow):
             self.stop_background_jobs(None, "")
         self._end_visit()
         old = self.project
+        if old is not None and old is not project and self.plugin_combo.currentText():
+            self.settings.set_value(self.settings.project_key(old.root) + "/plugin", self.plugin_combo.currentText())
         self.undo_stack.clear()
         self.project = project
         self.canvas.set_project(project)
         self.classes.set_project(project)
         self.images.set_project(project)
         self.proposals.set_project(project)
+        if project is not old:
+            self.training_panel.reset()
+            self.autolabel_panel.reset()
+            chosen = self._project_plugin()
+            if chosen and self.plugin_combo.findText(chosen) >= 0 and chosen != self.plugin_combo.currentText():
+                self.plugin_combo.blockSignals(True)
+                self.plugin_combo.setCurrentText(chosen)
+                self.plugin_combo.blockSignals(False)
         self.models.set_project(project, self.plugin_combo.currentText() or None)
         if old is not None and old is not project:
             old.close()
@@ -469,8 +482,24 @@ class MainWindow(QMainWindow):
     def plugin(self) -> str | None:
         return self.plugin_combo.currentText() or None
 
+    def _project_plugin(self) -> str | None:
+        """The plugin this project was last used with: as remembered, else that of its newest model version."""
+        if self.project is None:
+            return None
+        remembered = self.settings.value(self.settings.project_key(self.project.root) + "/plugin", "")
+        if isinstance(remembered, str) and remembered:
+            return remembered
+        versions = self.project.model_versions()
+        return versions[-1].plugin if versions else None
+
     def _on_plugin_changed(self, plugin: str) -> None:
         self.models.set_project(self.project, plugin or None)
+        if self.project is not None and plugin:
+            self.settings.set_value(self.settings.project_key(self.project.root) + "/plugin", plugin)
+        index = self.plugin_combo.currentIndex()
+        tip = self.plugin_combo.itemData(index, Qt.ItemDataRole.ToolTipRole) if index >= 0 else None
+        self.plugin_combo.setToolTip(f"The model plugin to train and auto-label with: {tip}" if tip
+                                     else "The model plugin to train and auto-label with")
         self._update_enabled()
 
     def _needs_model(self) -> str | None:

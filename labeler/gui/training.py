@@ -26,6 +26,19 @@ def installed_plugins() -> list[str]:
     return sorted({e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
 
 
+def plugin_descriptions() -> dict[str, str]:
+    """Each installed plugin's one-line description (its package's summary), without importing it."""
+    import importlib.metadata
+
+    from labeler.learning.api import ENTRY_POINT_GROUP
+
+    out: dict[str, str] = {}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        summary = entry.dist.metadata.get("Summary") if entry.dist is not None else None
+        out[entry.name] = str(summary) if summary else entry.value
+    return out
+
+
 def progress_fraction(event: dict[str, Any]) -> float | None:
     """How far a run is, in [0, 1], from one progress event (``fraction``, else elapsed and eta)."""
     if isinstance(event.get("fraction"), (int, float)):

@@ -75,6 +75,14 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.log)
 
+    def reset(self) -> None:
+        """Forget the previous project's run: message, progress, plot and log."""
+        self.progress.setValue(0)
+        self.status.setText("Not trained in this session.")
+        self.plot.clear()
+        self.log.clear()
+        self.log.setVisible(False)
+
     def set_running(self, running: bool, plugin: str = "") -> None:
         self.train_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
