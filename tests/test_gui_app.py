@@ -668,3 +668,18 @@ def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(qtbot, window:
     window.actions_["add_images"].trigger()
     assert window.project.image_count() == 6 and window.images.model.rowCount() == 6
     assert len(window.project.annotations(first.id)) == 1
+
+
+def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "proj"
+    for path in write_images(root / "raw", 2):
+        path.rename(root / f"BloodImage_{path.stem}_with_a_long_name.png")
+    with Project.create(root) as project:
+        project.add_folder(root)
+        project.add_category("cell")
+    open_and_wait(qtbot, window, root)
+    window.resize(800, 500)
+    qtbot.waitUntil(lambda: window.width() <= 1000)
+    assert window.canvas.width() >= MainWindow.MIN_CANVAS[0] and window.canvas.height() >= MainWindow.MIN_CANVAS[1]
+    assert window.images.view.textElideMode() is Qt.TextElideMode.ElideMiddle
+    assert window.images.width() >= 160

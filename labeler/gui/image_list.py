@@ -368,6 +368,10 @@ def _with_badge(pixmap: QPixmap, state: ImageState) -> QPixmap:
     return out
 
 
+MIN_LIST_WIDTH = 160
+"""The image list never gets narrower than this (a thumbnail and a readable name)."""
+
+
 class SearchField(QLineEdit):
     """The name filter. Escape, Enter and Return hand the keyboard back (``finished``), so that the
     one-key shortcuts (D, U, M, ...) work again; while it has the focus, keys type into it."""
@@ -406,10 +410,12 @@ class ImageListPanel(QWidget):
         self.view = QListView()
         self.view.setModel(self.model)
         self.view.setUniformItemSizes(True)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # BloodImage_…0042.jpg, not BloodImage_…
         self.view.setIconSize(QSize(THUMB, THUMB))
         self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
         self.view.setLayoutMode(QListView.LayoutMode.Batched)
         self.view.setBatchSize(200)
+        self.setMinimumWidth(MIN_LIST_WIDTH)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()

@@ -18,11 +18,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -81,6 +83,7 @@ class MainWindow(QMainWindow):
         self.undo_stack = QUndoStack(self)
         self.canvas = AnnotationCanvas(self.undo_stack, self)
         self.setCentralWidget(self.canvas)
+        self.canvas.setMinimumSize(*self.MIN_CANVAS)
         self.images = ImageListPanel()
         self.classes = ClassListPanel()
         self.proposals = ProposalsPanel(self.canvas)
@@ -118,12 +121,23 @@ class MainWindow(QMainWindow):
         self.status.showMessage(OPEN_HINT)
         self.canvas.set_empty_notice(OPEN_HINT)
 
+    MIN_CANVAS = (280, 200)
+    """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
+
     # ---- layout ---------------------------------------------------------------------------
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
-        dock.setWidget(widget)
+        if widget is self.images:
+            dock.setWidget(widget)  # the list scrolls itself
+        else:  # the panel scrolls when the window is small, so that it, not the canvas, gives way
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(widget)
+            scroll.setMinimumWidth(140)
+            dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
