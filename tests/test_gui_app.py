@@ -683,3 +683,33 @@ def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(qt
     assert window.canvas.width() >= MainWindow.MIN_CANVAS[0] and window.canvas.height() >= MainWindow.MIN_CANVAS[1]
     assert window.images.view.textElideMode() is Qt.TextElideMode.ElideMiddle
     assert window.images.width() >= 160
+
+
+def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is_a_slider(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from PySide6.QtCore import QPointF
+
+    from labeler.core.geometry import encode_mask
+
+    root = make_project(tmp_path / "proj", 1)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    cell, membrane = window.project.categories()
+    left = np.zeros((64, 64), bool)  # "cell": a blob in the corner and a big one; "membrane": the rest
+    left[:10, :10] = True
+    left[30:60, 30:60] = True
+    window.project.add_annotation(Annotation(image_id=image_id, category_id=cell.id, kind=Kind.MASK,
+                                             rle=encode_mask(left)))
+    window.project.add_annotation(Annotation(image_id=image_id, category_id=membrane.id, kind=Kind.MASK,
+                                             rle=encode_mask(~left)))
+    window.canvas.reload_annotations()
+    items = list(window.canvas.annotation_items().values())
+    anchors = [item.mapToScene(item.tag.pos()) for item in items]
+    for item, anchor in zip(items, anchors, strict=True):  # each tag inside its own region, not both at (0, 0)
+        assert item.hit(QPointF(anchor.x() + 0.5, anchor.y() + 0.5), 0)
+    assert anchors[0] != anchors[1]
+    slider = window.actions_.mask_opacity
+    slider.setFocus()
+    qtbot.keyClick(slider, Qt.Key.Key_PageDown)  # 10 % less
+    assert all(item.opacity() == pytest.approx(0.9) for item in items)
+    assert all(item.tag.isVisible() for item in items)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QLabel, QSpinBox, QToolBar
+from PySide6.QtWidgets import QLabel, QSlider, QSpinBox, QToolBar
 
 if TYPE_CHECKING:
     from labeler.gui.main_window import MainWindow
@@ -42,6 +42,7 @@ class Actions:
     layers: dict[str, QAction] = field(default_factory=dict)
     classes: list[QAction] = field(default_factory=list)
     brush_size: QSpinBox | None = None
+    mask_opacity: QSlider | None = None
     tool_bar: QToolBar | None = None
 
     def __getitem__(self, name: str) -> QAction:
@@ -224,6 +225,18 @@ def show_shortcuts(window: MainWindow, a: Actions) -> None:
     box.open()
 
 
+def _opacity_slider(window: MainWindow) -> QSlider:
+    """The masks' opacity, 0-100 %."""
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setValue(100)
+    slider.setFixedWidth(90)
+    slider.setToolTip("Opacity of the masks")
+    slider.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+    slider.valueChanged.connect(lambda v: window.canvas.set_mask_opacity(v / 100))
+    return slider
+
+
 def _build_tool_bar(window: MainWindow, a: Actions) -> None:
     bar = QToolBar("Tools", window)
     bar.setObjectName("tools_toolbar")
@@ -244,6 +257,9 @@ def _build_tool_bar(window: MainWindow, a: Actions) -> None:
     bar.addActions([a["fit"], a["actual"]])
     bar.addSeparator()
     bar.addActions(list(a.layers.values()))
+    a.mask_opacity = _opacity_slider(window)
+    bar.addWidget(QLabel(" opacity "))
+    bar.addWidget(a.mask_opacity)
     bar.addSeparator()
     bar.addActions([a["previous"], a["next"], a["next_undone"], a["mark_done"]])
     bar.addSeparator()

@@ -96,6 +96,7 @@ class AnnotationCanvas(QWidget):
         self._threshold = 0.0
         self._load_error: str | None = None
         self.last_menu: QMenu | None = None  # the right-click menu last opened (for tests)
+        self._mask_opacity = 1.0
         self._hidden: set[int] = set()  # labels the user hid from the object list (this image only)
         self._hover: QPointF | None = None  # where the pointer last moved on the canvas (scene coordinates)
         self._empty_notice = ""
@@ -307,6 +308,8 @@ class AnnotationCanvas(QWidget):
                 if item is not None:
                     self._scene.removeItem(item)
                 item = make_item(ann, category, self._take_known_mask(ann))
+                if ann.kind is Kind.MASK:
+                    item.setOpacity(self._mask_opacity)
                 if ann.is_proposal:
                     item.setZValue(item.zValue() + 50)
                     score = f", score {ann.score:.2f}" if ann.score is not None else ""
@@ -441,6 +444,16 @@ class AnnotationCanvas(QWidget):
         if ann.model_version is None:
             return "a person"
         return self._plugin_of_version.get(ann.model_version, f"version #{ann.model_version}")
+
+    def set_mask_opacity(self, opacity: float) -> None:
+        """How opaque masks are drawn, 0..1 (1: as styled); their tags stay readable."""
+        self._mask_opacity = max(0.0, min(1.0, float(opacity)))
+        for item in self._items.values():
+            if item.ann.kind is Kind.MASK:
+                item.setOpacity(self._mask_opacity)
+
+    def mask_opacity(self) -> float:
+        return self._mask_opacity
 
     def set_hidden(self, annotation_id: int, hidden: bool) -> None:
         """Hide one label from view (until another image is shown), or show it again."""
