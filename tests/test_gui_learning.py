@@ -249,7 +249,8 @@ def test_training_on_too_few_usable_images_is_refused_naming_the_detector(qtbot,
     ok, message, _tail = blocker.args
     assert not ok
     shown = window.training_panel.status.text()
-    assert "can use only" in shown and "accepted labels" in shown and "'detector' plugin" in shown
+    assert "of the 8 done images (7 skipped: 7 × 2 accepted labels" in shown
+    assert "'detector' plugin" in shown
     assert window.project.model_versions(PLUGIN) == [] and window.models.table.rowCount() == 0
 
 
@@ -266,7 +267,7 @@ def test_versions_tab_says_what_training_skipped(qtbot, window: MainWindow, trai
     row = next(r for r in range(table.rowCount()) if table.item(r, 1).text() == f"#{added.id}")
     cell = window.models.table.item(row, 3)
     assert cell.text() == "3 (9 skipped)"
-    assert "9 skipped: 9 2 accepted labels" in cell.toolTip()
+    assert "9 skipped: 9 × 2 accepted labels" in cell.toolTip()
 
 
 def test_the_plugin_is_the_projects_and_panels_start_clean(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -244,8 +244,11 @@ def train(
         return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
     for reason, n in val_skipped.items():
         skipped[reason] = skipped.get(reason, 0) + n
-    why_not = refusal(plugin=plugin.name, task=str(getattr(plugin, "task", "")), usable=len(items),
-                      total=len(train_ids), skipped=skipped)
+    # over all the done images (the skipped counts include the validation ones); none usable for
+    # training proper is always refused
+    usable = len(items) + len(val_samples) if items else 0
+    why_not = refusal(plugin=plugin.name, task=str(getattr(plugin, "task", "")), usable=usable,
+                      total=len(done_ids), skipped=skipped)
     if why_not is not None:
         raise TrainingError(why_not)
     refitting = refit and bool(val_samples)
