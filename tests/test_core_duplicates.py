@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.duplicates import DUPLICATE_IOU, drop_duplicates, overlap
-from labeler.core.geometry import encode_mask, box_to_mask
+from labeler.core.geometry import box_to_mask, encode_mask
 
 
 def box(x: float, y: float, w: float, h: float, *, category: int = 1, state: State = State.ACCEPTED,
