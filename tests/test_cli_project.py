@@ -162,3 +162,27 @@ def test_init_on_20000_images_takes_seconds(tmp_path: Path) -> None:
     seconds = time.perf_counter() - start
     print(f"add_folder of 20,000 images: {seconds:.2f} s")
     assert seconds < 30
+
+
+def test_add_brings_in_new_images_and_keeps_every_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from labeler.core.annotation import Annotation, Kind
+
+    root = tmp_path / "proj"
+    write_images(root, 3)
+    assert main(["init", str(root), "--images", str(root), "--classes", "cat"]) == 0
+    with Project.open(root) as project:
+        first = project.images()[0]
+        project.add_annotation(Annotation(image_id=first.id, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 2, 2)))
+        project.set_done(first.id)
+    write_images(root / "later", 2)  # new files appear in the project folder
+    capsys.readouterr()
+    assert main(["add", str(root)]) == 0  # no PATH: rescan the project folder
+    assert "2 new images (3 already there), 5 in all" in capsys.readouterr().out
+    outside = tmp_path / "more"
+    write_images(outside, 1)
+    assert main(["add", str(root), str(outside / "0000.png")]) == 0
+    with Project.open(root) as project:
+        assert project.image_count() == 6
+        assert project.image(first.id).done and len(project.annotations(first.id)) == 1
+    assert main(["add", str(root), str(tmp_path / "nope")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

@@ -4,6 +4,8 @@ and the all-or-nothing promise of imports. Helpers here are reused by the other 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +251,39 @@ def test_import_does_not_touch_existing_labels_and_logs_once(tmp_path: Path) -> 
     assert len(project.annotations()) == 3
     assert project.image_count(done=True) == 0
     assert [e["detail"]["format"] for e in project.edit_log(action="import")] == ["coco"]
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_022")
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "labelme", "masks"])
+def test_exports_get_the_users_normal_file_mode(tmp_path: Path, fmt: str) -> None:
+    project = Project.create(tmp_path / "proj")
+    (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
+    import_annotations(project, tmp_path / "ok.json", format="coco")
+    out = tmp_path / ("out.json" if fmt == "coco" else "out")
+    export_annotations(project, out, format=fmt)
+    entries = [out] + ([p for p in out.rglob("*")] if out.is_dir() else [])
+    assert len(entries) > 1 or fmt == "coco"
+    for entry in entries:
+        want = 0o755 if entry.is_dir() else 0o644
+        assert entry.stat().st_mode & 0o777 == want, (entry, oct(entry.stat().st_mode))
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_atomic_file_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    with atomic_file(target) as tmp:
+        tmp.write_text("1")
+    assert target.stat().st_mode & 0o777 == 0o644
+    target.chmod(0o640)
+    with atomic_file(target) as tmp:
+        tmp.write_text("2")
+    assert target.stat().st_mode & 0o777 == 0o640

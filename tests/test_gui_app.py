@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 pytest.importorskip("pytestqt")
 
@@ -136,6 +136,20 @@ def test_filter_by_state_and_name(qtbot, window: MainWindow, tmp_path: Path) -> 
     assert window.current_image_id() == ids[0]
     assert "2 of 12 shown" in panel.counts_label.text()
     assert set(FILTERS) >= {"All images", "Done", "Has proposals"}
+    # Enter hands the keyboard back to the canvas: D is a shortcut again
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+    assert QApplication.focusWidget() is window.canvas.view()
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_D)
+    assert panel.search.text() == "img_01" and window.current_image_id() == ids[10]  # the first one shown
+    panel.search.setFocus()
+    qtbot.keyClicks(panel.search, "x")
+    qtbot.keyClick(panel.search, Qt.Key.Key_Escape)
+    assert QApplication.focusWidget() is window.canvas.view() and panel.search.text() == "img_01x"
+    # in the image list (not text) the one-key shortcuts work too
+    panel.search.clear()
+    panel.view.setFocus()
+    qtbot.keyClick(panel.view, Qt.Key.Key_A)
+    assert window.current_image_id() == ids[9]
 
 
 def test_classes_add_rename_and_number_keys(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -174,13 +188,13 @@ def test_mark_done_with_key_and_button(qtbot, window: MainWindow, tmp_path: Path
     assert not window.project.image(image_id).done
 
 
-def _add_proposals(project: Project, image_id: int, scores: list[float]) -> list[int]:
+def _add_proposals(project: Project, image_id: int, scores: list[float], *, plugin: str = "segmenter") -> list[int]:
     cat = project.categories()[0]
     version = project.add_model_version(
-        ModelVersion(plugin="segmenter", settings={}, categories=(cat.id,), checkpoint="models/x.safetensors"),
+        ModelVersion(plugin=plugin, settings={}, categories=(cat.id,), checkpoint="models/x.safetensors"),
         activate=True,
     )
-    stored = project.replace_proposals(image_id, plugin="segmenter", proposals=[
+    stored = project.replace_proposals(image_id, plugin=plugin, proposals=[
         Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(4 + 10 * i, 4, 8, 8),
                    state=State.PROPOSED, model_version=version.id, score=s)
         for i, s in enumerate(scores)
@@ -210,7 +224,7 @@ def test_proposals_accept_reject_and_undo(qtbot, window: MainWindow, tmp_path: P
         qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
     states = [window.project.annotation(i).state for i in ids]
     assert states == [State.ACCEPTED, State.REJECTED, State.PROPOSED]
-    assert "1 accepted" in window.status.saved_label.text()
+    assert window.status.saved_label.text().startswith("1 proposal accepted: ")
     # Ctrl+Z undoes the accept, then the reject
     press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.project.annotation(ids[0]).state is State.PROPOSED
@@ -243,6 +257,14 @@ def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path
     assert window.canvas.layer_visible("masks")
     window.actions_.brush_size.setValue(33)
     assert window.canvas.brush_size() == 33
+    press(qtbot, window, Qt.Key.Key_R)
+    press(qtbot, window, Qt.Key.Key_BracketRight)  # the toolbar follows [ and ]
+    assert window.actions_.brush_size.value() == window.canvas.brush_size() == 41
+    press(qtbot, window, Qt.Key.Key_BracketLeft)
+    assert window.actions_.brush_size.value() == window.canvas.brush_size() == 33
+    from labeler.gui.actions import shortcuts_text
+
+    assert "[ / ]" in shortcuts_text(window.actions_)
     window.actions_["actual"].trigger()
     assert window.canvas.view().transform().m11() == pytest.approx(1.0)
     window.actions_["fit"].trigger()
@@ -418,3 +440,276 @@ def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Pat
     assert win.close()
     assert all(gone(p) for p in pids) and not win.background_jobs_running()
     assert all(m.read_text() == "terminated" for m in markers)
+
+
+def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 5)
+    open_and_wait(qtbot, window, root)
+    ids = [r.id for r in window.project.images()]
+    for image_id, value in ((ids[1], 0.9), (ids[3], 0.5), (ids[4], 0.95)):
+        window.project.set_uncertainty(image_id, value)
+    walked, shown = [], []
+    for _ in range(4):
+        press(qtbot, window, Qt.Key.Key_U)
+        walked.append(window.current_image_id())
+        shown.append(window.statusBar().currentMessage())
+    assert walked == [ids[4], ids[1], ids[3], ids[4]]  # down the order, then round again; no ping-pong
+    assert [m.split(" (")[0] for m in shown[:3]] == [f"Next most uncertain: uncertainty {v}" for v in ("0.95", "0.90", "0.50")]
+    model = window.images.model
+    tip = model.data(model.index(model.row_of(ids[1]), 0), Qt.ItemDataRole.ToolTipRole)
+    assert "uncertainty 0.90" in tip
+
+
+def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    masks = _add_proposals(window.project, image_id, [0.9], plugin="segmenter")
+    boxes = _add_proposals(window.project, image_id, [0.8, 0.7], plugin="localizer")
+    window.canvas.reload_annotations()
+    panel = window.proposals
+    panel.set_threshold(0.5)
+    assert "3 of 3 proposals shown" in panel.summary.text()
+    assert "2 by localizer, 1 by segmenter" in panel.summary.text()
+    assert window.canvas._items[boxes[0]].toolTip().startswith("proposal by localizer (version #")
+    # choose "localizer" with the keyboard: All plugins, localizer, segmenter
+    panel.plugin_filter.setFocus()
+    qtbot.keyClick(panel.plugin_filter, Qt.Key.Key_Down)
+    assert panel.plugin_filter.currentText() == "localizer"
+    assert not window.canvas._items[masks[0]].isVisible() and window.canvas._items[boxes[0]].isVisible()
+    assert "2 of 3 proposals shown" in panel.summary.text() and "localizer only" in panel.summary.text()
+    with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
+        qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
+    assert [window.project.annotation(i).state for i in boxes + masks] == [State.ACCEPTED, State.ACCEPTED, State.PROPOSED]
+
+
+def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert "Open a project" in window.canvas.view().notice()  # the empty window says what to do
+    root = make_project(tmp_path / "proj", 3)
+    open_and_wait(qtbot, window, root)
+    assert window.canvas.view().notice() == ""
+    second = window.project.images()[1]
+    (root / second.path).write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
+    with qtbot.waitSignal(window.canvas.errorOccurred, timeout=10_000):
+        press(qtbot, window, Qt.Key.Key_D)
+    assert window.current_image_id() == second.id
+    assert "cannot be shown" in window.canvas.view().notice()
+    press(qtbot, window, Qt.Key.Key_M)
+    assert not window.project.image(second.id).done and not window.actions_["mark_done"].isChecked()
+    assert window.statusBar().currentMessage().startswith("Cannot mark done")
+    with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
+        press(qtbot, window, Qt.Key.Key_D)
+    assert window.canvas.view().notice() == ""
+    press(qtbot, window, Qt.Key.Key_M)
+    assert window.project.image(window.current_image_id()).done
+
+
+def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "proj"
+    paths = write_images(root / "raw", 4)
+    for path, name in zip(paths, ["10.png", "2.png", "1.png", "0.png"], strict=True):
+        path.rename(root / name)
+    with Project.create(root) as project:
+        project.add_images([root / "10.png", root / "2.png", root / "1.png", root / "0.png"])  # ids in that order
+        project.add_category("cat")
+    open_and_wait(qtbot, window, root)
+    model = window.images.model
+    assert [model.data(model.index(r, 0)) for r in range(model.rowCount())] == ["0.png", "1.png", "2.png", "10.png"]
+    seen = [window.project.image(window.current_image_id()).path]
+    for _ in range(3):
+        press(qtbot, window, Qt.Key.Key_D)
+        seen.append(window.project.image(window.current_image_id()).path)
+    assert seen == ["0.png", "1.png", "2.png", "10.png"]
+
+
+def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from labeler.core.effort import Effort
+    from labeler.gui.status import effort_text
+
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    fitted = window.status.zoom_label.text()
+    assert fitted.startswith("zoom ") and fitted.endswith(" %")
+    press(qtbot, window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.status.zoom_label.text() == "zoom 100 %"
+    effort = Effort(draw_seconds={"box": 7.0}, accepted={"box": 2}, review_seconds=25.0, saved_seconds=-11.0)
+    assert effort_text(effort) == "2 proposals accepted: reviewing took ~11 s longer than drawing them would have"
+
+
+def _hover(view, x: float, y: float) -> None:  # type: ignore[no-untyped-def]
+    """The pointer moving over image pixel (x, y), with no button down (a plain mouse-move event:
+    QTest.mouseMove is dropped after another test's QApplication window went)."""
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    local = QPointF(view.mapFromScene(QPointF(x, y)))
+    event = QMouseEvent(QEvent.Type.MouseMove, local, QPointF(view.viewport().mapToGlobal(local.toPoint())),
+                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view.viewport(), event)
+
+
+def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    ids = _add_proposals(window.project, image_id, [0.9, 0.8])  # boxes at x 4..12 and 14..22
+    window.canvas.reload_annotations()
+    assert window.canvas.selected_ids() == []
+    view = window.canvas.view()
+    _hover(view, 18, 8)
+    press(qtbot, window, Qt.Key.Key_Y)
+    assert [window.project.annotation(i).state for i in ids] == [State.PROPOSED, State.ACCEPTED]
+    _hover(view, 50, 50)  # over no proposal: the only one left
+    press(qtbot, window, Qt.Key.Key_X)
+    assert [window.project.annotation(i).state for i in ids] == [State.REJECTED, State.ACCEPTED]
+
+
+def test_the_first_label_without_a_class_asks_for_its_name(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gui_helpers import drag
+    from PySide6.QtWidgets import QInputDialog
+
+    asked: list[str] = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda _p, title, *a, **k: (asked.append(title), ("cell", True))[1])
+    root = make_project(tmp_path / "proj", 2, classes=())
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    press(qtbot, window, Qt.Key.Key_B)
+    drag(window.canvas, [(5, 5), (20, 15), (40, 30)])
+    qtbot.waitUntil(lambda: bool(asked), timeout=5000)
+    assert [c.name for c in window.project.categories()] == ["cell"]
+    assert "draw the label now" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
+        drag(window.canvas, [(5, 5), (20, 15), (40, 30)])
+    anns = window.project.annotations(image_id)
+    assert len(anns) == 1 and anns[0].category_id == window.project.category_by_name("cell").id
+
+
+def right_click(view, at) -> None:  # type: ignore[no-untyped-def]
+    """A right click as the window system delivers it: the press, then the context-menu event
+    (the offscreen platform makes no context-menu event of its own)."""
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtTest import QTest
+
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, at)
+    QApplication.sendEvent(view.viewport(), QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at,
+                                                              view.viewport().mapToGlobal(at)))
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints", "This plugin does not support raise",
+                           "This plugin does not support grabbing the keyboard")  # the offscreen platform, on popups
+def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    cat = window.project.categories()[0]
+    tiny = window.project.add_annotation(Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX,
+                                                    box_xywh=(50.0, 50.0, 1.0, 1.0)))
+    ids = _add_proposals(window.project, image_id, [0.9])
+    window.canvas.reload_annotations()
+    objects = window.objects
+    assert objects.ids() == [tiny.id, ids[0]]
+    assert [objects.table.item(0, c).text() for c in range(1, 5)] == ["cat", "box", "you", ""]
+    assert objects.table.item(1, 3).text() == "proposal by segmenter" and objects.table.item(1, 4).text() == "0.90"
+    # clicking a row selects the label and zooms to it, however small
+    rect = objects.table.visualItemRect(objects.table.item(0, 1))
+    qtbot.mouseClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.canvas.selected_ids() == [tiny.id]
+    assert window.canvas.view().scale_factor() >= 24
+    # untick "Shown" to hide it
+    objects.table.item(0, 0).setCheckState(Qt.CheckState.Unchecked)
+    assert not window.canvas.annotation_items()[tiny.id].isVisible()
+    window.canvas.fit_to_window()
+    # right click on the proposal: accept it, change its class
+    view = window.canvas.view()
+    from PySide6.QtCore import QPointF
+
+    at = view.mapFromScene(QPointF(8, 8))
+    right_click(view, at)
+    menu = window.canvas.last_menu
+    assert menu is not None and window.canvas.selected_ids() == [ids[0]]
+    texts = [a.text() for a in menu.actions()]
+    assert "Change class" in texts and "Accept proposal (Y)" in texts and "Delete (Del)" in texts
+    next(a for a in menu.actions() if a.text() == "Accept proposal (Y)").trigger()
+    assert window.project.annotation(ids[0]).state is State.ACCEPTED
+    menu.close()
+    right_click(view, at)
+    change = next(a for a in window.canvas.last_menu.actions() if a.text() == "Change class").menu()
+    next(a for a in change.actions() if a.text() == "dog").trigger()
+    assert window.project.annotation(ids[0]).category_id == window.project.category_by_name("dog").id
+    window.canvas.last_menu.close()
+    # double-click a row to change its class
+    from PySide6.QtWidgets import QInputDialog
+
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("cat", True))
+    rect = objects.table.visualItemRect(objects.table.item(1, 1))
+    qtbot.mouseClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # a double click's first half
+    qtbot.mouseDClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.project.annotation(ids[0]).category_id == cat.id
+    # Delete from the panel
+    qtbot.mouseClick(objects.delete_button, Qt.MouseButton.LeftButton)
+    assert [a.id for a in window.project.annotations(image_id)] == [tiny.id]
+
+
+def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QFileDialog
+
+    root = make_project(tmp_path / "proj", 2)
+    with Project.open(root) as project:
+        first = project.images()[0]
+        project.add_annotation(Annotation(image_id=first.id, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 9, 9)))
+    open_and_wait(qtbot, window, root)
+    write_images(root / "new", 3, seed=5)
+    qtbot.keyClick(window.canvas.view(), Qt.Key.Key_F5)  # Rescan folder
+    assert window.project.image_count() == 5 and window.images.model.rowCount() == 5
+    assert "3 new images added" in window.statusBar().currentMessage()
+    outside = write_images(tmp_path / "elsewhere", 1, seed=9)
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(outside[0])], ""))
+    window.actions_["add_images"].trigger()
+    assert window.project.image_count() == 6 and window.images.model.rowCount() == 6
+    assert len(window.project.annotations(first.id)) == 1
+
+
+def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "proj"
+    for path in write_images(root / "raw", 2):
+        path.rename(root / f"BloodImage_{path.stem}_with_a_long_name.png")
+    with Project.create(root) as project:
+        project.add_folder(root)
+        project.add_category("cell")
+    open_and_wait(qtbot, window, root)
+    window.resize(800, 500)
+    qtbot.waitUntil(lambda: window.width() <= 1000)
+    assert window.canvas.width() >= MainWindow.MIN_CANVAS[0] and window.canvas.height() >= MainWindow.MIN_CANVAS[1]
+    assert window.images.view.textElideMode() is Qt.TextElideMode.ElideMiddle
+    assert window.images.width() >= 160
+
+
+def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is_a_slider(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from PySide6.QtCore import QPointF
+
+    from labeler.core.geometry import encode_mask
+
+    root = make_project(tmp_path / "proj", 1)
+    open_and_wait(qtbot, window, root)
+    image_id = window.current_image_id()
+    cell, membrane = window.project.categories()
+    left = np.zeros((64, 64), bool)  # "cell": a blob in the corner and a big one; "membrane": the rest
+    left[:10, :10] = True
+    left[30:60, 30:60] = True
+    window.project.add_annotation(Annotation(image_id=image_id, category_id=cell.id, kind=Kind.MASK,
+                                             rle=encode_mask(left)))
+    window.project.add_annotation(Annotation(image_id=image_id, category_id=membrane.id, kind=Kind.MASK,
+                                             rle=encode_mask(~left)))
+    window.canvas.reload_annotations()
+    items = list(window.canvas.annotation_items().values())
+    anchors = [item.mapToScene(item.tag.pos()) for item in items]
+    for item, anchor in zip(items, anchors, strict=True):  # each tag inside its own region, not both at (0, 0)
+        assert item.hit(QPointF(anchor.x() + 0.5, anchor.y() + 0.5), 0)
+    assert anchors[0] != anchors[1]
+    slider = window.actions_.mask_opacity
+    slider.setFocus()
+    qtbot.keyClick(slider, Qt.Key.Key_PageDown)  # 10 % less
+    assert all(item.opacity() == pytest.approx(0.9) for item in items)
+    assert all(item.tag.isVisible() for item in items)

@@ -407,3 +407,34 @@ def test_jpeg_decoded_straight_into_one_rgbx_buffer(tmp_path: Path) -> None:
     truncated = tmp_path / "t.jpg"
     truncated.write_bytes(jpeg.read_bytes()[:400])
     assert decode_jpeg_rgbx(truncated) is None
+
+
+def test_a_mask_proposal_is_hatched_all_over_and_an_accepted_mask_is_not(qtbot: object) -> None:
+    import numpy as np
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtWidgets import QStyleOptionGraphicsItem
+
+    from labeler.core.annotation import Category, Kind, State
+    from labeler.core.geometry import encode_mask
+    from labeler.gui.canvas.items import MaskItem
+
+    mask = np.ones((40, 40), bool)
+    category = Category(1, "cell", (200, 30, 30))
+
+    def render(state: State) -> np.ndarray:
+        ann = Annotation(image_id=1, category_id=1, kind=Kind.MASK, rle=encode_mask(mask), state=state,
+                         model_version=1 if state is State.PROPOSED else None, score=0.8 if state is State.PROPOSED else None)
+        item = MaskItem(ann, category)
+        image = QImage(40, 40, QImage.Format.Format_ARGB32)
+        image.fill(0xFFFFFFFF)
+        painter = QPainter(image)
+        option = QStyleOptionGraphicsItem()
+        option.exposedRect = item.boundingRect()
+        item.paint(painter, option)
+        painter.end()
+        pixels = np.frombuffer(image.constBits(), np.uint8).reshape(40, 40, 4)
+        return pixels[5:35, 5:35, :3].reshape(-1, 3).astype(float)  # the inside, away from the outline
+
+    accepted, proposed = render(State.ACCEPTED), render(State.PROPOSED)
+    assert accepted.std(axis=0).max() < 1.0  # an even tint
+    assert proposed.std(axis=0).max() > 10.0  # hatch lines across the whole region

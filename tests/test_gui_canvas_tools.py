@@ -335,3 +335,18 @@ def test_drawing_keys_win_over_window_shortcuts(qtbot: object, env: CanvasEnv) -
     assert fired == []
     key(canvas, Qt.Key.Key_Escape)  # nothing drawn: the window's shortcut gets it
     assert fired == ["esc"]
+
+
+def test_a_box_too_small_to_see_is_not_drawn_and_the_user_is_told(qtbot: object, env: CanvasEnv) -> None:
+    from labeler.gui.canvas.tools import MIN_BOX_SCREEN_PX
+
+    canvas = env.canvas
+    canvas.set_tool("box")
+    scale = canvas.view().scale_factor()
+    side = (MIN_BOX_SCREEN_PX - 2) / scale  # a 4-screen-pixel drag
+    with qtbot.waitSignal(canvas.errorOccurred, timeout=2000) as told:  # type: ignore[attr-defined]
+        drag(canvas, [(100, 100), (100 + side / 2, 100 + side / 2), (100 + side, 100 + side)])
+    assert _anns(env) == [] and "Zoom in" in told.args[0]
+    big = (MIN_BOX_SCREEN_PX + 4) / scale
+    drag(canvas, [(100, 100), (100 + big / 2, 100 + big / 2), (100 + big, 100 + big)])
+    assert len(_anns(env)) == 1

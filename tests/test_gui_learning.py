@@ -234,3 +234,58 @@ def test_auto_label_without_a_model_says_what_to_do(qtbot, window: MainWindow, t
     qtbot.mouseClick(window.autolabel_panel.image_button, Qt.MouseButton.LeftButton)
     assert "no trained localizer model yet" in window.statusBar().currentMessage()
     assert not window.autolabeler.image_running()
+
+
+def test_training_on_too_few_usable_images_is_refused_naming_the_detector(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = labelled(tmp_path / "many", count=8, done=8)
+    with Project.open(root) as project:
+        cat = project.categories()[0]
+        for record in project.images()[1:]:  # every image but the first gets a second object
+            project.add_annotation(Annotation(image_id=record.id, category_id=cat.id, kind=Kind.BOX,
+                                              box_xywh=(40.0, 40.0, 10.0, 10.0)))
+    open_and_wait(qtbot, window, root)
+    with qtbot.waitSignal(window.trainer.finished, timeout=120_000) as blocker:
+        qtbot.mouseClick(window.training_panel.train_button, Qt.MouseButton.LeftButton)
+    ok, message, _tail = blocker.args
+    assert not ok
+    shown = window.training_panel.status.text()
+    assert "of the 8 done images (7 skipped: 7 × 2 accepted labels" in shown
+    assert "'detector' plugin" in shown
+    assert window.project.model_versions(PLUGIN) == [] and window.models.table.rowCount() == 0
+
+
+def test_versions_tab_says_what_training_skipped(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+    from labeler.core.store import ModelVersion
+
+    with Project.open(trained) as project:
+        first = project.model_versions(PLUGIN)[0]
+        added = project.add_model_version(ModelVersion(plugin=PLUGIN, settings=first.settings, categories=first.categories,
+                                               checkpoint=first.checkpoint, metrics={"iou": 0.4},
+                                               data={"train_images": [1, 2, 3], "skipped": {"2 accepted labels": 9}}))
+    open_and_wait(qtbot, window, trained)
+    table = window.models.table
+    row = next(r for r in range(table.rowCount()) if table.item(r, 1).text() == f"#{added.id}")
+    cell = window.models.table.item(row, 3)
+    assert cell.text() == "3 (9 skipped)"
+    assert "9 skipped: 9 × 2 accepted labels" in cell.toolTip()
+
+
+def test_the_plugin_is_the_projects_and_panels_start_clean(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from labeler.core.store import ModelVersion
+
+    a = make_project(tmp_path / "a", 2)
+    b = make_project(tmp_path / "b", 2)
+    with Project.open(b) as project:  # b was trained with the segmenter
+        project.add_model_version(ModelVersion(plugin="segmenter", settings={}, categories=(1,), checkpoint="m"))
+    open_and_wait(qtbot, window, a)
+    window.plugin_combo.setCurrentText("localizer")
+    window.training_panel.status.setText("Training failed: something of project a")
+    window.autolabel_panel.status.setText("Auto-labelled 2 images of project a")
+    open_and_wait(qtbot, window, b)
+    assert window.plugin_combo.currentText() == "segmenter"  # the plugin of b's model versions
+    assert "project a" not in window.training_panel.status.text() and window.autolabel_panel.status.text() == ""
+    open_and_wait(qtbot, window, a)
+    assert window.plugin_combo.currentText() == "localizer"  # remembered for a
+    model = window.plugin_combo.model()
+    tips = [model.index(r, 0).data(Qt.ItemDataRole.ToolTipRole) for r in range(window.plugin_combo.count())]
+    assert all(tips) and any("one box per image" in t for t in tips)

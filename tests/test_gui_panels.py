@@ -57,12 +57,22 @@ def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped
     panel.show_event({"event": "progress", "phase": "refit", "epoch": 0.5, "step": 6, "fraction": 0.9,
                       "losses": {"total": 0.1}, "elapsed": 9, "eta": 1})
     assert panel.progress.value() == 900 and panel.plot.loss_series.points[-1] == (6.0, 0.1)
-    assert panel.status.text().startswith("folding in the validation images · epoch 0.5")
+    assert panel.status.text().startswith("folding in the validation images · refit epoch 0.5")  # not "epoch 648 → 0.5"
     panel.show_finished(False, "Training failed: boom.", "line 1\nTraceback\nValueError: boom")
     assert panel.log.isVisibleTo(panel) and "ValueError: boom" in panel.log.toPlainText()
     assert panel.progress.value() == 0 and panel.train_button.isEnabled()
     panel.set_running(True, "segmenter")
     assert not panel.log.isVisibleTo(panel) and not panel.plot.loss_series.points
+
+
+def test_a_short_run_still_plots_its_validation_point(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.set_running(True, "localizer")
+    for step in range(1, 4):  # under 30 s: no "validation" event during the run
+        panel.show_event({"event": "progress", "epoch": step, "step": step, "losses": {"total": 1.0 / step}})
+    panel.show_event({"event": "done", "version": 1, "activated": True, "metric": 0.42})
+    assert panel.plot.metric_series.points == [(3.0, 0.42)]
 
 
 def test_plot_paints_empty_single_and_flat_series(qtbot) -> None:  # type: ignore[no-untyped-def]

@@ -77,7 +77,7 @@ def test_jpeg_named_png_reads_by_content(tmp_path: Path) -> None:
 
 def test_rgba_becomes_rgb(tmp_path: Path) -> None:
     rgba = np.zeros((6, 8, 4), dtype=np.uint8)
-    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 10, 20, 30, 128
+    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 10, 20, 30, 255  # opaque: the colour as stored
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     out = read_image(tmp_path / "a.png")
     assert out.shape == (6, 8, 3) and out.dtype == np.uint8
@@ -241,3 +241,25 @@ def test_reduce_must_be_a_power_of_two_up_to_8(tmp_path: Path) -> None:
 def test_is_image_file_goes_by_name() -> None:
     assert is_image_file("a/b/c.JPG") and is_image_file("x.tiff") and is_image_file(Path("y.png"))
     assert not is_image_file("notes.txt") and not is_image_file("labeler.db") and not is_image_file("png")
+
+
+def test_transparent_pixels_are_composited_on_the_neutral_background(tmp_path: Path) -> None:
+    from labeler.core.images import BACKGROUND_RGB, read_image_at_least
+
+    rgba = np.zeros((8, 10, 4), np.uint8)
+    rgba[..., :3] = (255, 0, 255)  # junk under the transparent part (pink fringes)
+    rgba[:, :5, 3] = 255  # left half opaque
+    rgba[:, :5, :3] = (10, 200, 30)
+    rgba[:, 7:, 3] = 128  # a half-transparent strip
+    path = tmp_path / "fruit.jpg"  # a PNG named .jpg, as in the issue
+    Image.fromarray(rgba, "RGBA").save(path, format="PNG")
+    out = read_image(path)
+    assert out.shape == (8, 10, 3) and out.dtype == np.uint8
+    assert (out[:, :5] == (10, 200, 30)).all()
+    assert (out[:, 5:7] == BACKGROUND_RGB).all()
+    assert np.allclose(out[:, 7:], np.array((255, 0, 255)) * 128 / 255 + np.array(BACKGROUND_RGB) * 127 / 255, atol=1)
+    assert (read_image_at_least(path, 4)[0] == out).all()  # the models' inputs see the same pixels
+    palette = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    index = palette.getpixel((6, 0))
+    palette.save(tmp_path / "p.png", transparency=index)
+    assert (read_image(tmp_path / "p.png")[:, 5:7] == BACKGROUND_RGB).all()

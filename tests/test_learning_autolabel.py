@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from labeler.core.annotation import Annotation, Kind, State
+from labeler.core.duplicates import DUPLICATE_IOU, overlap
 from labeler.learning.autolabel import (
     auto_label,
     in_shard,
@@ -247,3 +248,15 @@ def test_batches_group_small_inputs_of_one_shape():
     assert sizes(_batches(ready, batch_size=2, on_gpu=False)) == [2, 1, 1, 1, 1, 1]
     assert sizes(_batches(ready, batch_size=16, on_gpu=True)) == [3, 1, 1, 2]
     assert [g[0] for g in _batches(ready, batch_size=16, on_gpu=False)][1:3] == [other, broken]
+
+
+def test_auto_label_does_not_propose_again_what_is_accepted(trained):
+    project, loaded = trained
+    auto_label(project, loaded, [8])
+    accepted = project.annotations(8, states=[State.PROPOSED])[0]
+    project.set_state(accepted.id, State.ACCEPTED)
+    auto_label(project, loaded, [8])
+    record = project.image(8)
+    again = [p for p in project.annotations(8, states=[State.PROPOSED]) if p.category_id == accepted.category_id]
+    assert all(overlap(p, project.annotation(accepted.id), height=record.height, width=record.width) < DUPLICATE_IOU
+               for p in again)

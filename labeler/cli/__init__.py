@@ -16,6 +16,7 @@ from collections.abc import Sequence
 VERBS: dict[str, str] = {
     "init": "project",
     "info": "project",
+    "add": "project",
     "import": "transfer",
     "export": "transfer",
     "plugins": "learning",

@@ -1,4 +1,4 @@
-"""``labeler init`` and ``labeler info``."""
+"""``labeler init``, ``labeler add`` and ``labeler info``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--images", metavar="DIR", help="folder of images to add (searched recursively)")
     p.add_argument("--classes", metavar="A,B,C", help="comma-separated category names")
     p.set_defaults(run=run_init)
+
+    p = sub.add_parser("add", help="add new image files to a project (incremental)",
+                       description="Add image files, or the images under folders (recursively), to the project. "
+                                   "With no PATH the project folder is rescanned. Images already in the project "
+                                   "and every label are kept as they are.")
+    p.add_argument("project")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders (default: the project folder)")
+    p.set_defaults(run=run_add)
 
     p = sub.add_parser("info", help="what a project holds", description="Counts of images, categories, labels, models.")
     p.add_argument("project")
@@ -54,6 +62,31 @@ def run_init(args: argparse.Namespace) -> int:
         added = project.image_count() - before
         print(f"{project.root}: {project.image_count()} images ({added} new), "
               f"{len(project.categories())} categories")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from labeler.cli import CliError
+    from labeler.core.images import is_image_file
+    from labeler.core.store import Project, list_image_files
+
+    with Project.open(args.project) as project:
+        paths = [Path(p) for p in args.paths] or [project.root]
+        files: list[Path] = []
+        for path in paths:  # checked before anything is added
+            if path.is_dir():
+                files += list_image_files(path)
+            elif path.is_file() and is_image_file(path):
+                files.append(path)
+            else:
+                raise CliError(f"{path}: {'not an image file' if path.exists() else 'no such file or folder'}")
+        before = project.image_count()
+        bar = ProgressBar("adding images")
+        project.add_images(files, progress=bar)
+        bar.close()
+        added = project.image_count() - before
+        print(f"{project.root}: {added} new image{'' if added == 1 else 's'} "
+              f"({len(files) - added} already there), {project.image_count()} in all")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 - Files are recognised by content, not extension (``.jpg`` files that are PNG read fine).
 - EXIF orientation is honoured (an invalid value such as 0 counts as "upright").
-- Grayscale, palette, 16-bit and alpha images come back as ``(h, w, 3)`` uint8 RGB.
+- Grayscale, palette, 16-bit and alpha images come back as ``(h, w, 3)`` uint8 RGB; transparent
+  pixels are composited on :data:`BACKGROUND_RGB` (what hides under them in the file is junk), the
+  same for the canvas, the thumbnails and the models' inputs, since all of them read through here.
 - Decompression bombs are refused before decoding: the header is read first (Pillow reads headers
   lazily) and images over ``max_pixels`` raise :class:`ImageError`.
 - Unicode paths work (bytes are read by Python, decoded by OpenCV from memory).
@@ -29,6 +31,9 @@ from labeler.core.files import NotAFileError, check_regular_file
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 """Images with more pixels than this are refused unless ``max_pixels`` or ``$LABELER_MAX_PIXELS`` say otherwise."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm"})
+BACKGROUND_RGB = (255, 255, 255)
+"""The neutral background that transparent pixels are composited on."""
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 # EXIF orientation -> how to turn the stored pixels upright (as Pillow's exif_transpose does).
 _ORIENT = {
@@ -88,11 +93,12 @@ def _name(source: object) -> str:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<data>"  # type: ignore[arg-type]
 
 
-def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
-    """``(width, height, orientation, format)`` as stored in the file, from the header alone.
+def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
+    """``(width, height, orientation, format, alpha)`` as stored in the file, from the header alone.
 
     ``orientation`` is the EXIF orientation tag (1..8); a missing, broken or invalid tag is 1.
-    ``format`` is Pillow's name for it (``"JPEG"``, ``"PNG"``, ...).
+    ``format`` is Pillow's name for it (``"JPEG"``, ``"PNG"``, ...); ``alpha`` says whether some
+    pixels may be transparent (an alpha channel or a transparent colour).
     """
     try:
         check_regular_file(path)  # a named pipe or a device is never opened
@@ -102,6 +108,7 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
         with opened as im:
             width, height = im.size
             image_format = str(im.format or "")
+            alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
             orientation = 1
             # A PNG's eXIf chunk is read only where it comes before the pixel data (Pillow has it
             # in ``info`` then); looking for one after the pixels would decode the whole image.
@@ -122,12 +129,12 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str]:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
     if orientation not in _ORIENT:
         orientation = 1
-    return int(width), int(height), orientation, image_format
+    return int(width), int(height), orientation, image_format, bool(alpha)
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(width, height)`` after EXIF orientation, from the header alone (no pixel decoding)."""
-    width, height, orientation, _ = _header(path)
+    width, height, orientation, _, _ = _header(path)
     if orientation in _ROTATED_ORIENTATIONS:
         width, height = height, width
     return width, height
@@ -160,8 +167,8 @@ def read_image(
     """
     if reduce not in (1, 2, 4, 8):
         raise ValueError("reduce must be 1, 2, 4 or 8")
-    width, height, orientation, _ = _checked_header(path, max_pixels)
-    return _decode(path, orientation, reduce)
+    width, height, orientation, _, alpha = _checked_header(path, max_pixels)
+    return _decode(path, orientation, reduce, alpha=alpha)
 
 
 def read_image_at_least(
@@ -174,32 +181,35 @@ def read_image_at_least(
     decoded at 1/2, 1/4 or 1/8 size when that keeps both sides at least ``min_side`` (scaling in
     the JPEG decoder costs a fraction of a full decode); other formats are decoded whole.
     """
-    width, height, orientation, image_format = _checked_header(path, max_pixels)
+    width, height, orientation, image_format, alpha = _checked_header(path, max_pixels)
     reduce = 1
     if image_format in ("JPEG", "MPO"):
         for r in (8, 4, 2):
             if min(width, height) // r >= min_side:
                 reduce = r
                 break
-    pixels = _decode(path, orientation, reduce)
+    pixels = _decode(path, orientation, reduce, alpha=alpha)
     upright = (width, height) if orientation not in _ROTATED_ORIENTATIONS else (height, width)
     return pixels, (upright[1], upright[0])
 
 
-def _checked_header(path: str | os.PathLike[str], max_pixels: int | None) -> tuple[int, int, int, str]:
+def _checked_header(path: str | os.PathLike[str], max_pixels: int | None) -> tuple[int, int, int, str, bool]:
     """:func:`_header`, refusing images over the pixel limit before anything is decoded."""
     limit = max_pixels_limit() if max_pixels is None else max_pixels
-    width, height, orientation, image_format = _header(path)
+    width, height, orientation, image_format, alpha = _header(path)
     if width * height > limit:
         raise ImageError(
             f"{path}: {width} x {height} pixels is over the limit of {limit:,} "
             "(set LABELER_MAX_PIXELS to allow larger images)"
         )
-    return width, height, orientation, image_format
+    return width, height, orientation, image_format, alpha
 
 
-def _decode(path: str | os.PathLike[str], orientation: int, reduce: int) -> np.ndarray:
-    """The file's pixels as ``(h, w, 3)`` uint8 RGB, upright, at ``1/reduce`` size."""
+def _decode(path: str | os.PathLike[str], orientation: int, reduce: int, *, alpha: bool = False) -> np.ndarray:
+    """The file's pixels as ``(h, w, 3)`` uint8 RGB, upright, at ``1/reduce`` size
+    (with ``alpha``, composited on :data:`BACKGROUND_RGB`)."""
+    if alpha:
+        return np.ascontiguousarray(_read_with_pillow(path, reduce, alpha=True))
     try:
         data = np.fromfile(os.fspath(path), dtype=np.uint8)
     except OSError as exc:
@@ -214,8 +224,8 @@ def _decode(path: str | os.PathLike[str], orientation: int, reduce: int) -> np.n
     return np.ascontiguousarray(_orient(image, orientation))
 
 
-def _read_with_pillow(path: str | os.PathLike[str], reduce: int) -> np.ndarray:
-    """Fallback for what OpenCV cannot decode (GIF, some palette PNGs)."""
+def _read_with_pillow(path: str | os.PathLike[str], reduce: int, *, alpha: bool = False) -> np.ndarray:
+    """Fallback for what OpenCV cannot decode (GIF, some palette PNGs), and images with transparency."""
     try:
         from PIL import ImageOps
 
@@ -223,7 +233,12 @@ def _read_with_pillow(path: str | os.PathLike[str], reduce: int) -> np.ndarray:
             upright: Image.Image = ImageOps.exif_transpose(opened)
             if reduce > 1:
                 upright = upright.reduce(reduce)
-            return np.asarray(upright.convert("RGB"))
+            if not alpha:
+                return np.asarray(upright.convert("RGB"))
+            rgba = np.asarray(upright.convert("RGBA"), dtype=np.float32)
+            a = rgba[..., 3:] / 255.0
+            out = rgba[..., :3] * a + np.asarray(BACKGROUND_RGB, np.float32) * (1.0 - a)
+            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: corrupt or unsupported image ({exc})") from exc
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
 from labeler.core.images import content_hash, is_image_file, read_image, read_image_size
+from labeler.core.natural import natural_key
 from labeler.core.schema import migrate
 
 DB_NAME = "labeler.db"
@@ -787,7 +788,8 @@ def _category_name(name: str) -> str:
 
 
 def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` by name, sorted; hidden files and folders are skipped.
+    """Image files under ``folder`` in natural order of their paths (``img2`` before ``img10``);
+    hidden files and folders are skipped.
 
     Only regular files count (a symlink counts when it leads to one): named pipes, devices
     (``/dev/zero`` behind a symlink too), sockets, folders named ``x.png`` and broken or looping
@@ -807,7 +809,7 @@ def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
                         stack.append(Path(entry.path))
                 elif is_image_file(entry.name) and _is_regular(entry):
                     found.append(Path(entry.path))
-    found.sort()
+    found.sort(key=lambda p: natural_key(p.as_posix()))
     return found
 
 

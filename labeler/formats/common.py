@@ -506,9 +506,37 @@ class Writer:
 # ---- writing output ---------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where Linux allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_normal_mode(tmp: Path, target: Path, *, folder: bool) -> None:
+    """Give ``tmp`` the mode a plain ``open``/``mkdir`` would have (or ``target``'s, if it exists).
+
+    ``mkstemp``/``mkdtemp`` create owner-only (0600/0700) entries; an export must not be.
+    """
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except OSError:
+        mode = (0o777 if folder else 0o666) & ~_umask()
+    os.chmod(tmp, mode)
+
+
 @contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    The file gets the user's normal mode (``0666 & ~umask``), or the mode of the file it replaces.
+    """
     path = Path(path)
     if path.is_dir():
         raise FormatError(f"{path} is a folder; give a file name")
@@ -517,6 +545,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _give_normal_mode(Path(tmp), path, folder=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -538,6 +567,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     try:
         yield tmp
         if not out.exists():
+            _give_normal_mode(tmp, out, folder=True)
             os.rename(tmp, out)
             return
         for root, _dirs, names in os.walk(tmp):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QLabel, QSpinBox, QToolBar
+from PySide6.QtWidgets import QLabel, QSlider, QSpinBox, QToolBar
 
 if TYPE_CHECKING:
     from labeler.gui.main_window import MainWindow
@@ -42,6 +42,7 @@ class Actions:
     layers: dict[str, QAction] = field(default_factory=dict)
     classes: list[QAction] = field(default_factory=list)
     brush_size: QSpinBox | None = None
+    mask_opacity: QSlider | None = None
     tool_bar: QToolBar | None = None
 
     def __getitem__(self, name: str) -> QAction:
@@ -76,6 +77,9 @@ def build_actions(window: MainWindow) -> Actions:
             "Open a project, or a folder of images to make a project of")
     _action(window, a, "import", "&Import labels…", window.ask_import, "Ctrl+I", "Import annotations from a file")
     _action(window, a, "export", "&Export labels…", window.ask_export, "Ctrl+E", "Export annotations to a file")
+    _action(window, a, "add_images", "&Add images…", window.ask_add_images, None, "Add image files to the project")
+    _action(window, a, "rescan", "Re&scan folder", window.rescan_folder, "F5",
+            "Add the images that appeared in the project folder (labels are kept)")
     _action(window, a, "quit", "&Quit", window.close, std.Quit)
 
     # Edit: undo / redo come from the shared undo stack, so they undo canvas edits too
@@ -145,6 +149,8 @@ def _build_menus(window: MainWindow, a: Actions) -> None:
     window.recent_menu = file_menu.addMenu("Open &recent")
     window.recent_menu.aboutToShow.connect(window.fill_recent_menu)
     file_menu.addSeparator()
+    file_menu.addActions([a["add_images"], a["rescan"]])
+    file_menu.addSeparator()
     file_menu.addActions([a["import"], a["export"]])
     file_menu.addSeparator()
     file_menu.addAction(a["quit"])
@@ -193,6 +199,7 @@ CANVAS_KEYS = (
     ("Space + drag, middle button", "pan (canvas)"),
     ("Wheel", "zoom around the cursor (canvas)"),
     ("F", "fit the image to the window (canvas)"),
+    ("[ / ]", "smaller / larger brush and eraser (canvas)"),
 )
 
 
@@ -218,6 +225,18 @@ def show_shortcuts(window: MainWindow, a: Actions) -> None:
     box.open()
 
 
+def _opacity_slider(window: MainWindow) -> QSlider:
+    """The masks' opacity, 0-100 %."""
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setValue(100)
+    slider.setFixedWidth(90)
+    slider.setToolTip("Opacity of the masks")
+    slider.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+    slider.valueChanged.connect(lambda v: window.canvas.set_mask_opacity(v / 100))
+    return slider
+
+
 def _build_tool_bar(window: MainWindow, a: Actions) -> None:
     bar = QToolBar("Tools", window)
     bar.setObjectName("tools_toolbar")
@@ -231,12 +250,16 @@ def _build_tool_bar(window: MainWindow, a: Actions) -> None:
     spin.setToolTip("Brush and eraser size in image pixels")
     spin.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
     spin.valueChanged.connect(lambda v: window.canvas.set_brush_size(int(v)))
+    window.canvas.brushSizeChanged.connect(spin.setValue)  # [ and ] on the canvas show here too
     bar.addWidget(spin)
     a.brush_size = spin
     bar.addSeparator()
     bar.addActions([a["fit"], a["actual"]])
     bar.addSeparator()
     bar.addActions(list(a.layers.values()))
+    a.mask_opacity = _opacity_slider(window)
+    bar.addWidget(QLabel(" opacity "))
+    bar.addWidget(a.mask_opacity)
     bar.addSeparator()
     bar.addActions([a["previous"], a["next"], a["next_undone"], a["mark_done"]])
     bar.addSeparator()

@@ -24,10 +24,12 @@ from PySide6.QtCore import (
     QThreadPool,
     Signal,
 )
-from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtGui import QColor, QIcon, QImage, QKeyEvent, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
 
+from labeler.core.natural import natural_key
 from labeler.core.store import Project
+from labeler.core.uncertainty import describe_uncertainty
 
 THUMB = 48
 
@@ -146,6 +148,7 @@ class ImageListModel(QAbstractListModel):
             records, counts = [], {}
         else:
             records, counts = project.images(), project.annotation_counts()
+            records.sort(key=lambda r: natural_key(r.path))  # img2 before img10, as file managers show them
         self._ids = np.array([r.id for r in records], dtype=np.int64)
         self._paths = [r.path for r in records]
         self._names = [r.path.rsplit("/", 1)[-1] for r in records]  # POSIX paths; PurePosixPath is 10x slower
@@ -284,7 +287,12 @@ class ImageListModel(QAbstractListModel):
         if role == self.IdRole:
             return int(self._ids[i])
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{self._paths[i]}\n{_STATE_CODES[self._states[i]].value}"
+            tip = f"{self._paths[i]}\n{_STATE_CODES[self._states[i]].value}"
+            if self._project is not None:
+                uncertainty = self._project.image(int(self._ids[i])).uncertainty
+                if uncertainty is not None:
+                    tip += f"\n{describe_uncertainty(uncertainty)} (the order of “next most uncertain”, U)"
+            return tip
         if role == Qt.ItemDataRole.DecorationRole:
             return self._decoration(i)
         return None
@@ -360,10 +368,30 @@ def _with_badge(pixmap: QPixmap, state: ImageState) -> QPixmap:
     return out
 
 
+MIN_LIST_WIDTH = 160
+"""The image list never gets narrower than this (a thumbnail and a readable name)."""
+
+
+class SearchField(QLineEdit):
+    """The name filter. Escape, Enter and Return hand the keyboard back (``finished``), so that the
+    one-key shortcuts (D, U, M, ...) work again; while it has the focus, keys type into it."""
+
+    finished = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        if event.key() in (Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()
+            self.finished.emit()
+            return
+        super().keyPressEvent(event)
+
+
 class ImageListPanel(QWidget):
-    """Filter controls, counts and the list view. ``imageActivated(image_id)`` on selection."""
+    """Filter controls, counts and the list view. ``imageActivated(image_id)`` on selection;
+    ``searchFinished`` when the user leaves the name filter with Escape or Enter."""
 
     imageActivated = Signal(int)
+    searchFinished = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -371,8 +399,10 @@ class ImageListPanel(QWidget):
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(list(FILTERS))
         self.filter_combo.setToolTip("Show images in this state")
-        self.search = QLineEdit()
+        self.search = SearchField()
+        self.search.finished.connect(self.searchFinished)
         self.search.setPlaceholderText("Filter by name")
+        self.search.setToolTip("Show images whose name contains this; Enter or Esc goes back to the image")
         self.search.setClearButtonEnabled(True)
         self.counts_label = QLabel()
         self.counts_label.setWordWrap(True)
@@ -380,10 +410,12 @@ class ImageListPanel(QWidget):
         self.view = QListView()
         self.view.setModel(self.model)
         self.view.setUniformItemSizes(True)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # BloodImage_…0042.jpg, not BloodImage_…
         self.view.setIconSize(QSize(THUMB, THUMB))
         self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
         self.view.setLayoutMode(QListView.LayoutMode.Batched)
         self.view.setBatchSize(200)
+        self.setMinimumWidth(MIN_LIST_WIDTH)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()

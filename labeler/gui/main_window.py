@@ -18,18 +18,22 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from labeler.core.annotation import State
+from labeler.core.done import done_refusal
 from labeler.core.store import Project, ProjectError
+from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
 from labeler.gui.actions import Actions, build_actions
 from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
@@ -37,11 +41,12 @@ from labeler.gui.image_list import ImageListPanel
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
 from labeler.gui.panels.models import ModelListPanel
+from labeler.gui.panels.objects import ObjectsPanel
 from labeler.gui.panels.proposals import ProposalsPanel
 from labeler.gui.panels.training import TrainingPanel
 from labeler.gui.settings import AppSettings
 from labeler.gui.status import StatusBar
-from labeler.gui.training import TrainingController, installed_plugins
+from labeler.gui.training import TrainingController, installed_plugins, plugin_descriptions
 from labeler.gui.workers import FunctionWorker
 
 if TYPE_CHECKING:
@@ -78,9 +83,11 @@ class MainWindow(QMainWindow):
         self.undo_stack = QUndoStack(self)
         self.canvas = AnnotationCanvas(self.undo_stack, self)
         self.setCentralWidget(self.canvas)
+        self.canvas.setMinimumSize(*self.MIN_CANVAS)
         self.images = ImageListPanel()
         self.classes = ClassListPanel()
         self.proposals = ProposalsPanel(self.canvas)
+        self.objects = ObjectsPanel(self.canvas)
         self.autolabel_panel = AutoLabelPanel()
         self.training_panel = TrainingPanel()
         self.models = ModelListPanel()
@@ -112,13 +119,25 @@ class MainWindow(QMainWindow):
         self._restore()
         self._update_enabled()
         self.status.showMessage(OPEN_HINT)
+        self.canvas.set_empty_notice(OPEN_HINT)
+
+    MIN_CANVAS = (280, 200)
+    """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
 
     # ---- layout ---------------------------------------------------------------------------
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
-        dock.setWidget(widget)
+        if widget is self.images:
+            dock.setWidget(widget)  # the list scrolls itself
+        else:  # the panel scrolls when the window is small, so that it, not the canvas, gives way
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(widget)
+            scroll.setMinimumWidth(140)
+            dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -130,6 +149,7 @@ class MainWindow(QMainWindow):
         self._dock("Images", "images_dock", self.images, left)
         self._dock("Classes", "classes_dock", self.classes, right)
         self._dock("Proposals", "proposals_dock", self.proposals, right)
+        self._dock("Objects", "objects_dock", self.objects, right)
         model = QWidget()
         layout = QVBoxLayout(model)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -156,6 +176,10 @@ class MainWindow(QMainWindow):
         self.canvas.toolChanged.connect(self._on_tool_changed)
         self.canvas.imageShown.connect(self._on_image_shown)
         self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
+        self.canvas.zoomChanged.connect(self.status.show_zoom)
+        self.canvas.itemsChanged.connect(self.objects.refresh)
+        self.canvas.classNeeded.connect(lambda: QTimer.singleShot(0, self._ask_first_class))
+        self.images.searchFinished.connect(lambda: self.canvas.view().setFocus(Qt.FocusReason.ShortcutFocusReason))
         self.plugin_combo.currentTextChanged.connect(self._on_plugin_changed)
         self.autolabel_panel.image_button.clicked.connect(self.autolabel_image)
         self.autolabel_panel.all_button.clicked.connect(self.autolabel_all)
@@ -195,8 +219,11 @@ class MainWindow(QMainWindow):
             return
         self._plugins_loaded = True
         self.plugin_combo.blockSignals(True)
-        self.plugin_combo.addItems(installed_plugins())
-        plugin = self.settings.value("model/plugin", "")
+        descriptions = plugin_descriptions()
+        for row, name in enumerate(installed_plugins()):
+            self.plugin_combo.addItem(name)
+            self.plugin_combo.setItemData(row, descriptions.get(name, ""), Qt.ItemDataRole.ToolTipRole)
+        plugin = self._project_plugin() or self.settings.value("model/plugin", "")
         if isinstance(plugin, str) and plugin:
             self.plugin_combo.setCurrentText(plugin)
         self.plugin_combo.blockSignals(False)
@@ -294,12 +321,22 @@ class MainWindow(QMainWindow):
             self.stop_background_jobs(None, "")
         self._end_visit()
         old = self.project
+        if old is not None and old is not project and self.plugin_combo.currentText():
+            self.settings.set_value(self.settings.project_key(old.root) + "/plugin", self.plugin_combo.currentText())
         self.undo_stack.clear()
         self.project = project
         self.canvas.set_project(project)
         self.classes.set_project(project)
         self.images.set_project(project)
         self.proposals.set_project(project)
+        if project is not old:
+            self.training_panel.reset()
+            self.autolabel_panel.reset()
+            chosen = self._project_plugin()
+            if chosen and self.plugin_combo.findText(chosen) >= 0 and chosen != self.plugin_combo.currentText():
+                self.plugin_combo.blockSignals(True)
+                self.plugin_combo.setCurrentText(chosen)
+                self.plugin_combo.blockSignals(False)
         self.models.set_project(project, self.plugin_combo.currentText() or None)
         if old is not None and old is not project:
             old.close()
@@ -380,17 +417,38 @@ class MainWindow(QMainWindow):
     def next_most_uncertain(self) -> None:
         if self.project is None:
             return
-        record = self.project.most_uncertain_image(exclude=self.images.current_image_id())
+        records = self.project.images(done=False)
+        current_id = self.images.current_image_id()
+        current = self.project.image(current_id) if current_id is not None else None
+        record = next_most_uncertain(records, current=current)
         if record is None:
             self.status.showMessage("No auto-labelled image left that is not done", 5000)
         else:
             self.images.select_image(record.id)
+            left = len(uncertainty_order(records))
+            self.status.showMessage(f"Next most uncertain: {describe_uncertainty(record.uncertainty)}"
+                                    f" ({left} auto-labelled image{'' if left == 1 else 's'} not done)", 5000)
+
+    def _ask_first_class(self) -> None:
+        """A label was started with no class: ask for one (after the mouse press that asked is over)."""
+        if self.project is None or self.project.categories():
+            return
+        self.classes.ask_add()
+        if self.project.categories():
+            self.status.showMessage(f"Class {self.project.categories()[0].name!r} added: draw the label now", 5000)
 
     def toggle_done(self) -> None:
         image_id = self.current_image_id()
         if self.project is None or image_id is None:
             return
-        done = not self.project.image(image_id).done
+        record = self.project.image(image_id)
+        done = not record.done
+        if done:
+            why_not = done_refusal(self.project.root / record.path, load_error=self.canvas.load_error())
+            if why_not is not None:
+                self.status.showMessage(why_not, 10_000)
+                self._update_enabled()  # the checkable action goes back to "not done"
+                return
         self.project.set_done(image_id, done)
         self.images.model.refresh_image(image_id)
         self.status.refresh(self.project)
@@ -438,8 +496,24 @@ class MainWindow(QMainWindow):
     def plugin(self) -> str | None:
         return self.plugin_combo.currentText() or None
 
+    def _project_plugin(self) -> str | None:
+        """The plugin this project was last used with: as remembered, else that of its newest model version."""
+        if self.project is None:
+            return None
+        remembered = self.settings.value(self.settings.project_key(self.project.root) + "/plugin", "")
+        if isinstance(remembered, str) and remembered:
+            return remembered
+        versions = self.project.model_versions()
+        return versions[-1].plugin if versions else None
+
     def _on_plugin_changed(self, plugin: str) -> None:
         self.models.set_project(self.project, plugin or None)
+        if self.project is not None and plugin:
+            self.settings.set_value(self.settings.project_key(self.project.root) + "/plugin", plugin)
+        index = self.plugin_combo.currentIndex()
+        tip = self.plugin_combo.itemData(index, Qt.ItemDataRole.ToolTipRole) if index >= 0 else None
+        self.plugin_combo.setToolTip(f"The model plugin to train and auto-label with: {tip}" if tip
+                                     else "The model plugin to train and auto-label with")
         self._update_enabled()
 
     def _needs_model(self) -> str | None:
@@ -560,6 +634,42 @@ class MainWindow(QMainWindow):
         dialog.succeeded.connect(lambda _report: self.set_project_views())
         return dialog
 
+    def add_image_files(self, paths: list[str]) -> int:
+        """Add image files or folders to the project (incremental: old images and labels stay);
+        returns how many are new."""
+        if self.project is None or not paths:
+            return 0
+        from labeler.core.images import is_image_file
+        from labeler.core.store import list_image_files
+
+        files: list[Path] = []
+        for path in map(Path, paths):
+            files += list_image_files(path) if path.is_dir() else [path] if is_image_file(path) else []
+        before = self.project.image_count()
+        try:
+            self.project.add_images(files)
+        except (ProjectError, OSError) as exc:
+            self.status.showMessage(f"Images not added: {exc}", 10_000)
+            return 0
+        added = self.project.image_count() - before
+        self.set_project_views()
+        self.status.showMessage(f"{added} new image{'' if added == 1 else 's'} added "
+                                f"({len(files) - added} already in the project)", 8000)
+        return added
+
+    def ask_add_images(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        if self.project is None:
+            return
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", str(self.project.root),
+                                                "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp *.gif)")
+        self.add_image_files(paths)
+
+    def rescan_folder(self) -> int:
+        """Add the image files that appeared in the project folder since it was last read."""
+        return self.add_image_files([str(self.project.root)]) if self.project is not None else 0
+
     def set_project_views(self) -> None:
         """Re-read everything shown from the project (after an import)."""
         current = self.current_image_id()
@@ -577,7 +687,7 @@ class MainWindow(QMainWindow):
         image_id = self.current_image_id()
         has_image = has_project and image_id is not None
         a = self.actions_
-        for name in ("import", "export", "next", "previous", "next_undone", "next_uncertain", "add_class"):
+        for name in ("import", "export", "add_images", "rescan", "next", "previous", "next_undone", "next_uncertain", "add_class"):
             a[name].setEnabled(has_project)
         a["mark_done"].setEnabled(has_image)
         if has_image and self.project is not None:

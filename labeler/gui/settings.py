@@ -58,6 +58,9 @@ class AppSettings:
     def _key(project_root: Path) -> str:
         return "projects/" + str(project_root).replace("/", "|").replace("\\", "|")
 
+    project_key = _key
+    """The settings group of one project (``project_key(root) + "/name"``)."""
+
     def last_image(self, project_root: Path) -> int | None:
         value = self.qsettings.value(self._key(project_root) + "/last_image")
         try:

@@ -9,11 +9,20 @@ from labeler.core.store import Project
 
 
 def effort_text(effort: Effort) -> str:
-    """One line for the status bar, e.g. ``proposals saved ~12 min (34 accepted)``."""
+    """One plain line for the status bar, e.g. ``34 proposals accepted: ~12 min of drawing saved``."""
     if not effort.accepted_total:
         return "no proposals accepted yet"
-    verb = "saved" if effort.saved_seconds >= 0 else "cost"
-    return f"proposals {verb} ~{format_duration(abs(effort.saved_seconds))} ({effort.accepted_total} accepted)"
+    n = effort.accepted_total
+    accepted = f"{n} proposal{'' if n == 1 else 's'} accepted"
+    duration = format_duration(abs(effort.saved_seconds))
+    if effort.saved_seconds >= 0:
+        return f"{accepted}: ~{duration} of drawing saved"
+    return f"{accepted}: reviewing took ~{duration} longer than drawing them would have"
+
+
+def zoom_text(scale: float) -> str:
+    """The zoom as the status bar shows it: ``"zoom 150 %"`` (screen pixels per image pixel x 100)."""
+    return f"zoom {scale * 100:.0f} %" if scale > 0 else ""
 
 
 def effort_tooltip(effort: Effort) -> str:
@@ -31,15 +40,22 @@ class StatusBar(QStatusBar):
         super().__init__(parent)
         self.done_label = QLabel()
         self.saved_label = QLabel()
+        self.zoom_label = QLabel()
+        self.zoom_label.setToolTip("Screen pixels per image pixel; Ctrl+0 fits the image, Ctrl+1 is 100 %")
+        self.addPermanentWidget(self.zoom_label)
         self.addPermanentWidget(self.saved_label)
         self.addPermanentWidget(self.done_label)
         self.refresh(None)
+
+    def show_zoom(self, scale: float) -> None:
+        self.zoom_label.setText(zoom_text(scale))
 
     def refresh(self, project: Project | None) -> None:
         """Re-read the counts (a few SQL aggregates; cheap enough for every edit)."""
         if project is None:
             self.done_label.setText("no project")
             self.saved_label.setText("")
+            self.zoom_label.setText("")
             return
         total = project.image_count()
         done = project.image_count(done=True)

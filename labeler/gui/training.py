@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from labeler.gui.workers import CliJob
+from labeler.learning.usable import skipped_summary
 
 
 def installed_plugins() -> list[str]:
@@ -23,6 +24,19 @@ def installed_plugins() -> list[str]:
     from labeler.learning.api import ENTRY_POINT_GROUP
 
     return sorted({e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def plugin_descriptions() -> dict[str, str]:
+    """Each installed plugin's one-line description (its package's summary), without importing it."""
+    import importlib.metadata
+
+    from labeler.learning.api import ENTRY_POINT_GROUP
+
+    out: dict[str, str] = {}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        summary = entry.dist.metadata.get("Summary") if entry.dist is not None else None
+        out[entry.name] = str(summary) if summary else entry.value
+    return out
 
 
 def progress_fraction(event: dict[str, Any]) -> float | None:
@@ -125,7 +139,9 @@ class TrainingController(QObject):
                 metric = self.result.get("metric")
                 score = f" (validation {metric:.3f})" if isinstance(metric, (int, float)) else ""
                 kept = "now active" if self.result.get("activated") else "kept; the active version scored better"
-                message = f"Training finished: version #{new}{score}, {kept}."
+                skipped = self.result.get("skipped")
+                left_out = f" Plugin {skipped_summary(skipped)}." if isinstance(skipped, dict) and skipped else ""
+                message = f"Training finished: version #{new}{score}, {kept}.{left_out}"
         else:
             why = f": {self.error}" if self.error else f" (exit code {code})"
             message = f"Training failed{why}. The active model is unchanged."

@@ -17,7 +17,8 @@ thread reports in order and writes in batches (one transaction per ``write_every
 seconds).
 
 Proposals replace the same plugin's pending proposals on each image (accepted, rejected and human
-annotations are never touched; see ``Project.replace_proposals``), carry the version id and the
+annotations are never touched; see ``Project.replace_proposals``), leave out those that repeat an
+accepted or rejected label (:mod:`labeler.core.duplicates`), carry the version id and the
 score, and the image's uncertainty is stored for "next most uncertain".
 
 One image never costs more than a stated budget: an image over
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.core.annotation import Annotation, State
+from labeler.core.duplicates import EXISTING_STATES, drop_duplicates
 from labeler.learning.api import PluginError, Prediction, decode_side
 from labeler.learning.checkpoints import LoadedModel, load_selection, load_version
 from labeler.learning.predict import forward, network_input, outputs_to_prediction
@@ -417,7 +419,9 @@ def iter_auto_label(
         if pending:
             with project.transaction():
                 for image_id, anns, uncertainty, (w, h) in pending:
-                    project.replace_proposals(image_id, plugin=loaded.plugin.name, proposals=anns,
+                    fresh = drop_duplicates(anns, project.annotations(image_id, states=EXISTING_STATES),
+                                            height=h, width=w)
+                    project.replace_proposals(image_id, plugin=loaded.plugin.name, proposals=fresh,
                                               uncertainty=uncertainty)
                     record = project.image(image_id)
                     if record.width is None or record.height is None:

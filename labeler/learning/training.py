@@ -51,6 +51,7 @@ from labeler.learning.refit import (
     split_budget,
     train_relay,
 )
+from labeler.learning.usable import refusal
 
 if TYPE_CHECKING:
     from labeler.core.store import ModelVersion, Project
@@ -263,9 +264,13 @@ def train(
         return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
     for reason, n in val_skipped.items():
         skipped[reason] = skipped.get(reason, 0) + n
-    if not items:
-        detail = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "none prepared"
-        raise TrainingError(f"plugin {plugin.name!r} can use none of the {len(train_ids)} training images ({detail})")
+    # over all the done images (the skipped counts include the validation ones); none usable for
+    # training proper is always refused
+    usable = len(items) + len(val_samples) if items else 0
+    why_not = refusal(plugin=plugin.name, task=str(getattr(plugin, "task", "")), usable=usable,
+                      total=len(done_ids), skipped=skipped)
+    if why_not is not None:
+        raise TrainingError(why_not)
     refitting = refit and bool(val_samples)
     if not refitting:
         val_items = []

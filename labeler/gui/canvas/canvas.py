@@ -17,11 +17,12 @@ import threading
 from dataclasses import replace
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsSimpleTextItem, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QThreadPool, Signal
+from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import QGraphicsScene, QMenu, QVBoxLayout, QWidget
 
 from labeler.core.annotation import Annotation, Category, Kind, State
+from labeler.core.geometry import annotation_box
 from labeler.core.store import Project
 from labeler.gui import commands
 from labeler.gui.canvas.edits import translate
@@ -64,6 +65,10 @@ class AnnotationCanvas(QWidget):
     resolutionChanged = Signal(int)
     zoomChanged = Signal(float)
     brushSizeChanged = Signal(int)
+    #: A label was started with no class to give it (the window then asks for one).
+    classNeeded = Signal()
+    #: The items shown changed (labels re-read, or cleared for another image).
+    itemsChanged = Signal()
 
     def __init__(self, undo_stack: QUndoStack, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,11 +87,6 @@ class AnnotationCanvas(QWidget):
         self._image_layer = ImageLayer()
         self._image_layer.on_need = self._need_level
         self._scene.addItem(self._image_layer)
-        self._failure = QGraphicsSimpleTextItem()  # says why an image cannot be shown (else hidden)
-        self._failure.setBrush(QColor(200, 40, 40))
-        self._failure.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
-        self._failure.setVisible(False)
-        self._scene.addItem(self._failure)
         self._items: dict[int, AnnotationItem] = {}
         self._keys: dict[int, tuple[object, ...]] = {}
         self._categories: dict[int, Category] = {}
@@ -94,6 +94,14 @@ class AnnotationCanvas(QWidget):
         self._brush_size = 20
         self._layers = dict.fromkeys(LAYERS, True)
         self._threshold = 0.0
+        self._load_error: str | None = None
+        self.last_menu: QMenu | None = None  # the right-click menu last opened (for tests)
+        self._mask_opacity = 1.0
+        self._hidden: set[int] = set()  # labels the user hid from the object list (this image only)
+        self._hover: QPointF | None = None  # where the pointer last moved on the canvas (scene coordinates)
+        self._empty_notice = ""
+        self._proposal_plugin: str | None = None  # show only this plugin's proposals (None: every plugin's)
+        self._plugin_of_version: dict[int, str] = {}
         self._last_selection: list[int] = []
         self._known_mask: tuple[str, np.ndarray] | None = None  # (RLE counts, pixels) a tool just made
         self._view = CanvasView(self._scene, self)
@@ -124,6 +132,9 @@ class AnnotationCanvas(QWidget):
             return
         self.show_image(None)
         self._project = project
+        self._plugin_of_version = {}
+        self._proposal_plugin = None
+        self._view.set_notice(self._empty_notice if project is None else "")
         self._categories = {c.id: c for c in project.categories()} if project is not None else {}
         if self._category_id not in self._categories:
             self._category_id = next(iter(self._categories), None)
@@ -150,10 +161,14 @@ class AnnotationCanvas(QWidget):
         self._requested = None
         self._clear_items()
         self._image_layer.clear()
-        self._failure.setVisible(False)
         self._image_id = image_id
+        self._load_error = None
+        self._hidden.clear()
+        self.itemsChanged.emit()
+        self._view.set_notice("")
         if image_id is None or self._project is None:
             self._image_id = None
+            self._view.set_notice(self._empty_notice if self._project is None else "")
             return
         vp = self._view.viewport()
         screen_side = int(max(vp.width(), vp.height(), 1) * vp.devicePixelRatio())
@@ -247,14 +262,24 @@ class AnnotationCanvas(QWidget):
             return
         self._clear_items()
         self._image_layer.clear()
-        self._failure.setText(f"This image cannot be shown:\n{message}")
-        self._failure.setVisible(True)
-        self._view.centerOn(self._failure)
+        self._load_error = message
+        self._view.set_notice(f"This image cannot be shown.\n{message}\n\nIt cannot be marked done "
+                              "until the file is fixed or replaced.")
         self.errorOccurred.emit(message)
 
     def failure_text(self) -> str:
-        """Why the current image cannot be shown (the text drawn in its place), or ``""``."""
-        return self._failure.text() if self._failure.isVisible() else ""
+        """Why the current image cannot be shown (as the canvas says it), or ``""``."""
+        return f"This image cannot be shown:\n{self._load_error}" if self._load_error else ""
+
+    def load_error(self) -> str | None:
+        """Why the current image could not be read (``None`` if it shows, or is still loading)."""
+        return self._load_error
+
+    def set_empty_notice(self, text: str) -> None:
+        """What the canvas says while no project is open."""
+        self._empty_notice = text
+        if self._project is None:
+            self._view.set_notice(text)
 
     # ---- contract: annotations -------------------------------------------------------------
 
@@ -269,6 +294,8 @@ class AnnotationCanvas(QWidget):
             return
         self._categories = {c.id: c for c in project.categories()}
         anns = project.annotations(image_id, states=(State.PROPOSED, State.ACCEPTED))
+        if any(a.model_version is not None and a.model_version not in self._plugin_of_version for a in anns):
+            self._plugin_of_version = {int(v.id or 0): v.plugin for v in project.model_versions()}
         selected = set(self.selected_ids())
         seen: set[int] = set()
         self._scene.blockSignals(True)
@@ -285,8 +312,12 @@ class AnnotationCanvas(QWidget):
                 if item is not None:
                     self._scene.removeItem(item)
                 item = make_item(ann, category, self._take_known_mask(ann))
+                if ann.kind is Kind.MASK:
+                    item.setOpacity(self._mask_opacity)
                 if ann.is_proposal:
                     item.setZValue(item.zValue() + 50)
+                    score = f", score {ann.score:.2f}" if ann.score is not None else ""
+                    item.setToolTip(f"proposal by {self.plugin_of(ann)} (version #{ann.model_version}){score}")
                 self._scene.addItem(item)
                 self._items[ann.id] = item
                 self._keys[ann.id] = key
@@ -300,6 +331,7 @@ class AnnotationCanvas(QWidget):
             self._known_mask = None
         self._tool.items_reloaded()  # drawing in progress survives labels arriving meanwhile
         self._on_scene_selection()
+        self.itemsChanged.emit()
 
     def remember_mask(self, rle: dict[str, object], mask: np.ndarray) -> None:
         """A tool hands over the pixels of an RLE it just encoded, so the reload after its command
@@ -355,6 +387,17 @@ class AnnotationCanvas(QWidget):
     def category_id(self) -> int | None:
         return self._category_id
 
+    def categories(self) -> list[Category]:
+        """The project's classes, in their order."""
+        return list(self._categories.values())
+
+    def context_menu(self, pos: QPointF, global_pos: QPoint) -> None:
+        """Right click: the label menu (change class, accept, reject, delete) for the label there."""
+        from labeler.gui.canvas.context_menu import open_label_menu
+
+        if self._usable():
+            self.last_menu = open_label_menu(self, pos, global_pos)
+
     def category(self, category_id: int) -> Category | None:
         """The class with this id (re-read from the store if it was added since the last reload)."""
         found = self._categories.get(category_id)
@@ -392,12 +435,60 @@ class AnnotationCanvas(QWidget):
     def score_threshold(self) -> float:
         return self._threshold
 
+    def set_proposal_plugin(self, plugin: str | None) -> None:
+        """Show only the proposals made by ``plugin``'s model versions (``None``: every plugin's)."""
+        self._proposal_plugin = plugin
+        self._apply_visibility()
+
+    def proposal_plugin(self) -> str | None:
+        return self._proposal_plugin
+
+    def plugin_of(self, ann: Annotation) -> str:
+        """The plugin whose model version made ``ann`` (``"a person"`` for a human label)."""
+        if ann.model_version is None:
+            return "a person"
+        return self._plugin_of_version.get(ann.model_version, f"version #{ann.model_version}")
+
+    def set_mask_opacity(self, opacity: float) -> None:
+        """How opaque masks are drawn, 0..1 (1: as styled); their tags stay readable."""
+        self._mask_opacity = max(0.0, min(1.0, float(opacity)))
+        for item in self._items.values():
+            if item.ann.kind is Kind.MASK:
+                item.setOpacity(self._mask_opacity)
+
+    def mask_opacity(self) -> float:
+        return self._mask_opacity
+
+    def set_hidden(self, annotation_id: int, hidden: bool) -> None:
+        """Hide one label from view (until another image is shown), or show it again."""
+        (self._hidden.add if hidden else self._hidden.discard)(int(annotation_id))
+        self._apply_visibility()
+
+    def is_hidden(self, annotation_id: int) -> bool:
+        return int(annotation_id) in self._hidden
+
+    def centre_on(self, annotation_id: int) -> None:
+        """Bring a label into view; a label too small to see at this zoom is zoomed to."""
+        item = self._items.get(int(annotation_id))
+        if item is None:
+            return
+        x, y, w, h = annotation_box(item.ann)
+        side = max(w, h) * self._view.scale_factor()
+        if side < 24:  # tiny on screen: zoom so it is about 48 screen pixels
+            self._view.zoom_by(48 / max(side, 1e-3))
+        self._view.centerOn(QPointF(x + w / 2, y + h / 2))
+
     def is_shown(self, ann: Annotation) -> bool:
-        """Whether ``ann`` passes the layer toggles and the score threshold."""
+        """Whether ``ann`` passes the layer toggles, the score threshold, the plugin filter and
+        is not hidden from the object list."""
         if not self._layers[_LAYER_OF_KIND[ann.kind]]:
+            return False
+        if ann.id is not None and ann.id in self._hidden:
             return False
         if ann.is_proposal:
             if not self._layers["proposals"]:
+                return False
+            if self._proposal_plugin is not None and self.plugin_of(ann) != self._proposal_plugin:
                 return False
             if ann.score is not None and ann.score < self._threshold:
                 return False
@@ -565,7 +656,26 @@ class AnnotationCanvas(QWidget):
         if self._usable():
             self._tool.press(pos, event)
 
+    def mouse_left(self) -> None:
+        """The pointer left the canvas: no proposal is "under the cursor" any more."""
+        self._hover = None
+
+    def proposal_targets(self) -> list[int]:
+        """The proposals that Y / X act on: the selected ones; else the shown one under the
+        pointer; else the only one shown."""
+        shown = {i.ann.id: i for i in self.visible_items() if i.ann.is_proposal and i.ann.id is not None}
+        selected = [i for i in self.selected_ids() if i in shown]
+        if selected:
+            return selected
+        if self._hover is not None:
+            tol = self.tolerance()
+            hits = [i for i in shown.values() if i.hit(self._hover, tol)]
+            if hits:
+                return [int(min(hits, key=lambda i: i.area()).ann.id or 0)]
+        return [int(i) for i in shown] if len(shown) == 1 else []
+
     def mouse_move(self, pos: QPointF, event: QMouseEvent) -> None:
+        self._hover = QPointF(pos)
         if self._usable():
             self._tool.move(pos, event)
 

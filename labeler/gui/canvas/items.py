@@ -336,8 +336,10 @@ class MaskItem(AnnotationItem):
         self._outline = mask_outline(self._crop, x0, y0)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         self.tag.hang_below()
-        self._place_tag(QPointF(x0, y0))
+        self._place_tag(inside_point(self._crop, x0, y0))  # inside the region, not in a shared corner
         self.setZValue(0)
+        # the opacity slider dims the mask, not its class tag
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemDoesntPropagateOpacityToChildren, True)
 
     def _render(self) -> tuple[QImage, np.ndarray]:
         """The overlay image of the crop: 32-bit premultiplied pixels (fast to draw) up to
@@ -416,9 +418,27 @@ class MaskItem(AnnotationItem):
                         QRectF(sx0, sy0, sx1 - sx0, sy1 - sy0),
                     )
                     painter.setOpacity(1.0)
+        if self.proposal:  # hatched all over: a proposal never looks like an accepted mask
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QBrush(self.color, Qt.BrushStyle.BDiagPattern))
+            painter.drawPath(self._outline)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.setPen(self.pen())
         painter.drawPath(self._outline)
+
+
+def inside_point(crop: np.ndarray, x0: int, y0: int) -> QPointF:
+    """The point of a mask crop deepest inside the region (farthest from its edge), in image
+    pixels: where its class tag goes. Big crops are measured on a coarser grid."""
+    h, w = crop.shape
+    if not h or not w:
+        return QPointF(x0, y0)
+    step = max(1, int(np.ceil(max(h, w) / 512)))
+    small = np.ascontiguousarray(crop[::step, ::step]).astype(np.uint8)
+    padded = np.pad(small, 1)  # the crop's border counts as edge
+    depth = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return QPointF(x0 + x * step, y0 + y * step)
 
 
 def make_item(ann: Annotation, category: Category | None, mask: np.ndarray | None = None) -> AnnotationItem:

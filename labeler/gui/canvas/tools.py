@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 CLICK_SLOP_PX = 2.0
 #: Boxes smaller than this (image pixels per side) are discarded as slips.
 MIN_BOX_SIDE = 1.0
+#: Boxes drawn smaller than this on screen (pixels per side, at the zoom they are drawn at) are
+#: discarded too, with a word: an almost invisible box is a slip, and a small object is drawn zoomed in.
+MIN_BOX_SCREEN_PX = 6.0
 
 
 def _clamp(pos: QPointF, width: int, height: int) -> QPointF:
@@ -108,6 +111,7 @@ class Tool:
         cid = self.canvas.category_id()
         if cid is None or self.canvas.category(cid) is None:
             self.canvas.errorOccurred.emit("Add a class first: new labels need one.")
+            self.canvas.classNeeded.emit()  # the window asks for a name, as labelme does
             return None
         return cid
 
@@ -362,6 +366,11 @@ class BoxTool(Tool):
         end = _clamp(pos, w, h)
         box = clamp_box(self._start.x(), self._start.y(), end.x(), end.y(), w, h)
         if box[2] < MIN_BOX_SIDE or box[3] < MIN_BOX_SIDE or self._screen_distance(self._start, end) < CLICK_SLOP_PX:
+            return
+        scale = self.canvas.view().scale_factor()
+        if min(box[2], box[3]) * scale < MIN_BOX_SCREEN_PX:
+            self.canvas.errorOccurred.emit(
+                f"Box not drawn: under {MIN_BOX_SCREEN_PX:.0f} screen pixels a side. Zoom in (wheel) to draw a small object.")
             return
         cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
         assert cid is not None and image_id is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QResizeEvent, QWheelEvent
+from PySide6.QtGui import QColor, QContextMenuEvent, QKeyEvent, QMouseEvent, QPainter, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QWidget
 
 #: Zoom limits: down to a quarter of "fit to window", up to 64 screen pixels per image pixel
@@ -26,6 +26,8 @@ class MouseHandler(Protocol):
     def mouse_move(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def mouse_release(self, pos: QPointF, event: QMouseEvent) -> None: ...
     def mouse_double_click(self, pos: QPointF, event: QMouseEvent) -> None: ...
+    def mouse_left(self) -> None: ...
+    def context_menu(self, pos: QPointF, global_pos: QPoint) -> None: ...
     def key_press(self, event: QKeyEvent) -> bool: ...
     def wants_key(self, event: QKeyEvent) -> bool: ...
 
@@ -46,6 +48,7 @@ class CanvasView(QGraphicsView):
         self._space_down = False
         self._pan_from: QPoint | None = None
         self._tool_cursor = Qt.CursorShape.ArrowCursor
+        self._notice = ""
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setBackgroundBrush(QColor(48, 48, 48))
         self.setRenderHint(QPainter.RenderHint.Antialiasing, False)
@@ -127,6 +130,29 @@ class CanvasView(QGraphicsView):
         if self._pan_from is None and not self._space_down:
             self.viewport().setCursor(cursor)
 
+    def set_notice(self, text: str) -> None:
+        """A message drawn over the middle of the view (why no image shows, what to do); ``""`` for none."""
+        if text != self._notice:
+            self._notice = text
+            self.viewport().update()
+
+    def notice(self) -> str:
+        return self._notice
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt's name
+        super().drawForeground(painter, rect)
+        if not self._notice:
+            return
+        painter.save()
+        painter.resetTransform()
+        area = self.viewport().rect().adjusted(24, 24, -24, -24)
+        painter.setPen(QColor(230, 230, 230))
+        font = painter.font()
+        font.setPointSizeF(max(font.pointSizeF(), 11.0))
+        painter.setFont(font)
+        painter.drawText(area, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self._notice)
+        painter.restore()
+
     # ---- events -------------------------------------------------------------------------
 
     def resizeEvent(self, event: QResizeEvent) -> None:
@@ -177,6 +203,11 @@ class CanvasView(QGraphicsView):
             self.handler.mouse_release(self._scene_pos(event), event)
         event.accept()
 
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt's name
+        if self.handler is not None and not self._space_down:
+            self.handler.context_menu(self.mapToScene(event.pos()), event.globalPos())
+        event.accept()
+
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         if self.handler is not None and event.button() == Qt.MouseButton.LeftButton and not self._space_down:
             self.handler.mouse_double_click(self._scene_pos(event), event)
@@ -221,6 +252,11 @@ class CanvasView(QGraphicsView):
             event.accept()
             return
         super().keyReleaseEvent(event)
+
+    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        super().leaveEvent(event)
+        if self.handler is not None:
+            self.handler.mouse_left()
 
     def focusOutEvent(self, event: object) -> None:  # type: ignore[override]
         self._space_down = False

@@ -36,6 +36,13 @@ class AutoLabelPanel(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+    def reset(self) -> None:
+        """Forget the previous project's run: message and progress."""
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setVisible(False)
+        self.status.setText("")
+
     def set_image_running(self, running: bool) -> None:
         """A one-image run is going (the button says so and waits)."""
         self.image_button.setText("Auto-labelling this image…" if running else "Auto-label this image")

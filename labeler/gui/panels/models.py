@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from labeler.core.store import ModelVersion, Project
+from labeler.learning.usable import skipped_summary
 
 
 def _when(created: float | None) -> str:
@@ -88,6 +89,10 @@ class ModelListPanel(QWidget):
             created = _when(v.created)
             trained_on = v.images_trained_on
             images = "" if trained_on is None else str(trained_on)
+            skipped = v.data.get("skipped")
+            skipped = skipped if isinstance(skipped, dict) else {}
+            if skipped:
+                images += f" ({sum(skipped.values())} skipped)"
             cells = ["●" if v.active else "", f"#{v.id}", metrics or "—", images, created]
             tip = "\n".join(
                 [f"{k}: {val:.4f}" for k, val in numbers.items()]
@@ -96,6 +101,7 @@ class ModelListPanel(QWidget):
                     f"{v.data['refit'].get('validation_images')} validation ones included"]
                    if isinstance(v.data.get("refit"), dict) else [])
                 + ([f"warm-started from #{v.parent}"] if v.parent else [])
+                + ([skipped_summary(skipped)] if skipped else [])
             )
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)

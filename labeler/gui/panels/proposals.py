@@ -6,16 +6,20 @@ rejected proposal back).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
 from labeler.core.annotation import State
 from labeler.core.store import Project
 
 if TYPE_CHECKING:
     from labeler.gui.canvas import AnnotationCanvas
+
+
+ALL_PLUGINS = "All plugins"
 
 
 class ProposalsPanel(QWidget):
@@ -32,14 +36,17 @@ class ProposalsPanel(QWidget):
         self.slider.setValue(50)
         self.slider.setToolTip("Hide proposals scoring below this")
         self.threshold_label = QLabel()
+        self.plugin_filter = QComboBox()
+        self.plugin_filter.setToolTip("Show the proposals of one plugin, or of all")
+        self.plugin_filter.addItem(ALL_PLUGINS)
         self.summary = QLabel("No image")
         self.summary.setWordWrap(True)
         self.accept_button = QPushButton("Accept selected")
         self.reject_button = QPushButton("Reject selected")
         self.accept_all_button = QPushButton("Accept all shown")
         self.reject_all_button = QPushButton("Reject all shown")
-        self.accept_button.setToolTip("Accept the selected proposals (Y)")
-        self.reject_button.setToolTip("Reject the selected proposals (X)")
+        self.accept_button.setToolTip("Accept the selected proposals, or the one under the pointer, or the only one (Y)")
+        self.reject_button.setToolTip("Reject the selected proposals, or the one under the pointer, or the only one (X)")
         self.accept_all_button.setToolTip("Accept every proposal above the threshold (Shift+Y)")
         self.reject_all_button.setToolTip("Reject every proposal above the threshold (Shift+X)")
         layout = QVBoxLayout(self)
@@ -48,6 +55,8 @@ class ProposalsPanel(QWidget):
         row.addWidget(QLabel("Min. score"), 0, 0)
         row.addWidget(self.slider, 0, 1)
         row.addWidget(self.threshold_label, 0, 2)
+        row.addWidget(QLabel("From"), 1, 0)
+        row.addWidget(self.plugin_filter, 1, 1, 1, 2)
         layout.addLayout(row)
         layout.addWidget(self.summary)
         grid = QGridLayout()
@@ -58,6 +67,7 @@ class ProposalsPanel(QWidget):
         layout.addLayout(grid)
         layout.addStretch(1)
         self.slider.valueChanged.connect(self._on_slider)
+        self.plugin_filter.currentTextChanged.connect(self._on_plugin_filter)
         self.accept_button.clicked.connect(self.accept_selected)
         self.reject_button.clicked.connect(self.reject_selected)
         self.accept_all_button.clicked.connect(self.accept_all)
@@ -72,6 +82,8 @@ class ProposalsPanel(QWidget):
         self.refresh()
 
     def set_project(self, project: Project | None) -> None:
+        if project is not self._project:
+            self.plugin_filter.setCurrentText(ALL_PLUGINS)
         self._project = project
         self.refresh()
 
@@ -88,13 +100,10 @@ class ProposalsPanel(QWidget):
         self._canvas.reject_all_visible()
 
     def _selected_proposals(self) -> list[int]:
-        if self._project is None:
+        """The selected proposals; else the one under the pointer; else the only one shown."""
+        if self._project is None or self._canvas.current_image_id() is None:
             return []
-        image_id = self._canvas.current_image_id()
-        if image_id is None:
-            return []
-        pending = {a.id for a in self._project.annotations(image_id, states=[State.PROPOSED])}
-        return [i for i in self._canvas.selected_ids() if i in pending]
+        return self._canvas.proposal_targets()
 
     def refresh(self) -> None:
         """Recount the current image's proposals (after a change or a new auto-label result)."""
@@ -104,12 +113,33 @@ class ProposalsPanel(QWidget):
             self._enable(False, False)
             return
         proposals = self._project.annotations(image_id, states=[State.PROPOSED])
-        shown = [p for p in proposals if p.score is None or p.score >= self.threshold()]
+        by_plugin = Counter(self._canvas.plugin_of(p) for p in proposals)
+        self._list_plugins(sorted(by_plugin))
+        chosen = self._canvas.proposal_plugin()
+        shown = [p for p in proposals if (p.score is None or p.score >= self.threshold())
+                 and (chosen is None or self._canvas.plugin_of(p) == chosen)]
         if not proposals:
             self.summary.setText("No proposals on this image. Auto-label it to get some.")
         else:
-            self.summary.setText(f"{len(shown)} of {len(proposals)} proposals shown (score ≥ {self.threshold():.2f})")
+            source = ", ".join(f"{n} by {plugin}" for plugin, n in sorted(by_plugin.items()))
+            self.summary.setText(f"{len(shown)} of {len(proposals)} proposals shown (score ≥ {self.threshold():.2f}"
+                                 f"{'' if chosen is None else f', {chosen} only'}): {source}")
         self._enable(bool(shown), bool(proposals))
+
+    def _list_plugins(self, plugins: list[str]) -> None:
+        """Offer every plugin that has proposals on this image (and the one chosen), keeping the choice."""
+        chosen = self.plugin_filter.currentText()
+        wanted = [ALL_PLUGINS] + sorted(set(plugins) | ({chosen} - {ALL_PLUGINS}))
+        if [self.plugin_filter.itemText(i) for i in range(self.plugin_filter.count())] != wanted:
+            self.plugin_filter.blockSignals(True)
+            self.plugin_filter.clear()
+            self.plugin_filter.addItems(wanted)
+            self.plugin_filter.setCurrentText(chosen)
+            self.plugin_filter.blockSignals(False)
+
+    def _on_plugin_filter(self, text: str) -> None:
+        self._canvas.set_proposal_plugin(None if text in (ALL_PLUGINS, "") else text)
+        self.refresh()
 
     def _enable(self, shown: bool, any_: bool) -> None:
         selected = bool(self._selected_proposals()) if any_ else False

@@ -58,6 +58,7 @@ class TrainingPanel(QWidget):
         self.log.setPlaceholderText("The end of a failed run's log shows here.")
         self.log.setMaximumHeight(140)
         self.log.setVisible(False)  # shown with the end of a failed run's log
+        self._last_x = 0.0  # the plot's x so far (steps)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
@@ -75,10 +76,20 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.log)
 
+    def reset(self) -> None:
+        """Forget the previous project's run: message, progress, plot and log."""
+        self._last_x = 0.0
+        self.progress.setValue(0)
+        self.status.setText("Not trained in this session.")
+        self.plot.clear()
+        self.log.clear()
+        self.log.setVisible(False)
+
     def set_running(self, running: bool, plugin: str = "") -> None:
         self.train_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:
+            self._last_x = 0.0
             self.progress.setValue(0)
             self.plot.clear()
             self.log.clear()
@@ -105,22 +116,29 @@ class TrainingPanel(QWidget):
             n = event.get("validation_images")
             self.status.setText(f"Folding in the {n} validation image{'' if n == 1 else 's'}…")
             return
+        if kind == "done":  # every run ends with its validation point, however short it was
+            metric = event.get("metric")
+            if isinstance(metric, (int, float)) and not self.plot.metric_series.points:
+                self.plot.add_metric(self._last_x, float(metric))
+            return
         if kind not in (None, "progress", "validation"):
             return
         fraction = progress_fraction(event)
         if fraction is not None:
             self.progress.setValue(round(fraction * 1000))
         step = event.get("step")
+        refit = event.get("phase") == "refit"
         x = float(step) if isinstance(step, (int, float)) else float(len(self.plot.loss_series.points))
+        self._last_x = max(self._last_x, x)  # steps run on through the refit (the runner offsets them)
         loss = event_loss(event)
         if loss is not None:
             self.plot.add_loss(x, loss)
         metric = event.get("metric")
         if isinstance(metric, (int, float)):
             self.plot.add_metric(x, float(metric))
-        parts = ["folding in the validation images"] if event.get("phase") == "refit" else []
-        if isinstance(event.get("epoch"), (int, float)):
-            parts.append(f"epoch {event['epoch']:.1f}")
+        parts = ["folding in the validation images"] if refit else []
+        if isinstance(event.get("epoch"), (int, float)):  # the refit's epochs are its own
+            parts.append(f"{'refit ' if refit else ''}epoch {event['epoch']:.1f}")
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
         if isinstance(metric, (int, float)):
