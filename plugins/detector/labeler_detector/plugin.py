@@ -47,7 +47,7 @@ from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, S
 
 from labeler_detector.cocomap import Box, coco_map
 from labeler_detector.grid import STRIDE, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
-from labeler_detector.views import Augment, clip_boxes, random_view, resize, scale_boxes, to_input
+from labeler_detector.views import Augment, clip_boxes, mean_colour, random_view, resize, scale_boxes, to_input
 from labeler_detector.network import Detector
 
 
@@ -91,7 +91,7 @@ class DetectorPlugin:
     def prepare(self, sample: LabelledImage, *, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Cache of one training image: ``"image"`` scaled to ``zoom_max`` times the inference
         scale (no larger than the original), ``"scale"`` the inference scale relative to it,
-        ``"boxes"`` ``(N, 4)`` its pixel boxes, ``"labels"`` ``(N,)`` class targets (1 + index)."""
+        ``"fill"`` its mean colour, ``"boxes"`` ``(N, 4)`` its pixel boxes, ``"labels"`` ``(N,)`` class targets (1 + index)."""
         cfg = self._cfg(settings)
         image = _rgb(sample.image)
         h, w = image.shape[:2]
@@ -99,8 +99,10 @@ class DetectorPlugin:
         scale = input_scale(h, w, int(cfg["input_size"]))
         cache = min(1.0, scale * float(cfg["zoom_max"]))
         ch, cw = max(1, int(round(h * cache))), max(1, int(round(w * cache)))
+        cached = resize(image, ch, cw)
         return {
-            "image": resize(image, ch, cw),
+            "image": cached,
+            "fill": mean_colour(cached),
             "scale": scale * h / ch,
             "boxes": scale_boxes(boxes, cw / w, ch / h),
             "labels": labels,
@@ -120,7 +122,7 @@ class DetectorPlugin:
                           hue_gain=0.0, grayscale_p=0.0)
             rng = np.random.default_rng(0)
         view, boxes, labels, ignore = random_view(item["image"], item["boxes"], item["labels"], scale=item["scale"],
-                                                  size=size, rng=rng, aug=aug)
+                                                  size=size, rng=rng, aug=aug, fill=item["fill"])
         g = size // STRIDE
         cls, box = build_targets(boxes / STRIDE, labels, grid=(g, g), anchors=cfg["anchors"],
                                  center_radius=float(cfg["center_radius"]), ignore_boxes=ignore / STRIDE)

@@ -34,6 +34,12 @@ def to_input(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def mean_colour(image: np.ndarray) -> tuple[float, float, float]:
+    """Mean RGB of an ``(h, w, 3)`` image (from every other pixel of every other row)."""
+    r, g, b = image[::2, ::2].reshape(-1, 3).mean(axis=0)
+    return (float(r), float(g), float(b))
+
+
 def scale_boxes(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
     out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
     out[:, [0, 2]] *= sx
@@ -86,19 +92,23 @@ class Augment:
 
 
 def jitter_colour(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
-    """Random brightness, contrast, saturation, channel gains and rare grayscale; uint8 in and out."""
-    x = image.astype(np.float32)
-    gray = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    """Random brightness, contrast, saturation, channel gains and rare grayscale; uint8 in and out.
+
+    All of them are linear in RGB, so they are composed into one 3x4 matrix applied by OpenCV."""
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float64)
     if rng.random() < aug.grayscale_p:
-        x = np.repeat(gray[..., None], 3, axis=2)
+        colour = np.tile(luma, (3, 1))
     else:
         sat = 1.0 + rng.uniform(-aug.saturation, aug.saturation)
-        x = gray[..., None] + sat * (x - gray[..., None])
-        x *= 1.0 + rng.uniform(-aug.hue_gain, aug.hue_gain, size=3).astype(np.float32)
-    mean = float(gray.mean())
-    x = (x - mean) * (1.0 + rng.uniform(-aug.contrast, aug.contrast)) + mean
-    x *= 1.0 + rng.uniform(-aug.brightness, aug.brightness)
-    return np.clip(x, 0.0, 255.0).astype(np.uint8)
+        colour = sat * np.eye(3) + (1.0 - sat) * np.tile(luma, (3, 1))
+        colour = np.diag(1.0 + rng.uniform(-aug.hue_gain, aug.hue_gain, size=3)) @ colour
+    mean = float(image[::4, ::4].reshape(-1, 3).mean(axis=0) @ luma)
+    contrast = 1.0 + rng.uniform(-aug.contrast, aug.contrast)
+    brightness = 1.0 + rng.uniform(-aug.brightness, aug.brightness)
+    matrix = np.empty((3, 4))
+    matrix[:, :3] = brightness * contrast * colour
+    matrix[:, 3] = brightness * (1.0 - contrast) * mean
+    return cv2.transform(np.ascontiguousarray(image), matrix)
 
 
 def random_view(
@@ -110,12 +120,13 @@ def random_view(
     size: int,
     rng: np.random.Generator,
     aug: Augment,
+    fill: tuple[float, float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A random ``size`` x ``size`` view of ``source`` (uint8 RGB, ``boxes`` in its pixels).
 
     The source is scaled by ``scale`` (the inference scale relative to ``source``) times a random
     zoom, at its own aspect ratio, and a ``size`` x ``size`` window placed at random on it (parts
-    outside the image are filled with its mean colour); then flips and colour jitter. Returns
+    outside the image are filled with ``fill``, by default its mean colour); then flips and colour jitter. Returns
     ``(view, boxes, labels, ignore_boxes)``: the objects at least ``aug.min_visible`` in view with
     their boxes in view pixels (clipped to the view), and the visible parts of the others.
     """
@@ -127,7 +138,8 @@ def random_view(
     top = rng.uniform(min(0.0, wh - size), max(0.0, wh - size))
     # view edge coordinate = z * source edge coordinate - (left, top); cv2 maps pixel centres
     matrix = np.array([[z, 0.0, -left + 0.5 * z - 0.5], [0.0, z, -top + 0.5 * z - 0.5]], dtype=np.float64)
-    fill = tuple(float(v) for v in source.reshape(-1, 3).mean(axis=0))
+    if fill is None:
+        fill = mean_colour(source)
     interpolation = cv2.INTER_AREA if z < 0.75 else cv2.INTER_LINEAR
     if z < 0.75:  # warpAffine has no area filter: shrink first, then place
         small = cv2.resize(source, (max(1, int(round(sw * z))), max(1, int(round(sh * z)))),
