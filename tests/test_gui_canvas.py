@@ -253,6 +253,21 @@ def test_proposals_look_apart(env: CanvasEnv) -> None:
     assert proposal.zValue() > human.zValue()
 
 
+def test_thirty_proposals_show_tags_only_where_they_fit(env: CanvasEnv) -> None:
+    canvas = env.canvas
+    version = env.project.add_model_version(ModelVersion(plugin="det", settings={}, categories=(1,), checkpoint="m"))
+    boxes = [(10 + 50 * (n % 6), 10 + 45 * (n // 6), 24, 24) for n in range(30)]
+    env.project.add_annotations([Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=b, state=State.PROPOSED,
+                                            model_version=version.id, score=0.8) for b in boxes])
+    canvas.reload_annotations()
+    tags = [item.tag for item in canvas.annotation_items().values()]
+    assert len(tags) == 30
+    canvas.view().zoom_by(1.0 / canvas.view().scale_factor())  # 1:1: a 24-pixel box is narrower than its tag
+    assert not any(t.isVisible() for t in tags)
+    canvas.view().zoom_by(4.0)  # zoomed in, every tag fits over its box
+    assert all(t.isVisible() for t in tags)
+
+
 def test_reload_keeps_unchanged_items_and_selection(env: CanvasEnv) -> None:
     canvas = env.canvas
     anns = _add_proposals(env.project)

@@ -29,9 +29,10 @@ CLASSES = (Category(3, "a", (255, 0, 0)), Category(7, "b", (0, 255, 0)))
 
 
 def _samples(plugin: Plugin, height: int, width: int, count: int = 3):
-    """Box labels for a localizer (one per image), masks otherwise."""
-    kind = Kind.BOX if plugin.task == "localization" else Kind.MASK
-    return make_samples(count, classes=CLASSES, height=height, width=width, kind=kind, objects=1, seed=3)
+    """Box labels for a localizer (one per image) or a detector (three per image), masks otherwise."""
+    kind = Kind.BOX if plugin.task in ("localization", "detection") else Kind.MASK
+    objects = 3 if plugin.task == "detection" else 1
+    return make_samples(count, classes=CLASSES, height=height, width=width, kind=kind, objects=objects, seed=3)
 
 
 @pytest.fixture(params=sorted(PLUGINS), ids=str)
@@ -45,7 +46,7 @@ def test_the_example_plugin_is_discovered():
 
 def test_declares_its_identity(plugin):
     assert plugin.name and plugin.name == plugin.name.lower()
-    assert plugin.task in ("segmentation", "localization")
+    assert plugin.task in ("segmentation", "localization", "detection")
     assert isinstance(plugin.metric, str) and plugin.metric
     names = [s.name for s in plugin.settings]
     assert len(names) == len(set(names))

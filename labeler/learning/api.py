@@ -131,7 +131,8 @@ class Plugin(Protocol):
     name: str
     """Stable, short, lower-case name (``segmenter``); also the entry point's name."""
     task: str
-    """What it proposes: ``"segmentation"`` (masks) or ``"localization"`` (one box per image)."""
+    """What it proposes: ``"segmentation"`` (masks), ``"localization"`` (one box per image) or
+    ``"detection"`` (a box per object, any number per image)."""
     metric: str
     """Key of ``evaluate``'s result that ranks versions (higher is better)."""
     settings: tuple[Setting, ...]

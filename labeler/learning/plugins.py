@@ -14,7 +14,8 @@ from labeler.learning.api import ENTRY_POINT_GROUP, Plugin, PluginError, Setting
 
 REQUIRED_ATTRIBUTES = ("name", "task", "metric", "settings")
 REQUIRED_METHODS = ("build_model", "prepare", "example", "losses", "inputs", "proposals", "evaluate")
-TASKS = ("segmentation", "localization")
+TASKS = ("segmentation", "localization", "detection")
+"""What a plugin may propose: masks, one box per image, or a box per object."""
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,11 @@ _LAYER_OF_KIND = {Kind.MASK: "masks", Kind.BOX: "boxes", Kind.POLYGON: "polygons
 DUPLICATE_OFFSET = 10.0
 #: Hit tolerance around thin shapes, in screen pixels.
 HIT_TOLERANCE_PX = 6.0
-#: Class tags show only on labels at least this many screen pixels across (no clutter zoomed out).
+#: Class tags show only on labels at least this many screen pixels across (no clutter zoomed out),
+#: and at least :data:`TAG_MIN_SHARE` of their tag's width: then thirty boxes of a blood smear do
+#: not bury each other under their tags when zoomed out, and all show once zoomed in.
 TAG_MIN_PX = 14.0
+TAG_MIN_SHARE = 0.75
 
 
 def _cache_key(ann: Annotation, category: Category | None) -> tuple[object, ...]:
@@ -503,7 +506,8 @@ class AnnotationCanvas(QWidget):
         scale = self._view.scale_factor()
         for item in self._items.values():
             r = item.boundingRect()
-            item.tag.setVisible(max(r.width(), r.height()) * scale >= TAG_MIN_PX)
+            need = max(TAG_MIN_PX, TAG_MIN_SHARE * item.tag.boundingRect().width())
+            item.tag.setVisible(max(r.width(), r.height()) * scale >= need)
 
     def fit_to_window(self) -> None:
         self._view.fit()
