@@ -175,6 +175,8 @@ def _seed(prepared: Prepared) -> np.ndarray:
     return labels
 
 
+#: Share of a click's region (its distance to the current boundary) that becomes definite.
+HARD_SHARE = 0.6
 #: Width of the probable-background ring along the box's sides, as a fraction of the box side.
 RING = 0.1
 
@@ -182,6 +184,7 @@ RING = 0.1
 def _click_disks(labels: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> None:
     """Stamp the clicks into ``labels``: definite disks, and wider probable disks."""
     window = prepared.window
+    disks: list[tuple[int, int, int, bool]] = []
     if previous is not None:
         inside = cv2.distanceTransform(previous.astype(np.uint8), cv2.DIST_L2, 3)
         outside = cv2.distanceTransform((~previous).astype(np.uint8), cv2.DIST_L2, 3)
@@ -192,13 +195,17 @@ def _click_disks(labels: np.ndarray, prepared: Prepared, clicks: tuple[Click, ..
         if previous is not None:
             # a positive click outside the current mask, or a negative one inside it: the region
             # around it, up to the current boundary, probably shares its label
-            wide = int(outside[cy, cx] if click.positive else inside[cy, cx])
+            wide = int(min(float(outside[cy, cx] if click.positive else inside[cy, cx]), max(labels.shape)))
         if wide > CLICK_RADIUS:
             cv2.circle(labels, (cx, cy), wide, int(cv2.GC_PR_FGD if click.positive else cv2.GC_PR_BGD), -1)
-    for click in clicks:  # definite disks last, so they win
-        x, y = window.to_work(click.x, click.y)
-        cx, cy = int(np.clip(round(x - 0.5), 0, labels.shape[1] - 1)), int(np.clip(round(y - 0.5), 0, labels.shape[0] - 1))
-        cv2.circle(labels, (cx, cy), CLICK_RADIUS, int(cv2.GC_FGD if click.positive else cv2.GC_BGD), -1)
+        # the core of that region is definite, unless a click of the other kind lies in it
+        hard = max(CLICK_RADIUS, int(HARD_SHARE * wide))
+        others = [window.to_work(o.x, o.y) for o in clicks if o.positive != click.positive]
+        if any(np.hypot(ox - x, oy - y) <= hard + CLICK_RADIUS for ox, oy in others):
+            hard = CLICK_RADIUS
+        disks.append((cx, cy, hard, click.positive))
+    for cx, cy, hard, positive in disks:  # definite disks last, so they win
+        cv2.circle(labels, (cx, cy), hard, int(cv2.GC_FGD if positive else cv2.GC_BGD), -1)
 
 
 def _run(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> np.ndarray:
