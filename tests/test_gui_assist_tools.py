@@ -91,3 +91,20 @@ def test_click_takes_one_region_of_a_mask_proposal(env: CanvasEnv) -> None:
     env.stack.undo()
     (back,) = env.project.annotations(1, states=(State.PROPOSED, State.ACCEPTED))
     assert back.state is State.PROPOSED and decode_rle(back.rle).sum() == mask.sum()
+
+
+def test_outline_snaps_to_the_square_edges(qtbot: object, env: CanvasEnv) -> None:
+    canvas = env.canvas
+    canvas.set_tool("outline")
+    # corners near (not on) the dark square x 80..160, y 60..120: the sides follow its edges
+    for p in [(81, 61), (158, 62), (159, 118), (82, 119)]:
+        click(canvas, *p)
+    key(canvas, Qt.Key.Key_Return)
+    (poly,) = env.project.annotations(1)
+    assert poly.kind is Kind.POLYGON
+    from labeler.core.geometry import polygons_to_mask
+
+    got = polygons_to_mask(poly.polygons, 240, 320)
+    truth = np.zeros((240, 320), bool)
+    truth[60:120, 80:160] = True
+    assert (got & truth).sum() / (got | truth).sum() > 0.9

@@ -25,6 +25,7 @@ TOOLS: tuple[tuple[str, str, str], ...] = (
     ("brush", "Brush", "R"),
     ("eraser", "Eraser", "E"),
     ("assist", "Box to mask", "G"),
+    ("outline", "Snapping outline", "O"),
 )
 LAYERS: tuple[tuple[str, str], ...] = (
     ("masks", "Masks"),

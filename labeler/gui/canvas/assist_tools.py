@@ -5,7 +5,8 @@
 - then left click = on the object, right click = not on it: the preview is recomputed;
 - Enter keeps it as a human mask label (one undo step), Escape drops it;
 - a click (no drag) inside a mask proposal, with no mask being made, accepts the region of the
-  proposal under the click alone (the proposal's other regions stay proposed).
+  proposal under the click alone (the proposal's other regions stay proposed);
+- :class:`OutlineTool`: a polygon whose sides snap to image edges between the clicked points.
 
 The algorithms run in a worker thread; every request carries a generation number and results of
 older requests are dropped, so painting never waits and a newer click always wins.
@@ -27,7 +28,7 @@ from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import encode_mask
 from labeler.gui.canvas.edits import clamp_box
 from labeler.gui.canvas.items import MaskItem
-from labeler.gui.canvas.tools import CLICK_SLOP_PX, MIN_BOX_SIDE, Tool, _clamp, _cosmetic
+from labeler.gui.canvas.tools import CLICK_SLOP_PX, MIN_BOX_SIDE, PolygonTool, Tool, _clamp, _cosmetic
 from labeler.gui.workers import FunctionWorker
 
 if TYPE_CHECKING:
@@ -258,3 +259,94 @@ class AssistTool(Tool):
         if rest.any():
             pairs.append((None, replace(item.ann, id=None, created=None, updated=None, rle=encode_mask(rest))))
         self.canvas.change(pairs, "Accept region")
+
+
+def _snap(source: ImagePixels, a: tuple[float, float], b: tuple[float, float]) -> np.ndarray:
+    from labeler.assist import simplify, snap_path
+
+    return simplify(snap_path(source, a, b), 0.7)
+
+
+class OutlineTool(PolygonTool):
+    """Edge-snapping outline: a polygon whose sides follow image edges between the clicked points
+    (intelligent scissors on a window around each side, in a worker thread). Enter, a
+    double-click or a click on the first point closes it; Backspace takes back a point."""
+
+    name = "outline"
+
+    def __init__(self, canvas: AnnotationCanvas) -> None:
+        super().__init__(canvas)
+        self._paths: dict[int, np.ndarray] = {}  # side i: from vertex i to vertex i + 1 (or back to 0)
+        self._pending = 0
+        self._pool = QThreadPool(canvas)
+        self._pool.setMaxThreadCount(1)
+        self._epoch = 0
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        return self._pool.waitForDone(timeout_ms)
+
+    def cancel(self) -> None:
+        self._epoch += 1
+        self._paths = {}
+        super().cancel()
+
+    def press(self, pos: QPointF, event: QMouseEvent) -> None:
+        before = len(self._vertices)
+        super().press(pos, event)
+        if len(self._vertices) == before + 1 and before >= 1:
+            self._request(before - 1)
+
+    def _request(self, side: int) -> None:
+        source = self.canvas.image_pixels()
+        if source is None:
+            return
+        a = self._vertices[side]
+        b = self._vertices[(side + 1) % len(self._vertices)]
+        epoch = self._epoch
+        worker = FunctionWorker(_snap, source, (a.x(), a.y()), (b.x(), b.y()))
+        worker.signals.finished.connect(lambda path, s=side, e=epoch, n=len(self._vertices): self._on_path(e, s, n, path))
+        worker.start(self._pool)
+
+    def _on_path(self, epoch: int, side: int, count: int, path: np.ndarray) -> None:
+        if epoch != self._epoch or side + 1 > len(self._vertices):
+            return
+        self._paths[side] = path
+        self._refresh()
+
+    def _refresh(self) -> None:
+        super()._refresh()
+        if self._preview is None:
+            return
+        from PySide6.QtGui import QPainterPath
+
+        path = QPainterPath(self._vertices[0])
+        for i in range(1, len(self._vertices)):
+            snapped = self._paths.get(i - 1)
+            if snapped is not None:
+                for x, y in snapped[1:]:
+                    path.lineTo(float(x), float(y))
+            else:
+                path.lineTo(self._vertices[i])
+        path.lineTo(self._cursor)
+        self._preview.setPath(path)
+
+    def finish(self) -> None:
+        if len(self._vertices) < 3:
+            return
+        n = len(self._vertices)
+        source = self.canvas.image_pixels()
+        self.wait()
+        from PySide6.QtCore import QCoreApplication
+
+        QCoreApplication.processEvents()
+        points: list[tuple[float, float]] = []
+        for i in range(n):
+            a, b = self._vertices[i], self._vertices[(i + 1) % n]
+            snapped = self._paths.get(i) if i < n - 1 else None
+            if snapped is None and source is not None:  # the closing side (or one not back yet)
+                snapped = _snap(source, (a.x(), a.y()), (b.x(), b.y()))
+            seg = snapped if snapped is not None else np.array([(a.x(), a.y()), (b.x(), b.y())])
+            points.extend((float(x), float(y)) for x, y in seg[:-1])
+        self._vertices = [QPointF(x, y) for x, y in points]
+        self._paths = {}
+        super().finish()

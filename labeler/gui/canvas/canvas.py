@@ -28,7 +28,7 @@ from labeler.gui import commands
 from labeler.gui.canvas.edits import translate
 from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, LoaderSignals, start_loader
 from labeler.gui.canvas.items import AnnotationItem, make_item
-from labeler.gui.canvas.assist_tools import AssistTool
+from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.tools import TOOLS, Tool
 from labeler.gui.canvas.view import CanvasView
 
@@ -105,6 +105,7 @@ class AnnotationCanvas(QWidget):
         self._scene.selectionChanged.connect(self._on_scene_selection)
         self._tools: dict[str, Tool] = {name: cls(self) for name, cls in TOOLS.items()}
         self._tools["assist"] = AssistTool(self)
+        self._tools["outline"] = OutlineTool(self)
         self._tool = self._tools["select"]
         self._view.set_tool_cursor(self._tool.cursor)
 
