@@ -177,6 +177,8 @@ def _seed(prepared: Prepared) -> np.ndarray:
 
 #: Share of a click's region (its distance to the current boundary) that becomes definite.
 HARD_SHARE = 0.6
+#: With model probabilities, the mask is the model's foreground edited by the click regions (no GrabCut).
+PRIOR_ALONE = True
 #: Width of the probable-background ring along the box's sides, as a fraction of the box side.
 RING = 0.1
 
@@ -223,7 +225,11 @@ def _run(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | N
             _open_towards(labels, prepared, click)
     _click_disks(labels, prepared, clicks, previous)
     iterations = CLICK_ITERATIONS if previous is not None else BOX_ITERATIONS
-    mask = _grabcut(prepared.features, labels, iterations)
+    if prepared.prior is not None and PRIOR_ALONE:
+        # the model's own foreground in the box; its neighbours are cut off by the region rule
+        mask = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_FGD)
+    else:
+        mask = _grabcut(prepared.features, labels, iterations)
     return _clean(mask, prepared, clicks)
 
 
