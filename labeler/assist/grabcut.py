@@ -11,9 +11,10 @@ What it does beyond plain GrabCut (each measured by ``benchmarks/bench_assist.py
   run more iterations; the mask is brought back to full resolution with smooth edges;
 - seeding: outside the box is background; inside it, a core is probable foreground and a ring
   along the box's sides probable background, so the first colour models are cleaner; with model
-  probabilities, the model's foreground and background inside the box seed the colour models
-  instead, and for grayscale images the probability is also one of the three features GrabCut
-  models (the two others are the intensity and a smoothed intensity);
+  probabilities (and :data:`PRIOR_ALONE`), the model's foreground inside the box is the mask,
+  edited by the click regions, without GrabCut (on membrane cells GrabCut only spoiled it);
+  otherwise they seed the colour models, and for grayscale images the probability is one of the
+  three features GrabCut models (with the intensity and a smoothed intensity);
 - clicks are disks of definite foreground / background, with a wider disk of probable label
   around each, as wide as the click's distance to the current boundary allows;
 - post-processing keeps the regions under the positive clicks (or, without them, the region that
