@@ -24,6 +24,8 @@ TOOLS: tuple[tuple[str, str, str], ...] = (
     ("polygon", "Polygon", "P"),
     ("brush", "Brush", "R"),
     ("eraser", "Eraser", "E"),
+    ("assist", "Box to mask", "G"),
+    ("outline", "Snapping outline", "O"),
 )
 LAYERS: tuple[tuple[str, str], ...] = (
     ("masks", "Masks"),
@@ -195,7 +197,10 @@ def _build_menus(window: MainWindow, a: Actions) -> None:
 CANVAS_KEYS = (
     ("Delete", "delete the selected labels (canvas)"),
     ("Escape", "cancel the label being drawn (canvas)"),
-    ("Enter", "close the polygon being drawn (canvas)"),
+    ("Enter", "close the polygon being drawn; keep the box-to-mask mask (canvas)"),
+    ("G, drag a box", "box to mask: GrabCut in the box, then left click = object, right click = not object, "
+     "Backspace takes back a click, Enter keeps, Escape drops (canvas)"),
+    ("G, click a mask proposal", "accept the region of the proposal under the click alone (canvas)"),
     ("Space + drag, middle button", "pan (canvas)"),
     ("Wheel", "zoom around the cursor (canvas)"),
     ("F", "fit the image to the window (canvas)"),

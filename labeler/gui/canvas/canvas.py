@@ -21,6 +21,7 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QThreadPool, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QGraphicsScene, QMenu, QVBoxLayout, QWidget
 
+from labeler.assist.window import ImagePixels
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box
 from labeler.core.store import Project
@@ -28,6 +29,7 @@ from labeler.gui import commands
 from labeler.gui.canvas.edits import translate
 from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, LoaderSignals, start_loader
 from labeler.gui.canvas.items import AnnotationItem, make_item
+from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.tools import TOOLS, Tool
 from labeler.gui.canvas.view import CanvasView
 
@@ -118,6 +120,8 @@ class AnnotationCanvas(QWidget):
         layout.addWidget(self._view)
         self._scene.selectionChanged.connect(self._on_scene_selection)
         self._tools: dict[str, Tool] = {name: cls(self) for name, cls in TOOLS.items()}
+        self._tools["assist"] = AssistTool(self)
+        self._tools["outline"] = OutlineTool(self)
         self._tool = self._tools["select"]
         self._view.set_tool_cursor(self._tool.cursor)
 
@@ -227,6 +231,15 @@ class AnnotationCanvas(QWidget):
     def image_size(self) -> tuple[int, int]:
         """``(width, height)`` of the shown image in pixels; ``(0, 0)`` before it is decoded."""
         return self._image_layer.image_size()
+
+    def image_pixels(self) -> ImagePixels | None:
+        """The finest pixels of the shown image held in memory, for the assisted tools (a view of
+        them, no copy), or ``None`` before the image is decoded."""
+        level = self._image_layer.finest_level()
+        if level is None:
+            return None
+        reduce, pixels = level
+        return ImagePixels(pixels, self.image_size(), reduce=reduce, bgrx=pixels.ndim == 3 and pixels.shape[2] == 4)
 
     def image_resolution(self) -> int | None:
         """Reduction of the finest level held: 1 for full size, 2/4/8 for a reduced one, None if none.

@@ -273,6 +273,13 @@ class ImageLayer(QGraphicsItem):
         """1 when the full image is loaded, else the finest reduction held; ``None`` if empty."""
         return min(self._levels) if self._levels else None
 
+    def finest_level(self) -> tuple[int, np.ndarray] | None:
+        """``(reduce, pixels)`` of the finest level held (see :class:`DecodedLevel`), or ``None``."""
+        if not self._levels:
+            return None
+        reduce = min(self._levels)
+        return reduce, self._levels[reduce][0]
+
     def coarsest_reduction(self) -> int | None:
         """The reduction of the first level (the one kept while finer ones come and go)."""
         return max(self._levels) if self._levels else None

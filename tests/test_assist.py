@@ -1,0 +1,141 @@
+"""The assisted mask algorithms on synthetic images with known answers (no Qt)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from labeler.assist import Click, ImagePixels, prepare, read_window, region_at, region_count, segment, snap_path
+from labeler.assist.protocol import clicks_to_reach, iou, next_click
+from labeler.assist.window import box_window
+
+
+def _disk_scene(gray: bool = False, size: tuple[int, int] = (300, 200)) -> tuple[np.ndarray, np.ndarray]:
+    w, h = size
+    rng = np.random.default_rng(1)
+    image = np.clip(rng.normal(190, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+    truth = np.zeros((h, w), np.uint8)
+    cv2.circle(truth, (w // 2, h // 2), 50, 1, -1)
+    colour = (60, 60, 60) if gray else (40, 80, 200)
+    image[truth > 0] = colour
+    if gray:
+        image[:] = image[..., :1]
+    return image, truth > 0
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_box_to_mask_finds_a_disk(gray: bool) -> None:
+    image, truth = _disk_scene(gray)
+    source = ImagePixels.of(image[..., 0] if gray else image)
+    result = segment(prepare(source, (100, 50, 101, 101)))
+    assert iou(result.full(300, 200), truth) > 0.95
+
+
+def test_positive_and_negative_clicks_are_hard_constraints() -> None:
+    # two touching disks of one colour: the box covers both, clicks say which is meant
+    image = np.full((200, 300, 3), 200, np.uint8)
+    left = np.zeros((200, 300), np.uint8)
+    cv2.circle(left, (110, 100), 40, 1, -1)
+    right = np.zeros((200, 300), np.uint8)
+    cv2.circle(right, (190, 100), 40, 1, -1)
+    image[(left | right) > 0] = (30, 120, 30)
+    prepared = prepare(ImagePixels.of(image), (65, 55, 170, 90))
+    both = segment(prepared)
+    assert iou(both.full(300, 200), (left | right) > 0) > 0.9
+    clicked = segment(prepared, [Click(110, 100, True), Click(190, 100, False)], previous=both)
+    full = clicked.full(300, 200)
+    assert full[100, 110] and not full[100, 190]
+    assert iou(full, left > 0) > 0.8
+
+
+def test_probability_seeding_separates_look_alike_neighbours() -> None:
+    # a textured gray field; only the model knows where the object is
+    rng = np.random.default_rng(2)
+    image = rng.integers(90, 160, (160, 160), dtype=np.uint8)
+    truth = np.zeros((160, 160), bool)
+    truth[50:110, 40:120] = True
+    calls = []
+
+    def probability(crop: np.ndarray) -> np.ndarray:
+        calls.append(crop.shape)
+        return np.full(crop.shape[:2], 0.05, np.float32)  # replaced below
+
+    # the model's map is known in image coordinates: hand the matching crop back
+    source = ImagePixels.of(image)
+    window = box_window((40, 50, 80, 60), source.size)
+
+    def prob(crop: np.ndarray) -> np.ndarray:
+        calls.append(crop.shape)
+        h, w = crop.shape[:2]
+        # the context window is the box window grown by MODEL_CONTEXT (clipped)
+        from labeler.assist.grabcut import MODEL_CONTEXT
+        x0, y0 = max(0, window.x0 - MODEL_CONTEXT), max(0, window.y0 - MODEL_CONTEXT)
+        return truth[y0:y0 + h, x0:x0 + w].astype(np.float32) * 0.9 + 0.05
+
+    plain = segment(prepare(source, (40, 50, 80, 60)))
+    seeded = segment(prepare(source, (40, 50, 80, 60), probability=prob))
+    assert calls and calls[0][2] == 3
+    assert iou(seeded.full(160, 160), truth) > 0.95
+    assert iou(seeded.full(160, 160), truth) > iou(plain.full(160, 160), truth)
+
+
+def test_big_image_reads_only_a_window_of_a_reduced_level() -> None:
+    # an 8000 x 8000 image held at 1/8 size (as the canvas holds it): a box of 4000 pixels
+    level = np.full((1000, 1000, 4), 220, np.uint8)
+    cv2.circle(level, (500, 500), 200, (200, 40, 40, 255), -1)  # B, G, R, X
+    source = ImagePixels(level, (8000, 8000), reduce=8, bgrx=True)
+    prepared = prepare(source, (2300, 2300, 3400, 3400))
+    assert max(prepared.image.shape[:2]) <= 280
+    assert tuple(prepared.image[prepared.image.shape[0] // 2, prepared.image.shape[1] // 2]) == (40, 40, 200)
+    mask = segment(prepared)
+    area = mask.mask.sum()
+    assert area == pytest.approx(np.pi * 1600 ** 2, rel=0.08)
+
+
+def test_read_window_converts_gray_and_bgrx() -> None:
+    gray = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    window = box_window((2, 2, 5, 5), (10, 10), min_margin=0, margin=0.0)
+    rgb = read_window(ImagePixels.of(gray), window)
+    assert rgb.shape == (5, 5, 3) and (rgb[..., 0] == gray[2:7, 2:7]).all() and (rgb[..., 2] == gray[2:7, 2:7]).all()
+
+
+def test_snap_path_follows_an_edge() -> None:
+    image = np.full((120, 200, 3), 230, np.uint8)
+    image[60:, :] = 20  # a horizontal edge at y = 60
+    path = snap_path(ImagePixels.of(image), (20, 50), (180, 50))
+    assert tuple(path[0]) == (20, 50) and tuple(path[-1]) == (180, 50)
+    middle = path[(path[:, 0] > 50) & (path[:, 0] < 150)]
+    assert len(middle) and np.abs(middle[:, 1] - 60).max() <= 2.0
+
+
+def test_region_at_takes_one_part() -> None:
+    mask = np.zeros((50, 80), bool)
+    mask[5:15, 5:15] = True
+    mask[30:45, 50:70] = True
+    assert region_count(mask) == 2
+    part = region_at(mask, 55.5, 35.2)
+    assert part is not None and part.sum() == 15 * 20 and not part[10, 10]
+    assert region_at(mask, 30, 30) is None and region_at(mask, -1, 3) is None
+
+
+def test_protocol_clicks_the_centre_of_the_largest_error() -> None:
+    truth = np.zeros((60, 60), bool)
+    truth[10:50, 10:50] = True
+    predicted = truth.copy()
+    predicted[10:50, 30:50] = False  # misses the right half: a positive click in its middle
+    click = next_click(predicted, truth, offset=(100, 200))
+    assert click is not None and click.positive
+    assert click.x == pytest.approx(140, abs=1.0) and 219 <= click.y <= 241  # 10 px from every edge
+    assert next_click(truth, truth) is None
+    assert iou(predicted, truth) == pytest.approx(0.5)
+    assert clicks_to_reach([0.5, 0.8, 0.91], 0.9, max_clicks=20) == 2
+    assert clicks_to_reach([0.5, 0.6], 0.9, max_clicks=20) == 20
+
+
+def test_bad_box_is_a_clear_error() -> None:
+    image, _ = _disk_scene()
+    with pytest.raises(ValueError, match="box"):
+        prepare(ImagePixels.of(image), (400, 400, 10, 10))
+    with pytest.raises(ValueError, match="positive"):
+        prepare(ImagePixels.of(image), (10, 10, 0, 10))
