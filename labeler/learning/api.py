@@ -211,3 +211,21 @@ def resolve_settings(plugin: Plugin, overrides: Mapping[str, Any]) -> dict[str, 
             )
         out[key] = known[key].parse(value) if isinstance(value, str) and not isinstance(known[key].default, str) else value
     return out
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """``(h, w, 3)`` contiguous uint8 from RGB, grayscale ``(h, w)`` / ``(h, w, 1)`` or RGBA input
+    (alpha dropped); the form plugins' ``inputs`` and ``prepare`` work on. Raises ``ValueError``
+    for another dtype or shape."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"images are uint8, got {image.dtype}")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"expected an (h, w, 3) image, got shape {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[..., :3]
+    return np.ascontiguousarray(image)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box
-from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage
+from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
 
 from labeler_detector.cocomap import Box, coco_map
 from labeler_detector.grid import STRIDE, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
@@ -93,7 +93,7 @@ class DetectorPlugin:
         scale (no larger than the original), ``"scale"`` the inference scale relative to it,
         ``"fill"`` its mean colour, ``"boxes"`` ``(N, 4)`` its pixel boxes, ``"labels"`` ``(N,)`` class targets (1 + index)."""
         cfg = self._cfg(settings)
-        image = _rgb(sample.image)
+        image = as_rgb(sample.image)
         h, w = image.shape[:2]
         boxes, labels = object_boxes(sample, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
         scale = input_scale(h, w, int(cfg["input_size"]))
@@ -153,7 +153,7 @@ class DetectorPlugin:
         return None if size <= 0 else max(1, (3 * size + 3) // 4)
 
     def inputs(self, image: np.ndarray, *, settings: Mapping[str, Any]) -> torch.Tensor:
-        image = _rgb(image)
+        image = as_rgb(image)
         h, w = input_shape(image.shape[0], image.shape[1], int(self._cfg(settings)["input_size"]))
         return torch.from_numpy(to_input(resize(image, h, w)))[None]
 
@@ -284,22 +284,6 @@ def object_boxes(sample: LabelledImage, *, shapes_as_boxes: bool = True) -> tupl
     if ((clipped[:, 2] < 1.0) | (clipped[:, 3] < 1.0)).any():
         raise SkipImage("a labelled box is empty (under one pixel wide or high inside the image)")
     return clipped, np.asarray(labels, dtype=np.int64)
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """``(h, w, 3)`` uint8 from RGB, grayscale ``(h, w)`` / ``(h, w, 1)`` or RGBA input."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"images are uint8, got {image.dtype}")
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected an (h, w, 3) image, got shape {image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[..., :3]
-    return np.ascontiguousarray(image)
 
 
 def _first(t: Any) -> torch.Tensor:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box, box_iou
-from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage
+from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
 
 from labeler_localizer.boxes import Augment, denormalize_box, normalize_box, resize_square, to_input
 from labeler_localizer.boxes import augment as random_view
@@ -82,7 +82,7 @@ class LocalizerPlugin:
         cfg = self._cfg(settings)
         ann = target_annotation(sample.annotations, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
         label = class_index(sample.classes, ann.category_id)
-        image = _rgb(sample.image)
+        image = as_rgb(sample.image)
         h, w = image.shape[:2]
         box = normalize_box(annotation_box(ann), w, h)
         if box[2] * w < 1.0 or box[3] * h < 1.0:
@@ -131,7 +131,7 @@ class LocalizerPlugin:
 
     def inputs(self, image: np.ndarray, *, settings: Mapping[str, Any]) -> torch.Tensor:
         size = int(self._cfg(settings)["input_size"])
-        return torch.from_numpy(to_input(resize_square(_rgb(image), size)))[None]
+        return torch.from_numpy(to_input(resize_square(as_rgb(image), size)))[None]
 
     def proposals(
         self,
@@ -234,22 +234,6 @@ def class_index(classes: Sequence[Category], category_id: int) -> int:
         if c.id == category_id:
             return i
     raise SkipImage(f"label of category {category_id}, which is not among the model's classes")
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """``(h, w, 3)`` uint8 from RGB, grayscale ``(h, w)`` / ``(h, w, 1)`` or RGBA input."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"images are uint8, got {image.dtype}")
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected an (h, w, 3) image, got shape {image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[..., :3]
-    return np.ascontiguousarray(image)
 
 
 def _first(t: Any) -> torch.Tensor:
