@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -138,3 +139,18 @@ def test_labelme_voc_matches_labelme_rectangles(shared_data: Path, tmp_path: Pat
         mine, theirs = voc_boxes(ET.parse(tmp_path / "out" / xml.name).getroot()), voc_boxes(ET.parse(xml).getroot())
         assert [name for name, _ in mine] == [name for name, _ in theirs]
         assert [box for _, box in mine] == [pytest.approx(box, abs=1e-5) for _, box in theirs]
+
+
+def test_labels_for_the_projects_own_images_match_them_instead_of_adding_copies(tmp_path: Path) -> None:
+    """A project made over a copy of a VOC set's images: the import labels those images (matched by
+    file name) and adds only the images the project does not hold."""
+    annotations = voc_layout(tmp_path)
+    make_image(annotations.parent / "JPEGImages" / "b.jpg", 40, 30, fmt="JPEG")
+    make_image(tmp_path / "proj" / "photos" / "a.jpg", 40, 30, fmt="JPEG")
+    project = Project.create(tmp_path / "proj")
+    (own,) = project.add_images([tmp_path / "proj" / "photos" / "a.jpg"])
+    report = import_annotations(project, annotations, format="voc")
+    assert report.images_matched == 1 and report.images_added == 1
+    paths = sorted(r.path for r in project.images())
+    assert paths == sorted([str(Path("photos") / "a.jpg"), str(Path(os.path.relpath(annotations.parent / "JPEGImages" / "b.jpg", tmp_path / "proj")))])
+    assert {a.image_id for a in project.annotations()} >= {own}

@@ -128,7 +128,7 @@ def import_coco(
 
     tally = Tally()
     with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
+        finder = ImageFinder(project, images_dir=images_dir, tally=tally, match_first=True)
         cats = CategoryMap(project, tally)
         ordered = sorted(names.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))  # ids: ints, then strings
         category_ids = {cid: cats.id(name) for cid, name in ordered if name is not None}

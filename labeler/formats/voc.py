@@ -51,12 +51,14 @@ def import_voc(
 ) -> ImportReport:
     """Import a VOC XML file, or every one under a folder (all or nothing).
 
-    Images are looked for as the file names them, then in ``images_dir``, then beside the XML and
+    An image the project already holds is matched first (by relative path, then by file name), so
+    labels for a project's own images never add a second copy of them; others are looked for as
+    the file names them, then in ``images_dir``, then beside the XML and
     in the ``JPEGImages``/``images`` folder next to the XML's folder (VOC's own layout).
     """
     return import_per_file(
         project, source, format_name="voc", suffix=".xml", import_file=_import_file,
-        images_dir=images_dir, mark_done=mark_done, progress=progress,
+        images_dir=images_dir, mark_done=mark_done, progress=progress, match_first=True,
     )
 
 
