@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication
 
 pytest.importorskip("pytestqt")
 
@@ -266,3 +267,17 @@ def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot, tmp_path: Pat
     report = run_dialog(qtbot, dialog)
     assert report.images_added == 2 and target.image_count() == 2  # type: ignore[attr-defined]
     target.close()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_each_formats_help_text_is_shown_whole(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The import dialog grows to the chosen format's help text (it was clipped at top and bottom)."""
+    dialog = ImportDialog(Project.create(tmp_path / "proj"))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    for index in range(dialog.format_combo.count()):
+        dialog.format_combo.setCurrentIndex(index)
+        QApplication.processEvents()
+        label = dialog.description
+        assert label.height() >= label.heightForWidth(label.width()), dialog.format_combo.currentText()

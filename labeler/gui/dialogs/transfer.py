@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -134,7 +135,18 @@ class _TransferDialog(QDialog):
         fmt = self.formats.get(name)
         self.description.setText(fmt.description if fmt is not None else "The format is guessed from the names "
                                  "and contents of the files.")
+        self._fit_description()
         self._update_run()
+
+    def _fit_description(self) -> None:
+        """Give the wrapped help text the height it needs at its width (layouts do not ask a
+        wrapped label for its height at a given width, so a long text was clipped)."""
+        label = self.description
+        label.setMinimumHeight(label.heightForWidth(max(label.width(), 1)))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit_description()
 
     def _add_option_rows(self) -> None:
         """One row per option any format of this dialog's verb has; :meth:`_on_format` shows the
