@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QThreadPool, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPixmapItem, QGraphicsRectItem
 
@@ -28,7 +28,7 @@ from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import encode_mask
 from labeler.gui.canvas.edits import clamp_box
 from labeler.gui.canvas.items import MaskItem
-from labeler.gui.canvas.tools import CLICK_SLOP_PX, MIN_BOX_SIDE, PolygonTool, Tool, _clamp, _cosmetic
+from labeler.gui.canvas.tools import CLICK_SLOP_PX, MIN_BOX_SIDE, PolygonTool, RubberBand, Tool, _clamp, _cosmetic
 from labeler.gui.workers import FunctionWorker
 
 if TYPE_CHECKING:
@@ -65,8 +65,7 @@ class AssistTool(Tool):
 
     def __init__(self, canvas: AnnotationCanvas) -> None:
         super().__init__(canvas)
-        self._drag: QGraphicsRectItem | None = None
-        self._start = QPointF()
+        self._drag: RubberBand | None = None
         self._box: tuple[float, float, float, float] | None = None
         self._clicks: list[Click] = []
         self._prepared: Any = None
@@ -99,7 +98,9 @@ class AssistTool(Tool):
     def cancel(self) -> None:
         self._generation += 1
         self._box, self._clicks, self._prepared, self._result = None, [], None, None
-        for item in [self._drag, self._preview, self._frame, *self._marks]:
+        if self._drag is not None:
+            self._drag.remove()
+        for item in [self._preview, self._frame, *self._marks]:
             if item is not None and item.scene() is not None:
                 item.scene().removeItem(item)
         self._drag = self._preview = self._frame = None
@@ -120,29 +121,25 @@ class AssistTool(Tool):
             return
         if event.button() != Qt.MouseButton.LeftButton or self._need_category() is None:
             return
-        self._start = p
         self._t0 = time.monotonic()
-        self._drag = QGraphicsRectItem(QRectF(p, p))
-        self._drag.setPen(_cosmetic(self._class_color(), 2.0, dashed=True))
-        self._drag.setZValue(1000)
-        self.canvas.scene().addItem(self._drag)
+        self._drag = RubberBand(self.canvas, p, self._class_color())
 
     def move(self, pos: QPointF, event: QMouseEvent) -> None:
         if self._drag is not None:
-            w, h = self.canvas.image_size()
-            self._drag.setRect(QRectF(self._start, _clamp(pos, w, h)).normalized())
+            self._drag.follow(pos)
 
     def release(self, pos: QPointF, event: QMouseEvent) -> None:
         if self._drag is None or event.button() != Qt.MouseButton.LeftButton:
             return
-        self.canvas.scene().removeItem(self._drag)
+        start = self._drag.start
+        self._drag.remove()
         self._drag = None
         w, h = self.canvas.image_size()
         end = _clamp(pos, w, h)
-        if self._screen_distance(self._start, end) < CLICK_SLOP_PX:
+        if self._screen_distance(start, end) < CLICK_SLOP_PX:
             self._take_region(end)
             return
-        box = clamp_box(self._start.x(), self._start.y(), end.x(), end.y(), w, h)
+        box = clamp_box(start.x(), start.y(), end.x(), end.y(), w, h)
         if box[2] < max(MIN_BOX_SIDE, 3) or box[3] < max(MIN_BOX_SIDE, 3):
             return
         self._box = box

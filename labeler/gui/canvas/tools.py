@@ -325,47 +325,62 @@ class SelectTool(Tool):
         return False
 
 
+class RubberBand:
+    """The dashed rectangle a drag draws from where it started to the pointer, both clamped to the
+    image (image pixels); box-drawing tools share it."""
+
+    def __init__(self, canvas: AnnotationCanvas, start: QPointF, color: QColor) -> None:
+        w, h = canvas.image_size()
+        self.canvas = canvas
+        self.start = _clamp(start, w, h)
+        self.item = QGraphicsRectItem(QRectF(self.start, self.start))
+        self.item.setPen(_cosmetic(color, 2.0, dashed=True))
+        self.item.setZValue(1000)
+        canvas.scene().addItem(self.item)
+
+    def follow(self, pos: QPointF) -> None:
+        w, h = self.canvas.image_size()
+        self.item.setRect(QRectF(self.start, _clamp(pos, w, h)).normalized())
+
+    def remove(self) -> None:
+        if self.item.scene() is not None:
+            self.item.scene().removeItem(self.item)
+
+
 class BoxTool(Tool):
     name = "box"
     cursor = Qt.CursorShape.CrossCursor
 
     def __init__(self, canvas: AnnotationCanvas) -> None:
         super().__init__(canvas)
-        self._preview: QGraphicsRectItem | None = None
-        self._start = QPointF()
+        self._band: RubberBand | None = None
         self._t0 = 0.0
 
     def cancel(self) -> None:
-        if self._preview is not None:
-            if self._preview.scene() is not None:
-                self._preview.scene().removeItem(self._preview)
-            self._preview = None
+        if self._band is not None:
+            self._band.remove()
+            self._band = None
 
     def press(self, pos: QPointF, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton or self._need_category() is None:
             return
-        w, h = self.canvas.image_size()
         self.cancel()
-        self._start = _clamp(pos, w, h)
         self._t0 = time.monotonic()
-        self._preview = QGraphicsRectItem(QRectF(self._start, self._start))
-        self._preview.setPen(_cosmetic(self._class_color(), 2.0, dashed=True))
-        self._preview.setZValue(1000)
-        self.canvas.scene().addItem(self._preview)
+        self._band = RubberBand(self.canvas, pos, self._class_color())
 
     def move(self, pos: QPointF, event: QMouseEvent) -> None:
-        if self._preview is not None:
-            w, h = self.canvas.image_size()
-            self._preview.setRect(QRectF(self._start, _clamp(pos, w, h)).normalized())
+        if self._band is not None:
+            self._band.follow(pos)
 
     def release(self, pos: QPointF, event: QMouseEvent) -> None:
-        if self._preview is None or event.button() != Qt.MouseButton.LeftButton:
+        if self._band is None or event.button() != Qt.MouseButton.LeftButton:
             return
+        start = self._band.start
         self.cancel()
         w, h = self.canvas.image_size()
         end = _clamp(pos, w, h)
-        box = clamp_box(self._start.x(), self._start.y(), end.x(), end.y(), w, h)
-        if box[2] < MIN_BOX_SIDE or box[3] < MIN_BOX_SIDE or self._screen_distance(self._start, end) < CLICK_SLOP_PX:
+        box = clamp_box(start.x(), start.y(), end.x(), end.y(), w, h)
+        if box[2] < MIN_BOX_SIDE or box[3] < MIN_BOX_SIDE or self._screen_distance(start, end) < CLICK_SLOP_PX:
             return
         scale = self.canvas.view().scale_factor()
         if min(box[2], box[3]) * scale < MIN_BOX_SCREEN_PX:
@@ -379,7 +394,7 @@ class BoxTool(Tool):
         self.canvas.select(ids)
 
     def key(self, event: QKeyEvent) -> bool:
-        if event.key() == Qt.Key.Key_Escape and self._preview is not None:
+        if event.key() == Qt.Key.Key_Escape and self._band is not None:
             self.cancel()
             return True
         return False
