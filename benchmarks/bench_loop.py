@@ -29,7 +29,6 @@ import argparse
 import csv
 import json
 import os
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,11 +37,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from labeler.simulation.session import ORDERS, SessionResult, SessionSettings, run_session
+from labeler.simulation.truth import LabelSource, read_ground_truth
 
-from labeler.simulation.session import ORDERS, SessionResult, SessionSettings, run_session  # noqa: E402
-from labeler.simulation.truth import LabelSource, read_ground_truth  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CAMVID_VALUES = ("0=Sky,1=Building,2=Pole,3=Road,4=Pavement,5=Tree,6=SignSymbol,7=Fence,8=Car,"
                  "9=Pedestrian,10=Bicyclist")
