@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QScrollArea,
     QTabWidget,
@@ -34,9 +33,10 @@ from labeler.core.annotation import State
 from labeler.core.done import done_refusal
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
-from labeler.gui.actions import Actions, build_actions
+from labeler.gui.actions import ActionId, WindowActions, build_actions
 from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
+from labeler.gui.icons import app_icon
 from labeler.gui.image_list import ImageListPanel
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self.project: Project | None = None
         self.setObjectName("labeler_main_window")
         self.setWindowTitle("labeler")
+        self.setWindowIcon(app_icon())
         self.undo_stack = QUndoStack(self)
         self.canvas = AnnotationCanvas(self.undo_stack, self)
         self.setCentralWidget(self.canvas)
@@ -99,8 +100,6 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.autolabeler = AutoLabelController(self)
         self.trainer = TrainingController(self)
-        self.recent_menu: QMenu | None = None
-        self.docks_menu: QMenu | None = None
         self._open_worker: FunctionWorker | None = None
         # the image shown: its id, when it was shown, when the user last accepted or rejected a proposal there
         self._visit: tuple[int, float, float | None] | None = None
@@ -111,10 +110,7 @@ class MainWindow(QMainWindow):
         self._shown_proposals: frozenset[int] = frozenset()
         self.shown_image: int | None = None  # the image whose pixels the canvas last painted
         self._build_docks()
-        self.actions_: Actions = build_actions(self)
-        for dock in self.findChildren(QDockWidget):
-            if self.docks_menu is not None:
-                self.docks_menu.addAction(dock.toggleViewAction())
+        self.actions_: WindowActions = build_actions(self)
         self._connect()
         self._restore()
         self._update_enabled()
@@ -362,14 +358,13 @@ class MainWindow(QMainWindow):
             self.open_path(folder)
 
     def fill_recent_menu(self) -> None:
-        if self.recent_menu is None:
-            return
-        self.recent_menu.clear()
+        menu = self.actions_.recent_menu
+        menu.clear()
         recent = self.settings.recent_projects()
         for path in recent:
-            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+            menu.addAction(path, lambda p=path: self.open_path(p))
         if not recent:
-            self.recent_menu.addAction("(none)").setEnabled(False)
+            menu.addAction("(none)").setEnabled(False)
 
     # ---- images ---------------------------------------------------------------------------
 
@@ -687,15 +682,17 @@ class MainWindow(QMainWindow):
         image_id = self.current_image_id()
         has_image = has_project and image_id is not None
         a = self.actions_
-        for name in ("import", "export", "add_images", "rescan", "next", "previous", "next_undone", "next_uncertain", "add_class"):
+        A = ActionId
+        for name in (A.IMPORT, A.EXPORT, A.ADD_IMAGES, A.RESCAN, A.NEXT, A.PREVIOUS, A.NEXT_UNDONE,
+                     A.NEXT_UNCERTAIN, A.ADD_CLASS):
             a[name].setEnabled(has_project)
-        a["mark_done"].setEnabled(has_image)
+        a[A.MARK_DONE].setEnabled(has_image)
         if has_image and self.project is not None:
-            a["mark_done"].setChecked(self.project.image(image_id).done)  # type: ignore[arg-type]
+            a[A.MARK_DONE].setChecked(self.project.image(image_id).done)  # type: ignore[arg-type]
         plugin_ok = has_project and self.plugin() is not None
-        a["autolabel_image"].setEnabled(plugin_ok and has_image)
-        a["autolabel_all"].setEnabled(plugin_ok)
-        a["train"].setEnabled(plugin_ok and not self.trainer.is_running())
+        a[A.AUTOLABEL_IMAGE].setEnabled(plugin_ok and has_image)
+        a[A.AUTOLABEL_ALL].setEnabled(plugin_ok)
+        a[A.TRAIN].setEnabled(plugin_ok and not self.trainer.is_running())
         self.autolabel_panel.image_button.setEnabled(plugin_ok and has_image and not self.autolabeler.image_running())
         self.autolabel_panel.all_button.setEnabled(plugin_ok and not self.autolabeler.batch_running())
         self.training_panel.train_button.setEnabled(plugin_ok and not self.trainer.is_running())
