@@ -321,11 +321,12 @@ def _brush_spin(window: MainWindow) -> QSpinBox:
 def _layers_button(layers: Mapping[str, QAction]) -> QToolButton:
     """One button whose menu shows or hides each layer (the View menu has them too)."""
     button = QToolButton()
-    button.setText("Layers")
+    button.setText("Layers ▾")
     button.setIcon(icon("layers"))
     button.setToolTip("Show or hide masks, boxes, polygons and proposals")
     button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+    button.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0px; }")  # the ▾ says it
     menu = QMenu(button)
     menu.addActions(list(layers.values()))
     button.setMenu(menu)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QShowEvent, QUndoStack
+from PySide6.QtGui import QCloseEvent, QResizeEvent, QShowEvent, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -38,6 +38,7 @@ from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.icons import app_icon
 from labeler.gui.image_list import ImageListPanel
+from labeler.gui.layout import PanelSqueeze
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
 from labeler.gui.panels.models import ModelListPanel
@@ -110,6 +111,8 @@ class MainWindow(QMainWindow):
         self._shown_proposals: frozenset[int] = frozenset()
         self.shown_image: int | None = None  # the image whose pixels the canvas last painted
         self._build_docks()
+        self._panels = PanelSqueeze(self, self.canvas)
+        self._shown_once = False
         self.actions_: WindowActions = build_actions(self)
         self._connect()
         self._restore()
@@ -119,6 +122,21 @@ class MainWindow(QMainWindow):
 
     MIN_CANVAS = (280, 200)
     """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
+    LIST_WIDTH = 260
+    """The image list's width in a new layout, and what a restored list narrower than
+    :data:`READABLE_LIST_WIDTH` (names cut to the same prefix) gets back."""
+    READABLE_LIST_WIDTH = 200
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._panels.schedule()  # the side panels give way before the canvas does
+
+    def _widen_unreadable_list(self) -> None:
+        dock = self.findChild(QDockWidget, "images_dock")
+        if isinstance(dock, QDockWidget) and dock.isVisible() and not dock.isFloating() \
+                and dock.width() < self.READABLE_LIST_WIDTH:
+            self.resizeDocks([dock], [self.LIST_WIDTH], Qt.Orientation.Horizontal)
+            self._panels.forget()
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -158,7 +176,7 @@ class MainWindow(QMainWindow):
         self.model_tabs.addTab(self.models, "Versions")
         layout.addWidget(self.model_tabs, 1)
         self._dock("Model", "model_dock", model, right)
-        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [260], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [self.LIST_WIDTH], Qt.Orientation.Horizontal)
         self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [330], Qt.Orientation.Horizontal)
         right_docks = [self.findChild(QDockWidget, n) for n in ("classes_dock", "proposals_dock", "model_dock")]
         self.resizeDocks(right_docks, [170, 150, 560], Qt.Orientation.Vertical)
@@ -200,12 +218,16 @@ class MainWindow(QMainWindow):
         state = self.settings.window_state()
         if state is not None:
             self.restoreState(state)
+            self._panels.forget()
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
         self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[arg-type]
         self.training_panel.budget.setValue(float(self.settings.value("training/budget", 120.0)))  # type: ignore[arg-type]
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            self._widen_unreadable_list()
         if not self._plugins_loaded:
             QTimer.singleShot(0, self.load_plugins)
 
