@@ -120,3 +120,26 @@ def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot) -> None:  # 
     _resize(second, 1200, 800)  # the restored geometry is clamped to the 800 x 600 offscreen screen
     assert _docks(second)["images_dock"].width() >= MainWindow.READABLE_LIST_WIDTH
     second.shutdown()
+
+
+def test_long_names_elide_in_a_narrow_list_instead_of_scrolling(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gui_support import write_images
+
+    from labeler.core.store import Project
+
+    root = tmp_path / "proj"
+    for path in write_images(root / "raw", 2):
+        path.rename(root / f"BloodImage_000{path.stem[-1]}_with_a_long_name_that_does_not_fit.png")
+    with Project.create(root) as project:
+        project.add_folder(root)
+    with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
+        assert window.open_path(root)
+    _resize(window, 800, 500)
+    view = window.images.view
+    index = view.model().index(0, 0)
+    assert view.fontMetrics().horizontalAdvance(index.data()) > view.viewport().width()  # it cannot fit
+    # before: each row was as wide as its name, so the list scrolled sideways and cut every name at
+    # the same "BloodImage_00…"; now a row is the list's width and the delegate elides the name's middle
+    assert view.visualRect(index).width() <= view.viewport().width()
+    assert view.horizontalScrollBar().maximum() == 0
+    assert view.textElideMode() is Qt.TextElideMode.ElideMiddle
