@@ -80,6 +80,7 @@ def test_at_800_by_500_the_panels_give_way_and_grow_back(window: MainWindow) -> 
 
 def test_at_500_by_350_nothing_overlaps(window: MainWindow) -> None:
     _resize(window, 500, 350)
+    assert window.size().toTuple() == (500, 350)  # before, its minimum was 592 x 434: forced smaller, panels overlapped
     canvas = QRect(window.canvas.mapTo(window, window.canvas.rect().topLeft()), window.canvas.size())
     shown = [d for d in _docks(window).values() if d.isVisible()]
     rects = [d.geometry() for d in shown]

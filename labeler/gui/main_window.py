@@ -120,7 +120,7 @@ class MainWindow(QMainWindow):
         self.status.showMessage(OPEN_HINT)
         self.canvas.set_empty_notice(OPEN_HINT)
 
-    MIN_CANVAS = (280, 200)
+    MIN_CANVAS = (200, 160)
     """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
     LIST_WIDTH = 260
     """The image list's width in a new layout, and what a restored list narrower than
@@ -150,7 +150,7 @@ class MainWindow(QMainWindow):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setWidget(widget)
-            scroll.setMinimumWidth(140)
+            scroll.setMinimumSize(120, 36)  # a 500 x 350 window still holds every panel (scrolling)
             dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
