@@ -114,3 +114,13 @@ def test_the_appstream_metadata_names_the_app_and_its_desktop_entry() -> None:
     result = subprocess.run(["appstreamcli", "validate", "--no-net", "--pedantic", str(files[0])],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_editable_install_from_before_resources_existed_reads_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Such an install maps only ``labeler``, so ``labeler.resources`` cannot be imported; the
+    checkout's resources/ is read instead of failing at the store's import."""
+    import labeler.core.resources as module
+
+    monkeypatch.setattr(module, "PACKAGE", "labeler.not_installed_resources")
+    assert module.read_bytes("palette.json") == (RESOURCES / "palette.json").read_bytes()
+    assert "tool-box" in module.icon_names()
