@@ -339,10 +339,16 @@ def _build_tool_bar(window: MainWindow, a: Mapping[ActionId, QAction], tools: Ma
     bar = QToolBar("Tools", window)
     bar.setObjectName("tools_toolbar")
     bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+    # what a narrow window moves into the bar's overflow menu first comes last: the view's
+    # controls (they have keys and menu entries), not "Done" or "Next"
     bar.addActions(list(tools.values()))
     bar.addWidget(QLabel(" size "))
     spin = _brush_spin(window)
     bar.addWidget(spin)
+    bar.addSeparator()
+    bar.addActions([a[A.PREVIOUS], a[A.NEXT], a[A.NEXT_UNDONE], a[A.MARK_DONE]])
+    bar.addSeparator()
+    bar.addActions([a[A.AUTOLABEL_IMAGE], a[A.TRAIN]])
     bar.addSeparator()
     bar.addActions([a[A.FIT], a[A.ACTUAL]])
     layers_button = _layers_button(layers)
@@ -350,10 +356,6 @@ def _build_tool_bar(window: MainWindow, a: Mapping[ActionId, QAction], tools: Ma
     slider = _opacity_slider(window)
     bar.addWidget(QLabel(" opacity "))
     bar.addWidget(slider)
-    bar.addSeparator()
-    bar.addActions([a[A.PREVIOUS], a[A.NEXT], a[A.NEXT_UNDONE], a[A.MARK_DONE]])
-    bar.addSeparator()
-    bar.addActions([a[A.AUTOLABEL_IMAGE], a[A.TRAIN]])
     for action_id in TEXT_BESIDE_ICON:
         button = bar.widgetForAction(a[action_id])
         if isinstance(button, QToolButton):
