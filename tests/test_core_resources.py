@@ -49,7 +49,8 @@ def test_the_command_table_is_well_formed() -> None:
 
 
 @pytest.mark.parametrize(("text", "problem"), [
-    ('[[action]]\nid = "a"\ntext = "A"\nkeys = ["X"]\n[[action]]\nid = "b"\ntext = "B"\nkeys = ["x"]\n', "given to 'a' and 'b'"),
+    ('[[action]]\nid = "a"\ntext = "A"\nkeys = ["X"]\n'
+     '[[action]]\nid = "b"\ntext = "B"\nkeys = ["x"]\n', "given to 'a' and 'b'"),
     ('[[action]]\nid = "a"\ntext = "A"\ncolour = "red"\n', "unknown fields ['colour']"),
     ('[[action]]\nid = "a"\n', "needs a non-empty text 'text'"),
     ('[[action]]\nid = "a"\ntext = "A"\n[[action]]\nid = "a"\ntext = "B"\n', "used twice"),
@@ -69,7 +70,8 @@ def test_the_readme_names_the_keys_of_the_table() -> None:
                                ("tool_eraser", "`E` eraser"), ("tool_select", "`V` select"),
                                ("tool_assist", "`G` **box to mask**"), ("tool_outline", "`O` **snapping outline**"),
                                ("mark_done", "(`M`)"), ("train", "(Ctrl+T)"), ("autolabel_image", "(Ctrl+L)"),
-                               ("accept_selected", "(`Y`)"), ("reject_selected", "(`X`)"), ("next_uncertain", "`U` goes"),
+                               ("accept_selected", "(`Y`)"), ("reject_selected", "(`X`)"),
+                               ("next_uncertain", "`U` goes"),
                                ("next_undone", "`N` to the next"), ("rescan", "(F5)"), ("shortcuts", "F1 lists")):
         key = table[command_id].keys[0]
         assert phrase in readme, phrase

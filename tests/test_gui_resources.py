@@ -56,7 +56,8 @@ def test_the_actions_are_the_command_table(window: MainWindow) -> None:
             assert action.statusTip() == spec.tip
         if spec.icon:
             assert not action.icon().isNull(), spec.id
-    assert window.actions_[ActionId.UNDO].text().replace("&", "").startswith("Undo")  # the undo stack's action, named by the table
+    # the undo stack's own action, named by the table
+    assert window.actions_[ActionId.UNDO].text().replace("&", "").startswith("Undo")
 
 
 def test_f1_lists_every_key_of_the_table(window: MainWindow) -> None:

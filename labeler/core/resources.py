@@ -164,7 +164,8 @@ def parse_command_table(text: str) -> CommandTable:
             raise ResourceError(f"shortcuts.toml: {where}: the id {spec.id!r} is used twice")
         for key in spec.keys:
             if key.lower() in owner:
-                raise ResourceError(f"shortcuts.toml: the key {key!r} is given to {owner[key.lower()]!r} and {spec.id!r}")
+                other = owner[key.lower()]
+                raise ResourceError(f"shortcuts.toml: the key {key!r} is given to {other!r} and {spec.id!r}")
             owner[key.lower()] = spec.id
         commands.append(spec)
     canvas = []

@@ -141,7 +141,8 @@ def build_actions(window: MainWindow) -> WindowActions:
     missing = {a.value for a in ActionId} - {c.id for c in table.commands}
     unknown = {c.id for c in table.commands} - {a.value for a in ActionId}
     if missing or unknown:
-        raise ResourceError(f"shortcuts.toml does not match the window: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        raise ResourceError(
+            f"shortcuts.toml does not match the window: missing {sorted(missing)}, unknown {sorted(unknown)}")
     b = _Builder(window, table)
     canvas = window.canvas
     A = ActionId
