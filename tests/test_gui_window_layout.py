@@ -15,7 +15,7 @@ pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSi
 
 from gui_support import make_project  # noqa: E402
 
-from labeler.gui.layout import CANVAS_SHARE, squeezed_widths  # noqa: E402
+from labeler.gui.layout import CANVAS_SHARE, READABLE_LIST_WIDTH, squeezed_widths  # noqa: E402
 from labeler.gui.main_window import MainWindow  # noqa: E402
 
 
@@ -114,12 +114,12 @@ def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot) -> None:  # 
     first.resizeDocks([images], [150], Qt.Orientation.Horizontal)  # as narrow as it goes
     _settle()
     narrowed = images.width()
-    assert narrowed < MainWindow.READABLE_LIST_WIDTH
+    assert narrowed < READABLE_LIST_WIDTH
     first.close()
     second = _window(qtbot)
     _settle()
     _resize(second, 1200, 800)  # the restored geometry is clamped to the 800 x 600 offscreen screen
-    assert _docks(second)["images_dock"].width() >= MainWindow.READABLE_LIST_WIDTH
+    assert _docks(second)["images_dock"].width() >= READABLE_LIST_WIDTH
     second.shutdown()
 
 

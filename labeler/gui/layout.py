@@ -17,6 +17,11 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 CANVAS_SHARE = 0.5
 """The part of the shared width the canvas keeps while the side columns can still give way."""
 
+LIST_WIDTH = 260
+"""The image list's width in a new layout, and what a restored one narrower than
+:data:`READABLE_LIST_WIDTH` gets back (at that width every long name read the same)."""
+READABLE_LIST_WIDTH = 200
+
 _AREAS = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
 
 
@@ -69,6 +74,13 @@ class PanelSqueeze:
         """The user's widths changed (a restored layout): take the present ones as wanted."""
         self._wanted = {}
         self._squeezed = False
+
+    def widen_unreadable(self, dock: QDockWidget | None, *, below: int = READABLE_LIST_WIDTH,
+                         width: int = LIST_WIDTH) -> None:
+        """Give ``dock`` (the image list) ``width`` if it is docked and narrower than ``below``."""
+        if dock is not None and dock.isVisible() and not dock.isFloating() and dock.width() < below:
+            self.window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+            self.forget()
 
     def apply(self) -> None:
         if self._applying:

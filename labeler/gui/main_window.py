@@ -38,7 +38,7 @@ from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.icons import app_icon
 from labeler.gui.image_list import ImageListPanel
-from labeler.gui.layout import PanelSqueeze
+from labeler.gui.layout import LIST_WIDTH, PanelSqueeze
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
 from labeler.gui.panels.models import ModelListPanel
@@ -122,21 +122,9 @@ class MainWindow(QMainWindow):
 
     MIN_CANVAS = (200, 160)
     """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
-    LIST_WIDTH = 260
-    """The image list's width in a new layout, and what a restored list narrower than
-    :data:`READABLE_LIST_WIDTH` (names cut to the same prefix) gets back."""
-    READABLE_LIST_WIDTH = 200
-
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._panels.schedule()  # the side panels give way before the canvas does
-
-    def _widen_unreadable_list(self) -> None:
-        dock = self.findChild(QDockWidget, "images_dock")
-        if isinstance(dock, QDockWidget) and dock.isVisible() and not dock.isFloating() \
-                and dock.width() < self.READABLE_LIST_WIDTH:
-            self.resizeDocks([dock], [self.LIST_WIDTH], Qt.Orientation.Horizontal)
-            self._panels.forget()
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -176,7 +164,7 @@ class MainWindow(QMainWindow):
         self.model_tabs.addTab(self.models, "Versions")
         layout.addWidget(self.model_tabs, 1)
         self._dock("Model", "model_dock", model, right)
-        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [self.LIST_WIDTH], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [LIST_WIDTH], Qt.Orientation.Horizontal)
         self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [330], Qt.Orientation.Horizontal)
         right_docks = [self.findChild(QDockWidget, n) for n in ("classes_dock", "proposals_dock", "model_dock")]
         self.resizeDocks(right_docks, [170, 150, 560], Qt.Orientation.Vertical)
@@ -227,7 +215,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            self._widen_unreadable_list()
+            self._panels.widen_unreadable(self.findChild(QDockWidget, "images_dock"))  # a restored narrow list
         if not self._plugins_loaded:
             QTimer.singleShot(0, self.load_plugins)
 
