@@ -28,6 +28,7 @@ import numpy as np
 from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
 from labeler.core.images import content_hash, is_image_file, read_image, read_image_size
 from labeler.core.natural import natural_key
+from labeler.core.resources import class_palette
 from labeler.core.schema import migrate
 
 DB_NAME = "labeler.db"
@@ -37,12 +38,8 @@ BUSY_TIMEOUT_S = 60.0
 :class:`ProjectBusyError` (read when a project is opened)."""
 Progress = Callable[[int, int], None]
 
-# A qualitative palette that stays readable over photos (Tableau 10 plus extras).
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-)
+#: The colours new categories get in turn (``resources/palette.json``).
+PALETTE: tuple[tuple[int, int, int], ...] = class_palette()
 
 
 class ProjectError(Exception):

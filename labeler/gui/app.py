@@ -24,6 +24,10 @@ def application() -> QApplication:
         app = QApplication(sys.argv[:1])
         app.setApplicationName("labeler")
         app.setOrganizationName("labeler")
+        app.setDesktopFileName("labeler")  # resources/labeler.desktop: the desktop shows its name and icon
+        from labeler.gui.icons import app_icon
+
+        app.setWindowIcon(app_icon())  # every window and dialog of the app
     assert isinstance(app, QApplication)
     return app
 

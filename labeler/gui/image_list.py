@@ -25,7 +25,17 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import QColor, QIcon, QImage, QKeyEvent, QPixmap
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from labeler.core.natural import natural_key
 from labeler.core.store import Project
@@ -372,6 +382,15 @@ MIN_LIST_WIDTH = 160
 """The image list never gets narrower than this (a thumbnail and a readable name)."""
 
 
+class RowDelegate(QStyledItemDelegate):
+    """Rows as wide as the list and never wider: a long name elides (in the middle) instead of
+    widening every row past the list and cutting the names at its edge behind a scroll bar."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        size = super().sizeHint(option, index)
+        return QSize(min(size.width(), THUMB + 16), size.height())
+
+
 class SearchField(QLineEdit):
     """The name filter. Escape, Enter and Return hand the keyboard back (``finished``), so that the
     one-key shortcuts (D, U, M, ...) work again; while it has the focus, keys type into it."""
@@ -411,6 +430,8 @@ class ImageListPanel(QWidget):
         self.view.setModel(self.model)
         self.view.setUniformItemSizes(True)
         self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # BloodImage_…0042.jpg, not BloodImage_…
+        self.view.setItemDelegate(RowDelegate(self.view))
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.view.setIconSize(QSize(THUMB, THUMB))
         self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
         self.view.setLayoutMode(QListView.LayoutMode.Batched)

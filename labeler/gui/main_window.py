@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QShowEvent, QUndoStack
+from PySide6.QtGui import QCloseEvent, QResizeEvent, QShowEvent, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QScrollArea,
     QTabWidget,
@@ -34,10 +33,12 @@ from labeler.core.annotation import State
 from labeler.core.done import done_refusal
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
-from labeler.gui.actions import Actions, build_actions
+from labeler.gui.actions import ActionId, WindowActions, build_actions
 from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
+from labeler.gui.icons import app_icon
 from labeler.gui.image_list import ImageListPanel
+from labeler.gui.layout import LIST_WIDTH, PanelSqueeze
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
 from labeler.gui.panels.models import ModelListPanel
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self.project: Project | None = None
         self.setObjectName("labeler_main_window")
         self.setWindowTitle("labeler")
+        self.setWindowIcon(app_icon())
         self.undo_stack = QUndoStack(self)
         self.canvas = AnnotationCanvas(self.undo_stack, self)
         self.setCentralWidget(self.canvas)
@@ -99,8 +101,6 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.autolabeler = AutoLabelController(self)
         self.trainer = TrainingController(self)
-        self.recent_menu: QMenu | None = None
-        self.docks_menu: QMenu | None = None
         self._open_worker: FunctionWorker | None = None
         # the image shown: its id, when it was shown, when the user last accepted or rejected a proposal there
         self._visit: tuple[int, float, float | None] | None = None
@@ -111,18 +111,20 @@ class MainWindow(QMainWindow):
         self._shown_proposals: frozenset[int] = frozenset()
         self.shown_image: int | None = None  # the image whose pixels the canvas last painted
         self._build_docks()
-        self.actions_: Actions = build_actions(self)
-        for dock in self.findChildren(QDockWidget):
-            if self.docks_menu is not None:
-                self.docks_menu.addAction(dock.toggleViewAction())
+        self._panels = PanelSqueeze(self, self.canvas)
+        self._shown_once = False
+        self.actions_: WindowActions = build_actions(self)
         self._connect()
         self._restore()
         self._update_enabled()
         self.status.showMessage(OPEN_HINT)
         self.canvas.set_empty_notice(OPEN_HINT)
 
-    MIN_CANVAS = (280, 200)
+    MIN_CANVAS = (200, 160)
     """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._panels.schedule()  # the side panels give way before the canvas does
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class MainWindow(QMainWindow):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setWidget(widget)
-            scroll.setMinimumWidth(140)
+            scroll.setMinimumSize(120, 36)  # a 500 x 350 window still holds every panel (scrolling)
             dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
@@ -162,7 +164,7 @@ class MainWindow(QMainWindow):
         self.model_tabs.addTab(self.models, "Versions")
         layout.addWidget(self.model_tabs, 1)
         self._dock("Model", "model_dock", model, right)
-        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [260], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [LIST_WIDTH], Qt.Orientation.Horizontal)
         self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [330], Qt.Orientation.Horizontal)
         right_docks = [self.findChild(QDockWidget, n) for n in ("classes_dock", "proposals_dock", "model_dock")]
         self.resizeDocks(right_docks, [170, 150, 560], Qt.Orientation.Vertical)
@@ -204,12 +206,16 @@ class MainWindow(QMainWindow):
         state = self.settings.window_state()
         if state is not None:
             self.restoreState(state)
+            self._panels.forget()
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
         self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[arg-type]
         self.training_panel.budget.setValue(float(self.settings.value("training/budget", 120.0)))  # type: ignore[arg-type]
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            self._panels.widen_unreadable(self.findChild(QDockWidget, "images_dock"))  # a restored narrow list
         if not self._plugins_loaded:
             QTimer.singleShot(0, self.load_plugins)
 
@@ -362,14 +368,13 @@ class MainWindow(QMainWindow):
             self.open_path(folder)
 
     def fill_recent_menu(self) -> None:
-        if self.recent_menu is None:
-            return
-        self.recent_menu.clear()
+        menu = self.actions_.recent_menu
+        menu.clear()
         recent = self.settings.recent_projects()
         for path in recent:
-            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+            menu.addAction(path, lambda p=path: self.open_path(p))
         if not recent:
-            self.recent_menu.addAction("(none)").setEnabled(False)
+            menu.addAction("(none)").setEnabled(False)
 
     # ---- images ---------------------------------------------------------------------------
 
@@ -687,15 +692,17 @@ class MainWindow(QMainWindow):
         image_id = self.current_image_id()
         has_image = has_project and image_id is not None
         a = self.actions_
-        for name in ("import", "export", "add_images", "rescan", "next", "previous", "next_undone", "next_uncertain", "add_class"):
+        A = ActionId
+        for name in (A.IMPORT, A.EXPORT, A.ADD_IMAGES, A.RESCAN, A.NEXT, A.PREVIOUS, A.NEXT_UNDONE,
+                     A.NEXT_UNCERTAIN, A.ADD_CLASS):
             a[name].setEnabled(has_project)
-        a["mark_done"].setEnabled(has_image)
+        a[A.MARK_DONE].setEnabled(has_image)
         if has_image and self.project is not None:
-            a["mark_done"].setChecked(self.project.image(image_id).done)  # type: ignore[arg-type]
+            a[A.MARK_DONE].setChecked(self.project.image(image_id).done)  # type: ignore[arg-type]
         plugin_ok = has_project and self.plugin() is not None
-        a["autolabel_image"].setEnabled(plugin_ok and has_image)
-        a["autolabel_all"].setEnabled(plugin_ok)
-        a["train"].setEnabled(plugin_ok and not self.trainer.is_running())
+        a[A.AUTOLABEL_IMAGE].setEnabled(plugin_ok and has_image)
+        a[A.AUTOLABEL_ALL].setEnabled(plugin_ok)
+        a[A.TRAIN].setEnabled(plugin_ok and not self.trainer.is_running())
         self.autolabel_panel.image_button.setEnabled(plugin_ok and has_image and not self.autolabeler.image_running())
         self.autolabel_panel.all_button.setEnabled(plugin_ok and not self.autolabeler.batch_running())
         self.training_panel.train_button.setEnabled(plugin_ok and not self.trainer.is_running())

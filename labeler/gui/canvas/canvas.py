@@ -614,7 +614,7 @@ class AnnotationCanvas(QWidget):
                 self._project, pairs, text="Change class", notify=self._notify, on_error=self._error
             ))
 
-    # ---- for tools ------------------------------------------------------------------------------
+    # ---- for tools (what they may use is :class:`~labeler.gui.canvas.host.ToolHost`) ------------
 
     def push(self, command: QUndoCommand) -> bool:
         """Push a command (which does it); ``False`` if the store refused it (error reported)."""
@@ -666,6 +666,14 @@ class AnnotationCanvas(QWidget):
 
     def _error(self, message: str) -> None:
         self.errorOccurred.emit(message)
+
+    def report(self, message: str) -> None:
+        """A tool tells the user why an edit did not happen (``errorOccurred``)."""
+        self.errorOccurred.emit(message)
+
+    def ask_for_class(self) -> None:
+        """A tool started a label with no class to give it (``classNeeded``: the window asks)."""
+        self.classNeeded.emit()
 
     # ---- mouse and keys (from the view) ------------------------------------------------------
 
