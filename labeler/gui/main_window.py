@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from labeler.core.annotation import State
 from labeler.core.done import done_refusal
+from labeler.core.review import ReviewClock, log_review
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
 from labeler.gui.actions import Actions, build_actions
@@ -48,13 +49,12 @@ from labeler.gui.settings import AppSettings
 from labeler.gui.status import StatusBar
 from labeler.gui.training import TrainingController, installed_plugins, plugin_descriptions
 from labeler.gui.workers import FunctionWorker
+from labeler.learning.retrain import RetrainPolicy
 
 if TYPE_CHECKING:
     from labeler.gui.dialogs.transfer import ImportDialog
 
 OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
-REVIEW_CAP_SECONDS = 60.0
-"""At most this much of one visit to an image counts as time spent reviewing its proposals."""
 
 
 def create_project_for_folder(folder: Path) -> Project:
@@ -102,14 +102,12 @@ class MainWindow(QMainWindow):
         self.recent_menu: QMenu | None = None
         self.docks_menu: QMenu | None = None
         self._open_worker: FunctionWorker | None = None
-        # the image shown: its id, when it was shown, when the user last accepted or rejected a proposal there
-        self._visit: tuple[int, float, float | None] | None = None
-        self._done_since_training = 0
+        self.review = ReviewClock()  # review time of the image shown (labeler.core.review)
+        self._done_since_training = 0  # images marked done since the last training run started
         self._batch_timer = QTimer(self)  # re-reads image states while auto-label-all writes
         self._batch_timer.setInterval(1500)
         self._batch_timer.timeout.connect(self._refresh_during_batch)
         self._shown_proposals: frozenset[int] = frozenset()
-        self.shown_image: int | None = None  # the image whose pixels the canvas last painted
         self._build_docks()
         self.actions_: Actions = build_actions(self)
         for dock in self.findChildren(QDockWidget):
@@ -174,7 +172,6 @@ class MainWindow(QMainWindow):
         self.canvas.annotationsChanged.connect(self._on_annotations_changed)
         self.canvas.selectionChanged.connect(lambda _ids: self.proposals.refresh())
         self.canvas.toolChanged.connect(self._on_tool_changed)
-        self.canvas.imageShown.connect(self._on_image_shown)
         self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
         self.canvas.zoomChanged.connect(self.status.show_zoom)
         self.canvas.itemsChanged.connect(self.objects.refresh)
@@ -384,22 +381,17 @@ class MainWindow(QMainWindow):
             self.settings.set_last_image(self.project.root, image_id)
             self._shown_proposals = frozenset(
                 a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
-            self._visit = (image_id, time.monotonic(), None)
+            self.review.show(image_id, now=time.monotonic())
         self.proposals.refresh()
         self._update_enabled()
 
-    def _on_image_shown(self, image_id: int) -> None:
-        self.shown_image = image_id
-
     def _end_visit(self) -> None:
-        """Log review time for the image being left: from showing it to the last proposal the user
-        accepted or rejected there (capped), if any. It is what accepted proposals cost."""
-        visit, self._visit = self._visit, None
-        if visit is None or self.project is None or visit[2] is None:
+        """Log the review time of the image being left (:mod:`labeler.core.review`)."""
+        review = self.review.leave()
+        if self.project is None:
             return
-        seconds = min(REVIEW_CAP_SECONDS, visit[2] - visit[1])
         try:
-            self.project.log_edit("review", image_id=visit[0], seconds=seconds)
+            log_review(self.project, review)
         except Exception:  # noqa: BLE001 - a closed project must not stop navigation
             pass
 
@@ -479,8 +471,8 @@ class MainWindow(QMainWindow):
     def _on_annotations_changed(self, image_id: int) -> None:
         if self.project is not None and image_id == self.current_image_id():
             pending = frozenset(a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
-            if self._shown_proposals - pending and self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, self._visit[1], time.monotonic())  # proposals were reviewed
+            if self._shown_proposals - pending:  # proposals were accepted or rejected
+                self.review.reviewed(image_id, now=time.monotonic())
             self._shown_proposals = pending
         self.images.model.refresh_image(image_id)
         self.proposals.refresh()
@@ -563,8 +555,8 @@ class MainWindow(QMainWindow):
         if force or proposals != self._shown_proposals:
             self.canvas.reload_annotations()
             self.proposals.refresh()
-            if proposals and self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, time.monotonic(), self._visit[2])  # review starts when they appear
+            if proposals:  # review starts when they appear
+                self.review.proposals_appeared(image_id, now=time.monotonic())
         self._shown_proposals = proposals
 
     def _refresh_during_batch(self) -> None:
@@ -594,11 +586,15 @@ class MainWindow(QMainWindow):
         self.trainer.start(self.project.root, plugin, time_budget=self.training_panel.budget.value())
         self.status.showMessage(f"Training {plugin} in the background…", 5000)
 
-    def _maybe_retrain(self) -> None:
+    def retrain_policy(self) -> RetrainPolicy:
+        """The auto-retrain setting of the Train tab."""
         panel = self.training_panel
-        if panel.auto_retrain.isChecked() and self._done_since_training >= panel.retrain_every.value():
-            if not self.trainer.is_running():
-                self.start_training()
+        return RetrainPolicy(every=panel.retrain_every.value(), enabled=panel.auto_retrain.isChecked())
+
+    def _maybe_retrain(self) -> None:
+        if self.retrain_policy().due(done_since_training=self._done_since_training,
+                                     training_running=self.trainer.is_running()):
+            self.start_training()
 
     def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
         self.training_panel.show_finished(ok, message, tail)
