@@ -43,6 +43,7 @@ def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped
     panel.show_event(train_event({"event": "progress", "phase": "refit", "epoch": 0.5, "step": 6, "fraction": 0.9,
                       "losses": {"total": 0.1}, "elapsed": 9, "eta": 1}))
     assert panel.progress.value() == 900 and panel.plot.loss_series.points[-1] == (6.0, 0.1)
+    assert panel.plot.refit_from == 6.0  # the plot shades the refit from its first step on
     assert panel.status.text().startswith("folding in the validation images · refit epoch 0.5")  # not "epoch 648 → 0.5"
     panel.show_finished(False, "Training failed: boom.", "line 1\nTraceback\nValueError: boom")
     assert panel.log.isVisibleTo(panel) and "ValueError: boom" in panel.log.toPlainText()
@@ -89,3 +90,27 @@ def test_auto_label_panel_progress(qtbot) -> None:  # type: ignore[no-untyped-de
     assert "3 of 12 images · about 40 s left" in panel.status.text()
     panel.show_finished("Auto-labelling cancelled after 3 of 12 images.", "", False)
     assert panel.all_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The Versions list hands the plot each version's score, oldest first, the active one marked."""
+    from labeler.core.store import ModelVersion, Project
+    from labeler.gui.panels.models import ModelListPanel
+    from labeler.gui.plot import VersionScore
+
+    project = Project.create(tmp_path / "p")
+    for score in (0.4, 0.65, 0.5):
+        project.add_model_version(ModelVersion(plugin="seg", settings={}, categories=(1,), checkpoint="m.safetensors",
+                                               metrics={"miou": score}), activate=score == 0.65)
+    models = ModelListPanel()
+    panel = TrainingPanel()
+    qtbot.addWidget(models)
+    qtbot.addWidget(panel)
+    models.scoresChanged.connect(panel.plot.set_versions)
+    models.set_project(project, "seg")
+    assert panel.plot.versions == [VersionScore(1, 0.4, False), VersionScore(2, 0.65, True), VersionScore(3, 0.5, False)]
+    panel.plot.resize(320, 260)
+    assert not panel.plot.grab().isNull()
+    panel.set_running(True, "seg")  # a new run clears its own curves, never the versions
+    assert len(panel.plot.versions) == 3
+    project.close()

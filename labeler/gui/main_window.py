@@ -191,6 +191,7 @@ class MainWindow(QMainWindow):
         self.training_panel.cancel_button.clicked.connect(self.trainer.cancel)
         self.trainer.progress.connect(self.training_panel.show_event)
         self.trainer.finished.connect(self._on_training_finished)
+        self.models.scoresChanged.connect(self.training_panel.plot.set_versions)
         self.models.versionActivated.connect(
             lambda v: self.status.showMessage(f"Model version #{v} is now active", 5000))
 

@@ -120,6 +120,8 @@ class TrainingPanel(QWidget):
         refit = event.phase == "refit"
         x = float(event.step)
         self._last_x = max(self._last_x, x)  # steps run on through the refit (the runner offsets them)
+        if refit:
+            self.plot.mark_refit(x)
         loss = event.loss
         if loss is not None:
             self.plot.add_loss(x, loss)
