@@ -623,13 +623,19 @@ class MainWindow(QMainWindow):
 
     def import_dialog(self) -> ImportDialog:
         """The import dialog for the open project; the window re-reads the project as soon as an
-        import is done (the import commits through its own connection)."""
+        import is done (the import commits through its own connection), and again if the user
+        takes the import back from the dialog."""
         from labeler.gui.dialogs.transfer import ImportDialog
 
         assert self.project is not None
         dialog = ImportDialog(self.project, self)
         dialog.succeeded.connect(lambda _report: self.set_project_views())
+        dialog.undone.connect(self._on_import_undone)
         return dialog
+
+    def _on_import_undone(self, text: str) -> None:
+        self.set_project_views()
+        self.status.showMessage(text, 10_000)
 
     def add_image_files(self, paths: list[str]) -> int:
         """Add image files or folders to the project (incremental: old images and labels stay);
