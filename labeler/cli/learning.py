@@ -308,8 +308,10 @@ class _TrainBar:
         elif kind in ("progress", "validation"):
             if event.get("metric") is not None:
                 self.metric = event["metric"]
+            from labeler.learning.events import fraction_from_eta
+
             elapsed, eta = event["elapsed"], event["eta"]
-            frac = elapsed / (elapsed + eta) if eta is not None and math.isfinite(eta) and elapsed + eta > 0 else 0.0
+            frac = fraction_from_eta(elapsed=elapsed, eta=eta) or 0.0
             filled = int(30 * frac)
             metric = f" metric {self.metric:.3f}" if self.metric is not None else ""
             eta_text = f"{eta:4.0f}s" if eta is not None and math.isfinite(eta) else "   ?"

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeler.core.annotation import State
+from labeler.core.annotation import Annotation, State
 from labeler.core.done import done_refusal
 from labeler.core.review import ReviewClock, log_review
 from labeler.core.store import Project, ProjectError
@@ -470,13 +470,18 @@ class MainWindow(QMainWindow):
             action.setChecked(True)
 
     def _on_annotations_changed(self, image_id: int) -> None:
+        proposals: list[Annotation] | None = None
         if self.project is not None and image_id == self.current_image_id():
-            pending = frozenset(a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
+            if self.canvas.image_resolution() is not None:  # the canvas has just re-read them
+                proposals = [i.ann for i in self.canvas.annotation_items().values() if i.ann.is_proposal]
+            else:
+                proposals = self.project.annotations(image_id, states=[State.PROPOSED])
+            pending = frozenset(a.id for a in proposals if a.id)
             if self._shown_proposals - pending:  # proposals were accepted or rejected
                 self.review.reviewed(image_id, now=time.monotonic())
             self._shown_proposals = pending
         self.images.model.refresh_image(image_id)
-        self.proposals.refresh()
+        self.proposals.refresh(proposals=proposals)
         self.status.refresh(self.project)
 
     def _on_categories_changed(self) -> None:

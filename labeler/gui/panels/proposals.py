@@ -7,12 +7,13 @@ rejected proposal back).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from labeler.core.annotation import State
+from labeler.core.annotation import Annotation, State
 from labeler.core.store import Project
 
 if TYPE_CHECKING:
@@ -104,14 +105,16 @@ class ProposalsPanel(QWidget):
             return []
         return self._canvas.proposal_targets()
 
-    def refresh(self) -> None:
-        """Recount the current image's proposals (after a change or a new auto-label result)."""
+    def refresh(self, *, proposals: Sequence[Annotation] | None = None) -> None:
+        """Recount the current image's proposals (after a change or a new auto-label result);
+        ``proposals`` are the image's as just read, if the caller has them (else they are read)."""
         image_id = self._canvas.current_image_id()
         if self._project is None or image_id is None:
             self.summary.setText("No image")
             self._enable(False, False)
             return
-        proposals = self._project.annotations(image_id, states=[State.PROPOSED])
+        if proposals is None:
+            proposals = self._project.annotations(image_id, states=[State.PROPOSED])
         by_plugin = Counter(self._canvas.plugin_of(p) for p in proposals)
         self._list_plugins(sorted(by_plugin))
         shown_by = self._canvas.proposal_filter()
