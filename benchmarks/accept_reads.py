@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 def main() -> None:
     from gui_helpers import make_project
-    from PySide6.QtWidgets import QApplication
     from PySide6.QtTest import QSignalSpy
+    from PySide6.QtWidgets import QApplication
 
     from labeler.core.annotation import Annotation, Kind, State
     from labeler.core.store import ModelVersion

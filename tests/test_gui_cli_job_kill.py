@@ -18,7 +18,7 @@ def test_cancel_kills_a_child_that_ignores_sigterm_and_says_so(qtbot, monkeypatc
     monkeypatch.setattr(workers, "labeler_command", lambda args: (sys.executable, ["-c", code]))
     job = workers.CliJob(["train"])
     job.GRACE_MS = 300
-    with qtbot.waitSignal(job.event, timeout=10_000):
+    with qtbot.waitSignal(job.reported, timeout=10_000):
         job.start()  # the child is running once its first event comes
     with qtbot.waitSignal(job.finished, timeout=10_000) as blocker:
         job.cancel()

@@ -160,7 +160,8 @@ class LossPlot(QWidget):
             if shade.width() >= fm.horizontalAdvance("refit") + 6:
                 label, align = shade.adjusted(3, 1, -2, 0), Qt.AlignmentFlag.AlignLeft
             else:  # a narrow shade: the word ends at the right edge, over the plot
-                label, align = QRectF(area.left(), area.top() + 1, area.width() - 3, fm.height()), Qt.AlignmentFlag.AlignRight
+                label = QRectF(area.left(), area.top() + 1, area.width() - 3, fm.height())
+                align = Qt.AlignmentFlag.AlignRight
             painter.drawText(label, Qt.AlignmentFlag.AlignTop | align, "refit")
         for s, left_axis in ((self.loss_series, True), (self.metric_series, False)):
             if not s.points:

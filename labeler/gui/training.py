@@ -1,8 +1,9 @@
 """Training in a child process: ``python -m labeler train PROJECT --plugin NAME --progress json``.
 
 :class:`TrainingController` starts and cancels the run and turns its events
-(:mod:`labeler.learning.events`) into signals; it never imports torch. The runner in the child writes the new model version to the project itself;
-a crash or a cancel leaves the project and its active model as they were.
+(:mod:`labeler.learning.events`) into signals; it never imports torch. The runner in the child
+writes the new model version to the project itself; a crash or a cancel leaves the project and
+its active model as they were.
 """
 
 from __future__ import annotations

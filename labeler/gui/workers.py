@@ -5,7 +5,7 @@
   ``finished(result)``, ``failed(message)``. The UI touches results only in its slots.
 - :class:`CliJob` runs ``python -m labeler VERB ...`` as a child process (training, batch
   auto-labelling) through ``QProcess``: every stdout line that is a JSON object is read with
-  :func:`labeler.learning.events.parse_line` and emitted as ``event(event)`` (a typed event, or
+  :func:`labeler.learning.events.parse_line` and emitted as ``reported(event)`` (a typed event, or
   :class:`~labeler.learning.events.Unreadable`); other output is kept as a log whose last lines
   come with ``finished``.
 - :class:`ChildRun` is what the training and the auto-labelling controllers share: one child at a
@@ -94,14 +94,14 @@ def labeler_command(args: Sequence[str]) -> tuple[str, list[str]]:
 class CliJob(QObject):
     """A ``labeler`` CLI command in a child process, reporting JSON lines.
 
-    Signals: ``event(event)`` per JSON line printed on stdout, read by
+    Signals: ``reported(event)`` per JSON line printed on stdout, read by
     :func:`labeler.learning.events.parse_line` (an ``Unreadable`` one says why it could not be
     read); ``finished(exit_code, log_tail)`` once, also after :meth:`cancel` (then ``cancelled``
     is true). ``exit_code`` is -1 when the process crashed or could not start. Other output
     (stdout or stderr) is kept for :meth:`log_tail`.
     """
 
-    event = Signal(object)
+    reported = Signal(object)
     finished = Signal(int, str)
 
     TAIL_LINES = 40
@@ -194,7 +194,7 @@ class CliJob(QObject):
         if not text.strip():
             return
         if from_stdout and text.lstrip().startswith("{"):
-            self.event.emit(ev.parse_line(text))
+            self.reported.emit(ev.parse_line(text))
             return
         # a progress bar's carriage returns: keep the last state only
         self._tail.append(text.split("\r")[-1])
@@ -253,7 +253,7 @@ class ChildRun(QObject):
         self.error = None
         self.unreadable = []
         self.job = CliJob(args, self)
-        self.job.event.connect(self._on_event)
+        self.job.reported.connect(self._on_event)
         self.job.finished.connect(self._on_finished)
         self.job.start()
 

@@ -206,10 +206,10 @@ class Unreadable:
     reason: str
 
 
-Event = Union[
-    TrainStart, TrainProgress, TrainValidation, TrainEvaluating, TrainRefit, TrainDone, TrainCancelled,
-    AutoLabelStart, AutoLabelProgress, AutoLabelDone, JobError,
-]
+Event = (
+    TrainStart | TrainProgress | TrainValidation | TrainEvaluating | TrainRefit | TrainDone | TrainCancelled
+    | AutoLabelStart | AutoLabelProgress | AutoLabelDone | JobError
+)
 _KINDS: dict[tuple[str, str], type[Any]] = {
     (cls.JOB, cls.KIND): cls
     for cls in (TrainStart, TrainProgress, TrainValidation, TrainEvaluating, TrainRefit, TrainDone,
