@@ -653,8 +653,33 @@ class Project:
 
     def set_state(self, annotation_id: int, state: State) -> Annotation:
         """Accept or reject a proposal (or put it back to proposed)."""
-        ann = self.annotation(annotation_id)
-        return self.update_annotation(replace(ann, state=State(state)), action=State(state).value)
+        return self.set_states([self.annotation(annotation_id)], state)[0]
+
+    def set_states(self, anns: Sequence[Annotation], state: State, *, action: str | None = None) -> list[Annotation]:
+        """Give the stored annotations ``anns`` the review state ``state`` (accept, reject, reopen),
+        nothing else changed: one UPDATE and their edit-log lines (``action``, default the state's
+        name), nothing read back. Returns them as stored now. An id that is no longer stored is a
+        :class:`ProjectError` and nothing changes."""
+        state = State(state)
+        ids = [a.id for a in anns]
+        if any(i is None for i in ids):
+            raise ProjectError("cannot change the state of an annotation that was never stored")
+        if not ids:
+            return []
+        now = time.time()
+        with self.transaction():
+            cur = self._conn.execute(
+                f"UPDATE annotations SET state = ?, updated = ? WHERE id IN ({','.join('?' * len(ids))})",
+                (state.value, now, *ids),
+            )
+            if cur.rowcount != len(set(ids)):
+                raise ProjectError(f"{len(set(ids)) - cur.rowcount} of these annotations are no longer stored")
+            self._conn.executemany(
+                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
+                " VALUES (?, ?, ?, ?, ?, NULL, '{}')",
+                [(now, action or state.value, a.image_id, a.id, a.kind.value) for a in anns],
+            )
+        return [replace(a, state=state, updated=now) for a in anns]
 
     def delete_annotation(self, annotation_id: int) -> None:
         with self.transaction():

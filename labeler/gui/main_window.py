@@ -29,8 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeler.core.annotation import State
+from labeler.core.annotation import Annotation, State
 from labeler.core.done import done_refusal
+from labeler.core.review import ReviewClock, log_review
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
 from labeler.gui.actions import ActionId, WindowActions, build_actions
@@ -49,13 +50,12 @@ from labeler.gui.settings import AppSettings
 from labeler.gui.status import StatusBar
 from labeler.gui.training import TrainingController, installed_plugins, plugin_descriptions
 from labeler.gui.workers import FunctionWorker
+from labeler.learning.retrain import RetrainPolicy
 
 if TYPE_CHECKING:
     from labeler.gui.dialogs.transfer import ImportDialog
 
 OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
-REVIEW_CAP_SECONDS = 60.0
-"""At most this much of one visit to an image counts as time spent reviewing its proposals."""
 
 
 def create_project_for_folder(folder: Path) -> Project:
@@ -102,14 +102,12 @@ class MainWindow(QMainWindow):
         self.autolabeler = AutoLabelController(self)
         self.trainer = TrainingController(self)
         self._open_worker: FunctionWorker | None = None
-        # the image shown: its id, when it was shown, when the user last accepted or rejected a proposal there
-        self._visit: tuple[int, float, float | None] | None = None
-        self._done_since_training = 0
+        self.review = ReviewClock()  # review time of the image shown (labeler.core.review)
+        self._done_since_training = 0  # images marked done since the last training run started
         self._batch_timer = QTimer(self)  # re-reads image states while auto-label-all writes
         self._batch_timer.setInterval(1500)
         self._batch_timer.timeout.connect(self._refresh_during_batch)
         self._shown_proposals: frozenset[int] = frozenset()
-        self.shown_image: int | None = None  # the image whose pixels the canvas last painted
         self._build_docks()
         self._panels = PanelSqueeze(self, self.canvas)
         self._shown_once = False
@@ -176,7 +174,6 @@ class MainWindow(QMainWindow):
         self.canvas.annotationsChanged.connect(self._on_annotations_changed)
         self.canvas.selectionChanged.connect(lambda _ids: self.proposals.refresh())
         self.canvas.toolChanged.connect(self._on_tool_changed)
-        self.canvas.imageShown.connect(self._on_image_shown)
         self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
         self.canvas.zoomChanged.connect(self.status.show_zoom)
         self.canvas.itemsChanged.connect(self.objects.refresh)
@@ -196,6 +193,7 @@ class MainWindow(QMainWindow):
         self.training_panel.cancel_button.clicked.connect(self.trainer.cancel)
         self.trainer.progress.connect(self.training_panel.show_event)
         self.trainer.finished.connect(self._on_training_finished)
+        self.models.scoresChanged.connect(self.training_panel.plot.set_versions)
         self.models.versionActivated.connect(
             lambda v: self.status.showMessage(f"Model version #{v} is now active", 5000))
 
@@ -389,22 +387,17 @@ class MainWindow(QMainWindow):
             self.settings.set_last_image(self.project.root, image_id)
             self._shown_proposals = frozenset(
                 a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
-            self._visit = (image_id, time.monotonic(), None)
+            self.review.show(image_id, now=time.monotonic())
         self.proposals.refresh()
         self._update_enabled()
 
-    def _on_image_shown(self, image_id: int) -> None:
-        self.shown_image = image_id
-
     def _end_visit(self) -> None:
-        """Log review time for the image being left: from showing it to the last proposal the user
-        accepted or rejected there (capped), if any. It is what accepted proposals cost."""
-        visit, self._visit = self._visit, None
-        if visit is None or self.project is None or visit[2] is None:
+        """Log the review time of the image being left (:mod:`labeler.core.review`)."""
+        review = self.review.leave()
+        if self.project is None:
             return
-        seconds = min(REVIEW_CAP_SECONDS, visit[2] - visit[1])
         try:
-            self.project.log_edit("review", image_id=visit[0], seconds=seconds)
+            log_review(self.project, review)
         except Exception:  # noqa: BLE001 - a closed project must not stop navigation
             pass
 
@@ -482,13 +475,18 @@ class MainWindow(QMainWindow):
             action.setChecked(True)
 
     def _on_annotations_changed(self, image_id: int) -> None:
+        proposals: list[Annotation] | None = None
         if self.project is not None and image_id == self.current_image_id():
-            pending = frozenset(a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
-            if self._shown_proposals - pending and self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, self._visit[1], time.monotonic())  # proposals were reviewed
+            if self.canvas.image_resolution() is not None:  # the canvas has just re-read them
+                proposals = [i.ann for i in self.canvas.annotation_items().values() if i.ann.is_proposal]
+            else:
+                proposals = self.project.annotations(image_id, states=[State.PROPOSED])
+            pending = frozenset(a.id for a in proposals if a.id)
+            if self._shown_proposals - pending:  # proposals were accepted or rejected
+                self.review.reviewed(image_id, now=time.monotonic())
             self._shown_proposals = pending
         self.images.model.refresh_image(image_id)
-        self.proposals.refresh()
+        self.proposals.refresh(proposals=proposals)
         self.status.refresh(self.project)
 
     def _on_categories_changed(self) -> None:
@@ -568,8 +566,8 @@ class MainWindow(QMainWindow):
         if force or proposals != self._shown_proposals:
             self.canvas.reload_annotations()
             self.proposals.refresh()
-            if proposals and self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, time.monotonic(), self._visit[2])  # review starts when they appear
+            if proposals:  # review starts when they appear
+                self.review.proposals_appeared(image_id, now=time.monotonic())
         self._shown_proposals = proposals
 
     def _refresh_during_batch(self) -> None:
@@ -599,11 +597,15 @@ class MainWindow(QMainWindow):
         self.trainer.start(self.project.root, plugin, time_budget=self.training_panel.budget.value())
         self.status.showMessage(f"Training {plugin} in the background…", 5000)
 
-    def _maybe_retrain(self) -> None:
+    def retrain_policy(self) -> RetrainPolicy:
+        """The auto-retrain setting of the Train tab."""
         panel = self.training_panel
-        if panel.auto_retrain.isChecked() and self._done_since_training >= panel.retrain_every.value():
-            if not self.trainer.is_running():
-                self.start_training()
+        return RetrainPolicy(every=panel.retrain_every.value(), enabled=panel.auto_retrain.isChecked())
+
+    def _maybe_retrain(self) -> None:
+        if self.retrain_policy().due(done_since_training=self._done_since_training,
+                                     training_running=self.trainer.is_running()):
+            self.start_training()
 
     def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
         self.training_panel.show_finished(ok, message, tail)
@@ -631,13 +633,19 @@ class MainWindow(QMainWindow):
 
     def import_dialog(self) -> ImportDialog:
         """The import dialog for the open project; the window re-reads the project as soon as an
-        import is done (the import commits through its own connection)."""
+        import is done (the import commits through its own connection), and again if the user
+        takes the import back from the dialog."""
         from labeler.gui.dialogs.transfer import ImportDialog
 
         assert self.project is not None
         dialog = ImportDialog(self.project, self)
         dialog.succeeded.connect(lambda _report: self.set_project_views())
+        dialog.undone.connect(self._on_import_undone)
         return dialog
+
+    def _on_import_undone(self, text: str) -> None:
+        self.set_project_views()
+        self.status.showMessage(text, 10_000)
 
     def add_image_files(self, paths: list[str]) -> int:
         """Add image files or folders to the project (incremental: old images and labels stay);

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labeler.learning.api import Plugin, PluginError
+from labeler.learning.events import eta_seconds
 
 if TYPE_CHECKING:
     import torch
@@ -369,7 +370,7 @@ def fit(
         elif time_budget is not None and total_steps is None:
             eta = max(0.0, time_budget - elapsed)
         else:
-            eta = elapsed / frac * (1.0 - frac) if frac > 0 else float("nan")
+            eta = eta_seconds(elapsed=elapsed, fraction=frac)
             if time_budget is not None:
                 eta = min(eta, max(0.0, time_budget - elapsed))
         info: dict[str, Any] = {
