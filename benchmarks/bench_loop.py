@@ -113,8 +113,8 @@ def write_csv(result: SessionResult, path: Path) -> None:
 
 
 def plot(result: SessionResult, path: Path, *, title: str) -> None:
-    """Seconds per image along the run, with the loop and by hand (a moving median of 9 images),
-    and the rounds' start and serving times as marks on the axis."""
+    """Seconds per image along the run, with the loop and by hand (moving means over a window of
+    about a twentieth of the run), and where each round's proposals started serving."""
     width, height, left, right, top, bottom = 900, 420, 70, 20, 40, 50
     image = np.full((height, width, 3), 255, np.uint8)
     steps = result.steps
@@ -124,9 +124,10 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
     loop = np.array([s.seconds for s in steps])
     hand = np.array([s.manual_seconds for s in steps])
 
+    half = max(2, len(loop) // 40)
+
     def smooth(values: np.ndarray) -> np.ndarray:
-        half = 4
-        return np.array([np.median(values[max(0, i - half):i + half + 1]) for i in range(len(values))])
+        return np.array([np.mean(values[max(0, i - half):i + half + 1]) for i in range(len(values))])
 
     loop_s, hand_s = smooth(loop), smooth(hand)
     top_value = max(float(np.max(hand_s)), float(np.max(loop_s)), 1e-6) * 1.1
@@ -144,7 +145,7 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
         v = top_value * k / 4
         _, y = xy(0, v)
         cv2.line(image, (left - 4, y), (left, y), black, 1)
-        cv2.putText(image, f"{v:.0f}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1, cv2.LINE_AA)
+        cv2.putText(image, f"{v:.3g}", (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1, cv2.LINE_AA)
     for k in range(6):
         i = (n - 1) * k / 5
         x, _ = xy(i, 0)
@@ -159,7 +160,8 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
         points = np.array([xy(i, float(v)) for i, v in enumerate(values)], np.int32)
         cv2.polylines(image, [points], False, color, 2, cv2.LINE_AA)
     cv2.putText(image, title, (left, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, black, 1, cv2.LINE_AA)
-    cv2.putText(image, "seconds per image (median of 9): by hand (grey), with the loop (blue); lines: a round serves",
+    cv2.putText(image, f"seconds per image (mean of {2 * half + 1}): by hand (grey), with the loop (blue); "
+                "vertical lines: a new round serves",
                 (left, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1, cv2.LINE_AA)
     cv2.putText(image, "image", (width - right - 40, height - bottom + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1,
                 cv2.LINE_AA)
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--csv", type=Path)
     ap.add_argument("--plot", type=Path)
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="keep the labelled project in DIR (a new folder) to look at in the window")
     ap.add_argument("--quiet", action="store_true", help="no line per round")
     args = ap.parse_args(argv)
 
@@ -215,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(truth.paths)} images, {len(truth.categories)} categories; plugin {plugin}, order {args.order}"
               f"{', waiting for each round' if args.wait else ''}, budget {args.budget:g} s, seeds "
               f"{args.seed_images}, retrain every {args.retrain_every}", flush=True)
+        work = args.keep if args.keep is not None else Path(tmp) / "work"
+        if work.exists():
+            raise SystemExit(f"bench_loop: {work} already exists; --keep takes a new folder")
         try:
-            result = run_session(Path(tmp) / "work", truth, settings, say=say)
+            result = run_session(work, truth, settings, say=say)
         except ValueError as exc:
             raise SystemExit(f"bench_loop: {exc}") from None
     if args.csv is not None:

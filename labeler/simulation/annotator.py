@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labeler.core.annotation import Annotation, Kind, State
+from labeler.core.annotation import Annotation, Kind, State, as_human
 from labeler.core.geometry import annotation_mask, box_iou, encode_mask
 from labeler.simulation.cost import COSTS, CostModel, Traced, trace_cost
 
@@ -77,11 +77,6 @@ class ImageWork:
     reject: list[int] = field(default_factory=list)
     edit: list[Annotation] = field(default_factory=list)
     add: list[Annotation] = field(default_factory=list)
-
-
-def as_human(ann: Annotation) -> Annotation:
-    """An edited proposal as a human label (accepted, no model version, no score)."""
-    return replace(ann, state=State.ACCEPTED, model_version=None, score=None)
 
 
 def manual_seconds(truth: ImageTruth, *, costs: CostModel = COSTS) -> float:

@@ -33,14 +33,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from labeler.core.annotation import Annotation, State
+from labeler.core.proposal_filter import DEFAULT_MIN_SCORE, ProposalFilter
 from labeler.core.store import Project
+from labeler.learning.retrain import RetrainPolicy
 from labeler.simulation.annotator import apply_work, manual_seconds, review
 from labeler.simulation.cost import COSTS, CostModel
 from labeler.simulation.truth import GroundTruth
 
 Order = Literal["uncertain", "sequential", "random"]
 ORDERS: tuple[Order, ...] = ("uncertain", "sequential", "random")
-SHOWN_THRESHOLD = 0.5
+SHOWN_THRESHOLD = DEFAULT_MIN_SCORE
 """The window's default score threshold: proposals scoring below it are not shown."""
 Say = Callable[[str], None]
 
@@ -201,6 +203,8 @@ class _Session:
         self.visible_version: int | None = None
         self.first_proposal: float | None = None
         self.done_since_round = 0
+        self.retrain = RetrainPolicy(every=settings.retrain_every)
+        self.shown = ProposalFilter(min_score=settings.threshold, plugin=settings.plugin)
 
     # ---- the image order ----------------------------------------------------------------------
 
@@ -273,9 +277,12 @@ class _Session:
         self.pending = None
 
     def round_due(self) -> bool:
-        if self.pending is not None or len(self.done) < self.settings.seed_images or len(self.done) == len(self.order):
+        """The first round once the seeds are done; then the window's auto-retrain policy."""
+        if len(self.done) < self.settings.seed_images or len(self.done) == len(self.order):
             return False
-        return not self.rounds or self.done_since_round >= self.settings.retrain_every
+        if not self.rounds and self.pending is None:
+            return True
+        return self.retrain.due(done_since_training=self.done_since_round, training_running=self.pending is not None)
 
     # ---- the run ------------------------------------------------------------------------------
 
@@ -292,7 +299,7 @@ class _Session:
             path = self.path_of[image_id]
             truth = self.truth.truth[path]
             proposals = _proposals(self.project, self.settings.plugin, image_id)
-            shown = [a for a in proposals if a.score is None or a.score >= self.settings.threshold]
+            shown = [a for a in proposals if self.shown.shows(a, plugin=self.settings.plugin)]
             work = review(image_id, truth, shown, costs=costs)
             apply_work(self.project, image_id, truth, work)
             versions = {a.model_version for a in shown}
