@@ -153,9 +153,9 @@ PREVIOUS = 1.5
 MODEL = 4.0
 MODEL_CLIP = 6.0
 #: Log-odds of a click's wider region (up to the current boundary).
-WIDE = 3.0
+WIDE = 6.0
 #: Share of a click's region (its distance to the current boundary) that becomes definite.
-HARD_SHARE = 0.6
+HARD_SHARE = 0.9
 #: Weight of the colour models' log-likelihood ratio.
 COLOUR = 1.0
 
@@ -235,7 +235,7 @@ def _run(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | N
         start = hard == 0
     mask = energy.segment_energy(prepared.bins, prepared.edges, prior, hard, start,
                                  iterations=iterations, colour_weight=COLOUR)
-    return _clean(mask, prepared, clicks)
+    return _clean(mask, prepared, clicks, previous)
 
 
 def _in_box(prepared: Prepared, click: Click) -> bool:
@@ -254,8 +254,9 @@ def _open_towards(labels: np.ndarray, prepared: Prepared, click: Click) -> None:
     labels[max(0, y0 - 2):y1 + 2, max(0, x0 - 2):x1 + 2] = 0
 
 
-def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> np.ndarray:
-    """Keep the regions the user means, fill holes without negative clicks."""
+def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> np.ndarray:
+    """Keep the regions the user means (under a positive click, the one that covers the box best,
+    and those mostly inside the previous mask), fill holes without negative clicks."""
     if not mask.any():
         return mask
     count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -267,9 +268,11 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> n
         if click.positive:
             cx, cy = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
             keep[regions[cy, cx]] = True
+    keep[_best_region(regions, stats, prepared)] = True
+    if previous is not None:
+        overlap = np.bincount(regions[previous], minlength=count)
+        keep |= overlap * 2 > stats[:, cv2.CC_STAT_AREA]
     keep[0] = False
-    if not keep.any():
-        keep[_best_region(regions, stats, prepared)] = True
     out = keep[regions]
     # holes: background regions not touching the window's edge and holding no negative click
     holes = ~out
