@@ -40,6 +40,14 @@ def colour_features(image: np.ndarray, *, gray: bool) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(blurred, cv2.COLOR_RGB2LAB))
 
 
+def edge_distance(image: np.ndarray) -> np.ndarray:
+    """``(h, w)`` float32 distance of each pixel to the nearest Canny edge of the slightly blurred
+    image (how far a click's region may reach before the image says something else begins)."""
+    gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (0, 0), 1.0)
+    edges = cv2.Canny(gray, 40, 120)
+    return cv2.distanceTransform((edges == 0).astype(np.uint8), cv2.DIST_L2, 3)
+
+
 def bin_index(features: np.ndarray) -> np.ndarray:
     """Each pixel's histogram bin, ``(h, w)`` int."""
     q = (features.astype(np.int32) * BINS) >> 8

@@ -57,6 +57,7 @@ class Click:
 class Prepared:
     """One object's window, ready for :func:`segment`: ``image`` is the window's RGB pixels at the
     working scale, ``bins`` each pixel's colour-histogram bin, ``edges`` the smoothness weights,
+    ``edge_distance`` each pixel's distance to the nearest image edge,
     ``box`` the box in working pixels ``(x0, y0, x1, y1)``, ``prior`` the model's foreground
     probability there (or ``None``), ``initial`` the mask of the box alone (working pixels)."""
 
@@ -65,6 +66,7 @@ class Prepared:
     image: np.ndarray
     bins: np.ndarray
     edges: tuple[np.ndarray, ...]
+    edge_distance: np.ndarray
     box: tuple[int, int, int, int]
     prior: np.ndarray | None
     initial: np.ndarray
@@ -120,10 +122,10 @@ def prepare(
             prior = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
     features = energy.colour_features(image, gray=is_gray(image))
     box_f = (float(box_xywh[0]), float(box_xywh[1]), float(box_xywh[2]), float(box_xywh[3]))
-    partial = Prepared(window, box_f, image, energy.bin_index(features), energy.pairwise(features), box, prior,
-                       np.zeros(image.shape[:2], dtype=bool))
+    partial = Prepared(window, box_f, image, energy.bin_index(features), energy.pairwise(features),
+                       energy.edge_distance(image), box, prior, np.zeros(image.shape[:2], dtype=bool))
     initial = _run(partial, (), None)
-    return Prepared(window, box_f, image, partial.bins, partial.edges, box, prior, initial)
+    return Prepared(window, box_f, image, partial.bins, partial.edges, partial.edge_distance, box, prior, initial)
 
 
 def segment(prepared: Prepared, clicks: Sequence[Click] = (), *, previous: MaskResult | None = None) -> MaskResult:
@@ -200,7 +202,8 @@ def _hard_and_wide(prepared: Prepared, clicks: tuple[Click, ...], previous: np.n
             cv2.circle(disk, (cx, cy), reach, 1, -1)
             wide[disk > 0] = WIDE if click.positive else -WIDE
         # the core of that region is definite, unless a click of the other kind lies in it
-        core = max(CLICK_RADIUS, int(HARD_SHARE * reach))
+        # and no farther than the nearest image edge: a click on a small detached part speaks for it alone
+        core = max(CLICK_RADIUS, int(min(HARD_SHARE * reach, float(prepared.edge_distance[cy, cx]))))
         others = [window.to_work(o.x, o.y) for o in clicks if o.positive != click.positive]
         if any(np.hypot(ox - x, oy - y) <= core + CLICK_RADIUS for ox, oy in others):
             core = CLICK_RADIUS
