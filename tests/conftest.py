@@ -13,6 +13,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def own_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every window or CLI child it starts) reads and writes its own settings file,
+    never the user's: a test's tiny window, its recent projects and its plugin choice must not reach
+    the next run of the app. Tests that look at settings set ``LABELER_SETTINGS`` themselves."""
+    path = tmp_path_factory.mktemp("settings") / "labeler.ini"
+    monkeypatch.setenv("LABELER_SETTINGS", str(path))
+    return path
+
+
 def shared_data_dir() -> Path:
     """``$LABELER_DATA``, else ``../shared/data`` beside the repository."""
     env = os.environ.get("LABELER_DATA")

@@ -21,6 +21,11 @@ LIST_WIDTH = 260
 """The image list's width in a new layout, and what a restored one narrower than
 :data:`READABLE_LIST_WIDTH` gets back (at that width every long name read the same)."""
 READABLE_LIST_WIDTH = 200
+PANEL_WIDTH = 330
+"""The right-hand column's width in a new layout, and what a restored one narrower than
+:data:`READABLE_PANEL_WIDTH` gets back (below it the class buttons, the proposal filter and the
+model tabs scroll sideways)."""
+READABLE_PANEL_WIDTH = 280
 
 _AREAS = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
 
@@ -77,7 +82,8 @@ class PanelSqueeze:
 
     def widen_unreadable(self, dock: QDockWidget | None, *, below: int = READABLE_LIST_WIDTH,
                          width: int = LIST_WIDTH) -> None:
-        """Give ``dock`` (the image list) ``width`` if it is docked and narrower than ``below``."""
+        """Give ``dock`` (the image list, a panel of the right-hand column) ``width`` if it is docked
+        and narrower than ``below``."""
         if dock is not None and dock.isVisible() and not dock.isFloating() and dock.width() < below:
             self.window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
             self.forget()

@@ -39,7 +39,7 @@ from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.icons import app_icon
 from labeler.gui.image_list import ImageListPanel
-from labeler.gui.layout import LIST_WIDTH, PanelSqueeze
+from labeler.gui.layout import LIST_WIDTH, PANEL_WIDTH, READABLE_PANEL_WIDTH, PanelSqueeze
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
 from labeler.gui.panels.models import ModelListPanel
@@ -162,10 +162,13 @@ class MainWindow(QMainWindow):
         self.model_tabs.addTab(self.models, "Versions")
         layout.addWidget(self.model_tabs, 1)
         self._dock("Model", "model_dock", model, right)
+        # the proposals and the objects of the image share one place (tabs), so that the model
+        # panel and its training plot keep room at 900 px; either can be dragged out
+        proposals, objects = (self.findChild(QDockWidget, n) for n in ("proposals_dock", "objects_dock"))
+        self.tabifyDockWidget(proposals, objects)
+        proposals.raise_()
         self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [LIST_WIDTH], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [330], Qt.Orientation.Horizontal)
-        right_docks = [self.findChild(QDockWidget, n) for n in ("classes_dock", "proposals_dock", "model_dock")]
-        self.resizeDocks(right_docks, [170, 150, 560], Qt.Orientation.Vertical)
+        self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [PANEL_WIDTH], Qt.Orientation.Horizontal)
 
     def _connect(self) -> None:
         self.images.imageActivated.connect(self._on_image_activated)
@@ -202,8 +205,8 @@ class MainWindow(QMainWindow):
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1400, 900)
         state = self.settings.window_state()
-        if state is not None:
-            self.restoreState(state)
+        self._layout_restored = state is not None and self.restoreState(state)
+        if self._layout_restored:
             self._panels.forget()
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
         self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[arg-type]
@@ -214,8 +217,26 @@ class MainWindow(QMainWindow):
         if not self._shown_once:
             self._shown_once = True
             self._panels.widen_unreadable(self.findChild(QDockWidget, "images_dock"))  # a restored narrow list
+            self._panels.widen_unreadable(self.findChild(QDockWidget, "model_dock"),  # and right-hand column
+                                          below=READABLE_PANEL_WIDTH, width=PANEL_WIDTH)
+            if not self._layout_restored:
+                self._split_right_column()
         if not self._plugins_loaded:
             QTimer.singleShot(0, self.load_plugins)
+
+    def _split_right_column(self) -> None:
+        """A new layout, once the window has its size: the classes panel and the proposals (tabbed
+        with the objects) get the height their content asks for, the model panel the rest."""
+        names = ("classes_dock", "proposals_dock", "model_dock")
+        docks = [self.findChild(QDockWidget, n) for n in names]
+        if any(d is None or not d.isVisible() or d.isFloating() for d in docks):
+            return
+        title = self.fontMetrics().height() + 8
+        tabs = title if self.tabifiedDockWidgets(docks[1]) else 0  # the proposals share a place with the objects
+        heights = [title + max(self.classes.minimumSizeHint().height(), 110) + 8,
+                   title + tabs + max(self.proposals.minimumSizeHint().height(), self.objects.minimumSizeHint().height()) + 8]
+        rest = sum(d.height() for d in docks) - sum(heights)
+        self.resizeDocks(docks, [*heights, max(rest, 200)], Qt.Orientation.Vertical)
 
     def load_plugins(self) -> None:
         """List the installed model plugins (entry points; nothing is imported) and pick the last used."""

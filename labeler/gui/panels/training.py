@@ -7,6 +7,7 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -36,11 +37,12 @@ class TrainingPanel(QWidget):
         self.train_button.setToolTip("Train the chosen plugin on the done images, in the background (Ctrl+T)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.auto_retrain = QCheckBox("Retrain after every")
+        self.auto_retrain = QCheckBox("Retrain every")
         self.retrain_every = QSpinBox()
         self.retrain_every.setRange(1, 10_000)
         self.retrain_every.setValue(10)
-        self.retrain_every.setSuffix(" done images")
+        self.retrain_every.setSuffix(" done")
+        self.retrain_every.setToolTip("Start a training run after this many more images are marked done")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -58,16 +60,18 @@ class TrainingPanel(QWidget):
         self._last_x = 0.0  # the plot's x so far (steps)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        # short rows rather than one long one: the panel stays readable in a column of layout.READABLE_PANEL_WIDTH
         row = QHBoxLayout()
-        row.addWidget(QLabel("Budget"))
-        row.addWidget(self.budget)
         row.addWidget(self.train_button, 1)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.auto_retrain)
-        row.addWidget(self.retrain_every, 1)
-        layout.addLayout(row)
+        options = QGridLayout()
+        options.addWidget(QLabel("Budget"), 0, 0)
+        options.addWidget(self.budget, 0, 1)
+        options.addWidget(self.auto_retrain, 1, 0)
+        options.addWidget(self.retrain_every, 1, 1)
+        options.setColumnStretch(1, 1)
+        layout.addLayout(options)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.plot, 1)
