@@ -251,6 +251,10 @@ def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path
         press(qtbot, window, key)
         assert window.canvas.tool() == tool
         assert window.actions_.tools[tool].isChecked()
+        # the status bar says how the chosen tool is used
+        assert window.status.currentMessage() == window.canvas.tool_hint() != ""
+    press(qtbot, window, Qt.Key.Key_G)
+    assert "right click removes" in window.status.currentMessage() and "Enter keeps" in window.status.currentMessage()
     window.actions_.layers["masks"].trigger()
     assert not window.canvas.layer_visible("masks")
     window.actions_.layers["masks"].trigger()

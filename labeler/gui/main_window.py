@@ -494,6 +494,8 @@ class MainWindow(QMainWindow):
         action = self.actions_.tools.get(tool)
         if action is not None and not action.isChecked():
             action.setChecked(True)
+        if self.canvas.tool_hint():
+            self.status.showMessage(self.canvas.tool_hint(), 15_000)
 
     def _on_annotations_changed(self, image_id: int) -> None:
         proposals: list[Annotation] | None = None

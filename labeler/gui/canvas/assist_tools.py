@@ -62,6 +62,8 @@ def _compute(source: ImagePixels, box: tuple[float, float, float, float], clicks
 class AssistTool(Tool):
     name = "assist"
     cursor = Qt.CursorShape.CrossCursor
+    hint = ("Drag a box around the object; then left click adds, right click removes, "
+            "Backspace takes a click back, Enter keeps the mask, Escape drops it")
 
     def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
@@ -270,6 +272,7 @@ class OutlineTool(PolygonTool):
     double-click or a click on the first point closes it; Backspace takes back a point."""
 
     name = "outline"
+    hint = "Click around the object: the sides follow its edges; Enter or the first point closes it"
 
     def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)

@@ -396,6 +396,10 @@ class AnnotationCanvas(QWidget):
     def tool(self) -> str:
         return self._tool.name
 
+    def tool_hint(self) -> str:
+        """The active tool's one-line help."""
+        return self._tool.hint
+
     def set_category(self, category_id: int) -> None:
         """The class of new labels (and of the brush)."""
         self._category_id = int(category_id)

@@ -61,6 +61,8 @@ class Tool:
 
     name = ""
     cursor = Qt.CursorShape.ArrowCursor
+    hint = ""
+    """What the tool does with the mouse and keys, in one line (the status bar shows it)."""
 
     def __init__(self, canvas: ToolHost) -> None:
         self.canvas = canvas
@@ -118,6 +120,7 @@ class Tool:
 
 class SelectTool(Tool):
     name = "select"
+    hint = "Click a label to select it, drag to move it or its handles; Y / X accept or reject a proposal"
 
     def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
@@ -349,6 +352,7 @@ class RubberBand:
 
 class BoxTool(Tool):
     name = "box"
+    hint = "Drag a box in the current class; Escape drops it"
     cursor = Qt.CursorShape.CrossCursor
 
     def __init__(self, canvas: ToolHost) -> None:
@@ -402,6 +406,7 @@ class BoxTool(Tool):
 
 class PolygonTool(Tool):
     name = "polygon"
+    hint = "Click the vertices; Enter, a double-click or the first point closes it; Backspace takes one back"
     cursor = Qt.CursorShape.CrossCursor
 
     def __init__(self, canvas: ToolHost) -> None:
@@ -517,6 +522,8 @@ class BrushTool(Tool):
         super().__init__(canvas)
         self.erase = erase
         self.name = "eraser" if erase else "brush"
+        self.hint = ("Drag to erase from the masks under the pointer" if erase
+                     else "Drag to paint a mask in the current class") + "; [ and ] change the size"
         self._points: list[tuple[float, float]] = []
         self._target: MaskItem | None = None
         self._stroke: QGraphicsPathItem | None = None
