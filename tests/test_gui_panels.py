@@ -114,3 +114,30 @@ def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> No
     panel.set_running(True, "seg")  # a new run clears its own curves, never the versions
     assert len(panel.plot.versions) == 3
     project.close()
+
+
+def test_versions_name_their_ranking_metric_as_the_field_does(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The detector ranks by ``map50``: the list and the plot say mAP@0.5, not the key."""
+    import json
+
+    from labeler.core.store import ModelVersion, Project
+    from labeler.gui.panels.models import ModelListPanel
+
+    project = Project.create(tmp_path / "p")
+    (project.root / "models").mkdir(exist_ok=True)
+    (project.root / "models" / "d.json").write_text(json.dumps({"metric": "map50"}), encoding="utf-8")
+    project.add_model_version(ModelVersion(plugin="detector", settings={}, categories=(1,),
+                                           checkpoint="models/d.safetensors", metrics={"map": 0.41, "map50": 0.83}),
+                              activate=True)
+    models = ModelListPanel()
+    panel = TrainingPanel()
+    qtbot.addWidget(models)
+    qtbot.addWidget(panel)
+    models.scoresChanged.connect(panel.plot.set_versions)
+    models.set_project(project, "detector")
+    assert panel.plot.metric_name == "mAP@0.5"
+    assert [v.score for v in panel.plot.versions] == [0.83]  # ranked by map50, not the first number
+    cell = models.table.item(0, 2)
+    assert cell is not None and cell.text() == "mAP@0.5 0.830"
+    assert "mAP@[.5:.95]: 0.4100" in cell.toolTip()
+    project.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -21,6 +19,7 @@ from PySide6.QtWidgets import (
 from labeler.core.store import ModelVersion, Project
 from labeler.gui.plot import VersionScore
 from labeler.learning.usable import skipped_summary
+from labeler.learning.version_metrics import metric_label, ranking_metric
 
 
 def _when(created: float | None) -> str:
@@ -94,7 +93,7 @@ class ModelListPanel(QWidget):
             if ranking in numbers:  # the metric that decides which version is better comes first
                 numbers = {ranking: numbers[ranking]} | numbers
             # the cell shows the deciding metric; the tooltip all of them
-            metrics = next((f"{k} {val:.3f}" for k, val in numbers.items()), "")
+            metrics = next((f"{metric_label(k)} {val:.3f}" for k, val in numbers.items()), "")
             created = _when(v.created)
             trained_on = v.images_trained_on
             images = "" if trained_on is None else str(trained_on)
@@ -104,7 +103,7 @@ class ModelListPanel(QWidget):
                 images += f" ({sum(skipped.values())} skipped)"
             cells = ["●" if v.active else "", f"#{v.id}", metrics or "—", images, created]
             tip = "\n".join(
-                [f"{k}: {val:.4f}" for k, val in numbers.items()]
+                [f"{metric_label(k)}: {val:.4f}" for k, val in numbers.items()]
                 + [f"{k}: {v.data[k]}" for k in ("seconds", "steps", "stopped_by") if k in v.data]
                 + ([f"refit on {v.data['refit'].get('images')} images, the "
                     f"{v.data['refit'].get('validation_images')} validation ones included"]
@@ -122,18 +121,10 @@ class ModelListPanel(QWidget):
                     item.setFont(font)
                 self.table.setItem(row, col, item)
         self._update_button()
-        self.scoresChanged.emit(scores[::-1], ranked_by)
+        self.scoresChanged.emit(scores[::-1], metric_label(ranked_by) if ranked_by else "")
 
     def _ranking_metric(self, version: ModelVersion) -> str | None:
-        """The plugin's ranking metric, from the metadata JSON beside the checkpoint (None if unreadable)."""
-        if self._project is None:
-            return None
-        meta = (self._project.root / version.checkpoint).with_suffix(".json")
-        try:
-            value = json.loads(Path(meta).read_text(encoding="utf-8")).get("metric")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return value if isinstance(value, str) else None
+        return None if self._project is None else ranking_metric(self._project.root, version)
 
     def selected_version(self) -> int | None:
         rows = self.table.selectionModel().selectedRows()
