@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             t3 = time.perf_counter()
             predictions.append(plugin.proposals(out, image_shape=image.shape[:2], classes=classes, settings=settings))
             t4 = time.perf_counter()
-            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 parts[key] += dt * 1000 / len(held_paths)
     infer_ms = sum(parts.values())
     with torch.inference_mode():

@@ -25,7 +25,7 @@ def env(qtbot: object, tmp_path: Path) -> Iterator[CanvasEnv]:
 
 
 def _settle(qtbot: object, env: CanvasEnv) -> None:
-    tool = env.canvas._tools["assist"]  # noqa: SLF001
+    tool = env.canvas._tools["assist"]
     qtbot.waitUntil(lambda: not tool.busy() and tool.result() is not None, timeout=10_000)  # type: ignore[attr-defined]
     qtbot.wait(20)  # type: ignore[attr-defined]
 
@@ -36,7 +36,7 @@ def test_box_to_mask_clicks_enter_undo(qtbot: object, env: CanvasEnv) -> None:
     # the dark square of the generated image is x 80..160, y 60..120
     drag(canvas, [(70, 50), (120, 90), (170, 130)])
     _settle(qtbot, env)
-    tool = canvas._tools["assist"]  # noqa: SLF001
+    tool = canvas._tools["assist"]
     first = tool.result().full(320, 240)
     truth = np.zeros((240, 320), bool)
     truth[60:120, 80:160] = True
@@ -66,7 +66,7 @@ def test_escape_drops_the_mask(qtbot: object, env: CanvasEnv) -> None:
     drag(canvas, [(70, 50), (170, 130)])
     _settle(qtbot, env)
     key(canvas, Qt.Key.Key_Escape)
-    assert not canvas._tools["assist"].making()  # noqa: SLF001
+    assert not canvas._tools["assist"].making()
     key(canvas, Qt.Key.Key_Return)
     assert env.project.annotations(1) == []
 

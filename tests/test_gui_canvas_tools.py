@@ -198,7 +198,7 @@ def test_change_class_duplicate_delete(env: CanvasEnv) -> None:
     assert env.project.annotation(box.id).category_id == 3
     assert canvas.annotation_items()[box.id].tag.text() == "bird"
     canvas.duplicate_selected()
-    original, copy = _anns(env)
+    _original, copy = _anns(env)
     assert copy.category_id == 3 and copy.box_xywh == pytest.approx((50, 50, 60, 60), abs=1.0)
     assert canvas.selected_ids() == [copy.id] and selections[-1] == [copy.id]
     key(canvas, Qt.Key.Key_Delete)

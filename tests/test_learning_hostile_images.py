@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from learning_support import minimal_plugin
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import decode_rle, polygons_to_mask
@@ -24,7 +25,6 @@ from labeler.learning.dataset import UNREADABLE
 from labeler.learning.evaluation import evaluate_version
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
-from learning_support import minimal_plugin
 
 
 def _break_first_done(project) -> int:

@@ -364,13 +364,13 @@ def test_deleted_annotation_comes_back_with_its_id(project: Project) -> None:
 
 def test_invalid_annotations_are_refused(project: Project) -> None:
     image_id = project.images()[0].id
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs box_xywh"):
         Annotation(image_id=image_id, category_id=1, kind=Kind.BOX)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 3 vertices"):
         Annotation(image_id=image_id, category_id=1, kind=Kind.POLYGON, polygons=(np.zeros((2, 2)),))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs a COCO RLE"):
         Annotation(image_id=image_id, category_id=1, kind=Kind.MASK, rle={"size": [1, 1]})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"score must lie in \[0, 1\]"):
         box(image_id, score=1.5)
     with pytest.raises(sqlite3.IntegrityError):  # the foreign key holds: no such category
         project.add_annotation(box(image_id, category_id=99))

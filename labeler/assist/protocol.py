@@ -25,7 +25,7 @@ def next_click(predicted: np.ndarray, truth: np.ndarray, *, offset: tuple[int, i
     for positive, error in ((True, truth & ~predicted), (False, predicted & ~truth)):
         if not error.any():
             continue
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(error.astype(np.uint8), connectivity=8)
+        _count, labels, stats, _ = cv2.connectedComponentsWithStats(error.astype(np.uint8), connectivity=8)
         largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         area = int(stats[largest, cv2.CC_STAT_AREA])
         if best is None or area > best[0]:

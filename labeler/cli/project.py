@@ -102,7 +102,7 @@ def project_summary(project: Any) -> dict[str, Any]:
         "project": str(project.root),
         "images": project.image_count(),
         "done": project.image_count(done=True),
-        "categories": [{"id": c.id, "name": c.name, "color": "#%02x%02x%02x" % c.color} for c in project.categories()],
+        "categories": [{"id": c.id, "name": c.name, "color": "#{:02x}{:02x}{:02x}".format(*c.color)} for c in project.categories()],
         "annotations": counts,
         "model_versions": [
             {"id": v.id, "plugin": v.plugin, "active": v.active, "metrics": v.metrics}

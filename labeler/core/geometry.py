@@ -61,7 +61,7 @@ def encode_regions(regions: np.ndarray, count: int) -> list[Rle | None]:
     group_starts = np.flatnonzero(first)
     group_ends = np.concatenate((group_starts[1:], [values.size]))
     size = [int(h), int(w)]
-    for g0, g1 in zip(group_starts.tolist(), group_ends.tolist()):
+    for g0, g1 in zip(group_starts.tolist(), group_ends.tolist(), strict=True):
         counts = pairs[2 * g0 : 2 * g1].tolist()
         tail = int(flat.size - ends[g1 - 1])
         if tail:
@@ -172,8 +172,8 @@ def polygons_area(polygons: Sequence[np.ndarray]) -> float:
 def box_to_mask(box_xywh: Sequence[float], height: int, width: int) -> np.ndarray:
     x, y, w, h = box_xywh
     mask = np.zeros((height, width), dtype=bool)
-    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-    x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    x1, y1 = min(width, round(x + w)), min(height, round(y + h))
     mask[y0:y1, x0:x1] = True
     return mask
 

@@ -19,8 +19,8 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -115,7 +115,7 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
             if im.format in ("JPEG", "TIFF", "WEBP", "MPO") or (im.format == "PNG" and "exif" in im.info):
                 try:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
-                except Exception:  # a broken EXIF block is no reason to refuse the image
+                except Exception:  # noqa: BLE001 - a broken EXIF block is no reason to refuse the image
                     orientation = 1
     except FileNotFoundError as exc:
         raise ImageError(f"{path}: no such file") from exc
@@ -167,7 +167,7 @@ def read_image(
     """
     if reduce not in (1, 2, 4, 8):
         raise ValueError("reduce must be 1, 2, 4 or 8")
-    width, height, orientation, _, alpha = _checked_header(path, max_pixels)
+    _width, _height, orientation, _, alpha = _checked_header(path, max_pixels)
     return _decode(path, orientation, reduce, alpha=alpha)
 
 

@@ -32,7 +32,14 @@ from pycocotools import mask as mask_utils
 
 import labeler
 from labeler.core.annotation import Annotation, Kind
-from labeler.core.geometry import check_rle, decode_rle, mask_to_polygons, normalize_rle, polygons_area, polygons_box
+from labeler.core.geometry import (
+    check_rle,
+    decode_rle,
+    mask_to_polygons,
+    normalize_rle,
+    polygons_area,
+    polygons_box,
+)
 from labeler.core.images import ImageError, max_pixels_limit
 from labeler.core.store import Project
 from labeler.formats.common import (

@@ -151,5 +151,5 @@ def estimate_eta(elapsed: float, done: int, total: int) -> float:
 def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "estimating time left…"
-    s = int(round(seconds))
+    s = round(seconds)
     return f"about {s // 60} min {s % 60:02d} s left" if s >= 60 else f"about {s} s left"

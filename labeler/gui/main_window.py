@@ -596,9 +596,9 @@ class MainWindow(QMainWindow):
 
     def _maybe_retrain(self) -> None:
         panel = self.training_panel
-        if panel.auto_retrain.isChecked() and self._done_since_training >= panel.retrain_every.value():
-            if not self.trainer.is_running():
-                self.start_training()
+        if (panel.auto_retrain.isChecked() and self._done_since_training >= panel.retrain_every.value()
+                and not self.trainer.is_running()):
+            self.start_training()
 
     def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
         self.training_panel.show_finished(ok, message, tail)

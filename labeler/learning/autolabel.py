@@ -404,7 +404,7 @@ def iter_auto_label(
 
     try:
         side = decode_side(loaded.plugin, loaded.settings)
-    except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
+    except Exception as exc:
         raise PluginError(loaded.plugin.name, f"decode_side raised {type(exc).__name__}: {exc}") from exc
     version_id = int(loaded.version.id or 0)
     ids = list(image_ids)

@@ -292,7 +292,7 @@ def _load(
     classes = version_classes(project, version)
     try:
         model = plugin.build_model(num_classes=len(classes), settings=settings)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise PluginError(plugin.name, f"build_model raised {type(exc).__name__}: {exc}") from exc
     path = project.root / weights
     what = "selection checkpoint" if selection else "checkpoint"

@@ -32,7 +32,7 @@ def validation_split(
     validation, topped up with the next lowest keys to ``round(fraction * n)`` images (at least one)
     so that a small project is not judged on a single image by chance. With two or more images
     there is at least one on each side; a single image trains and nothing validates."""
-    ids = sorted(set(int(i) for i in image_ids))
+    ids = sorted({int(i) for i in image_ids})
     if len(ids) < 2:
         return ids, []
     by_key = sorted(ids, key=split_key)
@@ -153,7 +153,7 @@ def prepare_all(
             reason = "does not fit in memory"
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        except Exception as exc:  # noqa: BLE001 - the plugin's bug, reported with its name
+        except Exception as exc:
             raise PluginError(plugin.name, f"prepare raised {type(exc).__name__}: {exc} (image {sample.image_id})") from exc
         items.append(item)
         if keep_samples:

@@ -89,7 +89,7 @@ def _plugin_call(plugin: Plugin, what: str, fn: Callable[[], Any]) -> Any:
         return fn()
     except PluginError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported, not propagated raw
+    except Exception as exc:
         raise PluginError(plugin.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
@@ -422,7 +422,7 @@ def fit(
             total: Any = None
             named: dict[str, float] = {}
             try:
-                losses = _plugin_call(plugin, "losses", lambda: plugin.losses(trained, batch, settings=settings))
+                losses = _plugin_call(plugin, "losses", lambda batch=batch: plugin.losses(trained, batch, settings=settings))
                 if not isinstance(losses, Mapping) or not losses:
                     raise PluginError(plugin.name, f"losses must return a non-empty dict of scalar tensors, "
                                                    f"got {type(losses).__name__}")

@@ -37,11 +37,11 @@ def _check(plugin: object, name: str) -> None:
     for method in REQUIRED_METHODS:
         if not callable(getattr(plugin, method)):
             raise TypeError(f"{method!r} is not callable")
-    if getattr(plugin, "name") != name:
-        raise TypeError(f"its name {getattr(plugin, 'name')!r} differs from the entry point's name {name!r}")
-    if getattr(plugin, "task") not in TASKS:
-        raise TypeError(f"task must be one of {', '.join(TASKS)}, not {getattr(plugin, 'task')!r}")
-    settings = getattr(plugin, "settings")
+    if plugin.name != name:
+        raise TypeError(f"its name {plugin.name!r} differs from the entry point's name {name!r}")
+    if plugin.task not in TASKS:
+        raise TypeError(f"task must be one of {', '.join(TASKS)}, not {plugin.task!r}")
+    settings = plugin.settings
     if not isinstance(settings, tuple) or not all(isinstance(s, Setting) for s in settings):
         raise TypeError("settings must be a tuple of labeler.learning.api.Setting")
 

@@ -21,7 +21,7 @@ def _call(plugin: Plugin, what: str, fn: Any) -> Any:
         return fn()
     except (PluginError, MemoryError):  # memory: one image too big, not the plugin's fault
         raise
-    except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
+    except Exception as exc:
         raise PluginError(plugin.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 

@@ -280,7 +280,7 @@ def train(
     torch.manual_seed(seed)  # the same initial weights on every rank, and reproducible runs
     try:
         model = plugin.build_model(num_classes=len(classes), settings=settings)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise PluginError(plugin.name, f"build_model raised {type(exc).__name__}: {exc}") from exc
     if parent is not None:
         try:

@@ -26,10 +26,10 @@ from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box
 from labeler.core.store import Project
 from labeler.gui import commands
+from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.edits import translate
 from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, LoaderSignals, start_loader
 from labeler.gui.canvas.items import AnnotationItem, make_item
-from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.tools import TOOLS, Tool
 from labeler.gui.canvas.view import CanvasView
 

@@ -144,7 +144,7 @@ class _TransferDialog(QDialog):
         label = self.description
         label.setMinimumHeight(label.heightForWidth(max(label.width(), 1)))
 
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._fit_description()
 

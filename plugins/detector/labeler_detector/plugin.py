@@ -44,11 +44,18 @@ import torch.nn.functional as F
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
-
 from labeler_detector.cocomap import Box, coco_map
 from labeler_detector.grid import STRIDE, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
-from labeler_detector.views import Augment, clip_boxes, mean_colour, random_view, resize, scale_boxes, to_input
 from labeler_detector.network import Detector
+from labeler_detector.views import (
+    Augment,
+    clip_boxes,
+    mean_colour,
+    random_view,
+    resize,
+    scale_boxes,
+    to_input,
+)
 
 
 class DetectorPlugin:
@@ -98,7 +105,7 @@ class DetectorPlugin:
         boxes, labels = object_boxes(sample, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
         scale = input_scale(h, w, int(cfg["input_size"]))
         cache = min(1.0, scale * float(cfg["zoom_max"]))
-        ch, cw = max(1, int(round(h * cache))), max(1, int(round(w * cache)))
+        ch, cw = max(1, round(h * cache)), max(1, round(w * cache))
         cached = resize(image, ch, cw)
         return {
             "image": cached,
@@ -201,7 +208,7 @@ class DetectorPlugin:
         else:
             uncertainty = float(2.0 * min(0.5, float(score.max())))
         return Prediction(proposals=proposals, uncertainty=float(np.clip(uncertainty, 0.0, 1.0)),
-                          extra={"candidates": int(len(scores))})
+                          extra={"candidates": len(scores)})
 
     def evaluate(
         self, predictions: Sequence[Prediction], samples: Sequence[LabelledImage], *, settings: Mapping[str, Any]
@@ -214,15 +221,15 @@ class DetectorPlugin:
         found: list[Box] = []
         image_ids: list[int] = []
         classes: dict[int, str] = {}
-        for n, (prediction, sample) in enumerate(zip(predictions, samples)):
+        for n, (prediction, sample) in enumerate(zip(predictions, samples, strict=True)):
             classes.update({c.id: c.name for c in sample.classes})
             try:
                 boxes, labels = object_boxes(sample, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
             except SkipImage:
                 continue
             image_ids.append(n)
-            truth += [Box(n, sample.classes[int(l) - 1].id, tuple(float(v) for v in b))  # type: ignore[arg-type]
-                      for b, l in zip(boxes, labels)]
+            truth += [Box(n, sample.classes[int(label) - 1].id, tuple(float(v) for v in b))  # type: ignore[arg-type]
+                      for b, label in zip(boxes, labels, strict=True)]
             found += [Box(n, p.category_id, p.box_xywh, float(p.score)) for p in prediction.proposals
                       if p.box_xywh is not None]
         metrics = coco_map(truth, found, image_ids=image_ids, categories=sorted(classes.items()),

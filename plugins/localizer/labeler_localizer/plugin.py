@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box, box_iou
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
-
 from labeler_localizer.boxes import Augment, denormalize_box, normalize_box, resize_square, to_input
 from labeler_localizer.boxes import augment as random_view
 from labeler_localizer.network import Localizer
@@ -89,7 +88,7 @@ class LocalizerPlugin:
             raise SkipImage("the labelled box is empty (under one pixel wide or high inside the image)")
         size = int(cfg["input_size"])
         return {
-            "cache": resize_square(image, int(round(size * CACHE_MARGIN))),
+            "cache": resize_square(image, round(size * CACHE_MARGIN)),
             "view": resize_square(image, size),
             "box": box,
             "label": label,
@@ -177,7 +176,7 @@ class LocalizerPlugin:
         cfg = self._cfg(settings)
         correct: list[float] = []
         ious: list[float] = []
-        for prediction, sample in zip(predictions, samples):
+        for prediction, sample in zip(predictions, samples, strict=True):
             try:
                 truth = target_annotation(sample.annotations, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
             except SkipImage:

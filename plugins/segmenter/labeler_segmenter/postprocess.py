@@ -11,7 +11,6 @@ import numpy as np
 from labeler.core.annotation import Category, Kind
 from labeler.core.geometry import encode_regions
 from labeler.learning.api import Prediction, Proposal
-
 from labeler_segmenter.data import IGNORE
 
 MAX_STRIP_ELEMENTS = 1 << 24
@@ -59,7 +58,7 @@ def upsampled_max(probabilities: np.ndarray, height: int, width: int) -> tuple[n
         map_x = np.broadcast_to(xs, (r1 - r0, width)).copy()
         map_y = np.broadcast_to(ys[:, None], (r1 - r0, width)).copy()
         _running_max(probabilities, confidence[r0:r1], labels[r0:r1],
-                     resize=lambda p: cv2.remap(p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+                     resize=lambda p, map_x=map_x, map_y=map_y: cv2.remap(p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
     return confidence, labels
 
 
@@ -181,7 +180,7 @@ def regions_to_proposals(
             score=min(1.0, max(0.0, float(sums[r] / areas[r]))),
             rle=rle,
         )
-        for r, rle in zip(kept.tolist(), rles)
+        for r, rle in zip(kept.tolist(), rles, strict=True)
         if rle is not None
     ]
 
