@@ -103,7 +103,7 @@ def prepare(
     box = window.box_to_work(box_xywh)
     if box[2] - box[0] < 2 or box[3] - box[1] < 2:
         raise ValueError(f"the box {box_xywh} is too small to make a mask in")
-    prior = None
+    prior: np.ndarray | None = None
     if probability is not None:
         context = grown(window, MODEL_CONTEXT, source.size)
         wide = read_window(source, context)
@@ -252,7 +252,7 @@ def _open_towards(labels: np.ndarray, prepared: Prepared, click: Click) -> None:
 
 
 def _grabcut(features: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray:
-    fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    fg: np.ndarray = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     bg = ~fg
     if not fg.any():
         return fg
@@ -261,10 +261,11 @@ def _grabcut(features: np.ndarray, labels: np.ndarray, iterations: int) -> np.nd
     work = labels.copy()
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(features, work, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(features, work, (0, 0, 0, 0), bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # rect: unused with a mask
     except cv2.error:  # too few samples of one side for its colour model: keep the seed
         return fg
-    return (work == cv2.GC_FGD) | (work == cv2.GC_PR_FGD)
+    grown: np.ndarray = (work == cv2.GC_FGD) | (work == cv2.GC_PR_FGD)
+    return grown
 
 
 def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> np.ndarray:
@@ -299,7 +300,8 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> n
         for r in np.flatnonzero(fill):
             if float(prepared.prior[hole_regions == r].mean()) < 0.3:
                 fill[r] = False
-    return out | fill[hole_regions]
+    filled: np.ndarray = out | fill[hole_regions]
+    return filled
 
 
 def _best_region(regions: np.ndarray, stats: np.ndarray, prepared: Prepared) -> int:

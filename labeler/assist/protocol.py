@@ -31,8 +31,8 @@ def next_click(predicted: np.ndarray, truth: np.ndarray, *, offset: tuple[int, i
         if best is None or area > best[0]:
             region = np.pad(labels == largest, 1).astype(np.uint8)
             distance = cv2.distanceTransform(region, cv2.DIST_L2, 5)[1:-1, 1:-1]
-            row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
-            best = (area, int(row), int(col), positive)
+            peak = np.unravel_index(int(np.argmax(distance)), distance.shape)
+            best = (area, int(peak[0]), int(peak[1]), positive)
     if best is None:
         return None
     _, row, col, positive = best

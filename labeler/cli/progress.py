@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 
 class ProgressBar:
     """``bar(done, total)`` redraws ``label [#####-----] done/total eta``; call ``close()`` at the end."""
 
-    def __init__(self, label: str, *, stream=None, enabled: bool | None = None) -> None:
+    def __init__(self, label: str, *, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled

@@ -76,7 +76,8 @@ def _as_pycoco(rle: Rle) -> dict[str, Any]:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
     if isinstance(counts, list):
-        return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        compressed: dict[str, Any] = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        return compressed
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return {"size": [h, w], "counts": counts}
@@ -124,7 +125,8 @@ def polygons_to_mask(polygons: Sequence[np.ndarray], height: int, width: int) ->
     if not flat:
         return np.zeros((height, width), dtype=bool)
     rles = mask_utils.frPyObjects(flat, height, width)
-    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    mask: np.ndarray = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    return mask
 
 
 def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.5, scale: int = 4) -> list[np.ndarray]:

@@ -90,7 +90,7 @@ def open_checked(
 
 
 def _name(source: object) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<data>"  # type: ignore[arg-type]
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<data>"
 
 
 def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
@@ -238,7 +238,8 @@ def _read_with_pillow(path: str | os.PathLike[str], reduce: int, *, alpha: bool 
             rgba = np.asarray(upright.convert("RGBA"), dtype=np.float32)
             a = rgba[..., 3:] / 255.0
             out = rgba[..., :3] * a + np.asarray(BACKGROUND_RGB, np.float32) * (1.0 - a)
-            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            flat: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            return flat
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: corrupt or unsupported image ({exc})") from exc
 

@@ -637,6 +637,7 @@ class Project:
         """Overwrite the stored annotation with id ``ann.id``."""
         if ann.id is None:
             raise ProjectError("cannot update an annotation that was never stored")
+        annotation_id = ann.id
         checked = self._checked(ann, ann.image_id, {})
         assert checked is not None
         ann = checked
@@ -651,8 +652,8 @@ class Project:
             )
             if cur.rowcount == 0:
                 raise ProjectError(f"no annotation with id {ann.id}")
-            self._log(action, image_id=ann.image_id, annotation_id=ann.id, kind=ann.kind.value)
-        return self.annotation(ann.id)
+            self._log(action, image_id=ann.image_id, annotation_id=annotation_id, kind=ann.kind.value)
+        return self.annotation(annotation_id)
 
     def set_state(self, annotation_id: int, state: State) -> Annotation:
         """Accept or reject a proposal (or put it back to proposed)."""

@@ -32,15 +32,17 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.core.annotation import Annotation, State
 from labeler.core.duplicates import EXISTING_STATES, drop_duplicates
 from labeler.learning.api import PluginError, Prediction, decode_side
 from labeler.learning.checkpoints import LoadedModel, load_selection, load_version
+from labeler.learning.plugins import plugin_call
 from labeler.learning.predict import forward, network_input, outputs_to_prediction
 
 if TYPE_CHECKING:
@@ -374,7 +376,7 @@ def iter_auto_label(
     batch_size: int = BATCH_SIZE,
     workers: int | None = None,
     chunk_seconds: float = CHUNK_SECONDS,
-) -> Iterator[AutoLabelProgress]:
+) -> Generator[AutoLabelProgress, None, None]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
     ``workers`` streams (threads; default one per core, at most :data:`MAX_WORKERS`, never more
@@ -402,10 +404,7 @@ def iter_auto_label(
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    try:
-        side = decode_side(loaded.plugin, loaded.settings)
-    except Exception as exc:
-        raise PluginError(loaded.plugin.name, f"decode_side raised {type(exc).__name__}: {exc}") from exc
+    side = plugin_call(loaded.plugin, "decode_side", partial(decode_side, loaded.plugin, loaded.settings))
     version_id = int(loaded.version.id or 0)
     ids = list(image_ids)
     pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []

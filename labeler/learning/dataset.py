@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from labeler.core.annotation import Category, State
@@ -130,7 +131,8 @@ def prepare_all(
     An :class:`UnreadableImage` is skipped as :data:`UNREADABLE` (and appended to ``unreadable``
     when given). Anything but :class:`SkipImage` raised by the plugin becomes a :class:`PluginError`.
     """
-    from labeler.learning.api import PluginError, SkipImage
+    from labeler.learning.api import SkipImage
+    from labeler.learning.plugins import plugin_call
 
     items: list[Any] = []
     kept: list[LabelledImage] = []
@@ -142,19 +144,16 @@ def prepare_all(
                 unreadable.append(sample)
             continue
         try:
-            item = plugin.prepare(sample, settings=settings)
+            item = plugin_call(plugin, "prepare", partial(plugin.prepare, sample, settings=settings),
+                               passthrough=(SkipImage, MemoryError), where=f" (image {sample.image_id})")
         except SkipImage as exc:
             reason = str(exc) or "skipped"
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        except PluginError:
-            raise
         except MemoryError:  # one image too big for memory: left out, the run goes on
             reason = "does not fit in memory"
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        except Exception as exc:
-            raise PluginError(plugin.name, f"prepare raised {type(exc).__name__}: {exc} (image {sample.image_id})") from exc
         items.append(item)
         if keep_samples:
             kept.append(sample)

@@ -34,11 +34,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from labeler.learning.api import Plugin, PluginError
+from labeler.learning.plugins import plugin_call
 
 if TYPE_CHECKING:
     import torch
@@ -81,16 +83,6 @@ def _distributed() -> tuple[bool, int, int]:
     if dist.is_available() and dist.is_initialized():
         return True, dist.get_rank(), dist.get_world_size()
     return False, 0, 1
-
-
-def _plugin_call(plugin: Plugin, what: str, fn: Callable[[], Any]) -> Any:
-    """Run a plugin callback; anything it raises becomes a :class:`PluginError` naming it."""
-    try:
-        return fn()
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(plugin.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 def stack_examples(plugin: Plugin, examples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -171,12 +163,10 @@ class _BatchMaker:
         for index in self._indices():
             item = self.items[index]
             examples.append(
-                _plugin_call(
+                plugin_call(
                     self.plugin,
                     "example",
-                    lambda item=item: self.plugin.example(
-                        item, augment=True, rng=self.aug_rng, settings=self.settings
-                    ),
+                    partial(self.plugin.example, item, augment=True, rng=self.aug_rng, settings=self.settings),
                 )
             )
         return stack_examples(self.plugin, examples)
@@ -208,7 +198,8 @@ class _BatchMaker:
                 continue
             if kind == "error":
                 raise value
-            return value
+            batch: dict[str, np.ndarray] = value
+            return batch
 
     def close(self) -> None:
         self._stop.set()
@@ -422,7 +413,7 @@ def fit(
             total: Any = None
             named: dict[str, float] = {}
             try:
-                losses = _plugin_call(plugin, "losses", lambda batch=batch: plugin.losses(trained, batch, settings=settings))
+                losses = plugin_call(plugin, "losses", partial(plugin.losses, trained, batch, settings=settings))
                 if not isinstance(losses, Mapping) or not losses:
                     raise PluginError(plugin.name, f"losses must return a non-empty dict of scalar tensors, "
                                                    f"got {type(losses).__name__}")
@@ -452,8 +443,8 @@ def fit(
             step += 1
             images += batch_size
             count += 1
-            for name, value in named.items():
-                sums[name] = sums.get(name, 0.0) + value
+            for name, amount in named.items():
+                sums[name] = sums.get(name, 0.0) + amount
             sums["total"] = sums.get("total", 0.0) + sum(named.values())
 
             now = time.monotonic()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.learning.api import Plugin, PluginError, resolve_settings
@@ -40,6 +41,7 @@ from labeler.learning.dataset import (
     validation_split,
 )
 from labeler.learning.loop import fit
+from labeler.learning.plugins import plugin_call
 from labeler.learning.predict import evaluate_samples
 from labeler.learning.refit import (
     Budget,
@@ -278,10 +280,7 @@ def train(
     import torch
 
     torch.manual_seed(seed)  # the same initial weights on every rank, and reproducible runs
-    try:
-        model = plugin.build_model(num_classes=len(classes), settings=settings)
-    except Exception as exc:
-        raise PluginError(plugin.name, f"build_model raised {type(exc).__name__}: {exc}") from exc
+    model = plugin_call(plugin, "build_model", partial(plugin.build_model, num_classes=len(classes), settings=settings))
     if parent is not None:
         try:
             load_weights(plugin, model, project.root / parent.checkpoint)

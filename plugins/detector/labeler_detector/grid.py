@@ -77,7 +77,7 @@ def anchor_of(w: float, h: float, anchors: Sequence[float]) -> int:
     return int(np.argmin([abs(math.log(size / a)) for a in anchors]))
 
 
-def encode_box(box_cells: Sequence[float], row: int, col: int, anchor: float) -> np.ndarray:
+def encode_box(box_cells: Sequence[float] | np.ndarray, row: int, col: int, anchor: float) -> np.ndarray:
     """``(tx, ty, tw, th)`` of an ``(x, y, w, h)`` box in cell units, for cell ``(row, col)`` and
     an anchor of size ``anchor`` (see the module docstring)."""
     x, y, w, h = (float(v) for v in box_cells)

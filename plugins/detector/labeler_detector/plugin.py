@@ -295,7 +295,7 @@ def object_boxes(sample: LabelledImage, *, shapes_as_boxes: bool = True) -> tupl
 
 def _first(t: Any) -> torch.Tensor:
     """The single image's slice of an output of a batch of one (what ``inputs`` makes)."""
-    t = torch.as_tensor(t).detach().cpu()
-    if t.ndim < 1 or t.shape[0] != 1:
-        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(t.shape)}")
-    return t[0]
+    tensor = torch.as_tensor(t).detach().cpu()
+    if tensor.ndim < 1 or tensor.shape[0] != 1:
+        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(tensor.shape)}")
+    return tensor[0]

@@ -35,7 +35,7 @@ def normalize_box(box_xywh: Sequence[float], width: int, height: int) -> np.ndar
     return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
 
 
-def denormalize_box(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+def denormalize_box(box: Sequence[float] | np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
     """Normalised ``(x, y, w, h)`` to a pixel box clipped to the ``width`` x ``height`` image.
 
     Negative sizes are read as zero; the result is at least one pixel wide and high (moved inside

@@ -108,7 +108,7 @@ class LocalizerPlugin:
             view, box = item["view"], item["box"]
             if view.shape[0] != size:  # settings changed since prepare
                 view = resize_square(item["cache"], size)
-        return {"image": to_input(view), "box": np.asarray(box, dtype=np.float32), "label": np.int64(item["label"])}
+        return {"image": to_input(view), "box": np.asarray(box, dtype=np.float32), "label": np.asarray(item["label"], dtype=np.int64)}
 
     def losses(
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, settings: Mapping[str, Any]
@@ -237,7 +237,7 @@ def class_index(classes: Sequence[Category], category_id: int) -> int:
 
 def _first(t: Any) -> torch.Tensor:
     """The single image's slice of an output of a batch of one (what ``inputs`` makes)."""
-    t = torch.as_tensor(t).detach().cpu()
-    if t.ndim < 1 or t.shape[0] != 1:
-        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(t.shape)}")
-    return t[0]
+    tensor = torch.as_tensor(t).detach().cpu()
+    if tensor.ndim < 1 or tensor.shape[0] != 1:
+        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(tensor.shape)}")
+    return tensor[0]

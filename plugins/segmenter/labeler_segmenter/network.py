@@ -87,8 +87,10 @@ class Unpool(nn.Module):
         if self.kind == "max":
             if indices is None:
                 raise ValueError("max unpooling needs the indices of its matching pooling layer")
-            return self.unpool(x, indices)
-        return self.unpool(x)
+            unpooled: torch.Tensor = self.unpool(x, indices)
+        else:
+            unpooled = self.unpool(x)
+        return unpooled
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -108,8 +110,10 @@ def _with_test_flips(
     n = x.shape[0]
     logits = run(torch.cat([x.flip(dims) if dims else x for dims in views]))
     probs = torch.softmax(logits, dim=1)
-    mean = sum(probs[i * n : (i + 1) * n].flip(dims) if dims else probs[i * n : (i + 1) * n]
-               for i, dims in enumerate(views)) / len(views)
+    total = torch.zeros_like(probs[:n])
+    for i, dims in enumerate(views):
+        total = total + (probs[i * n : (i + 1) * n].flip(dims) if dims else probs[i * n : (i + 1) * n])
+    mean = total / len(views)
     return torch.log(mean.clamp_min(1e-12))
 
 
@@ -200,7 +204,8 @@ class EncoderDecoder(nn.Module):
         x = self.dec2(x)
         x = self.unpool1(x, idx1)
         x = self.dec1(x)
-        return self.head(x)[..., :h, :w]
+        logits: torch.Tensor = self.head(x)
+        return logits[..., :h, :w]
 
 
 class Naive(nn.Module):
@@ -230,4 +235,5 @@ class Naive(nn.Module):
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with _autocast(x, self.precision):
-            return self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST))).float()
+            logits: torch.Tensor = self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST)))
+            return logits.float()

@@ -26,7 +26,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     flat = out.reshape(out.shape[0], -1)  # a 2-D view: OpenCV takes at most 512 channels
     cv2.exp(flat, dst=flat)
     out /= out.sum(axis=0, keepdims=True)
-    return out
+    probabilities: np.ndarray = out
+    return probabilities
 
 
 def upsampled_max(probabilities: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +107,7 @@ def region_map(labels: np.ndarray, num_classes: int, *, background: bool = False
         shift = np.zeros(256, dtype=np.int32)
         shift[1:] = np.cumsum(counts)[:-1]
         shift[counts == 0] = 0  # pixels of classes not labelled keep id 0
-        regions += cv2.LUT(labels, shift.reshape(1, 256))
+        np.add(regions, cv2.LUT(labels, shift.reshape(1, 256)), out=regions)
     region_class = np.concatenate([[0], np.repeat(np.arange(256), counts)]).astype(np.int64)
     return regions, region_class
 
