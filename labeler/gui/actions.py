@@ -52,7 +52,7 @@ class Actions:
 
 
 def _action(window: MainWindow, actions: Actions, name: str, text: str, slot: object,
-            shortcut: str | QKeySequence | list[QKeySequence] | None = None, tip: str | None = None) -> QAction:
+            shortcut: str | QKeySequence | QKeySequence.StandardKey | list[QKeySequence] | None = None, tip: str | None = None) -> QAction:
     action = QAction(text, window)
     if isinstance(shortcut, list):
         action.setShortcuts(shortcut)

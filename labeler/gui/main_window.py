@@ -9,6 +9,7 @@ processes).
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,9 +163,11 @@ class MainWindow(QMainWindow):
         self.model_tabs.addTab(self.models, "Versions")
         layout.addWidget(self.model_tabs, 1)
         self._dock("Model", "model_dock", model, right)
-        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [260], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [330], Qt.Orientation.Horizontal)
-        right_docks = [self.findChild(QDockWidget, n) for n in ("classes_dock", "proposals_dock", "model_dock")]
+        docks = {n: d for n in ("images_dock", "classes_dock", "proposals_dock", "model_dock")
+                 if (d := self.findChild(QDockWidget, n)) is not None}
+        self.resizeDocks([docks["images_dock"]], [260], Qt.Orientation.Horizontal)
+        self.resizeDocks([docks["model_dock"]], [330], Qt.Orientation.Horizontal)
+        right_docks = [docks[n] for n in ("classes_dock", "proposals_dock", "model_dock")]
         self.resizeDocks(right_docks, [170, 150, 560], Qt.Orientation.Vertical)
 
     def _connect(self) -> None:
@@ -205,7 +208,7 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
-        self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[arg-type]
+        self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[call-overload]  # AppSettings.value gives an object
         self.training_panel.budget.setValue(float(self.settings.value("training/budget", 120.0)))  # type: ignore[arg-type]
 
     def showEvent(self, event: QShowEvent) -> None:
@@ -367,7 +370,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         recent = self.settings.recent_projects()
         for path in recent:
-            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+            self.recent_menu.addAction(path, partial(self.open_path, path))
         if not recent:
             self.recent_menu.addAction("(none)").setEnabled(False)
 

@@ -94,7 +94,7 @@ class CliJob(QObject):
     ``cancelled`` is true). ``exit_code`` is -1 when the process crashed or could not start.
     """
 
-    event = Signal(dict)
+    event = Signal(dict)  # type: ignore[assignment]  # shadows QObject.event; renamed with the CLI event protocol (issue 15)
     log = Signal(str)
     finished = Signal(int, str)
 

@@ -104,7 +104,8 @@ def stroke_bounds(
 
 def paint_into(mask: np.ndarray, stroke: np.ndarray, *, erase: bool) -> np.ndarray:
     """``mask`` with the stroke's pixels set (brush) or cleared (eraser)."""
-    return (mask & ~stroke) if erase else (mask | stroke)
+    painted: np.ndarray = (mask & ~stroke) if erase else (mask | stroke)
+    return painted
 
 
 def translate_all(anns: Sequence[Annotation], dx: float, dy: float, width: int, height: int) -> list[Annotation]:

@@ -111,11 +111,12 @@ def decode_jpeg_rgbx(path: str | os.PathLike[str]) -> np.ndarray | None:
             if width * height > max_pixels_limit():
                 return None
             (codec, extents, offset, args) = src.tile[0]
-            if codec != "jpeg" or tuple(extents) != (0, 0, width, height):
+            if codec != "jpeg" or extents is None or tuple(extents) != (0, 0, width, height):
                 return None
+            mode_args = args if isinstance(args, tuple) else ()
             pixels = np.empty((height, width, 4), dtype=np.uint8)
             target = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
-            decoder = Image._getdecoder("RGBX", "jpeg", ("RGBX", args[1] if len(args) > 1 else ""),
+            decoder = Image._getdecoder("RGBX", "jpeg", ("RGBX", mode_args[1] if len(mode_args) > 1 else ""),
                                         src.decoderconfig)
             decoder.setimage(target.im, extents)
             with open(path, "rb") as f:

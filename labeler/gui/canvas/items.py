@@ -448,7 +448,7 @@ def inside_point(crop: np.ndarray, x0: int, y0: int) -> QPointF:
     padded = np.pad(small, 1)  # the crop's border counts as edge
     depth = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return QPointF(x0 + x * step, y0 + y * step)
+    return QPointF(float(x0 + int(x) * step), float(y0 + int(y) * step))
 
 
 def make_item(ann: Annotation, category: Category | None, mask: np.ndarray | None = None) -> AnnotationItem:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QContextMenuEvent,
+    QFocusEvent,
     QKeyEvent,
     QMouseEvent,
     QPainter,
@@ -147,7 +148,7 @@ class CanvasView(QGraphicsView):
     def notice(self) -> str:
         return self._notice
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
         super().drawForeground(painter, rect)
         if not self._notice:
             return
@@ -266,6 +267,6 @@ class CanvasView(QGraphicsView):
         if self.handler is not None:
             self.handler.mouse_left()
 
-    def focusOutEvent(self, event: object) -> None:  # type: ignore[override]
+    def focusOutEvent(self, event: QFocusEvent) -> None:
         self._space_down = False
-        super().focusOutEvent(event)  # type: ignore[arg-type]
+        super().focusOutEvent(event)
