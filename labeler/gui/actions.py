@@ -15,6 +15,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QLabel, QSlider, QSpinBox, QToolBar
 
+from labeler.gui.canvas import LAYERS
+
 if TYPE_CHECKING:
     from labeler.gui.main_window import MainWindow
 
@@ -26,12 +28,6 @@ TOOLS: tuple[tuple[str, str, str], ...] = (
     ("eraser", "Eraser", "E"),
     ("assist", "Box to mask", "G"),
     ("outline", "Snapping outline", "O"),
-)
-LAYERS: tuple[tuple[str, str], ...] = (
-    ("masks", "Masks"),
-    ("boxes", "Boxes"),
-    ("polygons", "Polygons"),
-    ("proposals", "Proposals"),
 )
 
 
@@ -102,8 +98,8 @@ def build_actions(window: MainWindow) -> Actions:
     # View
     _action(window, a, "fit", "&Fit to window", lambda: canvas.fit_to_window(), "Ctrl+0")
     _action(window, a, "actual", "Actual size (&1:1)", lambda: canvas.zoom_actual_size(), "Ctrl+1")
-    for layer, text in LAYERS:
-        act = _action(window, a, f"layer_{layer}", f"Show {text.lower()}", None)
+    for layer in LAYERS:
+        act = _action(window, a, f"layer_{layer}", f"Show {layer}", None)
         act.setCheckable(True)
         act.setChecked(True)
         act.toggled.connect(partial(window.set_layer_visible, layer))
@@ -276,5 +272,5 @@ def _build_tool_bar(window: MainWindow, a: Actions) -> None:
                         ("next_undone", "Next not done"), ("mark_done", "Done ✓"), ("autolabel_image", "Auto-label"),
                         ("train", "Train")):
         a[name].setIconText(short)
-    for layer, text in LAYERS:
-        a.layers[layer].setIconText(text)
+    for layer in LAYERS:
+        a.layers[layer].setIconText(layer.capitalize())
