@@ -28,7 +28,7 @@ def _writer(root: str, category: int, start: mp.synchronize.Barrier, errors: mp.
                 p.add_annotation(Annotation(image_id=image_id, category_id=category, kind=Kind.BOX,
                                             box_xywh=(i, category, 1, 1)))
                 if i % 20 == 0:
-                    p.set_uncertainty(image_id, i / PER_WRITER)
+                    p.replace_proposals(image_id, plugin="test", proposals=[], uncertainty=i / PER_WRITER)
                     with p.transaction():  # a grouped write, too
                         p.log_edit("draw", image_id=image_id, seconds=float(i))
                         p.set_done(image_id, True)

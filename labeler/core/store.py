@@ -445,10 +445,6 @@ class Project:
             self._conn.execute("UPDATE images SET done = ? WHERE id = ?", (int(done), image_id))
             self._log("done" if done else "undone", image_id=image_id)
 
-    def set_uncertainty(self, image_id: int, uncertainty: float | None) -> None:
-        with self.transaction():
-            self._conn.execute("UPDATE images SET uncertainty = ? WHERE id = ?", (uncertainty, image_id))
-
     def set_ignore_mask(self, image_id: int, rle: dict[str, Any] | None) -> None:
         """Pixels of the image that carry no label (e.g. CamVid's "unlabelled"); ``None`` clears."""
         from labeler.core.geometry import normalize_rle
@@ -461,15 +457,6 @@ class Project:
         """The image's ignore region as compressed RLE, or ``None``."""
         rows = self._query("SELECT ignore_rle FROM images WHERE id = ?", (image_id,))
         return json.loads(rows[0][0]) if rows and rows[0][0] else None
-
-    def most_uncertain_image(self, *, exclude: int | None = None) -> ImageRecord | None:
-        """The not-done image the models are least sure of (auto-labelled ones only)."""
-        rows = self._query(
-            "SELECT * FROM images WHERE done = 0 AND uncertainty IS NOT NULL AND id != ? "
-            "ORDER BY uncertainty DESC, id LIMIT 1",
-            (exclude if exclude is not None else -1,),
-        )
-        return _row_to_image(rows[0]) if rows else None
 
     # ---- categories -----------------------------------------------------------------------
 
