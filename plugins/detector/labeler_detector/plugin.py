@@ -29,24 +29,24 @@ kept, ``2 p`` of the most probable object anywhere (near 0: nothing there).
 Metrics (``evaluate``, pycocotools' ``COCOeval``): ``map50`` (the ranking metric) and ``map``
 (IoU 0.50:0.95), over the classes and per class (``map50/NAME``, ``map/NAME``); ``images`` and
 ``objects`` scored. Images the detector would skip are left out.
+
+torch is imported only when a method needs it (as in the segmenter), so discovering the plugin
+stays cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
 from labeler_detector.cocomap import Box, coco_map
 from labeler_detector.grid import STRIDE, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
-from labeler_detector.network import Detector
 from labeler_detector.views import (
     Augment,
     clip_boxes,
@@ -56,6 +56,9 @@ from labeler_detector.views import (
     scale_boxes,
     to_input,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DetectorPlugin:
@@ -90,6 +93,8 @@ class DetectorPlugin:
     # -- model -----------------------------------------------------------------------------
 
     def build_model(self, *, num_classes: int, settings: Mapping[str, Any]) -> torch.nn.Module:
+        from labeler_detector.network import Detector
+
         cfg = self._cfg(settings)
         return Detector(num_classes=num_classes, anchors=len(cfg["anchors"]), width=int(cfg["width"]))
 
@@ -138,6 +143,8 @@ class DetectorPlugin:
     def losses(
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, settings: Mapping[str, Any]
     ) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
         cfg = self._cfg(settings)
         out = model(batch["image"])
         logits, pred_box = out["logits"], out["box"]  # (B, A, K, h, w), (B, A, 4, h, w)
@@ -160,6 +167,8 @@ class DetectorPlugin:
         return None if size <= 0 else max(1, (3 * size + 3) // 4)
 
     def inputs(self, image: np.ndarray, *, settings: Mapping[str, Any]) -> torch.Tensor:
+        import torch
+
         image = as_rgb(image)
         h, w = input_shape(image.shape[0], image.shape[1], int(self._cfg(settings)["input_size"]))
         return torch.from_numpy(to_input(resize(image, h, w)))[None]
@@ -295,6 +304,8 @@ def object_boxes(sample: LabelledImage, *, shapes_as_boxes: bool = True) -> tupl
 
 def _first(t: Any) -> torch.Tensor:
     """The single image's slice of an output of a batch of one (what ``inputs`` makes)."""
+    import torch
+
     tensor = torch.as_tensor(t).detach().cpu()
     if tensor.ndim < 1 or tensor.shape[0] != 1:
         raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(tensor.shape)}")
