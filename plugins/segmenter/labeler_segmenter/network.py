@@ -147,7 +147,28 @@ def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-class EncoderDecoder(nn.Module):
+class _Segmentation(nn.Module):
+    """What both networks share: mixed-precision logits, and test-time flips in eval mode."""
+
+    def __init__(self, *, precision: str, test_flips: str) -> None:
+        super().__init__()
+        self.precision = _check_precision(precision)
+        self.test_views = _check_test_flips(test_flips)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and len(self.test_views) > 1:
+            return _with_test_flips(self._logits, x, self.test_views)
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with _autocast(x, self.precision):
+            return self._forward(x).float()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class EncoderDecoder(_Segmentation):
     """conv, pool, conv, pool, conv, unpool, conv, unpool, conv (+ a 1x1 classifier).
 
     ``widths = (w1, w2, w3)``: channels at full, half and quarter resolution. ``convs`` is the
@@ -168,9 +189,7 @@ class EncoderDecoder(nn.Module):
         precision: str = "fp32",
         test_flips: str = "none",
     ) -> None:
-        super().__init__()
-        self.precision = _check_precision(precision)
-        self.test_views = _check_test_flips(test_flips)
+        super().__init__(precision=precision, test_flips=test_flips)
         w1, w2, w3 = widths
         self.enc1 = ConvBlock(3, w1, [1] * convs)
         self.pool1 = nn.MaxPool2d(2, stride=2, return_indices=True)
@@ -182,15 +201,6 @@ class EncoderDecoder(nn.Module):
         self.unpool1 = Unpool(unpool, w1)
         self.dec1 = ConvBlock(w1, w1, [1] * convs)
         self.head = nn.Conv2d(w1, num_outputs, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and len(self.test_views) > 1:
-            return _with_test_flips(self._logits, x, self.test_views)
-        return self._logits(x)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with _autocast(x, self.precision):
-            return self._forward(x).float()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -208,7 +218,7 @@ class EncoderDecoder(nn.Module):
         return logits[..., :h, :w]
 
 
-class Naive(nn.Module):
+class Naive(_Segmentation):
     """Stacked same-resolution conv-BN-ReLU layers (no pooling) and a 1x1 classifier."""
 
     def __init__(
@@ -221,19 +231,11 @@ class Naive(nn.Module):
         precision: str = "fp32",
         test_flips: str = "none",
     ) -> None:
-        super().__init__()
-        self.precision = _check_precision(precision)
-        self.test_views = _check_test_flips(test_flips)
+        super().__init__(precision=precision, test_flips=test_flips)
         pattern = [dilations[i % len(dilations)] for i in range(depth)]
         self.body = ConvBlock(3, width, pattern)
         self.head = nn.Conv2d(width, num_outputs, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and len(self.test_views) > 1:
-            return _with_test_flips(self._logits, x, self.test_views)
-        return self._logits(x)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with _autocast(x, self.precision):
-            logits: torch.Tensor = self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST)))
-            return logits.float()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST)))
+        return logits
