@@ -7,7 +7,7 @@ import operator
 from pathlib import Path
 
 import pytest
-from learning_support import install_minimal_plugin, minimal_plugin
+from learning_support import install_minimal_plugin, minimal_plugin, trained_project
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.duplicates import DUPLICATE_IOU, overlap
@@ -20,18 +20,13 @@ from labeler.learning.autolabel import (
     parse_shard,
     select_images,
 )
-from labeler.learning.checkpoints import load_version
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
 
 
 @pytest.fixture
 def trained(tmp_path: Path):
-    project = make_project(tmp_path / "proj", images=10, done=6)
-    plugin = minimal_plugin()
-    version = train(project, plugin, epochs=30).version
-    yield project, load_version(project, version, plugin)
-    project.close()
+    yield from trained_project(tmp_path / "proj", images=10)
 
 
 def test_auto_label_writes_proposals_and_uncertainty(trained):

@@ -8,7 +8,8 @@ from typing import TextIO
 
 
 class ProgressBar:
-    """``bar(done, total)`` redraws ``label [#####-----] done/total eta``; call ``close()`` at the end."""
+    """``bar(done, total)`` redraws ``label [#####-----] done/total eta``; call ``close()`` at the end
+    (or use it as a context manager, which closes it)."""
 
     def __init__(self, label: str, *, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.label = label
@@ -33,6 +34,12 @@ class ProgressBar:
         self.stream.write(f"\r{self.label} [{'#' * filled}{'-' * (width - filled)}] {done}/{total} eta {eta:4.0f}s")
         self.stream.flush()
         self._drawn = True
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.enabled and self._drawn:

@@ -56,9 +56,8 @@ def run_init(args: argparse.Namespace) -> int:
             for name in names:
                 project.ensure_category(name)
             if images is not None:
-                bar = ProgressBar("adding images")
-                project.add_folder(images, progress=bar)
-                bar.close()
+                with ProgressBar("adding images") as bar:
+                    project.add_folder(images, progress=bar)
         added = project.image_count() - before
         print(f"{project.root}: {project.image_count()} images ({added} new), "
               f"{len(project.categories())} categories")
@@ -81,9 +80,8 @@ def run_add(args: argparse.Namespace) -> int:
             else:
                 raise CliError(f"{path}: {'not an image file' if path.exists() else 'no such file or folder'}")
         before = project.image_count()
-        bar = ProgressBar("adding images")
-        project.add_images(files, progress=bar)
-        bar.close()
+        with ProgressBar("adding images") as bar:
+            project.add_images(files, progress=bar)
         added = project.image_count() - before
         print(f"{project.root}: {added} new image{'' if added == 1 else 's'} "
               f"({len(files) - added} already there), {project.image_count()} in all")
