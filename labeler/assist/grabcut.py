@@ -117,7 +117,8 @@ def prepare(
         if prior.shape != (h, w):
             prior = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
     features = _features(image, prior)
-    partial = Prepared(window, tuple(float(v) for v in box_xywh), image, features, box, prior,  # type: ignore[arg-type]
+    bx, by, bw, bh = (float(v) for v in box_xywh)
+    partial = Prepared(window, (bx, by, bw, bh), image, features, box, prior,
                        np.zeros(image.shape[:2], dtype=bool))
     initial = _run(partial, (), None)
     return Prepared(window, partial.box_xywh, image, features, box, prior, initial)

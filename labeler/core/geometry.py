@@ -7,7 +7,7 @@ through pycocotools, rasterising through OpenCV.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import cv2
@@ -169,6 +169,13 @@ def polygons_area(polygons: Sequence[np.ndarray]) -> float:
         x, y = p[:, 0], p[:, 1]
         total += 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
     return total
+
+
+def as_box(values: Iterable[float]) -> tuple[float, float, float, float]:
+    """Four numbers (a list, a numpy row) as a box ``(x, y, w, h)`` of Python floats; ``ValueError``
+    when there are not exactly four."""
+    x, y, w, h = (float(v) for v in values)
+    return (x, y, w, h)
 
 
 def box_to_mask(box_xywh: Sequence[float], height: int, width: int) -> np.ndarray:

@@ -166,14 +166,16 @@ def _split_outputs(outputs: Any, n: int) -> list[Any] | None:
         return [outputs[i : i + 1] for i in range(n)]
     if isinstance(outputs, dict):
         parts = {k: _split_outputs(v, n) for k, v in outputs.items()}
-        if any(v is None for v in parts.values()):
+        split = {k: v for k, v in parts.items() if v is not None}
+        if len(split) != len(parts):
             return None
-        return [{k: v[i] for k, v in parts.items()} for i in range(n)]  # type: ignore[index]
+        return [{k: v[i] for k, v in split.items()} for i in range(n)]
     if isinstance(outputs, (tuple, list)):
         items = [_split_outputs(v, n) for v in outputs]
-        if any(v is None for v in items):
+        kept = [v for v in items if v is not None]
+        if len(kept) != len(items):
             return None
-        return [type(outputs)(v[i] for v in items) for i in range(n)]  # type: ignore[index]
+        return [type(outputs)(v[i] for v in kept) for i in range(n)]
     return None
 
 

@@ -7,8 +7,9 @@ many images are added or marked done later, and every version is measured on com
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -102,14 +103,14 @@ def iter_labelled_images(
     if not image_ids:
         return
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        pending = []
         ids = list(image_ids)
         ahead = 2 * max(1, threads)
-        for image_id in ids[:ahead]:
-            pending.append(pool.submit(_labelled_or_unreadable, project, image_id, classes))
+        # the oldest first; a sample taken is dropped at once (its image may be large)
+        pending: deque[Future[LabelledImage | UnreadableImage]] = deque(
+            pool.submit(_labelled_or_unreadable, project, image_id, classes) for image_id in ids[:ahead]
+        )
         for index in range(len(ids)):
-            sample = pending[index].result()
-            pending[index] = None  # type: ignore[call-overload]
+            sample = pending.popleft().result()
             nxt = index + ahead
             if nxt < len(ids):
                 pending.append(pool.submit(_labelled_or_unreadable, project, ids[nxt], classes))

@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 from labeler.core.annotation import Annotation, Category, Kind, State
-from labeler.core.geometry import annotation_box
+from labeler.core.geometry import annotation_box, as_box
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
 from labeler_detector.cocomap import Box, coco_map
 from labeler_detector.grid import STRIDE, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
@@ -208,7 +208,7 @@ class DetectorPlugin:
                    top_k=int(cfg["max_proposals"]))
         proposals = tuple(
             Proposal(category_id=classes[int(labels[i])].id, kind=Kind.BOX, score=float(np.clip(scores[i], 0.0, 1.0)),
-                     box_xywh=tuple(float(v) for v in boxes[i]))  # type: ignore[arg-type]
+                     box_xywh=as_box(boxes[i]))
             for i in keep
         )
         kept = scores[keep] if len(keep) else np.zeros(0)
@@ -237,7 +237,7 @@ class DetectorPlugin:
             except SkipImage:
                 continue
             image_ids.append(n)
-            truth += [Box(n, sample.classes[int(label) - 1].id, tuple(float(v) for v in b))  # type: ignore[arg-type]
+            truth += [Box(n, sample.classes[int(label) - 1].id, as_box(b))
                       for b, label in zip(boxes, labels, strict=True)]
             found += [Box(n, p.category_id, p.box_xywh, float(p.score)) for p in prediction.proposals
                       if p.box_xywh is not None]

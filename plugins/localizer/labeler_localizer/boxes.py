@@ -199,8 +199,8 @@ def augment(
     geometric transform of the pixels and is clipped to the view.
     """
     window = crop_window(box, rng, aug)
-    fill = tuple(int(v) for v in source.reshape(-1, 3).mean(axis=0))
-    view = warp_to_window(source, window, size, fill)  # type: ignore[arg-type]
+    red, green, blue = (int(v) for v in source.reshape(-1, 3).mean(axis=0))
+    view = warp_to_window(source, window, size, (red, green, blue))
     out_box = box_in_window(box, window)
     if aug.flip and rng.random() < 0.5:
         view = view[:, ::-1]
