@@ -208,8 +208,10 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
-        self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[call-overload]  # AppSettings.value gives an object
-        self.training_panel.budget.setValue(float(self.settings.value("training/budget", 120.0)))  # type: ignore[arg-type]
+        every = self.settings.value("training/retrain_every", 10)
+        self.training_panel.retrain_every.setValue(int(every) if isinstance(every, (int, float)) else 10)
+        budget = self.settings.value("training/budget", 120.0)
+        self.training_panel.budget.setValue(float(budget) if isinstance(budget, (int, float)) else 120.0)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -350,8 +352,9 @@ class MainWindow(QMainWindow):
             last = self.settings.last_image(project.root)
             if not (last is not None and self.images.select_image(last)):
                 self.images.step(1)
-            if self.classes.current_category_id() is not None:
-                self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
+            category_id = self.classes.current_category_id()
+            if category_id is not None:
+                self.canvas.set_category(category_id)
         else:
             self.setWindowTitle("labeler")
             self.status.showMessage(OPEN_HINT)
@@ -491,8 +494,9 @@ class MainWindow(QMainWindow):
 
     def _on_categories_changed(self) -> None:
         self.canvas.set_project(self.project)  # the same project: re-reads names and colours, keeps the view
-        if self.classes.current_category_id() is not None:
-            self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
+        category_id = self.classes.current_category_id()
+        if category_id is not None:
+            self.canvas.set_category(category_id)
 
     # ---- model ----------------------------------------------------------------------------
 
@@ -606,8 +610,9 @@ class MainWindow(QMainWindow):
     def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
         self.training_panel.show_finished(ok, message, tail)
         self.models.reload()
-        if ok and self.project is not None and self.plugin():
-            active = self.project.active_model_version(self.plugin())  # type: ignore[arg-type]
+        plugin = self.plugin()
+        if ok and self.project is not None and plugin:
+            active = self.project.active_model_version(plugin)
             if active is not None:
                 message += f" Active version: #{active.id}."
         self.status.showMessage(message, 10_000)
@@ -693,8 +698,8 @@ class MainWindow(QMainWindow):
         for name in ("import", "export", "add_images", "rescan", "next", "previous", "next_undone", "next_uncertain", "add_class"):
             a[name].setEnabled(has_project)
         a["mark_done"].setEnabled(has_image)
-        if has_image and self.project is not None:
-            a["mark_done"].setChecked(self.project.image(image_id).done)  # type: ignore[arg-type]
+        if image_id is not None and self.project is not None:
+            a["mark_done"].setChecked(self.project.image(image_id).done)
         plugin_ok = has_project and self.plugin() is not None
         a["autolabel_image"].setEnabled(plugin_ok and has_image)
         a["autolabel_all"].setEnabled(plugin_ok)

@@ -256,7 +256,7 @@ class AnnotationCanvas(QWidget):
         if level.reduce == self._requested or first:
             self._loader_cancel = None
             self._requested = None
-        if not first and level.reduce >= finest:  # type: ignore[operator]
+        if finest is not None and level.reduce >= finest:
             return  # a level no finer than what is shown (the view zoomed out meanwhile)
         self._image_layer.add_level(level.reduce, level.pixels, level.size)
         if first:
