@@ -8,7 +8,15 @@ Generates ``--images`` tiny PNG files (32 x 24 px) in a temporary folder, then t
 2. storing ``--masks-per-image`` mask annotations (compressed RLE) per image in one transaction;
 3. COCO export of all of them with masks as RLE (median of ``--runs``), and once with
    ``masks="polygon"`` (every mask decoded and traced);
-4. COCO import of the exported file into a fresh project (the images are found by path).
+4. COCO import of the exported file into a fresh project (median of ``--runs``; the images are
+   found in the images folder, given as ``images_dir``), which checks every label at the door.
+
+Beside export and import it prints their floor, what pycocotools' C codec and Python's C JSON
+coder cost alone on the same masks: for the export, ``area`` and ``toBbox`` of every RLE plus
+``json.dumps`` of the document; for the import, ``json.load`` of the file plus ``area`` of every
+RLE (which parses each counts string); and ``pycocotools.coco.COCO`` loading the file (its index,
+no check at all), the usual way to read one in Python. ``--profile`` prints the top of a cProfile
+of one import.
 
 Prints one line per figure: wall seconds, CPU seconds of this process, and a per-item rate. The
 temporary folder is removed at the end. Other processes on the machine change the wall times;
@@ -18,6 +26,11 @@ say what else ran when quoting them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import io
+import json
+import pstats
 import sys
 import tempfile
 import time
@@ -26,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
 
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import encode_mask
@@ -86,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--masks-per-image", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one import")
     args = parser.parse_args(argv)
     n, k = args.images, args.masks_per_image
     with tempfile.TemporaryDirectory(prefix="labeler-bench-") as tmp:
@@ -129,14 +145,55 @@ def main(argv: list[str] | None = None) -> int:
             export_annotations(project, root / "export" / "poly.json", format="coco", masks="polygon")
         print(f"COCO export, polygons  {clock.text(n * k, 'masks')}")
 
-        fresh = Project.create(root / "fresh")
-        with Clock() as clock:
-            imported = import_annotations(fresh, out, format="coco")
-        print(f"COCO import            {clock.text(n * k, 'masks')}   "
-              f"({imported.images} images, {imported.annotations} annotations)")
-        for p in (project, fresh):
-            p.close()
+        document = json.loads(out.read_text(encoding="utf-8"))
+        rles = [{"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}
+                for a in document["annotations"]]
+        clock, _ = timed(lambda: codec_export(document, rles), args.runs)
+        del document
+        print(f"  floor: C codec + json.dumps {clock.text(n * k, 'masks')}")
+
+        def do_import() -> object:
+            fresh = Project.create(root / f"p{next(counter)}")
+            try:
+                return import_annotations(fresh, out, format="coco", images_dir=root / "images")
+            finally:
+                fresh.close()
+
+        clock, imported = timed(do_import, args.runs)
+        assert imported.images == n and imported.annotations == n * k, imported.summary()  # type: ignore[attr-defined]
+        print(f"COCO import            {clock.text(n * k, 'masks')}   (median of {args.runs}; "
+              f"{imported.images} images, {imported.annotations} annotations)")  # type: ignore[attr-defined]
+        clock, _ = timed(lambda: codec_import(out), args.runs)
+        print(f"  floor: json.load + C codec  {clock.text(n * k, 'masks')}")
+        with Clock() as clock, contextlib.redirect_stdout(io.StringIO()):
+            COCO(str(out))
+        print(f"  pycocotools COCO(file)      {clock.text(n * k, 'masks')}")
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.runcall(do_import)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+        project.close()
     return 0
+
+
+def _area(rles: list[dict[str, object]]) -> np.ndarray:
+    # area() of a list longer than 255 overflows inside pycocotools 2.0.11 (numpy 2): chunks
+    return np.concatenate([mask_utils.area(rles[i:i + 255]) for i in range(0, len(rles), 255)])
+
+
+def codec_export(document: dict[str, object], rles: list[dict[str, object]]) -> None:
+    """What an export costs at least: pycocotools' area and bbox of every mask, one C JSON dump."""
+    _area(rles)
+    mask_utils.toBbox(rles)
+    json.dumps(document, separators=(",", ":"))
+
+
+def codec_import(out: Path) -> None:
+    """What an import costs at least: one C JSON load, pycocotools parsing every counts string."""
+    with open(out, encoding="utf-8") as fh:
+        document = json.load(fh)
+    _area([{"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}
+           for a in document["annotations"]])
 
 
 if __name__ == "__main__":

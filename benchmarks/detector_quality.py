@@ -33,7 +33,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from folds import folds_of, summarize  # benchmarks/folds.py, beside this script
 
 from labeler.core.geometry import box_iou
 from labeler.core.images import read_image
@@ -83,11 +83,6 @@ def load_bccd(project_dir: Path) -> tuple[Any, list[LabelledImage], list[Path]]:
     samples = [labelled_image(project, i, classes) for i in ids]
     print(f"bccd: imported {report}", flush=True)
     return project, samples, paths
-
-
-def folds_of(n: int, k: int) -> list[list[int]]:
-    """Held-out indices of each of ``k`` folds over ``n`` images (every k-th, from the fold's own)."""
-    return [list(range(f, n, k)) for f in range(k)]
 
 
 def run(
@@ -266,12 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run(train, held, list(held_paths), overrides, budget=args.budget, threads=args.threads,
                                seed=args.seed, speed=not args.no_speed, log=log))
     if len(results) > 1:
-        keys = [k for k in results[0] if k.startswith("map")]
-        log(f"{len(results)}-fold cross-validation, {args.budget:.0f} s per fold:")
-        for key in keys:
-            values = [r[key] for r in results if key in r]
-            log(f"  {key:22s} mean {statistics.mean(values):.3f}  sd {statistics.stdev(values):.3f}  "
-                f"folds {' '.join(f'{v:.3f}' for v in values)}")
+        summarize(results, [k for k in results[0] if k.startswith("map")], log=log,
+                  what=f", {args.budget:.0f} s per fold")
     if args.json:
         for r in results:
             print(json.dumps(r))

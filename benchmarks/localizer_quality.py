@@ -12,6 +12,8 @@ decoding) against the bare forward of the network.
 
 Held-out split: within each class, image stems are ordered by the SHA-1 of the stem and the first
 20 % (rounded) are held out; the split never changes with the run, the settings or the machine.
+``--folds K``: K-fold cross-validation instead (in the same order within each class, every K-th
+image held out; one training run per fold; mean, spread and each fold's figures printed).
 
 Other processes on the machine change the speed figures (and so, through the time budget, the
 quality figures); say what else was running when quoting them.
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from folds import stratified_folds, summarize  # benchmarks/folds.py, beside this script
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import box_iou
@@ -100,7 +103,10 @@ def split(rows: list[tuple[str, Path, str, Any]]) -> tuple[list[int], list[int]]
     return train, sorted(held)
 
 
-def load_samples(data: str) -> tuple[list[LabelledImage], list[LabelledImage], list[Category], list[Path]]:
+Loaded = tuple[list[LabelledImage], list[LabelledImage], list[Category], list[Path]]
+
+
+def _load(data: str) -> tuple[list[tuple[str, Path, str, Any]], list[LabelledImage], list[Category]]:
     root = data_root()
     if not root.is_dir():
         raise SystemExit(f"real data sets not found at {root} (set LABELER_DATA)")
@@ -117,8 +123,28 @@ def load_samples(data: str) -> tuple[list[LabelledImage], list[LabelledImage], l
         ann = Annotation(image_id=image_id, category_id=by_name[name].id, kind=Kind.BOX, box_xywh=box,
                          state=State.ACCEPTED)
         samples.append(LabelledImage(image_id=image_id, image=image, annotations=(ann,), classes=tuple(classes)))
+    return rows, samples, classes
+
+
+def load_samples(data: str) -> Loaded:
+    """``(training samples, held-out samples, classes, held-out image paths)`` of the fixed split."""
+    rows, samples, classes = _load(data)
     train, held = split(rows)
     return [samples[i] for i in train], [samples[i] for i in held], classes, [rows[i][1] for i in held]
+
+
+def load_folds(data: str, k: int) -> list[Loaded]:
+    """The ``k`` folds of the set, each as :func:`load_samples` returns a split: within each class,
+    images in the order of the SHA-1 of their stem, every ``k``-th held out."""
+    rows, samples, classes = _load(data)
+    order = sorted(range(len(rows)), key=lambda i: (rows[i][2], hashlib.sha1(rows[i][0].encode()).hexdigest()))
+    out = []
+    for fold in stratified_folds([rows[i][2] for i in order], k):
+        held = sorted(order[j] for j in fold)
+        held_set = set(held)
+        train = [i for i in range(len(rows)) if i not in held_set]
+        out.append(([samples[i] for i in train], [samples[i] for i in held], classes, [rows[i][1] for i in held]))
+    return out
 
 
 def mean_box_iou(train: list[LabelledImage], held: list[LabelledImage]) -> float:
@@ -146,7 +172,7 @@ def run(
     seed: int = 0,
     device: str = "cpu",
     validate_every: float = 0.0,
-    loaded: tuple[list[LabelledImage], list[LabelledImage], list[Category], list[Path]] | None = None,
+    loaded: Loaded | None = None,
     speed: bool = True,
     log: Any = print,
 ) -> dict[str, Any]:
@@ -251,14 +277,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--validate-every", type=float, default=0.0, help="seconds; 0 = only at the end")
+    parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation (0 = the fixed split)")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args(argv)
     overrides = dict(kv.split("=", 1) for kv in args.set)
-    figures = run(args.data, overrides, budget=args.budget, examples=args.examples, threads=args.threads,
-                  seed=args.seed, device=args.device, validate_every=args.validate_every,
-                  log=lambda text: print(text, flush=True))
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    splits: list[Loaded | None] = list(load_folds(args.data, args.folds)) if args.folds > 1 else [None]
+    results = []
+    for k, loaded in enumerate(splits):
+        if len(splits) > 1:
+            log(f"fold {k + 1}/{len(splits)}")
+        results.append(run(args.data, overrides, budget=args.budget, examples=args.examples, threads=args.threads,
+                           seed=args.seed, device=args.device, validate_every=args.validate_every, loaded=loaded,
+                           speed=len(splits) == 1, log=log))
+    if len(results) > 1:
+        summarize(results, ["accuracy", "box_iou", "score", "mean_box_iou"], log=log,
+                  what=f", {args.budget:.0f} s per fold")
     if args.json:
-        print(json.dumps(figures))
+        for figures in results:
+            print(json.dumps(figures))
     return 0
 
 

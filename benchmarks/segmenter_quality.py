@@ -9,7 +9,9 @@ did not train on and prints mean IoU (overall and per class), pixel accuracy, tr
 and the bare network forward per image.
 
 Splits (fixed): membrane trains on images 0-19 and is measured on 20-23 (sorted numerically);
-camvid trains on ``train/`` (15) and is measured on ``val/`` (5). Membrane's class is
+camvid trains on ``train/`` (15) and is measured on ``val/`` (5). ``--folds K``: K-fold
+cross-validation over all the images instead (in the order above, fold k holds out every K-th image
+from the k-th; one run per fold; mean, spread and each fold's figures printed). Membrane's class is
 ``membrane`` (label value 0) and its background is the cell interior; CamVid's 11 classes are
 all foreground, its value 11 (unlabelled) is the ignore mask, so background has no true pixels and
 counts in the mean only if predicted (see ``labeler_segmenter.postprocess.scores_from_confusion``).
@@ -23,8 +25,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from folds import folds_of, summarize  # benchmarks/folds.py, beside this script
 
 from labeler.core.annotation import Annotation, Category, Kind
 from labeler.core.geometry import encode_mask
@@ -73,8 +77,9 @@ def _sample(image_id: int, image_path: Path, class_map: np.ndarray, classes: tup
                          ignore_mask=ignore)
 
 
-def load(name: str) -> tuple[list[LabelledImage], list[LabelledImage], list[Path]]:
-    """``(train, held_out, held_out_image_paths)`` of a data set."""
+def load_all(name: str) -> tuple[list[LabelledImage], list[Path], int]:
+    """Every image of a data set with its path, and how many of them (at the end) make the fixed
+    held-out split: membrane's last 4, CamVid's 5 ``val`` images."""
     root = data_dir() / name
     if not root.is_dir():
         raise SystemExit(f"data set not found: {root} (set LABELER_DATA)")
@@ -85,54 +90,35 @@ def load(name: str) -> tuple[list[LabelledImage], list[LabelledImage], list[Path
         for i, p in enumerate(paths):
             label = _label_png(root / "label" / p.name)
             samples.append(_sample(i, p, (label < 128).astype(np.uint8), classes, None))
-        return samples[:20], samples[20:], paths[20:]
+        return samples, paths, 4
     if name == "camvid":
         classes = tuple(Category(k + 1, n, (0, 0, 0)) for k, n in enumerate(CAMVID_CLASSES))
-        out: dict[str, list[LabelledImage]] = {}
-        held_paths: list[Path] = []
+        samples, paths = [], []
         for split in ("train", "val"):
-            out[split] = []
             for p in sorted((root / split).glob("*.png")):
                 label = _label_png(root / f"{split}annot" / p.name)
                 ignore = label >= CAMVID_IGNORE
                 class_map = np.where(ignore, 0, label.astype(np.int32) + 1)
-                out[split].append(_sample(len(held_paths) + 1000 * (split == "val"), p, class_map, classes, ignore))
-                if split == "val":
-                    held_paths.append(p)
-        return out["train"], out["val"], held_paths
+                samples.append(_sample(len(samples), p, class_map, classes, ignore))
+                paths.append(p)
+        return samples, paths, sum(1 for p in paths if p.parent.name == "val")
     raise SystemExit(f"unknown data set {name!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=("membrane", "camvid"), required=True)
-    parser.add_argument("--budget", type=float, default=300.0, help="training seconds (wall clock)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
-    parser.add_argument("--epochs", type=float, default=None,
-                        help="also stop after this many passes over the training images (fixed work, for "
-                             "comparing settings on a busy machine)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def load(name: str) -> tuple[list[LabelledImage], list[LabelledImage], list[Path]]:
+    """``(train, held_out, held_out_image_paths)`` of the fixed split."""
+    samples, paths, held = load_all(name)
+    return samples[:-held], samples[-held:], paths[-held:]
 
-    os.environ["LABELER_THREADS"] = str(args.threads)  # fit() sets torch's threads from it
+
+def run_split(plugin: Any, settings: dict[str, Any], train: list[LabelledImage], held: list[LabelledImage],
+              held_paths: list[Path], *, args: argparse.Namespace, speed: bool) -> dict[str, float]:
+    """Train on ``train`` for ``args.budget`` seconds, measure on ``held``; print and return the metrics
+    (and, with ``speed``, the inference speed)."""
     import torch
 
     from labeler.learning.loop import fit
-    from labeler_segmenter import SegmenterPlugin
 
-    torch.set_num_threads(args.threads)
-    plugin = SegmenterPlugin()
-    overrides = dict(PRESETS[args.data])
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set takes KEY=VALUE, not {item!r}")
-        overrides[key.strip()] = value.strip()
-    settings = resolve_settings(plugin, overrides)
-    print(f"settings: {settings}")
-
-    train, held, held_paths = load(args.data)
     classes = train[0].classes
     t0 = time.perf_counter()
     items = [plugin.prepare(s, settings=settings) for s in train]
@@ -172,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             t4 = time.perf_counter()
             for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 parts[key] += dt * 1000 / len(held_paths)
+    metrics = plugin.evaluate(predictions, held, settings=settings)
+    for key, value in metrics.items():
+        if key.startswith("iou/"):
+            print(f"  IoU {key[4:]:<12s} {value:.3f}")
+    print(f"{args.data}: mean IoU {metrics['mean_iou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f} "
+          f"on {len(held)} held-out images")
+    if not speed:
+        return dict(metrics)
     infer_ms = sum(parts.values())
     with torch.inference_mode():
         xs = [plugin.inputs(s.image, settings=settings) for s in held]
@@ -179,16 +173,55 @@ def main(argv: list[str] | None = None) -> int:
         for x in xs:
             model(x)
         forward_ms = (time.perf_counter() - t0) * 1000 / len(xs)
-    metrics = plugin.evaluate(predictions, held, settings=settings)
-    for key, value in metrics.items():
-        if key.startswith("iou/"):
-            print(f"  IoU {key[4:]:<12s} {value:.3f}")
-    print(f"{args.data}: mean IoU {metrics['mean_iou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f} "
-          f"on {len(held)} held-out images")
     print("inference parts, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     print(f"inference {infer_ms:.1f} ms/image (decode + inputs + forward + proposals), bare forward "
           f"{forward_ms:.1f} ms/image: {forward_ms / infer_ms:.0%} of bare-forward speed; "
           f"{sum(len(p.proposals) for p in predictions) / len(predictions):.1f} proposals/image")
+    return dict(metrics)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("membrane", "camvid"), required=True)
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds (wall clock)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="also stop after this many passes over the training images (fixed work, for "
+                             "comparing settings on a busy machine)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation (0 = the fixed split)")
+    args = parser.parse_args(argv)
+
+    os.environ["LABELER_THREADS"] = str(args.threads)  # fit() sets torch's threads from it
+    import torch
+
+    from labeler_segmenter import SegmenterPlugin
+
+    torch.set_num_threads(args.threads)
+    plugin = SegmenterPlugin()
+    overrides = dict(PRESETS[args.data])
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, not {item!r}")
+        overrides[key.strip()] = value.strip()
+    settings = resolve_settings(plugin, overrides)
+    print(f"settings: {settings}")
+
+    if args.folds > 1:
+        samples, paths, _ = load_all(args.data)
+        results = []
+        for k, held_idx in enumerate(folds_of(len(samples), args.folds)):
+            print(f"fold {k + 1}/{args.folds}")
+            held_set = set(held_idx)
+            train = [x for i, x in enumerate(samples) if i not in held_set]
+            results.append(run_split(plugin, settings, train, [samples[i] for i in held_idx],
+                                     [paths[i] for i in held_idx], args=args, speed=False))
+        summarize(results, ["mean_iou", "pixel_accuracy"], what=f", {args.budget:.0f} s per fold")
+        return 0
+    train, held, held_paths = load(args.data)
+    run_split(plugin, settings, train, held, held_paths, args=args, speed=True)
     return 0
 
 

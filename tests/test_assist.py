@@ -118,6 +118,49 @@ def test_snap_path_follows_an_edge() -> None:
     assert len(middle) and np.abs(middle[:, 1] - 60).max() <= 2.0
 
 
+def test_snap_path_follows_a_curved_boundary() -> None:
+    # a dark disk on a light field: points clicked on its rim, the outline between them follows the
+    # circle (a straight chord between points a quarter turn apart strays up to 12 px inside it)
+    image = np.full((200, 200, 3), 225, np.uint8)
+    cv2.circle(image, (100, 100), 40, (35, 35, 35), -1)
+    angles = np.deg2rad([0.0, 90.0, 180.0, 270.0, 360.0])
+    rim = [(100 + 40 * np.cos(a), 100 + 40 * np.sin(a)) for a in angles]
+    for start, end in zip(rim, rim[1:]):
+        path = snap_path(ImagePixels.of(image), start, end)
+        assert len(path) > 10
+        radius = np.hypot(path[:, 0] - 100, path[:, 1] - 100)
+        assert np.abs(radius - 40).max() <= 2.5, (start, end, radius.min(), radius.max())
+        chord = np.linspace(start, end, 50)
+        assert np.hypot(chord[:, 0] - 100, chord[:, 1] - 100).min() < 30  # the test would see a chord
+
+
+def test_positive_click_on_a_detached_part_keeps_the_body() -> None:
+    # a big and a small blob of one colour inside the box: the box keeps the big one; a positive
+    # click on the small one adds it without dropping the big one
+    image = np.full((200, 300, 3), 210, np.uint8)
+    big = np.zeros((200, 300), np.uint8)
+    cv2.circle(big, (120, 100), 45, 1, -1)
+    small = np.zeros((200, 300), np.uint8)
+    cv2.circle(small, (205, 100), 15, 1, -1)
+    image[(big | small) > 0] = (150, 40, 40)
+    prepared = prepare(ImagePixels.of(image), (70, 50, 155, 100))
+    first = segment(prepared)
+    assert iou(first.full(300, 200), big > 0) > 0.9
+    both = segment(prepared, [Click(205, 100, True)], previous=first).full(300, 200)
+    assert iou(both, (big | small) > 0) > 0.9
+
+
+def test_box_on_a_small_low_contrast_object_is_not_empty() -> None:
+    # plain GrabCut took the whole box for background here (its colour models have no shape prior)
+    rng = np.random.default_rng(5)
+    image = np.clip(rng.normal(120, 25, (160, 160, 3)), 0, 255).astype(np.uint8)
+    truth = np.zeros((160, 160), np.uint8)
+    cv2.ellipse(truth, (80, 80), (18, 16), 0, 0, 360, 1, -1)
+    image[truth > 0] = np.clip(image[truth > 0].astype(int) + 30, 0, 255).astype(np.uint8)
+    result = segment(prepare(ImagePixels.of(image), (62, 64, 37, 33)))
+    assert iou(result.full(160, 160), truth > 0) > 0.6
+
+
 def test_region_at_takes_one_part() -> None:
     mask = np.zeros((50, 80), bool)
     mask[5:15, 5:15] = True

@@ -93,7 +93,8 @@ def test_train_json_lines_then_models_eval_and_auto_label(project_dir):
                    "--model-version", str(done["version"]), "--progress", "json")
     assert auto.returncode == 0, auto.stderr
     lines = _lines(auto.stdout)
-    assert lines[0] == {"event": "start", "version": done["version"], "plugin": "minimal", "total": 1}
+    assert lines[0] == {"v": 1, "job": "auto-label", "event": "start", "version": done["version"], "plugin": "minimal",
+                        "total": 1}
     assert lines[-1]["event"] == "done" and lines[-1]["images"] == 1
     with Project.open(project_dir) as project:
         # images 7 and 8 are undone; 8 % 2 == 0 is shard 1 of 2

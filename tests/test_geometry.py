@@ -188,3 +188,37 @@ def test_encode_regions_equals_one_encoding_per_region() -> None:
     assert encode_regions(np.zeros((0, 4), np.int32), 3) == [None, None, None]
     full = encode_regions(np.ones((3, 4), np.int32), 1)[0]
     assert full == encode_mask(np.ones((3, 4), bool))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_long_counts_decode_with_numpy_as_with_the_loop(seed: int) -> None:
+    """Counts strings of 48 characters or more are decoded with numpy (core.geometry._runs_of_codes);
+    their runs must be exactly the uncompressed RLE's, large runs and negative differences included."""
+    from labeler.core.geometry import _VECTOR_FROM, rle_counts
+
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(200, 900)), int(rng.integers(200, 900))
+    mask = np.zeros((h, w), dtype=bool)
+    for _ in range(int(rng.integers(5, 40))):  # boxes of very different sizes: runs short and long
+        y0, x0 = int(rng.integers(0, h - 2)), int(rng.integers(0, w - 2))
+        mask[y0 : y0 + int(rng.integers(1, h // 2)), x0 : x0 + int(rng.integers(1, w // 2))] ^= True
+    mask[rng.random((h, w)) < 0.001] ^= True
+    rle = encode_mask(mask)
+    assert len(rle["counts"]) >= _VECTOR_FROM
+    expected = np.asarray(uncompressed_rle(mask)["counts"], dtype=np.int64)
+    assert np.array_equal(rle_counts(rle), expected)
+    # the cheap path of check_rle (memo) gives the same answer as the first check
+    from labeler.core.geometry import check_rle
+
+    assert check_rle(rle, max_pixels=h * w) == check_rle(dict(rle), max_pixels=h * w) == rle
+
+
+def test_long_counts_that_end_mid_number_or_overflow_are_refused() -> None:
+    from labeler.core.geometry import rle_counts
+
+    whole = encode_mask(random_mask(3, 300, 300))["counts"]
+    assert len(whole) >= 48
+    with pytest.raises(ValueError, match="middle of a number"):
+        rle_counts({"size": [300, 300], "counts": whole + "o"})  # 'o' has the continuation bit
+    with pytest.raises(ValueError, match="too large"):
+        rle_counts({"size": [300, 300], "counts": whole + "o" * 14 + "0"})

@@ -373,7 +373,12 @@ def stop(*_):
     open(marker, "w").write("terminated")
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
-print(json.dumps({"event": "start", "total": 5, "pid": os.getpid()}), flush=True)
+if sys.argv[2] == "train":
+    print(json.dumps({"v": 1, "job": "train", "event": "start", "plugin": "fake", "train_images": 5,
+                      "validation_images": 1}), flush=True)
+else:
+    print(json.dumps({"v": 1, "job": "auto-label", "event": "start", "version": 1, "plugin": "fake",
+                      "total": 5}), flush=True)
 time.sleep(120)
 """
 
@@ -390,7 +395,7 @@ def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Pat
 
     def fake_command(args):  # type: ignore[no-untyped-def]
         markers.append(tmp_path / f"stopped-{len(markers)}-{args[0]}")
-        return sys.executable, ["-c", FAKE_CHILD, str(markers[-1])]
+        return sys.executable, ["-c", FAKE_CHILD, str(markers[-1]), args[0]]
 
     monkeypatch.setattr(labeler.gui.workers, "labeler_command", fake_command)
     answers: list[QMessageBox.StandardButton] = []
@@ -404,9 +409,9 @@ def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Pat
     def start_both() -> list[int]:
         pids: list[int] = []
         assert win.project is not None
-        with qtbot.waitSignal(win.trainer.progress, timeout=20_000) as t:
+        with qtbot.waitSignal(win.trainer.progress, timeout=20_000):
             win.trainer.start(win.project.root, "fake")
-        pids.append(int(t.args[0]["pid"]))
+        pids.append(win.trainer.job.process.processId())  # type: ignore[union-attr]
         with qtbot.waitSignal(win.autolabeler.batchProgress, timeout=20_000):
             win.autolabeler.label_all(win.project.root, "fake")
         pids.append(win.autolabeler.job.process.processId())  # type: ignore[union-attr]

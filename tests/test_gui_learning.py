@@ -20,6 +20,7 @@ from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.store import Project
 from labeler.gui.image_list import ImageState
 from labeler.gui.main_window import MainWindow
+from labeler.learning import events as ev
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 PLUGIN = "localizer"
@@ -150,7 +151,7 @@ def test_training_from_the_panel_adds_a_version(qtbot, window: MainWindow, train
     assert window.models.table.rowCount() == len(before) == 1
     window.training_panel.budget.setValue(5)
     ticker = Ticker()
-    events: list[dict] = []
+    events: list[ev.Event] = []
     window.trainer.progress.connect(events.append)
     with qtbot.waitSignal(window.trainer.finished, timeout=240_000) as blocker:
         qtbot.mouseClick(window.training_panel.train_button, Qt.MouseButton.LeftButton)
@@ -159,7 +160,7 @@ def test_training_from_the_panel_adds_a_version(qtbot, window: MainWindow, train
     ok, message, _tail = blocker.args
     assert ok, message
     assert ticker.ticks >= 0.2 * elapsed / 0.02 and ticker.longest_gap < 2.0  # a loaded CI box still ticks
-    assert any(e.get("event") == "progress" for e in events)
+    assert any(type(e) is ev.TrainProgress for e in events)
     assert window.training_panel.plot.loss_series.points  # the live loss curve got points
     after = window.project.model_versions(PLUGIN)
     assert len(after) == 2 and window.models.table.rowCount() == 2
@@ -192,7 +193,7 @@ def test_cancel_training_leaves_the_project_as_it_was(qtbot, window: MainWindow,
     open_and_wait(qtbot, window, trained)
     window.training_panel.budget.setValue(120)
     with qtbot.waitSignal(window.trainer.progress, timeout=120_000,
-                          check_params_cb=lambda e: e.get("event") == "progress"):
+                          check_params_cb=lambda e: type(e) is ev.TrainProgress):
         window.start_training()
     with qtbot.waitSignal(window.trainer.finished, timeout=60_000) as blocker:
         qtbot.mouseClick(window.training_panel.cancel_button, Qt.MouseButton.LeftButton)

@@ -1,4 +1,4 @@
-"""Panels fed with the training runner's JSON events, the loss plot, and the helpers they use."""
+"""Panels fed with the training runner's events, and the loss plot."""
 
 from __future__ import annotations
 
@@ -11,24 +11,10 @@ pytest.importorskip("pytestqt")
 # The offscreen platform cannot resize native windows; that notice is about the test platform, not us.
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-from labeler.gui.autolabel import estimate_eta, format_eta  # noqa: E402
 from labeler.gui.panels.autolabel import AutoLabelPanel  # noqa: E402
 from labeler.gui.panels.training import TrainingPanel  # noqa: E402
 from labeler.gui.plot import LossPlot  # noqa: E402
-from labeler.gui.training import event_loss, progress_fraction  # noqa: E402
-
-
-def test_progress_helpers() -> None:
-    assert progress_fraction({"elapsed": 30.0, "eta": 90.0}) == pytest.approx(0.25)
-    assert progress_fraction({"fraction": 1.7}) == 1.0
-    assert progress_fraction({"elapsed": 3.0, "eta": None}) is None
-    assert event_loss({"losses": {"class": 0.5, "box": 0.25, "total": 0.75}}) == 0.75
-    assert event_loss({"losses": {"a": 1.0, "b": 2.0}}) == 3.0
-    assert event_loss({"loss": 0.5}) == 0.5 and event_loss({}) is None
-    assert estimate_eta(10.0, 5, 20) == pytest.approx(30.0)
-    assert math.isnan(estimate_eta(1.0, 0, 20))
-    assert format_eta(math.nan) == "estimating time left…"
-    assert format_eta(75) == "about 1 min 15 s left" and format_eta(9.4) == "about 9 s left"
+from labeler.learning.events import train_event  # noqa: E402
 
 
 def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -37,26 +23,27 @@ def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped
     panel.show()
     panel.set_running(True, "segmenter")
     assert not panel.train_button.isEnabled() and panel.cancel_button.isEnabled()
-    panel.show_event({"event": "start", "train_images": 8, "validation_images": 2, "skipped": {"no box": 1},
-                      "messages": ["training from scratch"]})
+    panel.show_event(train_event({"event": "start", "plugin": "segmenter", "train_images": 8, "validation_images": 2, "skipped": {"no box": 1},
+                      "messages": ["training from scratch"]}))
     assert "Training on 8 images (2 for validation); skipped: 1 no box" in panel.status.text()
     for step in range(1, 6):
-        panel.show_event({"event": "progress", "epoch": step / 2, "step": step, "losses": {"total": 1.0 / step},
-                          "elapsed": step, "eta": 10 - step})
-    panel.show_event({"event": "validation", "step": 5, "losses": {"total": 0.2}, "metric": 0.61,
-                      "elapsed": 5, "eta": 5})
+        panel.show_event(train_event({"event": "progress", "epoch": step / 2, "step": step, "losses": {"total": 1.0 / step},
+                          "elapsed": step, "eta": 10 - step}))
+    panel.show_event(train_event({"event": "validation", "step": 5, "losses": {"total": 0.2}, "metric": 0.61,
+                      "elapsed": 5, "eta": 5}))
     assert panel.progress.value() == 500
     assert len(panel.plot.loss_series.points) == 6 and panel.plot.metric_series.points == [(5.0, 0.61)]
     assert "val 0.610" in panel.status.text() and "about 5 s left" in panel.status.text()
     panel.plot.grab()  # paints without error with both curves
-    panel.show_event({"event": "evaluating", "validation_images": 2})
+    panel.show_event(train_event({"event": "evaluating", "validation_images": 2}))
     assert "Measuring" in panel.status.text()
-    panel.show_event({"event": "refit", "images": 10, "validation_images": 2, "seconds": 2.0, "epochs": None,
-                      "lr": 0.001})
+    panel.show_event(train_event({"event": "refit", "images": 10, "validation_images": 2, "seconds": 2.0, "epochs": None,
+                      "lr": 0.001}))
     assert panel.status.text() == "Folding in the 2 validation images…"
-    panel.show_event({"event": "progress", "phase": "refit", "epoch": 0.5, "step": 6, "fraction": 0.9,
-                      "losses": {"total": 0.1}, "elapsed": 9, "eta": 1})
+    panel.show_event(train_event({"event": "progress", "phase": "refit", "epoch": 0.5, "step": 6, "fraction": 0.9,
+                      "losses": {"total": 0.1}, "elapsed": 9, "eta": 1}))
     assert panel.progress.value() == 900 and panel.plot.loss_series.points[-1] == (6.0, 0.1)
+    assert panel.plot.refit_from == 6.0  # the plot shades the refit from its first step on
     assert panel.status.text().startswith("folding in the validation images · refit epoch 0.5")  # not "epoch 648 → 0.5"
     panel.show_finished(False, "Training failed: boom.", "line 1\nTraceback\nValueError: boom")
     assert panel.log.isVisibleTo(panel) and "ValueError: boom" in panel.log.toPlainText()
@@ -70,8 +57,9 @@ def test_a_short_run_still_plots_its_validation_point(qtbot) -> None:  # type: i
     qtbot.addWidget(panel)
     panel.set_running(True, "localizer")
     for step in range(1, 4):  # under 30 s: no "validation" event during the run
-        panel.show_event({"event": "progress", "epoch": step, "step": step, "losses": {"total": 1.0 / step}})
-    panel.show_event({"event": "done", "version": 1, "activated": True, "metric": 0.42})
+        panel.show_event(train_event({"event": "progress", "epoch": step, "step": step, "losses": {"total": 1.0 / step},
+                                     "elapsed": step}))
+    panel.show_event(train_event({"event": "done", "version": 1, "activated": True, "metric": 0.42}))
     assert panel.plot.metric_series.points == [(3.0, 0.42)]
 
 
@@ -102,3 +90,27 @@ def test_auto_label_panel_progress(qtbot) -> None:  # type: ignore[no-untyped-de
     assert "3 of 12 images · about 40 s left" in panel.status.text()
     panel.show_finished("Auto-labelling cancelled after 3 of 12 images.", "", False)
     assert panel.all_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The Versions list hands the plot each version's score, oldest first, the active one marked."""
+    from labeler.core.store import ModelVersion, Project
+    from labeler.gui.panels.models import ModelListPanel
+    from labeler.gui.plot import VersionScore
+
+    project = Project.create(tmp_path / "p")
+    for score in (0.4, 0.65, 0.5):
+        project.add_model_version(ModelVersion(plugin="seg", settings={}, categories=(1,), checkpoint="m.safetensors",
+                                               metrics={"miou": score}), activate=score == 0.65)
+    models = ModelListPanel()
+    panel = TrainingPanel()
+    qtbot.addWidget(models)
+    qtbot.addWidget(panel)
+    models.scoresChanged.connect(panel.plot.set_versions)
+    models.set_project(project, "seg")
+    assert panel.plot.versions == [VersionScore(1, 0.4, False), VersionScore(2, 0.65, True), VersionScore(3, 0.5, False)]
+    panel.plot.resize(320, 260)
+    assert not panel.plot.grab().isNull()
+    panel.set_running(True, "seg")  # a new run clears its own curves, never the versions
+    assert len(panel.plot.versions) == 3
+    project.close()

@@ -281,3 +281,45 @@ def test_each_formats_help_text_is_shown_whole(qtbot, tmp_path: Path) -> None:  
         QApplication.processEvents()
         label = dialog.description
         assert label.height() >= label.heightForWidth(label.width()), dialog.format_combo.currentText()
+
+
+def test_the_window_offers_to_undo_an_import_and_undo_removes_exactly_it(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """After an import the dialog offers "Undo this import"; one click removes the images, labels,
+    classes and done marks the import added, keeps a label the user drew before it, and the window
+    shows the project as it was."""
+    from labeler.formats import export_annotations
+    from labeler.gui.main_window import MainWindow
+
+    source = labelled_project(tmp_path / "src")
+    export_annotations(source, tmp_path / "src" / "export.json", format="coco")
+    source.close()
+    make_project(tmp_path / "p", 1, classes=("bird",))
+    win = MainWindow(interactive=False)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.canvas.imageShown, timeout=20_000):
+        win.open_path(tmp_path / "p")
+    assert win.project is not None
+    mine = win.project.add_annotation(Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 5, 5)))
+    dialog = win.import_dialog()
+    qtbot.addWidget(dialog)
+    dialog.format_combo.setCurrentText("coco")
+    dialog.set_path(tmp_path / "src" / "export.json")
+    dialog.images_edit.setText(str(tmp_path / "src"))
+    assert not dialog.undo_button.isVisibleTo(dialog)
+    report = run_dialog(qtbot, dialog)
+    # the export holds two labelled images: img_000.png is the project's own (matched by name), one is added
+    assert report.images_matched == 1 and report.images_added == 1  # type: ignore[attr-defined]
+    assert win.project.image_count() == 2 and win.images.model.rowCount() == 2
+    assert win.project.image(1).done and len(win.project.annotations()) == 4
+    assert dialog.undo_button.isVisibleTo(dialog)
+    with qtbot.waitSignal(dialog.undone, timeout=10_000) as blocker:
+        qtbot.mouseClick(dialog.undo_button, Qt.MouseButton.LeftButton)
+    assert "1 image, 3 labels, 2 classes, 2 done marks" in blocker.args[0]
+    assert not win.project.image(1).done
+    assert win.project.image_count() == 1 and win.images.model.rowCount() == 1
+    assert [c.name for c in win.project.categories()] == ["bird"]
+    assert [a.id for a in win.project.annotations()] == [mine.id]
+    assert not dialog.undo_button.isVisibleTo(dialog) and "Import undone" in dialog.result_label.text()
+    assert "Import undone" in win.statusBar().currentMessage()
+    win.shutdown()
+    win.set_project(None)

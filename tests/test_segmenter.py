@@ -434,3 +434,32 @@ def test_region_map_numbers_each_class_s_regions_in_turn() -> None:
             assert len(region_class) == next_id
             if not background:
                 assert (regions[labels == 0] == 0).all()
+
+
+@pytest.mark.parametrize("unpool", ["nearest", "max", "transposed"])
+def test_skip_connections_feed_the_encoder_s_detail_to_the_decoder(unpool: str) -> None:
+    """With ``skips="concat"`` the decoder sees the full-resolution encoder features: a change of
+    one input pixel changes the output there even when the bottleneck is cut off (zeroed)."""
+    torch.manual_seed(0)
+    net = EncoderDecoder(num_outputs=2, unpool=unpool, skips="concat").eval()
+    assert net(torch.zeros(1, 3, 21, 30)).shape == (1, 2, 21, 30)
+    plain = EncoderDecoder(num_outputs=2, unpool=unpool, skips="none").eval()
+    for model, reaches in ((net, True), (plain, False)):
+        model.middle.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
+        x = torch.rand(1, 3, 16, 16)
+        y = x.clone()
+        y[0, :, 8, 8] += 1.0
+        with torch.no_grad():
+            changed = not torch.allclose(model(x), model(y))
+        assert changed is reaches
+    with pytest.raises(ValueError, match="skips"):
+        EncoderDecoder(num_outputs=2, skips="sum")
+
+
+def test_versions_stored_before_the_skips_setting_load_without_them() -> None:
+    from labeler.learning.checkpoints import version_settings
+
+    plugin = SegmenterPlugin()
+    old = version_settings(plugin, {"widths": "8,16,32"})  # a version from before the setting
+    assert old["skips"] == "none" and old["widths"] == "8,16,32"
+    assert version_settings(plugin, {"skips": "concat"})["skips"] == "concat"

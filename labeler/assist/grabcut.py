@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from labeler.assist import energy
 from labeler.assist.window import ImagePixels, Window, box_window, grown, is_gray, mask_to_window, read_window
 
 #: GrabCut iterations for the box alone and after each click.
-BOX_ITERATIONS = 5
-CLICK_ITERATIONS = 3
+BOX_ITERATIONS = 4
+CLICK_ITERATIONS = 2
 #: Definite-label disk of a click, in working pixels (radius).
 CLICK_RADIUS = 3
 #: Extra context around the window for the model, in image pixels (networks need surroundings).
@@ -55,14 +56,17 @@ class Click:
 @dataclass(frozen=True)
 class Prepared:
     """One object's window, ready for :func:`segment`: ``image`` is the window's RGB pixels at the
-    working scale, ``features`` what GrabCut models (``(h, w, 3)`` uint8), ``box`` the box in
-    working pixels ``(x0, y0, x1, y1)``, ``prior`` the model's foreground probability there (or
-    ``None``), ``initial`` the mask of the box alone (working pixels)."""
+    working scale, ``bins`` each pixel's colour-histogram bin, ``edges`` the smoothness weights,
+    ``edge_distance`` each pixel's distance to the nearest image edge,
+    ``box`` the box in working pixels ``(x0, y0, x1, y1)``, ``prior`` the model's foreground
+    probability there (or ``None``), ``initial`` the mask of the box alone (working pixels)."""
 
     window: Window
     box_xywh: tuple[float, float, float, float]
     image: np.ndarray
-    features: np.ndarray
+    bins: np.ndarray
+    edges: tuple[np.ndarray, ...]
+    edge_distance: np.ndarray
     box: tuple[int, int, int, int]
     prior: np.ndarray | None
     initial: np.ndarray
@@ -103,7 +107,7 @@ def prepare(
     box = window.box_to_work(box_xywh)
     if box[2] - box[0] < 2 or box[3] - box[1] < 2:
         raise ValueError(f"the box {box_xywh} is too small to make a mask in")
-    prior: np.ndarray | None = None
+    prior = None
     if probability is not None:
         context = grown(window, MODEL_CONTEXT, source.size)
         wide = read_window(source, context)
@@ -112,16 +116,16 @@ def prepare(
             raise ValueError(f"the probability map is {p.shape}, its crop {wide.shape[:2]}")
         ox, oy = context.to_work(window.x0, window.y0)
         h, w = window.work_shape
-        oxi, oyi = round(ox), round(oy)
+        oxi, oyi = int(round(ox)), int(round(oy))
         prior = np.clip(p[oyi:oyi + h, oxi:oxi + w], 0.0, 1.0)
         if prior.shape != (h, w):
             prior = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
-    features = _features(image, prior)
-    bx, by, bw, bh = (float(v) for v in box_xywh)
-    partial = Prepared(window, (bx, by, bw, bh), image, features, box, prior,
-                       np.zeros(image.shape[:2], dtype=bool))
+    features = energy.colour_features(image, gray=is_gray(image))
+    box_f = (float(box_xywh[0]), float(box_xywh[1]), float(box_xywh[2]), float(box_xywh[3]))
+    partial = Prepared(window, box_f, image, energy.bin_index(features), energy.pairwise(features),
+                       energy.edge_distance(image), box, prior, np.zeros(image.shape[:2], dtype=bool))
     initial = _run(partial, (), None)
-    return Prepared(window, partial.box_xywh, image, features, box, prior, initial)
+    return Prepared(window, box_f, image, partial.bins, partial.edges, partial.edge_distance, box, prior, initial)
 
 
 def segment(prepared: Prepared, clicks: Sequence[Click] = (), *, previous: MaskResult | None = None) -> MaskResult:
@@ -143,50 +147,43 @@ def segment(prepared: Prepared, clicks: Sequence[Click] = (), *, previous: MaskR
 
 # ---- the algorithm ------------------------------------------------------------------------------
 
-def _features(image: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
-    """What GrabCut's colour models see: RGB; for grayscale images intensity, smoothed intensity
-    and (with a model) its probability, or local contrast."""
-    if not is_gray(image):
-        return image
-    gray = image[..., 0]
-    smooth = cv2.GaussianBlur(gray, (0, 0), 2.0)
-    if prior is not None:
-        third = np.clip(prior * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    else:
-        mean = cv2.blur(gray.astype(np.float32), (7, 7))
-        sq = cv2.blur(gray.astype(np.float32) ** 2, (7, 7))
-        third = np.clip(np.sqrt(np.maximum(sq - mean * mean, 0.0)) * 4.0, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(np.dstack([gray, smooth, third]))
-
-
-def _seed(prepared: Prepared) -> np.ndarray:
-    """GrabCut labels of the box alone (see the module docstring)."""
-    h, w = prepared.features.shape[:2]
-    bx0, by0, bx1, by1 = prepared.box
-    labels = np.full((h, w), cv2.GC_BGD, dtype=np.uint8)
-    if prepared.prior is not None:
-        inside = prepared.prior[by0:by1, bx0:bx1]
-        labels[by0:by1, bx0:bx1] = np.where(inside >= 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD)
-        if not (labels == cv2.GC_PR_FGD).any():
-            labels[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
-        return labels
-    labels[by0:by1, bx0:bx1] = cv2.GC_PR_BGD
-    bw, bh = bx1 - bx0, by1 - by0
-    rx, ry = max(1, round(bw * RING)), max(1, round(bh * RING))
-    labels[by0 + ry:by1 - ry, bx0 + rx:bx1 - rx] = cv2.GC_PR_FGD
-    return labels
-
-
+#: Log-odds of the box's shape prior at the box's centre (0 on the inscribed ellipse).
+SHAPE = 3.0
+#: Log-odds the previous mask lends each pixel after a click (so what was right stays).
+PREVIOUS = 1.5
+#: Weight of the model's log-odds, and their clip.
+MODEL = 4.0
+MODEL_CLIP = 6.0
+#: Log-odds of a click's wider region (up to the current boundary).
+WIDE = 6.0
 #: Share of a click's region (its distance to the current boundary) that becomes definite.
-HARD_SHARE = 0.6
-#: With model probabilities, the mask is the model's foreground edited by the click regions (no GrabCut).
-PRIOR_ALONE = True
-#: Width of the probable-background ring along the box's sides, as a fraction of the box side.
-RING = 0.1
+HARD_SHARE = 0.9
+#: Weight of the colour models' log-likelihood ratio.
+COLOUR = 1.0
 
 
-def _click_disks(labels: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> None:
-    """Stamp the clicks into ``labels``: definite disks, and wider probable disks."""
+def _ellipse(prepared: Prepared) -> np.ndarray:
+    """Log-odds of the inscribed-ellipse prior: ``SHAPE * (1 - r)`` with ``r`` the normalised
+    elliptical radius from the box's centre."""
+    h, w = prepared.bins.shape
+    bx0, by0, bx1, by1 = prepared.box
+    cx, cy = (bx0 + bx1) / 2.0, (by0 + by1) / 2.0
+    rx, ry = max(1.0, (bx1 - bx0) / 2.0), max(1.0, (by1 - by0) / 2.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.sqrt(((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
+    return SHAPE * (1.0 - r)
+
+
+def _hard_and_wide(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Hard labels (+1 / -1 / 0) and the clicks' wide regions' log-odds."""
+    h, w = prepared.bins.shape
+    hard = np.full((h, w), -1, dtype=np.int8)
+    bx0, by0, bx1, by1 = prepared.box
+    hard[by0:by1, bx0:bx1] = 0
+    for click in clicks:  # a positive click outside the box extends the object there
+        if click.positive and not _in_box(prepared, click):
+            _open_towards(hard, prepared, click)
+    wide = np.zeros((h, w), dtype=np.float32)
     window = prepared.window
     disks: list[tuple[int, int, int, bool]] = []
     if previous is not None:
@@ -194,45 +191,54 @@ def _click_disks(labels: np.ndarray, prepared: Prepared, clicks: tuple[Click, ..
         outside = cv2.distanceTransform((~previous).astype(np.uint8), cv2.DIST_L2, 3)
     for click in clicks:
         x, y = window.to_work(click.x, click.y)
-        cx, cy = int(np.clip(round(x - 0.5), 0, labels.shape[1] - 1)), int(np.clip(round(y - 0.5), 0, labels.shape[0] - 1))
-        wide = 0
+        cx, cy = int(np.clip(round(x - 0.5), 0, w - 1)), int(np.clip(round(y - 0.5), 0, h - 1))
+        reach = 0
         if previous is not None:
             # a positive click outside the current mask, or a negative one inside it: the region
             # around it, up to the current boundary, probably shares its label
-            wide = int(min(float(outside[cy, cx] if click.positive else inside[cy, cx]), max(labels.shape)))
-        if wide > CLICK_RADIUS:
-            cv2.circle(labels, (cx, cy), wide, int(cv2.GC_PR_FGD if click.positive else cv2.GC_PR_BGD), -1)
+            reach = int(min(float(outside[cy, cx] if click.positive else inside[cy, cx]), max(h, w)))
+        if reach > CLICK_RADIUS:
+            disk = np.zeros((h, w), np.uint8)
+            cv2.circle(disk, (cx, cy), reach, 1, -1)
+            wide[disk > 0] = WIDE if click.positive else -WIDE
         # the core of that region is definite, unless a click of the other kind lies in it
-        hard = max(CLICK_RADIUS, int(HARD_SHARE * wide))
+        # and no farther than the nearest image edge: a click on a small detached part speaks for it alone
+        core = max(CLICK_RADIUS, int(min(HARD_SHARE * reach, float(prepared.edge_distance[cy, cx]))))
         others = [window.to_work(o.x, o.y) for o in clicks if o.positive != click.positive]
-        if any(np.hypot(ox - x, oy - y) <= hard + CLICK_RADIUS for ox, oy in others):
-            hard = CLICK_RADIUS
-        disks.append((cx, cy, hard, click.positive))
-    for cx, cy, hard, positive in disks:  # definite disks last, so they win
-        cv2.circle(labels, (cx, cy), hard, int(cv2.GC_FGD if positive else cv2.GC_BGD), -1)
+        if any(np.hypot(ox - x, oy - y) <= core + CLICK_RADIUS for ox, oy in others):
+            core = CLICK_RADIUS
+        disks.append((cx, cy, core, click.positive))
+    for cx, cy, core, positive in disks:
+        cv2.circle(hard, (cx, cy), core, 1 if positive else -1, -1)
+    for cx, cy, _core, positive in disks:  # every click's own pixel stays as clicked
+        cv2.circle(hard, (cx, cy), CLICK_RADIUS, 1 if positive else -1, -1)
+    return hard, wide
 
 
 def _run(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> np.ndarray:
-    """GrabCut labels -> bool mask in working pixels."""
-    labels = _seed(prepared)
-    if previous is not None:
-        bx0, by0, bx1, by1 = prepared.box
-        inside = np.zeros_like(previous)
-        inside[by0:by1, bx0:bx1] = True
-        labels[inside & previous] = cv2.GC_PR_FGD
-        labels[inside & ~previous] = cv2.GC_PR_BGD
-        # a positive click outside the box extends the object there
-    for click in clicks:
-        if click.positive and not _in_box(prepared, click):
-            _open_towards(labels, prepared, click)
-    _click_disks(labels, prepared, clicks, previous)
-    iterations = CLICK_ITERATIONS if previous is not None else BOX_ITERATIONS
-    if prepared.prior is not None and PRIOR_ALONE:
-        # the model's own foreground in the box; its neighbours are cut off by the region rule
-        mask = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_FGD)
+    """Energy of the box, the clicks and the previous mask -> bool mask in working pixels."""
+    hard, wide = _hard_and_wide(prepared, clicks, previous)
+    model = None
+    if prepared.prior is not None:
+        p = np.clip(prepared.prior.astype(np.float32), 1e-4, 1 - 1e-4)
+        model = MODEL * np.clip(np.log(p / (1 - p)), -MODEL_CLIP, MODEL_CLIP)
+    if previous is None:
+        prior = _ellipse(prepared)
+        start = (prior > 0) if model is None else (model > 0) & (hard == 0)
+        iterations = BOX_ITERATIONS
     else:
-        mask = _grabcut(prepared.features, labels, iterations)
-    return _clean(mask, prepared, clicks)
+        prior = np.where(previous, PREVIOUS, -PREVIOUS).astype(np.float32)
+        start = previous
+        iterations = CLICK_ITERATIONS
+    if model is not None:
+        prior = prior + model
+    prior = prior + wide
+    start = (start | (hard > 0)) & (hard >= 0)
+    if not start.any():
+        start = hard == 0
+    mask = energy.segment_energy(prepared.bins, prepared.edges, prior, hard, start,
+                                 iterations=iterations, colour_weight=COLOUR)
+    return _clean(mask, prepared, clicks, previous)
 
 
 def _in_box(prepared: Prepared, click: Click) -> bool:
@@ -248,29 +254,12 @@ def _open_towards(labels: np.ndarray, prepared: Prepared, click: Click) -> None:
     bx0, by0, bx1, by1 = prepared.box
     x0, x1 = int(min(bx0, x)), int(max(bx1, x + 1))
     y0, y1 = int(min(by0, y)), int(max(by1, y + 1))
-    region = labels[max(0, y0 - 2):y1 + 2, max(0, x0 - 2):x1 + 2]
-    region[region == cv2.GC_BGD] = cv2.GC_PR_BGD
+    labels[max(0, y0 - 2):y1 + 2, max(0, x0 - 2):x1 + 2] = 0
 
 
-def _grabcut(features: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray:
-    fg: np.ndarray = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    bg = ~fg
-    if not fg.any():
-        return fg
-    if not bg.any():
-        return fg
-    work = labels.copy()
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    try:
-        cv2.grabCut(features, work, (0, 0, 0, 0), bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # rect: unused with a mask
-    except cv2.error:  # too few samples of one side for its colour model: keep the seed
-        return fg
-    grown: np.ndarray = (work == cv2.GC_FGD) | (work == cv2.GC_PR_FGD)
-    return grown
-
-
-def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> np.ndarray:
-    """Keep the regions the user means, fill holes without negative clicks."""
+def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> np.ndarray:
+    """Keep the regions the user means (under a positive click, the one that covers the box best,
+    and those mostly inside the previous mask), fill holes without negative clicks."""
     if not mask.any():
         return mask
     count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -278,13 +267,15 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> n
     points = [window.to_work(c.x, c.y) for c in clicks]
     keep = np.zeros(count, dtype=bool)
     h, w = mask.shape
-    for click, (x, y) in zip(clicks, points, strict=True):
+    for click, (x, y) in zip(clicks, points):
         if click.positive:
             cx, cy = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
             keep[regions[cy, cx]] = True
+    keep[_best_region(regions, stats, prepared)] = True
+    if previous is not None:
+        overlap = np.bincount(regions[previous], minlength=count)
+        keep |= overlap * 2 > stats[:, cv2.CC_STAT_AREA]
     keep[0] = False
-    if not keep.any():
-        keep[_best_region(regions, stats, prepared)] = True
     out = keep[regions]
     # holes: background regions not touching the window's edge and holding no negative click
     holes = ~out
@@ -293,7 +284,7 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> n
     fill = np.ones(count_h, dtype=bool)
     fill[edge] = False
     fill[0] = False
-    for click, (x, y) in zip(clicks, points, strict=True):
+    for click, (x, y) in zip(clicks, points):
         if not click.positive:
             cx, cy = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
             fill[hole_regions[cy, cx]] = False
@@ -301,8 +292,7 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...]) -> n
         for r in np.flatnonzero(fill):
             if float(prepared.prior[hole_regions == r].mean()) < 0.3:
                 fill[r] = False
-    filled: np.ndarray = out | fill[hole_regions]
-    return filled
+    return out | fill[hole_regions]
 
 
 def _best_region(regions: np.ndarray, stats: np.ndarray, prepared: Prepared) -> int:

@@ -2,8 +2,10 @@
 
 ``train`` and ``auto-label`` with ``--progress json`` print one JSON object per line on stdout
 (UTF-8, no NaN: numbers that are not finite become ``null``), which is what the GUI parses when
-it runs them as child processes (``sys.executable -m labeler train ... --progress json``). Every
-line has ``"event"``:
+it runs them as child processes (``sys.executable -m labeler train ... --progress json``). The
+events are the dataclasses of :mod:`labeler.learning.events`, written and read only through that
+module; every line has ``"v"`` (the protocol version), ``"job"`` (``train`` or ``auto-label``) and
+``"event"``:
 
 ``labeler train``
   - ``start``: ``plugin``, ``settings`` (resolved), ``train_images``, ``validation_images``,
@@ -150,9 +152,27 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def emit_json(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(_clean(event), sort_keys=False) + "\n")
+def emit_event(event: Any) -> None:
+    """Print one event of :mod:`labeler.learning.events` as a JSON line (what the window reads)."""
+    from labeler.learning.events import to_line
+
+    sys.stdout.write(to_line(event) + "\n")
     sys.stdout.flush()
+
+
+def emit_train_report(info: dict[str, Any]) -> None:
+    """The ``progress`` callback of :func:`~labeler.learning.training.train` in ``--progress json``."""
+    from labeler.learning.events import train_event
+
+    emit_event(train_event(info))
+
+
+def emit_error(exc: Exception, *, job: str) -> None:
+    from labeler.learning.api import PluginError
+    from labeler.learning.events import JobError
+
+    emit_event(JobError(message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        plugin=exc.plugin if isinstance(exc, PluginError) else None, job=job))
 
 
 def _device(text: str) -> str:
@@ -288,8 +308,10 @@ class _TrainBar:
         elif kind in ("progress", "validation"):
             if event.get("metric") is not None:
                 self.metric = event["metric"]
+            from labeler.learning.events import fraction_from_eta
+
             elapsed, eta = event["elapsed"], event["eta"]
-            frac = elapsed / (elapsed + eta) if eta is not None and math.isfinite(eta) and elapsed + eta > 0 else 0.0
+            frac = fraction_from_eta(elapsed=elapsed, eta=eta) or 0.0
             filled = int(30 * frac)
             metric = f" metric {self.metric:.3f}" if self.metric is not None else ""
             eta_text = f"{eta:4.0f}s" if eta is not None and math.isfinite(eta) else "   ?"
@@ -329,10 +351,7 @@ def run_train(args: argparse.Namespace) -> int:
         return _train(args, mode)
     except Exception as exc:
         if mode == "json":
-            from labeler.learning.api import PluginError
-
-            emit_json({"event": "error", "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                       "plugin": exc.plugin if isinstance(exc, PluginError) else None})
+            emit_error(exc, job="train")
         raise
 
 
@@ -358,7 +377,7 @@ def _train(args: argparse.Namespace, mode: str) -> int:
     from_version: Any = None if args.fresh else (args.from_version if args.from_version is not None else "active")
 
     if mode == "json":
-        progress: Any = emit_json
+        progress: Any = emit_train_report
     elif mode == "bar":
         progress = _TrainBar()
     else:
@@ -404,16 +423,14 @@ def run_auto_label(args: argparse.Namespace) -> int:
         return _auto_label(args, mode)
     except Exception as exc:
         if mode == "json":
-            from labeler.learning.api import PluginError
-
-            emit_json({"event": "error", "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                       "plugin": exc.plugin if isinstance(exc, PluginError) else None})
+            emit_error(exc, job="auto-label")
         raise
 
 
 def _auto_label(args: argparse.Namespace, mode: str) -> int:
     from labeler.cli import CliError
     from labeler.core.store import Project
+    from labeler.learning import events
     from labeler.learning.autolabel import auto_label, in_shard, load_model, parse_shard, select_images
 
     try:
@@ -429,7 +446,7 @@ def _auto_label(args: argparse.Namespace, mode: str) -> int:
             ids = select_images(project, scope="all" if args.all else "undone", shard=shard)
         loaded = load_model(project, args.plugin, version_id=args.model_version, device=_device(args.device))
         if mode == "json":
-            emit_json({"event": "start", "version": loaded.version.id, "plugin": args.plugin, "total": len(ids)})
+            emit_event(events.AutoLabelStart(version=loaded.version.id, plugin=args.plugin, total=len(ids)))
         bar = ProgressBar(f"auto-label {args.plugin} v{loaded.version.id}", enabled=mode == "bar")
         last = [0.0]
 
@@ -438,11 +455,11 @@ def _auto_label(args: argparse.Namespace, mode: str) -> int:
                 now = time.monotonic()
                 if now - last[0] >= 0.25 or step.done == step.total or step.error:
                     last[0] = now
-                    rate = step.images_per_second
-                    emit_json({"event": "progress", "done": step.done, "total": step.total, "image_id": step.image_id,
-                               "proposals": step.proposals, "uncertainty": step.uncertainty,
-                               "images_per_second": rate,
-                               "eta": (step.total - step.done) / rate if rate > 0 else None, "error": step.error})
+                    emit_event(events.AutoLabelProgress(
+                        done=step.done, total=step.total, image_id=step.image_id, proposals=step.proposals,
+                        uncertainty=step.uncertainty, images_per_second=step.images_per_second,
+                        eta=events.eta_seconds(elapsed=step.elapsed, fraction=step.done / max(1, step.total)),
+                        error=step.error))
             else:
                 bar(step.done, step.total)
 
@@ -450,9 +467,9 @@ def _auto_label(args: argparse.Namespace, mode: str) -> int:
             result = auto_label(project, loaded, ids, progress=progress, should_stop=stop)
         bar.close()
     if mode == "json":
-        emit_json({"event": "done", "images": result.images, "proposals": result.proposals,
-                   "failed": {str(k): v for k, v in result.failed.items()}, "seconds": result.seconds,
-                   "cancelled": result.cancelled})
+        emit_event(events.AutoLabelDone(images=result.images, proposals=result.proposals,
+                                        failed={str(k): v for k, v in result.failed.items()},
+                                        seconds=result.seconds, cancelled=result.cancelled))
     else:
         rate = result.images / result.seconds if result.seconds > 0 else 0.0
         print(f"auto-labelled {result.images} images with version {result.version_id}: {result.proposals} "

@@ -12,7 +12,7 @@ No Qt, no torch: these cross every layer boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -121,3 +121,10 @@ class Annotation:
     @property
     def is_human(self) -> bool:
         return self.model_version is None
+
+
+def as_human(ann: Annotation) -> Annotation:
+    """What an annotation becomes once a person edits it: a human label (accepted, no model
+    version, no score). An edited proposal no longer counts as an accepted proposal, so the time
+    saved by the model (:mod:`labeler.core.effort`) is not claimed for it."""
+    return replace(ann, state=State.ACCEPTED, model_version=None, score=None)

@@ -85,6 +85,10 @@ def _as_pycoco(rle: Rle) -> dict[str, Any]:
 
 def normalize_rle(rle: Rle) -> Rle:
     """Compressed RLE with ``str`` counts from any COCO RLE form."""
+    counts = rle["counts"]
+    if isinstance(counts, str) and counts.isascii():  # already compressed: only the size is rewritten
+        h, w = rle["size"]
+        return {"size": [int(h), int(w)], "counts": counts}
     r = _as_pycoco(rle)
     counts = r["counts"]
     return {"size": [int(r["size"][0]), int(r["size"][1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
@@ -250,6 +254,10 @@ def rle_counts(rle: Rle) -> np.ndarray:
     codes = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
     if codes.size and (codes.min() < 0 or codes.max() > 63):
         raise ValueError("RLE counts hold characters outside COCO's alphabet")
+    if codes.size >= _VECTOR_FROM:
+        runs = _runs_of_codes(codes)
+        if runs is not None:
+            return runs
     values: list[int] = []
     x, k = 0, 0
     for c in codes.tolist():
@@ -269,31 +277,84 @@ def rle_counts(rle: Rle) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
+_VECTOR_FROM = 48
+"""Counts strings this long or longer are decoded with numpy (below, Python's loop is quicker)."""
+
+
+def _runs_of_codes(codes: np.ndarray) -> np.ndarray | None:
+    """The runs of COCO's compressed counts, given as character codes ``0..63``, decoded with
+    numpy; ``None`` (decode it the slow, exact way) when a number is longer than 7 characters
+    (35 bits, over 17 billion: more than any mask has pixels) or the string is absurdly long,
+    where int64 could overflow. The rules are :func:`rle_counts`'s."""
+    ends = np.flatnonzero((codes & 0x20) == 0)  # the last character of each number
+    if ends.size == 0 or ends[-1] != codes.size - 1:
+        raise ValueError("RLE counts end in the middle of a number")
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if int(lengths.max()) > 13:
+        raise ValueError("RLE counts hold a number too large")
+    if int(lengths.max()) > 7 or codes.size > 1 << 27:
+        return None
+    position = np.arange(codes.size) - np.repeat(starts, lengths)
+    raw = np.bitwise_or.reduceat((codes & 0x1F) << (5 * position), starts)
+    negative = (codes[ends] & 0x10) != 0
+    raw[negative] |= np.left_shift(-1, 5 * lengths[negative])
+    # each number from the fourth on is a difference from the one two places before it
+    values = raw.copy()
+    values[1::2] = np.cumsum(raw[1::2])
+    values[2::2] = np.cumsum(raw[2::2])
+    return values
+
+
+def _is_whole(value: Any) -> bool:
+    return type(value) is int or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
+
+
+_CHECKED: dict[tuple[int, int, str], None] = {}
+"""Recently checked ``(h, w, counts)`` of whole RLEs: a mask passes several doors on its way in
+(the format's reader, the import's writer, the store), and the check is a pure function of these."""
+_CHECKED_MAX = 4096
+
+
 def check_rle(rle: Any, *, max_pixels: int) -> Rle:
     """``rle`` as compressed RLE once it is known to be whole: a ``size`` of two positive integers
     within ``max_pixels``, and non-negative runs that sum to ``h * w``. ``ValueError`` otherwise."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError("a mask needs a COCO RLE {'size': [h, w], 'counts': ...}")
     size = rle["size"]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2
-            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)):
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and _is_whole(size[0]) and _is_whole(size[1])):
         raise ValueError("an RLE size must be two integers [h, w]")
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0 or h * w > max_pixels:
         raise ValueError(f"an RLE size of {h} x {w} is not a usable mask size")
+    text = rle["counts"]
+    key = (h, w, text) if isinstance(text, str) else None
+    if key is not None and key in _CHECKED:
+        return {"size": [h, w], "counts": text}
     counts = rle_counts(rle)
     if counts.size and counts.min() < 0:
         raise ValueError("an RLE has negative run lengths")
     if int(counts.sum()) != h * w:
         raise ValueError(f"the RLE's runs cover {int(counts.sum())} pixels, not {h} x {w}")
-    return normalize_rle({"size": [h, w], "counts": rle["counts"]})
+    if key is None:
+        return normalize_rle({"size": [h, w], "counts": text})
+    if len(_CHECKED) >= _CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED[key] = None
+    return {"size": [h, w], "counts": text}  # what normalize_rle makes of str counts
 
 
-def checked_annotation(ann: Annotation, width: int | None, height: int | None) -> Annotation | None:
+def checked_annotation(
+    ann: Annotation, width: int | None, height: int | None, *, max_pixels: int | None = None
+) -> Annotation | None:
     """``ann`` with its geometry made safe for an image of ``width`` x ``height`` pixels (``None``:
     unknown, then only finiteness and magnitude are checked): finite numbers, boxes and polygon
     vertices clipped to the image, masks of the image's size. ``None`` when nothing of it lies on
-    the image; ``ValueError`` for geometry no export could write (non-finite, wrong mask size)."""
+    the image; ``ValueError`` for geometry no export could write (non-finite, wrong mask size).
+    ``max_pixels`` is the largest mask (:func:`~labeler.core.images.max_pixels_limit` if ``None``;
+    a caller checking many reads it once)."""
     from dataclasses import replace
 
     limit = 1e7  # pixels: no image is this large; beyond it a coordinate is poison, not a label
@@ -334,7 +395,7 @@ def checked_annotation(ann: Annotation, width: int | None, height: int | None) -
     assert ann.rle is not None
     from labeler.core.images import max_pixels_limit
 
-    rle = check_rle(ann.rle, max_pixels=max_pixels_limit())
+    rle = check_rle(ann.rle, max_pixels=max_pixels_limit() if max_pixels is None else max_pixels)
     if width is not None and height is not None and rle["size"] != [height, width]:
         raise ValueError(f"a {rle['size'][1]} x {rle['size'][0]} mask on a {width} x {height} image")
-    return replace(ann, rle=rle)
+    return ann if rle == ann.rle else replace(ann, rle=rle)

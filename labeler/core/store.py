@@ -28,6 +28,7 @@ import numpy as np
 from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
 from labeler.core.images import content_hash, is_image_file, read_image, read_image_size
 from labeler.core.natural import natural_key
+from labeler.core.resources import class_palette
 from labeler.core.schema import migrate
 
 DB_NAME = "labeler.db"
@@ -37,12 +38,8 @@ BUSY_TIMEOUT_S = 60.0
 :class:`ProjectBusyError` (read when a project is opened)."""
 Progress = Callable[[int, int], None]
 
-# A qualitative palette that stays readable over photos (Tableau 10 plus extras).
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-)
+#: The colours new categories get in turn (``resources/palette.json``).
+PALETTE: tuple[tuple[int, int, int], ...] = class_palette()
 
 
 class ProjectError(Exception):
@@ -117,6 +114,10 @@ def _stored_geometry(ann: Annotation) -> tuple[str, Any]:
     from labeler.core.geometry import normalize_rle
 
     rle = normalize_rle(ann.rle or {})
+    counts = rle["counts"]
+    if counts and "\\" not in counts and min(counts) >= "0" and max(counts) <= "o":
+        # COCO's alphabet ('0'..'o'), where json.dumps would escape nothing but a backslash: its text
+        return f'{{"size": [{rle["size"][0]}, {rle["size"][1]}], "counts": "{counts}"}}', rle
     return json.dumps(rle), rle
 
 
@@ -149,6 +150,16 @@ def _row_to_annotation(row: sqlite3.Row) -> Annotation:
         updated=row["updated"],
         **geo,
     )
+
+
+def _restamped(ann: Annotation, **changes: Any) -> Annotation:
+    """``ann`` with fields that need no check changed (its id, image id, times, its RLE as
+    normalised after the check): what ``dataclasses.replace`` gives, without running the
+    validation again, which costs more than the insert itself when 100,000 labels come in."""
+    new = object.__new__(Annotation)
+    vars(new).update(vars(ann))
+    vars(new).update(changes)
+    return new
 
 
 def _row_to_image(row: sqlite3.Row) -> ImageRecord:
@@ -344,14 +355,18 @@ class Project:
             return Path(folder).as_posix()
 
     def add_images(
-        self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None
+        self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None,
+        _folders: dict[str, str] | None = None,
     ) -> list[int]:
-        """Add image files (without decoding them); returns their ids, old ones included."""
+        """Add image files (without decoding them); returns their ids, old ones included.
+
+        ``_folders`` is :meth:`relative_path`'s cache, for a caller adding one image at a time.
+        """
         paths = list(paths)
         now = time.time()
         ids: list[int] = []
         with self.transaction():
-            folders: dict[str, str] = {}
+            folders: dict[str, str] = _folders if _folders is not None else {}
             for i, p in enumerate(paths):
                 rel = self.relative_path(p, _folders=folders)
                 self._conn.execute(
@@ -402,6 +417,11 @@ class Project:
         )
         return [_row_to_image(r) for r in rows]
 
+    def image_ids_by_path(self) -> dict[str, int]:
+        """Every image's stored path (relative, POSIX) to its id, in one query and without building
+        a record per image (how an import looks up many names at once)."""
+        return {str(r[0]): int(r[1]) for r in self._query("SELECT path, id FROM images")}
+
     def image_path(self, image_id: int) -> Path:
         """Absolute path of the image file."""
         return (self.root / self.image(image_id).path).resolve()
@@ -441,9 +461,18 @@ class Project:
             self._conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", (width, height, image_id))
 
     def set_done(self, image_id: int, done: bool = True) -> None:
+        self.set_done_many([image_id], done)
+
+    def set_done_many(self, image_ids: Sequence[int], done: bool = True) -> None:
+        """Mark these images done (or not) in one transaction, each with its line in the edit log."""
+        now, action = time.time(), "done" if done else "undone"
         with self.transaction():
-            self._conn.execute("UPDATE images SET done = ? WHERE id = ?", (int(done), image_id))
-            self._log("done" if done else "undone", image_id=image_id)
+            self._conn.executemany("UPDATE images SET done = ? WHERE id = ?", [(int(done), i) for i in image_ids])
+            self._conn.executemany(
+                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
+                " VALUES (?, ?, ?, NULL, NULL, NULL, '{}')",
+                [(now, action, i) for i in image_ids],
+            )
 
     def set_ignore_mask(self, image_id: int, rle: dict[str, Any] | None) -> None:
         """Pixels of the image that carry no label (e.g. CamVid's "unlabelled"); ``None`` clears."""
@@ -572,33 +601,52 @@ class Project:
     ) -> list[Annotation]:
         """Insert ``anns`` (onto ``image_id`` when given, else each onto its own image), returning
         them as stored, with their ids, without reading them back."""
+        from labeler.core.images import max_pixels_limit
+
         now = time.time()
         stored: list[Annotation] = []
+        rows: list[tuple[Any, ...]] = []
         sizes: dict[int, tuple[int | None, int | None]] = {}
+        limit = max_pixels_limit()
         sql = ("INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
                " score, iscrowd, group_id, attributes, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         with self.transaction():
+            # new labels get the ids AUTOINCREMENT would give them, in order, so that one
+            # executemany writes them all; the write lock of the transaction keeps them ours
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'annotations'").fetchone()
+            top = self._conn.execute("SELECT MAX(id) FROM annotations").fetchone()[0]
+            next_id = max(int(row[0]) if row else 0, int(top or 0)) + 1
             for ann in anns:
                 target = ann.image_id if image_id is None else image_id
-                checked = self._checked(ann, target, sizes, drop_outside=image_id is not None)
+                checked = self._checked(ann, target, sizes, drop_outside=image_id is not None, max_pixels=limit)
                 if checked is None:  # a model's proposal with nothing on the image: not kept
                     continue
                 ann = checked
                 geometry, rle = _stored_geometry(ann)
                 created = ann.created or now
                 attributes = json.dumps(ann.attributes) if ann.attributes else "{}"
-                cur = self._conn.execute(sql, (
-                    ann.id, target, ann.category_id, ann.kind.value, geometry, ann.state.value,
+                if ann.id is None:
+                    new_id, next_id = next_id, next_id + 1
+                else:  # a deleted label coming back (undo): its old id, which a new one never takes
+                    new_id = ann.id
+                    next_id = max(next_id, new_id + 1)
+                rows.append((
+                    new_id, target, ann.category_id, ann.kind.value, geometry, ann.state.value,
                     ann.model_version, ann.score, int(ann.iscrowd), ann.group_id, attributes, created, now,
                 ))
-                new_id = int(cur.lastrowid or 0)
-                stored.append(replace(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now))
-                if log and ann.state is not State.PROPOSED:
-                    self._log("add", image_id=target, annotation_id=new_id, kind=ann.kind.value)
+                stored.append(_restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now))
+            self._conn.executemany(sql, rows)
+            if log:
+                self._conn.executemany(
+                    "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
+                    " VALUES (?, 'add', ?, ?, ?, NULL, '{}')",
+                    [(now, a.image_id, a.id, a.kind.value) for a in stored if a.state is not State.PROPOSED],
+                )
         return stored
 
     def _checked(
-        self, ann: Annotation, image_id: int, sizes: dict[int, tuple[int | None, int | None]], *, drop_outside: bool = False
+        self, ann: Annotation, image_id: int, sizes: dict[int, tuple[int | None, int | None]], *,
+        drop_outside: bool = False, max_pixels: int | None = None,
     ) -> Annotation | None:
         """The store's door for geometry, whatever the source: finite, clipped to the image, masks
         of the image's size (:func:`~labeler.core.geometry.checked_annotation`); what no export
@@ -613,7 +661,7 @@ class Project:
                 sizes[image_id] = (None, None)
         width, height = sizes[image_id]
         try:
-            checked = checked_annotation(ann, width, height)
+            checked = checked_annotation(ann, width, height, max_pixels=max_pixels)
         except (ValueError, TypeError, OverflowError) as exc:
             raise ProjectError(f"refused a {ann.kind.value} label on image {image_id}: {exc}") from exc
         if checked is None and not drop_outside:
@@ -644,8 +692,33 @@ class Project:
 
     def set_state(self, annotation_id: int, state: State) -> Annotation:
         """Accept or reject a proposal (or put it back to proposed)."""
-        ann = self.annotation(annotation_id)
-        return self.update_annotation(replace(ann, state=State(state)), action=State(state).value)
+        return self.set_states([self.annotation(annotation_id)], state)[0]
+
+    def set_states(self, anns: Sequence[Annotation], state: State, *, action: str | None = None) -> list[Annotation]:
+        """Give the stored annotations ``anns`` the review state ``state`` (accept, reject, reopen),
+        nothing else changed: one UPDATE and their edit-log lines (``action``, default the state's
+        name), nothing read back. Returns them as stored now. An id that is no longer stored is a
+        :class:`ProjectError` and nothing changes."""
+        state = State(state)
+        ids = [a.id for a in anns]
+        if any(i is None for i in ids):
+            raise ProjectError("cannot change the state of an annotation that was never stored")
+        if not ids:
+            return []
+        now = time.time()
+        with self.transaction():
+            cur = self._conn.execute(
+                f"UPDATE annotations SET state = ?, updated = ? WHERE id IN ({','.join('?' * len(ids))})",
+                (state.value, now, *ids),
+            )
+            if cur.rowcount != len(set(ids)):
+                raise ProjectError(f"{len(set(ids)) - cur.rowcount} of these annotations are no longer stored")
+            self._conn.executemany(
+                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
+                " VALUES (?, ?, ?, ?, ?, NULL, '{}')",
+                [(now, action or state.value, a.image_id, a.id, a.kind.value) for a in anns],
+            )
+        return [replace(a, state=state, updated=now) for a in anns]
 
     def delete_annotation(self, annotation_id: int) -> None:
         with self.transaction():

@@ -141,6 +141,7 @@ def import_coco(
         ordered = sorted(names.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))  # ids: ints, then strings
         category_ids = {cid: cats.id(name) for cid, name in ordered if name is not None}
         writer = Writer(project, tally, mark_done=mark_done)
+        limit = max_pixels_limit()
         for n, im in enumerate(images):
             image_id = finder.find(im["file_name"], bases=[path.parent])
             anns = by_image.get(im["id"], [])
@@ -154,7 +155,7 @@ def import_coco(
                     if names[a["category_id"]] is None:
                         tally.skip("background category")
                         continue
-                    made = _annotation(a, image_id, category_ids[a["category_id"]], size, f"{path}: annotation #{i}")
+                    made = _annotation(a, image_id, category_ids[a["category_id"]], size, path, i, limit)
                     if isinstance(made, str):
                         tally.skip(made)
                     else:
@@ -171,11 +172,8 @@ def _is_id(value: Any) -> bool:
 
 
 def _declared_size(project: Project, image_id: int, im: dict[str, Any]) -> tuple[int, int] | None:
-    """``(height, width)`` of the image: stored, else the file's ``height``/``width`` (then stored)."""
-    record = project.image(image_id)
-    if record.width is not None and record.height is not None:
-        return record.height, record.width
-    try:  # the image file's own header: a declared size may be wrong (or poison)
+    """``(height, width)`` of the image: stored, else read from the file's header (then stored)."""
+    try:  # the stored size, else the file's own header: a declared size may be wrong (or poison)
         w, h = project.image_size(image_id)
         return h, w
     except (ImageError, OSError):
@@ -183,20 +181,21 @@ def _declared_size(project: Project, image_id: int, im: dict[str, Any]) -> tuple
 
 
 def _annotation(
-    a: dict[str, Any], image_id: int, category_id: int, size: tuple[int, int] | None, where: str
+    a: dict[str, Any], image_id: int, category_id: int, size: tuple[int, int] | None, path: Path, index: int,
+    max_pixels: int,
 ) -> Annotation | str:
-    """The annotation for one COCO entry, or the reason it is skipped."""
+    """The annotation for one COCO entry (``#index`` of the file ``path``), or the reason it is skipped."""
     seg = a.get("segmentation")
     iscrowd = bool(a.get("iscrowd", 0))
     common: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "iscrowd": iscrowd}
     if isinstance(seg, dict):
         counts, rle_size = seg.get("counts"), seg.get("size")
         if not isinstance(counts, (str, list)) or not isinstance(rle_size, list) or len(rle_size) != 2:
-            raise FormatError(f"{where}: an RLE segmentation needs 'counts' and 'size' [h, w]")
+            raise FormatError(f"{path}: annotation #{index}: an RLE segmentation needs 'counts' and 'size' [h, w]")
         try:
-            rle = check_rle(seg, max_pixels=max_pixels_limit())
+            rle = check_rle(seg, max_pixels=max_pixels)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise FormatError(f"{where}: unreadable RLE ({exc})") from exc
+            raise FormatError(f"{path}: annotation #{index}: unreadable RLE ({exc})") from exc
         if size is not None and rle["size"] != list(size):
             return "mask size differs from the image"
         if mask_utils.area(_bytes_rle(rle)) == 0:
@@ -207,7 +206,7 @@ def _annotation(
         parts = []
         for part in flat:
             if not isinstance(part, list) or not all(isinstance(v, (int, float)) for v in part):
-                raise FormatError(f"{where}: a polygon must be a list of numbers")
+                raise FormatError(f"{path}: annotation #{index}: a polygon must be a list of numbers")
             if len(part) >= 6 and len(part) % 2 == 0:
                 try:
                     parts.append(np.asarray(part, dtype=np.float64).reshape(-1, 2))

@@ -159,18 +159,29 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
-def inside(path: Path, roots: Sequence[Path]) -> bool:
-    """True if ``path``, links resolved, lies inside one of ``roots`` (links resolved too)."""
-    try:
-        real = Path(os.path.realpath(path))
-    except (OSError, ValueError):
-        return False
+def inside(
+    path: str | Path, roots: Sequence[Path], *, resolved: dict[Path, str] | None = None, real: str | None = None,
+) -> bool:
+    """True if ``path``, links resolved, lies inside one of ``roots`` (links resolved too).
+
+    ``resolved`` caches the roots' resolved forms over many calls with the same roots; ``real`` is
+    ``path`` resolved, where the caller has it.
+    """
+    if real is None:
+        try:
+            real = os.path.realpath(path)
+        except (OSError, ValueError):
+            return False
+    cache = resolved if resolved is not None else {}
     for root in roots:
         try:
-            real.relative_to(os.path.realpath(root))
-            return True
-        except (ValueError, OSError):
+            if root not in cache:
+                cache[root] = os.path.realpath(root)
+            real_root = cache[root]
+        except (OSError, ValueError):
             continue
+        if real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep):
+            return True
     return False
 
 
@@ -232,8 +243,15 @@ class ImageFinder:
         self.tally = tally
         self._by_name: dict[str, list[Path]] | None = None
         self._by_stem: dict[str, list[Path]] | None = None
-        self._project_by_stem: dict[str, list[ImageRecord]] | None = None
-        self._ids: dict[Path, int] = {}
+        self._ids: dict[str, int] = {}  # absolute path -> id of the images this import found
+        # the project's images, read once: stored path -> id, file name and stem -> stored paths
+        self._paths: dict[str, int] | None = None
+        self._names: dict[str, list[str]] = defaultdict(list)
+        self._stems: dict[str, list[str]] = defaultdict(list)
+        self._folders: dict[str, str] = {}  # folder -> its relative form (Project.relative_path)
+        self._real_roots: dict[Path, str] = {}
+        self._real_folders: dict[str, str] = {}
+        self._header_sizes: dict[str, tuple[int, int]] = {}  # absolute path -> (w, h) read by _usable
         if images_dir is not None and not images_dir.is_dir():
             raise FormatError(f"{images_dir}: the --images folder does not exist")
 
@@ -249,17 +267,15 @@ class ImageFinder:
             if found is not None or not self.add_images:
                 return found
         written = Path(text)
-        plain = written.name
-        candidates: list[Path] = []
-        if written.is_absolute():
-            candidates.append(written)
-        else:
-            candidates += [base / written for base in bases]
+        plain, as_written, absolute = written.name, str(written), written.is_absolute()
+        folders = [os.fspath(base) for base in bases]  # paths as text: pathlib costs more than the lookups
+        candidates = [as_written] if absolute else [os.path.join(base, as_written) for base in folders]
         if self.images_dir is not None:
-            if not written.is_absolute():
-                candidates.append(self.images_dir / written)
-            candidates.append(self.images_dir / plain)
-        candidates += [base / plain for base in bases]
+            images_dir = os.fspath(self.images_dir)
+            if not absolute:
+                candidates.append(os.path.join(images_dir, as_written))
+            candidates.append(os.path.join(images_dir, plain))
+        candidates += [os.path.join(base, plain) for base in folders]
         for path in candidates:
             if is_regular_file(path):
                 if self._usable(path, bases):
@@ -269,30 +285,62 @@ class ImageFinder:
             hit = self._pick(self._index()[0].get(plain, []), written)
             if hit is not None and self._usable(hit, bases):
                 return self._add(hit)
-        records = self.project.find_images_by_name(plain)
-        if len(records) == 1:
-            return records[0].id
+        named = self._project_named(plain)
+        if len(named) == 1:
+            return self._project_paths()[named[0]]
         return None
+
+    # -- the project's own images, indexed once per import -----------------------------------
+
+    def _project_paths(self) -> dict[str, int]:
+        """Stored path -> id of every project image (one query the first time, then kept up to
+        date by :meth:`_add`), so that finding 20,000 names costs no query, nor a table scan, each."""
+        if self._paths is None:
+            self._paths = {}
+            for rel, image_id in sorted(self.project.image_ids_by_path().items(), key=lambda kv: kv[1]):
+                self._index_project_image(rel, image_id)
+        return self._paths
+
+    def _index_project_image(self, rel: str, image_id: int) -> None:
+        assert self._paths is not None
+        self._paths[rel] = image_id
+        name = rel.rsplit("/", 1)[-1]
+        dot = name.rfind(".")
+        self._names[name].append(rel)
+        self._stems[name[:dot] if 0 < dot < len(name) - 1 else name].append(rel)  # PurePosixPath.stem
+
+    def _project_id(self, path: str | Path) -> int | None:
+        """Id of the project image stored for this file path (as :meth:`Project.find_image`)."""
+        try:
+            rel = self.project.relative_path(path, _folders=self._folders)
+        except (OSError, ValueError):
+            return None
+        return self._project_paths().get(rel)
+
+    def _project_named(self, name: str) -> list[str]:
+        """Stored paths of the project images whose file name is ``name``, oldest first."""
+        self._project_paths()
+        return self._names.get(name, [])
 
     def _find_in_project(self, text: str, bases: Sequence[Path], *, count: bool = True) -> int | None:
         """The project image the name means, by relative path, then by file name; ``None`` (and
         counted) when the project holds none, or several equally good."""
         written = Path(text)
+        as_written = str(written)
         roots = list(bases) + ([self.images_dir] if self.images_dir is not None else [])
+        if written.name != ".." and not self._project_named(written.name):
+            roots = []  # no project image has this file name: no path of it can be one of them
         for base in roots:
-            try:
-                record = self.project.find_image(written if written.is_absolute() else base / written)
-            except (OSError, ValueError):
-                record = None
-            if record is not None:
-                return self._matched(record.id)
-        records = self.project.find_images_by_name(written.name)
+            found = self._project_id(as_written if written.is_absolute() else os.path.join(base, as_written))
+            if found is not None:
+                return self._matched(found)
+        records = self._project_named(written.name)
         if len(records) > 1:  # the one whose folders best match the written path
-            by_path = {Path(r.path): r for r in records}
+            by_path = {Path(r): r for r in records}
             best = self._pick(list(by_path), written)
             records = [by_path[best]] if best is not None else records
         if len(records) == 1:
-            return self._matched(records[0].id)
+            return self._matched(self._project_paths()[records[0]])
         if count:
             self.tally.skip("image not in the project (ambiguous name)" if records
                             else "image not in the project (import with add images to add it)")
@@ -320,15 +368,12 @@ class ImageFinder:
             hit = self._pick(self._index()[1].get(stem, []), Path(key))
             if hit is not None and self._usable(hit, bases):
                 return self._add(hit)
-        if self._project_by_stem is None:
-            self._project_by_stem = defaultdict(list)
-            for record in self.project.images():
-                self._project_by_stem[PurePosixPath(record.path).stem].append(record)
-        records = self._project_by_stem.get(stem, [])
+        paths = self._project_paths()
+        records = self._stems.get(stem, [])
         if len(records) > 1:
-            records = [r for r in records if PurePosixPath(r.path).with_suffix("").as_posix().endswith(key)]
+            records = [r for r in records if PurePosixPath(r).with_suffix("").as_posix().endswith(key)]
         if len(records) == 1:
-            return records[0].id
+            return paths[records[0]]
         return None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -359,14 +404,14 @@ class ImageFinder:
         ranked = sorted(paths, key=score, reverse=True)
         return ranked[0] if score(ranked[0]) > score(ranked[1]) else None
 
-    def _usable(self, path: Path, bases: Sequence[Path]) -> bool:
+    def _usable(self, path: str | Path, bases: Sequence[Path]) -> bool:
         """An image file may join the project only if it lies inside the folders the user gave
         (the project's, ``images_dir``, the label source's), is a regular file and has an image
         header within the pixel limit. What fails is counted in the tally, never echoed."""
-        if self.project.find_image(path) is not None:
+        if self._project_id(path) is not None:
             return True
         roots = [self.project.root, *bases] + ([self.images_dir] if self.images_dir is not None else [])
-        if not inside(path, roots):
+        if not inside(path, roots, resolved=self._real_roots, real=self._realpath(path)):
             self.tally.skip("image path outside the project, the labels' and the images folder")
             return False
         if not is_regular_file(path):
@@ -379,15 +424,35 @@ class ImageFinder:
         except (ImageError, OSError, ValueError):
             self.tally.skip("file that is not a readable image")
             return False
+        self._header_sizes[os.path.abspath(path)] = (width, height)
         return True
 
-    def _add(self, path: Path) -> int:
-        path = Path(os.path.abspath(path))
+    def _realpath(self, path: str | Path) -> str | None:
+        """``os.path.realpath(path)``, resolving each folder once per import (a file that is not
+        itself a symlink resolves to its folder's real path and its name); ``None`` if it cannot."""
+        try:
+            folder, name = os.path.split(os.path.abspath(path))
+            if not name or name in (".", "..") or os.path.islink(path):
+                return os.path.realpath(path)
+            if folder not in self._real_folders:
+                self._real_folders[folder] = os.path.realpath(folder)
+            return os.path.join(self._real_folders[folder], name)
+        except (OSError, ValueError):
+            return None
+
+    def _add(self, path: str | Path) -> int:
+        path = os.path.abspath(path)
         if path not in self._ids:
-            is_new = self.project.find_image(path) is None
-            self._ids[path] = self.project.add_images([path])[0]
-            if is_new:
-                self.tally.added.add(self._ids[path])
+            rel = self.project.relative_path(path, _folders=self._folders)
+            known = self._project_paths().get(rel)
+            image_id = known if known is not None else self.project.add_images([path], _folders=self._folders)[0]
+            self._ids[path] = image_id
+            if known is None:
+                self.tally.added.add(image_id)
+                self._index_project_image(rel, image_id)
+                size = self._header_sizes.get(path)
+                if size is not None:  # the header _usable read: the store need not open the file again
+                    self.project.set_image_size(image_id, *size)
         return self._ids[path]
 
     def size(self, image_id: int) -> tuple[int, int] | None:
@@ -451,6 +516,7 @@ class Writer:
         self.labelled: set[int] = set()
         self._seen = {geometry_key(a) for a in project.annotations(states=[State.ACCEPTED])}
         self._sizes: dict[int, tuple[int | None, int | None]] = {}
+        self._max_pixels = max_pixels_limit()
 
     def add(self, ann: Annotation) -> None:
         """Queue ``ann``, clipped to its image; what no export could write, or what lies wholly
@@ -461,7 +527,7 @@ class Writer:
             except (ImageError, OSError):
                 self._sizes[ann.image_id] = (None, None)
         try:
-            checked = checked_annotation(ann, *self._sizes[ann.image_id])
+            checked = checked_annotation(ann, *self._sizes[ann.image_id], max_pixels=self._max_pixels)
         except (ValueError, TypeError, OverflowError):
             self.tally.skip("label with geometry no export can write (non-finite, huge, or a mask of another size)")
             return
@@ -493,8 +559,7 @@ class Writer:
         self.flush()
         if self.mark_done:
             done_before = {r.id for r in self.project.images(done=True)}
-            for image_id in sorted(self.labelled - done_before):
-                self.project.set_done(image_id, True)
+            self.project.set_done_many(sorted(self.labelled - done_before), True)
             self.tally.done = len(self.labelled - done_before)
         self.project.log_edit(
             "import",

@@ -24,6 +24,10 @@ def application() -> QApplication:
         app = QApplication(sys.argv[:1])
         app.setApplicationName("labeler")
         app.setOrganizationName("labeler")
+        app.setDesktopFileName("labeler")  # resources/labeler.desktop: the desktop shows its name and icon
+        from labeler.gui.icons import app_icon
+
+        app.setWindowIcon(app_icon())  # every window and dialog of the app
     assert isinstance(app, QApplication)
     return app
 
@@ -87,7 +91,7 @@ def run_app(*, path: str | None, screenshot: str | None) -> int:
                 if window.project is None:
                     wait_for(opened_signal, SCREENSHOT_TIMEOUT_MS)
                 current = window.canvas.current_image_id()
-                if current is not None and window.shown_image != current and not window.canvas.failure_text():
+                if current is not None and window.canvas.image_resolution() is None and not window.canvas.failure_text():
                     # an image that cannot be read ends the wait at once (its reason is drawn instead)
                     wait_for(window.canvas.imageShown, SCREENSHOT_TIMEOUT_MS, unless=window.canvas.errorOccurred)
                 if window.canvas.failure_text():

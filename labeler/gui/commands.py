@@ -21,17 +21,12 @@ from dataclasses import replace
 
 from PySide6.QtGui import QUndoCommand
 
-from labeler.core.annotation import Annotation, State
+from labeler.core.annotation import Annotation, State, as_human
 from labeler.core.store import Project
 
 Notify = Callable[[int], None]
 OnError = Callable[[str], None]
 Pair = tuple[Annotation | None, Annotation | None]
-
-
-def as_human(ann: Annotation) -> Annotation:
-    """The annotation as a human label: what an edited proposal becomes (accepted, no model, no score)."""
-    return replace(ann, state=State.ACCEPTED, model_version=None, score=None)
 
 
 class ChangeAnnotations(QUndoCommand):
@@ -43,6 +38,8 @@ class ChangeAnnotations(QUndoCommand):
     log for overwrites (``edit``, ``accepted``, ``rejected`` ...). ``draw_seconds``, if given, is the
     time the user spent drawing the added or edited labels by hand: it is logged once, as
     ``draw``, on the first redo (the shell compares it with the time accepted proposals took).
+    ``state_only`` says every pair differs in its review state alone (accept, reject, reopen): then
+    redo and undo are one UPDATE each (:meth:`Project.set_states`), with nothing read back.
 
     If the store refuses the change (an annotation deleted meanwhile by another process, say),
     nothing is written (one transaction), ``error`` holds the message, ``on_error`` hears it, and
@@ -59,6 +56,7 @@ class ChangeAnnotations(QUndoCommand):
         on_error: OnError | None = None,
         action: str = "edit",
         draw_seconds: float | None = None,
+        state_only: bool = False,
     ) -> None:
         super().__init__(text)
         for before, after in pairs:
@@ -74,16 +72,14 @@ class ChangeAnnotations(QUndoCommand):
         self._action = action
         self._draw_seconds = draw_seconds
         self._done_once = False
+        # every pair differs in its review state alone: one UPDATE each way, nothing re-read
+        self._state_only = state_only and all(b is not None and a is not None for b, a in self._pairs)
 
     # ---- queries ------------------------------------------------------------------------
 
     def added_ids(self) -> list[int]:
         """Ids of the annotations this command added (known after the first redo)."""
         return [a.id for b, a in self._pairs if b is None and a is not None and a.id is not None]
-
-    def result_ids(self) -> list[int]:
-        """Ids of the annotations that exist after redo (added or overwritten)."""
-        return [a.id for _, a in self._pairs if a is not None and a.id is not None]
 
     def image_ids(self) -> list[int]:
         ids: list[int] = []
@@ -115,6 +111,12 @@ class ChangeAnnotations(QUndoCommand):
     def _apply_redo(self) -> None:
         project = self._project
         pairs = list(self._pairs)
+        if self._state_only:
+            befores = [b for b, _ in pairs if b is not None]
+            state = pairs[0][1].state if pairs[0][1] is not None else State.ACCEPTED
+            self._pairs = list(zip(befores, project.set_states(befores, state, action=self._action), strict=True))
+            self._done_once = True
+            return
         with project.transaction():
             for i, (before, after) in enumerate(pairs):
                 if after is None:
@@ -137,6 +139,12 @@ class ChangeAnnotations(QUndoCommand):
 
     def _apply_undo(self) -> None:
         project = self._project
+        if self._state_only:
+            with project.transaction():
+                for state in {b.state for b, _ in self._pairs if b is not None}:
+                    project.set_states([a for b, a in self._pairs if a is not None and b is not None and b.state is state],
+                                       state, action="undo")
+            return
         with project.transaction():
             for before, after in reversed(self._pairs):
                 if before is None:
@@ -196,7 +204,8 @@ def edit_annotations(
     notify: Notify | None = None,
     on_error: OnError | None = None,
 ) -> ChangeAnnotations:
-    """Overwrite annotations; an edited proposal becomes a human label (see :func:`as_human`)."""
+    """Overwrite annotations; an edited proposal becomes a human label
+    (:func:`labeler.core.annotation.as_human`)."""
     return ChangeAnnotations(
         project, [(old, as_human(new)) for old, new in pairs], text, notify=notify, on_error=on_error, action="edit"
     )
@@ -216,5 +225,5 @@ def set_states(
     label = f"{verb} proposal" if len(anns) == 1 else f"{verb} {len(anns)} proposals"
     return ChangeAnnotations(
         project, [(a, replace(a, state=state)) for a in anns], label,
-        notify=notify, on_error=on_error, action=state.value,
+        notify=notify, on_error=on_error, action=state.value, state_only=True,
     )

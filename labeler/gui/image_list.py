@@ -9,7 +9,6 @@ for visible rows only) and cached (LRU).
 from __future__ import annotations
 
 from collections import OrderedDict
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -25,22 +24,24 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import QColor, QIcon, QImage, QKeyEvent, QPixmap
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
 
+from labeler.core.image_state import ImageState, image_state
 from labeler.core.natural import natural_key
 from labeler.core.store import Project
 from labeler.core.uncertainty import describe_uncertainty
 
 THUMB = 48
-
-
-class ImageState(StrEnum):
-    """Where an image stands, as the list shows it."""
-
-    UNLABELLED = "unlabelled"
-    LABELLED = "in progress"  # accepted labels, not marked done
-    PROPOSALS = "with proposals"
-    DONE = "done"
 
 
 STATE_COLORS = {
@@ -61,17 +62,6 @@ FILTERS: dict[str, frozenset[ImageState] | None] = {
 }
 
 _STATE_CODES = list(ImageState)
-
-
-def image_state(done: bool, counts: dict[str, int]) -> ImageState:
-    """The list state of an image from its done flag and annotation counts per state."""
-    if done:
-        return ImageState.DONE
-    if counts.get("proposed", 0):
-        return ImageState.PROPOSALS
-    if counts.get("accepted", 0):
-        return ImageState.LABELLED
-    return ImageState.UNLABELLED
 
 
 class _ThumbSignals(QObject):
@@ -153,7 +143,7 @@ class ImageListModel(QAbstractListModel):
         self._paths = [r.path for r in records]
         self._names = [r.path.rsplit("/", 1)[-1] for r in records]  # POSIX paths; PurePosixPath is 10x slower
         self._states = np.array(
-            [_STATE_CODES.index(image_state(r.done, counts.get(r.id, {}))) for r in records], dtype=np.int8
+            [_STATE_CODES.index(image_state(done=r.done, counts=counts.get(r.id, {}))) for r in records], dtype=np.int8
         )
         self._row_of_id = {int(i): n for n, i in enumerate(self._ids)}
         self._rows = self._filtered_rows()
@@ -169,7 +159,7 @@ class ImageListModel(QAbstractListModel):
         for ann in self._project.annotations(image_id):
             counts[ann.state.value] = counts.get(ann.state.value, 0) + 1
         index = self._row_of_id[image_id]
-        code = _STATE_CODES.index(image_state(record.done, counts))
+        code = _STATE_CODES.index(image_state(done=record.done, counts=counts))
         if code == self._states[index]:
             return
         self._states[index] = code
@@ -189,7 +179,7 @@ class ImageListModel(QAbstractListModel):
         counts = self._project.annotation_counts()
         done = {r.id: r.done for r in self._project.images()}
         fresh = np.array(
-            [_STATE_CODES.index(image_state(done.get(int(i), False), counts.get(int(i), {}))) for i in self._ids],
+            [_STATE_CODES.index(image_state(done=done.get(int(i), False), counts=counts.get(int(i), {}))) for i in self._ids],
             dtype=np.int8,
         )
         changed = np.flatnonzero(fresh != self._states)
@@ -372,6 +362,15 @@ MIN_LIST_WIDTH = 160
 """The image list never gets narrower than this (a thumbnail and a readable name)."""
 
 
+class RowDelegate(QStyledItemDelegate):
+    """Rows as wide as the list and never wider: a long name elides (in the middle) instead of
+    widening every row past the list and cutting the names at its edge behind a scroll bar."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        size = super().sizeHint(option, index)
+        return QSize(min(size.width(), THUMB + 16), size.height())
+
+
 class SearchField(QLineEdit):
     """The name filter. Escape, Enter and Return hand the keyboard back (``finished``), so that the
     one-key shortcuts (D, U, M, ...) work again; while it has the focus, keys type into it."""
@@ -411,6 +410,8 @@ class ImageListPanel(QWidget):
         self.view.setModel(self.model)
         self.view.setUniformItemSizes(True)
         self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # BloodImage_…0042.jpg, not BloodImage_…
+        self.view.setItemDelegate(RowDelegate(self.view))
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.view.setIconSize(QSize(THUMB, THUMB))
         self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
         self.view.setLayoutMode(QListView.LayoutMode.Batched)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QShowEvent, QUndoStack
+from PySide6.QtGui import QCloseEvent, QResizeEvent, QShowEvent, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QScrollArea,
     QTabWidget,
@@ -31,14 +30,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeler.core.annotation import State
+from labeler.core.annotation import Annotation, State
 from labeler.core.done import done_refusal
+from labeler.core.review import ReviewClock, log_review
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
-from labeler.gui.actions import Actions, build_actions
+from labeler.gui.actions import ActionId, WindowActions, build_actions
 from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
+from labeler.gui.icons import app_icon
 from labeler.gui.image_list import ImageListPanel
+from labeler.gui.layout import LIST_WIDTH, PanelSqueeze
 from labeler.gui.panels.autolabel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
 from labeler.gui.panels.models import ModelListPanel
@@ -49,13 +51,12 @@ from labeler.gui.settings import AppSettings
 from labeler.gui.status import StatusBar
 from labeler.gui.training import TrainingController, installed_plugins, plugin_descriptions
 from labeler.gui.workers import FunctionWorker
+from labeler.learning.retrain import RetrainPolicy
 
 if TYPE_CHECKING:
     from labeler.gui.dialogs.transfer import ImportDialog
 
 OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
-REVIEW_CAP_SECONDS = 60.0
-"""At most this much of one visit to an image counts as time spent reviewing its proposals."""
 
 
 def create_project_for_folder(folder: Path) -> Project:
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         self.project: Project | None = None
         self.setObjectName("labeler_main_window")
         self.setWindowTitle("labeler")
+        self.setWindowIcon(app_icon())
         self.undo_stack = QUndoStack(self)
         self.canvas = AnnotationCanvas(self.undo_stack, self)
         self.setCentralWidget(self.canvas)
@@ -100,30 +102,28 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.autolabeler = AutoLabelController(self)
         self.trainer = TrainingController(self)
-        self.recent_menu: QMenu | None = None
-        self.docks_menu: QMenu | None = None
         self._open_worker: FunctionWorker | None = None
-        # the image shown: its id, when it was shown, when the user last accepted or rejected a proposal there
-        self._visit: tuple[int, float, float | None] | None = None
-        self._done_since_training = 0
+        self.review = ReviewClock()  # review time of the image shown (labeler.core.review)
+        self._done_since_training = 0  # images marked done since the last training run started
         self._batch_timer = QTimer(self)  # re-reads image states while auto-label-all writes
         self._batch_timer.setInterval(1500)
         self._batch_timer.timeout.connect(self._refresh_during_batch)
         self._shown_proposals: frozenset[int] = frozenset()
-        self.shown_image: int | None = None  # the image whose pixels the canvas last painted
         self._build_docks()
-        self.actions_: Actions = build_actions(self)
-        for dock in self.findChildren(QDockWidget):
-            if self.docks_menu is not None:
-                self.docks_menu.addAction(dock.toggleViewAction())
+        self._panels = PanelSqueeze(self, self.canvas)
+        self._shown_once = False
+        self.actions_: WindowActions = build_actions(self)
         self._connect()
         self._restore()
         self._update_enabled()
         self.status.showMessage(OPEN_HINT)
         self.canvas.set_empty_notice(OPEN_HINT)
 
-    MIN_CANVAS = (280, 200)
+    MIN_CANVAS = (200, 160)
     """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._panels.schedule()  # the side panels give way before the canvas does
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class MainWindow(QMainWindow):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setWidget(widget)
-            scroll.setMinimumWidth(140)
+            scroll.setMinimumSize(120, 36)  # a 500 x 350 window still holds every panel (scrolling)
             dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
@@ -165,7 +165,7 @@ class MainWindow(QMainWindow):
         self._dock("Model", "model_dock", model, right)
         docks = {n: d for n in ("images_dock", "classes_dock", "proposals_dock", "model_dock")
                  if (d := self.findChild(QDockWidget, n)) is not None}
-        self.resizeDocks([docks["images_dock"]], [260], Qt.Orientation.Horizontal)
+        self.resizeDocks([docks["images_dock"]], [LIST_WIDTH], Qt.Orientation.Horizontal)
         self.resizeDocks([docks["model_dock"]], [330], Qt.Orientation.Horizontal)
         right_docks = [docks[n] for n in ("classes_dock", "proposals_dock", "model_dock")]
         self.resizeDocks(right_docks, [170, 150, 560], Qt.Orientation.Vertical)
@@ -177,7 +177,6 @@ class MainWindow(QMainWindow):
         self.canvas.annotationsChanged.connect(self._on_annotations_changed)
         self.canvas.selectionChanged.connect(lambda _ids: self.proposals.refresh())
         self.canvas.toolChanged.connect(self._on_tool_changed)
-        self.canvas.imageShown.connect(self._on_image_shown)
         self.canvas.errorOccurred.connect(lambda msg: self.status.showMessage(msg, 10_000))
         self.canvas.zoomChanged.connect(self.status.show_zoom)
         self.canvas.itemsChanged.connect(self.objects.refresh)
@@ -197,6 +196,7 @@ class MainWindow(QMainWindow):
         self.training_panel.cancel_button.clicked.connect(self.trainer.cancel)
         self.trainer.progress.connect(self.training_panel.show_event)
         self.trainer.finished.connect(self._on_training_finished)
+        self.models.scoresChanged.connect(self.training_panel.plot.set_versions)
         self.models.versionActivated.connect(
             lambda v: self.status.showMessage(f"Model version #{v} is now active", 5000))
 
@@ -207,6 +207,7 @@ class MainWindow(QMainWindow):
         state = self.settings.window_state()
         if state is not None:
             self.restoreState(state)
+            self._panels.forget()
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
         every = self.settings.value("training/retrain_every", 10)
         self.training_panel.retrain_every.setValue(int(every) if isinstance(every, (int, float)) else 10)
@@ -215,6 +216,9 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            self._panels.widen_unreadable(self.findChild(QDockWidget, "images_dock"))  # a restored narrow list
         if not self._plugins_loaded:
             QTimer.singleShot(0, self.load_plugins)
 
@@ -368,14 +372,13 @@ class MainWindow(QMainWindow):
             self.open_path(folder)
 
     def fill_recent_menu(self) -> None:
-        if self.recent_menu is None:
-            return
-        self.recent_menu.clear()
+        menu = self.actions_.recent_menu
+        menu.clear()
         recent = self.settings.recent_projects()
         for path in recent:
-            self.recent_menu.addAction(path, partial(self.open_path, path))
+            menu.addAction(path, partial(self.open_path, path))
         if not recent:
-            self.recent_menu.addAction("(none)").setEnabled(False)
+            menu.addAction("(none)").setEnabled(False)
 
     # ---- images ---------------------------------------------------------------------------
 
@@ -390,22 +393,17 @@ class MainWindow(QMainWindow):
             self.settings.set_last_image(self.project.root, image_id)
             self._shown_proposals = frozenset(
                 a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
-            self._visit = (image_id, time.monotonic(), None)
+            self.review.show(image_id, now=time.monotonic())
         self.proposals.refresh()
         self._update_enabled()
 
-    def _on_image_shown(self, image_id: int) -> None:
-        self.shown_image = image_id
-
     def _end_visit(self) -> None:
-        """Log review time for the image being left: from showing it to the last proposal the user
-        accepted or rejected there (capped), if any. It is what accepted proposals cost."""
-        visit, self._visit = self._visit, None
-        if visit is None or self.project is None or visit[2] is None:
+        """Log the review time of the image being left (:mod:`labeler.core.review`)."""
+        review = self.review.leave()
+        if self.project is None:
             return
-        seconds = min(REVIEW_CAP_SECONDS, visit[2] - visit[1])
         try:
-            self.project.log_edit("review", image_id=visit[0], seconds=seconds)
+            log_review(self.project, review)
         except Exception:  # noqa: BLE001 - a closed project must not stop navigation
             pass
 
@@ -483,13 +481,18 @@ class MainWindow(QMainWindow):
             action.setChecked(True)
 
     def _on_annotations_changed(self, image_id: int) -> None:
+        proposals: list[Annotation] | None = None
         if self.project is not None and image_id == self.current_image_id():
-            pending = frozenset(a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
-            if self._shown_proposals - pending and self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, self._visit[1], time.monotonic())  # proposals were reviewed
+            if self.canvas.image_resolution() is not None:  # the canvas has just re-read them
+                proposals = [i.ann for i in self.canvas.annotation_items().values() if i.ann.is_proposal]
+            else:
+                proposals = self.project.annotations(image_id, states=[State.PROPOSED])
+            pending = frozenset(a.id for a in proposals if a.id)
+            if self._shown_proposals - pending:  # proposals were accepted or rejected
+                self.review.reviewed(image_id, now=time.monotonic())
             self._shown_proposals = pending
         self.images.model.refresh_image(image_id)
-        self.proposals.refresh()
+        self.proposals.refresh(proposals=proposals)
         self.status.refresh(self.project)
 
     def _on_categories_changed(self) -> None:
@@ -570,8 +573,8 @@ class MainWindow(QMainWindow):
         if force or proposals != self._shown_proposals:
             self.canvas.reload_annotations()
             self.proposals.refresh()
-            if proposals and self._visit is not None and self._visit[0] == image_id:
-                self._visit = (image_id, time.monotonic(), self._visit[2])  # review starts when they appear
+            if proposals:  # review starts when they appear
+                self.review.proposals_appeared(image_id, now=time.monotonic())
         self._shown_proposals = proposals
 
     def _refresh_during_batch(self) -> None:
@@ -601,10 +604,14 @@ class MainWindow(QMainWindow):
         self.trainer.start(self.project.root, plugin, time_budget=self.training_panel.budget.value())
         self.status.showMessage(f"Training {plugin} in the background…", 5000)
 
-    def _maybe_retrain(self) -> None:
+    def retrain_policy(self) -> RetrainPolicy:
+        """The auto-retrain setting of the Train tab."""
         panel = self.training_panel
-        if (panel.auto_retrain.isChecked() and self._done_since_training >= panel.retrain_every.value()
-                and not self.trainer.is_running()):
+        return RetrainPolicy(every=panel.retrain_every.value(), enabled=panel.auto_retrain.isChecked())
+
+    def _maybe_retrain(self) -> None:
+        if self.retrain_policy().due(done_since_training=self._done_since_training,
+                                     training_running=self.trainer.is_running()):
             self.start_training()
 
     def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
@@ -634,13 +641,19 @@ class MainWindow(QMainWindow):
 
     def import_dialog(self) -> ImportDialog:
         """The import dialog for the open project; the window re-reads the project as soon as an
-        import is done (the import commits through its own connection)."""
+        import is done (the import commits through its own connection), and again if the user
+        takes the import back from the dialog."""
         from labeler.gui.dialogs.transfer import ImportDialog
 
         assert self.project is not None
         dialog = ImportDialog(self.project, self)
         dialog.succeeded.connect(lambda _report: self.set_project_views())
+        dialog.undone.connect(self._on_import_undone)
         return dialog
+
+    def _on_import_undone(self, text: str) -> None:
+        self.set_project_views()
+        self.status.showMessage(text, 10_000)
 
     def add_image_files(self, paths: list[str]) -> int:
         """Add image files or folders to the project (incremental: old images and labels stay);
@@ -695,15 +708,17 @@ class MainWindow(QMainWindow):
         image_id = self.current_image_id()
         has_image = has_project and image_id is not None
         a = self.actions_
-        for name in ("import", "export", "add_images", "rescan", "next", "previous", "next_undone", "next_uncertain", "add_class"):
+        A = ActionId
+        for name in (A.IMPORT, A.EXPORT, A.ADD_IMAGES, A.RESCAN, A.NEXT, A.PREVIOUS, A.NEXT_UNDONE,
+                     A.NEXT_UNCERTAIN, A.ADD_CLASS):
             a[name].setEnabled(has_project)
-        a["mark_done"].setEnabled(has_image)
+        a[A.MARK_DONE].setEnabled(has_image)
         if image_id is not None and self.project is not None:
-            a["mark_done"].setChecked(self.project.image(image_id).done)
+            a[A.MARK_DONE].setChecked(self.project.image(image_id).done)
         plugin_ok = has_project and self.plugin() is not None
-        a["autolabel_image"].setEnabled(plugin_ok and has_image)
-        a["autolabel_all"].setEnabled(plugin_ok)
-        a["train"].setEnabled(plugin_ok and not self.trainer.is_running())
+        a[A.AUTOLABEL_IMAGE].setEnabled(plugin_ok and has_image)
+        a[A.AUTOLABEL_ALL].setEnabled(plugin_ok)
+        a[A.TRAIN].setEnabled(plugin_ok and not self.trainer.is_running())
         self.autolabel_panel.image_button.setEnabled(plugin_ok and has_image and not self.autolabeler.image_running())
         self.autolabel_panel.all_button.setEnabled(plugin_ok and not self.autolabeler.batch_running())
         self.training_panel.train_button.setEnabled(plugin_ok and not self.trainer.is_running())

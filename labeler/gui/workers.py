@@ -4,13 +4,16 @@
   reports through Qt signals (queued to the UI thread): ``progress(done, total)``,
   ``finished(result)``, ``failed(message)``. The UI touches results only in its slots.
 - :class:`CliJob` runs ``python -m labeler VERB ...`` as a child process (training, batch
-  auto-labelling) through ``QProcess``: every stdout line that is a JSON object is emitted as
-  ``event(dict)``; other output is kept as a log whose last lines come with ``finished``.
+  auto-labelling) through ``QProcess``: every stdout line that is a JSON object is read with
+  :func:`labeler.learning.events.parse_line` and emitted as ``reported(event)`` (a typed event, or
+  :class:`~labeler.learning.events.Unreadable`); other output is kept as a log whose last lines
+  come with ``finished``.
+- :class:`ChildRun` is what the training and the auto-labelling controllers share: one child at a
+  time, start, cancel, its events, and the one-line message when it ends.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
@@ -19,6 +22,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QRunnable, QThreadPool, QTimer, Signal
+
+from labeler.learning import events as ev
 
 # Workers still running are kept alive here (a QRunnable's Python wrapper must outlive its run).
 _LIVE: set[FunctionWorker] = set()
@@ -69,7 +74,7 @@ class FunctionWorker(QRunnable):
             kwargs["progress"] = lambda done, total: self.signals.progress.emit(int(done), int(total))
         try:
             result = self._fn(*self._args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - reported to the user, never raised into Qt
+        except Exception as exc:  # reported to the user, never raised into Qt
             message = str(exc) or type(exc).__name__
             if not isinstance(exc, (OSError, ValueError)) and type(exc).__module__.split(".")[0] != "labeler":
                 message = f"{type(exc).__name__}: {message}"
@@ -89,13 +94,14 @@ def labeler_command(args: Sequence[str]) -> tuple[str, list[str]]:
 class CliJob(QObject):
     """A ``labeler`` CLI command in a child process, reporting JSON lines.
 
-    Signals: ``event(dict)`` per JSON object printed on stdout; ``log(str)`` per other line (stdout
-    or stderr); ``finished(exit_code, log_tail)`` once, also after :meth:`cancel` (then
-    ``cancelled`` is true). ``exit_code`` is -1 when the process crashed or could not start.
+    Signals: ``reported(event)`` per JSON line printed on stdout, read by
+    :func:`labeler.learning.events.parse_line` (an ``Unreadable`` one says why it could not be
+    read); ``finished(exit_code, log_tail)`` once, also after :meth:`cancel` (then ``cancelled``
+    is true). ``exit_code`` is -1 when the process crashed or could not start. Other output
+    (stdout or stderr) is kept for :meth:`log_tail`.
     """
 
-    event = Signal(dict)  # type: ignore[assignment]  # shadows QObject.event; renamed with the CLI event protocol (issue 15)
-    log = Signal(str)
+    reported = Signal(object)
     finished = Signal(int, str)
 
     TAIL_LINES = 40
@@ -131,7 +137,7 @@ class CliJob(QObject):
     def cancel(self) -> None:
         """Ask the process to stop (SIGTERM; the CLI leaves the project consistent); kill it if it
         still runs :attr:`GRACE_MS` later (a worker stuck in I/O), and say so (:attr:`killed`,
-        :meth:`stop_note`, a ``log`` line)."""
+        :meth:`stop_note`, a line in the log tail)."""
         if not self.is_running():
             return
         self.cancelled = True
@@ -165,7 +171,6 @@ class CliJob(QObject):
         self.killed = True
         text = f"the process did not stop within {waited_ms / 1000:g} s of being asked; killed it"
         self._tail.append(text)
-        self.log.emit(text)
         self.process.kill()
 
     def add_log(self, text: str) -> None:
@@ -189,17 +194,10 @@ class CliJob(QObject):
         if not text.strip():
             return
         if from_stdout and text.lstrip().startswith("{"):
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                obj = None
-            if isinstance(obj, dict):
-                self.event.emit(obj)
-                return
+            self.reported.emit(ev.parse_line(text))
+            return
         # a progress bar's carriage returns: keep the last state only
-        text = text.split("\r")[-1]
-        self._tail.append(text)
-        self.log.emit(text)
+        self._tail.append(text.split("\r")[-1])
 
     def _flush(self) -> None:
         for which in ("out", "err"):
@@ -223,3 +221,88 @@ class CliJob(QObject):
             self._tail.append(f"could not start {sys.executable}: {self.process.errorString()}")
             self.finished.emit(-1, self.log_tail())
 
+
+
+class ChildRun(QObject):
+    """One ``labeler`` child process at a time (a training run, an "auto-label all"): start,
+    cancel, its typed events, and the one-line message when it ends.
+
+    Subclasses handle their events in :meth:`handle` and word the end in :meth:`ended`. An
+    ``error`` event is kept as :attr:`error` (and put in the log tail); a line that cannot be read
+    is reported in the log tail and counted in :attr:`unreadable`, never raised.
+    """
+
+    FAILED = "The run failed"
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job: CliJob | None = None
+        self.error: str | None = None
+        self.unreadable: list[ev.Unreadable] = []
+
+    def is_running(self) -> bool:
+        return self.job is not None and self.job.is_running()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _start_child(self, args: Sequence[str]) -> None:
+        if self.is_running():
+            raise RuntimeError(f"{type(self).__name__}: a run is already going")
+        self.error = None
+        self.unreadable = []
+        self.job = CliJob(args, self)
+        self.job.reported.connect(self._on_event)
+        self.job.finished.connect(self._on_finished)
+        self.job.start()
+
+    def _on_event(self, event: ev.Event | ev.Unreadable) -> None:
+        if isinstance(event, ev.Unreadable):
+            self.unreadable.append(event)
+            if self.job is not None:
+                self.job.add_log(f"ignored a line from the child that could not be read ({event.reason}): "
+                                 f"{event.line[:200]}")
+            return
+        if isinstance(event, ev.JobError):
+            self.error = event.message
+            if self.job is not None:
+                self.job.add_log(f"error: {self.error}")
+        self.handle(event)
+
+    def handle(self, event: ev.Event) -> None:
+        """One event of the child (errors are recorded before this is called)."""
+
+    def ended(self, *, ok: bool, cancelled: bool, code: int, message: str, tail: str) -> None:
+        """The run ended; ``message`` says how in one line (see :meth:`end_message`)."""
+
+    def cancelled_message(self) -> str:
+        return "Cancelled."
+
+    def success_message(self) -> str:
+        return "Finished."
+
+    def end_message(self, code: int, *, cancelled: bool, killed_note: str) -> str:
+        """How the run ended, in one line: cancelled (and killed), finished, or failed with the
+        child's error (else its exit code)."""
+        if cancelled:
+            return f"{self.cancelled_message()} {killed_note}".strip()
+        if code == 0:
+            message = self.success_message()
+        else:
+            why = f": {self.error}" if self.error else f" (exit code {code})"
+            message = f"{self.FAILED}{why}."
+        if self.unreadable:
+            n = len(self.unreadable)
+            message += f" ({n} line{'' if n == 1 else 's'} from the child could not be read; see the log.)"
+        return message
+
+    def _on_finished(self, code: int, tail: str) -> None:
+        job = self.job
+        cancelled = job is not None and job.cancelled
+        note = job.stop_note() if job is not None else ""
+        message = self.end_message(code, cancelled=cancelled, killed_note=note)
+        self.ended(ok=code == 0 and not cancelled, cancelled=cancelled, code=code, message=message, tail=tail)
+        if job is not None:
+            job.deleteLater()
+        self.job = None

@@ -60,6 +60,10 @@ class Setting:
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
+    legacy: Any = None
+    """When not ``None``: the value model versions stored before this setting existed were made
+    with (they lack it in their settings), so they load as they were trained whatever the
+    default is now."""
 
     def parse(self, text: str) -> Any:
         """Turn the command line's text into a value of the default's type, checking choices."""

@@ -216,8 +216,10 @@ def checkpoint_looks_whole(weights: Path) -> bool:
 
 def version_settings(plugin: Plugin, stored: Mapping[str, Any]) -> dict[str, Any]:
     """The plugin's defaults overlaid with a version's stored settings (names the plugin no longer
-    has are dropped)."""
+    has are dropped; a setting the version predates takes its :attr:`~labeler.learning.api.Setting.legacy`
+    value, where it has one)."""
     out = default_settings(plugin)
+    out.update({s.name: s.legacy for s in plugin.settings if s.legacy is not None and s.name not in stored})
     out.update({k: v for k, v in stored.items() if k in out})
     return out
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labeler.learning.api import Plugin, PluginError
+from labeler.learning.events import eta_seconds
 from labeler.learning.plugins import plugin_call
 
 if TYPE_CHECKING:
@@ -511,7 +512,7 @@ class _FitRun:
             return 0.0
         if self.time_budget is not None and self.total_steps is None:
             return max(0.0, self.time_budget - elapsed)
-        eta = elapsed / frac * (1.0 - frac) if frac > 0 else float("nan")
+        eta = eta_seconds(elapsed=elapsed, fraction=frac)
         if self.time_budget is not None:
             eta = min(eta, max(0.0, self.time_budget - elapsed))
         return eta

@@ -40,7 +40,7 @@ from labeler.gui.canvas.tools import (
 from labeler.gui.workers import FunctionWorker
 
 if TYPE_CHECKING:
-    from labeler.gui.canvas.canvas import AnnotationCanvas
+    from labeler.gui.canvas.host import ToolHost
 
 
 def _probability(project: Any, category_id: int, cache: dict[str, Any]) -> Any:
@@ -71,7 +71,7 @@ class AssistTool(Tool):
     name = "assist"
     cursor = Qt.CursorShape.CrossCursor
 
-    def __init__(self, canvas: AnnotationCanvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
         self._drag: RubberBand | None = None
         self._box: tuple[float, float, float, float] | None = None
@@ -84,7 +84,7 @@ class AssistTool(Tool):
         self._frame: QGraphicsRectItem | None = None
         self._t0 = 0.0
         self._models: dict[str, Any] = {}
-        self._pool = QThreadPool(canvas)
+        self._pool = QThreadPool()  # the tool's own: one computation at a time
         self._pool.setMaxThreadCount(1)
 
     # ---- state -------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class AssistTool(Tool):
 
     def _on_failed(self, generation: int, message: str) -> None:
         if generation == self._generation:
-            self.canvas.errorOccurred.emit(f"Box to mask: {message}")
+            self.canvas.report(f"Box to mask: {message}")
 
     def _on_result(self, generation: int, out: tuple[Any, MaskResult]) -> None:
         if generation != self._generation or self._box is None:
@@ -279,11 +279,11 @@ class OutlineTool(PolygonTool):
 
     name = "outline"
 
-    def __init__(self, canvas: AnnotationCanvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
         self._paths: dict[int, np.ndarray] = {}  # side i: from vertex i to vertex i + 1 (or back to 0)
         self._pending = 0
-        self._pool = QThreadPool(canvas)
+        self._pool = QThreadPool()  # the tool's own: one computation at a time
         self._pool.setMaxThreadCount(1)
         self._epoch = 0
 

@@ -22,8 +22,9 @@ from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QGraphicsScene, QMenu, QVBoxLayout, QWidget
 
 from labeler.assist.window import ImagePixels
-from labeler.core.annotation import Annotation, Category, Kind, State
+from labeler.core.annotation import Annotation, Category, Kind, State, as_human
 from labeler.core.geometry import annotation_box
+from labeler.core.proposal_filter import ProposalFilter
 from labeler.core.store import Project
 from labeler.gui import commands
 from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
@@ -98,14 +99,13 @@ class AnnotationCanvas(QWidget):
         self._category_id: int | None = None
         self._brush_size = 20
         self._layers = dict.fromkeys(LAYERS, True)
-        self._threshold = 0.0
+        self._filter = ProposalFilter(min_score=0.0)  # which proposals are drawn
         self._load_error: str | None = None
         self.last_menu: QMenu | None = None  # the right-click menu last opened (for tests)
         self._mask_opacity = 1.0
         self._hidden: set[int] = set()  # labels the user hid from the object list (this image only)
         self._hover: QPointF | None = None  # where the pointer last moved on the canvas (scene coordinates)
         self._empty_notice = ""
-        self._proposal_plugin: str | None = None  # show only this plugin's proposals (None: every plugin's)
         self._plugin_of_version: dict[int, str] = {}
         self._last_selection: list[int] = []
         self._known_mask: tuple[str, np.ndarray] | None = None  # (RLE counts, pixels) a tool just made
@@ -140,7 +140,7 @@ class AnnotationCanvas(QWidget):
         self.show_image(None)
         self._project = project
         self._plugin_of_version = {}
-        self._proposal_plugin = None
+        self._filter = replace(self._filter, plugin=None)
         self._view.set_notice(self._empty_notice if project is None else "")
         self._categories = {c.id: c for c in project.categories()} if project is not None else {}
         if self._category_id not in self._categories:
@@ -445,19 +445,23 @@ class AnnotationCanvas(QWidget):
 
     def set_score_threshold(self, threshold: float) -> None:
         """Hide proposals whose score is under ``threshold`` (0..1)."""
-        self._threshold = float(threshold)
+        self._filter = replace(self._filter, min_score=max(0.0, min(1.0, float(threshold))))
         self._apply_visibility()
 
     def score_threshold(self) -> float:
-        return self._threshold
+        return self._filter.min_score
 
     def set_proposal_plugin(self, plugin: str | None) -> None:
         """Show only the proposals made by ``plugin``'s model versions (``None``: every plugin's)."""
-        self._proposal_plugin = plugin
+        self._filter = replace(self._filter, plugin=plugin)
         self._apply_visibility()
 
     def proposal_plugin(self) -> str | None:
-        return self._proposal_plugin
+        return self._filter.plugin
+
+    def proposal_filter(self) -> ProposalFilter:
+        """Which proposals are shown (score threshold and plugin)."""
+        return self._filter
 
     def plugin_of(self, ann: Annotation) -> str:
         """The plugin whose model version made ``ann`` (``"a person"`` for a human label)."""
@@ -504,10 +508,7 @@ class AnnotationCanvas(QWidget):
         if ann.is_proposal:
             if not self._layers["proposals"]:
                 return False
-            if self._proposal_plugin is not None and self.plugin_of(ann) != self._proposal_plugin:
-                return False
-            if ann.score is not None and ann.score < self._threshold:
-                return False
+            return self._filter.passes(score=ann.score, plugin=self.plugin_of(ann))
         return True
 
     def _apply_visibility(self) -> None:
@@ -594,7 +595,7 @@ class AnnotationCanvas(QWidget):
             return
         copies = [
             replace(
-                commands.as_human(translate(a, DUPLICATE_OFFSET, DUPLICATE_OFFSET, w, h)),
+                as_human(translate(a, DUPLICATE_OFFSET, DUPLICATE_OFFSET, w, h)),
                 id=None, created=None, updated=None,
             )
             for a in anns
@@ -614,7 +615,7 @@ class AnnotationCanvas(QWidget):
                 self._project, pairs, text="Change class", notify=self._notify, on_error=self._error
             ))
 
-    # ---- for tools ------------------------------------------------------------------------------
+    # ---- for tools (what they may use is :class:`~labeler.gui.canvas.host.ToolHost`) ------------
 
     def push(self, command: QUndoCommand) -> bool:
         """Push a command (which does it); ``False`` if the store refused it (error reported)."""
@@ -643,7 +644,7 @@ class AnnotationCanvas(QWidget):
         if self._project is None or not pairs:
             return False
         fixed: list[commands.Pair] = [
-            (b, commands.as_human(a) if (a is not None and b is not None) else a) for b, a in pairs
+            (b, as_human(a) if (a is not None and b is not None) else a) for b, a in pairs
         ]
         return self.push(commands.ChangeAnnotations(
             self._project, fixed, text, notify=self._notify, on_error=self._error, draw_seconds=seconds
@@ -666,6 +667,14 @@ class AnnotationCanvas(QWidget):
 
     def _error(self, message: str) -> None:
         self.errorOccurred.emit(message)
+
+    def report(self, message: str) -> None:
+        """A tool tells the user why an edit did not happen (``errorOccurred``)."""
+        self.errorOccurred.emit(message)
+
+    def ask_for_class(self) -> None:
+        """A tool started a label with no class to give it (``classNeeded``: the window asks)."""
+        self.classNeeded.emit()
 
     # ---- mouse and keys (from the view) ------------------------------------------------------
 

@@ -33,7 +33,7 @@ from labeler.gui.canvas.edits import clamp_box, paint_into, stroke_bounds, strok
 from labeler.gui.canvas.items import AnnotationItem, BoxItem, Handle, MaskItem, PolygonItem
 
 if TYPE_CHECKING:
-    from labeler.gui.canvas.canvas import AnnotationCanvas
+    from labeler.gui.canvas.host import ToolHost
 
 #: A drag shorter than this many screen pixels is a click, not a move.
 CLICK_SLOP_PX = 2.0
@@ -57,12 +57,12 @@ def _cosmetic(color: QColor, width: float = 1.5, *, dashed: bool = False) -> QPe
 
 
 class Tool:
-    """Base tool: does nothing. ``name`` is what :meth:`AnnotationCanvas.set_tool` takes."""
+    """Base tool: does nothing. ``name`` is what :meth:`~labeler.gui.canvas.canvas.AnnotationCanvas.set_tool` takes."""
 
     name = ""
     cursor = Qt.CursorShape.ArrowCursor
 
-    def __init__(self, canvas: AnnotationCanvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         self.canvas = canvas
 
     def activate(self) -> None:
@@ -110,8 +110,8 @@ class Tool:
     def _need_category(self) -> int | None:
         cid = self.canvas.category_id()
         if cid is None or self.canvas.category(cid) is None:
-            self.canvas.errorOccurred.emit("Add a class first: new labels need one.")
-            self.canvas.classNeeded.emit()  # the window asks for a name, as labelme does
+            self.canvas.report("Add a class first: new labels need one.")
+            self.canvas.ask_for_class()  # the window asks for a name, as labelme does
             return None
         return cid
 
@@ -119,7 +119,7 @@ class Tool:
 class SelectTool(Tool):
     name = "select"
 
-    def __init__(self, canvas: AnnotationCanvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
         self._mode: str | None = None
         self._start = QPointF()
@@ -299,7 +299,7 @@ class SelectTool(Tool):
                 elif len(parts) > 1:
                     del parts[pi]
                 else:
-                    self.canvas.errorOccurred.emit("A polygon needs at least 3 vertices.")
+                    self.canvas.report("A polygon needs at least 3 vertices.")
                     return
                 self.canvas.edit([(item.ann, replace(item.ann, polygons=tuple(parts)))], "Delete vertex")
                 return
@@ -329,7 +329,7 @@ class RubberBand:
     """The dashed rectangle a drag draws from where it started to the pointer, both clamped to the
     image (image pixels); box-drawing tools share it."""
 
-    def __init__(self, canvas: AnnotationCanvas, start: QPointF, color: QColor) -> None:
+    def __init__(self, canvas: ToolHost, start: QPointF, color: QColor) -> None:
         w, h = canvas.image_size()
         self.canvas = canvas
         self.start = _clamp(start, w, h)
@@ -351,7 +351,7 @@ class BoxTool(Tool):
     name = "box"
     cursor = Qt.CursorShape.CrossCursor
 
-    def __init__(self, canvas: AnnotationCanvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
         self._band: RubberBand | None = None
         self._t0 = 0.0
@@ -384,7 +384,7 @@ class BoxTool(Tool):
             return
         scale = self.canvas.view().scale_factor()
         if min(box[2], box[3]) * scale < MIN_BOX_SCREEN_PX:
-            self.canvas.errorOccurred.emit(
+            self.canvas.report(
                 f"Box not drawn: under {MIN_BOX_SCREEN_PX:.0f} screen pixels a side. Zoom in (wheel) to draw a small object.")
             return
         cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
@@ -404,7 +404,7 @@ class PolygonTool(Tool):
     name = "polygon"
     cursor = Qt.CursorShape.CrossCursor
 
-    def __init__(self, canvas: AnnotationCanvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
         self._vertices: list[QPointF] = []
         self._preview: QGraphicsPathItem | None = None
@@ -513,7 +513,7 @@ class BrushTool(Tool):
     name = "brush"
     cursor = Qt.CursorShape.CrossCursor
 
-    def __init__(self, canvas: AnnotationCanvas, *, erase: bool = False) -> None:
+    def __init__(self, canvas: ToolHost, *, erase: bool = False) -> None:
         super().__init__(canvas)
         self.erase = erase
         self.name = "eraser" if erase else "brush"
@@ -667,7 +667,7 @@ class BrushTool(Tool):
 class EraserTool(BrushTool):
     name = "eraser"
 
-    def __init__(self, canvas: AnnotationCanvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas, erase=True)
 
 

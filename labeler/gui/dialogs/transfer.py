@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labeler.core.import_undo import ImportRecord
 from labeler.core.store import Project
 from labeler.gui.workers import FunctionWorker
 
@@ -321,8 +322,19 @@ class ExportDialog(_TransferDialog):
                     include_proposals=self.include_proposals.isChecked(), **self.options())
 
 
+def _recorded_import(project: Project, *args: Any, **kwargs: Any) -> tuple[Any, ImportRecord]:
+    """:func:`labeler.formats.import_annotations`, with what it changed (to undo it)."""
+    import labeler.formats
+    from labeler.core.import_undo import record_import
+
+    return record_import(project, lambda: labeler.formats.import_annotations(project, *args, **kwargs))
+
+
 class ImportDialog(_TransferDialog):
-    """Import labels into the project: format (or detect), file or folder, images folder, mark done."""
+    """Import labels into the project: format (or detect), file or folder, images folder, mark done.
+    After an import it offers to take it back (``undone(text)`` once it did)."""
+
+    undone = Signal(str)
 
     verb = "import"
 
@@ -360,6 +372,33 @@ class ImportDialog(_TransferDialog):
         self.browse_folder_button.clicked.connect(self.browse_folder)
         images_button.clicked.connect(self._browse_images)
         self.succeeded.connect(lambda _r: setattr(self, "imported", True))
+        self.last_import: ImportRecord | None = None  # what the last import here changed
+        self.undo_button = self.buttons.addButton("Undo this import", QDialogButtonBox.ButtonRole.ActionRole)
+        self.undo_button.setToolTip("Take the import back in one step: remove exactly what it added")
+        self.undo_button.setVisible(False)
+        self.undo_button.clicked.connect(self.undo_last_import)
+
+    def _on_finished(self, result: Any) -> None:
+        report, self.last_import = result
+        self.undo_button.setVisible(self.last_import is not None and not self.last_import.is_empty())
+        super()._on_finished(report)
+
+    def undo_last_import(self) -> None:
+        """Remove what the last import added (one transaction); ``undone(text)`` says what."""
+        from labeler.core.import_undo import undo_import
+
+        record, self.last_import = self.last_import, None
+        self.undo_button.setVisible(False)
+        if record is None:
+            return
+        try:
+            undo_import(self.project, record)
+        except Exception as exc:  # noqa: BLE001 - the store refused: nothing was changed
+            self.result_label.setText(f"The import could not be undone ({exc}); the project is as it was after it.")
+            return
+        text = f"Import undone: removed {record.describe()}."
+        self.result_label.setText(text)
+        self.undone.emit(text)
 
     def _on_format(self, name: str) -> None:
         super()._on_format(name)
@@ -386,11 +425,11 @@ class ImportDialog(_TransferDialog):
             self.images_edit.setText(path)
 
     def run(self) -> None:
-        from labeler.formats import import_annotations
-
         source = Path(self.path_edit.text().strip()).expanduser()
         images = self.images_edit.text().strip()
-        self._start(_with_progress(import_annotations, self), source, format=self.format_name(),
+        self.last_import = None
+        self.undo_button.setVisible(False)
+        self._start(_with_progress(_recorded_import, self), source, format=self.format_name(),
                     images_dir=Path(images).expanduser() if images else None, mark_done=self.mark_done.isChecked(),
                     add_images=self.add_images_choice(), **self.options())
 

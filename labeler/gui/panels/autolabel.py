@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from labeler.gui.autolabel import format_eta
+from labeler.learning.events import format_eta
 
 
 class AutoLabelPanel(QWidget):

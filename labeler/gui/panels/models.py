@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from labeler.core.store import ModelVersion, Project
+from labeler.gui.plot import VersionScore
 from labeler.learning.usable import skipped_summary
 
 
@@ -32,9 +33,12 @@ def _when(created: float | None) -> str:
 
 
 class ModelListPanel(QWidget):
-    """Versions of one plugin, newest first. ``versionActivated(id)`` after a roll back / forward."""
+    """Versions of one plugin, newest first. ``versionActivated(id)`` after a roll back / forward;
+    ``scoresChanged(scores, metric)`` after every reload: each version's validation score, oldest
+    first (:class:`~labeler.gui.plot.VersionScore`), and the name of the metric that ranks them."""
 
     versionActivated = Signal(int)
+    scoresChanged = Signal(list, str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -79,9 +83,14 @@ class ModelListPanel(QWidget):
     def reload(self) -> None:
         versions = self.versions()
         self.table.setRowCount(len(versions))
+        scores: list[VersionScore] = []
+        ranked_by = ""
         for row, v in enumerate(versions):
             numbers = {k: val for k, val in v.metrics.items() if isinstance(val, (int, float)) and k != "images"}
             ranking = self._ranking_metric(v)
+            ranked_by = ranked_by or ranking or ""
+            score = numbers.get(ranking) if ranking else next(iter(numbers.values()), None)
+            scores.append(VersionScore(int(v.id or 0), None if score is None else float(score), v.active))
             if ranking in numbers:  # the metric that decides which version is better comes first
                 numbers = {ranking: numbers[ranking]} | numbers
             # the cell shows the deciding metric; the tooltip all of them
@@ -113,6 +122,7 @@ class ModelListPanel(QWidget):
                     item.setFont(font)
                 self.table.setItem(row, col, item)
         self._update_button()
+        self.scoresChanged.emit(scores[::-1], ranked_by)
 
     def _ranking_metric(self, version: ModelVersion) -> str | None:
         """The plugin's ranking metric, from the metadata JSON beside the checkpoint (None if unreadable)."""

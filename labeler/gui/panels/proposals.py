@@ -7,12 +7,13 @@ rejected proposal back).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from labeler.core.annotation import State
+from labeler.core.annotation import Annotation, State
 from labeler.core.store import Project
 
 if TYPE_CHECKING:
@@ -23,9 +24,8 @@ ALL_PLUGINS = "All plugins"
 
 
 class ProposalsPanel(QWidget):
-    """Controls for the proposals on the current image. ``thresholdChanged(float)`` in [0, 1]."""
-
-    thresholdChanged = Signal(float)
+    """Controls for the proposals on the current image: the score threshold and the plugin filter
+    are the canvas's :class:`~labeler.core.proposal_filter.ProposalFilter`."""
 
     def __init__(self, canvas: AnnotationCanvas, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -105,24 +105,26 @@ class ProposalsPanel(QWidget):
             return []
         return self._canvas.proposal_targets()
 
-    def refresh(self) -> None:
-        """Recount the current image's proposals (after a change or a new auto-label result)."""
+    def refresh(self, *, proposals: Sequence[Annotation] | None = None) -> None:
+        """Recount the current image's proposals (after a change or a new auto-label result);
+        ``proposals`` are the image's as just read, if the caller has them (else they are read)."""
         image_id = self._canvas.current_image_id()
         if self._project is None or image_id is None:
             self.summary.setText("No image")
             self._enable(False, False)
             return
-        proposals = self._project.annotations(image_id, states=[State.PROPOSED])
+        if proposals is None:
+            proposals = self._project.annotations(image_id, states=[State.PROPOSED])
         by_plugin = Counter(self._canvas.plugin_of(p) for p in proposals)
         self._list_plugins(sorted(by_plugin))
-        chosen = self._canvas.proposal_plugin()
-        shown = [p for p in proposals if (p.score is None or p.score >= self.threshold())
-                 and (chosen is None or self._canvas.plugin_of(p) == chosen)]
+        shown_by = self._canvas.proposal_filter()
+        chosen = shown_by.plugin
+        shown = [p for p in proposals if shown_by.passes(score=p.score, plugin=self._canvas.plugin_of(p))]
         if not proposals:
             self.summary.setText("No proposals on this image. Auto-label it to get some.")
         else:
             source = ", ".join(f"{n} by {plugin}" for plugin, n in sorted(by_plugin.items()))
-            self.summary.setText(f"{len(shown)} of {len(proposals)} proposals shown (score ≥ {self.threshold():.2f}"
+            self.summary.setText(f"{len(shown)} of {len(proposals)} proposals shown (score ≥ {shown_by.min_score:.2f}"
                                  f"{'' if chosen is None else f', {chosen} only'}): {source}")
         self._enable(bool(shown), bool(proposals))
 
@@ -151,5 +153,4 @@ class ProposalsPanel(QWidget):
     def _on_slider(self, value: int) -> None:
         self.threshold_label.setText(f"{value / 100:.2f}")
         self._canvas.set_score_threshold(value / 100.0)
-        self.thresholdChanged.emit(value / 100.0)
         self.refresh()

@@ -3,8 +3,6 @@ and the option to retrain by itself after every N newly done images."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -19,9 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeler.gui.autolabel import format_eta
 from labeler.gui.plot import LossPlot
-from labeler.gui.training import event_loss, progress_fraction
+from labeler.learning import events as ev
 
 
 class TrainingPanel(QWidget):
@@ -96,60 +93,50 @@ class TrainingPanel(QWidget):
             self.log.setVisible(False)
             self.status.setText(f"Training {plugin}: preparing data…")
 
-    def show_event(self, event: dict[str, Any]) -> None:
-        """Update progress, status and plot from one ``--progress json`` line."""
-        kind = event.get("event")
-        if kind == "start":
-            text = f"Training on {event.get('train_images')} images ({event.get('validation_images')} for validation)"
-            skipped = event.get("skipped")
-            if isinstance(skipped, dict) and skipped:
-                text += "; skipped: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
-            messages = event.get("messages")
-            if isinstance(messages, list) and messages:
-                text += "\n" + "\n".join(str(m) for m in messages)
+    def show_event(self, event: ev.Event) -> None:
+        """Update progress, status and plot from one event of the training child."""
+        if isinstance(event, ev.TrainStart):
+            text = f"Training on {event.train_images} images ({event.validation_images} for validation)"
+            if event.skipped:
+                text += "; skipped: " + ", ".join(f"{n} {why}" for why, n in event.skipped.items())
+            if event.messages:
+                text += "\n" + "\n".join(event.messages)
             self.status.setText(text)
-            return
-        if kind == "evaluating":
-            self.status.setText(f"Measuring the new model on {event.get('validation_images')} validation images…")
-            return
-        if kind == "refit":
-            n = event.get("validation_images")
+        elif isinstance(event, ev.TrainEvaluating):
+            self.status.setText(f"Measuring the new model on {event.validation_images} validation images…")
+        elif isinstance(event, ev.TrainRefit):
+            n = event.validation_images
             self.status.setText(f"Folding in the {n} validation image{'' if n == 1 else 's'}…")
-            return
-        if kind == "done":  # every run ends with its validation point, however short it was
-            metric = event.get("metric")
-            if isinstance(metric, (int, float)) and not self.plot.metric_series.points:
-                self.plot.add_metric(self._last_x, float(metric))
-            return
-        if kind not in (None, "progress", "validation"):
-            return
-        fraction = progress_fraction(event)
+        elif isinstance(event, ev.TrainDone):  # every run ends with its validation point, however short it was
+            if event.metric is not None and not self.plot.metric_series.points:
+                self.plot.add_metric(self._last_x, event.metric)
+        elif isinstance(event, ev.TrainProgress):
+            self._show_progress(event)
+
+    def _show_progress(self, event: ev.TrainProgress) -> None:
+        fraction = event.done_fraction
         if fraction is not None:
             self.progress.setValue(round(fraction * 1000))
-        step = event.get("step")
-        refit = event.get("phase") == "refit"
-        x = float(step) if isinstance(step, (int, float)) else float(len(self.plot.loss_series.points))
+        refit = event.phase == "refit"
+        x = float(event.step)
         self._last_x = max(self._last_x, x)  # steps run on through the refit (the runner offsets them)
-        loss = event_loss(event)
+        if refit:
+            self.plot.mark_refit(x)
+        loss = event.loss
         if loss is not None:
             self.plot.add_loss(x, loss)
-        metric = event.get("metric")
-        if isinstance(metric, (int, float)):
-            self.plot.add_metric(x, float(metric))
+        if event.metric is not None:
+            self.plot.add_metric(x, event.metric)
         parts = ["folding in the validation images"] if refit else []
-        if isinstance(event.get("epoch"), (int, float)):  # the refit's epochs are its own
-            parts.append(f"{'refit ' if refit else ''}epoch {event['epoch']:.1f}")
+        if event.epoch is not None:  # the refit's epochs are its own
+            parts.append(f"{'refit ' if refit else ''}epoch {event.epoch:.1f}")
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
-        if isinstance(metric, (int, float)):
-            parts.append(f"val {metric:.3f}")
-        if isinstance(event.get("eta"), (int, float)):
-            parts.append(format_eta(float(event["eta"])))
-        message = event.get("message")
-        if isinstance(message, str) and not parts:
-            parts.append(message)
-        if parts:
-            self.status.setText(" · ".join(parts))
+        if event.metric is not None:
+            parts.append(f"val {event.metric:.3f}")
+        if event.eta is not None:
+            parts.append(ev.format_eta(event.eta))
+        self.status.setText(" · ".join(parts))
 
     def show_finished(self, ok: bool, message: str, tail: str) -> None:
         self.set_running(False)

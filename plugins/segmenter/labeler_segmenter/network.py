@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 UNPOOLS = ("nearest", "max", "transposed")
+SKIPS = ("none", "concat")
 CHANNELS_LAST = torch.channels_last
 """Memory layout of activations: oneDNN's convolutions on CPU run markedly faster on it for these
 narrow layers (measured: 15-45 % per training step), with identical results. Parameters keep the
@@ -176,6 +177,11 @@ class EncoderDecoder(_Segmentation):
     dilations of the quarter-resolution block's layers (it ends back at ``w2`` channels so the
     tensor matches what the second pooling saw, which ``max`` unpooling needs). The first unpool
     undoes the second pool and the second unpool undoes the first (their indices, for ``max``).
+
+    ``skips="concat"`` adds U-Net's skip connections: each decoder block also sees the features
+    of the encoder block at its resolution (concatenated after the unpooling), so fine detail
+    lost to pooling (thin membranes, object borders) reaches the output. ``"none"``: the classic
+    encoder-decoder, where everything passes through the bottleneck.
     """
 
     def __init__(
@@ -188,8 +194,13 @@ class EncoderDecoder(_Segmentation):
         unpool: str = "max",
         precision: str = "fp32",
         test_flips: str = "none",
+        skips: str = "none",
     ) -> None:
         super().__init__(precision=precision, test_flips=test_flips)
+        if skips not in SKIPS:
+            raise ValueError(f"skips must be one of {', '.join(SKIPS)}, not {skips!r}")
+        self.skips = skips
+        extra = 2 if skips == "concat" else 1
         w1, w2, w3 = widths
         self.enc1 = ConvBlock(3, w1, [1] * convs)
         self.pool1 = nn.MaxPool2d(2, stride=2, return_indices=True)
@@ -197,23 +208,23 @@ class EncoderDecoder(_Segmentation):
         self.pool2 = nn.MaxPool2d(2, stride=2, return_indices=True)
         self.middle = nn.Sequential(ConvBlock(w2, w3, middle_dilations), ConvBlock(w3, w2, [1]))
         self.unpool2 = Unpool(unpool, w2)
-        self.dec2 = ConvBlock(w2, w1, [1] * convs)
+        self.dec2 = ConvBlock(extra * w2, w1, [1] * convs)
         self.unpool1 = Unpool(unpool, w1)
-        self.dec1 = ConvBlock(w1, w1, [1] * convs)
+        self.dec1 = ConvBlock(extra * w1, w1, [1] * convs)
         self.head = nn.Conv2d(w1, num_outputs, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = _pad_to(x, STRIDE).contiguous(memory_format=CHANNELS_LAST)
-        x = self.enc1(x)
-        x, idx1 = self.pool1(x)
-        x = self.enc2(x)
-        x, idx2 = self.pool2(x)
+        full = self.enc1(x)
+        x, idx1 = self.pool1(full)
+        half = self.enc2(x)
+        x, idx2 = self.pool2(half)
         x = self.middle(x)
         x = self.unpool2(x, idx2)
-        x = self.dec2(x)
+        x = self.dec2(torch.cat((x, half), dim=1) if self.skips == "concat" else x)
         x = self.unpool1(x, idx1)
-        x = self.dec1(x)
+        x = self.dec1(torch.cat((x, full), dim=1) if self.skips == "concat" else x)
         logits: torch.Tensor = self.head(x)
         return logits[..., :h, :w]
 

@@ -28,6 +28,9 @@ SETTINGS: tuple[Setting, ...] = (
             ("naive", "encoder-decoder")),
     Setting("unpool", "max", "encoder-decoder upsampling: nearest (2x2 copies), max (back to the pooling's "
             "maxima, zeros elsewhere) or transposed (learned 3x3 stride-2 transposed conv)", ("nearest", "max", "transposed")),
+    Setting("skips", "none", "encoder-decoder skip connections: none (everything through the 1/4-resolution "
+            "bottleneck) or concat (U-Net: each decoder block also sees the encoder's features at its resolution)",
+            ("none", "concat"), legacy="none"),
     Setting("widths", "16,32,64", "channels at full, 1/2 and 1/4 resolution (naive uses the first)"),
     Setting("convs", 2, "conv-BN-ReLU layers per full/half-resolution block (naive: this times 3)"),
     Setting("middle_dilations", "1,2,4,8", "dilations of the 1/4-resolution block's convs (one conv each); "
@@ -129,6 +132,7 @@ class SegmenterPlugin:
             unpool=str(_setting(settings, "unpool")),
             precision=str(_setting(settings, "precision")),
             test_flips=test_flips,
+            skips=str(_setting(settings, "skips")),
         )
 
     # ----- training data -----
