@@ -15,6 +15,7 @@ GrabCut (crop around the object, 3 iterations, clicks as small definite disks) a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -82,10 +83,8 @@ def baseline_mask(image: np.ndarray, box: tuple[float, float, float, float], cli
     for c in clicks:
         cx, cy = int(c.x) - window.x0, int(c.y) - window.y0
         cv2.circle(labels, (cx, cy), 3, int(cv2.GC_FGD if c.positive else cv2.GC_BGD), -1)
-    try:
+    with contextlib.suppress(cv2.error):
         cv2.grabCut(crop, labels, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
-    except cv2.error:
-        pass
     out = np.zeros((h, w), bool)
     out[window.y0:window.y1, window.x0:window.x1] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     return out, None

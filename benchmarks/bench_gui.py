@@ -77,14 +77,14 @@ def child(mode: str, path: str | None) -> None:
             super().__init__()
             self.painted = False
 
-        def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
-            if not self.painted and event.type() == QEvent.Type.Paint and obj is window.images.view.viewport():
-                if mode in ("empty",) or (window.project is not None and window.images.model.rowCount()):
-                    self.painted = True
-                    result["first_paint"] = time.time()
-                    result["first_paint_cpu"] = time.process_time()
-                    if mode in ("empty", "project", "folder"):
-                        QTimer.singleShot(0, finish)
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+            if (not self.painted and event.type() == QEvent.Type.Paint and obj is window.images.view.viewport()
+                    and (mode == "empty" or (window.project is not None and window.images.model.rowCount()))):
+                self.painted = True
+                result["first_paint"] = time.time()
+                result["first_paint_cpu"] = time.process_time()
+                if mode in ("empty", "project", "folder"):
+                    QTimer.singleShot(0, finish)
             return False
 
     watch = PaintWatch()
@@ -208,7 +208,7 @@ def make_big_jpeg(path: Path, size: int = 8000) -> None:
     rng = np.random.default_rng(1)
     for _ in range(300):
         c = tuple(int(v) for v in rng.integers(0, 255, 3))
-        cx, cy, r = (int(v) for v in rng.integers(0, size, 2).tolist() + [int(rng.integers(20, 300))])
+        cx, cy, r = (int(v) for v in [*rng.integers(0, size, 2).tolist(), int(rng.integers(20, 300))])
         cv2.circle(image, (cx, cy), r, c, -1)
     image = cv2.add(image, rng.integers(0, 12, image.shape, dtype=np.uint8))
     cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])

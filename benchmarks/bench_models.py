@@ -120,7 +120,7 @@ def bare_forward_seconds(loaded: Any, images: list[np.ndarray], *, as_auto_label
     inputs = [loaded.plugin.inputs(im, settings=loaded.settings).to(loaded.device) for im in images]
     streams, threads = 1, None
     if as_auto_label:
-        ready = [_Loaded(shape=im.shape[:2], x=x) for im, x in zip(images, inputs)]
+        ready = [_Loaded(shape=im.shape[:2], x=x) for im, x in zip(images, inputs, strict=True)]
         on_gpu = str(loaded.device).startswith("cuda")
         inputs = [torch.cat([r.x for r in group]) for group in _batches(ready, batch_size=BATCH_SIZE, on_gpu=on_gpu)]
         streams, threads = _stream_plan(None, len(images), on_gpu=on_gpu)
@@ -155,7 +155,7 @@ def stage_seconds(loaded: Any, paths: list[Path]) -> dict[str, float]:
     decoded = time.perf_counter() - start
     outputs = [_forward_group(loaded, [r])[0] for r in ready]
     start = time.perf_counter()
-    for r, out in zip(ready, outputs):
+    for r, out in zip(ready, outputs, strict=True):
         _predict(loaded, r, out)
     return {"decode": decoded, "proposals": time.perf_counter() - start}
 

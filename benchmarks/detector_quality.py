@@ -140,7 +140,7 @@ def run(
                                "proposals_per_image": float(np.mean([len(p.proposals) for p in predictions]))}
     if all(len(s.annotations) == 1 for s in held):
         ious = []
-        for p, s in zip(predictions, held):
+        for p, s in zip(predictions, held, strict=True):
             boxes = [q for q in p.proposals if q.box_xywh is not None]
             truth = s.annotations[0].box_xywh
             ious.append(box_iou(max(boxes, key=lambda q: q.score).box_xywh, truth) if boxes and truth else 0.0)
@@ -182,9 +182,14 @@ def autolabel_speed(project: Any, held_ids: list[int], held_paths: list[Path], c
     folder of at least ``folder`` held-out images (files repeated under other names), best of three."""
 
     def measure(model: Any, settings: dict[str, Any]) -> dict[str, float]:
-        from labeler.learning.autolabel import auto_label
-        from labeler.learning.checkpoints import checkpoint_stem, classes_metadata, load_version, save_checkpoint
         from labeler.core.store import ModelVersion
+        from labeler.learning.autolabel import auto_label
+        from labeler.learning.checkpoints import (
+            checkpoint_stem,
+            classes_metadata,
+            load_version,
+            save_checkpoint,
+        )
 
         bench_models = _script("bench_models")
         stem = checkpoint_stem("detector")
@@ -237,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data == "bccd":
             project, samples, paths = load_bccd(Path(tmp) / "project")
             ids = [s.image_id for s in samples]
-            n_held = int(round(HELD_OUT * len(samples)))
+            n_held = round(HELD_OUT * len(samples))
             splits = folds_of(len(samples), args.folds) if args.folds > 1 else [list(range(n_held))]
             for k, held_idx in enumerate(splits):
                 held_set = set(held_idx)

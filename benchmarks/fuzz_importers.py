@@ -141,10 +141,10 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix]
     if isinstance(node, dict):
         for k, v in node.items():
-            out += _paths(v, prefix + (k,))
+            out += _paths(v, (*prefix, k))
     elif isinstance(node, list):
         for i, v in enumerate(node[:40]):
-            out += _paths(v, prefix + (i,))
+            out += _paths(v, (*prefix, i))
     return out
 
 
@@ -403,7 +403,7 @@ def main() -> int:
     if args.code:
         sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
         sys.path.insert(0, os.path.abspath(args.code))
-    import labeler.formats  # noqa: F401 - loaded before forking: each child starts warm
+    import labeler.formats
 
     print(f"code under test: {Path(labeler.formats.__file__).parents[1]}")
     data = data_dir()

@@ -98,7 +98,7 @@ def split(rows: list[tuple[str, Path, str, Any]]) -> tuple[list[int], list[int]]
     for name in sorted({r[2] for r in rows}):
         members = [i for i, r in enumerate(rows) if r[2] == name]
         members.sort(key=lambda i: hashlib.sha1(rows[i][0].encode()).hexdigest())
-        held.update(members[: int(round(HELD_OUT * len(members)))])
+        held.update(members[: round(HELD_OUT * len(members))])
     train = [i for i in range(len(rows)) if i not in held]
     return train, sorted(held)
 

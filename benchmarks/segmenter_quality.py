@@ -156,7 +156,7 @@ def run_split(plugin: Any, settings: dict[str, Any], train: list[LabelledImage],
             t3 = time.perf_counter()
             predictions.append(plugin.proposals(out, image_shape=image.shape[:2], classes=classes, settings=settings))
             t4 = time.perf_counter()
-            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 parts[key] += dt * 1000 / len(held_paths)
     metrics = plugin.evaluate(predictions, held, settings=settings)
     for key, value in metrics.items():

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
+from pytestqt.qtbot import QtBot
 
 from labeler.core.store import Project
 
@@ -94,19 +95,19 @@ class CanvasEnv:
         self.canvas = canvas
 
 
-def open_canvas(qtbot: object, project: Project, image_id: int = 1, *, size: tuple[int, int] = (640, 480)) -> CanvasEnv:
+def open_canvas(qtbot: QtBot, project: Project, image_id: int = 1, *, size: tuple[int, int] = (640, 480)) -> CanvasEnv:
     from PySide6.QtGui import QUndoStack
 
     from labeler.gui.canvas import AnnotationCanvas
 
     stack = QUndoStack()
     canvas = AnnotationCanvas(stack)
-    qtbot.addWidget(canvas)  # type: ignore[attr-defined]
+    qtbot.addWidget(canvas)
     canvas.resize(*size)
     canvas.show()
-    qtbot.waitExposed(canvas)  # type: ignore[attr-defined]
+    qtbot.waitExposed(canvas)
     canvas.set_project(project)
-    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):
         canvas.show_image(image_id)
     canvas.set_category(1)
     canvas.view().setFocus()

@@ -9,7 +9,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Tiny test networks run far faster on one thread than on several threads that spin against the
 # rest of a busy machine; child processes (the CLI tests) inherit this.
@@ -61,3 +63,17 @@ def minimal_plugin():
     from labeler_minimal_plugin import MinimalSegmenter
 
     return MinimalSegmenter()
+
+
+def trained_project(root: Path, *, images: int, done: int = 6) -> Iterator[tuple[Any, Any]]:
+    """A synthetic project with the example plugin trained on it for 30 epochs: yields the project
+    and the loaded model version, and closes the project after (for a fixture to ``yield from``)."""
+    from labeler.learning.checkpoints import load_version
+    from labeler.learning.synthetic import make_project
+    from labeler.learning.training import train
+
+    project = make_project(root, images=images, done=done)
+    plugin = minimal_plugin()
+    version = train(project, plugin, epochs=30).version
+    yield project, load_version(project, version, plugin)
+    project.close()

@@ -6,7 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from labeler.assist import Click, ImagePixels, prepare, read_window, region_at, region_count, segment, snap_path
+from labeler.assist import (
+    Click,
+    ImagePixels,
+    prepare,
+    read_window,
+    region_at,
+    region_count,
+    segment,
+    snap_path,
+)
 from labeler.assist.protocol import clicks_to_reach, iou, next_click
 from labeler.assist.window import box_window
 

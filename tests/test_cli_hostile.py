@@ -15,13 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from learning_support import install_minimal_plugin, minimal_plugin
 
 from labeler.cli import main
 from labeler.core import store as store_module
 from labeler.core.store import Project, ProjectBusyError, list_image_files
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
-from learning_support import install_minimal_plugin, minimal_plugin
 
 
 def _env() -> dict[str, str]:
@@ -44,7 +44,7 @@ def _hostile_folder(folder: Path, good: Path) -> None:
     (folder / "x.png").mkdir()
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "doc.jpg").write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
-    ok, buf = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    _ok, buf = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
     bomb = bytearray(buf.tobytes())
     bomb[16:24] = (60000).to_bytes(4, "big") * 2  # IHDR says 60000 x 60000
     (folder / "bomb.png").write_bytes(bytes(bomb))

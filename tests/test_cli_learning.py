@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from learning_support import install_minimal_plugin
 
 from labeler.core.annotation import State
 from labeler.core.store import Project
 from labeler.learning.synthetic import make_project
-from learning_support import install_minimal_plugin
 
 
 def _env() -> dict[str, str]:

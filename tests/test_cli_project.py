@@ -151,7 +151,7 @@ def test_init_on_20000_images_takes_seconds(tmp_path: Path) -> None:
     folder.mkdir()
     import cv2
 
-    ok, buf = cv2.imencode(".png", np.zeros((4, 4, 3), dtype=np.uint8))
+    _ok, buf = cv2.imencode(".png", np.zeros((4, 4, 3), dtype=np.uint8))
     data = buf.tobytes()
     for i in range(20_000):
         (folder / f"{i:05d}.png").write_bytes(data)

@@ -112,7 +112,7 @@ def _coloured_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     image = np.zeros((300, 400, 3), np.uint8)
     boxes = np.array([[40, 30, 80, 60], [200, 150, 50, 100], [300, 40, 60, 40]], np.float32)
     labels = np.array([1, 2, 3])
-    for (x, y, w, h), label in zip(boxes.astype(int), labels):
+    for (x, y, w, h), label in zip(boxes.astype(int), labels, strict=True):
         image[y:y + h, x:x + w, label - 1] = 255
     return image, boxes, labels
 
@@ -127,15 +127,15 @@ def test_augmentation_moves_the_boxes_with_the_pixels() -> None:
         view, out, out_labels, ignore = random_view(image, boxes, labels, scale=0.5, size=128, rng=rng, aug=aug)
         assert view.shape == (128, 128, 3) and view.dtype == np.uint8
         assert len(out) == len(out_labels)
-        for (x, y, w, h), label in zip(out, out_labels):
-            assert 0 <= x and 0 <= y and x + w <= 128.001 and y + h <= 128.001
+        for (x, y, w, h), label in zip(out, out_labels, strict=True):
+            assert x >= 0 and y >= 0 and x + w <= 128.001 and y + h <= 128.001
             channel = view[..., label - 1] > 127
-            inner = channel[int(math.ceil(y)) + 1:int(y + h) - 1, int(math.ceil(x)) + 1:int(x + w) - 1]
+            inner = channel[math.ceil(y) + 1:int(y + h) - 1, math.ceil(x) + 1:int(x + w) - 1]
             assert inner.size and inner.mean() > 0.95, (seed, label)  # the box holds its object's pixels ...
             ys, xs = np.nonzero(channel)  # ... and the object's visible pixels lie in its box
             assert xs.min() >= x - 1.5 and xs.max() + 1 <= x + w + 1.5 and ys.min() >= y - 1.5 and ys.max() + 1 <= y + h + 1.5
             seen += 1
-        for x, y, w, h in ignore:  # objects mostly out of view are not targets, their visible part is ignored
+        for _x, _y, w, h in ignore:  # objects mostly out of view are not targets, their visible part is ignored
             assert w > 0 and h > 0
     assert seen > 40
 
@@ -330,7 +330,7 @@ def test_auto_label_stores_many_proposals_in_full_pixels(tmp_path, monkeypatch) 
         assert result.proposals == 40 and len(stored) == 40  # at most max_proposals, all kept
         for a in stored:
             x, y, w, h = a.box_xywh
-            assert a.kind is Kind.BOX and 0 <= x and 0 <= y and x + w <= 1280 and y + h <= 960
+            assert a.kind is Kind.BOX and x >= 0 and y >= 0 and x + w <= 1280 and y + h <= 960
         # the proposals span the full-size image
         assert max(a.box_xywh[0] + a.box_xywh[2] for a in stored) > 640
         assert project.image(image_id).uncertainty is not None

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from learning_support import install_minimal_plugin
 
 from labeler.core.store import Project
 from labeler.learning.synthetic import make_project
-from learning_support import install_minimal_plugin
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -51,11 +51,11 @@ def test_two_processes_train_one_version(tmp_path):
 def _rank_worker(rank: int, init_file: str, fail_rank: int, out_file: str) -> None:
     """One rank of a 2-process gloo group running fit(); ``fail_rank`` gets NaN losses at step 3."""
     import torch.distributed as dist
+    from learning_support import minimal_plugin
 
     from labeler.learning.api import PluginError, default_settings
     from labeler.learning.loop import fit
     from labeler.learning.synthetic import make_samples
-    from learning_support import minimal_plugin
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     plugin = minimal_plugin()

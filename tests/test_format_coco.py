@@ -140,7 +140,7 @@ def test_export_is_stable_and_round_trips(rich: tuple[Project, Path], tmp_path: 
     # into a new project: the same labels come back
     again = Project.create(tmp_path / "again")
     report = import_annotations(again, tmp_path / "a.json", format="coco")
-    assert report.annotations == 5 and report.images_added == 0 or report.images_added == 2
+    assert (report.annotations == 5 and report.images_added == 0) or report.images_added == 2
 
     def signature(p: Project) -> list[tuple[Any, ...]]:
         out = []

@@ -270,7 +270,7 @@ def test_exports_get_the_users_normal_file_mode(tmp_path: Path, fmt: str) -> Non
     import_annotations(project, tmp_path / "ok.json", format="coco")
     out = tmp_path / ("out.json" if fmt == "coco" else "out")
     export_annotations(project, out, format=fmt)
-    entries = [out] + ([p for p in out.rglob("*")] if out.is_dir() else [])
+    entries = [out] + (list(out.rglob("*")) if out.is_dir() else [])
     assert len(entries) > 1 or fmt == "coco"
     for entry in entries:
         want = 0o755 if entry.is_dir() else 0o644

@@ -156,7 +156,7 @@ def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(tmp_path: Pat
     assert "root:x" not in str(info.value) and "/bin/bash" not in str(info.value)
 
 
-@pytest.mark.parametrize("yaml_text, names", [
+@pytest.mark.parametrize(("yaml_text", "names"), [
     ("names:\n  - apple\n  - 'it''s'\n", ["apple", "it's"]),
     ("names: {0: apple, 1: \"b: c\"}  # note\n", ["apple", "b: c"]),
     ("path: ../x\nnames:\n  0: apple\n  1: banana # yellow\n", ["apple", "banana"]),
@@ -173,7 +173,7 @@ def test_yolo_reads_ordinary_yaml(tmp_path: Path, yaml_text: str, names: list[st
     assert [c.name for c in project.categories()] == [names[1]]
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", "names: [a, b\n".encode(), b"names: 5\n",
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"names: [a, b\n", b"names: 5\n",
                                      b"names: !!python/object/apply:os.system ['true']\n"])
 def test_yolo_bad_class_files_are_format_errors(tmp_path: Path, content: bytes) -> None:
     src = tmp_path / "yolo"

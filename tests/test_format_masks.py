@@ -23,7 +23,7 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-CAMVID = "Sky,Building,Pole,Road,Pavement,Tree,SignSymbol,Fence,Car,Pedestrian,Bicyclist".split(",")
+CAMVID = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
 
 
 def label_set(tmp_path: Path) -> tuple[Path, Path, list[np.ndarray]]:
@@ -122,7 +122,7 @@ def test_colour_label_image_is_refused_and_changes_nothing(tmp_path: Path) -> No
     Image.fromarray(rgb).save(labels / "b.png")
     project = Project.create(tmp_path / "proj")
     before = project_state(project)
-    with pytest.raises(FormatError, match="b.png: a colour image"):
+    with pytest.raises(FormatError, match=r"b\.png: a colour image"):
         import_annotations(project, labels, format="masks", images_dir=images)
     assert project_state(project) == before
     gray_rgb = np.repeat(np.arange(12, dtype=np.uint8)[None, :, None], 8, axis=0).repeat(3, axis=2)

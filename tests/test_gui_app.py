@@ -75,8 +75,8 @@ def test_open_project_navigate_with_keys(qtbot, window: MainWindow, tmp_path: Pa
     press(qtbot, window, Qt.Key.Key_N)
     assert window.current_image_id() == ids[3]
     # U goes to the most uncertain auto-labelled image
-    window.project.set_uncertainty(ids[4], 0.9)
-    window.project.set_uncertainty(ids[0], 0.2)
+    window.project.replace_proposals(ids[4], plugin="test", proposals=[], uncertainty=0.9)
+    window.project.replace_proposals(ids[0], plugin="test", proposals=[], uncertainty=0.2)
     press(qtbot, window, Qt.Key.Key_U)
     assert window.current_image_id() == ids[4]
     assert "5 images" in window.images.counts_label.text()
@@ -456,7 +456,7 @@ def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot, window: Main
     open_and_wait(qtbot, window, root)
     ids = [r.id for r in window.project.images()]
     for image_id, value in ((ids[1], 0.9), (ids[3], 0.5), (ids[4], 0.95)):
-        window.project.set_uncertainty(image_id, value)
+        window.project.replace_proposals(image_id, plugin="test", proposals=[], uncertainty=value)
     walked, shown = [], []
     for _ in range(4):
         press(qtbot, window, Qt.Key.Key_U)

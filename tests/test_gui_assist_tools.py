@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from gui_helpers import CanvasEnv, click, close_canvas, drag, key, make_project, open_canvas, press, release
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import decode_rle, encode_mask
@@ -18,25 +19,25 @@ RIGHT = Qt.MouseButton.RightButton
 
 
 @pytest.fixture
-def env(qtbot: object, tmp_path: Path) -> Iterator[CanvasEnv]:
+def env(qtbot: QtBot, tmp_path: Path) -> Iterator[CanvasEnv]:
     e = open_canvas(qtbot, make_project(tmp_path))
     yield e
     close_canvas(e)
 
 
-def _settle(qtbot: object, env: CanvasEnv) -> None:
-    tool = env.canvas._tools["assist"]  # noqa: SLF001
-    qtbot.waitUntil(lambda: not tool.busy() and tool.result() is not None, timeout=10_000)  # type: ignore[attr-defined]
-    qtbot.wait(20)  # type: ignore[attr-defined]
+def _settle(qtbot: QtBot, env: CanvasEnv) -> None:
+    tool = env.canvas._tools["assist"]
+    qtbot.waitUntil(lambda: not tool.busy() and tool.result() is not None, timeout=10_000)
+    qtbot.wait(20)
 
 
-def test_box_to_mask_clicks_enter_undo(qtbot: object, env: CanvasEnv) -> None:
+def test_box_to_mask_clicks_enter_undo(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     canvas.set_tool("assist")
     # the dark square of the generated image is x 80..160, y 60..120
     drag(canvas, [(70, 50), (120, 90), (170, 130)])
     _settle(qtbot, env)
-    tool = canvas._tools["assist"]  # noqa: SLF001
+    tool = canvas._tools["assist"]
     first = tool.result().full(320, 240)
     truth = np.zeros((240, 320), bool)
     truth[60:120, 80:160] = True
@@ -45,11 +46,11 @@ def test_box_to_mask_clicks_enter_undo(qtbot: object, env: CanvasEnv) -> None:
     # a right click inside the square says "not object" there: the preview loses that spot
     press(canvas, 100, 80, button=RIGHT)
     release(canvas, 100, 80, button=RIGHT)
-    qtbot.waitUntil(lambda: not tool.busy(), timeout=10_000)  # type: ignore[attr-defined]
-    qtbot.wait(20)  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: not tool.busy(), timeout=10_000)
+    qtbot.wait(20)
     assert not tool.result().full(320, 240)[80, 100]
     click(canvas, 100, 80)  # and a left click there, later, wins: object again
-    qtbot.waitUntil(lambda: not tool.busy(), timeout=10_000)  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: not tool.busy(), timeout=10_000)
     key(canvas, Qt.Key.Key_Return)
     (ann,) = env.project.annotations(1)
     assert ann.kind is Kind.MASK and ann.is_human and ann.state is State.ACCEPTED and ann.category_id == 1
@@ -60,13 +61,13 @@ def test_box_to_mask_clicks_enter_undo(qtbot: object, env: CanvasEnv) -> None:
     assert len(env.project.annotations(1)) == 1
 
 
-def test_escape_drops_the_mask(qtbot: object, env: CanvasEnv) -> None:
+def test_escape_drops_the_mask(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     canvas.set_tool("assist")
     drag(canvas, [(70, 50), (170, 130)])
     _settle(qtbot, env)
     key(canvas, Qt.Key.Key_Escape)
-    assert not canvas._tools["assist"].making()  # noqa: SLF001
+    assert not canvas._tools["assist"].making()
     key(canvas, Qt.Key.Key_Return)
     assert env.project.annotations(1) == []
 
@@ -93,7 +94,7 @@ def test_click_takes_one_region_of_a_mask_proposal(env: CanvasEnv) -> None:
     assert back.state is State.PROPOSED and decode_rle(back.rle).sum() == mask.sum()
 
 
-def test_outline_snaps_to_the_square_edges(qtbot: object, env: CanvasEnv) -> None:
+def test_outline_snaps_to_the_square_edges(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     canvas.set_tool("outline")
     # corners near (not on) the dark square x 80..160, y 60..120: the sides follow its edges

@@ -13,6 +13,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import decode_rle, encode_mask
@@ -23,7 +24,7 @@ from labeler.gui.canvas.items import BoxItem
 
 
 @pytest.fixture
-def env(qtbot: object, tmp_path: Path) -> Iterator[CanvasEnv]:
+def env(qtbot: QtBot, tmp_path: Path) -> Iterator[CanvasEnv]:
     e = open_canvas(qtbot, make_project(tmp_path))
     yield e
     close_canvas(e)
@@ -126,30 +127,30 @@ def test_middle_button_and_space_drag_pan(env: CanvasEnv) -> None:
     assert len(env.project.annotations(1)) == 1
 
 
-def test_corrupt_image_reports_an_error(qtbot: object, env: CanvasEnv) -> None:
+def test_corrupt_image_reports_an_error(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     path = env.project.image_path(2)
     path.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
-    with qtbot.waitSignal(canvas.errorOccurred, timeout=10_000) as blocker:  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.errorOccurred, timeout=10_000) as blocker:
         canvas.show_image(2)
     assert "img1.png" in blocker.args[0] and "not a readable image" in blocker.args[0]
     assert canvas.image_resolution() is None and canvas.annotation_items() == {}
     canvas.set_tool("box")
     drag(canvas, [(10, 10), (50, 50)])  # nothing to draw on: ignored, no exception
     assert env.project.annotations(2) == []
-    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):
         canvas.show_image(1)  # and the canvas still works
     assert canvas.image_size() == (320, 240)
 
 
-def test_missing_file_reports_an_error(qtbot: object, env: CanvasEnv) -> None:
+def test_missing_file_reports_an_error(qtbot: QtBot, env: CanvasEnv) -> None:
     env.project.image_path(2).unlink()
-    with qtbot.waitSignal(env.canvas.errorOccurred, timeout=10_000) as blocker:  # type: ignore[attr-defined]
+    with qtbot.waitSignal(env.canvas.errorOccurred, timeout=10_000) as blocker:
         env.canvas.show_image(2)
     assert "no such file" in blocker.args[0]
 
 
-def test_big_image_shows_a_reduced_version_first(qtbot: object, tmp_path: Path) -> None:
+def test_big_image_shows_a_reduced_version_first(qtbot: QtBot, tmp_path: Path) -> None:
     assert preview_reduction(4000, 4000) == 4 and preview_reduction(8000, 6000) == 8
     assert preview_reduction(1024, 768) == 1
     project = make_project(tmp_path, images=1)
@@ -165,7 +166,7 @@ def test_big_image_shows_a_reduced_version_first(qtbot: object, tmp_path: Path) 
         shown_at: list[int | None] = []
         canvas.resolutionChanged.connect(levels.append)
         canvas.imageShown.connect(lambda _i: shown_at.append(canvas.image_resolution()))
-        with qtbot.waitSignal(canvas.imageShown, timeout=30_000):  # type: ignore[attr-defined]
+        with qtbot.waitSignal(canvas.imageShown, timeout=30_000):
             canvas.show_image(image_id)
         assert levels == [4]
         assert shown_at == [4]  # the first pixels on screen were the 1/4 level, enough at fit
@@ -185,14 +186,14 @@ def test_big_image_shows_a_reduced_version_first(qtbot: object, tmp_path: Path) 
         assert canvas.image_resolution() == 4
         canvas.set_tool("select")
         # Zooming in to 1:1 decodes the full resolution (in a worker) and keeps one copy of it.
-        with qtbot.waitSignal(canvas.resolutionChanged, timeout=30_000, check_params_cb=lambda r: r == 1):  # type: ignore[attr-defined]
+        with qtbot.waitSignal(canvas.resolutionChanged, timeout=30_000, check_params_cb=lambda r: r == 1):
             canvas.zoom_actual_size()
         assert canvas._image_layer.reductions() == [1, 4]
         # One full-size copy: 32-bit pixels straight from the decoder (decode_jpeg_rgbx) + the small level.
         assert canvas._image_layer.level_bytes() == 4000 * 4000 * 4 + 1000 * 1000 * 4
         assert not canvas.view().viewport().grab().isNull()
         # Back to fit: the full-size pixels are freed, the small level stays.
-        with qtbot.waitSignal(canvas.resolutionChanged, timeout=1000, check_params_cb=lambda r: r == 4):  # type: ignore[attr-defined]
+        with qtbot.waitSignal(canvas.resolutionChanged, timeout=1000, check_params_cb=lambda r: r == 4):
             canvas.fit_to_window()
         assert canvas._image_layer.reductions() == [4]
         assert levels == [4, 1, 4]
@@ -283,11 +284,11 @@ def test_reload_keeps_unchanged_items_and_selection(env: CanvasEnv) -> None:
     assert canvas.selected_ids() == [anns["human_box"].id]
 
 
-def test_no_project_and_unknown_tool(qtbot: object) -> None:
+def test_no_project_and_unknown_tool(qtbot: QtBot) -> None:
     from PySide6.QtGui import QUndoStack
 
     canvas = AnnotationCanvas(QUndoStack())
-    qtbot.addWidget(canvas)  # type: ignore[attr-defined]
+    qtbot.addWidget(canvas)
     canvas.show_image(3)  # no project: nothing happens
     assert canvas.current_image_id() is None
     canvas.delete_selected()
@@ -296,12 +297,12 @@ def test_no_project_and_unknown_tool(qtbot: object) -> None:
         canvas.set_tool("lasso")
 
 
-def test_showing_the_same_image_again_only_rereads_labels(qtbot: object, env: CanvasEnv) -> None:
+def test_showing_the_same_image_again_only_rereads_labels(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     levels: list[int] = []
     canvas.resolutionChanged.connect(levels.append)
     env.project.add_annotation(Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(5, 5, 20, 20)))
-    with qtbot.waitSignal(canvas.imageShown, timeout=1000):  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.imageShown, timeout=1000):
         canvas.show_image(1)
     assert levels == [] and len(canvas.annotation_items()) == 1
 
@@ -323,13 +324,13 @@ def test_mask_outline_follows_pixel_edges(env: CanvasEnv) -> None:
     assert item.hit(QPointF(101, 41), 0) and not item.hit(QPointF(112, 50), 0)
 
 
-def test_undo_after_moving_to_another_image(qtbot: object, env: CanvasEnv) -> None:
+def test_undo_after_moving_to_another_image(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     canvas.set_tool("box")
     drag(canvas, [(10, 10), (60, 60)])
-    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.imageShown, timeout=10_000):
         canvas.show_image(2)
-    with qtbot.waitSignal(canvas.annotationsChanged, timeout=1000) as changed:  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.annotationsChanged, timeout=1000) as changed:
         env.stack.undo()
     assert changed.args == [1] and env.project.annotations(1) == []
     assert canvas.current_image_id() == 2
@@ -384,14 +385,14 @@ def test_masks_are_drawn_in_translucent_class_colour(
     assert tinted.red() < plain.red() and tinted.red() > 0.3 * plain.red()  # ... but the image shows through
 
 
-def test_flipping_through_images_shows_the_last_one(qtbot: object, env: CanvasEnv) -> None:
+def test_flipping_through_images_shows_the_last_one(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     shown: list[int] = []
     canvas.imageShown.connect(shown.append)
     env.project.add_annotation(Annotation(image_id=2, category_id=1, kind=Kind.BOX, box_xywh=(5, 5, 20, 20)))
     for image_id in (2, 1, 2, 1, 2):
         canvas.show_image(image_id)
-    qtbot.waitUntil(lambda: shown == [2], timeout=10_000)  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: shown == [2], timeout=10_000)
     assert canvas.wait_for_loads(10_000)
     QApplication.processEvents()
     assert shown == [2] and canvas.current_image_id() == 2
@@ -424,7 +425,7 @@ def test_jpeg_decoded_straight_into_one_rgbx_buffer(tmp_path: Path) -> None:
     assert decode_jpeg_rgbx(truncated) is None
 
 
-def test_a_mask_proposal_is_hatched_all_over_and_an_accepted_mask_is_not(qtbot: object) -> None:
+def test_a_mask_proposal_is_hatched_all_over_and_an_accepted_mask_is_not(qtbot: QtBot) -> None:
     import numpy as np
     from PySide6.QtGui import QImage, QPainter
     from PySide6.QtWidgets import QStyleOptionGraphicsItem

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from gui_helpers import CanvasEnv, click, close_canvas, double_click, drag, key, make_project, open_canvas
 from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import decode_rle, encode_mask, rle_area
@@ -16,7 +17,7 @@ from labeler.core.store import ModelVersion
 
 
 @pytest.fixture
-def env(qtbot: object, tmp_path: Path) -> Iterator[CanvasEnv]:
+def env(qtbot: QtBot, tmp_path: Path) -> Iterator[CanvasEnv]:
     e = open_canvas(qtbot, make_project(tmp_path))
     yield e
     close_canvas(e)
@@ -36,13 +37,13 @@ def _proposal(env: CanvasEnv, **geometry: object) -> Annotation:
     return ann
 
 
-def test_draw_box_undo_redo(qtbot: object, env: CanvasEnv) -> None:
+def test_draw_box_undo_redo(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     canvas.set_category(2)
-    with qtbot.waitSignal(canvas.toolChanged, timeout=1000) as tool:  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.toolChanged, timeout=1000) as tool:
         canvas.set_tool("box")
     assert tool.args == ["box"]
-    with qtbot.waitSignal(canvas.annotationsChanged, timeout=1000) as changed:  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.annotationsChanged, timeout=1000) as changed:
         drag(canvas, [(40, 50), (80, 90), (120, 130)])
     assert changed.args == [1]
     (box,) = _anns(env)
@@ -198,7 +199,7 @@ def test_change_class_duplicate_delete(env: CanvasEnv) -> None:
     assert env.project.annotation(box.id).category_id == 3
     assert canvas.annotation_items()[box.id].tag.text() == "bird"
     canvas.duplicate_selected()
-    original, copy = _anns(env)
+    _original, copy = _anns(env)
     assert copy.category_id == 3 and copy.box_xywh == pytest.approx((50, 50, 60, 60), abs=1.0)
     assert canvas.selected_ids() == [copy.id] and selections[-1] == [copy.id]
     key(canvas, Qt.Key.Key_Delete)
@@ -270,11 +271,11 @@ def test_brushing_a_selected_proposal_mask_makes_it_human(env: CanvasEnv) -> Non
     assert shifted[60:110, 60:110].all() and not shifted[55, 55]
 
 
-def test_new_labels_need_a_class(qtbot: object, env: CanvasEnv) -> None:
+def test_new_labels_need_a_class(qtbot: QtBot, env: CanvasEnv) -> None:
     canvas = env.canvas
     canvas.set_category(99)
     canvas.set_tool("box")
-    with qtbot.waitSignal(canvas.errorOccurred, timeout=1000) as err:  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.errorOccurred, timeout=1000) as err:
         drag(canvas, [(10, 10), (50, 50)])
     assert "class" in err.args[0]
     assert _anns(env) == []
@@ -318,7 +319,7 @@ def test_drawing_survives_labels_arriving_meanwhile(env: CanvasEnv) -> None:
     assert len(poly.polygons[0]) == 3
 
 
-def test_drawing_keys_win_over_window_shortcuts(qtbot: object, env: CanvasEnv) -> None:
+def test_drawing_keys_win_over_window_shortcuts(qtbot: QtBot, env: CanvasEnv) -> None:
     from PySide6.QtGui import QAction, QKeySequence
 
     canvas = env.canvas
@@ -337,14 +338,14 @@ def test_drawing_keys_win_over_window_shortcuts(qtbot: object, env: CanvasEnv) -
     assert fired == ["esc"]
 
 
-def test_a_box_too_small_to_see_is_not_drawn_and_the_user_is_told(qtbot: object, env: CanvasEnv) -> None:
+def test_a_box_too_small_to_see_is_not_drawn_and_the_user_is_told(qtbot: QtBot, env: CanvasEnv) -> None:
     from labeler.gui.canvas.tools import MIN_BOX_SCREEN_PX
 
     canvas = env.canvas
     canvas.set_tool("box")
     scale = canvas.view().scale_factor()
     side = (MIN_BOX_SCREEN_PX - 2) / scale  # a 4-screen-pixel drag
-    with qtbot.waitSignal(canvas.errorOccurred, timeout=2000) as told:  # type: ignore[attr-defined]
+    with qtbot.waitSignal(canvas.errorOccurred, timeout=2000) as told:
         drag(canvas, [(100, 100), (100 + side / 2, 100 + side / 2), (100 + side, 100 + side)])
     assert _anns(env) == [] and "Zoom in" in told.args[0]
     big = (MIN_BOX_SCREEN_PX + 4) / scale

@@ -14,13 +14,13 @@ from PySide6.QtCore import Qt, QTimer
 
 pytest.importorskip("pytestqt")
 
-from gui_support import make_project  # noqa: E402
+from gui_support import make_project
 
-from labeler.core.annotation import Annotation, Kind, State  # noqa: E402
-from labeler.core.store import Project  # noqa: E402
-from labeler.gui.image_list import ImageState  # noqa: E402
-from labeler.gui.main_window import MainWindow  # noqa: E402
-from labeler.learning import events as ev  # noqa: E402
+from labeler.core.annotation import Annotation, Kind, State
+from labeler.core.store import Project
+from labeler.gui.image_list import ImageState
+from labeler.gui.main_window import MainWindow
+from labeler.learning import events as ev
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 PLUGIN = "localizer"
@@ -247,7 +247,7 @@ def test_training_on_too_few_usable_images_is_refused_naming_the_detector(qtbot,
     open_and_wait(qtbot, window, root)
     with qtbot.waitSignal(window.trainer.finished, timeout=120_000) as blocker:
         qtbot.mouseClick(window.training_panel.train_button, Qt.MouseButton.LeftButton)
-    ok, message, _tail = blocker.args
+    ok, _message, _tail = blocker.args
     assert not ok
     shown = window.training_panel.status.text()
     assert "of the 8 done images (7 skipped: 7 × 2 accepted labels" in shown

@@ -11,12 +11,12 @@ from PySide6.QtWidgets import QApplication
 
 pytest.importorskip("pytestqt")
 
-from gui_support import make_project  # noqa: E402
+from gui_support import make_project
 
-from labeler.core.annotation import Annotation, Kind  # noqa: E402
-from labeler.core.geometry import encode_mask  # noqa: E402
-from labeler.core.store import Project  # noqa: E402
-from labeler.gui.dialogs.transfer import ExportDialog, ImportDialog  # noqa: E402
+from labeler.core.annotation import Annotation, Kind
+from labeler.core.geometry import encode_mask
+from labeler.core.store import Project
+from labeler.gui.dialogs.transfer import ExportDialog, ImportDialog
 
 
 def labelled_project(root: Path) -> Project:

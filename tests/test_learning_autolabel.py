@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from pathlib import Path
 
 import pytest
+from learning_support import install_minimal_plugin, minimal_plugin, trained_project
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.duplicates import DUPLICATE_IOU, overlap
+from labeler.core.uncertainty import uncertainty_order
 from labeler.learning.autolabel import (
     auto_label,
     in_shard,
@@ -16,19 +20,13 @@ from labeler.learning.autolabel import (
     parse_shard,
     select_images,
 )
-from labeler.learning.checkpoints import load_version
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
-from learning_support import install_minimal_plugin, minimal_plugin
 
 
 @pytest.fixture
 def trained(tmp_path: Path):
-    project = make_project(tmp_path / "proj", images=10, done=6)
-    plugin = minimal_plugin()
-    version = train(project, plugin, epochs=30).version
-    yield project, load_version(project, version, plugin)
-    project.close()
+    yield from trained_project(tmp_path / "proj", images=10)
 
 
 def test_auto_label_writes_proposals_and_uncertainty(trained):
@@ -45,7 +43,7 @@ def test_auto_label_writes_proposals_and_uncertainty(trained):
     assert all(a.model_version == loaded.version.id and 0.0 <= a.score <= 1.0 and a.kind is Kind.MASK
                for a in proposals)
     assert all(project.image(i).uncertainty is not None for i in ids)
-    assert project.most_uncertain_image() is not None
+    assert uncertainty_order(project.images())
 
 
 def test_auto_label_never_touches_accepted_and_replaces_own_older_proposals(trained):
@@ -91,7 +89,7 @@ def test_unreadable_image_is_reported_and_skipped(trained):
 def test_shards_split_by_id_and_cover_everything(trained):
     project, _ = trained
     shards = [select_images(project, scope="all", shard=(k, 3)) for k in (1, 2, 3)]
-    assert sorted(sum(shards, [])) == list(range(1, 11))
+    assert sorted(functools.reduce(operator.iadd, shards, [])) == list(range(1, 11))
     assert all(not set(a) & set(b) for a in shards for b in shards if a is not b)
     assert all(in_shard(i, (k + 1, 3)) for k, s in enumerate(shards) for i in s)
     assert parse_shard("2/4") == (2, 4)
@@ -132,7 +130,7 @@ def test_plugin_failing_in_inputs_is_named_and_earlier_images_are_kept(trained):
                 raise ValueError("odd pixels")
             return inner(image, settings=settings)
 
-    with pytest.raises(PluginError, match="'minimal'.*inputs raised ValueError: odd pixels"):
+    with pytest.raises(PluginError, match=r"'minimal'.*inputs raised ValueError: odd pixels"):
         auto_label(project, replace(loaded, plugin=Flaky()), [7, 8, 9, 10], workers=1)
     assert project.image(7).uncertainty is not None and project.image(8).uncertainty is not None
     assert project.image(9).uncertainty is None
@@ -150,7 +148,7 @@ def test_batched_forward_matches_one_by_one(trained):
     together = _forward_group(loaded, group)
     alone = [_forward_group(loaded, [g])[0] for g in group]
     assert len(together) == 3
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
     assert _forward_group(loaded, [_Loaded(error="unreadable")]) == [None]
 

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from learning_support import install_minimal_plugin, minimal_plugin
 
 from labeler.core.store import Project
 from labeler.learning.autolabel import load_model
 from labeler.learning.checkpoints import CheckpointError, selection_checkpoint
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
-from learning_support import install_minimal_plugin, minimal_plugin
 
 
 def _safetensors_with(header: dict | bytes, body: bytes = b"") -> bytes:

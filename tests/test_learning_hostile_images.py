@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from learning_support import minimal_plugin, trained_project
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import decode_rle, polygons_to_mask
@@ -24,7 +25,6 @@ from labeler.learning.dataset import UNREADABLE
 from labeler.learning.evaluation import evaluate_version
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
-from learning_support import minimal_plugin
 
 
 def _break_first_done(project) -> int:
@@ -97,11 +97,7 @@ class _Spy:
 
 @pytest.fixture
 def trained(tmp_path: Path):
-    project = make_project(tmp_path / "proj", images=8, done=6)
-    plugin = minimal_plugin()
-    version = train(project, plugin, epochs=30).version
-    yield project, load_version(project, version, plugin)
-    project.close()
+    yield from trained_project(tmp_path / "proj", images=8)
 
 
 def test_an_image_over_the_budget_runs_reduced_and_its_masks_come_at_full_size(trained, monkeypatch):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
+from learning_support import minimal_plugin
 
 from labeler.learning.api import PluginError, default_settings
 from labeler.learning.loop import fit, lr_factor, stack_examples
 from labeler.learning.synthetic import make_samples
-from learning_support import minimal_plugin
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert lr_factor(0.5) == pytest.approx(0.5)
     assert lr_factor(1.0) == pytest.approx(0.0, abs=1e-12)
     values = [lr_factor(f) for f in np.linspace(0.05, 1.0, 50)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(values))
 
 
 class _Broken:

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from learning_support import install_minimal_plugin
 
 from labeler.learning.api import PluginError
 from labeler.learning.plugins import discover, get_plugin, load_errors
-from learning_support import install_minimal_plugin
 
 
 def _fake_distribution(root: Path, name: str, entry_points: str, module: str | None = None) -> None:
@@ -52,9 +52,9 @@ def test_broken_plugins_are_reported_by_name_without_hiding_others(tmp_path, mon
     assert "cannot start" in errors["raiser"]
     assert "differs from the entry point's name 'alias'" in errors["alias"]
     assert "has no 'task'" in errors["partial"]
-    with pytest.raises(PluginError, match="'raiser'.*could not be loaded.*cannot start"):
+    with pytest.raises(PluginError, match=r"'raiser'.*could not be loaded.*cannot start"):
         get_plugin("raiser")
-    with pytest.raises(PluginError, match="not installed.*minimal"):
+    with pytest.raises(PluginError, match=r"not installed.*minimal"):
         get_plugin("nonesuch")
 
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from learning_support import minimal_plugin
 
 from labeler.learning import refit as refit_module
 from labeler.learning import training
@@ -17,7 +18,6 @@ from labeler.learning.predict import evaluate_samples
 from labeler.learning.refit import REFIT_LR_FACTOR, REFIT_SHARE, PhaseRelay, refit_settings, split_budget
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
-from learning_support import minimal_plugin
 
 DONE = 8  # of which validation_split holds 2 out
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from learning_support import minimal_plugin
 
 from labeler.core.store import Project
 from labeler.learning.api import PluginError
 from labeler.learning.dataset import split_key, validation_split
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import TrainingError, train
-from learning_support import minimal_plugin
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_train_adds_a_version_with_checkpoint_and_metadata(project):
     assert meta["plugin"] == "minimal" and meta["classes"] == [{"id": 1, "name": "red"}, {"id": 2, "name": "green"}]
     assert meta["metrics"] == v.metrics and meta["settings"]["size"] == 32
     assert sorted(meta["data"]["train_images"] + meta["data"]["validation_images"]) == list(range(1, 9))
-    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
+    assert next(e["event"] for e in events) == "start" and events[-1]["event"] == "done"
     assert events[-1]["version"] == v.id and events[-1]["activated"] is True
     assert not list(project.models_dir.glob(".*tmp"))
 
@@ -193,12 +193,10 @@ def test_cancel_stores_nothing_unless_kept(project):
 
 def test_nothing_to_train_on(tmp_path):
     plugin = minimal_plugin()
-    with make_project(tmp_path / "p", images=3, done=0) as p:
-        with pytest.raises(TrainingError, match="no image is marked done"):
-            train(p, plugin, epochs=1)
-    with Project.create(tmp_path / "q") as q:
-        with pytest.raises(TrainingError, match="no categories"):
-            train(q, plugin, epochs=1)
+    with make_project(tmp_path / "p", images=3, done=0) as p, pytest.raises(TrainingError, match="no image is marked done"):
+        train(p, plugin, epochs=1)
+    with Project.create(tmp_path / "q") as q, pytest.raises(TrainingError, match="no categories"):
+        train(q, plugin, epochs=1)
 
 
 def test_skipped_images_are_counted(project):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from learning_support import minimal_plugin
 
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import TrainingError, train
 from labeler.learning.usable import MIN_USABLE_SHARE, min_usable_images, refusal
-from learning_support import minimal_plugin
 
 
 def test_five_of_292_is_refused_naming_the_detector() -> None:

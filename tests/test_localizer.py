@@ -253,7 +253,7 @@ def test_inputs_and_proposals_on_a_real_forward() -> None:
         pred = plugin.proposals(model(x), image_shape=(37, 91), classes=CLASSES, settings=SETTINGS)
     (p,) = pred.proposals
     x0, y0, w, h = p.box_xywh or (0, 0, 0, 0)
-    assert 0 <= x0 and 0 <= y0 and x0 + w <= 91 and y0 + h <= 37
+    assert x0 >= 0 and y0 >= 0 and x0 + w <= 91 and y0 + h <= 37
     assert 0 <= pred.uncertainty <= 1
 
 
@@ -358,7 +358,7 @@ def test_auto_label_decodes_big_jpegs_small_and_boxes_in_full_pixels(tmp_path, m
         assert seen == [(150, 200, 3)]
         (proposal,) = project.annotations(image_id, states=[State.PROPOSED])
         x, y, w, h = proposal.box_xywh
-        assert 0 <= x and 0 <= y and x + w <= 1600 + 0.5 and y + h <= 1200 + 0.5
+        assert x >= 0 and y >= 0 and x + w <= 1600 + 0.5 and y + h <= 1200 + 0.5
         assert (project.image(image_id).width, project.image(image_id).height) == (1600, 1200)
         # the same box as from the fully decoded photo, up to resampling
         full = plugin.proposals(model(plugin.inputs(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB), settings=settings)),

@@ -11,10 +11,12 @@ torch = pytest.importorskip("torch")
 from labeler.core.annotation import Annotation, Category, Kind  # noqa: E402
 from labeler.core.geometry import decode_rle, encode_mask  # noqa: E402
 from labeler.learning.api import LabelledImage, Plugin, Prediction, SkipImage, resolve_settings  # noqa: E402
-from labeler_segmenter import SegmenterPlugin  # noqa: E402
+from labeler_segmenter import (  # noqa: E402
+    SegmenterPlugin,
+    postprocess,
+)
 from labeler_segmenter.data import IGNORE, rasterise_target  # noqa: E402
 from labeler_segmenter.network import EncoderDecoder, Unpool  # noqa: E402
-from labeler_segmenter import postprocess  # noqa: E402
 from labeler_segmenter.postprocess import regions_to_proposals, upsampled_max  # noqa: E402
 
 # A 4x4 input whose 2x2 windows (stride 2) have their maxima at distinct, known places:

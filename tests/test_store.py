@@ -17,6 +17,7 @@ from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import decode_rle, encode_mask
 from labeler.core.schema import SCHEMA_VERSION
 from labeler.core.store import DB_NAME, MODELS_DIR, ModelVersion, Project, ProjectError
+from labeler.core.uncertainty import uncertainty_order
 
 
 def write_images(folder: Path, names: list[str], size: tuple[int, int] = (12, 8)) -> list[Path]:
@@ -213,14 +214,14 @@ def test_unknown_image_is_a_project_error(project: Project) -> None:
 
 def test_uncertainty_and_most_uncertain(project: Project) -> None:
     a, b, c = (r.id for r in project.images())
-    assert project.most_uncertain_image() is None
-    project.set_uncertainty(a, 0.2)
-    project.set_uncertainty(b, 0.9)
-    project.set_uncertainty(c, 0.5)
-    assert project.most_uncertain_image().id == b  # type: ignore[union-attr]
-    assert project.most_uncertain_image(exclude=b).id == c  # type: ignore[union-attr]
+    assert uncertainty_order(project.images()) == []
+    project.replace_proposals(a, plugin="test", proposals=[], uncertainty=0.2)
+    project.replace_proposals(b, plugin="test", proposals=[], uncertainty=0.9)
+    project.replace_proposals(c, plugin="test", proposals=[], uncertainty=0.5)
+    assert [r.id for r in uncertainty_order(project.images())] == [b, c, a]
+    assert project.image(b).uncertainty == 0.9
     project.set_done(b)
-    assert project.most_uncertain_image().id == c  # type: ignore[union-attr]
+    assert [r.id for r in uncertainty_order(project.images())] == [c, a]
 
 
 def test_ignore_mask_round_trip(project: Project) -> None:
@@ -364,13 +365,13 @@ def test_deleted_annotation_comes_back_with_its_id(project: Project) -> None:
 
 def test_invalid_annotations_are_refused(project: Project) -> None:
     image_id = project.images()[0].id
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs box_xywh"):
         Annotation(image_id=image_id, category_id=1, kind=Kind.BOX)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 3 vertices"):
         Annotation(image_id=image_id, category_id=1, kind=Kind.POLYGON, polygons=(np.zeros((2, 2)),))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs a COCO RLE"):
         Annotation(image_id=image_id, category_id=1, kind=Kind.MASK, rle={"size": [1, 1]})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"score must lie in \[0, 1\]"):
         box(image_id, score=1.5)
     with pytest.raises(sqlite3.IntegrityError):  # the foreign key holds: no such category
         project.add_annotation(box(image_id, category_id=99))
@@ -480,7 +481,7 @@ def test_transaction_rollback_leaves_everything_as_it_was(project: Project, tmp_
         ann = project.add_annotation(box(image_id))
         project.set_state(ann.id or 0, State.REJECTED)
         project.set_done(image_id)
-        project.set_uncertainty(image_id, 0.5)
+        project.replace_proposals(image_id, plugin="test", proposals=[], uncertainty=0.5)
         project.add_model_version(ModelVersion(plugin="x", settings={}, categories=(), checkpoint="c"), activate=True)
         raise RuntimeError("boom")
     assert _snapshot(project) == before

@@ -28,11 +28,11 @@ def _writer(root: str, category: int, start: mp.synchronize.Barrier, errors: mp.
                 p.add_annotation(Annotation(image_id=image_id, category_id=category, kind=Kind.BOX,
                                             box_xywh=(i, category, 1, 1)))
                 if i % 20 == 0:
-                    p.set_uncertainty(image_id, i / PER_WRITER)
+                    p.replace_proposals(image_id, plugin="test", proposals=[], uncertainty=i / PER_WRITER)
                     with p.transaction():  # a grouped write, too
                         p.log_edit("draw", image_id=image_id, seconds=float(i))
                         p.set_done(image_id, True)
-    except BaseException:  # reported to the parent, which fails the test with it
+    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the test with it
         errors.put(traceback.format_exc())
 
 
@@ -80,7 +80,7 @@ def test_threads_share_one_project(tmp_path: Path) -> None:
                         p.add_annotation(Annotation(image_id=image_id, category_id=1, kind=Kind.BOX,
                                                     box_xywh=(offset + i, 0, 1, 1)))
                     p.annotations(image_id)
-            except BaseException as exc:  # collected and re-raised by the test
+            except BaseException as exc:  # noqa: BLE001 - collected and re-raised by the test
                 failures.append(exc)
 
         threads = [threading.Thread(target=work, args=(k * 100,)) for k in range(3)]

@@ -13,6 +13,7 @@ from labeler.core.annotation import Kind, State
 from labeler.core.geometry import decode_rle, encode_mask
 from labeler.core.schema import MIGRATIONS, SCHEMA_VERSION, SchemaError
 from labeler.core.store import DB_NAME, Project, ProjectError
+from labeler.core.uncertainty import uncertainty_order
 
 
 def make_v1_project(root: Path) -> np.ndarray:
@@ -56,10 +57,10 @@ def test_schema_1_project_migrates_with_data_intact(tmp_path: Path) -> None:
         version = p.active_model_version("seg")
         assert version is not None and version.categories == (1, 3) and version.metrics == {"miou": 0.7}
         # the columns and tables of later versions work
-        p.set_uncertainty(2, 0.5)
+        p.replace_proposals(2, plugin="test", proposals=[], uncertainty=0.5)
         p.set_ignore_mask(1, encode_mask(mask))
         p.log_edit("draw", image_id=1, seconds=2.0)
-        assert p.most_uncertain_image().id == 2  # type: ignore[union-attr]
+        assert [r.id for r in uncertainty_order(p.images())][:1] == [2]
         assert p.edit_log()[0]["seconds"] == 2.0
         # ids continue after the old ones
         assert p.add_category("new").id == 4

@@ -25,14 +25,14 @@ def next_click(predicted: np.ndarray, truth: np.ndarray, *, offset: tuple[int, i
     for positive, error in ((True, truth & ~predicted), (False, predicted & ~truth)):
         if not error.any():
             continue
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(error.astype(np.uint8), connectivity=8)
+        _count, labels, stats, _ = cv2.connectedComponentsWithStats(error.astype(np.uint8), connectivity=8)
         largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         area = int(stats[largest, cv2.CC_STAT_AREA])
         if best is None or area > best[0]:
             region = np.pad(labels == largest, 1).astype(np.uint8)
             distance = cv2.distanceTransform(region, cv2.DIST_L2, 5)[1:-1, 1:-1]
-            row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
-            best = (area, int(row), int(col), positive)
+            peak = np.unravel_index(int(np.argmax(distance)), distance.shape)
+            best = (area, int(peak[0]), int(peak[1]), positive)
     if best is None:
         return None
     _, row, col, positive = best

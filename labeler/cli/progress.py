@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 
 class ProgressBar:
-    """``bar(done, total)`` redraws ``label [#####-----] done/total eta``; call ``close()`` at the end."""
+    """``bar(done, total)`` redraws ``label [#####-----] done/total eta``; call ``close()`` at the end
+    (or use it as a context manager, which closes it)."""
 
-    def __init__(self, label: str, *, stream=None, enabled: bool | None = None) -> None:
+    def __init__(self, label: str, *, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
@@ -32,6 +34,12 @@ class ProgressBar:
         self.stream.write(f"\r{self.label} [{'#' * filled}{'-' * (width - filled)}] {done}/{total} eta {eta:4.0f}s")
         self.stream.flush()
         self._drawn = True
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.enabled and self._drawn:

@@ -56,9 +56,8 @@ def run_init(args: argparse.Namespace) -> int:
             for name in names:
                 project.ensure_category(name)
             if images is not None:
-                bar = ProgressBar("adding images")
-                project.add_folder(images, progress=bar)
-                bar.close()
+                with ProgressBar("adding images") as bar:
+                    project.add_folder(images, progress=bar)
         added = project.image_count() - before
         print(f"{project.root}: {project.image_count()} images ({added} new), "
               f"{len(project.categories())} categories")
@@ -81,9 +80,8 @@ def run_add(args: argparse.Namespace) -> int:
             else:
                 raise CliError(f"{path}: {'not an image file' if path.exists() else 'no such file or folder'}")
         before = project.image_count()
-        bar = ProgressBar("adding images")
-        project.add_images(files, progress=bar)
-        bar.close()
+        with ProgressBar("adding images") as bar:
+            project.add_images(files, progress=bar)
         added = project.image_count() - before
         print(f"{project.root}: {added} new image{'' if added == 1 else 's'} "
               f"({len(files) - added} already there), {project.image_count()} in all")
@@ -102,7 +100,7 @@ def project_summary(project: Any) -> dict[str, Any]:
         "project": str(project.root),
         "images": project.image_count(),
         "done": project.image_count(done=True),
-        "categories": [{"id": c.id, "name": c.name, "color": "#%02x%02x%02x" % c.color} for c in project.categories()],
+        "categories": [{"id": c.id, "name": c.name, "color": "#{:02x}{:02x}{:02x}".format(*c.color)} for c in project.categories()],
         "annotations": counts,
         "model_versions": [
             {"id": v.id, "plugin": v.plugin, "active": v.active, "metrics": v.metrics}

@@ -109,9 +109,8 @@ class Annotation:
                 arr.setflags(write=False)
                 parts.append(arr)
             object.__setattr__(self, "polygons", tuple(parts))
-        elif kind is Kind.MASK:
-            if not self.rle or "size" not in self.rle or "counts" not in self.rle:
-                raise ValueError("a mask annotation needs a COCO RLE {'size', 'counts'}")
+        elif kind is Kind.MASK and (not self.rle or "size" not in self.rle or "counts" not in self.rle):
+            raise ValueError("a mask annotation needs a COCO RLE {'size', 'counts'}")
         if self.score is not None and not (0.0 <= float(self.score) <= 1.0):
             raise ValueError(f"score must lie in [0, 1], got {self.score}")
 

@@ -82,7 +82,7 @@ def project_effort(project: Project) -> Effort:
 def format_duration(seconds: float) -> str:
     """``'1 h 05 min'``, ``'12 min'``, ``'40 s'``; negative values get a minus sign."""
     sign = "-" if seconds < 0 else ""
-    s = int(round(abs(seconds)))
+    s = round(abs(seconds))
     if s >= 3600:
         return f"{sign}{s // 3600} h {(s % 3600) // 60:02d} min"
     if s >= 60:

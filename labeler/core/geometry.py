@@ -7,7 +7,7 @@ through pycocotools, rasterising through OpenCV.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import cv2
@@ -61,7 +61,7 @@ def encode_regions(regions: np.ndarray, count: int) -> list[Rle | None]:
     group_starts = np.flatnonzero(first)
     group_ends = np.concatenate((group_starts[1:], [values.size]))
     size = [int(h), int(w)]
-    for g0, g1 in zip(group_starts.tolist(), group_ends.tolist()):
+    for g0, g1 in zip(group_starts.tolist(), group_ends.tolist(), strict=True):
         counts = pairs[2 * g0 : 2 * g1].tolist()
         tail = int(flat.size - ends[g1 - 1])
         if tail:
@@ -76,7 +76,8 @@ def _as_pycoco(rle: Rle) -> dict[str, Any]:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
     if isinstance(counts, list):
-        return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        compressed: dict[str, Any] = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        return compressed
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return {"size": [h, w], "counts": counts}
@@ -128,7 +129,8 @@ def polygons_to_mask(polygons: Sequence[np.ndarray], height: int, width: int) ->
     if not flat:
         return np.zeros((height, width), dtype=bool)
     rles = mask_utils.frPyObjects(flat, height, width)
-    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    mask: np.ndarray = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    return mask
 
 
 def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.5, scale: int = 4) -> list[np.ndarray]:
@@ -173,11 +175,18 @@ def polygons_area(polygons: Sequence[np.ndarray]) -> float:
     return total
 
 
+def as_box(values: Iterable[float]) -> tuple[float, float, float, float]:
+    """Four numbers (a list, a numpy row) as a box ``(x, y, w, h)`` of Python floats; ``ValueError``
+    when there are not exactly four."""
+    x, y, w, h = (float(v) for v in values)
+    return (x, y, w, h)
+
+
 def box_to_mask(box_xywh: Sequence[float], height: int, width: int) -> np.ndarray:
     x, y, w, h = box_xywh
     mask = np.zeros((height, width), dtype=bool)
-    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-    x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    x1, y1 = min(width, round(x + w)), min(height, round(y + h))
     mask[y0:y1, x0:x1] = True
     return mask
 

@@ -19,8 +19,8 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -90,7 +90,7 @@ def open_checked(
 
 
 def _name(source: object) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<data>"  # type: ignore[arg-type]
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<data>"
 
 
 def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
@@ -115,7 +115,7 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
             if im.format in ("JPEG", "TIFF", "WEBP", "MPO") or (im.format == "PNG" and "exif" in im.info):
                 try:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
-                except Exception:  # a broken EXIF block is no reason to refuse the image
+                except Exception:  # noqa: BLE001 - a broken EXIF block is no reason to refuse the image
                     orientation = 1
     except FileNotFoundError as exc:
         raise ImageError(f"{path}: no such file") from exc
@@ -167,7 +167,7 @@ def read_image(
     """
     if reduce not in (1, 2, 4, 8):
         raise ValueError("reduce must be 1, 2, 4 or 8")
-    width, height, orientation, _, alpha = _checked_header(path, max_pixels)
+    _width, _height, orientation, _, alpha = _checked_header(path, max_pixels)
     return _decode(path, orientation, reduce, alpha=alpha)
 
 
@@ -238,7 +238,8 @@ def _read_with_pillow(path: str | os.PathLike[str], reduce: int, *, alpha: bool 
             rgba = np.asarray(upright.convert("RGBA"), dtype=np.float32)
             a = rgba[..., 3:] / 255.0
             out = rgba[..., :3] * a + np.asarray(BACKGROUND_RGB, np.float32) * (1.0 - a)
-            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            flat: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            return flat
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: corrupt or unsupported image ({exc})") from exc
 

@@ -474,10 +474,6 @@ class Project:
                 [(now, action, i) for i in image_ids],
             )
 
-    def set_uncertainty(self, image_id: int, uncertainty: float | None) -> None:
-        with self.transaction():
-            self._conn.execute("UPDATE images SET uncertainty = ? WHERE id = ?", (uncertainty, image_id))
-
     def set_ignore_mask(self, image_id: int, rle: dict[str, Any] | None) -> None:
         """Pixels of the image that carry no label (e.g. CamVid's "unlabelled"); ``None`` clears."""
         from labeler.core.geometry import normalize_rle
@@ -490,15 +486,6 @@ class Project:
         """The image's ignore region as compressed RLE, or ``None``."""
         rows = self._query("SELECT ignore_rle FROM images WHERE id = ?", (image_id,))
         return json.loads(rows[0][0]) if rows and rows[0][0] else None
-
-    def most_uncertain_image(self, *, exclude: int | None = None) -> ImageRecord | None:
-        """The not-done image the models are least sure of (auto-labelled ones only)."""
-        rows = self._query(
-            "SELECT * FROM images WHERE done = 0 AND uncertainty IS NOT NULL AND id != ? "
-            "ORDER BY uncertainty DESC, id LIMIT 1",
-            (exclude if exclude is not None else -1,),
-        )
-        return _row_to_image(rows[0]) if rows else None
 
     # ---- categories -----------------------------------------------------------------------
 
@@ -685,6 +672,7 @@ class Project:
         """Overwrite the stored annotation with id ``ann.id``."""
         if ann.id is None:
             raise ProjectError("cannot update an annotation that was never stored")
+        annotation_id = ann.id
         checked = self._checked(ann, ann.image_id, {})
         assert checked is not None
         ann = checked
@@ -699,8 +687,8 @@ class Project:
             )
             if cur.rowcount == 0:
                 raise ProjectError(f"no annotation with id {ann.id}")
-            self._log(action, image_id=ann.image_id, annotation_id=ann.id, kind=ann.kind.value)
-        return self.annotation(ann.id)
+            self._log(action, image_id=ann.image_id, annotation_id=annotation_id, kind=ann.kind.value)
+        return self.annotation(annotation_id)
 
     def set_state(self, annotation_id: int, state: State) -> Annotation:
         """Accept or reject a proposal (or put it back to proposed)."""

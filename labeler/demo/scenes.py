@@ -66,7 +66,7 @@ def _shape_mask(shape: str, cx: float, cy: float, size: float, angle: float, hei
     circumradius of the square and the triangle; ``angle`` in radians rotates the polygons."""
     mask = np.zeros((height, width), dtype=np.uint8)
     if shape == "disc":
-        cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(size)), 1, thickness=-1, lineType=cv2.LINE_8)
+        cv2.circle(mask, (round(cx), round(cy)), round(size), 1, thickness=-1, lineType=cv2.LINE_8)
     else:
         corners = 4 if shape == "square" else 3
         pts = np.array(

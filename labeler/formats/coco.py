@@ -32,7 +32,15 @@ from pycocotools import mask as mask_utils
 
 import labeler
 from labeler.core.annotation import Annotation, Kind
-from labeler.core.geometry import check_rle, decode_rle, mask_to_polygons, normalize_rle, polygons_area, polygons_box
+from labeler.core.geometry import (
+    as_box,
+    check_rle,
+    decode_rle,
+    mask_to_polygons,
+    normalize_rle,
+    polygons_area,
+    polygons_box,
+)
 from labeler.core.images import ImageError, max_pixels_limit
 from labeler.core.store import Project
 from labeler.formats.common import (
@@ -219,7 +227,7 @@ def _annotation(
             return "coordinates too large"
         if not (np.isfinite(bbox).all() and bbox[2] > 0 and bbox[3] > 0):
             return "empty box"
-        return Annotation(kind=Kind.BOX, box_xywh=tuple(float(v) for v in bbox), **common)  # type: ignore[arg-type]
+        return Annotation(kind=Kind.BOX, box_xywh=as_box(bbox), **common)
     return "no segmentation and no bbox"
 
 

@@ -17,7 +17,7 @@ import shutil
 import stat
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -698,16 +698,25 @@ def import_per_file(
     progress: Progress | None,
     add_images: bool = True,
     match_first: bool = False,
+    files: Sequence[Path] | None = None,
+    tally: Tally | None = None,
+    categories: Sequence[str] = (),
 ) -> ImportReport:
-    """Import ``source`` (one annotation file, or every ``suffix`` file under a folder) with
-    ``import_file`` per file, in one transaction: all or nothing."""
+    """Import ``source`` (one annotation file, or every ``suffix`` file under a folder, or the
+    ``files`` given) with ``import_file`` per file, in one transaction: all or nothing.
+
+    ``tally`` may carry what was skipped already while finding the files; ``categories`` are made
+    first, in this order, whether labels use them or not."""
     source = Path(source)
-    files = files_under(source, [suffix])
-    tally = Tally()
+    if files is None:
+        files = files_under(source, [suffix])
+    tally = tally if tally is not None else Tally()
     with project.transaction():
         finder = ImageFinder(project, images_dir=images_dir, tally=tally, add_images=add_images,
                              match_first=match_first)
         cats = CategoryMap(project, tally)
+        for name in categories:
+            cats.id(name)
         writer = Writer(project, tally, mark_done=mark_done)
         for n, path in enumerate(files):
             import_file(project, path, finder, cats, writer, tally)
@@ -728,10 +737,20 @@ class ExportPlan:
     keys: dict[int, str]
 
 
-def plan_export(project: Project, *, include_proposals: bool, tally: Tally) -> ExportPlan:
+def plan_export(
+    project: Project, *, include_proposals: bool, tally: Tally, unwritten: Mapping[Kind, str] | None = None
+) -> ExportPlan:
     """:func:`export_selection`, :func:`image_sizes` and :func:`export_keys` in one step, for the
-    formats that write one file per image (images of unknown size are skipped and counted)."""
+    formats that write one file per image (images of unknown size are skipped and counted).
+
+    Labels of a kind in ``unwritten`` (which the format cannot hold) are left out and counted as
+    skipped with its reason; an image that is not done and keeps no other label is then left out."""
     images, by_image = export_selection(project, include_proposals=include_proposals)
+    if unwritten:
+        for kind, reason in unwritten.items():
+            tally.skip(reason, sum(1 for anns in by_image.values() for a in anns if a.kind is kind))
+        by_image = {i: [a for a in anns if a.kind not in unwritten] for i, anns in by_image.items()}
+        images = [r for r in images if r.done or by_image.get(r.id)]
     sizes = image_sizes(project, images, by_image, tally)
     images = [r for r in images if r.id in sizes]
     return ExportPlan(images=images, by_image=by_image, sizes=sizes, keys=export_keys(images))

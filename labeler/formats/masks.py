@@ -42,11 +42,10 @@ from labeler.formats.common import (
     Tally,
     Writer,
     atomic_folder,
-    export_keys,
-    export_selection,
     files_under,
-    image_sizes,
+    import_per_file,
     key_of,
+    plan_export,
 )
 from labeler.formats.errors import FormatError
 
@@ -156,25 +155,22 @@ def import_masks(
     if not files:
         raise FormatError(f"{source}: no label images found")
     bases = [folder.parent / "image", folder.parent / "images"]
-    tally = Tally()
-    with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
-        cats = CategoryMap(project, tally)
-        if mapping is not None:  # categories in the mapping's value order, present or not
-            for value in sorted(mapping):
-                if mapping[value] not in BACKGROUND_NAMES:
-                    cats.id(mapping[value])
-        writer = Writer(project, tally, mark_done=mark_done)
-        for n, path in enumerate(files):
-            image_id = finder.find_stem(key_of(path, folder), bases=bases)
-            if image_id is None:
-                tally.skip("image file not found")
-            else:
-                _import_one(project, path, image_id, finder, cats, writer, tally, mapping, ignore)
-            if progress is not None:
-                progress(n + 1, len(files))
-        writer.finish("masks", source)
-    return tally.import_report("masks", source)
+
+    def import_file(
+        project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
+    ) -> None:
+        image_id = finder.find_stem(key_of(path, folder), bases=bases)
+        if image_id is None:
+            tally.skip("image file not found")
+        else:
+            _import_one(project, path, image_id, finder, cats, writer, tally, mapping, ignore)
+
+    # categories in the mapping's value order, present or not
+    categories = [mapping[v] for v in sorted(mapping) if mapping[v] not in BACKGROUND_NAMES] if mapping else []
+    return import_per_file(
+        project, source, format_name="masks", suffix=".png", import_file=import_file, images_dir=images_dir,
+        mark_done=mark_done, progress=progress, files=files, categories=categories,
+    )
 
 
 def _import_one(
@@ -247,14 +243,9 @@ def export_masks(
     top = max([*mapping, ignore, background])
     dtype = np.uint8 if top < 256 else np.uint16
     tally = Tally()
-    images, by_image = export_selection(project, include_proposals=include_proposals)
-    boxes = sum(1 for anns in by_image.values() for a in anns if a.kind is Kind.BOX)
-    tally.skip("box (no pixels of its own)", boxes)
-    by_image = {i: [a for a in anns if a.kind is not Kind.BOX] for i, anns in by_image.items()}
-    images = [r for r in images if r.done or by_image.get(r.id)]
-    sizes = image_sizes(project, images, by_image, tally)
-    images = [r for r in images if r.id in sizes]
-    keys = export_keys(images)
+    plan = plan_export(project, include_proposals=include_proposals, tally=tally,
+                       unwritten={Kind.BOX: "box (no pixels of its own)"})
+    images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
     with atomic_folder(out) as tmp:
         document: dict[str, Any] = {
             "values": {str(v): name for v, name in sorted(mapping.items())},

@@ -37,6 +37,7 @@ from labeler.formats.common import (
     Tally,
     Writer,
     atomic_folder,
+    import_per_file,
     inside,
     is_regular_file,
     key_of,
@@ -138,29 +139,28 @@ def import_yolo(
     bases = [source / "images", labels_root.parent / "images", source]
     tally = Tally()
     tally.skip("label file that links out of the folder or is not a regular file (not read)", len(outside))
-    with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally)
-        cats = CategoryMap(project, tally)
-        writer = Writer(project, tally, mark_done=mark_done)
-        for n, path in enumerate(files):
-            lines = _read_lines(path)
-            image_id = finder.find_stem(key_of(path, labels_root), bases=bases)
-            if image_id is None:
-                tally.skip("image file not found")
-                tally.skip("object of a missing image", len(lines))
-            else:
-                writer.image(image_id)
-                size = finder.size(image_id)
-                if size is None:
-                    tally.skip("object on an unreadable image", len(lines))
-                else:
-                    for line_no, values in lines:
-                        ann = _annotation(values, image_id, size, names, cats, f"{path}:{line_no}")
-                        writer.add(ann)
-            if progress is not None:
-                progress(n + 1, len(files))
-        writer.finish("yolo", source)
-    return tally.import_report("yolo", source)
+
+    def import_file(
+        project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
+    ) -> None:
+        lines = _read_lines(path)
+        image_id = finder.find_stem(key_of(path, labels_root), bases=bases)
+        if image_id is None:
+            tally.skip("image file not found")
+            tally.skip("object of a missing image", len(lines))
+            return
+        writer.image(image_id)
+        size = finder.size(image_id)
+        if size is None:
+            tally.skip("object on an unreadable image", len(lines))
+            return
+        for line_no, values in lines:
+            writer.add(_annotation(values, image_id, size, names, cats, f"{path}:{line_no}"))
+
+    return import_per_file(
+        project, source, format_name="yolo", suffix=".txt", import_file=import_file, images_dir=images_dir,
+        mark_done=mark_done, progress=progress, files=files, tally=tally,
+    )
 
 
 def _read_lines(path: Path) -> list[tuple[int, list[float]]]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QEventLoop, QTimer, SignalInstance
+from PySide6.QtWidgets import QApplication, QWidget
 
 SCREENSHOT_TIMEOUT_MS = 15_000
 
@@ -32,7 +32,7 @@ def application() -> QApplication:
     return app
 
 
-def wait_for(signal: object, timeout_ms: int, *, unless: object | None = None) -> bool:
+def wait_for(signal: SignalInstance, timeout_ms: int, *, unless: SignalInstance | None = None) -> bool:
     """Run the event loop until ``signal`` fires or ``timeout_ms`` passes; True if it fired.
     ``unless``, a second signal, ends the wait too (returning False)."""
     loop = QEventLoop()
@@ -45,23 +45,23 @@ def wait_for(signal: object, timeout_ms: int, *, unless: object | None = None) -
     def stop(*_args: object) -> None:
         loop.quit()
 
-    signal.connect(done)  # type: ignore[attr-defined]
+    signal.connect(done)
     if unless is not None:
-        unless.connect(stop)  # type: ignore[attr-defined]
+        unless.connect(stop)
     QTimer.singleShot(timeout_ms, loop.quit)
     loop.exec()
-    signal.disconnect(done)  # type: ignore[attr-defined]
+    signal.disconnect(done)
     if unless is not None:
-        unless.disconnect(stop)  # type: ignore[attr-defined]
+        unless.disconnect(stop)
     return bool(fired)
 
 
-def save_screenshot(window: object, path: str | Path) -> None:
+def save_screenshot(window: QWidget, path: str | Path) -> None:
     """Grab the window's pixels into a PNG (raises OSError when the file cannot be written)."""
     app = application()
     for _ in range(3):
         app.processEvents()
-    pixmap = window.grab()  # type: ignore[attr-defined]
+    pixmap = window.grab()
     if not pixmap.save(str(path), "PNG"):
         raise OSError(f"could not write the screenshot {path}")
 

@@ -95,7 +95,7 @@ class ChangeAnnotations(QUndoCommand):
     def redo(self) -> None:
         try:
             self._apply_redo()
-        except Exception as exc:  # the store refused: nothing was written (one transaction)
+        except Exception as exc:  # noqa: BLE001 - the store refused: nothing was written (one transaction)
             self._fail(f"{self.text()}: {exc}")
             return
         self._announce()
@@ -103,7 +103,7 @@ class ChangeAnnotations(QUndoCommand):
     def undo(self) -> None:
         try:
             self._apply_undo()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in redo: the store refused, nothing was written
             self._fail(f"Undo {self.text()}: {exc}")
             return
         self._announce()

@@ -9,6 +9,7 @@ processes).
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,13 +163,14 @@ class MainWindow(QMainWindow):
         self.model_tabs.addTab(self.models, "Versions")
         layout.addWidget(self.model_tabs, 1)
         self._dock("Model", "model_dock", model, right)
+        docks = {n: d for n in ("images_dock", "proposals_dock", "objects_dock", "model_dock")
+                 if (d := self.findChild(QDockWidget, n)) is not None}
         # the proposals and the objects of the image share one place (tabs), so that the model
         # panel and its training plot keep room at 900 px; either can be dragged out
-        proposals, objects = (self.findChild(QDockWidget, n) for n in ("proposals_dock", "objects_dock"))
-        self.tabifyDockWidget(proposals, objects)
-        proposals.raise_()
-        self.resizeDocks([self.findChild(QDockWidget, "images_dock")], [LIST_WIDTH], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.findChild(QDockWidget, "model_dock")], [PANEL_WIDTH], Qt.Orientation.Horizontal)
+        self.tabifyDockWidget(docks["proposals_dock"], docks["objects_dock"])
+        docks["proposals_dock"].raise_()
+        self.resizeDocks([docks["images_dock"]], [LIST_WIDTH], Qt.Orientation.Horizontal)
+        self.resizeDocks([docks["model_dock"]], [PANEL_WIDTH], Qt.Orientation.Horizontal)
 
     def _connect(self) -> None:
         self.images.imageActivated.connect(self._on_image_activated)
@@ -209,8 +211,10 @@ class MainWindow(QMainWindow):
         if self._layout_restored:
             self._panels.forget()
         self.training_panel.auto_retrain.setChecked(bool(self.settings.value("training/auto_retrain", False)))
-        self.training_panel.retrain_every.setValue(int(self.settings.value("training/retrain_every", 10)))  # type: ignore[arg-type]
-        self.training_panel.budget.setValue(float(self.settings.value("training/budget", 120.0)))  # type: ignore[arg-type]
+        every = self.settings.value("training/retrain_every", 10)
+        self.training_panel.retrain_every.setValue(int(every) if isinstance(every, (int, float)) else 10)
+        budget = self.settings.value("training/budget", 120.0)
+        self.training_panel.budget.setValue(float(budget) if isinstance(budget, (int, float)) else 120.0)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -372,8 +376,9 @@ class MainWindow(QMainWindow):
             last = self.settings.last_image(project.root)
             if not (last is not None and self.images.select_image(last)):
                 self.images.step(1)
-            if self.classes.current_category_id() is not None:
-                self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
+            category_id = self.classes.current_category_id()
+            if category_id is not None:
+                self.canvas.set_category(category_id)
         else:
             self.setWindowTitle("labeler")
             self.status.showMessage(OPEN_HINT)
@@ -391,7 +396,7 @@ class MainWindow(QMainWindow):
         menu.clear()
         recent = self.settings.recent_projects()
         for path in recent:
-            menu.addAction(path, lambda p=path: self.open_path(p))
+            menu.addAction(path, partial(self.open_path, path))
         if not recent:
             menu.addAction("(none)").setEnabled(False)
 
@@ -514,8 +519,9 @@ class MainWindow(QMainWindow):
 
     def _on_categories_changed(self) -> None:
         self.canvas.set_project(self.project)  # the same project: re-reads names and colours, keeps the view
-        if self.classes.current_category_id() is not None:
-            self.canvas.set_category(self.classes.current_category_id())  # type: ignore[arg-type]
+        category_id = self.classes.current_category_id()
+        if category_id is not None:
+            self.canvas.set_category(category_id)
 
     # ---- model ----------------------------------------------------------------------------
 
@@ -633,8 +639,9 @@ class MainWindow(QMainWindow):
     def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
         self.training_panel.show_finished(ok, message, tail)
         self.models.reload()
-        if ok and self.project is not None and self.plugin():
-            active = self.project.active_model_version(self.plugin())  # type: ignore[arg-type]
+        plugin = self.plugin()
+        if ok and self.project is not None and plugin:
+            active = self.project.active_model_version(plugin)
             if active is not None:
                 message += f" Active version: #{active.id}."
         self.status.showMessage(message, 10_000)
@@ -728,8 +735,8 @@ class MainWindow(QMainWindow):
                      A.NEXT_UNCERTAIN, A.ADD_CLASS):
             a[name].setEnabled(has_project)
         a[A.MARK_DONE].setEnabled(has_image)
-        if has_image and self.project is not None:
-            a[A.MARK_DONE].setChecked(self.project.image(image_id).done)  # type: ignore[arg-type]
+        if image_id is not None and self.project is not None:
+            a[A.MARK_DONE].setChecked(self.project.image(image_id).done)
         plugin_ok = has_project and self.plugin() is not None
         a[A.AUTOLABEL_IMAGE].setEnabled(plugin_ok and has_image)
         a[A.AUTOLABEL_ALL].setEnabled(plugin_ok)

@@ -27,7 +27,7 @@ class AppSettings:
 
     def recent_projects(self) -> list[str]:
         value = self.qsettings.value("recent_projects", [])
-        items = [value] if isinstance(value, str) else list(value or [])
+        items = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
         return [p for p in items if isinstance(p, str) and p]
 
     def add_recent_project(self, path: str | os.PathLike[str]) -> None:

@@ -34,7 +34,7 @@ def plugin_descriptions() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        summary = entry.dist.metadata.get("Summary") if entry.dist is not None else None
+        summary = entry.dist.metadata.json.get("summary") if entry.dist is not None else None
         out[entry.name] = str(summary) if summary else entry.value
     return out
 

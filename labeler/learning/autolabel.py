@@ -32,15 +32,17 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.core.annotation import Annotation, State
 from labeler.core.duplicates import EXISTING_STATES, drop_duplicates
 from labeler.learning.api import PluginError, Prediction, decode_side
 from labeler.learning.checkpoints import LoadedModel, load_selection, load_version
+from labeler.learning.plugins import plugin_call
 from labeler.learning.predict import forward, network_input, outputs_to_prediction
 
 if TYPE_CHECKING:
@@ -140,11 +142,8 @@ BATCH_ELEMENTS = 4_000_000
 network at once on a GPU; larger images go one by one."""
 CPU_BATCH_IMAGE_ELEMENTS = 1 << 16
 """On the CPU, only inputs of at most this many numbers each are batched (up to ``batch_size``):
-batching pays there only for small inputs. Measured on 2 cores: the localizer's 96x96 inputs
-(27,648 numbers) run 2.26 ms/image one at a time and 0.91 batched by sixteen (raccoon, in
-``benchmarks/bench_models.py``), while the segmenter's 240x180 CamVid inputs (129,600) ran 9.0 ms
-alone, 9.4 ms/image by three and 11.9 by eight (the activations of a batch no longer fit the
-caches)."""
+batching pays there only for small inputs, whose batch's activations still fit the caches (the
+figures are in ``benchmarks/README.md``)."""
 CHUNK_SECONDS = 0.5
 """Auto-labelling hands each stream runs of images sized to take it about this long, so progress
 and cancel stay prompt whatever the image size."""
@@ -167,14 +166,16 @@ def _split_outputs(outputs: Any, n: int) -> list[Any] | None:
         return [outputs[i : i + 1] for i in range(n)]
     if isinstance(outputs, dict):
         parts = {k: _split_outputs(v, n) for k, v in outputs.items()}
-        if any(v is None for v in parts.values()):
+        split = {k: v for k, v in parts.items() if v is not None}
+        if len(split) != len(parts):
             return None
-        return [{k: v[i] for k, v in parts.items()} for i in range(n)]  # type: ignore[index]
+        return [{k: v[i] for k, v in split.items()} for i in range(n)]
     if isinstance(outputs, (tuple, list)):
         items = [_split_outputs(v, n) for v in outputs]
-        if any(v is None for v in items):
+        kept = [v for v in items if v is not None]
+        if len(kept) != len(items):
             return None
-        return [type(outputs)(v[i] for v in items) for i in range(n)]  # type: ignore[index]
+        return [type(outputs)(v[i] for v in kept) for i in range(n)]
     return None
 
 
@@ -374,7 +375,7 @@ def iter_auto_label(
     batch_size: int = BATCH_SIZE,
     workers: int | None = None,
     chunk_seconds: float = CHUNK_SECONDS,
-) -> Iterator[AutoLabelProgress]:
+) -> Generator[AutoLabelProgress, None, None]:
     """Predict and store proposals for ``image_ids``, yielding progress after each image.
 
     ``workers`` streams (threads; default one per core, at most :data:`MAX_WORKERS`, never more
@@ -384,10 +385,7 @@ def iter_auto_label(
     ``inputs`` and ``proposals`` must be thread-safe. On the CPU the streams share the cores: each
     forward pass runs on ``threads // streams`` of torch's threads (set for the run, restored after;
     one stream leaves them alone), so while one stream decodes or makes proposals another's network
-    runs. Measured on 2 cores (median of five alternating runs over 64-image folders), two
-    streams of one thread each auto-labelled CamVid 1.17 times, fruit 1.14 and membrane 1.11 times
-    as fast as the earlier design (threads decoding a chunk, then the network alone on both
-    threads, then the threads making its proposals), and raccoon as fast.
+    runs (the figures are in ``benchmarks/README.md``).
 
     This thread takes the tasks' results in order, reports each image and writes. The first tasks
     hold one image each, so progress starts at once; later ones are sized from the pace so far to
@@ -400,88 +398,122 @@ def iter_auto_label(
     misbehaving plugin raises :class:`~labeler.learning.api.PluginError` (after writing the images
     before it).
     """
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    try:
-        side = decode_side(loaded.plugin, loaded.settings)
-    except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
-        raise PluginError(loaded.plugin.name, f"decode_side raised {type(exc).__name__}: {exc}") from exc
+    side = plugin_call(loaded.plugin, "decode_side", partial(decode_side, loaded.plugin, loaded.settings))
     version_id = int(loaded.version.id or 0)
     ids = list(image_ids)
-    pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []
-    last_write = time.monotonic()
-    start = last_write
+    writer = _ProposalWriter(project, loaded.plugin.name, write_every=write_every, write_seconds=write_seconds)
+    start = time.monotonic()
     on_gpu = str(loaded.device).startswith("cuda")
     streams, threads = _stream_plan(workers, len(ids), on_gpu=on_gpu)
+    tasks = _Tasks(project, loaded, ids, side, streams=streams, batch_size=max(1, batch_size), on_gpu=on_gpu)
+    try:
+        with _torch_threads(threads):
+            tasks.submit()
+            while tasks.queued:
+                first, task = tasks.take()
+                tasks.task_size = _next_task_size(task, left=len(ids) - tasks.submitted, streams=streams,
+                                                  chunk_seconds=chunk_seconds)
+                if task.failure is None:
+                    tasks.submit()
+                for offset, (ready, prediction) in enumerate(zip(task.ready, task.predictions, strict=True)):
+                    position = first + offset
+                    image_id = ids[position]
+                    count = writer.add(image_id, ready, prediction, version_id)
+                    elapsed = time.monotonic() - start
+                    yield AutoLabelProgress(
+                        done=position + 1, total=len(ids), image_id=image_id, proposals=count,
+                        uncertainty=prediction.uncertainty if prediction is not None else None, elapsed=elapsed,
+                        images_per_second=(position + 1) / elapsed if elapsed > 0 else 0.0, error=ready.error,
+                    )
+                if task.failure is not None:
+                    raise task.failure
+    finally:
+        tasks.close()
+        writer.flush()
 
-    def flush() -> None:
-        nonlocal last_write
-        if pending:
+
+class _ProposalWriter:
+    """Images' proposals waiting to be stored: one transaction per ``write_every`` images or
+    ``write_seconds``, and at :meth:`flush`."""
+
+    def __init__(self, project: Project, plugin: str, *, write_every: int, write_seconds: float) -> None:
+        self.project, self.plugin = project, plugin
+        self.write_every, self.write_seconds = write_every, write_seconds
+        self.pending: list[tuple[int, list[Annotation], float, tuple[int, int]]] = []
+        self.last_write = time.monotonic()
+
+    def add(self, image_id: int, ready: _Loaded, prediction: Prediction | None, version_id: int) -> int:
+        """Queue an image's proposals (none when it failed); how many there are."""
+        if prediction is None:
+            return 0
+        anns = _to_annotations(prediction, image_id, version_id)
+        assert ready.shape is not None
+        self.pending.append((image_id, anns, prediction.uncertainty, (ready.shape[1], ready.shape[0])))
+        if len(self.pending) >= self.write_every or time.monotonic() - self.last_write >= self.write_seconds:
+            self.flush()
+        return len(anns)
+
+    def flush(self) -> None:
+        """Store what is pending, dropping proposals that repeat an existing label."""
+        project = self.project
+        if self.pending:
             with project.transaction():
-                for image_id, anns, uncertainty, (w, h) in pending:
+                for image_id, anns, uncertainty, (w, h) in self.pending:
                     fresh = drop_duplicates(anns, project.annotations(image_id, states=EXISTING_STATES),
                                             height=h, width=w)
-                    project.replace_proposals(image_id, plugin=loaded.plugin.name, proposals=fresh,
+                    project.replace_proposals(image_id, plugin=self.plugin, proposals=fresh,
                                               uncertainty=uncertainty)
                     record = project.image(image_id)
                     if record.width is None or record.height is None:
                         project.set_image_size(image_id, w, h)
-            pending.clear()
-        last_write = time.monotonic()
+            self.pending.clear()
+        self.last_write = time.monotonic()
 
-    def report(position: int, ready: _Loaded, prediction: Prediction | None) -> AutoLabelProgress:
-        """Queue an image's proposals for writing and say how far the run is."""
-        image_id = ids[position]
-        count, uncertainty = 0, None
-        if prediction is not None:
-            anns = _to_annotations(prediction, image_id, version_id)
-            count, uncertainty = len(anns), prediction.uncertainty
-            assert ready.shape is not None
-            pending.append((image_id, anns, prediction.uncertainty, (ready.shape[1], ready.shape[0])))
-            if len(pending) >= write_every or time.monotonic() - last_write >= write_seconds:
-                flush()
-        elapsed = time.monotonic() - start
-        return AutoLabelProgress(done=position + 1, total=len(ids), image_id=image_id, proposals=count,
-                                 uncertainty=uncertainty, elapsed=elapsed,
-                                 images_per_second=(position + 1) / elapsed if elapsed > 0 else 0.0, error=ready.error)
 
-    pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="labeler-autolabel")
-    queued: deque[tuple[int, Future[_Task]]] = deque()
-    submitted = 0  # images handed to the streams so far
-    task_size = 1
+class _Tasks:
+    """Runs of consecutive images handed to the streams (a thread pool), taken back in order."""
 
-    def submit() -> None:
+    def __init__(self, project: Project, loaded: LoadedModel, ids: Sequence[int], side: int | None, *,
+                 streams: int, batch_size: int, on_gpu: bool) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.project, self.loaded, self.ids, self.side = project, loaded, ids, side
+        self.streams, self.batch_size, self.on_gpu = streams, batch_size, on_gpu
+        self.pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="labeler-autolabel")
+        self.queued: deque[tuple[int, Future[_Task]]] = deque()
+        self.submitted = 0  # images handed to the streams so far
+        self.task_size = 1
+
+    def submit(self) -> None:
         """Keep every stream busy with one task and the next one waiting."""
-        nonlocal submitted
-        while submitted < len(ids) and len(queued) < 2 * streams:
-            paths = [project.root / project.image(i).path for i in ids[submitted : submitted + task_size]]
-            queued.append((submitted, pool.submit(_run_task, loaded, paths, side, batch_size=max(1, batch_size),
-                                                  on_gpu=on_gpu)))
-            submitted += len(paths)
+        ids, project = self.ids, self.project
+        while self.submitted < len(ids) and len(self.queued) < 2 * self.streams:
+            paths = [project.root / project.image(i).path for i in ids[self.submitted : self.submitted + self.task_size]]
+            self.queued.append((self.submitted, self.pool.submit(_run_task, self.loaded, paths, self.side,
+                                                                 batch_size=self.batch_size, on_gpu=self.on_gpu)))
+            self.submitted += len(paths)
 
-    try:
-        with _torch_threads(threads):
-            submit()
-            while queued:
-                first, future = queued.popleft()
-                task = future.result()
-                count = max(1, len(task.ready))
-                per_image = task.seconds / count  # one stream's time per image
-                per_input = max(1, task.input_elements // count)
-                left = len(ids) - submitted  # shared out, so no stream is left idle at the end
-                task_size = max(1, min(int(chunk_seconds / max(per_image, 1e-6)),
-                                       CHUNK_ELEMENTS // (per_input * streams), 256, -(-left // streams)))
-                if task.failure is None:
-                    submit()
-                for offset, (ready, prediction) in enumerate(zip(task.ready, task.predictions, strict=True)):
-                    yield report(first + offset, ready, prediction)
-                if task.failure is not None:
-                    raise task.failure
-    finally:
-        for _, future in queued:
+    def take(self) -> tuple[int, _Task]:
+        """The oldest task's first position and its result (waiting for it)."""
+        first, future = self.queued.popleft()
+        return first, future.result()
+
+    def close(self) -> None:
+        """Drop the tasks not yet taken (those running finish first)."""
+        for _, future in self.queued:
             future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        flush()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _next_task_size(task: _Task, *, left: int, streams: int, chunk_seconds: float) -> int:
+    """Images in the next tasks, from ``task``'s pace: about ``chunk_seconds`` per stream, at most
+    256 images and :data:`CHUNK_ELEMENTS` input numbers over all streams, and the ``left`` images
+    shared out so that no stream is idle at the end."""
+    count = max(1, len(task.ready))
+    per_image = task.seconds / count  # one stream's time per image
+    per_input = max(1, task.input_elements // count)
+    return max(1, min(int(chunk_seconds / max(per_image, 1e-6)),
+                      CHUNK_ELEMENTS // (per_input * streams), 256, -(-left // streams)))
 
 
 def auto_label(

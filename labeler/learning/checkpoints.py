@@ -21,12 +21,14 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labeler.core.annotation import Category
 from labeler.core.store import ProjectError
 from labeler.learning.api import Plugin, PluginError, default_settings
+from labeler.learning.plugins import plugin_call
 
 if TYPE_CHECKING:
     import torch
@@ -292,10 +294,7 @@ def _load(
         raise PluginError(plugin.name, f"model version {version.id} belongs to plugin {version.plugin!r}")
     settings = version_settings(plugin, version.settings)
     classes = version_classes(project, version)
-    try:
-        model = plugin.build_model(num_classes=len(classes), settings=settings)
-    except Exception as exc:  # noqa: BLE001
-        raise PluginError(plugin.name, f"build_model raised {type(exc).__name__}: {exc}") from exc
+    model = plugin_call(plugin, "build_model", partial(plugin.build_model, num_classes=len(classes), settings=settings))
     path = project.root / weights
     what = "selection checkpoint" if selection else "checkpoint"
     try:

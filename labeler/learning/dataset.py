@@ -7,9 +7,11 @@ many images are added or marked done later, and every version is measured on com
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from labeler.core.annotation import Category, State
@@ -32,7 +34,7 @@ def validation_split(
     validation, topped up with the next lowest keys to ``round(fraction * n)`` images (at least one)
     so that a small project is not judged on a single image by chance. With two or more images
     there is at least one on each side; a single image trains and nothing validates."""
-    ids = sorted(set(int(i) for i in image_ids))
+    ids = sorted({int(i) for i in image_ids})
     if len(ids) < 2:
         return ids, []
     by_key = sorted(ids, key=split_key)
@@ -101,14 +103,14 @@ def iter_labelled_images(
     if not image_ids:
         return
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        pending = []
         ids = list(image_ids)
         ahead = 2 * max(1, threads)
-        for image_id in ids[:ahead]:
-            pending.append(pool.submit(_labelled_or_unreadable, project, image_id, classes))
+        # the oldest first; a sample taken is dropped at once (its image may be large)
+        pending: deque[Future[LabelledImage | UnreadableImage]] = deque(
+            pool.submit(_labelled_or_unreadable, project, image_id, classes) for image_id in ids[:ahead]
+        )
         for index in range(len(ids)):
-            sample = pending[index].result()
-            pending[index] = None  # type: ignore[call-overload]
+            sample = pending.popleft().result()
             nxt = index + ahead
             if nxt < len(ids):
                 pending.append(pool.submit(_labelled_or_unreadable, project, ids[nxt], classes))
@@ -130,7 +132,8 @@ def prepare_all(
     An :class:`UnreadableImage` is skipped as :data:`UNREADABLE` (and appended to ``unreadable``
     when given). Anything but :class:`SkipImage` raised by the plugin becomes a :class:`PluginError`.
     """
-    from labeler.learning.api import PluginError, SkipImage
+    from labeler.learning.api import SkipImage
+    from labeler.learning.plugins import plugin_call
 
     items: list[Any] = []
     kept: list[LabelledImage] = []
@@ -142,19 +145,16 @@ def prepare_all(
                 unreadable.append(sample)
             continue
         try:
-            item = plugin.prepare(sample, settings=settings)
+            item = plugin_call(plugin, "prepare", partial(plugin.prepare, sample, settings=settings),
+                               passthrough=(SkipImage, MemoryError), where=f" (image {sample.image_id})")
         except SkipImage as exc:
             reason = str(exc) or "skipped"
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        except PluginError:
-            raise
         except MemoryError:  # one image too big for memory: left out, the run goes on
             reason = "does not fit in memory"
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        except Exception as exc:  # noqa: BLE001 - the plugin's bug, reported with its name
-            raise PluginError(plugin.name, f"prepare raised {type(exc).__name__}: {exc} (image {sample.image_id})") from exc
         items.append(item)
         if keep_samples:
             kept.append(sample)

@@ -34,12 +34,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from labeler.learning.api import Plugin, PluginError
 from labeler.learning.events import eta_seconds
+from labeler.learning.plugins import plugin_call
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +52,21 @@ WARMUP_FRACTION = 0.05
 
 DEFAULT_LR = 1e-3
 """Peak learning rate when the settings have no ``lr``."""
+
+
+class StopReason(IntEnum):
+    """Why :func:`fit` stops. Ranks agree on the largest value (an all-reduce of ``value``), so a
+    cancel wins over the time budget, which wins over the number of epochs."""
+
+    RUNNING = 0
+    EPOCHS = 1
+    TIME = 2
+    CANCEL = 3
+
+    @property
+    def label(self) -> str:
+        """``"epochs"``, ``"time"`` or ``"cancel"``: what :attr:`FitResult.stopped_by` holds."""
+        return self.name.lower()
 
 
 @dataclass
@@ -82,16 +100,6 @@ def _distributed() -> tuple[bool, int, int]:
     if dist.is_available() and dist.is_initialized():
         return True, dist.get_rank(), dist.get_world_size()
     return False, 0, 1
-
-
-def _plugin_call(plugin: Plugin, what: str, fn: Callable[[], Any]) -> Any:
-    """Run a plugin callback; anything it raises becomes a :class:`PluginError` naming it."""
-    try:
-        return fn()
-    except PluginError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported, not propagated raw
-        raise PluginError(plugin.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 def stack_examples(plugin: Plugin, examples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -172,12 +180,10 @@ class _BatchMaker:
         for index in self._indices():
             item = self.items[index]
             examples.append(
-                _plugin_call(
+                plugin_call(
                     self.plugin,
                     "example",
-                    lambda item=item: self.plugin.example(
-                        item, augment=True, rng=self.aug_rng, settings=self.settings
-                    ),
+                    partial(self.plugin.example, item, augment=True, rng=self.aug_rng, settings=self.settings),
                 )
             )
         return stack_examples(self.plugin, examples)
@@ -209,7 +215,8 @@ class _BatchMaker:
                 continue
             if kind == "error":
                 raise value
-            return value
+            batch: dict[str, np.ndarray] = value
+            return batch
 
     def close(self) -> None:
         self._stop.set()
@@ -280,8 +287,6 @@ def fit(
     returns something other than named scalar losses, or a loss is NaN/inf (``"NaN/inf loss 'box'
     at step 12"``).
     """
-    import torch
-
     if time_budget is None and epochs is None:
         raise ValueError("fit needs a time_budget or a number of epochs")
     if time_budget is not None and time_budget <= 0:
@@ -290,202 +295,272 @@ def fit(
         raise ValueError("epochs must be positive")
     if not items:
         raise ValueError("no training items")
-    distributed, rank, world = _distributed()
-    _set_threads(world)
-    torch.manual_seed(seed + rank)
+    run = _FitRun(plugin, model, items, settings=settings, time_budget=time_budget, epochs=epochs, seed=seed,
+                  device=device, progress=progress, validate=validate, validate_every=validate_every,
+                  progress_every=progress_every, prefetch=prefetch)
+    try:
+        while True:
+            reason, fraction, batch_np = run.next_batch(should_stop)
+            if reason is not StopReason.RUNNING:
+                break
+            run.set_learning_rate(fraction)
+            total, named = run.losses(batch_np)
+            run.optimise(total, named)
+            run.validate_or_report()
+    finally:
+        run.maker.close()
+    return run.finish(reason)
 
-    shard: Sequence[Any] = items
-    if distributed:
-        shard = list(items)[rank::world] or list(items)
-    batch_size = max(1, int(settings.get("batch_size", 8)))
-    steps_per_epoch = max(1, math.ceil(len(shard) / batch_size))
-    total_steps = None if epochs is None else max(1, math.ceil(epochs * steps_per_epoch))
 
-    model.to(device)
-    model.train()
-    bare = model
-    trained: Any = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
+class _FitRun:
+    """The state of one :func:`fit` and its steps: what every rank does, in the same order."""
 
-        device_ids = [torch.device(device).index or 0] if device.startswith("cuda") else None
-        trained = DistributedDataParallel(model, device_ids=device_ids)
-    params = [p for p in bare.parameters() if p.requires_grad]
-    if not params:
-        raise PluginError(plugin.name, "the model has no trainable parameters")
-    base_lr = float(settings.get("lr", DEFAULT_LR))
-    optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=float(settings.get("weight_decay", 1e-4)))
-    grad_clip = settings.get("grad_clip")
+    def __init__(
+        self,
+        plugin: Plugin,
+        model: torch.nn.Module,
+        items: Sequence[Any],
+        *,
+        settings: Mapping[str, Any],
+        time_budget: float | None,
+        epochs: int | float | None,
+        seed: int,
+        device: str,
+        progress: Callable[[dict[str, Any]], None] | None,
+        validate: Callable[[torch.nn.Module], dict[str, float]] | None,
+        validate_every: float,
+        progress_every: float,
+        prefetch: int,
+    ) -> None:
+        import torch
 
-    maker = _BatchMaker(
-        plugin, shard, batch_size=batch_size, settings=settings, seed=seed, rank=rank, prefetch=prefetch
-    )
-    start = time.monotonic()
-    last_report = start
-    last_validation = start
-    validation_interval = validate_every
-    sums: dict[str, float] = {}
-    count = 0
-    step = 0
-    images = 0
-    stopped_by = "epochs"
-    metrics: dict[str, float] = {}
-    last_losses: dict[str, float] = {}
+        self.plugin, self.settings, self.device = plugin, settings, device
+        self.time_budget, self.progress, self.validate = time_budget, progress, validate
+        self.validate_every, self.progress_every = validate_every, progress_every
+        self.distributed, self.rank, self.world = _distributed()
+        _set_threads(self.world)
+        torch.manual_seed(seed + self.rank)
 
-    def fraction_now() -> float:
+        self.shard: Sequence[Any] = items
+        if self.distributed:
+            self.shard = list(items)[self.rank :: self.world] or list(items)
+        self.batch_size = max(1, int(settings.get("batch_size", 8)))
+        steps_per_epoch = max(1, math.ceil(len(self.shard) / self.batch_size))
+        self.total_steps = None if epochs is None else max(1, math.ceil(epochs * steps_per_epoch))
+
+        model.to(device)
+        model.train()
+        self.bare = model
+        self.trained: Any = model
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [torch.device(device).index or 0] if device.startswith("cuda") else None
+            self.trained = DistributedDataParallel(model, device_ids=device_ids)
+        self.params = [p for p in self.bare.parameters() if p.requires_grad]
+        if not self.params:
+            raise PluginError(plugin.name, "the model has no trainable parameters")
+        self.base_lr = float(settings.get("lr", DEFAULT_LR))
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=self.base_lr, weight_decay=float(settings.get("weight_decay", 1e-4))
+        )
+        self.grad_clip = settings.get("grad_clip")
+
+        self.maker = _BatchMaker(
+            plugin, self.shard, batch_size=self.batch_size, settings=settings, seed=seed, rank=self.rank,
+            prefetch=prefetch,
+        )
+        self.start = time.monotonic()
+        self.last_report = self.start
+        self.last_validation = self.start
+        self.validation_interval = validate_every
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.step = 0
+        self.images = 0
+        self.metrics: dict[str, float] = {}
+        self.last_losses: dict[str, float] = {}
+        self.reported_step = -1
+
+    def fraction_now(self) -> float:
+        """How far the run is (0..1): the larger of the time and the steps used."""
         parts = []
-        if time_budget is not None:
-            parts.append((time.monotonic() - start) / time_budget)
-        if total_steps is not None:
-            parts.append(step / total_steps)
+        if self.time_budget is not None:
+            parts.append((time.monotonic() - self.start) / self.time_budget)
+        if self.total_steps is not None:
+            parts.append(self.step / self.total_steps)
         return min(1.0, max(parts))
 
-    def agree(*flags: float) -> list[float]:
+    def agree(self, *flags: float) -> list[float]:
         """Max of each flag over all ranks (identity when not distributed)."""
-        if not distributed:
+        if not self.distributed:
             return list(flags)
+        import torch
         import torch.distributed as dist
 
         # NCCL reduces CUDA tensors only; gloo CPU ones
-        on = device if device.startswith("cuda") else "cpu"
+        on = self.device if self.device.startswith("cuda") else "cpu"
         tensor = torch.tensor(flags, dtype=torch.float64, device=on)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return tensor.tolist()
 
-    reported_step = -1
+    def _raise_if_failed(self, failed: float, error: BaseException | None) -> None:
+        if failed:
+            if error is not None:
+                raise error
+            raise PluginError(self.plugin.name, "failed on another rank (see its log)")
 
-    def report(event: str, final: bool = False) -> None:
-        nonlocal sums, count, last_report, last_losses, reported_step
-        reported_step = step
-        if count:
-            last_losses = {k: v / count for k, v in sums.items()}
-        sums, count = {}, 0
-        last_report = time.monotonic()
-        if progress is None or rank != 0:
-            return
-        elapsed = last_report - start
-        frac = fraction_now()
-        if final:
-            eta = 0.0
-        elif time_budget is not None and total_steps is None:
-            eta = max(0.0, time_budget - elapsed)
-        else:
-            eta = eta_seconds(elapsed=elapsed, fraction=frac)
-            if time_budget is not None:
-                eta = min(eta, max(0.0, time_budget - elapsed))
-        info: dict[str, Any] = {
-            "event": event,
-            "epoch": images / len(shard),
-            "step": step,
-            "fraction": 1.0 if final else frac,
-            "losses": dict(last_losses),
-            "lr": optimizer.param_groups[0]["lr"],
-            "elapsed": elapsed,
-            "eta": eta,
-            "images_per_second": images * world / elapsed if elapsed > 0 else 0.0,
-        }
-        if metrics:
-            info["metrics"] = dict(metrics)
-            if plugin.metric in metrics:
-                info["metric"] = metrics[plugin.metric]
-        progress(info)
+    def stop_reason(self, should_stop: Callable[[], bool] | None) -> StopReason:
+        """Why this rank would stop now (``RUNNING`` when it would not)."""
+        if should_stop is not None and should_stop():
+            return StopReason.CANCEL
+        if self.time_budget is not None and time.monotonic() - self.start >= self.time_budget and self.step > 0:
+            return StopReason.TIME
+        if self.total_steps is not None and self.step >= self.total_steps:
+            return StopReason.EPOCHS
+        return StopReason.RUNNING
 
-    try:
-        while True:
-            frac = fraction_now()
-            stop_reason = 0.0
-            if should_stop is not None and should_stop():
-                stop_reason = 3.0
-            elif time_budget is not None and time.monotonic() - start >= time_budget and step > 0:
-                stop_reason = 2.0
-            elif total_steps is not None and step >= total_steps:
-                stop_reason = 1.0
-            batch_np: dict[str, np.ndarray] | None = None
-            error: BaseException | None = None
-            if stop_reason == 0.0:
-                try:
-                    batch_np = maker.next()
-                except BaseException as exc:  # noqa: BLE001 - shared with the other ranks first
-                    error = exc
-            stop_reason, frac, failed = agree(stop_reason, frac, 1.0 if error else 0.0)
-            if failed:
-                if error is not None:
-                    raise error
-                raise PluginError(plugin.name, "failed on another rank (see its log)")
-            if stop_reason:
-                stopped_by = {1.0: "epochs", 2.0: "time", 3.0: "cancel"}[stop_reason]
-                break
-            assert batch_np is not None
-            for group in optimizer.param_groups:
-                group["lr"] = base_lr * lr_factor(frac)
-            batch = {k: torch.from_numpy(v).to(device) for k, v in batch_np.items()}
-
-            total: Any = None
-            named: dict[str, float] = {}
+    def next_batch(
+        self, should_stop: Callable[[], bool] | None
+    ) -> tuple[StopReason, float, dict[str, np.ndarray]]:
+        """The ranks agree whether to stop (and why), how far the run is, and whether any failed;
+        then the next batch (empty when stopping)."""
+        frac = self.fraction_now()
+        reason = self.stop_reason(should_stop)
+        batch_np: dict[str, np.ndarray] = {}
+        error: BaseException | None = None
+        if reason is StopReason.RUNNING:
             try:
-                losses = _plugin_call(plugin, "losses", lambda: plugin.losses(trained, batch, settings=settings))
-                if not isinstance(losses, Mapping) or not losses:
-                    raise PluginError(plugin.name, f"losses must return a non-empty dict of scalar tensors, "
-                                                   f"got {type(losses).__name__}")
-                for name, value in losses.items():
-                    if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                        raise PluginError(plugin.name, f"loss {name!r} is not a scalar tensor")
-                    scalar = float(value.detach())
-                    if not math.isfinite(scalar):
-                        raise PluginError(plugin.name, f"NaN/inf loss {name!r} at step {step}")
-                    named[str(name)] = scalar
-                    total = value.reshape(()) if total is None else total + value.reshape(())
-                if not total.requires_grad:
-                    raise PluginError(plugin.name, "the losses do not depend on the model's parameters")
+                batch_np = self.maker.next()
             except BaseException as exc:  # noqa: BLE001 - shared with the other ranks first
                 error = exc
-            (failed,) = agree(1.0 if error else 0.0)
-            if failed:
-                if error is not None:
-                    raise error
-                raise PluginError(plugin.name, "failed on another rank (see its log)")
+        agreed, frac, failed = self.agree(float(reason.value), frac, 1.0 if error else 0.0)
+        self._raise_if_failed(failed, error)
+        return StopReason(int(agreed)), frac, batch_np
 
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
-            optimizer.step()
-            step += 1
-            images += batch_size
-            count += 1
-            for name, value in named.items():
-                sums[name] = sums.get(name, 0.0) + value
-            sums["total"] = sums.get("total", 0.0) + sum(named.values())
+    def set_learning_rate(self, fraction: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr * lr_factor(fraction)
 
-            now = time.monotonic()
-            if validate is not None and now - last_validation >= validation_interval:
-                if rank == 0:
-                    bare.eval()
-                    with torch.no_grad():
-                        metrics = dict(validate(bare))
-                    bare.train()
-                last_validation = time.monotonic()
-                # validation never takes more than about a tenth of the run
-                validation_interval = max(validate_every, 9.0 * (last_validation - now))
-                report("validation")
-            elif now - last_report >= progress_every:
-                report("progress")
-    finally:
-        maker.close()
+    def losses(self, batch_np: Mapping[str, np.ndarray]) -> tuple[Any, dict[str, float]]:
+        """The plugin's losses on a batch, checked: their sum (a tensor) and each by name (floats)."""
+        import torch
 
-    seconds = time.monotonic() - start
-    if count or step == 0 or reported_step != step:
-        report("progress", final=True)
-    bare.eval()
-    return FitResult(
-        model=bare,
-        steps=step,
-        epochs=images / len(shard),
-        images=images,
-        seconds=seconds,
-        images_per_second=images * world / seconds if seconds > 0 else 0.0,
-        cancelled=stopped_by == "cancel",
-        stopped_by=stopped_by,
-        losses=dict(last_losses),
-        metrics=metrics,
-    )
+        plugin, step = self.plugin, self.step
+        batch = {k: torch.from_numpy(v).to(self.device) for k, v in batch_np.items()}
+        total: Any = None
+        named: dict[str, float] = {}
+        error: BaseException | None = None
+        try:
+            losses = plugin_call(plugin, "losses", partial(plugin.losses, self.trained, batch, settings=self.settings))
+            if not isinstance(losses, Mapping) or not losses:
+                raise PluginError(plugin.name, f"losses must return a non-empty dict of scalar tensors, "
+                                               f"got {type(losses).__name__}")
+            for name, value in losses.items():
+                if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                    raise PluginError(plugin.name, f"loss {name!r} is not a scalar tensor")
+                scalar = float(value.detach())
+                if not math.isfinite(scalar):
+                    raise PluginError(plugin.name, f"NaN/inf loss {name!r} at step {step}")
+                named[str(name)] = scalar
+                total = value.reshape(()) if total is None else total + value.reshape(())
+            if not total.requires_grad:
+                raise PluginError(plugin.name, "the losses do not depend on the model's parameters")
+        except BaseException as exc:  # noqa: BLE001 - shared with the other ranks first
+            error = exc
+        (failed,) = self.agree(1.0 if error else 0.0)
+        self._raise_if_failed(failed, error)
+        return total, named
+
+    def optimise(self, total: Any, named: Mapping[str, float]) -> None:
+        """One optimiser step on ``total``; the named losses are summed for the next report."""
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, float(self.grad_clip))
+        self.optimizer.step()
+        self.step += 1
+        self.images += self.batch_size
+        self.count += 1
+        for name, amount in named.items():
+            self.sums[name] = self.sums.get(name, 0.0) + amount
+        self.sums["total"] = self.sums.get("total", 0.0) + sum(named.values())
+
+    def validate_or_report(self) -> None:
+        """Validate when it is time (on rank 0, at most about a tenth of the run), else report
+        progress when it is time."""
+        import torch
+
+        now = time.monotonic()
+        if self.validate is not None and now - self.last_validation >= self.validation_interval:
+            if self.rank == 0:
+                self.bare.eval()
+                with torch.no_grad():
+                    self.metrics = dict(self.validate(self.bare))
+                self.bare.train()
+            self.last_validation = time.monotonic()
+            # validation never takes more than about a tenth of the run
+            self.validation_interval = max(self.validate_every, 9.0 * (self.last_validation - now))
+            self.report("validation")
+        elif now - self.last_report >= self.progress_every:
+            self.report("progress")
+
+    def _eta(self, elapsed: float, frac: float, final: bool) -> float:
+        if final:
+            return 0.0
+        if self.time_budget is not None and self.total_steps is None:
+            return max(0.0, self.time_budget - elapsed)
+        eta = eta_seconds(elapsed=elapsed, fraction=frac)
+        if self.time_budget is not None:
+            eta = min(eta, max(0.0, self.time_budget - elapsed))
+        return eta
+
+    def report(self, event: str, final: bool = False) -> None:
+        """Mean losses since the last report; the ``progress`` callback (rank 0) gets the dict
+        described in :func:`fit`."""
+        self.reported_step = self.step
+        if self.count:
+            self.last_losses = {k: v / self.count for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        self.last_report = time.monotonic()
+        if self.progress is None or self.rank != 0:
+            return
+        elapsed = self.last_report - self.start
+        frac = self.fraction_now()
+        info: dict[str, Any] = {
+            "event": event,
+            "epoch": self.images / len(self.shard),
+            "step": self.step,
+            "fraction": 1.0 if final else frac,
+            "losses": dict(self.last_losses),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "elapsed": elapsed,
+            "eta": self._eta(elapsed, frac, final),
+            "images_per_second": self.images * self.world / elapsed if elapsed > 0 else 0.0,
+        }
+        if self.metrics:
+            info["metrics"] = dict(self.metrics)
+            if self.plugin.metric in self.metrics:
+                info["metric"] = self.metrics[self.plugin.metric]
+        self.progress(info)
+
+    def finish(self, reason: StopReason) -> FitResult:
+        """The last report (unless the last step was reported already) and the result."""
+        seconds = time.monotonic() - self.start
+        if self.count or self.step == 0 or self.reported_step != self.step:
+            self.report("progress", final=True)
+        self.bare.eval()
+        return FitResult(
+            model=self.bare,
+            steps=self.step,
+            epochs=self.images / len(self.shard),
+            images=self.images,
+            seconds=seconds,
+            images_per_second=self.images * self.world / seconds if seconds > 0 else 0.0,
+            cancelled=reason is StopReason.CANCEL,
+            stopped_by=reason.label,
+            losses=dict(self.last_losses),
+            metrics=self.metrics,
+        )

@@ -8,7 +8,9 @@ its name and the reason (:func:`load_errors`) and does not keep the others from 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from labeler.learning.api import ENTRY_POINT_GROUP, Plugin, PluginError, Setting
 
@@ -29,21 +31,50 @@ class LoadError:
 
 _errors: list[LoadError] = []
 
+T = TypeVar("T")
 
-def _check(plugin: object, name: str) -> None:
+
+def plugin_call(
+    plugin: Plugin | str,
+    what: str,
+    fn: Callable[[], T],
+    *,
+    passthrough: tuple[type[BaseException], ...] = (),
+    where: str = "",
+) -> T:
+    """``fn()``, a call into a plugin: anything it raises becomes a :class:`PluginError` that names the
+    plugin and ``what`` raised (``where`` is appended, e.g. `` (image 7)``). A ``PluginError`` and the
+    exception types in ``passthrough`` (for example ``MemoryError``, which is no fault of the plugin)
+    pass unchanged."""
+    try:
+        return fn()
+    except PluginError:
+        raise
+    except passthrough:
+        raise
+    except Exception as exc:
+        name = plugin if isinstance(plugin, str) else plugin.name
+        raise PluginError(name, f"{what} raised {type(exc).__name__}: {exc}{where}") from exc
+
+
+def _check(plugin: object, name: str) -> Plugin:
+    """``plugin`` as a :class:`Plugin` when it keeps the interface; else ``TypeError`` saying how not."""
     for attr in REQUIRED_ATTRIBUTES + REQUIRED_METHODS:
         if not hasattr(plugin, attr):
             raise TypeError(f"it has no {attr!r}")
     for method in REQUIRED_METHODS:
         if not callable(getattr(plugin, method)):
             raise TypeError(f"{method!r} is not callable")
-    if getattr(plugin, "name") != name:
-        raise TypeError(f"its name {getattr(plugin, 'name')!r} differs from the entry point's name {name!r}")
-    if getattr(plugin, "task") not in TASKS:
-        raise TypeError(f"task must be one of {', '.join(TASKS)}, not {getattr(plugin, 'task')!r}")
-    settings = getattr(plugin, "settings")
+    if not isinstance(plugin, Plugin):  # true after the checks above; narrows the type
+        raise TypeError("it does not implement labeler.learning.api.Plugin")
+    if plugin.name != name:
+        raise TypeError(f"its name {plugin.name!r} differs from the entry point's name {name!r}")
+    if plugin.task not in TASKS:
+        raise TypeError(f"task must be one of {', '.join(TASKS)}, not {plugin.task!r}")
+    settings = plugin.settings
     if not isinstance(settings, tuple) or not all(isinstance(s, Setting) for s in settings):
         raise TypeError("settings must be a tuple of labeler.learning.api.Setting")
+    return plugin
 
 
 def discover() -> dict[str, Plugin]:
@@ -61,12 +92,11 @@ def discover() -> dict[str, Plugin]:
             continue
         try:
             factory = entry.load()
-            plugin = factory() if callable(factory) else factory
-            _check(plugin, entry.name)
+            plugin = _check(factory() if callable(factory) else factory, entry.name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
             _errors.append(LoadError(entry.name, entry.value, f"{type(exc).__name__}: {exc}"))
             continue
-        found[entry.name] = plugin  # type: ignore[assignment]
+        found[entry.name] = plugin
     return dict(sorted(found.items()))
 
 

@@ -7,22 +7,21 @@ as a :class:`PluginError` naming the plugin instead of reaching the store.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from labeler.core.annotation import Category, Kind
 from labeler.learning.api import LabelledImage, Plugin, PluginError, Prediction, Proposal
+from labeler.learning.plugins import plugin_call
+
+T = TypeVar("T")
 
 
-def _call(plugin: Plugin, what: str, fn: Any) -> Any:
-    try:
-        return fn()
-    except (PluginError, MemoryError):  # memory: one image too big, not the plugin's fault
-        raise
-    except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
-        raise PluginError(plugin.name, f"{what} raised {type(exc).__name__}: {exc}") from exc
+def _call(plugin: Plugin, what: str, fn: Callable[[], T]) -> T:
+    # memory: one image too big, not the plugin's fault
+    return plugin_call(plugin, what, fn, passthrough=(MemoryError,))
 
 
 def check_prediction(

@@ -53,7 +53,7 @@ def class_probabilities(loaded: LoadedModel, crop: np.ndarray) -> np.ndarray:
     z = logits[0].detach().float().cpu().numpy()
     z = z - z.max(axis=0, keepdims=True)
     e = np.exp(z)
-    probs = (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
+    probs: np.ndarray = (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
     h, w = crop.shape[:2]
     if probs.shape[1:] != (h, w):
         probs = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in probs])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,6 +18,9 @@ import numpy as np
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import encode_mask
 from labeler.learning.api import LabelledImage
+
+if TYPE_CHECKING:
+    from labeler.core.store import Project
 
 CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
     (230, 40, 40), (40, 200, 60), (50, 80, 240), (240, 220, 40), (200, 60, 220), (40, 220, 220),
@@ -31,8 +35,7 @@ def draw_scene(
 
     Objects are axis-aligned rectangles or discs covering roughly 10-40 % of the side each.
     """
-    image = rng.integers(60, 120, size=(height, width, 3), dtype=np.uint8)
-    image = cv2.GaussianBlur(image, (3, 3), 0)
+    image: np.ndarray = cv2.GaussianBlur(rng.integers(60, 120, size=(height, width, 3), dtype=np.uint8), (3, 3), 0)
     found: list[tuple[int, np.ndarray]] = []
     for _ in range(objects):
         cls = int(rng.integers(num_classes))
@@ -102,7 +105,7 @@ def make_project(
     kind: Kind = Kind.MASK,
     objects: int = 1,
     seed: int = 0,
-):  # -> labeler.core.store.Project (imported lazily)
+) -> Project:  # imported lazily
     """A project folder at ``root`` with ``images`` PNG files beside its database under ``images/``;
     the first ``done`` are marked done and carry accepted labels of ``kind``. Returns it open."""
     from labeler.core.store import Project

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from labeler.learning.api import Plugin, PluginError, resolve_settings
@@ -39,7 +40,8 @@ from labeler.learning.dataset import (
     project_classes,
     validation_split,
 )
-from labeler.learning.loop import fit
+from labeler.learning.loop import FitResult, fit
+from labeler.learning.plugins import plugin_call
 from labeler.learning.predict import evaluate_samples
 from labeler.learning.refit import (
     Budget,
@@ -54,6 +56,7 @@ from labeler.learning.refit import (
 from labeler.learning.usable import refusal
 
 if TYPE_CHECKING:
+    from labeler.core.annotation import Category
     from labeler.core.store import ModelVersion, Project
 
 Activate = Literal["better", "always", "never"]
@@ -162,52 +165,55 @@ def _pick_parent(
     return parent, None
 
 
-def train(
+@dataclass
+class _Job:
+    """What :func:`train` trains: the settings, the prepared items and the parent to start from."""
+
+    settings: dict[str, Any]
+    classes: tuple[Category, ...]
+    class_ids: tuple[int, ...]
+    train_ids: list[int]
+    parent: ModelVersion | None
+    items: list[Any]
+    val_items: list[Any]
+    val_samples: list[Any]
+    skipped: dict[str, int]
+    time_budget: float | None
+    epochs: int | float | None
+    refitting: bool
+    cancelled: bool = False
+
+
+@dataclass
+class _Trained:
+    """The trained network (``final``), its fits and its measurement (on rank 0)."""
+
+    result: FitResult
+    refitted: FitResult | None
+    final: Any
+    selection: dict[str, Any] | None
+    metrics: dict[str, float]
+    previous_metric: float | None
+    active: ModelVersion | None
+    cancelled: bool
+
+
+def _prepare(
     project: Project,
     plugin: Plugin,
     *,
-    overrides: Mapping[str, Any] | None = None,
-    time_budget: float | None = None,
-    epochs: int | float | None = None,
-    from_version: int | Literal["active"] | None = "active",
-    activate: Activate = "better",
-    seed: int = 0,
-    device: str = "cpu",
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    validate_every: float = 30.0,
-    keep_cancelled: bool = False,
-    refit: bool = True,
-) -> TrainResult:
-    """Train ``plugin`` on the project's done images and store the result as a new model version.
-
-    ``overrides`` are setting values (text from the command line is parsed by the setting's type);
-    a warm start begins from the parent version's settings, a fresh run from the plugin's defaults.
-    With neither ``time_budget`` (seconds) nor ``epochs``, trains for ``settings["epochs"]`` if the
-    plugin has that setting, else 60 seconds. ``from_version``: ``"active"`` (warm start from the
-    active version if its classes match), a version id, or ``None`` (from scratch).
-    ``activate``: ``"better"`` (only if it beats the active version on ``plugin.metric``, measured
-    now on the same validation images; a refit active version through its selection checkpoint),
-    ``"always"`` or ``"never"``.
-
-    ``refit`` (with validation images): the last :data:`~labeler.learning.refit.REFIT_SHARE` of
-    the budget trains on the training and validation images together, at a lower learning rate;
-    the version's metrics are those of the model before that, whose weights are kept as its
-    selection checkpoint (see :mod:`labeler.learning.refit`). Without it, or without validation
-    images, the whole budget trains on the training split and there is no selection checkpoint.
-
-    ``progress`` gets dicts with ``event``: ``start``, ``progress``, ``validation`` (see
-    :func:`labeler.learning.loop.fit`; with a refit, their ``fraction``, ``step``, ``elapsed`` and
-    ``eta`` are of the whole run and ``phase`` is ``"train"`` or ``"refit"``), ``evaluating``,
-    ``refit`` (before the refit phase: ``images``, ``validation_images``, ``seconds`` or
-    ``epochs`` of it, ``lr``), ``done`` and ``cancelled``. Under ``torch.distributed`` every rank
-    trains on its shard in both phases; rank 0 alone evaluates and writes the version.
-    """
-    from labeler.learning.loop import _distributed
-
-    _, rank, world = _distributed()
-    started = time.time()
-    messages: list[str] = []
+    overrides: Mapping[str, Any] | None,
+    time_budget: float | None,
+    epochs: int | float | None,
+    from_version: int | Literal["active"] | None,
+    should_stop: Callable[[], bool] | None,
+    rank: int,
+    world: int,
+    messages: list[str],
+) -> _Job:
+    """Check the settings and the project, pick the parent, read and prepare the done images
+    (``cancelled`` when told to stop while reading); raise :class:`TrainingError` when there is
+    nothing to train on."""
     try:
         resolve_settings(plugin, overrides or {})  # unknown names and bad values fail before any work
     except ValueError as exc:
@@ -259,9 +265,12 @@ def train(
         messages.append(f"left out image {bad.image_id}, which cannot be read: {bad.reason}")
     if len(unreadable) > 5:
         messages.append(f"left out {len(unreadable) - 5} more unreadable images")
+    job = _Job(settings=settings, classes=classes, class_ids=class_ids, train_ids=list(train_ids), parent=parent,
+               items=items, val_items=val_items, val_samples=val_samples, skipped=skipped,
+               time_budget=time_budget, epochs=epochs, refitting=False)
     if should_stop is not None and world == 1 and should_stop():
-        _emit(progress, rank, "cancelled", steps=0)
-        return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
+        job.cancelled = True
+        return job
     for reason, n in val_skipped.items():
         skipped[reason] = skipped.get(reason, 0) + n
     # over all the done images (the skipped counts include the validation ones); none usable for
@@ -271,37 +280,68 @@ def train(
                       total=len(done_ids), skipped=skipped)
     if why_not is not None:
         raise TrainingError(why_not)
-    refitting = refit and bool(val_samples)
-    if not refitting:
-        val_items = []
+    return job
 
+
+def _build_model(project: Project, plugin: Plugin, job: _Job, *, seed: int, messages: list[str]) -> Any:
+    """The network: the parent's weights on a warm start, fresh ones when those cannot be loaded."""
     import torch
 
     torch.manual_seed(seed)  # the same initial weights on every rank, and reproducible runs
-    try:
-        model = plugin.build_model(num_classes=len(classes), settings=settings)
-    except Exception as exc:  # noqa: BLE001
-        raise PluginError(plugin.name, f"build_model raised {type(exc).__name__}: {exc}") from exc
-    if parent is not None:
+
+    def build() -> Any:
+        return plugin_call(plugin, "build_model",
+                           partial(plugin.build_model, num_classes=len(job.classes), settings=job.settings))
+
+    model = build()
+    if job.parent is not None:
         try:
-            load_weights(plugin, model, project.root / parent.checkpoint)
+            load_weights(plugin, model, project.root / job.parent.checkpoint)
         except (PluginError, FileNotFoundError, CheckpointError) as exc:
-            messages.append(f"not warm-starting from version {parent.id} ({exc}); training from scratch")
-            parent = None
-            model = plugin.build_model(num_classes=len(classes), settings=settings)
+            messages.append(f"not warm-starting from version {job.parent.id} ({exc}); training from scratch")
+            job.parent = None
+            model = build()
+    return model
+
+
+def _fit_phases(
+    project: Project,
+    plugin: Plugin,
+    job: _Job,
+    *,
+    refit: bool,
+    seed: int,
+    device: str,
+    progress: Progress | None,
+    rank: int,
+    world: int,
+    should_stop: Callable[[], bool] | None,
+    validate_every: float,
+    keep_cancelled: bool,
+    messages: list[str],
+) -> _Trained | None:
+    """Train on the training split, measure (rank 0), then refit with the validation images
+    folded in; ``None`` when cancelled and not kept."""
+    job.refitting = refit and bool(job.val_samples)
+    if not job.refitting:
+        job.val_items = []
+    items, val_items, val_samples, settings = job.items, job.val_items, job.val_samples, job.settings
+    time_budget, epochs = job.time_budget, job.epochs
+    model = _build_model(project, plugin, job, seed=seed, messages=messages)
+    parent = job.parent
 
     _emit(progress, rank, "start", plugin=plugin.name, settings=settings, train_images=len(items),
-          validation_images=len(val_samples), skipped=skipped, parent=parent.id if parent else None,
-          time_budget=time_budget, epochs=epochs, world_size=world, refit=refitting, messages=list(messages))
+          validation_images=len(val_samples), skipped=job.skipped, parent=parent.id if parent else None,
+          time_budget=time_budget, epochs=epochs, world_size=world, refit=job.refitting, messages=list(messages))
 
     def validate(m: Any) -> dict[str, float]:
         return evaluate_samples(plugin, m, val_samples, settings=settings, device=device)
 
     # phase 1 (the whole run without a refit): the training split
-    budget, refit_budget = (split_budget(time_budget=time_budget, epochs=epochs) if refitting
+    budget, refit_budget = (split_budget(time_budget=time_budget, epochs=epochs) if job.refitting
                             else (Budget(time_budget, epochs), None))
     relay = (train_relay(by_epochs=time_budget is None, train_items=len(items),
-                         all_items=len(items) + len(val_items)) if refitting else None)
+                         all_items=len(items) + len(val_items)) if job.refitting else None)
     began = time.monotonic()
     result = fit(
         plugin, model, items, settings=settings, time_budget=budget.time_budget, epochs=budget.epochs, seed=seed,
@@ -310,7 +350,7 @@ def train(
     )
     if result.cancelled and (rank != 0 or not keep_cancelled):
         _emit(progress, rank, "cancelled", steps=result.steps)
-        return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
+        return None
 
     # its measurement: the version's metrics, and the active version's on the same images
     metrics: dict[str, float] = {}
@@ -320,7 +360,7 @@ def train(
         _emit(progress, rank, "evaluating", validation_images=len(val_samples))
         metrics = validate(result.model) if val_samples else {}
         active = project.active_model_version(plugin.name)
-        previous_metric = _measure_active(project, plugin, active, class_ids, val_samples, device=device,
+        previous_metric = _measure_active(project, plugin, active, job.class_ids, val_samples, device=device,
                                           messages=messages)
 
     # phase 2: the refit, on every rank
@@ -339,18 +379,34 @@ def train(
         final = refitted.model
         if refitted.cancelled and (rank != 0 or not keep_cancelled):
             _emit(progress, rank, "cancelled", steps=result.steps + refitted.steps)
-            return TrainResult(None, False, {}, None, True, skipped, tuple(messages))
+            return None
     cancelled = result.cancelled or (refitted is not None and refitted.cancelled)
-    if rank != 0:
-        return TrainResult(None, False, {}, None, cancelled, skipped, tuple(messages))
+    return _Trained(result=result, refitted=refitted, final=final, selection=selection, metrics=metrics,
+                    previous_metric=previous_metric, active=active, cancelled=cancelled)
 
-    make_active = _should_activate(plugin, activate, active, class_ids, metrics, previous_metric, messages)
+
+def _store_version(
+    project: Project,
+    plugin: Plugin,
+    job: _Job,
+    trained: _Trained,
+    *,
+    activate: bool,
+    started: float,
+    world: int,
+    progress: Progress | None,
+    rank: int,
+    messages: list[str],
+) -> ModelVersion:
+    """Write the checkpoints (the selection one first), then the version's row, last."""
+    result, refitted, parent, settings = trained.result, trained.refitted, job.parent, job.settings
+    items, val_items = job.items, job.val_items
     data: dict[str, Any] = {
-        "train_images": list(train_ids), "validation_images": [s.image_id for s in val_samples],
-        "skipped": skipped, "steps": result.steps, "epochs": result.epochs, "images": result.images,
+        "train_images": list(job.train_ids), "validation_images": [s.image_id for s in job.val_samples],
+        "skipped": job.skipped, "steps": result.steps, "epochs": result.epochs, "images": result.images,
         "seconds": result.seconds, "images_per_second": result.images_per_second,
         "stopped_by": result.stopped_by, "world_size": world, "final_losses": result.losses,
-        "previous_metric": previous_metric, "previous_version": active.id if active else None,
+        "previous_metric": trained.previous_metric, "previous_version": trained.active.id if trained.active else None,
     }
     stem = checkpoint_stem(plugin.name)
     if refitted is not None:
@@ -359,25 +415,99 @@ def train(
                                         .relative_to(project.root).as_posix())
     meta = {
         "plugin": plugin.name, "task": plugin.task, "metric": plugin.metric, "settings": settings,
-        "classes": classes_metadata(classes), "parent": parent.id if parent else None, "data": data,
-        "metrics": metrics, "created": started,
+        "classes": classes_metadata(job.classes), "parent": parent.id if parent else None, "data": data,
+        "metrics": trained.metrics, "created": started,
     }
-    if selection is not None:  # written before the final checkpoint, and both before the row
-        save_checkpoint(project.models_dir, selection_stem(stem), selection,
+    if trained.selection is not None:  # written before the final checkpoint, and both before the row
+        save_checkpoint(project.models_dir, selection_stem(stem), trained.selection,
                         {**meta, "selection_of": checkpoint_path(project.models_dir, stem).name})
-    weights = save_checkpoint(project.models_dir, stem, final, meta)
+    weights = save_checkpoint(project.models_dir, stem, trained.final, meta)
     from labeler.core.store import ModelVersion
 
     version = project.add_model_version(
         ModelVersion(
-            plugin=plugin.name, settings=dict(settings), categories=class_ids,
-            checkpoint=weights.relative_to(project.root).as_posix(), metrics=metrics, data=data,
+            plugin=plugin.name, settings=dict(settings), categories=job.class_ids,
+            checkpoint=weights.relative_to(project.root).as_posix(), metrics=trained.metrics, data=data,
             parent=parent.id if parent else None, created=started,
         ),
-        activate=make_active,
+        activate=activate,
     )
-    _emit(progress, rank, "done", version=version.id, activated=make_active, metrics=metrics,
-          metric=metrics.get(plugin.metric), previous_metric=previous_metric, messages=list(messages),
-          skipped=skipped, seconds=time.time() - started, checkpoint=version.checkpoint,
+    metrics = trained.metrics
+    _emit(progress, rank, "done", version=version.id, activated=activate, metrics=metrics,
+          metric=metrics.get(plugin.metric), previous_metric=trained.previous_metric, messages=list(messages),
+          skipped=job.skipped, seconds=time.time() - started, checkpoint=version.checkpoint,
           refit=data.get("refit"), selection_checkpoint=data.get("selection_checkpoint"))
-    return TrainResult(version, make_active, metrics, previous_metric, cancelled, skipped, tuple(messages))
+    return version
+
+
+def train(
+    project: Project,
+    plugin: Plugin,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    time_budget: float | None = None,
+    epochs: int | float | None = None,
+    from_version: int | Literal["active"] | None = "active",
+    activate: Activate = "better",
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    validate_every: float = 30.0,
+    keep_cancelled: bool = False,
+    refit: bool = True,
+) -> TrainResult:
+    """Train ``plugin`` on the project's done images and store the result as a new model version.
+
+    ``overrides`` are setting values (text from the command line is parsed by the setting's type);
+    a warm start begins from the parent version's settings, a fresh run from the plugin's defaults.
+    With neither ``time_budget`` (seconds) nor ``epochs``, trains for ``settings["epochs"]`` if the
+    plugin has that setting, else 60 seconds. ``from_version``: ``"active"`` (warm start from the
+    active version if its classes match), a version id, or ``None`` (from scratch).
+    ``activate``: ``"better"`` (only if it beats the active version on ``plugin.metric``, measured
+    now on the same validation images; a refit active version through its selection checkpoint),
+    ``"always"`` or ``"never"``.
+
+    ``refit`` (with validation images): the last :data:`~labeler.learning.refit.REFIT_SHARE` of
+    the budget trains on the training and validation images together, at a lower learning rate;
+    the version's metrics are those of the model before that, whose weights are kept as its
+    selection checkpoint (see :mod:`labeler.learning.refit`). Without it, or without validation
+    images, the whole budget trains on the training split and there is no selection checkpoint.
+
+    ``progress`` gets dicts with ``event``: ``start``, ``progress``, ``validation`` (see
+    :func:`labeler.learning.loop.fit`; with a refit, their ``fraction``, ``step``, ``elapsed`` and
+    ``eta`` are of the whole run and ``phase`` is ``"train"`` or ``"refit"``), ``evaluating``,
+    ``refit`` (before the refit phase: ``images``, ``validation_images``, ``seconds`` or
+    ``epochs`` of it, ``lr``), ``done`` and ``cancelled``. Under ``torch.distributed`` every rank
+    trains on its shard in both phases; rank 0 alone evaluates and writes the version.
+    """
+    from labeler.learning.loop import _distributed
+
+    _, rank, world = _distributed()
+    started = time.time()
+    messages: list[str] = []
+    job = _prepare(project, plugin, overrides=overrides, time_budget=time_budget, epochs=epochs,
+                   from_version=from_version, should_stop=should_stop, rank=rank, world=world, messages=messages)
+    version: ModelVersion | None = None
+    activated = False
+    metrics: dict[str, float] = {}
+    previous_metric: float | None = None
+    cancelled = job.cancelled
+    if job.cancelled:
+        _emit(progress, rank, "cancelled", steps=0)
+    else:
+        trained = _fit_phases(project, plugin, job, seed=seed, device=device, progress=progress, rank=rank,
+                              world=world, should_stop=should_stop, validate_every=validate_every,
+                              keep_cancelled=keep_cancelled, refit=refit, messages=messages)
+        cancelled = trained is None or trained.cancelled
+        if trained is not None and rank == 0:
+            activated = _should_activate(plugin, activate, trained.active, job.class_ids, trained.metrics,
+                                         trained.previous_metric, messages)
+            version = _store_version(project, plugin, job, trained, activate=activated, started=started,
+                                     world=world, progress=progress, rank=rank, messages=messages)
+            metrics, previous_metric = trained.metrics, trained.previous_metric
+    return TrainResult(
+        version=version, activated=activated, metrics=metrics, previous_metric=previous_metric,
+        cancelled=cancelled, skipped=job.skipped,
+        messages=tuple(messages),
+    )

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from labeler.core.annotation import Annotation, State
 from labeler.core.proposal_filter import DEFAULT_MIN_SCORE, ProposalFilter
 from labeler.core.store import Project
+from labeler.core.uncertainty import uncertainty_order
 from labeler.learning.retrain import RetrainPolicy
 from labeler.simulation.annotator import apply_work, manual_seconds, review
 from labeler.simulation.cost import COSTS, CostModel
@@ -210,9 +211,9 @@ class _Session:
 
     def next_image(self) -> int:
         if self.settings.order == "uncertain" and len(self.done) >= self.settings.seed_images:
-            record = self.project.most_uncertain_image()
-            if record is not None:
-                return record.id
+            order = uncertainty_order(self.project.images(done=False))
+            if order:
+                return order[0].id
         return next(i for i in self.order if i not in self.done)
 
     # ---- training rounds ----------------------------------------------------------------------

@@ -28,7 +28,15 @@ from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import encode_mask
 from labeler.gui.canvas.edits import clamp_box
 from labeler.gui.canvas.items import MaskItem
-from labeler.gui.canvas.tools import CLICK_SLOP_PX, MIN_BOX_SIDE, PolygonTool, RubberBand, Tool, _clamp, _cosmetic
+from labeler.gui.canvas.tools import (
+    CLICK_SLOP_PX,
+    MIN_BOX_SIDE,
+    PolygonTool,
+    RubberBand,
+    Tool,
+    _clamp,
+    _cosmetic,
+)
 from labeler.gui.workers import FunctionWorker
 
 if TYPE_CHECKING:
@@ -42,7 +50,7 @@ def _probability(project: Any, category_id: int, cache: dict[str, Any]) -> Any:
     if "model" not in cache:
         try:
             cache["model"] = active_segmentation_model(project)
-        except Exception:  # a model that cannot load leaves plain GrabCut
+        except Exception:  # noqa: BLE001 - a model that cannot load leaves plain GrabCut
             cache["model"] = None
     loaded = cache["model"]
     channel = class_channel(loaded, category_id) if loaded is not None else None
@@ -228,7 +236,7 @@ class AssistTool(Tool):
 
     def _show(self, result: MaskResult) -> None:
         color = QColor(self._class_color())
-        rgba = np.zeros(result.mask.shape + (4,), np.uint8)
+        rgba = np.zeros((*result.mask.shape, 4), np.uint8)
         rgba[result.mask] = (color.red(), color.green(), color.blue(), 140)
         image = QImage(rgba.data, rgba.shape[1], rgba.shape[0], rgba.shape[1] * 4, QImage.Format.Format_RGBA8888).copy()
         from PySide6.QtGui import QPixmap
@@ -304,7 +312,8 @@ class OutlineTool(PolygonTool):
         b = self._vertices[(side + 1) % len(self._vertices)]
         epoch = self._epoch
         worker = FunctionWorker(_snap, source, (a.x(), a.y()), (b.x(), b.y()))
-        worker.signals.finished.connect(lambda path, s=side, e=epoch, n=len(self._vertices): self._on_path(e, s, n, path))
+        count = len(self._vertices)
+        worker.signals.finished.connect(lambda path, s=side, e=epoch, n=count: self._on_path(e, s, n, path))
         worker.start(self._pool)
 
     def _on_path(self, epoch: int, side: int, count: int, path: np.ndarray) -> None:

@@ -27,10 +27,10 @@ from labeler.core.geometry import annotation_box
 from labeler.core.proposal_filter import ProposalFilter
 from labeler.core.store import Project
 from labeler.gui import commands
+from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.edits import translate
 from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, LoaderSignals, start_loader
 from labeler.gui.canvas.items import AnnotationItem, make_item
-from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.tools import TOOLS, Tool
 from labeler.gui.canvas.view import CanvasView
 
@@ -256,7 +256,7 @@ class AnnotationCanvas(QWidget):
         if level.reduce == self._requested or first:
             self._loader_cancel = None
             self._requested = None
-        if not first and level.reduce >= finest:  # type: ignore[operator]
+        if finest is not None and level.reduce >= finest:
             return  # a level no finer than what is shown (the view zoomed out meanwhile)
         self._image_layer.add_level(level.reduce, level.pixels, level.size)
         if first:

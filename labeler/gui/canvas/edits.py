@@ -7,6 +7,7 @@ pixels with the origin at the top-left corner of the top-left pixel, so pixel ``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -55,11 +56,11 @@ def translate(ann: Annotation, dx: float, dy: float, width: int, height: int) ->
         return replace(ann, box_xywh=(nx, ny, w, h))
     if ann.kind is Kind.POLYGON:
         assert ann.polygons is not None
-        parts = [np.clip(p + (dx, dy), (0.0, 0.0), (float(width), float(height))) for p in ann.polygons]
+        parts = [np.clip((*p, dx, dy), (0.0, 0.0), (float(width), float(height))) for p in ann.polygons]
         return replace(ann, polygons=tuple(parts))
     assert ann.rle is not None
     mask = decode_rle(ann.rle)
-    return replace(ann, rle=encode_mask(shift_mask(mask, int(round(dx)), int(round(dy)))))
+    return replace(ann, rle=encode_mask(shift_mask(mask, round(dx), round(dy))))
 
 
 def stroke_mask(
@@ -74,12 +75,12 @@ def stroke_mask(
     if not points:
         return canvas.astype(bool)
     scale = 1 << SHIFT
-    pts = [(int(round((x - 0.5) * scale)), int(round((y - 0.5) * scale))) for x, y in points]
-    radius = max(0, int(round(diameter / 2.0 * scale)))
-    thickness = max(1, int(round(diameter)))
+    pts = [(round((x - 0.5) * scale), round((y - 0.5) * scale)) for x, y in points]
+    radius = max(0, round(diameter / 2.0 * scale))
+    thickness = max(1, round(diameter))
     for p in pts:
         cv2.circle(canvas, p, radius, 1, -1, cv2.LINE_8, SHIFT)
-    for a, b in zip(pts, pts[1:], strict=False):
+    for a, b in itertools.pairwise(pts):
         cv2.line(canvas, a, b, 1, thickness, cv2.LINE_8, SHIFT)
     # The first point alone must still paint the pixel under the cursor.
     col, row = int(np.floor(points[0][0])), int(np.floor(points[0][1]))
@@ -103,7 +104,8 @@ def stroke_bounds(
 
 def paint_into(mask: np.ndarray, stroke: np.ndarray, *, erase: bool) -> np.ndarray:
     """``mask`` with the stroke's pixels set (brush) or cleared (eraser)."""
-    return (mask & ~stroke) if erase else (mask | stroke)
+    painted: np.ndarray = (mask & ~stroke) if erase else (mask | stroke)
+    return painted
 
 
 def translate_all(anns: Sequence[Annotation], dx: float, dy: float, width: int, height: int) -> list[Annotation]:

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QObject, QRectF, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPainter
-from PIL import Image
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from labeler.core.images import ImageError, max_pixels_limit, read_image, read_image_size
@@ -76,7 +76,7 @@ def to_qt32(rgb: np.ndarray) -> np.ndarray:
     """``(h, w, 4)`` uint8 array whose memory is ``QImage.Format_RGB32`` (0xffRRGGBB words)."""
     if sys.byteorder == "little":
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
-    out = np.empty(rgb.shape[:2] + (4,), dtype=np.uint8)
+    out = np.empty((*rgb.shape[:2], 4), dtype=np.uint8)
     out[..., 0] = 255
     out[..., 1:] = rgb
     return out
@@ -111,11 +111,12 @@ def decode_jpeg_rgbx(path: str | os.PathLike[str]) -> np.ndarray | None:
             if width * height > max_pixels_limit():
                 return None
             (codec, extents, offset, args) = src.tile[0]
-            if codec != "jpeg" or tuple(extents) != (0, 0, width, height):
+            if codec != "jpeg" or extents is None or tuple(extents) != (0, 0, width, height):
                 return None
+            mode_args = args if isinstance(args, tuple) else ()
             pixels = np.empty((height, width, 4), dtype=np.uint8)
             target = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
-            decoder = Image._getdecoder("RGBX", "jpeg", ("RGBX", args[1] if len(args) > 1 else ""),  # noqa: SLF001
+            decoder = Image._getdecoder("RGBX", "jpeg", ("RGBX", mode_args[1] if len(mode_args) > 1 else ""),
                                         src.decoderconfig)
             decoder.setimage(target.im, extents)
             with open(path, "rb") as f:
@@ -228,7 +229,7 @@ class ImageLoader(QRunnable):
             )
         except ImageError as exc:
             self.signals.failed.emit(self._image_id, self._token, str(exc))
-        except Exception as exc:  # a vanished project or file: report it, never crash the pool
+        except Exception as exc:  # noqa: BLE001 - a vanished project or file: report it, never crash the pool
             self.signals.failed.emit(
                 self._image_id, self._token, f"cannot show image {self._image_id}: {type(exc).__name__}: {exc}"
             )

@@ -16,7 +16,17 @@ from dataclasses import replace
 import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QImage,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPolygonF,
+)
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from labeler.core.annotation import Annotation, Category, Kind
@@ -438,7 +448,7 @@ def inside_point(crop: np.ndarray, x0: int, y0: int) -> QPointF:
     padded = np.pad(small, 1)  # the crop's border counts as edge
     depth = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return QPointF(x0 + x * step, y0 + y * step)
+    return QPointF(float(x0 + int(x) * step), float(y0 + int(y) * step))
 
 
 def make_item(ann: Annotation, category: Category | None, mask: np.ndarray | None = None) -> AnnotationItem:

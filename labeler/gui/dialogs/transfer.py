@@ -129,6 +129,14 @@ class _TransferDialog(QDialog):
     def set_path(self, path: str | Path) -> None:
         self.path_edit.setText(str(path))
 
+    def run(self) -> None:
+        """Start the import or export (each dialog says which)."""
+        raise NotImplementedError
+
+    def browse(self) -> None:
+        """Ask for the file to read or write."""
+        raise NotImplementedError
+
     def running(self) -> bool:
         return self.worker is not None and not self.worker.done
 
@@ -145,7 +153,7 @@ class _TransferDialog(QDialog):
         label = self.description
         label.setMinimumHeight(label.heightForWidth(max(label.width(), 1)))
 
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._fit_description()
 
@@ -336,7 +344,10 @@ class ImportDialog(_TransferDialog):
         self.imported = False
         self.browse_folder_button = QPushButton("Folder…")
         self.browse_button.setText("File…")
-        row = self.form.itemAt(self.form.rowCount() - 1, QFormLayout.ItemRole.FieldRole).layout()
+        field = self.form.itemAt(self.form.rowCount() - 1, QFormLayout.ItemRole.FieldRole)
+        row = field.layout() if field is not None else None
+        if row is None:
+            raise RuntimeError("the path row of the import form has no layout")
         row.addWidget(self.browse_folder_button)
         self.images_edit = QLineEdit()
         self.images_edit.setPlaceholderText("where the images are, if the labels' paths do not find them")

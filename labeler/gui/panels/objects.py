@@ -58,7 +58,8 @@ class ObjectsPanel(QWidget):
 
     def ids(self) -> list[int]:
         """The annotation ids, in row order."""
-        return [int(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)) for r in range(self.table.rowCount())]
+        return [int(item.data(Qt.ItemDataRole.UserRole)) for r in range(self.table.rowCount())
+                if (item := self.table.item(r, 0)) is not None]
 
     def refresh(self) -> None:
         items = sorted(self._canvas.annotation_items().items())
@@ -104,7 +105,8 @@ class ObjectsPanel(QWidget):
             for ann_id in ids:
                 if self._canvas.is_hidden(ann_id):
                     self._canvas.set_hidden(ann_id, False)
-                    self.table.item(rows[ids.index(ann_id)], 0).setCheckState(Qt.CheckState.Checked)
+                    if (item := self.table.item(rows[ids.index(ann_id)], 0)) is not None:
+                        item.setCheckState(Qt.CheckState.Checked)
             self._canvas.select(ids)
             if len(ids) == 1:
                 self._canvas.centre_on(ids[0])

@@ -131,7 +131,7 @@ class ProposalsPanel(QWidget):
     def _list_plugins(self, plugins: list[str]) -> None:
         """Offer every plugin that has proposals on this image (and the one chosen), keeping the choice."""
         chosen = self.plugin_filter.currentText()
-        wanted = [ALL_PLUGINS] + sorted(set(plugins) | ({chosen} - {ALL_PLUGINS}))
+        wanted = [ALL_PLUGINS, *sorted(set(plugins) | {chosen} - {ALL_PLUGINS})]
         if [self.plugin_filter.itemText(i) for i in range(self.plugin_filter.count())] != wanted:
             self.plugin_filter.blockSignals(True)
             self.plugin_filter.clear()

@@ -61,7 +61,7 @@ def input_shape(height: int, width: int, input_size: int) -> tuple[int, int]:
     m = STRIDE_MULTIPLE
 
     def side(v: int) -> int:
-        return max(m, int(round(v * scale / m)) * m)
+        return max(m, round(v * scale / m) * m)
 
     return side(height), side(width)
 
@@ -77,7 +77,7 @@ def anchor_of(w: float, h: float, anchors: Sequence[float]) -> int:
     return int(np.argmin([abs(math.log(size / a)) for a in anchors]))
 
 
-def encode_box(box_cells: Sequence[float], row: int, col: int, anchor: float) -> np.ndarray:
+def encode_box(box_cells: Sequence[float] | np.ndarray, row: int, col: int, anchor: float) -> np.ndarray:
     """``(tx, ty, tw, th)`` of an ``(x, y, w, h)`` box in cell units, for cell ``(row, col)`` and
     an anchor of size ``anchor`` (see the module docstring)."""
     x, y, w, h = (float(v) for v in box_cells)
@@ -152,8 +152,8 @@ def build_targets(
         region[region == 0] = IGNORE
         cx, cy = x + w / 2, y + h / 2
         r = max(0.5, float(center_radius))
-        c0, c1 = max(cols.start, int(math.floor(cx - r + 0.5))), min(cols.stop, int(math.floor(cx + r - 0.5)) + 1)
-        r0, r1 = max(rows.start, int(math.floor(cy - r + 0.5))), min(rows.stop, int(math.floor(cy + r - 0.5)) + 1)
+        c0, c1 = max(cols.start, math.floor(cx - r + 0.5)), min(cols.stop, math.floor(cx + r - 0.5) + 1)
+        r0, r1 = max(rows.start, math.floor(cy - r + 0.5)), min(rows.stop, math.floor(cy + r - 0.5) + 1)
         area = w * h
         for i in range(r0, r1):
             for j in range(c0, c1):
@@ -164,8 +164,8 @@ def build_targets(
     for n in np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable"):
         a = assigned[n]
         x, y, w, h = boxes[n]
-        j = min(max(int(math.floor(x + w / 2)), 0), gw - 1)
-        i = min(max(int(math.floor(y + h / 2)), 0), gh - 1)
+        j = min(max(math.floor(x + w / 2), 0), gw - 1)
+        i = min(max(math.floor(y + h / 2), 0), gh - 1)
         area = w * h
         if area <= centre_owner[a, i, j]:
             centre_owner[a, i, j] = area

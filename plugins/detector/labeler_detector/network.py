@@ -58,10 +58,11 @@ class Detector(nn.Module):
         self.out = nn.Conv2d(c4, anchors * (k + 4), 1)
         with torch.no_grad():
             self.out.weight.mul_(0.1)
+            assert self.out.bias is not None  # nn.Conv2d has one by default
             bias = self.out.bias.view(anchors, k + 4)
             bias.zero_()
             bias[:, 0] = math.log(99.0 * num_classes)
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit this keyword of Module.to
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.shape[-1] % 32 or x.shape[-2] % 32:

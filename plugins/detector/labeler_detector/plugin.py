@@ -29,26 +29,36 @@ kept, ``2 p`` of the most probable object anywhere (near 0: nothing there).
 Metrics (``evaluate``, pycocotools' ``COCOeval``): ``map50`` (the ranking metric) and ``map``
 (IoU 0.50:0.95), over the classes and per class (``map50/NAME``, ``map/NAME``); ``images`` and
 ``objects`` scored. Images the detector would skip are left out.
+
+torch is imported only when a method needs it (as in the segmenter), so discovering the plugin
+stays cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from labeler.core.annotation import Annotation, Category, Kind, State
-from labeler.core.geometry import annotation_box
+from labeler.core.geometry import annotation_box, as_box
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
-
 from labeler_detector.cocomap import Box, coco_map
 from labeler_detector.grid import STRIDE, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
-from labeler_detector.views import Augment, clip_boxes, mean_colour, random_view, resize, scale_boxes, to_input
-from labeler_detector.network import Detector
+from labeler_detector.views import (
+    Augment,
+    clip_boxes,
+    mean_colour,
+    random_view,
+    resize,
+    scale_boxes,
+    to_input,
+)
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DetectorPlugin:
@@ -83,6 +93,8 @@ class DetectorPlugin:
     # -- model -----------------------------------------------------------------------------
 
     def build_model(self, *, num_classes: int, settings: Mapping[str, Any]) -> torch.nn.Module:
+        from labeler_detector.network import Detector
+
         cfg = self._cfg(settings)
         return Detector(num_classes=num_classes, anchors=len(cfg["anchors"]), width=int(cfg["width"]))
 
@@ -98,7 +110,7 @@ class DetectorPlugin:
         boxes, labels = object_boxes(sample, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
         scale = input_scale(h, w, int(cfg["input_size"]))
         cache = min(1.0, scale * float(cfg["zoom_max"]))
-        ch, cw = max(1, int(round(h * cache))), max(1, int(round(w * cache)))
+        ch, cw = max(1, round(h * cache)), max(1, round(w * cache))
         cached = resize(image, ch, cw)
         return {
             "image": cached,
@@ -131,6 +143,8 @@ class DetectorPlugin:
     def losses(
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, settings: Mapping[str, Any]
     ) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
         cfg = self._cfg(settings)
         out = model(batch["image"])
         logits, pred_box = out["logits"], out["box"]  # (B, A, K, h, w), (B, A, 4, h, w)
@@ -153,6 +167,8 @@ class DetectorPlugin:
         return None if size <= 0 else max(1, (3 * size + 3) // 4)
 
     def inputs(self, image: np.ndarray, *, settings: Mapping[str, Any]) -> torch.Tensor:
+        import torch
+
         image = as_rgb(image)
         h, w = input_shape(image.shape[0], image.shape[1], int(self._cfg(settings)["input_size"]))
         return torch.from_numpy(to_input(resize(image, h, w)))[None]
@@ -192,7 +208,7 @@ class DetectorPlugin:
                    top_k=int(cfg["max_proposals"]))
         proposals = tuple(
             Proposal(category_id=classes[int(labels[i])].id, kind=Kind.BOX, score=float(np.clip(scores[i], 0.0, 1.0)),
-                     box_xywh=tuple(float(v) for v in boxes[i]))  # type: ignore[arg-type]
+                     box_xywh=as_box(boxes[i]))
             for i in keep
         )
         kept = scores[keep] if len(keep) else np.zeros(0)
@@ -201,7 +217,7 @@ class DetectorPlugin:
         else:
             uncertainty = float(2.0 * min(0.5, float(score.max())))
         return Prediction(proposals=proposals, uncertainty=float(np.clip(uncertainty, 0.0, 1.0)),
-                          extra={"candidates": int(len(scores))})
+                          extra={"candidates": len(scores)})
 
     def evaluate(
         self, predictions: Sequence[Prediction], samples: Sequence[LabelledImage], *, settings: Mapping[str, Any]
@@ -214,15 +230,15 @@ class DetectorPlugin:
         found: list[Box] = []
         image_ids: list[int] = []
         classes: dict[int, str] = {}
-        for n, (prediction, sample) in enumerate(zip(predictions, samples)):
+        for n, (prediction, sample) in enumerate(zip(predictions, samples, strict=True)):
             classes.update({c.id: c.name for c in sample.classes})
             try:
                 boxes, labels = object_boxes(sample, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
             except SkipImage:
                 continue
             image_ids.append(n)
-            truth += [Box(n, sample.classes[int(l) - 1].id, tuple(float(v) for v in b))  # type: ignore[arg-type]
-                      for b, l in zip(boxes, labels)]
+            truth += [Box(n, sample.classes[int(label) - 1].id, as_box(b))
+                      for b, label in zip(boxes, labels, strict=True)]
             found += [Box(n, p.category_id, p.box_xywh, float(p.score)) for p in prediction.proposals
                       if p.box_xywh is not None]
         metrics = coco_map(truth, found, image_ids=image_ids, categories=sorted(classes.items()),
@@ -288,7 +304,9 @@ def object_boxes(sample: LabelledImage, *, shapes_as_boxes: bool = True) -> tupl
 
 def _first(t: Any) -> torch.Tensor:
     """The single image's slice of an output of a batch of one (what ``inputs`` makes)."""
-    t = torch.as_tensor(t).detach().cpu()
-    if t.ndim < 1 or t.shape[0] != 1:
-        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(t.shape)}")
-    return t[0]
+    import torch
+
+    tensor = torch.as_tensor(t).detach().cpu()
+    if tensor.ndim < 1 or tensor.shape[0] != 1:
+        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(tensor.shape)}")
+    return tensor[0]

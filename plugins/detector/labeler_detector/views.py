@@ -142,7 +142,7 @@ def random_view(
         fill = mean_colour(source)
     interpolation = cv2.INTER_AREA if z < 0.75 else cv2.INTER_LINEAR
     if z < 0.75:  # warpAffine has no area filter: shrink first, then place
-        small = cv2.resize(source, (max(1, int(round(sw * z))), max(1, int(round(sh * z)))),
+        small = cv2.resize(source, (max(1, round(sw * z)), max(1, round(sh * z))),
                            interpolation=interpolation)
         fx, fy = small.shape[1] / sw, small.shape[0] / sh
         matrix = np.array([[z / fx, 0.0, -left + 0.5 * z / fx - 0.5], [0.0, z / fy, -top + 0.5 * z / fy - 0.5]])

@@ -35,7 +35,7 @@ def normalize_box(box_xywh: Sequence[float], width: int, height: int) -> np.ndar
     return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
 
 
-def denormalize_box(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+def denormalize_box(box: Sequence[float] | np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
     """Normalised ``(x, y, w, h)`` to a pixel box clipped to the ``width`` x ``height`` image.
 
     Negative sizes are read as zero; the result is at least one pixel wide and high (moved inside
@@ -199,8 +199,8 @@ def augment(
     geometric transform of the pixels and is clipped to the view.
     """
     window = crop_window(box, rng, aug)
-    fill = tuple(int(v) for v in source.reshape(-1, 3).mean(axis=0))
-    view = warp_to_window(source, window, size, fill)  # type: ignore[arg-type]
+    red, green, blue = (int(v) for v in source.reshape(-1, 3).mean(axis=0))
+    view = warp_to_window(source, window, size, (red, green, blue))
     out_box = box_in_window(box, window)
     if aug.flip and rng.random() < 0.5:
         view = view[:, ::-1]

@@ -82,7 +82,7 @@ class Localizer(nn.Module):
         with torch.no_grad():
             last.bias.copy_(torch.tensor([math.log(p / (1 - p)) for p in PRIOR_BOX]))
         # NHWC convolutions run markedly faster on CPU here; checkpoints store contiguous copies
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit this keyword of Module.to
 
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.backbone(x.contiguous(memory_format=torch.channels_last))

@@ -16,24 +16,26 @@ Metrics (``evaluate``): ``accuracy`` (predicted class is right), ``box_iou`` (me
 proposed box with the labelled box, class ignored) and ``score``, the ranking metric: the mean
 over images of the box IoU when the class is right and 0 when it is wrong (with one class it
 equals ``box_iou``). ``images`` is how many labelled images were scored.
+
+torch is imported only when a method needs it (as in the segmenter), so discovering the plugin
+stays cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box, box_iou
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
-
 from labeler_localizer.boxes import Augment, denormalize_box, normalize_box, resize_square, to_input
 from labeler_localizer.boxes import augment as random_view
-from labeler_localizer.network import Localizer
+
+if TYPE_CHECKING:
+    import torch
 
 CACHE_MARGIN = 1.25
 """Training images are cached at this multiple of ``input_size`` so zoomed-in crops stay sharp."""
@@ -64,6 +66,8 @@ class LocalizerPlugin:
     # -- model -----------------------------------------------------------------------------
 
     def build_model(self, *, num_classes: int, settings: Mapping[str, Any]) -> torch.nn.Module:
+        from labeler_localizer.network import Localizer
+
         cfg = self._cfg(settings)
         return Localizer(
             num_classes=num_classes,
@@ -89,7 +93,7 @@ class LocalizerPlugin:
             raise SkipImage("the labelled box is empty (under one pixel wide or high inside the image)")
         size = int(cfg["input_size"])
         return {
-            "cache": resize_square(image, int(round(size * CACHE_MARGIN))),
+            "cache": resize_square(image, round(size * CACHE_MARGIN)),
             "view": resize_square(image, size),
             "box": box,
             "label": label,
@@ -109,11 +113,13 @@ class LocalizerPlugin:
             view, box = item["view"], item["box"]
             if view.shape[0] != size:  # settings changed since prepare
                 view = resize_square(item["cache"], size)
-        return {"image": to_input(view), "box": np.asarray(box, dtype=np.float32), "label": np.int64(item["label"])}
+        return {"image": to_input(view), "box": np.asarray(box, dtype=np.float32), "label": np.asarray(item["label"], dtype=np.int64)}
 
     def losses(
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, settings: Mapping[str, Any]
     ) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
         cfg = self._cfg(settings)
         out = model(batch["image"])
         class_loss = F.cross_entropy(
@@ -130,6 +136,8 @@ class LocalizerPlugin:
         return int(self._cfg(settings)["input_size"])
 
     def inputs(self, image: np.ndarray, *, settings: Mapping[str, Any]) -> torch.Tensor:
+        import torch
+
         size = int(self._cfg(settings)["input_size"])
         return torch.from_numpy(to_input(resize_square(as_rgb(image), size)))[None]
 
@@ -145,6 +153,8 @@ class LocalizerPlugin:
         pixels of the ``(h, w)`` image. Uncertainty is ``1 - p * a`` with ``p`` the top
         probability and ``a`` the IoU of the boxes seen on the image and its mirror (1 without
         test-time flipping): an unsure class or an unsteady box both rank the image higher."""
+        import torch
+
         logits = _first(outputs["logits"]).double()
         box = _first(outputs["box"]).double().numpy()
         if logits.shape != (len(classes),) or box.shape != (4,):
@@ -177,7 +187,7 @@ class LocalizerPlugin:
         cfg = self._cfg(settings)
         correct: list[float] = []
         ious: list[float] = []
-        for prediction, sample in zip(predictions, samples):
+        for prediction, sample in zip(predictions, samples, strict=True):
             try:
                 truth = target_annotation(sample.annotations, shapes_as_boxes=bool(cfg["shapes_as_boxes"]))
             except SkipImage:
@@ -238,7 +248,9 @@ def class_index(classes: Sequence[Category], category_id: int) -> int:
 
 def _first(t: Any) -> torch.Tensor:
     """The single image's slice of an output of a batch of one (what ``inputs`` makes)."""
-    t = torch.as_tensor(t).detach().cpu()
-    if t.ndim < 1 or t.shape[0] != 1:
-        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(t.shape)}")
-    return t[0]
+    import torch
+
+    tensor = torch.as_tensor(t).detach().cpu()
+    if tensor.ndim < 1 or tensor.shape[0] != 1:
+        raise ValueError(f"expected outputs for a batch of one image, got shape {tuple(tensor.shape)}")
+    return tensor[0]

@@ -46,7 +46,7 @@ def working_scale(height: int, width: int, *, scale: float, max_side: int) -> fl
 
 def working_size(height: int, width: int, factor: float) -> tuple[int, int]:
     """``(h, w)`` after resizing by ``factor`` (at least 1 pixel each)."""
-    return max(1, int(round(height * factor))), max(1, int(round(width * factor)))
+    return max(1, round(height * factor)), max(1, round(width * factor))
 
 
 def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
@@ -184,7 +184,7 @@ def crop_example(
         fy = -1.0 if augment.vflip and rng.random() < 0.5 else 1.0
     if rng is None or (zoom == 1.0 and angle == 0.0):
         # integer-aligned crop without resampling (exact labels)
-        x0, y0 = int(round(cx - size / 2)), int(round(cy - size / 2))
+        x0, y0 = round(cx - size / 2), round(cy - size / 2)
         img = _padded_crop(image, x0, y0, size, reflect=True)
         tgt = _padded_crop(target, x0, y0, size, reflect=False)
         if fx < 0:

@@ -88,8 +88,10 @@ class Unpool(nn.Module):
         if self.kind == "max":
             if indices is None:
                 raise ValueError("max unpooling needs the indices of its matching pooling layer")
-            return self.unpool(x, indices)
-        return self.unpool(x)
+            unpooled: torch.Tensor = self.unpool(x, indices)
+        else:
+            unpooled = self.unpool(x)
+        return unpooled
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -109,8 +111,10 @@ def _with_test_flips(
     n = x.shape[0]
     logits = run(torch.cat([x.flip(dims) if dims else x for dims in views]))
     probs = torch.softmax(logits, dim=1)
-    mean = sum(probs[i * n : (i + 1) * n].flip(dims) if dims else probs[i * n : (i + 1) * n]
-               for i, dims in enumerate(views)) / len(views)
+    total = torch.zeros_like(probs[:n])
+    for i, dims in enumerate(views):
+        total = total + (probs[i * n : (i + 1) * n].flip(dims) if dims else probs[i * n : (i + 1) * n])
+    mean = total / len(views)
     return torch.log(mean.clamp_min(1e-12))
 
 
@@ -144,7 +148,28 @@ def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-class EncoderDecoder(nn.Module):
+class _Segmentation(nn.Module):
+    """What both networks share: mixed-precision logits, and test-time flips in eval mode."""
+
+    def __init__(self, *, precision: str, test_flips: str) -> None:
+        super().__init__()
+        self.precision = _check_precision(precision)
+        self.test_views = _check_test_flips(test_flips)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and len(self.test_views) > 1:
+            return _with_test_flips(self._logits, x, self.test_views)
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with _autocast(x, self.precision):
+            return self._forward(x).float()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class EncoderDecoder(_Segmentation):
     """conv, pool, conv, pool, conv, unpool, conv, unpool, conv (+ a 1x1 classifier).
 
     ``widths = (w1, w2, w3)``: channels at full, half and quarter resolution. ``convs`` is the
@@ -171,11 +196,9 @@ class EncoderDecoder(nn.Module):
         test_flips: str = "none",
         skips: str = "none",
     ) -> None:
-        super().__init__()
+        super().__init__(precision=precision, test_flips=test_flips)
         if skips not in SKIPS:
             raise ValueError(f"skips must be one of {', '.join(SKIPS)}, not {skips!r}")
-        self.precision = _check_precision(precision)
-        self.test_views = _check_test_flips(test_flips)
         self.skips = skips
         extra = 2 if skips == "concat" else 1
         w1, w2, w3 = widths
@@ -190,15 +213,6 @@ class EncoderDecoder(nn.Module):
         self.dec1 = ConvBlock(extra * w1, w1, [1] * convs)
         self.head = nn.Conv2d(w1, num_outputs, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and len(self.test_views) > 1:
-            return _with_test_flips(self._logits, x, self.test_views)
-        return self._logits(x)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with _autocast(x, self.precision):
-            return self._forward(x).float()
-
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = _pad_to(x, STRIDE).contiguous(memory_format=CHANNELS_LAST)
@@ -211,10 +225,11 @@ class EncoderDecoder(nn.Module):
         x = self.dec2(torch.cat((x, half), dim=1) if self.skips == "concat" else x)
         x = self.unpool1(x, idx1)
         x = self.dec1(torch.cat((x, full), dim=1) if self.skips == "concat" else x)
-        return self.head(x)[..., :h, :w]
+        logits: torch.Tensor = self.head(x)
+        return logits[..., :h, :w]
 
 
-class Naive(nn.Module):
+class Naive(_Segmentation):
     """Stacked same-resolution conv-BN-ReLU layers (no pooling) and a 1x1 classifier."""
 
     def __init__(
@@ -227,18 +242,11 @@ class Naive(nn.Module):
         precision: str = "fp32",
         test_flips: str = "none",
     ) -> None:
-        super().__init__()
-        self.precision = _check_precision(precision)
-        self.test_views = _check_test_flips(test_flips)
+        super().__init__(precision=precision, test_flips=test_flips)
         pattern = [dilations[i % len(dilations)] for i in range(depth)]
         self.body = ConvBlock(3, width, pattern)
         self.head = nn.Conv2d(width, num_outputs, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and len(self.test_views) > 1:
-            return _with_test_flips(self._logits, x, self.test_views)
-        return self._logits(x)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with _autocast(x, self.precision):
-            return self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST))).float()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.body(x.contiguous(memory_format=CHANNELS_LAST)))
+        return logits

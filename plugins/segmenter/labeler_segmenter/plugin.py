@@ -17,7 +17,6 @@ import numpy as np
 
 from labeler.core.annotation import Category
 from labeler.learning.api import LabelledImage, Prediction, Setting, SkipImage
-
 from labeler_segmenter import data as D
 from labeler_segmenter import postprocess as P
 
@@ -232,7 +231,7 @@ class SegmenterPlugin:
         classes = samples[0].classes
         k = len(classes) + 1
         matrix = np.zeros((k, k), dtype=np.int64)
-        for prediction, sample in zip(predictions, samples):
+        for prediction, sample in zip(predictions, samples, strict=True):
             h, w = sample.image.shape[:2]
             target = D.rasterise_target(sample.annotations, sample.classes, h, w, sample.ignore_mask)
             predicted = P.label_map_of(prediction, (h, w), classes)

@@ -11,7 +11,6 @@ import numpy as np
 from labeler.core.annotation import Category, Kind
 from labeler.core.geometry import encode_regions
 from labeler.learning.api import Prediction, Proposal
-
 from labeler_segmenter.data import IGNORE
 
 MAX_STRIP_ELEMENTS = 1 << 24
@@ -27,7 +26,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     flat = out.reshape(out.shape[0], -1)  # a 2-D view: OpenCV takes at most 512 channels
     cv2.exp(flat, dst=flat)
     out /= out.sum(axis=0, keepdims=True)
-    return out
+    probabilities: np.ndarray = out
+    return probabilities
 
 
 def upsampled_max(probabilities: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +59,7 @@ def upsampled_max(probabilities: np.ndarray, height: int, width: int) -> tuple[n
         map_x = np.broadcast_to(xs, (r1 - r0, width)).copy()
         map_y = np.broadcast_to(ys[:, None], (r1 - r0, width)).copy()
         _running_max(probabilities, confidence[r0:r1], labels[r0:r1],
-                     resize=lambda p: cv2.remap(p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+                     resize=lambda p, map_x=map_x, map_y=map_y: cv2.remap(p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
     return confidence, labels
 
 
@@ -107,7 +107,7 @@ def region_map(labels: np.ndarray, num_classes: int, *, background: bool = False
         shift = np.zeros(256, dtype=np.int32)
         shift[1:] = np.cumsum(counts)[:-1]
         shift[counts == 0] = 0  # pixels of classes not labelled keep id 0
-        regions += cv2.LUT(labels, shift.reshape(1, 256))
+        np.add(regions, cv2.LUT(labels, shift.reshape(1, 256)), out=regions)
     region_class = np.concatenate([[0], np.repeat(np.arange(256), counts)]).astype(np.int64)
     return regions, region_class
 
@@ -181,7 +181,7 @@ def regions_to_proposals(
             score=min(1.0, max(0.0, float(sums[r] / areas[r]))),
             rle=rle,
         )
-        for r, rle in zip(kept.tolist(), rles)
+        for r, rle in zip(kept.tolist(), rles, strict=True)
         if rle is not None
     ]
 
