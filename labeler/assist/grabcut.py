@@ -116,10 +116,10 @@ def prepare(
             raise ValueError(f"the probability map is {p.shape}, its crop {wide.shape[:2]}")
         ox, oy = context.to_work(window.x0, window.y0)
         h, w = window.work_shape
-        oxi, oyi = int(round(ox)), int(round(oy))
-        prior = np.clip(p[oyi:oyi + h, oxi:oxi + w], 0.0, 1.0)
+        oxi, oyi = round(ox), round(oy)
+        prior = np.clip(p[oyi:oyi + h, oxi:oxi + w], 0.0, 1.0).astype(np.float32)
         if prior.shape != (h, w):
-            prior = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
+            prior = np.asarray(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
     features = energy.colour_features(image, gray=is_gray(image))
     box_f = (float(box_xywh[0]), float(box_xywh[1]), float(box_xywh[2]), float(box_xywh[3]))
     partial = Prepared(window, box_f, image, energy.bin_index(features), energy.pairwise(features),
@@ -171,7 +171,8 @@ def _ellipse(prepared: Prepared) -> np.ndarray:
     rx, ry = max(1.0, (bx1 - bx0) / 2.0), max(1.0, (by1 - by0) / 2.0)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.sqrt(((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
-    return SHAPE * (1.0 - r)
+    prior: np.ndarray = SHAPE * (1.0 - r)
+    return prior
 
 
 def _hard_and_wide(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +268,7 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], prev
     points = [window.to_work(c.x, c.y) for c in clicks]
     keep = np.zeros(count, dtype=bool)
     h, w = mask.shape
-    for click, (x, y) in zip(clicks, points):
+    for click, (x, y) in zip(clicks, points, strict=True):
         if click.positive:
             cx, cy = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
             keep[regions[cy, cx]] = True
@@ -284,7 +285,7 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], prev
     fill = np.ones(count_h, dtype=bool)
     fill[edge] = False
     fill[0] = False
-    for click, (x, y) in zip(clicks, points):
+    for click, (x, y) in zip(clicks, points, strict=True):
         if not click.positive:
             cx, cy = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
             fill[hole_regions[cy, cx]] = False
@@ -292,7 +293,8 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], prev
         for r in np.flatnonzero(fill):
             if float(prepared.prior[hole_regions == r].mean()) < 0.3:
                 fill[r] = False
-    return out | fill[hole_regions]
+    filled: np.ndarray = out | fill[hole_regions]
+    return filled
 
 
 def _best_region(regions: np.ndarray, stats: np.ndarray, prepared: Prepared) -> int:

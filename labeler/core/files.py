@@ -40,9 +40,10 @@ def check_regular_file(path: str | os.PathLike[str]) -> None:
 
 
 def is_regular_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a regular file (symlinks followed); ``False`` for anything else,
-    broken or looping symlinks included."""
+    """Whether ``path`` is a regular file (symlinks followed); ``False`` for anything else:
+    folders, pipes, devices, broken or looping symlinks, names the file system refuses (too long,
+    NUL bytes) and anything that cannot be looked at."""
     try:
         return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
         return False

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from labeler.core.annotation import Annotation, ImageRecord, Kind, State
+from labeler.core.files import is_regular_file
 from labeler.core.geometry import checked_annotation, normalize_rle
 from labeler.core.images import ImageError, is_image_file, max_pixels_limit, read_image_size
 from labeler.core.store import Project, list_image_files
@@ -148,15 +148,6 @@ def read_json(path: Path) -> Any:
         raise FormatError(f"{path}: not UTF-8 text") from exc
     except (OSError, ValueError) as exc:  # ValueError: e.g. an integer of more than 4300 digits
         raise FormatError(f"{path}: cannot read ({type(exc).__name__})") from exc
-
-
-def is_regular_file(path: Path) -> bool:
-    """True for an existing regular file (after links); False for folders, pipes, devices, names
-    the file system refuses (too long, NUL bytes) and anything that cannot be looked at."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
 
 
 def inside(

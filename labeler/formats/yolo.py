@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from labeler.core.annotation import Annotation, Kind
+from labeler.core.files import is_regular_file
 from labeler.core.geometry import decode_rle, mask_to_polygons
 from labeler.core.store import Project
 from labeler.formats.common import (
@@ -39,7 +40,6 @@ from labeler.formats.common import (
     atomic_folder,
     import_per_file,
     inside,
-    is_regular_file,
     key_of,
     plan_export,
 )

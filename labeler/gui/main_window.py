@@ -232,8 +232,9 @@ class MainWindow(QMainWindow):
         """A new layout, once the window has its size: the classes panel and the proposals (tabbed
         with the objects) get the height their content asks for, the model panel the rest."""
         names = ("classes_dock", "proposals_dock", "model_dock")
-        docks = [self.findChild(QDockWidget, n) for n in names]
-        if any(d is None or not d.isVisible() or d.isFloating() for d in docks):
+        found = [self.findChild(QDockWidget, n) for n in names]
+        docks = [d for d in found if d is not None and d.isVisible() and not d.isFloating()]
+        if len(docks) != len(names):
             return
         title = self.fontMetrics().height() + 8
         tabs = title if self.tabifiedDockWidgets(docks[1]) else 0  # the proposals share a place with the objects
