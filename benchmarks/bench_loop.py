@@ -136,7 +136,7 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
     def xy(i: float, v: float) -> tuple[int, int]:
         x = left + (width - left - right) * (i / max(1, n - 1))
         y = height - bottom - (height - top - bottom) * (v / top_value)
-        return int(round(x)), int(round(y))
+        return round(x), round(y)
 
     black, grey = (0, 0, 0), (170, 170, 170)
     cv2.line(image, (left, height - bottom), (width - right, height - bottom), black, 1)
@@ -149,7 +149,7 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
     for k in range(6):
         i = (n - 1) * k / 5
         x, _ = xy(i, 0)
-        cv2.putText(image, f"{int(round(i)) + 1}", (x - 8, height - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+        cv2.putText(image, f"{round(i) + 1}", (x - 8, height - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                     black, 1, cv2.LINE_AA)
     for r in result.rounds:  # where each round's proposals start serving
         served = next((s.step for s in steps if s.clock >= r.ready), None)

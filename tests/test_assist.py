@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -125,7 +127,7 @@ def test_snap_path_follows_a_curved_boundary() -> None:
     cv2.circle(image, (100, 100), 40, (35, 35, 35), -1)
     angles = np.deg2rad([0.0, 90.0, 180.0, 270.0, 360.0])
     rim = [(100 + 40 * np.cos(a), 100 + 40 * np.sin(a)) for a in angles]
-    for start, end in zip(rim, rim[1:]):
+    for start, end in itertools.pairwise(rim):
         path = snap_path(ImagePixels.of(image), start, end)
         assert len(path) > 10
         radius = np.hypot(path[:, 0] - 100, path[:, 1] - 100)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from learning_support import minimal_plugin
 
 from labeler.core.annotation import State
 from labeler.core.store import ProjectError
 from labeler.learning.one_image import OneImageLabeller
 from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
-from learning_support import minimal_plugin
 
 
 def test_one_image_at_a_time_loads_the_model_once_per_active_version(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def cut(unary_fg: np.ndarray, edges: tuple[np.ndarray, ...]) -> np.ndarray:
     hard labels) with the pairwise ``edges``: ``(h, w)`` bool foreground."""
     g = maxflow.Graph[float]()
     ids = g.add_grid_nodes(unary_fg.shape)
-    for weights, structure in zip(edges, _STRUCTURES):
+    for weights, structure in zip(edges, _STRUCTURES, strict=True):
         g.add_grid_edges(ids, weights=weights, structure=structure, symmetric=True)
     # source = foreground: the capacity to the source is the cost of labelling it background
     g.add_grid_tedges(ids, np.maximum(unary_fg, 0.0), np.maximum(-unary_fg, 0.0))

@@ -116,7 +116,7 @@ def prepare(
             raise ValueError(f"the probability map is {p.shape}, its crop {wide.shape[:2]}")
         ox, oy = context.to_work(window.x0, window.y0)
         h, w = window.work_shape
-        oxi, oyi = int(round(ox)), int(round(oy))
+        oxi, oyi = round(ox), round(oy)
         prior = np.clip(p[oyi:oyi + h, oxi:oxi + w], 0.0, 1.0)
         if prior.shape != (h, w):
             prior = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -267,7 +267,7 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], prev
     points = [window.to_work(c.x, c.y) for c in clicks]
     keep = np.zeros(count, dtype=bool)
     h, w = mask.shape
-    for click, (x, y) in zip(clicks, points):
+    for click, (x, y) in zip(clicks, points, strict=True):
         if click.positive:
             cx, cy = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
             keep[regions[cy, cx]] = True
@@ -284,7 +284,7 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], prev
     fill = np.ones(count_h, dtype=bool)
     fill[edge] = False
     fill[0] = False
-    for click, (x, y) in zip(clicks, points):
+    for click, (x, y) in zip(clicks, points, strict=True):
         if not click.positive:
             cx, cy = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
             fill[hole_regions[cy, cx]] = False

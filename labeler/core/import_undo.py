@@ -85,12 +85,12 @@ class ImportRecord:
 def mark_project(project: Project) -> ProjectMark:
     """The project's :class:`ProjectMark` now (a handful of SQL queries)."""
     def last(table: str) -> int:
-        rows = project._query(f"SELECT COALESCE(MAX(id), 0) AS n FROM {table}")  # noqa: SLF001 - core's own store
+        rows = project._query(f"SELECT COALESCE(MAX(id), 0) AS n FROM {table}")  # core's own store
         return int(rows[0]["n"])
 
-    done = frozenset(int(r["id"]) for r in project._query("SELECT id FROM images WHERE done = 1"))  # noqa: SLF001
+    done = frozenset(int(r["id"]) for r in project._query("SELECT id FROM images WHERE done = 1"))  # core's own store
     masks = {int(r["id"]): str(r["ignore_rle"])
-             for r in project._query("SELECT id, ignore_rle FROM images WHERE ignore_rle IS NOT NULL")}  # noqa: SLF001
+             for r in project._query("SELECT id, ignore_rle FROM images WHERE ignore_rle IS NOT NULL")}  # core's own store
     return ProjectMark(last_image=last("images"), last_annotation=last("annotations"),
                        last_category=last("categories"), done=done, ignore_masks=masks)
 
@@ -107,7 +107,7 @@ def record_import(project: Project, run: Callable[[], R]) -> tuple[R, ImportReco
 
 def undo_import(project: Project, record: ImportRecord) -> None:
     """Remove what the import of ``record`` added, in one transaction (see the module's docstring)."""
-    conn = project._conn  # noqa: SLF001 - core's own store
+    conn = project._conn  # core's own store
     with project.transaction():
         added = record.annotations_added
         conn.execute("DELETE FROM annotations WHERE id >= ? AND id < ?", (added.start, added.stop))

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QMessageBox, QSlider, QSpinBox, QToolBar, QToolButton
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QSlider,
+    QSpinBox,
+    QToolBar,
+    QToolButton,
+)
 
 from labeler.core.resources import CommandSpec, CommandTable, ResourceError, command_table
 from labeler.gui.canvas import LAYERS

@@ -74,7 +74,7 @@ class FunctionWorker(QRunnable):
             kwargs["progress"] = lambda done, total: self.signals.progress.emit(int(done), int(total))
         try:
             result = self._fn(*self._args, **kwargs)
-        except Exception as exc:  # reported to the user, never raised into Qt
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never raised into Qt
             message = str(exc) or type(exc).__name__
             if not isinstance(exc, (OSError, ValueError)) and type(exc).__module__.split(".")[0] != "labeler":
                 message = f"{type(exc).__name__}: {message}"

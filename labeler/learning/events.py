@@ -242,7 +242,7 @@ def format_eta(seconds: float | None) -> str:
     """``'about 1 min 15 s left'``, ``'about 9 s left'``, or that it is still being estimated."""
     if seconds is None or not math.isfinite(seconds):
         return "estimating time left…"
-    s = int(round(seconds))
+    s = round(seconds)
     return f"about {s // 60} min {s % 60:02d} s left" if s >= 60 else f"about {s} s left"
 
 
