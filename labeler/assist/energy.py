@@ -45,18 +45,20 @@ def edge_distance(image: np.ndarray) -> np.ndarray:
     image (how far a click's region may reach before the image says something else begins)."""
     gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (0, 0), 1.0)
     edges = cv2.Canny(gray, 40, 120)
-    return cv2.distanceTransform((edges == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    distance: np.ndarray = cv2.distanceTransform((edges == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    return distance
 
 
 def bin_index(features: np.ndarray) -> np.ndarray:
     """Each pixel's histogram bin, ``(h, w)`` int."""
     q = (features.astype(np.int32) * BINS) >> 8
-    return (q[..., 0] * BINS + q[..., 1]) * BINS + q[..., 2]
+    bins: np.ndarray = (q[..., 0] * BINS + q[..., 1]) * BINS + q[..., 2]
+    return bins
 
 
 def _histogram(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Smoothed, normalised log-density over the bins of the pixels, weighted."""
-    h = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=BINS ** 3).reshape(BINS, BINS, BINS)
+    h: np.ndarray = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=BINS ** 3).reshape(BINS, BINS, BINS)
     for axis in range(3):  # a [1, 2, 1] / 4 blur along each axis
         p = np.pad(h, [(1, 1) if a == axis else (0, 0) for a in range(3)])
         lo = [slice(None)] * 3
@@ -65,7 +67,8 @@ def _histogram(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
         lo[axis], mid[axis], hi[axis] = slice(0, -2), slice(1, -1), slice(2, None)
         h = 0.5 * p[tuple(mid)] + 0.25 * (p[tuple(lo)] + p[tuple(hi)])
     h = h + 1e-3 * max(float(h.sum()), 1.0) / h.size
-    return np.log(h / h.sum()).ravel()
+    log_density: np.ndarray = np.log(h / h.sum()).ravel()
+    return log_density
 
 
 def pairwise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -114,7 +117,8 @@ def cut(unary_fg: np.ndarray, edges: tuple[np.ndarray, ...]) -> np.ndarray:
     # source = foreground: the capacity to the source is the cost of labelling it background
     g.add_grid_tedges(ids, np.maximum(unary_fg, 0.0), np.maximum(-unary_fg, 0.0))
     g.maxflow()
-    return ~g.get_grid_segments(ids)
+    foreground: np.ndarray = ~g.get_grid_segments(ids)
+    return foreground
 
 
 def segment_energy(

@@ -107,7 +107,7 @@ def prepare(
     box = window.box_to_work(box_xywh)
     if box[2] - box[0] < 2 or box[3] - box[1] < 2:
         raise ValueError(f"the box {box_xywh} is too small to make a mask in")
-    prior = None
+    prior: np.ndarray | None = None
     if probability is not None:
         context = grown(window, MODEL_CONTEXT, source.size)
         wide = read_window(source, context)
@@ -171,7 +171,8 @@ def _ellipse(prepared: Prepared) -> np.ndarray:
     rx, ry = max(1.0, (bx1 - bx0) / 2.0), max(1.0, (by1 - by0) / 2.0)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.sqrt(((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
-    return SHAPE * (1.0 - r)
+    log_odds: np.ndarray = SHAPE * (1.0 - r)
+    return log_odds
 
 
 def _hard_and_wide(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -292,7 +293,8 @@ def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], prev
         for r in np.flatnonzero(fill):
             if float(prepared.prior[hole_regions == r].mean()) < 0.3:
                 fill[r] = False
-    return out | fill[hole_regions]
+    filled: np.ndarray = out | fill[hole_regions]
+    return filled
 
 
 def _best_region(regions: np.ndarray, stats: np.ndarray, prepared: Prepared) -> int:

@@ -150,7 +150,7 @@ def read_json(path: Path) -> Any:
         raise FormatError(f"{path}: cannot read ({type(exc).__name__})") from exc
 
 
-def is_regular_file(path: Path) -> bool:
+def is_regular_file(path: str | os.PathLike[str]) -> bool:
     """True for an existing regular file (after links); False for folders, pipes, devices, names
     the file system refuses (too long, NUL bytes) and anything that cannot be looked at."""
     try:
