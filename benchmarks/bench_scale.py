@@ -1,6 +1,6 @@
 """A project of a million images: ``labeler init``, the window's first paint, filters, "next".
 
-Run:  QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_scale.py [--images 1000000] [--folder 20000]
+Run:  QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_scale.py [--images 1000000] [--folder 20000] [--png-only]
 
 The data is generated under /tmp and removed after: N hard links of a few tiny PNGs in folders
 of 1,000 (a listing benchmark: no pixel is decoded but the first image's), of which 1% are
@@ -13,7 +13,9 @@ targets of issue 16:
 - the image list's core (:class:`labeler.core.image_index.ImageIndex`): reading it, filtering by
   state and by name, "next not done", "next most uncertain" (medians of 5, milliseconds);
 - a folder of ``--folder`` images opened in the window: from the in-app call (``open_path``) to
-  the list filled and the first image shown.
+  the list filled and the first image shown;
+- an 8000 x 8000 PNG: from ``open_path`` to its first pixels, and the peak RSS then, with pyvips
+  (the optional ``big`` extra) and without it.
 """
 
 from __future__ import annotations
@@ -120,17 +122,80 @@ def folder_in_app(folder: Path, settings: Path) -> float:
     return float(line.split()[1])
 
 
+def png_in_app(project: Path, settings: Path, *, libvips: bool) -> tuple[float, float]:
+    """``(seconds, peak RSS MB)`` from ``open_path(project)`` to the first pixels of its image (a
+    child; ``libvips`` False hides pyvips, as where the optional extra is not installed)."""
+    code = (
+        "import sys, time\n"
+        + ("" if libvips else "sys.modules['pyvips'] = None\n")
+        + "from labeler.gui.app import application\n"
+        "app = application()\n"
+        "from labeler.gui.main_window import MainWindow\n"
+        "w = MainWindow(interactive=False); w.show(); app.processEvents()\n"
+        "t = {}\n"
+        "def shown(_i):\n"
+        "    hwm = [int(l.split()[1]) / 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "    print('PNG', time.perf_counter() - t['start'], hwm, flush=True)\n"
+        "    w.shutdown(); app.quit()\n"
+        "w.canvas.imageShown.connect(shown)\n"
+        "t['start'] = time.perf_counter(); w.open_path(%r)\n"
+        "app.exec()\n"
+    ) % str(project)
+    env = dict(os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("PNG")), None)
+    if line is None:
+        raise RuntimeError(f"PNG child failed:\n{out.stdout}\n{out.stderr[-2000:]}")
+    return float(line.split()[1]), float(line.split()[2])
+
+
+def png_figures(tmp: Path, repeats: int) -> None:
+    """The 8000 x 8000 PNG: first pixels and peak RSS, with pyvips and without (medians)."""
+    import bench_gui
+
+    from labeler.core.store import Project
+
+    folder = tmp / "png"
+    folder.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, "-c", "import sys, cv2; sys.path.insert(0, %r); import bench_gui, pathlib; "
+                    "p = pathlib.Path(%r); bench_gui.make_big_jpeg(p.with_suffix('.jpg')); "
+                    "cv2.imwrite(str(p), cv2.imread(str(p.with_suffix('.jpg')))); p.with_suffix('.jpg').unlink()"
+                    % (str(Path(__file__).parent), str(folder / "big.png"))], check=True)
+    del bench_gui
+    with Project.create(folder) as project:
+        project.add_folder(folder)
+    try:
+        import pyvips  # noqa: F401
+        kinds = [True, False]
+    except (ImportError, OSError):
+        kinds = [False]
+    print(f"\n8000 x 8000 PNG ({(folder / 'big.png').stat().st_size / 1e6:.0f} MB), in-app open to first pixels "
+          f"(target < 0.8 s and < 350 MB; issue 16's run: 1.20 s, 739 MB)")
+    for libvips in kinds:
+        runs = [png_in_app(folder, tmp / "settings.ini", libvips=libvips) for _ in range(repeats)]
+        print(f"  {'with pyvips' if libvips else 'without pyvips':<16}{statistics.median(r[0] for r in runs):>8.2f} s"
+              f"{statistics.median(r[1] for r in runs):>8.0f} MB peak RSS")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--folder", type=int, default=20_000, help="images in the folder opened in the window")
     parser.add_argument("--repeats", type=int, default=3, help="window and folder runs (medians)")
+    parser.add_argument("--png-only", action="store_true", help="only the 8000 x 8000 PNG figures")
     parser.add_argument("--keep", metavar="DIR", help="generate (and keep) the data here instead of a temporary folder")
     args = parser.parse_args()
 
     import bench_gui
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    if args.png_only:
+        try:
+            png_figures(tmp, args.repeats)
+        finally:
+            if not args.keep:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     try:
         t0 = time.time()
         images = tmp / "images"
@@ -183,6 +248,11 @@ def main() -> int:
     print(f"{'measure':<38}{'labeler':>14}   target")
     for name, value, target in rows:
         print(f"{name:<38}{value:>14}   {target}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-png-"))
+    try:
+        png_figures(tmp, args.repeats)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
