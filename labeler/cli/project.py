@@ -59,6 +59,10 @@ def run_init(args: argparse.Namespace) -> int:
                 with ProgressBar("adding images") as bar:
                     project.add_folder(images, progress=bar)
         added = project.image_count() - before
+        if before == 0 and added:  # added in natural order to an empty project: the list opens unsorted
+            from labeler.core.image_index import remember_id_order
+
+            remember_id_order(project)
         print(f"{project.root}: {project.image_count()} images ({added} new), "
               f"{len(project.categories())} categories")
     return 0

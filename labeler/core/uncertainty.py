@@ -11,8 +11,12 @@ numbers shown along the way never rise until the walk starts again.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from labeler.core.annotation import ImageRecord
+
+if TYPE_CHECKING:
+    from labeler.core.store import Project
 
 
 def _key(record: ImageRecord) -> tuple[float, int]:
@@ -35,6 +39,16 @@ def next_most_uncertain(records: Iterable[ImageRecord], *, current: ImageRecord 
         return order[0]
     here = _key(current)
     return next((r for r in order if _key(r) > here), order[0])
+
+
+def next_most_uncertain_image(project: Project, *, current: ImageRecord | None) -> ImageRecord | None:
+    """:func:`next_most_uncertain` over the project's images, as two steps of the store's index
+    (not a read of every image): the one after ``current`` in the order, else the first."""
+    if current is not None and current.uncertainty is not None:
+        after = project.next_uncertain_image(below=(current.uncertainty, current.id), exclude=current.id)
+        if after is not None:
+            return after
+    return project.next_uncertain_image(below=None, exclude=current.id if current is not None else None)
 
 
 def describe_uncertainty(value: float | None) -> str:

@@ -1,7 +1,8 @@
 """The image list: every image of the project with its state, filters, counts and thumbnails.
 
-A :class:`ImageListModel` holds plain arrays (ids, names, states) for all images and a filtered
-view of row indices, so a project of 20,000 images is one SQL query and no widgets per image.
+A :class:`ImageListModel` shows an :class:`~labeler.core.image_index.ImageIndex` (ids, paths and
+states as arrays, in natural order) through a filtered array of positions: no row object and no
+widget per image, so a project of a million images is two aggregate queries.
 Thumbnails are decoded on pool threads only when a row is painted (Qt asks ``DecorationRole``
 for visible rows only) and cached (LRU).
 """
@@ -36,8 +37,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labeler.core.image_index import ImageIndex
 from labeler.core.image_state import ImageState, image_state
-from labeler.core.natural import natural_key
 from labeler.core.store import Project
 from labeler.core.uncertainty import describe_uncertainty
 
@@ -60,8 +61,6 @@ FILTERS: dict[str, frozenset[ImageState] | None] = {
     "Has proposals": frozenset({ImageState.PROPOSALS}),
     "Done": frozenset({ImageState.DONE}),
 }
-
-_STATE_CODES = list(ImageState)
 
 
 class _ThumbSignals(QObject):
@@ -107,12 +106,9 @@ class ImageListModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._project: Project | None = None
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._paths: list[str] = []
-        self._names: list[str] = []
-        self._states = np.zeros(0, dtype=np.int8)
-        self._row_of_id: dict[int, int] = {}
-        self._rows = np.zeros(0, dtype=np.int64)  # indices into the arrays above
+        self._index = ImageIndex.empty()
+        self._watermark: tuple[int, float] = (0, 0.0)
+        self._rows = np.zeros(0, dtype=np.int64)  # positions in the index passing the filter
         self._filter_states: frozenset[ImageState] | None = None
         self._filter_text = ""
         self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
@@ -127,69 +123,61 @@ class ImageListModel(QAbstractListModel):
 
     # ---- loading --------------------------------------------------------------------------
 
-    def set_project(self, project: Project | None) -> None:
-        """Read every image's id, path and state (two queries; no file is opened)."""
+    def set_project(self, project: Project | None, *, index: ImageIndex | None = None) -> None:
+        """Show ``project``'s images: ``index`` when the caller read it off the UI thread
+        (:meth:`ImageIndex.load`), else read here (two aggregate queries; no file is opened)."""
         self.beginResetModel()
         self._pool.clear()
         self._project = project
         self._thumbs.clear()
         self._pending.clear()
         if project is None:
-            records, counts = [], {}
+            self._index = ImageIndex.empty()
         else:
-            records, counts = project.images(), project.annotation_counts()
-            records.sort(key=lambda r: natural_key(r.path))  # img2 before img10, as file managers show them
-        self._ids = np.array([r.id for r in records], dtype=np.int64)
-        self._paths = [r.path for r in records]
-        self._names = [r.path.rsplit("/", 1)[-1] for r in records]  # POSIX paths; PurePosixPath is 10x slower
-        self._states = np.array(
-            [_STATE_CODES.index(image_state(done=r.done, counts=counts.get(r.id, {}))) for r in records], dtype=np.int8
-        )
-        self._row_of_id = {int(i): n for n, i in enumerate(self._ids)}
+            self._watermark = project.annotation_watermark()
+            self._index = index if index is not None else ImageIndex.load(project)
         self._rows = self._filtered_rows()
         self.endResetModel()
         self.countsChanged.emit()
 
     def refresh_image(self, image_id: int) -> None:
         """Re-read one image's state (after an edit, mark done, or an auto-label result)."""
-        if self._project is None or image_id not in self._row_of_id:
+        if self._project is None or self._index.position_of(image_id) is None:
             return
+        if self._set_state(image_id, self._read_state(image_id)):
+            self.countsChanged.emit()
+
+    def _read_state(self, image_id: int) -> ImageState:
+        assert self._project is not None
         record = self._project.image(image_id)
         counts: dict[str, int] = {}
         for ann in self._project.annotations(image_id):
             counts[ann.state.value] = counts.get(ann.state.value, 0) + 1
-        index = self._row_of_id[image_id]
-        code = _STATE_CODES.index(image_state(done=record.done, counts=counts))
-        if code == self._states[index]:
-            return
-        self._states[index] = code
+        return image_state(done=record.done, counts=counts)
+
+    def _set_state(self, image_id: int, state: ImageState) -> bool:
+        if not self._index.set_state(image_id, state):
+            return False
         row = self.row_of(image_id)
         if row is not None:
             top = self.index(row)
             self.dataChanged.emit(top, top)
-        self.countsChanged.emit()
+        return True
 
     def refresh_states(self) -> list[int]:
-        """Re-read every image's state (two queries); returns the ids whose state changed.
-
-        Used while a background auto-label run writes proposals to many images.
-        """
-        if self._project is None or not len(self._ids):
+        """Re-read the states of the images whose annotations changed since the last look (not
+        every image); returns the ids whose state changed. Used while a background auto-label
+        run writes proposals to many images."""
+        if self._project is None or not len(self._index):
             return []
-        counts = self._project.annotation_counts()
-        done = {r.id: r.done for r in self._project.images()}
-        fresh = np.array(
-            [_STATE_CODES.index(image_state(done=done.get(int(i), False), counts=counts.get(int(i), {}))) for i in self._ids],
-            dtype=np.int8,
-        )
-        changed = np.flatnonzero(fresh != self._states)
-        if not len(changed):
-            return []
-        self._states = fresh
-        if self.rowCount():
-            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1))
-        self.countsChanged.emit()
-        return [int(self._ids[i]) for i in changed]
+        watermark = self._project.annotation_watermark()
+        candidates = self._project.images_changed_since(self._watermark)
+        self._watermark = watermark
+        changed = [i for i in candidates if self._index.position_of(i) is not None
+                   and self._set_state(i, self._read_state(i))]
+        if changed:
+            self.countsChanged.emit()
+        return changed
 
     def drop_queued_thumbnails(self) -> None:
         """Forget thumbnails asked for but not started (rows scrolled past); visible rows ask again
@@ -219,49 +207,35 @@ class ImageListModel(QAbstractListModel):
         self.endResetModel()
 
     def _filtered_rows(self) -> np.ndarray:
-        keep = np.ones(len(self._ids), dtype=bool)
-        if self._filter_states is not None:
-            codes = [_STATE_CODES.index(s) for s in self._filter_states]
-            keep &= np.isin(self._states, codes)
-        if self._filter_text:
-            needle = self._filter_text
-            keep &= np.fromiter((needle in n.lower() for n in self._names), dtype=bool, count=len(self._names))
-        return np.flatnonzero(keep)
+        if self._filter_states is None and not self._filter_text:
+            return np.arange(len(self._index), dtype=np.int64)
+        return self._index.filter(states=self._filter_states, text=self._filter_text)
 
     # ---- queries --------------------------------------------------------------------------
 
     def counts(self) -> dict[ImageState, int]:
-        binc = np.bincount(self._states, minlength=len(_STATE_CODES))
-        return {s: int(binc[i]) for i, s in enumerate(_STATE_CODES)}
+        return self._index.counts()
 
     def total(self) -> int:
-        return len(self._ids)
+        return len(self._index)
 
     def image_id_at(self, row: int) -> int | None:
-        return int(self._ids[self._rows[row]]) if 0 <= row < len(self._rows) else None
+        return self._index.id_at(int(self._rows[row])) if 0 <= row < len(self._rows) else None
 
     def row_of(self, image_id: int) -> int | None:
         """The row showing ``image_id`` under the current filter, or None."""
-        index = self._row_of_id.get(image_id)
-        if index is None:
+        position = self._index.position_of(image_id)
+        if position is None:
             return None
-        pos = int(np.searchsorted(self._rows, index))
-        return pos if pos < len(self._rows) and self._rows[pos] == index else None
+        pos = int(np.searchsorted(self._rows, position))
+        return pos if pos < len(self._rows) and self._rows[pos] == position else None
 
     def state_of(self, image_id: int) -> ImageState | None:
-        index = self._row_of_id.get(image_id)
-        return _STATE_CODES[self._states[index]] if index is not None else None
+        return self._index.state_of(image_id)
 
     def next_not_done(self, after: int | None) -> int | None:
         """The first image in project order after ``after`` that is not done (wrapping round)."""
-        if not len(self._ids):
-            return None
-        start = self._row_of_id.get(after, -1) + 1 if after is not None else 0
-        done = _STATE_CODES.index(ImageState.DONE)
-        order = np.concatenate([np.arange(start, len(self._ids)), np.arange(0, start)])
-        hits = order[self._states[order] != done]
-        hits = hits[self._ids[hits] != (after if after is not None else -1)]
-        return int(self._ids[hits[0]]) if len(hits) else None
+        return self._index.next_not_done(after)
 
     # ---- Qt model -------------------------------------------------------------------------
 
@@ -271,48 +245,48 @@ class ImageListModel(QAbstractListModel):
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self._rows):
             return None
-        i = int(self._rows[index.row()])
+        position = int(self._rows[index.row()])
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._names[i]
+            return self._index.name_at(position)
         if role == self.IdRole:
-            return int(self._ids[i])
+            return self._index.id_at(position)
         if role == Qt.ItemDataRole.ToolTipRole:
-            tip = f"{self._paths[i]}\n{_STATE_CODES[self._states[i]].value}"
+            tip = f"{self._index.path_at(position)}\n{self._index.state_at(position).value}"
             if self._project is not None:
-                uncertainty = self._project.image(int(self._ids[i])).uncertainty
+                uncertainty = self._project.image(self._index.id_at(position)).uncertainty
                 if uncertainty is not None:
                     tip += f"\n{describe_uncertainty(uncertainty)} (the order of “next most uncertain”, U)"
             return tip
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._decoration(i)
+            return self._decoration(position)
         return None
 
-    def _decoration(self, i: int) -> QIcon | QPixmap | QColor:
-        image_id = int(self._ids[i])
-        state = _STATE_CODES[self._states[i]]
+    def _decoration(self, position: int) -> QIcon | QPixmap | QColor:
+        image_id = self._index.id_at(position)
+        state = self._index.state_at(position)
         if not self.thumbnails:
             return STATE_COLORS[state]
         pixmap = self._thumbs.get(image_id)
         if pixmap is None:
-            self._request_thumb(image_id, i)
+            self._request_thumb(image_id, position)
             pixmap = _placeholder(state)
         else:
             self._thumbs.move_to_end(image_id)
             pixmap = _with_badge(pixmap, state)
         return pixmap
 
-    def _request_thumb(self, image_id: int, i: int) -> None:
+    def _request_thumb(self, image_id: int, position: int) -> None:
         if image_id in self._pending or self._project is None:
             return
         self._pending.add(image_id)
-        path = str(self._project.root / self._paths[i])
+        path = str(self._project.root / self._index.path_at(position))
         # the rows asked for last are the ones on screen now: they go first (scrolling fast queues many)
         self._requests = (self._requests + 1) % 2_000_000_000
         self._pool.start(_ThumbJob(path, image_id, self._thumb_signals), self._requests)
 
     def _on_thumb(self, image_id: int, image: QImage) -> None:
         self._pending.discard(image_id)
-        if image_id not in self._row_of_id:
+        if self._index.position_of(image_id) is None:
             return
         self._thumbs[image_id] = QPixmap.fromImage(image) if not image.isNull() else _broken()
         while len(self._thumbs) > self.thumb_cache_size:
@@ -434,9 +408,9 @@ class ImageListPanel(QWidget):
         self._current: int | None = None
         self._update_counts()
 
-    def set_project(self, project: Project | None) -> None:
+    def set_project(self, project: Project | None, *, index: ImageIndex | None = None) -> None:
         self._current = None
-        self.model.set_project(project)
+        self.model.set_project(project, index=index)
 
     def current_image_id(self) -> int | None:
         return self._current

@@ -32,9 +32,10 @@ from PySide6.QtWidgets import (
 
 from labeler.core.annotation import Annotation, State
 from labeler.core.done import done_refusal
+from labeler.core.image_index import ImageIndex, remember_id_order
 from labeler.core.review import ReviewClock, log_review
 from labeler.core.store import Project, ProjectError
-from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, uncertainty_order
+from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain_image
 from labeler.gui.actions import ActionId, WindowActions, build_actions
 from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
@@ -59,15 +60,24 @@ if TYPE_CHECKING:
 OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
 
 
-def create_project_for_folder(folder: Path) -> Project:
-    """A project whose database lives in ``folder``, with every image under it added (not decoded)."""
+def create_project_for_folder(folder: Path) -> tuple[Project, ImageIndex]:
+    """A project whose database lives in ``folder``, with every image under it added (not decoded),
+    and its image list (read on the calling thread: a worker's)."""
     project = Project.create(folder, exist_ok=True)
     try:
+        was_empty = project.image_count() == 0
         project.add_folder(folder)
+        if was_empty:
+            remember_id_order(project)
+        return project, ImageIndex.load(project)
     except BaseException:
         project.close()
         raise
-    return project
+
+
+def load_image_index(project: Project) -> tuple[Project, ImageIndex]:
+    """``project`` and its image list, read on the calling thread (a worker's)."""
+    return project, ImageIndex.load(project)
 
 
 class MainWindow(QMainWindow):
@@ -103,6 +113,7 @@ class MainWindow(QMainWindow):
         self.autolabeler = AutoLabelController(self)
         self.trainer = TrainingController(self)
         self._open_worker: FunctionWorker | None = None
+        self._open_token: object | None = None  # the latest open asked for: older results are dropped
         self.review = ReviewClock()  # review time of the image shown (labeler.core.review)
         self._done_since_training = 0  # images marked done since the last training run started
         self._batch_timer = QTimer(self)  # re-reads image states while auto-label-all writes
@@ -318,13 +329,37 @@ class MainWindow(QMainWindow):
         return False
 
     def open_project(self, path: str | Path) -> bool:
+        """Open the project at ``path``; its image list is read on a worker thread (a million
+        images take a second), then shown (``projectOpened``)."""
         try:
             project = Project.open(path)
         except (ProjectError, OSError) as exc:
             self._error("Open project", str(exc))
             return False
-        self.set_project(project)
+        self.status.showMessage(f"Reading the images of {project.root}…")
+        self._start_open(FunctionWorker(load_image_index, project), project)
         return True
+
+    def _start_open(self, worker: FunctionWorker, project: Project | None) -> None:
+        """Run ``worker`` (it returns ``(project, index)``); only the latest one asked for is shown."""
+        token = object()
+        self._open_token = token
+
+        def done(result: tuple[Project, ImageIndex]) -> None:
+            if self._open_token is token:
+                self.set_project(result[0], index=result[1])
+            else:
+                result[0].close()
+
+        def failed(message: str) -> None:
+            if project is not None:
+                project.close()
+            if self._open_token is token:
+                self._error("Open project", message)
+
+        worker.signals.finished.connect(done)
+        worker.signals.failed.connect(failed)
+        self._open_worker = worker.start()
 
     def open_folder(self, folder: Path) -> bool:
         """Make ``folder`` a project (its database in that folder) on a worker thread, then open it."""
@@ -336,13 +371,10 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 return False
         self.status.showMessage(f"Adding the images of {folder}…")
-        worker = FunctionWorker(create_project_for_folder, folder)
-        worker.signals.finished.connect(self.set_project)
-        worker.signals.failed.connect(lambda msg: self._error("Create project", msg))
-        self._open_worker = worker.start()
+        self._start_open(FunctionWorker(create_project_for_folder, folder), None)
         return True
 
-    def set_project(self, project: Project | None) -> None:
+    def set_project(self, project: Project | None, *, index: ImageIndex | None = None) -> None:
         """Show ``project`` (closing the one shown); the last image seen there becomes current.
 
         Child processes still working on the project shown are stopped first (callers that can
@@ -357,7 +389,7 @@ class MainWindow(QMainWindow):
         self.project = project
         self.canvas.set_project(project)
         self.classes.set_project(project)
-        self.images.set_project(project)
+        self.images.set_project(project, index=index)
         self.proposals.set_project(project)
         if project is not old:
             self.training_panel.reset()
@@ -442,15 +474,14 @@ class MainWindow(QMainWindow):
     def next_most_uncertain(self) -> None:
         if self.project is None:
             return
-        records = self.project.images(done=False)
         current_id = self.images.current_image_id()
         current = self.project.image(current_id) if current_id is not None else None
-        record = next_most_uncertain(records, current=current)
+        record = next_most_uncertain_image(self.project, current=current)
         if record is None:
             self.status.showMessage("No auto-labelled image left that is not done", 5000)
         else:
             self.images.select_image(record.id)
-            left = len(uncertainty_order(records))
+            left = self.project.uncertain_image_count()
             self.status.showMessage(f"Next most uncertain: {describe_uncertainty(record.uncertainty)}"
                                     f" ({left} auto-labelled image{'' if left == 1 else 's'} not done)", 5000)
 

@@ -1,0 +1,260 @@
+"""A project of a million images: ``labeler init``, the window's first paint, filters, "next".
+
+Run:  QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_scale.py [--images 1000000] [--folder 20000] [--png-only]
+
+The data is generated under /tmp and removed after: N hard links of a few tiny PNGs in folders
+of 1,000 (a listing benchmark: no pixel is decoded but the first image's), of which 1% are
+marked done and 10% carry an uncertainty (as after an auto-label run). Printed, with the
+targets of issue 16:
+
+- ``labeler init PROJECT --images DIR`` (a child process, wall seconds);
+- the window's first paint with the list filled, from the process start, and its peak RSS
+  (a fresh child, ``bench_gui.py --child project``);
+- the image list's core (:class:`labeler.core.image_index.ImageIndex`): reading it, filtering by
+  state and by name, "next not done", "next most uncertain" (medians of 5, milliseconds);
+- a folder of ``--folder`` images opened in the window: from the in-app call (``open_path``) to
+  the list filled and the first image shown;
+- an 8000 x 8000 PNG: from ``open_path`` to its first pixels, and the peak RSS then, with pyvips
+  (the optional ``big`` extra) and without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+TARGETS = {"init": 30.0, "paint": 1.5, "rss": 400.0, "filter": 200.0, "next": 50.0, "folder": 0.15}
+
+
+def make_links(folder: Path, count: int) -> None:
+    """``count`` image files (hard links of tiny PNGs; a file takes at most 65,000 links)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    source = ""
+    current = ""
+    for i in range(count):
+        if i % 50_000 == 0:
+            source = str(folder / f".source{i // 50_000}.png")
+            cv2.imwrite(source, rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+        if i % 1000 == 0:
+            current = str(folder / f"part{i // 1000:04d}")
+            os.mkdir(current)
+        os.link(source, f"{current}/img_{i:07d}.png")
+
+
+def label_some(db: Path) -> None:
+    """1% done, 10% with an uncertainty (written straight into the database: setup, not measured)."""
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE images SET done = 1 WHERE id % 100 = 7")
+    conn.execute("UPDATE images SET uncertainty = (id * 7919 % 1000) / 1000.0 WHERE id % 10 = 3")
+    conn.commit()
+    conn.close()
+
+
+def median_ms(fn: object, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def core_figures(root: Path) -> dict[str, float]:
+    from labeler.core.image_index import ImageIndex
+    from labeler.core.image_state import ImageState
+    from labeler.core.store import Project
+    from labeler.core.uncertainty import next_most_uncertain_image
+
+    out: dict[str, float] = {}
+    with Project.open(root) as project:
+        t0 = time.perf_counter()
+        index = ImageIndex.load(project)
+        out["load_s"] = time.perf_counter() - t0
+        out["filter_state_ms"] = median_ms(lambda: index.filter(states=frozenset({ImageState.DONE})))
+        index.filter(text="x")  # the first name filter lower-cases the paths once
+        out["filter_name_ms"] = median_ms(lambda: index.filter(text="img_00123"))
+        out["filter_both_ms"] = median_ms(lambda: index.filter(states=frozenset({ImageState.UNLABELLED}), text="7"))
+        middle = index.id_at(len(index) // 2)
+        out["next_not_done_ms"] = median_ms(lambda: index.next_not_done(middle))
+        current = project.next_uncertain_image(below=None)
+        out["next_uncertain_ms"] = median_ms(lambda: next_most_uncertain_image(project, current=current))
+        out["uncertain_count_ms"] = median_ms(project.uncertain_image_count)
+        out["set_state_ms"] = median_ms(lambda: index.set_state(middle, ImageState.LABELLED))
+    return out
+
+
+def folder_in_app(folder: Path, settings: Path) -> float:
+    """Seconds from ``open_path(folder)`` to the list filled and the first image shown (a child)."""
+    code = (  # noqa: UP031 - a template of the child's code, filled with %r
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from labeler.gui.app import application\n"
+        "app = application()\n"
+        "from labeler.gui.main_window import MainWindow\n"
+        "w = MainWindow(interactive=False); w.show(); app.processEvents()\n"
+        "t = {}\n"
+        "def shown(_i):\n"
+        "    t['end'] = time.perf_counter(); print('IN_APP', t['end'] - t['start'], w.images.model.rowCount(), flush=True)\n"
+        "    w.shutdown(); app.quit()\n"
+        "w.canvas.imageShown.connect(shown)\n"
+        "t['start'] = time.perf_counter(); w.open_path(%r)\n"
+        "app.exec()\n"
+    ) % (str(Path(__file__).parent), str(folder))
+    env = dict(os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("IN_APP")), None)
+    if line is None:
+        raise RuntimeError(f"folder child failed:\n{out.stdout}\n{out.stderr[-2000:]}")
+    return float(line.split()[1])
+
+
+def png_in_app(project: Path, settings: Path, *, libvips: bool) -> tuple[float, float]:
+    """``(seconds, peak RSS MB)`` from ``open_path(project)`` to the first pixels of its image (a
+    child; ``libvips`` False hides pyvips, as where the optional extra is not installed)."""
+    code = (
+        "import sys, time\n"
+        + ("" if libvips else "sys.modules['pyvips'] = None\n")
+        + "from labeler.gui.app import application\n"
+        "app = application()\n"
+        "from labeler.gui.main_window import MainWindow\n"
+        "w = MainWindow(interactive=False); w.show(); app.processEvents()\n"
+        "t = {}\n"
+        "def shown(_i):\n"
+        "    hwm = [int(l.split()[1]) / 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "    print('PNG', time.perf_counter() - t['start'], hwm, flush=True)\n"
+        "    w.shutdown(); app.quit()\n"
+        "w.canvas.imageShown.connect(shown)\n"
+        "t['start'] = time.perf_counter(); w.open_path(%r)\n"
+        "app.exec()\n"
+    ) % str(project)
+    env = dict(os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("PNG")), None)
+    if line is None:
+        raise RuntimeError(f"PNG child failed:\n{out.stdout}\n{out.stderr[-2000:]}")
+    return float(line.split()[1]), float(line.split()[2])
+
+
+def png_figures(tmp: Path, repeats: int) -> None:
+    """The 8000 x 8000 PNG: first pixels and peak RSS, with pyvips and without (medians)."""
+    import bench_gui
+
+    from labeler.core.store import Project
+
+    folder = tmp / "png"
+    folder.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, "-c", "import sys, cv2; sys.path.insert(0, %r); import bench_gui, pathlib; "  # noqa: UP031 - the child's code, filled with %r
+                    "p = pathlib.Path(%r); bench_gui.make_big_jpeg(p.with_suffix('.jpg')); "
+                    "cv2.imwrite(str(p), cv2.imread(str(p.with_suffix('.jpg')))); p.with_suffix('.jpg').unlink()"
+                    % (str(Path(__file__).parent), str(folder / "big.png"))], check=True)
+    del bench_gui
+    with Project.create(folder) as project:
+        project.add_folder(folder)
+    try:
+        import pyvips  # noqa: F401
+        kinds = [True, False]
+    except (ImportError, OSError):
+        kinds = [False]
+    print(f"\n8000 x 8000 PNG ({(folder / 'big.png').stat().st_size / 1e6:.0f} MB), in-app open to first pixels "
+          f"(target < 0.8 s and < 350 MB; issue 16's run: 1.20 s, 739 MB)")
+    for libvips in kinds:
+        runs = [png_in_app(folder, tmp / "settings.ini", libvips=libvips) for _ in range(repeats)]
+        print(f"  {'with pyvips' if libvips else 'without pyvips':<16}{statistics.median(r[0] for r in runs):>8.2f} s"
+              f"{statistics.median(r[1] for r in runs):>8.0f} MB peak RSS")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=1_000_000)
+    parser.add_argument("--folder", type=int, default=20_000, help="images in the folder opened in the window")
+    parser.add_argument("--repeats", type=int, default=3, help="window and folder runs (medians)")
+    parser.add_argument("--png-only", action="store_true", help="only the 8000 x 8000 PNG figures")
+    parser.add_argument("--keep", metavar="DIR", help="generate (and keep) the data here instead of a temporary folder")
+    args = parser.parse_args()
+
+    import bench_gui
+
+    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    if args.png_only:
+        try:
+            png_figures(tmp, args.repeats)
+        finally:
+            if not args.keep:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return 0
+    try:
+        t0 = time.time()
+        images = tmp / "images"
+        if not images.exists():
+            make_links(images, args.images)
+        print(f"generated {args.images} image files in {time.time() - t0:.1f} s")
+        root = tmp / "project"
+        shutil.rmtree(root, ignore_errors=True)
+        t0 = time.time()
+        subprocess.run([sys.executable, "-m", "labeler", "init", str(root), "--images", str(images)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        init_s = time.time() - t0
+        label_some(root / "labeler.db")
+        core = core_figures(root)
+        settings = tmp / "settings.ini"
+        window = [bench_gui.run_child("project", root, settings) for _ in range(args.repeats)]
+        small = tmp / "folder"
+        shutil.rmtree(small, ignore_errors=True)
+        make_links(small, args.folder)
+        folder_s = []
+        for _ in range(args.repeats):
+            for name in ("labeler.db", "labeler.db-wal", "labeler.db-shm"):
+                (small / name).unlink(missing_ok=True)
+            shutil.rmtree(small / ".labeler", ignore_errors=True)
+            folder_s.append(folder_in_app(small, settings))
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    paint = statistics.median(r["paint"] for r in window)
+    rss = statistics.median(r["rss"] for r in window)
+    n = args.images
+    print(f"\n{n} images; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+          f"(a shared machine inflates wall times); medians")
+    rows = [
+        ("labeler init", f"{init_s:.1f} s", f"< {TARGETS['init']:.0f} s"),
+        ("window first paint (from start)", f"{paint:.2f} s", f"< {TARGETS['paint']} s"),
+        ("window peak RSS", f"{rss:.0f} MB", f"< {TARGETS['rss']:.0f} MB"),
+        ("image list read (core)", f"{core['load_s']:.2f} s", "(inside the first paint)"),
+        ("filter by state", f"{core['filter_state_ms']:.1f} ms", f"< {TARGETS['filter']:.0f} ms"),
+        ("filter by name", f"{core['filter_name_ms']:.1f} ms", f"< {TARGETS['filter']:.0f} ms"),
+        ("filter by state and name", f"{core['filter_both_ms']:.1f} ms", f"< {TARGETS['filter']:.0f} ms"),
+        ("next not done", f"{core['next_not_done_ms']:.2f} ms", f"< {TARGETS['next']:.0f} ms"),
+        ("next most uncertain", f"{core['next_uncertain_ms']:.2f} ms", f"< {TARGETS['next']:.0f} ms"),
+        ("count of the uncertain walk", f"{core['uncertain_count_ms']:.1f} ms", ""),
+        ("one state change (counts follow)", f"{core['set_state_ms']:.3f} ms", "incremental"),
+        (f"folder of {args.folder} opened (in-app)", f"{statistics.median(folder_s):.3f} s",
+         f"< {TARGETS['folder']} s"),
+    ]
+    print(f"{'measure':<38}{'labeler':>14}   target")
+    for name, value, target in rows:
+        print(f"{name:<38}{value:>14}   {target}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-png-"))
+    try:
+        png_figures(tmp, args.repeats)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
