@@ -26,3 +26,26 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data sets not present at {path} (set LABELER_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # type: ignore[no-untyped-def]
+    """A PostgreSQL server for this test session (see tests/pg_server.py); skips with the reason
+    when none can be started here."""
+    import pg_server as module
+
+    try:
+        server = module.start()
+    except module.Unavailable as exc:
+        pytest.skip(f"PostgreSQL backend not tested: {exc}")
+    yield server
+    server.stop()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:  # type: ignore[no-untyped-def]
+    """The URL of a new, empty PostgreSQL database on the session's server."""
+    return str(pg_server.create_database(f"t{next(_databases)}"))
