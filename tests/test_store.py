@@ -32,10 +32,14 @@ def write_images(folder: Path, names: list[str], size: tuple[int, int] = (12, 8)
     return paths
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """A project of three images and two categories, on each backend in turn."""
     write_images(tmp_path / "proj" / "images", ["a.png", "b.png", "sub/c.png"])
-    p = Project.create(tmp_path / "proj")
+    if request.param == "postgresql":
+        p = Project.create(request.getfixturevalue("pg_url"), image_root=tmp_path / "proj")
+    else:
+        p = Project.create(tmp_path / "proj")
     p.add_folder(tmp_path / "proj" / "images")
     p.add_category("cat")
     p.add_category("dog")
@@ -372,7 +376,7 @@ def test_invalid_annotations_are_refused(project: Project) -> None:
         Annotation(image_id=image_id, category_id=1, kind=Kind.MASK, rle={"size": [1, 1]})
     with pytest.raises(ValueError):
         box(image_id, score=1.5)
-    with pytest.raises(sqlite3.IntegrityError):  # the foreign key holds: no such category
+    with pytest.raises(store_module.INTEGRITY_ERRORS):  # the foreign key holds: no such category
         project.add_annotation(box(image_id, category_id=99))
     assert project.annotations() == []
 
@@ -485,14 +489,14 @@ def test_transaction_rollback_leaves_everything_as_it_was(project: Project, tmp_
         raise RuntimeError("boom")
     assert _snapshot(project) == before
     # the same holds for another connection (nothing was committed)
-    with Project.open(project.root) as again:
+    with project.open_again() as again:
         assert _snapshot(again) == before
 
 
 def test_failed_write_inside_a_method_rolls_back_itself(project: Project) -> None:
     image_id = project.images()[0].id
     good, bad = box(image_id), box(image_id, category_id=99)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(store_module.INTEGRITY_ERRORS):
         project.add_annotations([good, bad])
     assert project.annotations() == [] and project.edit_log() == []
 

@@ -29,7 +29,8 @@ from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, Sta
 from labeler.core.images import content_hash, is_image_file, read_image, read_image_size
 from labeler.core.natural import natural_key
 from labeler.core.resources import class_palette
-from labeler.core.schema import migrate
+from labeler.core.pg import PgConnection, integrity_errors, is_database_url, redact
+from labeler.core.schema import SchemaError, migrate, migrate_postgresql
 
 DB_NAME = "labeler.db"
 MODELS_DIR = "models"
@@ -40,6 +41,10 @@ Progress = Callable[[int, int], None]
 
 #: The colours new categories get in turn (``resources/palette.json``).
 PALETTE: tuple[tuple[int, int, int], ...] = class_palette()
+
+
+#: What either backend raises when a write breaks a constraint (a foreign key, a unique name).
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, *integrity_errors())
 
 
 class ProjectError(Exception):
@@ -192,8 +197,10 @@ def _row_to_model_version(row: sqlite3.Row) -> ModelVersion:
 class Project:
     """An open project. Thread-safe (one connection behind a lock); cheap to open again."""
 
-    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, root: Path, conn: Any, *, url: str | None = None) -> None:
         self.root = root
+        self.url = url
+        """The PostgreSQL URL (``None`` for a project folder on SQLite)."""
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0
@@ -202,8 +209,15 @@ class Project:
     # ---- opening --------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: str | os.PathLike[str], *, exist_ok: bool = False) -> Project:
-        """Make a new project folder (or open the one there, with ``exist_ok``)."""
+    def create(cls, root: str | os.PathLike[str], *, exist_ok: bool = False,
+               image_root: str | os.PathLike[str] | None = None) -> Project:
+        """Make a new project folder (or open the one there, with ``exist_ok``).
+
+        ``root`` may be a PostgreSQL URL (``postgresql://host/db``): the project then lives in
+        that database, and ``image_root`` (required) is the folder the image paths are relative to
+        on this machine."""
+        if is_database_url(root):
+            return cls._connect_postgresql(str(root), image_root=image_root, create=True, exist_ok=exist_ok)
         root = Path(root)
         if (root / DB_NAME).exists():
             if not exist_ok:
@@ -216,8 +230,11 @@ class Project:
         return cls._connect(root)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Project:
-        """Open the project in folder ``path`` (or whose database file is ``path``)."""
+    def open(cls, path: str | os.PathLike[str], *, image_root: str | os.PathLike[str] | None = None) -> Project:
+        """Open the project in folder ``path`` (or whose database file is ``path``, or the
+        PostgreSQL database at URL ``path``, its images under ``image_root``)."""
+        if is_database_url(path):
+            return cls._connect_postgresql(str(path), image_root=image_root, create=False, exist_ok=True)
         path = Path(path)
         root = path.parent if path.name == DB_NAME else path
         if not (root / DB_NAME).is_file():
@@ -227,6 +244,49 @@ class Project:
         except OSError:  # a read-only project still opens; training will say it cannot write
             pass
         return cls._connect(root)
+
+    @classmethod
+    def _connect_postgresql(
+        cls, url: str, *, image_root: str | os.PathLike[str] | None, create: bool, exist_ok: bool
+    ) -> Project:
+        if image_root is None:
+            raise ProjectError(f"{redact(url)}: a project in PostgreSQL needs the image root of this machine (--image-root)")
+        root = Path(image_root)
+        if not root.is_dir():
+            raise ProjectError(f"{root}: the image root is not a folder")
+        try:
+            conn = PgConnection(url)
+        except ConnectionError as exc:
+            raise ProjectError(str(exc)) from None
+        try:
+            known = conn.execute("SELECT to_regclass('labeler_schema') IS NOT NULL").fetchone()[0]
+            if known and create and not exist_ok:
+                raise ProjectError(f"{redact(url)} already holds a project")
+            if not known and not create:
+                raise ProjectError(f"{redact(url)} is not a labeler project; create one with 'labeler init'")
+            migrate_postgresql(conn)
+        except SchemaError:
+            conn.close()
+            raise
+        except ProjectError:
+            conn.close()
+            raise
+        except Exception as exc:
+            conn.close()
+            raise ProjectError(f"{redact(url)}: not a usable project database ({redact(str(exc)).strip()})") from None
+        (root / MODELS_DIR).mkdir(exist_ok=True)
+        return cls(root.resolve(), conn, url=url)
+
+    def open_again(self) -> Project:
+        """Another connection to this same project (another program's view of it)."""
+        if self.url is not None:
+            return Project.open(self.url, image_root=self.root)
+        return Project.open(self.root)
+
+    @property
+    def backend(self) -> str:
+        """``'sqlite'`` or ``'postgresql'``."""
+        return "sqlite" if self.url is None else "postgresql"
 
     @staticmethod
     def is_project(path: str | os.PathLike[str]) -> bool:
@@ -626,7 +686,12 @@ class Project:
         with self.transaction():
             # new labels get the ids AUTOINCREMENT would give them, in order, so that one
             # executemany writes them all; the write lock of the transaction keeps them ours
-            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'annotations'").fetchone()
+            if self.url is None:
+                row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'annotations'").fetchone()
+            else:  # other machines insert too: hold them off until this transaction ends
+                self._conn.execute("LOCK TABLE annotations IN SHARE ROW EXCLUSIVE MODE")
+                row = self._conn.execute(
+                    "SELECT last_value FROM annotations_id_seq WHERE is_called").fetchone()
             top = self._conn.execute("SELECT MAX(id) FROM annotations").fetchone()[0]
             next_id = max(int(row[0]) if row else 0, int(top or 0)) + 1
             for ann in anns:
@@ -649,6 +714,9 @@ class Project:
                 ))
                 stored.append(_restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now))
             self._conn.executemany(sql, rows)
+            if self.url is not None and rows:
+                self._conn.execute("SELECT setval('annotations_id_seq', GREATEST(?, "
+                                   "(SELECT last_value FROM annotations_id_seq)))", (next_id - 1,))
             if log:
                 self._conn.executemany(
                     "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
