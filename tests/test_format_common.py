@@ -3,11 +3,9 @@ and the all-or-nothing promise of imports. Helpers here are reused by the other 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,12 @@ from PIL import Image
 
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.store import Project
-from labeler.formats import FORMATS, detect_format, export_annotations, import_annotations
+from labeler.formats import (
+    FORMATS,
+    detect_format,
+    export_annotations,
+    import_annotations,
+)
 from labeler.formats.common import (
     ImageFinder,
     ImportReport,

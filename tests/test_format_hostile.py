@@ -3,13 +3,12 @@ another exception; a failed import leaves the project unchanged; nothing poisono
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import base64
 import json
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

@@ -101,7 +101,8 @@ class PgConnection:
         try:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
         except psycopg.Error as exc:
-            raise ConnectionError(f"cannot connect to {redact(url)}: {redact(str(exc)).strip()}") from None
+            reason = " ".join(redact(str(exc)).split())  # libpq's message spans lines: one line here
+            raise ConnectionError(f"cannot connect to {redact(url)}: {reason}") from None
         self.url = url
 
     @property

@@ -28,8 +28,8 @@ import numpy as np
 from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
 from labeler.core.images import content_hash, is_image_file, read_image, read_image_size
 from labeler.core.natural import natural_key
-from labeler.core.resources import class_palette
 from labeler.core.pg import PgConnection, integrity_errors, is_database_url, redact
+from labeler.core.resources import class_palette
 from labeler.core.schema import SchemaError, migrate, migrate_postgresql
 
 DB_NAME = "labeler.db"
@@ -273,7 +273,8 @@ class Project:
             raise
         except Exception as exc:
             conn.close()
-            raise ProjectError(f"{redact(url)}: not a usable project database ({redact(str(exc)).strip()})") from None
+            reason = " ".join(redact(str(exc)).split())
+            raise ProjectError(f"{redact(url)}: not a usable project database ({reason})") from None
         (root / MODELS_DIR).mkdir(exist_ok=True)
         return cls(root.resolve(), conn, url=url)
 
