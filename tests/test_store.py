@@ -555,3 +555,34 @@ def test_images_outside_the_project_are_stored_relative(tmp_path: Path) -> None:
     finally:
         shutil.move(str(moved), str(tmp_path))
 
+
+
+# ---- teams: who edited, stale copies --------------------------------------------------------
+
+
+def test_edits_record_who_made_them(project: Project) -> None:
+    image_id = project.images()[0].id
+    ann = project.add_annotation(box(image_id))
+    project.set_state(ann.id or 0, State.REJECTED)
+    project.set_done(image_id)
+    authors = {entry["author"] for entry in project.edit_log()}
+    expected = "labeler_admin" if project.url is not None else store_module._login_name()
+    assert authors == {expected}
+    if project.url is not None:  # the database user, not a name the client makes up
+        assert project.author == project._query("SELECT current_user")[0][0]
+
+
+def test_saving_a_stale_annotation_is_refused_and_keeps_the_other_edit(project: Project) -> None:
+    image_id = project.images()[0].id
+    mine = project.add_annotation(box(image_id))
+    with project.open_again() as other:
+        theirs = other.annotation(mine.id or 0)
+        saved = other.update_annotation(replace(theirs, box_xywh=(5, 5, 2, 2)))
+        assert saved.revision == (mine.revision or 0) + 1
+    with pytest.raises(store_module.StaleAnnotationError, match="changed by someone else"):
+        project.update_annotation(replace(mine, box_xywh=(0, 0, 1, 1)))
+    assert project.annotation(mine.id or 0).box_xywh == (5, 5, 2, 2)
+    # a fresh copy saves, and so does a copy whose revision is not known (no check asked)
+    fresh = project.annotation(mine.id or 0)
+    assert project.update_annotation(replace(fresh, box_xywh=(1, 1, 1, 1))).box_xywh == (1, 1, 1, 1)
+    assert project.update_annotation(replace(mine, revision=None, box_xywh=(2, 2, 1, 1))).box_xywh == (2, 2, 1, 1)

@@ -72,6 +72,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX edit_log_image ON edit_log(image_id);
     """,
+    # 2 -> 3: teams: who made each edit (the database user), and a revision per annotation so
+    # that saving a copy someone else changed since is refused instead of overwriting their edit.
+    """
+    ALTER TABLE edit_log ADD COLUMN author TEXT;
+    ALTER TABLE annotations ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

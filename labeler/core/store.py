@@ -12,6 +12,7 @@ the same project at once: SQLite serialises them, and a busy database is waited 
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sqlite3
@@ -49,6 +50,10 @@ INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, *integr
 
 class ProjectError(Exception):
     """A project operation that cannot be done; the message says why, for the user."""
+
+
+class StaleAnnotationError(ProjectError):
+    """The annotation was changed by someone else since this copy of it was read; nothing was saved."""
 
 
 class ProjectBusyError(ProjectError):
@@ -153,6 +158,7 @@ def _row_to_annotation(row: sqlite3.Row) -> Annotation:
         attributes=json.loads(row["attributes"]),
         created=row["created"],
         updated=row["updated"],
+        revision=row["revision"],
         **geo,
     )
 
@@ -205,6 +211,9 @@ class Project:
         self._lock = threading.RLock()
         self._depth = 0
         self._busy_seconds = BUSY_TIMEOUT_S
+        self.author = conn.user if url is not None else _login_name()
+        """Who this connection's edits are logged as: the database user on PostgreSQL, the
+        login name on SQLite."""
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -530,9 +539,9 @@ class Project:
         with self.transaction():
             self._conn.executemany("UPDATE images SET done = ? WHERE id = ?", [(int(done), i) for i in image_ids])
             self._conn.executemany(
-                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-                " VALUES (?, ?, ?, NULL, NULL, NULL, '{}')",
-                [(now, action, i) for i in image_ids],
+                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+                " VALUES (?, ?, ?, NULL, NULL, NULL, '{}', ?)",
+                [(now, action, i, self.author) for i in image_ids],
             )
 
     def set_uncertainty(self, image_id: int, uncertainty: float | None) -> None:
@@ -713,16 +722,18 @@ class Project:
                     new_id, target, ann.category_id, ann.kind.value, geometry, ann.state.value,
                     ann.model_version, ann.score, int(ann.iscrowd), ann.group_id, attributes, created, now,
                 ))
-                stored.append(_restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now))
+                stored.append(_restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now,
+                                         revision=1))
             self._conn.executemany(sql, rows)
             if self.url is not None and rows:
                 self._conn.execute("SELECT setval('annotations_id_seq', GREATEST(?, "
                                    "(SELECT last_value FROM annotations_id_seq)))", (next_id - 1,))
             if log:
                 self._conn.executemany(
-                    "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-                    " VALUES (?, 'add', ?, ?, ?, NULL, '{}')",
-                    [(now, a.image_id, a.id, a.kind.value) for a in stored if a.state is not State.PROPOSED],
+                    "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+                    " VALUES (?, 'add', ?, ?, ?, NULL, '{}', ?)",
+                    [(now, a.image_id, a.id, a.kind.value, self.author) for a in stored
+                     if a.state is not State.PROPOSED],
                 )
         return stored
 
@@ -760,13 +771,19 @@ class Project:
         with self.transaction():
             cur = self._conn.execute(
                 "UPDATE annotations SET category_id = ?, kind = ?, geometry = ?, state = ?, model_version = ?,"
-                " score = ?, iscrowd = ?, group_id = ?, attributes = ?, updated = ? WHERE id = ?",
+                " score = ?, iscrowd = ?, group_id = ?, attributes = ?, updated = ?, revision = revision + 1"
+                " WHERE id = ?" + ("" if ann.revision is None else " AND revision = ?"),
                 (
                     ann.category_id, ann.kind.value, _stored_geometry(ann)[0], ann.state.value, ann.model_version,
                     ann.score, int(ann.iscrowd), ann.group_id, json.dumps(ann.attributes), time.time(), ann.id,
+                    *(() if ann.revision is None else (ann.revision,)),
                 ),
             )
             if cur.rowcount == 0:
+                if self._conn.execute("SELECT 1 FROM annotations WHERE id = ?", (ann.id,)).fetchone() is not None:
+                    raise StaleAnnotationError(
+                        f"annotation {ann.id} was changed by someone else since you opened it; "
+                        "reload the image to see their version (yours was not saved)")
                 raise ProjectError(f"no annotation with id {ann.id}")
             self._log(action, image_id=ann.image_id, annotation_id=ann.id, kind=ann.kind.value)
         return self.annotation(ann.id)
@@ -789,17 +806,19 @@ class Project:
         now = time.time()
         with self.transaction():
             cur = self._conn.execute(
-                f"UPDATE annotations SET state = ?, updated = ? WHERE id IN ({','.join('?' * len(ids))})",
+                f"UPDATE annotations SET state = ?, updated = ?, revision = revision + 1"
+                f" WHERE id IN ({','.join('?' * len(ids))})",
                 (state.value, now, *ids),
             )
             if cur.rowcount != len(set(ids)):
                 raise ProjectError(f"{len(set(ids)) - cur.rowcount} of these annotations are no longer stored")
             self._conn.executemany(
-                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-                " VALUES (?, ?, ?, ?, ?, NULL, '{}')",
-                [(now, action or state.value, a.image_id, a.id, a.kind.value) for a in anns],
+                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+                " VALUES (?, ?, ?, ?, ?, NULL, '{}', ?)",
+                [(now, action or state.value, a.image_id, a.id, a.kind.value, self.author) for a in anns],
             )
-        return [replace(a, state=state, updated=now) for a in anns]
+        return [replace(a, state=state, updated=now, revision=None if a.revision is None else a.revision + 1)
+                for a in anns]
 
     def delete_annotation(self, annotation_id: int) -> None:
         with self.transaction():
@@ -891,9 +910,9 @@ class Project:
         detail: dict[str, Any] | None = None,
     ) -> None:
         self._conn.execute(
-            "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), action, image_id, annotation_id, kind, seconds, json.dumps(detail or {})),
+            "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), action, image_id, annotation_id, kind, seconds, json.dumps(detail or {}), self.author),
         )
 
     def log_edit(
@@ -916,6 +935,13 @@ class Project:
         else:
             rows = self._query("SELECT * FROM edit_log WHERE action = ? ORDER BY id", (action,))
         return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+
+def _login_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no such user in a container: edits are logged without a name
+        return None
 
 
 def _category_name(name: str) -> str:
