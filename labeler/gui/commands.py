@@ -125,7 +125,9 @@ class ChangeAnnotations(QUndoCommand):
                 elif before is None:
                     pairs[i] = (None, project.add_annotation(after))
                 else:
-                    pairs[i] = (before, project.update_annotation(replace(after, id=before.id), action=self._action))
+                    # saved over the version this command last left (a newer one by someone else is refused)
+                    pairs[i] = (before, project.update_annotation(replace(after, id=before.id, revision=before.revision),
+                                                                  action=self._action))
             if not self._done_once and self._draw_seconds is not None:
                 for _, after in pairs:
                     if after is not None:
@@ -145,15 +147,19 @@ class ChangeAnnotations(QUndoCommand):
                     project.set_states([a for b, a in self._pairs if a is not None and b is not None and b.state is state],
                                        state, action="undo")
             return
+        pairs = list(self._pairs)
         with project.transaction():
-            for before, after in reversed(self._pairs):
+            for i in reversed(range(len(pairs))):
+                before, after = pairs[i]
                 if before is None:
                     assert after is not None and after.id is not None
                     project.delete_annotation(after.id)
                 elif after is None:
                     project.add_annotation(before)
-                else:
-                    project.update_annotation(before, action="undo")
+                else:  # only over our own edit: if someone changed it since, the store refuses
+                    pairs[i] = (project.update_annotation(replace(before, revision=after.revision), action="undo"),
+                                after)
+        self._pairs = pairs
 
     def _fail(self, message: str) -> None:
         self.error = message
