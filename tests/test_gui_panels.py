@@ -11,9 +11,9 @@ pytest.importorskip("pytestqt")
 # The offscreen platform cannot resize native windows; that notice is about the test platform, not us.
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-from labeler.gui.panels.autolabel import AutoLabelPanel  # noqa: E402
-from labeler.gui.panels.training import TrainingPanel  # noqa: E402
-from labeler.gui.plot import LossPlot  # noqa: E402
+from labeler.gui.panels.autolabel_panel import AutoLabelPanel  # noqa: E402
+from labeler.gui.panels.plot import LossPlot  # noqa: E402
+from labeler.gui.panels.training_panel import TrainingPanel  # noqa: E402
 from labeler.learning.events import train_event  # noqa: E402
 
 
@@ -92,22 +92,29 @@ def test_auto_label_panel_progress(qtbot) -> None:  # type: ignore[no-untyped-de
     assert panel.all_button.isEnabled() and not panel.cancel_button.isEnabled()
 
 
-def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The Versions list hands the plot each version's score, oldest first, the active one marked."""
-    from labeler.core.store import ModelVersion, Project
+def _versions_beside_plot(qtbot, project, plugin: str):  # type: ignore[no-untyped-def]
+    """The Versions list of ``plugin`` on ``project``, feeding a training panel's plot, as the window wires them."""
     from labeler.gui.panels.models import ModelListPanel
-    from labeler.gui.plot import VersionScore
 
-    project = Project.create(tmp_path / "p")
-    for score in (0.4, 0.65, 0.5):
-        project.add_model_version(ModelVersion(plugin="seg", settings={}, categories=(1,), checkpoint="m.safetensors",
-                                               metrics={"miou": score}), activate=score == 0.65)
     models = ModelListPanel()
     panel = TrainingPanel()
     qtbot.addWidget(models)
     qtbot.addWidget(panel)
     models.scoresChanged.connect(panel.plot.set_versions)
-    models.set_project(project, "seg")
+    models.set_project(project, plugin)
+    return models, panel
+
+
+def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The Versions list hands the plot each version's score, oldest first, the active one marked."""
+    from labeler.core.store import ModelVersion, Project
+    from labeler.gui.panels.plot import VersionScore
+
+    project = Project.create(tmp_path / "p")
+    for score in (0.4, 0.65, 0.5):
+        project.add_model_version(ModelVersion(plugin="seg", settings={}, categories=(1,), checkpoint="m.safetensors",
+                                               metrics={"miou": score}), activate=score == 0.65)
+    _models, panel = _versions_beside_plot(qtbot, project, "seg")
     assert panel.plot.versions == [VersionScore(1, 0.4, False), VersionScore(2, 0.65, True), VersionScore(3, 0.5, False)]
     panel.plot.resize(320, 260)
     assert not panel.plot.grab().isNull()
@@ -121,7 +128,6 @@ def test_versions_name_their_ranking_metric_as_the_field_does(qtbot, tmp_path) -
     import json
 
     from labeler.core.store import ModelVersion, Project
-    from labeler.gui.panels.models import ModelListPanel
 
     project = Project.create(tmp_path / "p")
     (project.root / "models").mkdir(exist_ok=True)
@@ -129,12 +135,7 @@ def test_versions_name_their_ranking_metric_as_the_field_does(qtbot, tmp_path) -
     project.add_model_version(ModelVersion(plugin="detector", settings={}, categories=(1,),
                                            checkpoint="models/d.safetensors", metrics={"map": 0.41, "map50": 0.83}),
                               activate=True)
-    models = ModelListPanel()
-    panel = TrainingPanel()
-    qtbot.addWidget(models)
-    qtbot.addWidget(panel)
-    models.scoresChanged.connect(panel.plot.set_versions)
-    models.set_project(project, "detector")
+    models, panel = _versions_beside_plot(qtbot, project, "detector")
     assert panel.plot.metric_name == "mAP@0.5"
     assert [v.score for v in panel.plot.versions] == [0.83]  # ranked by map50, not the first number
     cell = models.table.item(0, 2)

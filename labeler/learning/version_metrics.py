@@ -16,10 +16,8 @@ METRIC_LABELS: dict[str, str] = {
     "map": "mAP@[.5:.95]",
     "mean_iou": "mean IoU",
     "box_iou": "box IoU",
-    "accuracy": "accuracy",
-    "score": "score",
 }
-"""The names the field uses for the metrics the bundled plugins report."""
+"""The names the field uses for the bundled plugins' metrics whose keys are not already those names."""
 
 
 def metric_label(name: str) -> str:

@@ -12,7 +12,7 @@ from PySide6.QtGui import QUndoStack
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import encode_mask
 from labeler.core.store import ModelVersion, Project
-from labeler.gui import commands
+from labeler.gui.controllers import undo
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _proposal(project: Project, score: float = 0.8) -> Annotation:
 def test_add_undo_redo_keeps_the_id(qapp: object, project: Project) -> None:
     stack = QUndoStack()
     heard: list[int] = []
-    cmd = commands.add_annotations(project, [_box()], notify=heard.append, draw_seconds=2.5)
+    cmd = undo.add_annotations(project, [_box()], notify=heard.append, draw_seconds=2.5)
     stack.push(cmd)
     (ann_id,) = cmd.added_ids()
     assert [a.id for a in project.annotations(1)] == [ann_id]
@@ -52,7 +52,7 @@ def test_delete_undo_restores_the_same_annotation(qapp: object, project: Project
     mask[5:50, 7:90] = True
     ann = project.add_annotation(Annotation(image_id=1, category_id=2, kind=Kind.MASK, rle=encode_mask(mask)))
     stack = QUndoStack()
-    stack.push(commands.delete_annotations(project, [ann]))
+    stack.push(undo.delete_annotations(project, [ann]))
     assert project.annotations(1) == []
     stack.undo()
     (back,) = project.annotations(1)
@@ -64,7 +64,7 @@ def test_delete_undo_restores_the_same_annotation(qapp: object, project: Project
 def test_editing_a_proposal_makes_it_human(qapp: object, project: Project) -> None:
     prop = _proposal(project)
     stack = QUndoStack()
-    stack.push(commands.edit_annotations(
+    stack.push(undo.edit_annotations(
         project, [(prop, Annotation(**{**prop.__dict__, "box_xywh": (1, 2, 3, 4)}))], text="Resize"
     ))
     edited = project.annotation(prop.id)
@@ -78,8 +78,8 @@ def test_editing_a_proposal_makes_it_human(qapp: object, project: Project) -> No
 def test_accept_and_reject_are_undoable(qapp: object, project: Project) -> None:
     a, b = _proposal(project, 0.9), _proposal(project, 0.4)
     stack = QUndoStack()
-    stack.push(commands.set_states(project, [a], State.ACCEPTED))
-    stack.push(commands.set_states(project, [b], State.REJECTED))
+    stack.push(undo.set_states(project, [a], State.ACCEPTED))
+    stack.push(undo.set_states(project, [b], State.REJECTED))
     assert project.annotation(a.id).state is State.ACCEPTED
     assert project.annotation(a.id).model_version == a.model_version  # accepted, not edited: source kept
     assert project.annotation(b.id).state is State.REJECTED
@@ -93,7 +93,7 @@ def test_accept_and_reject_are_undoable(qapp: object, project: Project) -> None:
 def test_mixed_change_is_one_step(qapp: object, project: Project) -> None:
     old = project.add_annotation(_box())
     stack = QUndoStack()
-    stack.push(commands.ChangeAnnotations(project, [(old, None), (None, _box(category_id=3))], "Swap"))
+    stack.push(undo.ChangeAnnotations(project, [(old, None), (None, _box(category_id=3))], "Swap"))
     (new,) = project.annotations(1)
     assert new.category_id == 3
     stack.undo()
@@ -109,7 +109,7 @@ def test_a_refused_change_writes_nothing_and_leaves_the_stack(qapp: object, proj
     project.delete_annotation(gone.id)  # deleted elsewhere meanwhile
     errors: list[str] = []
     stack = QUndoStack()
-    cmd = commands.ChangeAnnotations(
+    cmd = undo.ChangeAnnotations(
         project, [(kept, None), (gone, Annotation(**{**gone.__dict__, "category_id": 3}))], "Edit",
         on_error=errors.append,
     )
@@ -121,6 +121,6 @@ def test_a_refused_change_writes_nothing_and_leaves_the_stack(qapp: object, proj
 
 def test_commands_check_their_input(qapp: object, project: Project) -> None:
     with pytest.raises(ValueError, match="before or an after"):
-        commands.ChangeAnnotations(project, [(None, None)], "x")
+        undo.ChangeAnnotations(project, [(None, None)], "x")
     with pytest.raises(ValueError, match="must be stored"):
-        commands.delete_annotations(project, [_box()])
+        undo.delete_annotations(project, [_box()])
