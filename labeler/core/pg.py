@@ -35,12 +35,12 @@ def integrity_errors() -> tuple[type[Exception], ...]:
     return (psycopg.IntegrityError,)
 
 
-class Row(tuple):  # type: ignore[type-arg]
+class Row(tuple[Any, ...]):
     """A result row readable by position and by column name, like ``sqlite3.Row``."""
 
     _names: tuple[str, ...] = ()
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self._names.index(key))
         return tuple.__getitem__(self, key)

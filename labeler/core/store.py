@@ -291,7 +291,7 @@ class Project:
         except ProjectError:
             conn.close()
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any driver error means the database is not a project; said in one line
             conn.close()
             reason = " ".join(redact(str(exc)).split())
             raise ProjectError(f"{redact(url)}: not a usable project database ({reason})") from None
@@ -397,7 +397,8 @@ class Project:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
-                return self._conn.execute(sql, params).fetchall()
+                rows: list[sqlite3.Row] = self._conn.execute(sql, params).fetchall()
+                return rows
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc):
                     raise _busy_error(self.root, self._busy_seconds) from None
