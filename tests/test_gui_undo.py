@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,42 @@ def test_commands_check_their_input(qapp: object, project: Project) -> None:
         undo.ChangeAnnotations(project, [(None, None)], "x")
     with pytest.raises(ValueError, match="must be stored"):
         undo.delete_annotations(project, [_box()])
+
+
+def test_undo_runs_back_through_several_edits_of_one_annotation(qapp: object, project: Project) -> None:
+    ann = project.add_annotation(_box())
+    stack = QUndoStack()
+    current = ann
+    for x in (11, 12, 13):
+        moved = replace(current, box_xywh=(x, 20, 30, 40))
+        stack.push(undo.edit_annotations(project, [(current, moved)], text="Move"))
+        current = project.annotation(ann.id)
+    for x in (12, 11, 10):
+        stack.undo()
+        assert project.annotation(ann.id).box_xywh == (x, 20, 30, 40)
+    for x in (11, 12, 13):
+        stack.redo()
+        assert project.annotation(ann.id).box_xywh == (x, 20, 30, 40)
+    stack.undo()
+    stack.push(undo.set_states(project, [project.annotation(ann.id)], State.REJECTED))
+    stack.undo()
+    stack.undo()  # the state command's undo moved the revision too: the edit before it still undoes
+    assert project.annotation(ann.id).box_xywh == (11, 20, 30, 40)
+
+
+def test_undo_never_overwrites_someone_elses_later_save(qapp: object, project: Project) -> None:
+    ann = project.add_annotation(_box())
+    stack = QUndoStack()
+    errors: list[str] = []
+    stack.push(undo.edit_annotations(project, [(ann, replace(ann, box_xywh=(50, 20, 30, 40)))], text="Move",
+                                     on_error=errors.append))
+    other = project.open_again()  # another desktop
+    try:
+        theirs = other.annotation(ann.id)
+        other.update_annotation(replace(theirs, box_xywh=(70, 20, 30, 40)))
+    finally:
+        other.close()
+    stack.undo()
+    assert project.annotation(ann.id).box_xywh == (70, 20, 30, 40)  # their save stands
+    assert len(errors) == 1 and "someone else" in errors[0]
+    assert stack.count() == 0  # the refused command left the stack
