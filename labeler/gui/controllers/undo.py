@@ -24,6 +24,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import ClassVar
 
 from PySide6.QtGui import QUndoCommand
 
@@ -41,8 +42,7 @@ class OwnRevisions:
     left, so a command cannot keep the figure itself)."""
 
     # keyed weakly: a closed project's figures go with it
-
-    _by_project: weakref.WeakKeyDictionary[Project, dict[int, int]] = weakref.WeakKeyDictionary()
+    _by_project: ClassVar[weakref.WeakKeyDictionary[Project, dict[int, int]]] = weakref.WeakKeyDictionary()
 
     @classmethod
     def expected(cls, project: Project, ann: Annotation) -> Annotation:
