@@ -24,7 +24,7 @@ def main() -> None:
 
     from labeler.core.annotation import Annotation, Kind, State
     from labeler.core.store import ModelVersion
-    from labeler.gui import commands
+    from labeler.gui.controllers import undo as commands
     from labeler.gui.main_window import MainWindow
     from labeler.gui.settings import AppSettings
 

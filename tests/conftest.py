@@ -36,3 +36,51 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data sets not present at {path} (set LABELER_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # type: ignore[no-untyped-def]
+    """A PostgreSQL server for this test session (see tests/pg_server.py); skips with the reason
+    when none can be started here."""
+    import pg_server as module
+
+    try:
+        server = module.start()
+    except module.Unavailable as exc:
+        pytest.skip(f"PostgreSQL backend not tested: {exc}")
+    yield server
+    server.stop()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:  # type: ignore[no-untyped-def]
+    """The URL of a new, empty PostgreSQL database on the session's server."""
+    return str(pg_server.create_database(f"t{next(_databases)}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_project(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """``make_project(folder)``: a new project whose images are relative to ``folder``, in that
+    folder (SQLite) or in a new PostgreSQL database with ``folder`` as its image root; each test
+    using it runs on both backends. Every project it made is closed at the end."""
+    from labeler.core.store import Project
+
+    made: list[Project] = []
+
+    def make(folder: Path) -> Project:
+        if request.param == "postgresql":
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            project = Project.create(request.getfixturevalue("pg_url") if not made else
+                                     request.getfixturevalue("pg_server").create_database(
+                                         f"t{next(_databases)}"), image_root=folder)
+        else:
+            project = Project.create(folder)
+        made.append(project)
+        return project
+
+    yield make
+    for project in made:
+        project.close()

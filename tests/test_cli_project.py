@@ -56,28 +56,61 @@ def test_help_in_a_fresh_process_is_fast() -> None:
     assert seconds < 10, f"'labeler --help' took {seconds:.1f} s"
 
 
-def test_init_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """The CLI arguments naming a new project: a folder, or a PostgreSQL URL and its image root."""
+    if request.param == "postgresql":
+        return [request.getfixturevalue("pg_url"), "--image-root", str(tmp_path)]
+    return [str(tmp_path / "p")]
+
+
+def _open(where: list[str]) -> Project:
+    return Project.open(where[0], image_root=where[2] if len(where) > 2 else None)
+
+
+def test_init_and_info(where: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_images(tmp_path / "imgs", 5)
-    assert main(["init", str(tmp_path / "p"), "--images", str(tmp_path / "imgs"), "--classes", "cat, dog,,cat"]) == 0
+    assert main(["init", *where, "--images", str(tmp_path / "imgs"), "--classes", "cat, dog,,cat"]) == 0
     out = capsys.readouterr().out
     assert "5 images (5 new), 2 categories" in out
-    with Project.open(tmp_path / "p") as p:
+    with _open(where) as p:
         assert [c.name for c in p.categories()] == ["cat", "dog"]
         assert p.image_count() == 5
+        assert p.images()[0].path == ("imgs/0000.png" if p.url else "../imgs/0000.png")
     # again, with more images: only the new ones are added, categories are not doubled
     write_images(tmp_path / "more", 2)
-    assert main(["init", str(tmp_path / "p"), "--images", str(tmp_path / "more"), "--classes", "dog,bird"]) == 0
+    assert main(["init", *where, "--images", str(tmp_path / "more"), "--classes", "dog,bird"]) == 0
     assert "7 images (2 new), 3 categories" in capsys.readouterr().out
 
-    assert main(["info", str(tmp_path / "p")]) == 0
+    assert main(["info", *where]) == 0
     out = capsys.readouterr().out
     assert "images      7 (0 done)" in out and "cat, dog, bird" in out
-    assert main(["info", str(tmp_path / "p"), "--json"]) == 0
+    assert main(["info", *where, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 7 and summary["done"] == 0
     assert [c["name"] for c in summary["categories"]] == ["cat", "dog", "bird"]
     assert summary["annotations"] == {"proposed": 0, "accepted": 0, "rejected": 0}
     assert summary["model_versions"] == []
+
+
+def test_postgresql_project_needs_an_image_root(
+    pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LABELER_IMAGE_ROOT", raising=False)
+    assert main(["init", pg_url]) == 2
+    assert "--image-root" in capsys.readouterr().err
+
+
+def test_a_password_never_shows_in_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A URL carrying a password (which libpq's ~/.pgpass or PGPASSFILE should hold instead) is
+    shown without it when the connection fails."""
+    for url in ("postgresql://bob:s3cret-pw@127.0.0.1:1/team", "postgresql://127.0.0.1:1/team?password=s3cret-pw"):
+        assert main(["info", url, "--image-root", str(tmp_path)]) == 2
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and "cannot connect" in lines[0], captured.err
+        assert "s3cret-pw" not in captured.err + captured.out
+        assert "***" in lines[0]
 
 
 def test_init_without_images_makes_an_empty_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,9 @@ def _uncompressed_counts(mask: np.ndarray) -> list[int]:
 
 
 @pytest.fixture
-def rich(tmp_path: Path) -> tuple[Project, Path]:
+def rich(make_project: Callable[[Path], Project], tmp_path: Path) -> tuple[Project, Path]:
     (tmp_path / "rich.json").write_text(json.dumps(rich_document(tmp_path)))
-    return Project.create(tmp_path / "proj"), tmp_path / "rich.json"
+    return make_project(tmp_path / "proj"), tmp_path / "rich.json"
 
 
 def test_import_keeps_each_geometry_and_drops_background(rich: tuple[Project, Path]) -> None:
@@ -130,7 +131,8 @@ def test_export_loads_in_pycocotools_with_consistent_bbox_and_area(rich: tuple[P
     assert len(results.anns) == 4
 
 
-def test_export_is_stable_and_round_trips(rich: tuple[Project, Path], tmp_path: Path) -> None:
+def test_export_is_stable_and_round_trips(
+    make_project: Callable[[Path], Project], rich: tuple[Project, Path], tmp_path: Path) -> None:
     project, source = rich
     import_annotations(project, source, format="coco")
     export_annotations(project, tmp_path / "a.json", format="coco")
@@ -138,7 +140,7 @@ def test_export_is_stable_and_round_trips(rich: tuple[Project, Path], tmp_path: 
     a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
     assert a["images"] == b["images"] and a["annotations"] == b["annotations"]
     # into a new project: the same labels come back
-    again = Project.create(tmp_path / "again")
+    again = make_project(tmp_path / "again")
     report = import_annotations(again, tmp_path / "a.json", format="coco")
     assert (report.annotations == 5 and report.images_added == 0) or report.images_added == 2
 
@@ -169,8 +171,9 @@ def test_polygon_mode_traces_masks_but_keeps_crowds_as_rle(rich: tuple[Project, 
         assert iou(poly.annToMask(ann).astype(bool), rle.annToMask(rle.anns[ann_id]).astype(bool)) > 0.95
 
 
-def test_proposals_only_on_request_and_with_score(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_proposals_only_on_request_and_with_score(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     image_id = project.add_images([make_image(tmp_path / "a.png")])[0]
     cat = project.add_category("thing").id
     project.add_annotation(Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(1, 1, 5, 5)))
@@ -189,14 +192,15 @@ def test_proposals_only_on_request_and_with_score(tmp_path: Path) -> None:
     assert len(both) == 2 and both[1]["score"] == 0.75 and both[1]["id"] == stored[0].id
 
 
-def test_images_found_through_images_dir_and_missing_ones_counted(tmp_path: Path) -> None:
+def test_images_found_through_images_dir_and_missing_ones_counted(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     doc = coco_document(tmp_path)
     doc["images"][0]["file_name"] = "/elsewhere/on/another/machine/a.png"  # type: ignore[index]
     doc["images"].append({"id": 99, "file_name": "gone.png", "width": 5, "height": 5})  # type: ignore[attr-defined]
     doc["annotations"].append({"id": 5, "image_id": 99, "category_id": 3, "bbox": [0, 0, 2, 2]})  # type: ignore[attr-defined]
     (tmp_path / "ann").mkdir()
     (tmp_path / "ann" / "c.json").write_text(json.dumps(doc))
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, tmp_path / "ann" / "c.json", format="coco", images_dir=tmp_path / "imgs")
     assert report.images == 2 and report.annotations == 2
     assert report.skipped == {"image file not found": 1, "annotation of a missing image": 1}
@@ -210,16 +214,18 @@ def test_images_found_through_images_dir_and_missing_ones_counted(tmp_path: Path
         ("{\"annotations\": []}", "no 'images' list"),
     ],
 )
-def test_broken_files_name_the_file_and_reason(tmp_path: Path, content: str, message: str) -> None:
+def test_broken_files_name_the_file_and_reason(
+    make_project: Callable[[Path], Project], tmp_path: Path, content: str, message: str) -> None:
     (tmp_path / "broken.json").write_text(content)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match=message) as info:
         import_annotations(project, tmp_path / "broken.json", format="coco")
     assert "broken.json" in str(info.value)
 
 
-def test_unknown_category_or_image_id_is_an_error_and_changes_nothing(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_unknown_category_or_image_id_is_an_error_and_changes_nothing(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     before = project_state(project)
     doc = coco_document(tmp_path)
     doc["annotations"][1]["category_id"] = 55  # type: ignore[index]
@@ -234,11 +240,11 @@ def test_unknown_category_or_image_id_is_an_error_and_changes_nothing(tmp_path: 
     assert project_state(project) == before
 
 
-def test_mask_of_the_wrong_size_is_skipped(tmp_path: Path) -> None:
+def test_mask_of_the_wrong_size_is_skipped(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     doc = coco_document(tmp_path)
     doc["annotations"][0]["segmentation"] = encode_mask(np.ones((5, 5), bool))  # type: ignore[index]
     (tmp_path / "c.json").write_text(json.dumps(doc))
-    report = import_annotations(Project.create(tmp_path / "proj"), tmp_path / "c.json", format="coco")
+    report = import_annotations(make_project(tmp_path / "proj"), tmp_path / "c.json", format="coco")
     assert report.annotations == 1 and report.skipped == {"mask size differs from the image": 1}
 
 
@@ -246,9 +252,10 @@ def test_mask_of_the_wrong_size_is_skipped(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("masks", ["rle", "polygon"])
-def test_coco_tiny_round_trip(shared_data: Path, tmp_path: Path, masks: str) -> None:
+def test_coco_tiny_round_trip(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path, masks: str) -> None:
     source = shared_data / "coco-tiny" / "val2017" / "instances_val2017.json"
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, source, format="coco")
     assert (report.images, report.annotations) == (80, 815) and not report.skipped
     export_annotations(project, tmp_path / "out.json", format="coco", masks=masks)
@@ -274,9 +281,10 @@ def test_coco_tiny_round_trip(shared_data: Path, tmp_path: Path, masks: str) -> 
     assert worst >= 0.98
 
 
-def test_labelme_written_coco_file(shared_data: Path, tmp_path: Path) -> None:
+def test_labelme_written_coco_file(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     source = shared_data / "labelme-examples" / "instance_segmentation" / "data_dataset_coco" / "annotations.json"
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, source, format="coco")
     assert (report.images, report.annotations) == (3, 12) and not report.skipped
     assert "_background_" not in {c.name for c in project.categories()}

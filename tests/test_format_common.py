@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,12 @@ from PIL import Image
 
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.store import Project
-from labeler.formats import FORMATS, detect_format, export_annotations, import_annotations
+from labeler.formats import (
+    FORMATS,
+    detect_format,
+    export_annotations,
+    import_annotations,
+)
 from labeler.formats.common import (
     ImageFinder,
     ImportReport,
@@ -68,8 +73,9 @@ def coco_document(tmp_path: Path) -> dict[str, object]:
 # ---- image finding ------------------------------------------------------------------------------
 
 
-def test_finder_resolves_written_path_images_dir_and_project(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_finder_resolves_written_path_images_dir_and_project(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     make_image(tmp_path / "ann" / "x.png")
     make_image(tmp_path / "pool" / "deep" / "y.png")
     known = make_image(tmp_path / "known" / "z.png")
@@ -88,8 +94,9 @@ def test_finder_resolves_written_path_images_dir_and_project(tmp_path: Path) -> 
     assert finder.find_stem("deep/y", bases=[]) == y
 
 
-def test_finder_refuses_to_guess_between_two_files_of_one_name(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_finder_refuses_to_guess_between_two_files_of_one_name(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     make_image(tmp_path / "pool" / "a" / "same.png")
     make_image(tmp_path / "pool" / "b" / "same.png")
     finder = ImageFinder(project, images_dir=tmp_path / "pool", tally=Tally())
@@ -98,8 +105,9 @@ def test_finder_refuses_to_guess_between_two_files_of_one_name(tmp_path: Path) -
     assert found is not None and project.image(found).path.endswith("pool/b/same.png")
 
 
-def test_missing_images_folder_is_a_format_error(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_missing_images_folder_is_a_format_error(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match="--images folder does not exist"):
         ImageFinder(project, images_dir=tmp_path / "nope", tally=Tally())
 
@@ -140,8 +148,9 @@ def test_atomic_folder_moves_in_only_when_complete(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_export_keys_strip_the_common_folder_and_keep_namesakes_apart(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_export_keys_strip_the_common_folder_and_keep_namesakes_apart(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     ids = project.add_images([
         make_image(tmp_path / "data" / "a" / "1.png"),
         make_image(tmp_path / "data" / "b" / "1.png"),
@@ -169,8 +178,9 @@ def test_registry_lists_every_format_with_its_options() -> None:
     assert not FORMATS["coco"].export_is_folder and FORMATS["yolo"].export_is_folder
 
 
-def test_unknown_format_and_option_are_format_errors(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_unknown_format_and_option_are_format_errors(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match="unknown format"):
         export_annotations(project, tmp_path / "o", format="tfrecord")
     with pytest.raises(FormatError, match="no option 'values'"):
@@ -196,8 +206,9 @@ def test_detect_format(tmp_path: Path) -> None:
 # ---- all or nothing -------------------------------------------------------------------------------
 
 
-def test_failure_midway_leaves_the_project_unchanged(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_failure_midway_leaves_the_project_unchanged(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     project.add_images([make_image(tmp_path / "old.png")])
     project.add_category("old")
     before = project_state(project)
@@ -210,8 +221,9 @@ def test_failure_midway_leaves_the_project_unchanged(tmp_path: Path) -> None:
     assert project_state(project) == before
 
 
-def test_cancelling_through_progress_rolls_back(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_cancelling_through_progress_rolls_back(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     before = project_state(project)
     calls = []
@@ -229,8 +241,9 @@ def test_cancelling_through_progress_rolls_back(tmp_path: Path) -> None:
     assert report.annotations == 2 and report.images == 2
 
 
-def test_importing_twice_adds_nothing_the_second_time(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_importing_twice_adds_nothing_the_second_time(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     first = import_annotations(project, tmp_path / "ok.json", format="coco")
     second = import_annotations(project, tmp_path / "ok.json", format="coco")
@@ -240,8 +253,9 @@ def test_importing_twice_adds_nothing_the_second_time(tmp_path: Path) -> None:
     assert len(project.annotations()) == 2
 
 
-def test_import_does_not_touch_existing_labels_and_logs_once(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_import_does_not_touch_existing_labels_and_logs_once(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     image_id = project.add_images([tmp_path / "imgs" / "a.png"])[0]
     mine = project.add_annotation(Annotation(image_id=image_id, category_id=project.add_category("cat").id,
@@ -264,8 +278,9 @@ def umask_022() -> Iterator[None]:
 
 @pytest.mark.usefixtures("umask_022")
 @pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "labelme", "masks"])
-def test_exports_get_the_users_normal_file_mode(tmp_path: Path, fmt: str) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_exports_get_the_users_normal_file_mode(
+    make_project: Callable[[Path], Project], tmp_path: Path, fmt: str) -> None:
+    project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     import_annotations(project, tmp_path / "ok.json", format="coco")
     out = tmp_path / ("out.json" if fmt == "coco" else "out")

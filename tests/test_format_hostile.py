@@ -8,6 +8,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,9 @@ def coco_doc(**image: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def coco_setup(tmp_path: Path) -> tuple[Project, Path]:
+def coco_setup(make_project: Callable[[Path], Project], tmp_path: Path) -> tuple[Project, Path]:
     make_image(tmp_path / "src" / "a.png", 40, 30, fmt="PNG")
-    return Project.create(tmp_path / "proj"), tmp_path / "src"
+    return make_project(tmp_path / "proj"), tmp_path / "src"
 
 
 def write_json(path: Path, doc: Any) -> Path:
@@ -105,39 +106,43 @@ def test_huge_numbers_and_infinity_never_reach_the_store(coco_setup: tuple[Proje
     export_annotations(project, src / "masks", format="masks")
 
 
-def test_voc_infinity_boxes_and_non_ascii_sizes(tmp_path: Path) -> None:
+def test_voc_infinity_boxes_and_non_ascii_sizes(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", 40, 30, fmt="JPEG")
     (tmp_path / "a.xml").write_text(
         "<annotation><filename>a.jpg</filename><size><width>①</width><height>²</height></size>"
         "<object><name>dog</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>Infinity</xmax><ymax>5</ymax></bndbox></object>"
         "<object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>5</ymax></bndbox></object>"
         "</annotation>")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, tmp_path / "a.xml", format="voc")
     assert report.annotations == 1 and [a.box_xywh for a in project.annotations()] == [(1, 1, 8, 4)]
     assert (project.images()[0].width, project.images()[0].height) == (40, 30)
 
 
-def test_voc_file_name_too_long_for_the_file_system(tmp_path: Path) -> None:
+def test_voc_file_name_too_long_for_the_file_system(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", 40, 30, fmt="JPEG")
     (tmp_path / "a.xml").write_text(f"<annotation><filename>{'x' * 5000}.jpg</filename></annotation>")
-    report = import_annotations(Project.create(tmp_path / "proj"), tmp_path / "a.xml", format="voc")
+    report = import_annotations(make_project(tmp_path / "proj"), tmp_path / "a.xml", format="voc")
     assert report.images == 1  # found by the XML's own stem instead
 
 
-def test_label_files_cannot_point_the_project_at_any_file(tmp_path: Path) -> None:
+def test_label_files_cannot_point_the_project_at_any_file(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "src" / "a.png", 40, 30, fmt="PNG")
     (tmp_path / "src" / "notes.png").write_text("not an image at all")
     names = ["/etc/passwd", "../../../../../../etc/passwd", "/proc/self/environ", "notes.png", "a.png"]
     doc = {"images": [{"id": i, "file_name": n} for i, n in enumerate(names)], "annotations": [],
            "categories": []}
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, write_json(tmp_path / "src" / "x.json", doc), format="coco")
     assert [r.path for r in project.images()] == ["../src/a.png"]
     assert report.images_added == 1 and report.skipped.get("image file not found") == 4
 
 
-def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(tmp_path: Path) -> None:
+def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     src = tmp_path / "yolo"
     make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
     make_image(src / "images" / "b.png", 40, 30, fmt="PNG")
@@ -147,7 +152,7 @@ def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(tmp_path: Pat
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
     (src / "labels" / "b.txt").symlink_to(secret)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, src, format="yolo")
     assert report.annotations == 1 and sum(report.skipped.values()) == 1
     (src / "labels" / "a.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")
@@ -162,31 +167,33 @@ def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(tmp_path: Pat
     ("path: ../x\nnames:\n  0: apple\n  1: banana # yellow\n", ["apple", "banana"]),
     ("names: &a [apple, pear]\nother: *a\n", ["apple", "pear"]),
 ])
-def test_yolo_reads_ordinary_yaml(tmp_path: Path, yaml_text: str, names: list[str]) -> None:
+def test_yolo_reads_ordinary_yaml(
+    make_project: Callable[[Path], Project], tmp_path: Path, yaml_text: str, names: list[str]) -> None:
     src = tmp_path / "yolo"
     make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
     (src / "labels").mkdir()
     (src / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n")
     (src / "data.yaml").write_text(yaml_text)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     import_annotations(project, src, format="yolo")
     assert [c.name for c in project.categories()] == [names[1]]
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"names: [a, b\n", b"names: 5\n",
                                      b"names: !!python/object/apply:os.system ['true']\n"])
-def test_yolo_bad_class_files_are_format_errors(tmp_path: Path, content: bytes) -> None:
+def test_yolo_bad_class_files_are_format_errors(
+    make_project: Callable[[Path], Project], tmp_path: Path, content: bytes) -> None:
     src = tmp_path / "yolo"
     make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
     (src / "labels").mkdir()
     (src / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     (src / "data.yaml").write_bytes(content)
     with pytest.raises(FormatError):
-        import_annotations(Project.create(tmp_path / "proj"), src, format="yolo")
+        import_annotations(make_project(tmp_path / "proj"), src, format="yolo")
     (src / "data.yaml").unlink()
     (src / "classes.txt").write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(FormatError, match="not UTF-8"):
-        import_annotations(Project.create(tmp_path / "proj2"), src, format="yolo")
+        import_annotations(make_project(tmp_path / "proj2"), src, format="yolo")
 
 
 def test_masks_values_with_non_ascii_digits() -> None:
@@ -195,12 +202,13 @@ def test_masks_values_with_non_ascii_digits() -> None:
             parse_values(text)
 
 
-def test_label_png_and_labelme_mask_bombs_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_label_png_and_labelme_mask_bombs_are_refused(
+    make_project: Callable[[Path], Project], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABELER_MAX_PIXELS", str(100 * 100))
     make_image(tmp_path / "image" / "0.png", 40, 30, fmt="PNG")
     (tmp_path / "label").mkdir()
     (tmp_path / "label" / "0.png").write_bytes(bomb_png(3000, 3000))
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match="over the limit"):
         import_annotations(project, tmp_path / "label", format="masks")
     doc = {"imagePath": "image/0.png", "shapes": [
@@ -208,7 +216,8 @@ def test_label_png_and_labelme_mask_bombs_are_refused(tmp_path: Path, monkeypatc
          "mask": base64.b64encode(bomb_png(3000, 3000)).decode()}]}
     with pytest.raises(FormatError, match="over the limit"):
         import_annotations(project, write_json(tmp_path / "m.json", doc), format="labelme", add_images=True)
-    assert project_state(project) == project_state(Project.open(tmp_path / "proj"))
+    with project.open_again() as again:
+        assert project_state(project) == project_state(again)
     assert project.annotations() == []
 
 
@@ -223,9 +232,10 @@ def test_rle_whose_counts_do_not_cover_the_image(coco_setup: tuple[Project, Path
         check_rle({"size": [30, 40], "counts": encode_mask(np.ones((3, 4), bool))["counts"]}, max_pixels=10**6)
 
 
-def test_store_door_refuses_poison_from_any_source(tmp_path: Path) -> None:
+def test_store_door_refuses_poison_from_any_source(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.png", 40, 30, fmt="PNG")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     image_id = project.add_images([tmp_path / "a.png"])[0]
     cat = project.add_category("cat").id
     for bad in (
@@ -247,8 +257,9 @@ def test_store_door_refuses_poison_from_any_source(tmp_path: Path) -> None:
             project.add_category(name)
 
 
-def test_category_named_superscript_two_exports_as_masks(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_category_named_superscript_two_exports_as_masks(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     project.add_category("²")
     assert default_values(project.categories()) == {1: "²"}
 

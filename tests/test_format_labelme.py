@@ -6,6 +6,7 @@ import base64
 import contextlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,9 @@ def primitives_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_every_shape_type(tmp_path: Path) -> None:
+def test_every_shape_type(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     source = primitives_file(tmp_path)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, source.parent, format="labelme", add_images=True)
     assert (report.images, report.annotations, report.ignore_masks, report.done) == (1, 5, 1, 1)
     assert report.skipped == {"line shape (no area)": 1, "point shape (no area)": 1, "linestrip shape (no area)": 1}
@@ -92,8 +93,8 @@ def test_every_shape_type(tmp_path: Path) -> None:
     assert ignore[55, 75] and not ignore[10, 10]
 
 
-def test_labelme_round_trip_through_export(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_labelme_round_trip_through_export(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     import_annotations(project, primitives_file(tmp_path), format="labelme", add_images=True)
     report = export_annotations(project, tmp_path / "out", format="labelme")
     assert (report.images, report.annotations) == (1, 5)
@@ -103,7 +104,7 @@ def test_labelme_round_trip_through_export(tmp_path: Path) -> None:
     kinds = sorted((s["label"], s["shape_type"]) for s in written["shapes"])
     assert kinds == [("__ignore__", "mask"), ("blob", "mask"), ("box", "rectangle"), ("person", "polygon"),
                      ("person", "polygon"), ("round", "polygon"), ("tri", "polygon")]
-    again = Project.create(tmp_path / "again")
+    again = make_project(tmp_path / "again")
     import_annotations(again, tmp_path / "out", format="labelme", add_images=True, images_dir=tmp_path / "data")  # the images folder: outside "out"
 
     def masks(p: Project) -> dict[str, np.ndarray]:
@@ -117,7 +118,8 @@ def test_labelme_round_trip_through_export(tmp_path: Path) -> None:
     assert {a.kind for a in again.annotations()} == {a.kind for a in project.annotations()}
 
 
-def test_labelme_3_file_without_size_and_missing_image(tmp_path: Path) -> None:
+def test_labelme_3_file_without_size_and_missing_image(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", 30, 20, fmt="PNG")
     old = {"version": "3.5.0", "flags": {}, "lineColor": [0, 255, 0, 128], "imagePath": "a.jpg", "imageData": None,
            "shapes": [{"label": "apple", "points": [[2, 3], [12, 13]], "shape_type": "rectangle",
@@ -125,7 +127,7 @@ def test_labelme_3_file_without_size_and_missing_image(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(json.dumps(old))
     (tmp_path / "b.json").write_text(json.dumps(old | {"imagePath": "b.jpg"}))
     (tmp_path / "other.json").write_text(json.dumps({"images": []}))
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, tmp_path, format="labelme", add_images=True)
     assert (report.images, report.annotations) == (1, 1)
     assert report.skipped == {"image file not found": 1, "shape of a missing image": 1,
@@ -144,9 +146,10 @@ def test_labelme_3_file_without_size_and_missing_image(tmp_path: Path) -> None:
         (json.dumps({"imagePath": "a.png", "shapes": [shape("m", [[1, 1]], "mask", mask="@@@")]}), "not a base64 PNG"),
     ],
 )
-def test_broken_labelme_files_change_nothing(tmp_path: Path, text: str, message: str) -> None:
+def test_broken_labelme_files_change_nothing(
+    make_project: Callable[[Path], Project], tmp_path: Path, text: str, message: str) -> None:
     make_image(tmp_path / "a.png")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     before = project_state(project)
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(FormatError, match=message) as info:
@@ -188,9 +191,10 @@ def labelme_truth(doc: dict[str, Any], height: int, width: int) -> list[tuple[st
 
 @pytest.mark.parametrize(
     "folder", ["instance_segmentation/data_annotated", "bbox_detection/data_annotated", "primitives"])
-def test_labelme_examples_to_coco(shared_data: Path, tmp_path: Path, folder: str) -> None:
+def test_labelme_examples_to_coco(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path, folder: str) -> None:
     source = shared_data / "labelme-examples" / folder
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, source, format="labelme", add_images=True)
     export_annotations(project, tmp_path / "out.json", format="coco")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -210,10 +214,11 @@ def test_labelme_examples_to_coco(shared_data: Path, tmp_path: Path, folder: str
     assert report.annotations == total == len(coco.anns)
 
 
-def test_labelme_instances_match_labelmes_own_coco(shared_data: Path, tmp_path: Path) -> None:
+def test_labelme_instances_match_labelmes_own_coco(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     """Our labelme → COCO gives the masks labelme's own converter wrote, object for object."""
     root = shared_data / "labelme-examples" / "instance_segmentation"
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, root / "data_annotated", format="labelme", add_images=True)
     assert report.ignore_masks == 2
     export_annotations(project, tmp_path / "out.json", format="coco")
@@ -231,8 +236,9 @@ def test_labelme_instances_match_labelmes_own_coco(shared_data: Path, tmp_path: 
             assert (ma & mb).sum() / (ma | mb).sum() >= 0.98
 
 
-def test_fruit_labelme_3_5(shared_data: Path, tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_fruit_labelme_3_5(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, shared_data / "fruit" / "train", format="labelme", add_images=True)
     assert (report.images, report.annotations, report.done) == (140, 140, 140)
     assert not report.skipped
@@ -240,7 +246,8 @@ def test_fruit_labelme_3_5(shared_data: Path, tmp_path: Path) -> None:
     assert all(r.width and r.height for r in project.images())
 
 
-def test_labelme_matches_the_projects_images_and_adds_only_when_asked(tmp_path: Path) -> None:
+def test_labelme_matches_the_projects_images_and_adds_only_when_asked(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     """A project holding copies of some of the source's images: those are matched (by relative
     path, then by file name), the others are skipped unless add_images; one transaction."""
     src = tmp_path / "src"
@@ -248,7 +255,7 @@ def test_labelme_matches_the_projects_images_and_adds_only_when_asked(tmp_path: 
         make_image(src / f"{name}.png", 40, 30, fmt="PNG")
         (src / f"{name}.json").write_text(json.dumps({"imagePath": f"{name}.png", "shapes": [
             shape("cat", [[2, 2], [10, 10]], "rectangle")]}))
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     make_image(project.root / "images" / "a.png", 40, 30, fmt="PNG")  # a copy, by file name
     project.add_images([project.root / "images" / "a.png", src / "b.png"])  # b: by its own path
     report = import_annotations(project, src, format="labelme")

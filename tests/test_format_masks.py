@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,10 @@ def label_set(tmp_path: Path) -> tuple[Path, Path, list[np.ndarray]]:
     return tmp_path / "label", tmp_path / "image", labels
 
 
-def test_import_one_mask_per_class_and_the_ignore_mask(tmp_path: Path) -> None:
+def test_import_one_mask_per_class_and_the_ignore_mask(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, arrays = label_set(tmp_path)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, labels, format="masks", images_dir=images,
                                 values="0=ground,1=rock,2=sky", ignore=9)
     assert (report.images, report.annotations, report.ignore_masks, report.done) == (2, 6, 2, 2)
@@ -57,17 +59,19 @@ def test_import_one_mask_per_class_and_the_ignore_mask(tmp_path: Path) -> None:
         assert (decode_rle(project.ignore_mask(record.id) or {}) == (label == 9)).all()
 
 
-def test_values_left_out_are_background_and_counted(tmp_path: Path) -> None:
+def test_values_left_out_are_background_and_counted(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, _ = label_set(tmp_path)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, labels, format="masks", images_dir=images, values="1=rock")
     assert report.annotations == 2 and [c.name for c in project.categories()] == ["rock"]
     assert report.skipped == {f"pixels of value {v} not in the mapping (left as background)": 2 for v in (0, 2, 9)}
 
 
-def test_without_values_classes_are_named_by_number_and_round_trip(tmp_path: Path) -> None:
+def test_without_values_classes_are_named_by_number_and_round_trip(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, arrays = label_set(tmp_path)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     import_annotations(project, labels, format="masks", images_dir=images, ignore=9)
     assert sorted(c.name for c in project.categories()) == ["0", "1", "2"]
     report = export_annotations(project, tmp_path / "out", format="masks", ignore=9)
@@ -77,13 +81,14 @@ def test_without_values_classes_are_named_by_number_and_round_trip(tmp_path: Pat
     mapping = json.loads((tmp_path / "out" / "mapping.json").read_text())
     assert mapping == {"values": {"0": "0", "1": "1", "2": "2"}, "background": 0, "ignore": 9}
     # the mapping file brings the same classes back without options
-    again = Project.create(tmp_path / "again")
+    again = make_project(tmp_path / "again")
     report = import_annotations(again, tmp_path / "out", format="masks", images_dir=images)
     assert report.annotations == 6 and report.ignore_masks == 2
 
 
-def test_export_paints_polygons_background_and_unfinished_images(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_export_paints_polygons_background_and_unfinished_images(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     done, todo = project.add_images([make_image(tmp_path / "d.png", 10, 10), make_image(tmp_path / "t.png", 10, 10)])
     cell = project.add_category("cell").id
     project.add_annotations([
@@ -102,7 +107,7 @@ def test_export_paints_polygons_background_and_unfinished_images(tmp_path: Path)
     assert t[1, 1] == 1 and t[8, 8] == 255  # of an image not done: ignore
 
 
-def test_parse_values_and_errors(tmp_path: Path) -> None:
+def test_parse_values_and_errors(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     assert parse_values("0=membrane, 255=cell") == {0: "membrane", 255: "cell"}
     assert parse_values({3: "x"}) == {3: "x"}
     for bad, message in [("0membrane", "VALUE=NAME"), ("x=a", "not a pixel value"), ("1=a,1=b", "given twice"),
@@ -110,17 +115,18 @@ def test_parse_values_and_errors(tmp_path: Path) -> None:
         with pytest.raises(FormatError, match=message):
             parse_values(bad)
     labels, images, _ = label_set(tmp_path)
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match="both the ignore value and class"):
         import_annotations(project, labels, format="masks", images_dir=images, values="9=x", ignore=9)
 
 
-def test_colour_label_image_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+def test_colour_label_image_is_refused_and_changes_nothing(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, _ = label_set(tmp_path)
     rgb = np.zeros((8, 12, 3), np.uint8)
     rgb[..., 0] = 200
     Image.fromarray(rgb).save(labels / "b.png")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     before = project_state(project)
     with pytest.raises(FormatError, match=r"b\.png: a colour image"):
         import_annotations(project, labels, format="masks", images_dir=images)
@@ -130,11 +136,12 @@ def test_colour_label_image_is_refused_and_changes_nothing(tmp_path: Path) -> No
     assert (read_label_png(labels / "b.png") == np.arange(12)[None, :]).all()
 
 
-def test_size_mismatch_and_missing_image_are_skipped(tmp_path: Path) -> None:
+def test_size_mismatch_and_missing_image_are_skipped(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, _ = label_set(tmp_path)
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(labels / "b.png")
     Image.fromarray(np.zeros((8, 12), np.uint8)).save(labels / "c.png")
-    report = import_annotations(Project.create(tmp_path / "proj"), labels, format="masks", images_dir=images)
+    report = import_annotations(make_project(tmp_path / "proj"), labels, format="masks", images_dir=images)
     assert report.images == 1
     assert report.skipped == {"label image size differs from the image": 1, "image file not found": 1}
 
@@ -142,9 +149,10 @@ def test_size_mismatch_and_missing_image_are_skipped(tmp_path: Path) -> None:
 # ---- real files ---------------------------------------------------------------------------------
 
 
-def test_membrane_round_trip_is_pixel_exact(shared_data: Path, tmp_path: Path) -> None:
+def test_membrane_round_trip_is_pixel_exact(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     root = shared_data / "membrane"
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, root / "label", format="masks", images_dir=root / "image",
                                 values="0=membrane,255=cell")
     assert (report.images, report.annotations, report.done) == (24, 48, 24) and not report.skipped
@@ -153,10 +161,11 @@ def test_membrane_round_trip_is_pixel_exact(shared_data: Path, tmp_path: Path) -
         assert (pixels(tmp_path / "out" / path.name) == pixels(path)).all(), path.name
 
 
-def test_camvid_round_trip_is_pixel_exact(shared_data: Path, tmp_path: Path) -> None:
+def test_camvid_round_trip_is_pixel_exact(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     root = shared_data / "camvid"
     values = ",".join(f"{i}={name}" for i, name in enumerate(CAMVID))
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     for split in ("train", "val"):
         report = import_annotations(project, root / f"{split}annot", format="masks", images_dir=root / split,
                                     values=values, ignore=11)
@@ -170,11 +179,12 @@ def test_camvid_round_trip_is_pixel_exact(shared_data: Path, tmp_path: Path) -> 
         assert (pixels(exported) == pixels(path)).all(), path.name
 
 
-def test_labelme_voc_palette_masks_with_class_names_file(shared_data: Path, tmp_path: Path) -> None:
+def test_labelme_voc_palette_masks_with_class_names_file(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     """Palette PNGs (values are palette indices), names from class_names.txt, 255 = ignore."""
     root = shared_data / "labelme-examples" / "instance_segmentation" / "data_dataset_voc"
     names = root / "class_names.txt"
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, root / "SegmentationClass", format="masks", images_dir=root / "JPEGImages",
                                 values=str(names), ignore=255)
     assert report.images == 3 and not report.skipped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,9 @@ def voc_layout(tmp_path: Path) -> Path:
     return tmp_path / "VOC" / "Annotations"
 
 
-def test_import_boxes_flags_and_missing_images(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_import_boxes_flags_and_missing_images(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, voc_layout(tmp_path), format="voc")
     assert (report.images, report.annotations, report.done) == (1, 2, 1)
     assert report.skipped == {"empty box": 1, "image file not found": 1, "object of a missing image": 3}
@@ -51,8 +53,9 @@ def test_import_boxes_flags_and_missing_images(tmp_path: Path) -> None:
     assert (record.width, record.height) == (40, 30)
 
 
-def test_export_then_import_gives_the_same_boxes(tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_export_then_import_gives_the_same_boxes(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     import_annotations(project, voc_layout(tmp_path), format="voc")
     image_id = project.images()[0].id
     blob = np.zeros((30, 40), bool)
@@ -67,7 +70,7 @@ def test_export_then_import_gives_the_same_boxes(tmp_path: Path) -> None:
              for o in root.iter("object")]
     assert boxes == [("dog", ["2.5", "3", "20", "25.25"]), ("cat", ["30", "1", "39", "9"]),
                      ("blob", ["11", "5", "20", "9"])]  # a mask leaves as its tight box
-    again = Project.create(tmp_path / "again")
+    again = make_project(tmp_path / "again")
     # the images lie outside the folders of this import: they are found only in a folder the user gives
     assert import_annotations(again, tmp_path / "out", format="voc").images == 0
     import_annotations(again, tmp_path / "out", format="voc", images_dir=tmp_path / "VOC")
@@ -87,9 +90,10 @@ def test_export_then_import_gives_the_same_boxes(tmp_path: Path) -> None:
         ("<annotation><filename>a.jpg</filename><object><bndbox/></object></annotation>", "needs a <name>"),
     ],
 )
-def test_broken_xml_changes_nothing(tmp_path: Path, text: str, message: str) -> None:
+def test_broken_xml_changes_nothing(
+    make_project: Callable[[Path], Project], tmp_path: Path, text: str, message: str) -> None:
     make_image(tmp_path / "a.jpg", fmt="JPEG")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     before = project_state(project)
     (tmp_path / "bad.xml").write_text(text)
     with pytest.raises(FormatError, match=message) as info:
@@ -107,8 +111,9 @@ def voc_boxes(root: ET.Element) -> list[tuple[str | None, list[float]]]:
             for o in root.iter("object")]
 
 
-def test_raccoon_round_trip(shared_data: Path, tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "proj")
+def test_raccoon_round_trip(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, shared_data / "raccoon" / "annotations", format="voc")
     files = sorted((shared_data / "raccoon" / "annotations").glob("*.xml"))
     objects = sum(len(ET.parse(p).getroot().findall("object")) for p in files)
@@ -120,9 +125,10 @@ def test_raccoon_round_trip(shared_data: Path, tmp_path: Path) -> None:
         assert voc_boxes(mine) == voc_boxes(theirs), xml.name
 
 
-def test_labelme_voc_matches_labelme_rectangles(shared_data: Path, tmp_path: Path) -> None:
+def test_labelme_voc_matches_labelme_rectangles(
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     root = shared_data / "labelme-examples" / "bbox_detection"
-    from_voc, from_json = Project.create(tmp_path / "a"), Project.create(tmp_path / "b")
+    from_voc, from_json = make_project(tmp_path / "a"), make_project(tmp_path / "b")
     import_annotations(from_voc, root / "data_dataset_voc" / "Annotations", format="voc",
                        images_dir=root / "data_annotated")
     import_annotations(from_json, root / "data_annotated", format="labelme", add_images=True)
@@ -141,13 +147,14 @@ def test_labelme_voc_matches_labelme_rectangles(shared_data: Path, tmp_path: Pat
         assert [box for _, box in mine] == [pytest.approx(box, abs=1e-5) for _, box in theirs]
 
 
-def test_labels_for_the_projects_own_images_match_them_instead_of_adding_copies(tmp_path: Path) -> None:
+def test_labels_for_the_projects_own_images_match_them_instead_of_adding_copies(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     """A project made over a copy of a VOC set's images: the import labels those images (matched by
     file name) and adds only the images the project does not hold."""
     annotations = voc_layout(tmp_path)
     make_image(annotations.parent / "JPEGImages" / "b.jpg", 40, 30, fmt="JPEG")
     make_image(tmp_path / "proj" / "photos" / "a.jpg", 40, 30, fmt="JPEG")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     (own,) = project.add_images([tmp_path / "proj" / "photos" / "a.jpg"])
     report = import_annotations(project, annotations, format="voc")
     assert report.images_matched == 1 and report.images_added == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,8 @@ from labeler.formats.errors import FormatError
 from labeler.formats.yolo import read_class_names
 
 
-def labelled_project(tmp_path: Path) -> Project:
-    project = Project.create(tmp_path / "proj")
+def labelled_project(make_project: Callable[[Path], Project], tmp_path: Path) -> Project:
+    project = make_project(tmp_path / "proj")
     a, b = project.add_images([make_image(tmp_path / "imgs" / "a.png", 40, 20),
                                make_image(tmp_path / "imgs" / "deep" / "b.jpg", 20, 40, fmt="JPEG")])
     car, person = project.add_category("car").id, project.add_category("person").id
@@ -34,8 +35,8 @@ def labelled_project(tmp_path: Path) -> Project:
     return project
 
 
-def test_export_layout_and_normalised_lines(tmp_path: Path) -> None:
-    project = labelled_project(tmp_path)
+def test_export_layout_and_normalised_lines(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = labelled_project(make_project, tmp_path)
     report = export_annotations(project, tmp_path / "out", format="yolo")
     assert (report.images, report.annotations, report.files) == (2, 3, 4)
     assert report.skipped == {"crowd region (no YOLO form)": 1}
@@ -50,10 +51,10 @@ def test_export_layout_and_normalised_lines(tmp_path: Path) -> None:
                        "1 0.600000 0.800000 0.900000 0.800000 0.750000 0.950000"]
 
 
-def test_round_trip_through_yolo(tmp_path: Path) -> None:
-    project = labelled_project(tmp_path)
+def test_round_trip_through_yolo(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    project = labelled_project(make_project, tmp_path)
     export_annotations(project, tmp_path / "out", format="yolo")
-    again = Project.create(tmp_path / "again")
+    again = make_project(tmp_path / "again")
     report = import_annotations(again, tmp_path / "out", format="yolo", images_dir=tmp_path / "imgs")
     assert (report.images, report.images_added, report.annotations) == (2, 2, 4)  # two polygon parts → two objects
     by_name = {Path(r.path).name: r.id for r in again.images()}
@@ -84,11 +85,12 @@ def test_class_names_from_each_file_kind(tmp_path: Path) -> None:
     assert read_class_names(tmp_path) is None
 
 
-def test_without_class_names_classes_are_numbers(tmp_path: Path) -> None:
+def test_without_class_names_classes_are_numbers(
+    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "ds" / "images" / "x.png", 10, 10)
     (tmp_path / "ds" / "labels").mkdir(parents=True)
     (tmp_path / "ds" / "labels" / "x.txt").write_text("3 0.5 0.5 0.2 0.2 0.9\n\n7 0.1 0.1 0.5 0.1 0.3 0.4\n")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     report = import_annotations(project, tmp_path / "ds", format="yolo")
     assert report.annotations == 2 and [c.name for c in project.categories()] == ["3", "7"]
     box, poly = project.annotations()
@@ -105,13 +107,14 @@ def test_without_class_names_classes_are_numbers(tmp_path: Path) -> None:
         ("0 0.5 0.5 0 0.1", "positive width"),
     ],
 )
-def test_bad_lines_name_file_and_line_and_change_nothing(tmp_path: Path, line: str, message: str) -> None:
+def test_bad_lines_name_file_and_line_and_change_nothing(
+    make_project: Callable[[Path], Project], tmp_path: Path, line: str, message: str) -> None:
     make_image(tmp_path / "ds" / "a.png")
     make_image(tmp_path / "ds" / "b.png")
     (tmp_path / "ds" / "classes.txt").write_text("only\n")
     (tmp_path / "ds" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     (tmp_path / "ds" / "b.txt").write_text(f"0 0.5 0.5 0.1 0.1\n{line}\n")
-    project = Project.create(tmp_path / "proj")
+    project = make_project(tmp_path / "proj")
     before = project_state(project)
     with pytest.raises(FormatError, match=message) as info:
         import_annotations(project, tmp_path / "ds", format="yolo")

@@ -19,8 +19,8 @@ from gui_support import make_project, write_images  # noqa: E402
 
 from labeler.core.annotation import Annotation, Kind, State  # noqa: E402
 from labeler.core.store import ModelVersion, Project  # noqa: E402
-from labeler.gui.image_list import FILTERS, ImageState  # noqa: E402
 from labeler.gui.main_window import MainWindow  # noqa: E402
+from labeler.gui.panels.image_list import FILTERS, ImageState  # noqa: E402
 from labeler.gui.settings import AppSettings  # noqa: E402
 
 
@@ -393,7 +393,7 @@ def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Pat
     import os
     import sys
 
-    import labeler.gui.workers
+    import labeler.gui.controllers.workers
 
     markers: list[Path] = []
 
@@ -401,7 +401,7 @@ def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Pat
         markers.append(tmp_path / f"stopped-{len(markers)}-{args[0]}")
         return sys.executable, ["-c", FAKE_CHILD, str(markers[-1]), args[0]]
 
-    monkeypatch.setattr(labeler.gui.workers, "labeler_command", fake_command)
+    monkeypatch.setattr(labeler.gui.controllers.workers, "labeler_command", fake_command)
     answers: list[QMessageBox.StandardButton] = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
     make_project(tmp_path / "a", 2)

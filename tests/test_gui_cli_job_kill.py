@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from labeler.gui import workers
+from labeler.gui.controllers import workers
 from labeler.learning import events as ev
 
 READY = ev.to_line(ev.TrainCancelled(steps=0))
@@ -31,7 +31,7 @@ def test_unreadable_lines_from_a_child_are_reported_not_crashed_on(qtbot, monkey
     """A line that is not a valid event (broken JSON, an unknown kind, a wrong type, an old protocol
     version) is kept in the log with its reason; the run's good events still arrive and its end
     message says lines were ignored."""
-    from labeler.gui.training import TrainingController
+    from labeler.gui.controllers.training_run import TrainingController
 
     good = ev.to_line(ev.TrainProgress(step=1, elapsed=0.5, eta=1.5, losses={"total": 0.5}))
     lines = ['{"v": 1, "job": "train", "event": "progress", "step": 1', '{"v": 1, "job": "train", "event": "dance"}',

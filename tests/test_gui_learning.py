@@ -18,8 +18,8 @@ from gui_support import make_project
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.store import Project
-from labeler.gui.image_list import ImageState
 from labeler.gui.main_window import MainWindow
+from labeler.gui.panels.image_list import ImageState
 from labeler.learning import events as ev
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")

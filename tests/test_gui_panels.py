@@ -11,9 +11,9 @@ pytest.importorskip("pytestqt")
 # The offscreen platform cannot resize native windows; that notice is about the test platform, not us.
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-from labeler.gui.panels.autolabel import AutoLabelPanel  # noqa: E402
-from labeler.gui.panels.training import TrainingPanel  # noqa: E402
-from labeler.gui.plot import LossPlot  # noqa: E402
+from labeler.gui.panels.autolabel_panel import AutoLabelPanel  # noqa: E402
+from labeler.gui.panels.plot import LossPlot  # noqa: E402
+from labeler.gui.panels.training_panel import TrainingPanel  # noqa: E402
 from labeler.learning.events import train_event  # noqa: E402
 
 
@@ -108,7 +108,7 @@ def _versions_beside_plot(qtbot, project, plugin: str):  # type: ignore[no-untyp
 def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The Versions list hands the plot each version's score, oldest first, the active one marked."""
     from labeler.core.store import ModelVersion, Project
-    from labeler.gui.plot import VersionScore
+    from labeler.gui.panels.plot import VersionScore
 
     project = Project.create(tmp_path / "p")
     for score in (0.4, 0.65, 0.5):

@@ -16,7 +16,7 @@ from gui_support import make_project
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import encode_mask
 from labeler.core.store import Project
-from labeler.gui.dialogs.transfer import ExportDialog, ImportDialog
+from labeler.gui.dialogs.transfer_dialogs import ExportDialog, ImportDialog
 
 
 def labelled_project(root: Path) -> Project:

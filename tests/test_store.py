@@ -33,10 +33,14 @@ def write_images(folder: Path, names: list[str], size: tuple[int, int] = (12, 8)
     return paths
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """A project of three images and two categories, on each backend in turn."""
     write_images(tmp_path / "proj" / "images", ["a.png", "b.png", "sub/c.png"])
-    p = Project.create(tmp_path / "proj")
+    if request.param == "postgresql":
+        p = Project.create(request.getfixturevalue("pg_url"), image_root=tmp_path / "proj")
+    else:
+        p = Project.create(tmp_path / "proj")
     p.add_folder(tmp_path / "proj" / "images")
     p.add_category("cat")
     p.add_category("dog")
@@ -373,7 +377,7 @@ def test_invalid_annotations_are_refused(project: Project) -> None:
         Annotation(image_id=image_id, category_id=1, kind=Kind.MASK, rle={"size": [1, 1]})
     with pytest.raises(ValueError, match=r"score must lie in \[0, 1\]"):
         box(image_id, score=1.5)
-    with pytest.raises(sqlite3.IntegrityError):  # the foreign key holds: no such category
+    with pytest.raises(store_module.INTEGRITY_ERRORS):  # the foreign key holds: no such category
         project.add_annotation(box(image_id, category_id=99))
     assert project.annotations() == []
 
@@ -486,14 +490,14 @@ def test_transaction_rollback_leaves_everything_as_it_was(project: Project, tmp_
         raise RuntimeError("boom")
     assert _snapshot(project) == before
     # the same holds for another connection (nothing was committed)
-    with Project.open(project.root) as again:
+    with project.open_again() as again:
         assert _snapshot(again) == before
 
 
 def test_failed_write_inside_a_method_rolls_back_itself(project: Project) -> None:
     image_id = project.images()[0].id
     good, bad = box(image_id), box(image_id, category_id=99)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(store_module.INTEGRITY_ERRORS):
         project.add_annotations([good, bad])
     assert project.annotations() == [] and project.edit_log() == []
 
@@ -552,3 +556,34 @@ def test_images_outside_the_project_are_stored_relative(tmp_path: Path) -> None:
     finally:
         shutil.move(str(moved), str(tmp_path))
 
+
+
+# ---- teams: who edited, stale copies --------------------------------------------------------
+
+
+def test_edits_record_who_made_them(project: Project) -> None:
+    image_id = project.images()[0].id
+    ann = project.add_annotation(box(image_id))
+    project.set_state(ann.id or 0, State.REJECTED)
+    project.set_done(image_id)
+    authors = {entry["author"] for entry in project.edit_log()}
+    expected = "labeler_admin" if project.url is not None else store_module._login_name()
+    assert authors == {expected}
+    if project.url is not None:  # the database user, not a name the client makes up
+        assert project.author == project._query("SELECT current_user")[0][0]
+
+
+def test_saving_a_stale_annotation_is_refused_and_keeps_the_other_edit(project: Project) -> None:
+    image_id = project.images()[0].id
+    mine = project.add_annotation(box(image_id))
+    with project.open_again() as other:
+        theirs = other.annotation(mine.id or 0)
+        saved = other.update_annotation(replace(theirs, box_xywh=(5, 5, 2, 2)))
+        assert saved.revision == (mine.revision or 0) + 1
+    with pytest.raises(store_module.StaleAnnotationError, match="changed by someone else"):
+        project.update_annotation(replace(mine, box_xywh=(0, 0, 1, 1)))
+    assert project.annotation(mine.id or 0).box_xywh == (5, 5, 2, 2)
+    # a fresh copy saves, and so does a copy whose revision is not known (no check asked)
+    fresh = project.annotation(mine.id or 0)
+    assert project.update_annotation(replace(fresh, box_xywh=(1, 1, 1, 1))).box_xywh == (1, 1, 1, 1)
+    assert project.update_annotation(replace(mine, revision=None, box_xywh=(2, 2, 1, 1))).box_xywh == (2, 2, 1, 1)

@@ -6,6 +6,7 @@ import multiprocessing as mp
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,10 @@ from labeler.core.store import Project
 PER_WRITER = 200
 
 
-def _writer(root: str, category: int, start: mp.synchronize.Barrier, errors: mp.Queue) -> None:  # type: ignore[name-defined]
+def _writer(where: tuple[str, str | None], category: int, start: mp.synchronize.Barrier, errors: mp.Queue) -> None:  # type: ignore[name-defined]
     """Adds PER_WRITER boxes, each in its own transaction, plus some other writes between."""
     try:
-        with Project.open(root) as p:
+        with Project.open(where[0], image_root=where[1]) as p:
             image_ids = [r.id for r in p.images()]
             start.wait(60)  # both processes are ready: they write at the same time
             for i in range(PER_WRITER):
@@ -36,17 +37,20 @@ def _writer(root: str, category: int, start: mp.synchronize.Barrier, errors: mp.
         errors.put(traceback.format_exc())
 
 
-def test_two_processes_write_at_once_without_losing_anything(tmp_path: Path) -> None:
+def test_two_processes_write_at_once_without_losing_anything(
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     (tmp_path / "p" / "images").mkdir(parents=True)
     for i in range(5):
         Image.fromarray(np.zeros((256, 256, 3), dtype=np.uint8)).save(tmp_path / "p" / "images" / f"{i}.png")
-    with Project.create(tmp_path / "p") as p:
-        p.add_folder(tmp_path / "p" / "images")
-        p.add_category("a")
-        p.add_category("b")
+    p = make_project(tmp_path / "p")
+    p.add_folder(tmp_path / "p" / "images")
+    p.add_category("a")
+    p.add_category("b")
+    where = (str(tmp_path / "p"), None) if p.url is None else (p.url, str(p.root))
     ctx = mp.get_context("spawn")
     start, errors = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path / "p"), c, start, errors)) for c in (1, 2)]
+    procs = [ctx.Process(target=_writer, args=(where, c, start, errors)) for c in (1, 2)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -56,7 +60,7 @@ def test_two_processes_write_at_once_without_losing_anything(tmp_path: Path) -> 
         problems.append(errors.get())
     assert not problems, "\n".join(problems)
     assert [proc.exitcode for proc in procs] == [0, 0]
-    with Project.open(tmp_path / "p") as p:
+    with p.open_again() as p:
         anns = p.annotations()
         for category in (1, 2):
             xs = sorted(int(a.box_xywh[0]) for a in anns if a.category_id == category)  # type: ignore[index]

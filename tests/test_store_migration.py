@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +85,68 @@ def test_each_migration_step_applies_to_the_previous(tmp_path: Path) -> None:
             assert p.categories()[0].name == "x"
 
 
-def test_newer_schema_is_a_clear_schema_error(tmp_path: Path) -> None:
-    with Project.create(tmp_path / "p") as p:
-        p.add_category("x")
-    con = sqlite3.connect(tmp_path / "p" / DB_NAME)
-    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
-    con.commit()
-    con.close()
-    with pytest.raises(SchemaError, match=rf"newer labeler \(schema {SCHEMA_VERSION + 5}"):
-        Project.open(tmp_path / "p")
+def _sql(project: Project, sql: str) -> list[tuple[object, ...]]:
+    """Run ``sql`` on the project's database through a connection of its own (committed)."""
+    if project.url is None:
+        con = sqlite3.connect(project.root / DB_NAME, isolation_level=None)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    import psycopg
+
+    with psycopg.connect(project.url, autocommit=True) as con:
+        cur = con.execute(sql)
+        return [tuple(r) for r in cur.fetchall()] if cur.description else []
+
+
+def _schema_version(project: Project) -> int:
+    sql = "PRAGMA user_version" if project.url is None else "SELECT version FROM labeler_schema"
+    return int(_sql(project, sql)[0][0])  # type: ignore[call-overload]
+
+
+def test_newer_schema_is_a_clear_schema_error(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    p = make_project(tmp_path / "p")
+    p.add_category("x")
+    newer = SCHEMA_VERSION + 5
+    _sql(p, f"PRAGMA user_version = {newer}" if p.url is None else f"UPDATE labeler_schema SET version = {newer}")
+    with pytest.raises(SchemaError, match=rf"newer labeler \(schema {newer}"):
+        p.open_again()
     # and nothing was changed by trying
-    con = sqlite3.connect(tmp_path / "p" / DB_NAME)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 5
-    assert con.execute("SELECT name FROM categories").fetchall() == [("x",)]
-    con.close()
+    assert _schema_version(p) == newer
+    assert _sql(p, "SELECT name FROM categories") == [("x",)]
+
+
+def test_failed_postgresql_migration_leaves_the_old_database(pg_url: str, tmp_path: Path) -> None:
+    """A schema step that fails on PostgreSQL changes nothing (its DDL is transactional)."""
+    import psycopg
+
+    from labeler.core.pg import translate_ddl
+
+    with psycopg.connect(pg_url, autocommit=True) as con:  # a project at schema 1, by hand
+        con.execute("CREATE TABLE labeler_schema (version INTEGER NOT NULL)")
+        con.execute("INSERT INTO labeler_schema VALUES (1)")
+        for statement in translate_ddl(MIGRATIONS[0]).split(";"):
+            if statement.strip():
+                con.execute(statement)
+        con.execute("CREATE TABLE edit_log (x INTEGER)")  # step 1 -> 2 will collide with this
+    with pytest.raises(ProjectError):
+        Project.open(pg_url, image_root=tmp_path)
+    with psycopg.connect(pg_url) as con:
+        assert con.execute("SELECT version FROM labeler_schema").fetchone() == (1,)
+        columns = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'images'")]
+        assert "uncertainty" not in columns
+
+
+def test_postgresql_project_reopens_without_migrating_again(pg_url: str, tmp_path: Path) -> None:
+    with Project.create(pg_url, image_root=tmp_path) as p:
+        p.add_category("x")
+    with Project.open(pg_url, image_root=tmp_path) as p:
+        assert [c.name for c in p.categories()] == ["x"]
+        assert _schema_version(p) == SCHEMA_VERSION
+    with pytest.raises(ProjectError, match="already holds a project"):
+        Project.create(pg_url, image_root=tmp_path)
 
 
 def test_failed_migration_leaves_the_old_database(tmp_path: Path) -> None:

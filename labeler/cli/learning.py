@@ -58,6 +58,7 @@ import time
 from typing import Any
 
 from labeler.cli.progress import ProgressBar
+from labeler.cli.where import add_image_root, open_project
 
 
 def add_parsers(sub: Any) -> None:
@@ -72,6 +73,7 @@ def add_parsers(sub: Any) -> None:
                        description="Train a plugin on the project's done images and store a new model version. "
                        "It becomes active only if it beats the active one on the validation images.")
     p.add_argument("project")
+    add_image_root(p)
     p.add_argument("--plugin", required=True, help="plugin name (see 'labeler plugins')")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="a plugin setting (repeatable)")
@@ -105,6 +107,7 @@ def add_parsers(sub: Any) -> None:
                        description="Run a model version (the active one by default) and store its proposals. "
                        "Accepted and human labels are never changed.")
     p.add_argument("project")
+    add_image_root(p)
     p.add_argument("--plugin", required=True)
     p.add_argument("--model-version", type=int, metavar="ID", help="default: the plugin's active version")
     which = p.add_mutually_exclusive_group()
@@ -121,6 +124,7 @@ def add_parsers(sub: Any) -> None:
                        "A version refit on its validation images is measured there through its selection "
                        "checkpoint, the weights from before the refit.")
     p.add_argument("project")
+    add_image_root(p)
     p.add_argument("--plugin", required=True)
     p.add_argument("--model-version", type=int, metavar="ID", help="default: the plugin's active version")
     p.add_argument("--split", choices=("validation", "all"), default="validation",
@@ -132,6 +136,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("models", help="model versions with their metrics",
                        description="List the project's model versions; --activate switches the active one.")
     p.add_argument("project")
+    add_image_root(p)
     p.add_argument("--plugin", help="only this plugin's versions")
     p.add_argument("--activate", type=int, metavar="ID", help="make this version the active one of its plugin")
     p.add_argument("--json", action="store_true")
@@ -357,7 +362,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, mode: str) -> int:
     from labeler.cli import CliError
-    from labeler.core.store import Project
     from labeler.learning.plugins import get_plugin
     from labeler.learning.training import TrainingError, train
 
@@ -367,7 +371,11 @@ def _train(args: argparse.Namespace, mode: str) -> int:
         raise CliError("--epochs must be positive")
     overrides = _parse_sets(args.settings)
     plugin = get_plugin(args.plugin)
-    from labeler.learning.device import close_distributed, init_distributed, launched_distributed
+    from labeler.learning.device import (
+        close_distributed,
+        init_distributed,
+        launched_distributed,
+    )
 
     device = _device(args.device)
     distributed = launched_distributed()
@@ -383,7 +391,7 @@ def _train(args: argparse.Namespace, mode: str) -> int:
     else:
         progress = _report_train
     try:
-        with Project.open(args.project) as project, _StopFlag() as stop:
+        with open_project(args) as project, _StopFlag() as stop:
             try:
                 result = train(
                     project, plugin, overrides=overrides, time_budget=args.time_budget, epochs=args.epochs,
@@ -429,15 +437,20 @@ def run_auto_label(args: argparse.Namespace) -> int:
 
 def _auto_label(args: argparse.Namespace, mode: str) -> int:
     from labeler.cli import CliError
-    from labeler.core.store import Project
     from labeler.learning import events
-    from labeler.learning.autolabel import auto_label, in_shard, load_model, parse_shard, select_images
+    from labeler.learning.autolabel import (
+        auto_label,
+        in_shard,
+        load_model,
+        parse_shard,
+        select_images,
+    )
 
     try:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    with Project.open(args.project) as project:
+    with open_project(args) as project:
         if args.image:
             for image_id in args.image:
                 project.image(image_id)
@@ -483,11 +496,10 @@ def _auto_label(args: argparse.Namespace, mode: str) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from labeler.core.store import Project
     from labeler.learning.autolabel import load_model
     from labeler.learning.evaluation import evaluate_version
 
-    with Project.open(args.project) as project:
+    with open_project(args) as project:
         # on the validation images a refit version is measured through its selection checkpoint
         loaded = load_model(project, args.plugin, version_id=args.model_version, device=_device(args.device),
                             selection=args.split == "validation")
@@ -510,9 +522,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from labeler.core.store import Project
 
-    with Project.open(args.project) as project:
+    with open_project(args) as project:
         if args.activate is not None:
             version = project.model_version(args.activate)
             project.activate_model_version(version.id or 0)

@@ -8,12 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from labeler.cli.progress import ProgressBar
+from labeler.cli.where import add_image_root, image_root, open_project
+from labeler.core.pg import is_database_url, redact
 
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("init", help="create a project for a folder of images",
                        description="Create a project folder and add the images of DIR (read lazily, never copied).")
-    p.add_argument("project", help="the project folder to create (may exist, then images are added)")
+    p.add_argument("project", help="the project folder to create (may exist, then images are added), "
+                   "or a postgresql://HOST/DB URL for a team's project")
+    add_image_root(p)
     p.add_argument("--images", metavar="DIR", help="folder of images to add (searched recursively)")
     p.add_argument("--classes", metavar="A,B,C", help="comma-separated category names")
     p.set_defaults(run=run_init)
@@ -23,11 +27,13 @@ def add_parsers(sub: Any) -> None:
                                    "With no PATH the project folder is rescanned. Images already in the project "
                                    "and every label are kept as they are.")
     p.add_argument("project")
+    add_image_root(p)
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders (default: the project folder)")
     p.set_defaults(run=run_add)
 
     p = sub.add_parser("info", help="what a project holds", description="Counts of images, categories, labels, models.")
     p.add_argument("project")
+    add_image_root(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(run=run_info)
 
@@ -41,13 +47,22 @@ def run_init(args: argparse.Namespace) -> int:
     if images is not None and not images.is_dir():
         raise CliError(f"--images {images}: {'is a file, not a folder' if images.exists() else 'no such folder'}")
     names = [n.strip() for n in (args.classes or "").split(",") if n.strip()]
-    target = Path(args.project)
-    if target.exists() and not target.is_dir():
-        raise CliError(f"{target} is a file, not a folder")
-    try:
-        project = Project.create(target, exist_ok=True)
-    except PermissionError as exc:
-        raise CliError(f"cannot create a project at {target}: {exc.strerror or exc}") from exc
+    if is_database_url(args.project):  # a team's project: the images' root is this machine's
+        root = image_root(args) or (str(images) if images is not None else None)
+        if root is None:
+            raise CliError(f"{redact(args.project)}: give the folder the image paths are relative to "
+                           "(--image-root or --images)")
+        project = Project.create(args.project, exist_ok=True, image_root=root)
+        shown = redact(args.project)
+    else:
+        target = Path(args.project)
+        if target.exists() and not target.is_dir():
+            raise CliError(f"{target} is a file, not a folder")
+        try:
+            project = Project.create(target, exist_ok=True)
+        except PermissionError as exc:
+            raise CliError(f"cannot create a project at {target}: {exc.strerror or exc}") from exc
+        shown = str(project.root)
     with project:
         added = 0
         before = project.image_count()
@@ -63,7 +78,7 @@ def run_init(args: argparse.Namespace) -> int:
             from labeler.core.image_index import remember_id_order
 
             remember_id_order(project)
-        print(f"{project.root}: {project.image_count()} images ({added} new), "
+        print(f"{shown}: {project.image_count()} images ({added} new), "
               f"{len(project.categories())} categories")
     return 0
 
@@ -71,9 +86,9 @@ def run_init(args: argparse.Namespace) -> int:
 def run_add(args: argparse.Namespace) -> int:
     from labeler.cli import CliError
     from labeler.core.images import is_image_file
-    from labeler.core.store import Project, list_image_files
+    from labeler.core.store import list_image_files
 
-    with Project.open(args.project) as project:
+    with open_project(args) as project:
         paths = [Path(p) for p in args.paths] or [project.root]
         files: list[Path] = []
         for path in paths:  # checked before anything is added
@@ -114,9 +129,8 @@ def project_summary(project: Any) -> dict[str, Any]:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from labeler.core.store import Project
 
-    with Project.open(args.project) as project:
+    with open_project(args) as project:
         summary = project_summary(project)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from labeler.cli.where import add_image_root, open_project
+
 FORMAT_NAMES = ("coco", "labelme", "voc", "yolo", "masks")
 
 
@@ -18,6 +20,7 @@ def add_parsers(sub: Any) -> None:
         "(unless --no-done).",
     )
     p.add_argument("project", help="the project folder (create it with 'labeler init')")
+    add_image_root(p)
     p.add_argument("source", help="a label file, or a folder of them")
     p.add_argument("--format", choices=FORMAT_NAMES, help="the format of SOURCE (default: guessed)")
     p.add_argument("--images", metavar="DIR",
@@ -40,6 +43,7 @@ def add_parsers(sub: Any) -> None:
         "COCO and a folder for the other formats; it is written aside and moved into place when complete.",
     )
     p.add_argument("project", help="the project folder")
+    add_image_root(p)
     p.add_argument("out", help="the file (COCO) or folder (other formats) to write")
     p.add_argument("--format", choices=FORMAT_NAMES, help="the format to write (default: coco if OUT ends in .json)")
     p.add_argument("--masks", choices=("rle", "polygon"),
@@ -59,7 +63,6 @@ def add_parsers(sub: Any) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from labeler.cli import CliError
     from labeler.cli.progress import ProgressBar
-    from labeler.core.store import Project
     from labeler.formats import detect_format, import_annotations
 
     fmt = args.format or detect_format(args.source)
@@ -68,7 +71,7 @@ def run_import(args: argparse.Namespace) -> int:
         if fmt != "masks":
             raise CliError("--values and --ignore apply to --format masks only")
         options = {"values": args.values, "ignore": args.ignore}
-    with Project.open(args.project) as project:
+    with open_project(args) as project:
         bar = ProgressBar(f"importing {fmt}")
         try:
             report = import_annotations(
@@ -84,7 +87,6 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from labeler.cli import CliError
     from labeler.cli.progress import ProgressBar
-    from labeler.core.store import Project
     from labeler.formats import export_annotations
 
     fmt = args.format or ("coco" if args.out.lower().endswith(".json") else None)
@@ -99,7 +101,7 @@ def run_export(args: argparse.Namespace) -> int:
         if fmt != "masks":
             raise CliError("--values and --ignore apply to --format masks only")
         options |= {"values": args.values, "ignore": args.ignore}
-    with Project.open(args.project) as project:
+    with open_project(args) as project:
         bar = ProgressBar(f"exporting {fmt}")
         try:
             report = export_annotations(

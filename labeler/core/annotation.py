@@ -88,6 +88,9 @@ class Annotation:
     id: int | None = None
     created: float | None = None
     updated: float | None = None
+    revision: int | None = None
+    """How many times the stored annotation was written (``None``: not known, no check); the
+    store refuses to save a copy whose revision is no longer the stored one."""
 
     def __post_init__(self) -> None:
         kind = self.kind if type(self.kind) is Kind else Kind(self.kind)  # fast path: enum calls cost

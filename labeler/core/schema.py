@@ -8,6 +8,7 @@ transaction. Never edit a released step: add a new one.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the first schema.
@@ -75,6 +76,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX images_uncertain ON images(done, uncertainty DESC, id);
     """,
+    # 3 -> 4: teams: who made each edit (the database user), and a revision per annotation so
+    # that saving a copy someone else changed since is refused instead of overwriting their edit.
+    """
+    ALTER TABLE edit_log ADD COLUMN author TEXT;
+    ALTER TABLE annotations ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -107,6 +114,36 @@ def migrate(conn: sqlite3.Connection) -> int:
                 if statement.strip():
                     conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def migrate_postgresql(conn: Any) -> int:
+    """:func:`migrate` for a PostgreSQL database (a :class:`labeler.core.pg.PgConnection`): the
+    version is kept in table ``labeler_schema``; the same steps run, translated, under an
+    advisory lock so that two machines opening a new project at once migrate it once."""
+    from labeler.core.pg import translate_ddl
+
+    conn.execute("BEGIN")
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(7253)")
+        conn.execute("CREATE TABLE IF NOT EXISTS labeler_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM labeler_schema").fetchone()
+        version = int(row[0]) if row is not None else 0
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"this project was written by a newer labeler (schema {version}, "
+                f"this one knows up to {SCHEMA_VERSION}); update labeler to open it"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in translate_ddl(MIGRATIONS[step]).split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("DELETE FROM labeler_schema")
+        conn.execute("INSERT INTO labeler_schema(version) VALUES (?)", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -12,6 +12,7 @@ the same project at once: SQLite serialises them, and a busy database is waited 
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sqlite3
@@ -28,8 +29,9 @@ import numpy as np
 from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
 from labeler.core.images import IMAGE_SUFFIXES, content_hash, read_image, read_image_size
 from labeler.core.natural import natural_key
+from labeler.core.pg import PgConnection, integrity_errors, is_database_url, redact
 from labeler.core.resources import class_palette
-from labeler.core.schema import migrate
+from labeler.core.schema import SchemaError, migrate, migrate_postgresql
 
 DB_NAME = "labeler.db"
 MODELS_DIR = "models"
@@ -42,8 +44,16 @@ Progress = Callable[[int, int], None]
 PALETTE: tuple[tuple[int, int, int], ...] = class_palette()
 
 
+#: What either backend raises when a write breaks a constraint (a foreign key, a unique name).
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, *integrity_errors())
+
+
 class ProjectError(Exception):
     """A project operation that cannot be done; the message says why, for the user."""
+
+
+class StaleAnnotationError(ProjectError):
+    """The annotation was changed by someone else since this copy of it was read; nothing was saved."""
 
 
 class ProjectBusyError(ProjectError):
@@ -148,6 +158,7 @@ def _row_to_annotation(row: sqlite3.Row) -> Annotation:
         attributes=json.loads(row["attributes"]),
         created=row["created"],
         updated=row["updated"],
+        revision=row["revision"],
         **geo,
     )
 
@@ -203,18 +214,30 @@ class ImageColumns:
 class Project:
     """An open project. Thread-safe (one connection behind a lock); cheap to open again."""
 
-    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, root: Path, conn: Any, *, url: str | None = None) -> None:
         self.root = root
+        self.url = url
+        """The PostgreSQL URL (``None`` for a project folder on SQLite)."""
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0
         self._busy_seconds = BUSY_TIMEOUT_S
+        self.author = conn.user if url is not None else _login_name()
+        """Who this connection's edits are logged as: the database user on PostgreSQL, the
+        login name on SQLite."""
 
     # ---- opening --------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: str | os.PathLike[str], *, exist_ok: bool = False) -> Project:
-        """Make a new project folder (or open the one there, with ``exist_ok``)."""
+    def create(cls, root: str | os.PathLike[str], *, exist_ok: bool = False,
+               image_root: str | os.PathLike[str] | None = None) -> Project:
+        """Make a new project folder (or open the one there, with ``exist_ok``).
+
+        ``root`` may be a PostgreSQL URL (``postgresql://host/db``): the project then lives in
+        that database, and ``image_root`` (required) is the folder the image paths are relative to
+        on this machine."""
+        if is_database_url(root):
+            return cls._connect_postgresql(str(root), image_root=image_root, create=True, exist_ok=exist_ok)
         root = Path(root)
         if (root / DB_NAME).exists():
             if not exist_ok:
@@ -227,8 +250,11 @@ class Project:
         return cls._connect(root)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Project:
-        """Open the project in folder ``path`` (or whose database file is ``path``)."""
+    def open(cls, path: str | os.PathLike[str], *, image_root: str | os.PathLike[str] | None = None) -> Project:
+        """Open the project in folder ``path`` (or whose database file is ``path``, or the
+        PostgreSQL database at URL ``path``, its images under ``image_root``)."""
+        if is_database_url(path):
+            return cls._connect_postgresql(str(path), image_root=image_root, create=False, exist_ok=True)
         path = Path(path)
         root = path.parent if path.name == DB_NAME else path
         if not (root / DB_NAME).is_file():
@@ -238,6 +264,50 @@ class Project:
         except OSError:  # a read-only project still opens; training will say it cannot write
             pass
         return cls._connect(root)
+
+    @classmethod
+    def _connect_postgresql(
+        cls, url: str, *, image_root: str | os.PathLike[str] | None, create: bool, exist_ok: bool
+    ) -> Project:
+        if image_root is None:
+            raise ProjectError(f"{redact(url)}: a project in PostgreSQL needs the image root of this machine (--image-root)")
+        root = Path(image_root)
+        if not root.is_dir():
+            raise ProjectError(f"{root}: the image root is not a folder")
+        try:
+            conn = PgConnection(url)
+        except ConnectionError as exc:
+            raise ProjectError(str(exc)) from None
+        try:
+            known = conn.execute("SELECT to_regclass('labeler_schema') IS NOT NULL").fetchone()[0]
+            if known and create and not exist_ok:
+                raise ProjectError(f"{redact(url)} already holds a project")
+            if not known and not create:
+                raise ProjectError(f"{redact(url)} is not a labeler project; create one with 'labeler init'")
+            migrate_postgresql(conn)
+        except SchemaError:
+            conn.close()
+            raise
+        except ProjectError:
+            conn.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any driver error means the database is not a project; said in one line
+            conn.close()
+            reason = " ".join(redact(str(exc)).split())
+            raise ProjectError(f"{redact(url)}: not a usable project database ({reason})") from None
+        (root / MODELS_DIR).mkdir(exist_ok=True)
+        return cls(root.resolve(), conn, url=url)
+
+    def open_again(self) -> Project:
+        """Another connection to this same project (another program's view of it)."""
+        if self.url is not None:
+            return Project.open(self.url, image_root=self.root)
+        return Project.open(self.root)
+
+    @property
+    def backend(self) -> str:
+        """``'sqlite'`` or ``'postgresql'``."""
+        return "sqlite" if self.url is None else "postgresql"
 
     @staticmethod
     def is_project(path: str | os.PathLike[str]) -> bool:
@@ -327,7 +397,8 @@ class Project:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
-                return self._conn.execute(sql, params).fetchall()
+                rows: list[sqlite3.Row] = self._conn.execute(sql, params).fetchall()
+                return rows
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc):
                     raise _busy_error(self.root, self._busy_seconds) from None
@@ -409,10 +480,18 @@ class Project:
     def image_columns(self) -> ImageColumns:
         """Every image's id, path and done flag as columns (one pass over the table, no row objects):
         what the image list of a million images needs, in well under a second."""
-        ids_text, blob, lengths_text, done_text = self._query(
-            "SELECT group_concat(id), CAST(group_concat(path, '') AS BLOB),"
-            " group_concat(length(CAST(path AS BLOB))), group_concat(done, '') FROM images"
-        )[0]
+        if self.url is None:
+            ids_text, blob, lengths_text, done_text = self._query(
+                "SELECT group_concat(id), CAST(group_concat(path, '') AS BLOB),"
+                " group_concat(length(CAST(path AS BLOB))), group_concat(done, '') FROM images"
+            )[0]
+        else:  # PostgreSQL: string_agg, in id order; the paths come back as text
+            ids_text, paths_text, lengths_text, done_text = self._query(
+                "SELECT string_agg(id::text, ',' ORDER BY id), string_agg(path, '' ORDER BY id),"
+                " string_agg(octet_length(path)::text, ',' ORDER BY id), string_agg(done::text, '' ORDER BY id)"
+                " FROM images"
+            )[0]
+            blob = b"" if paths_text is None else str(paths_text).encode("utf-8")
         if ids_text is None:
             empty = np.zeros(0, dtype=np.int64)
             return ImageColumns(ids=empty, paths=b"", ends=empty, done=np.zeros(0, dtype=bool))
@@ -555,9 +634,9 @@ class Project:
         with self.transaction():
             self._conn.executemany("UPDATE images SET done = ? WHERE id = ?", [(int(done), i) for i in image_ids])
             self._conn.executemany(
-                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-                " VALUES (?, ?, ?, NULL, NULL, NULL, '{}')",
-                [(now, action, i) for i in image_ids],
+                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+                " VALUES (?, ?, ?, NULL, NULL, NULL, '{}', ?)",
+                [(now, action, i, self.author) for i in image_ids],
             )
 
     def set_ignore_mask(self, image_id: int, rle: dict[str, Any] | None) -> None:
@@ -690,6 +769,7 @@ class Project:
         from labeler.core.images import max_pixels_limit
 
         now = time.time()
+        anns = list(anns)  # counted (the new ids), then written
         stored: list[Annotation] = []
         rows: list[tuple[Any, ...]] = []
         sizes: dict[int, tuple[int | None, int | None]] = {}
@@ -699,9 +779,17 @@ class Project:
         with self.transaction():
             # new labels get the ids AUTOINCREMENT would give them, in order, so that one
             # executemany writes them all; the write lock of the transaction keeps them ours
-            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'annotations'").fetchone()
-            top = self._conn.execute("SELECT MAX(id) FROM annotations").fetchone()[0]
-            next_id = max(int(row[0]) if row else 0, int(top or 0)) + 1
+            issued: Iterator[int] | None = None
+            if self.url is None:
+                row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'annotations'").fetchone()
+                top = self._conn.execute("SELECT MAX(id) FROM annotations").fetchone()[0]
+                next_id = max(int(row[0]) if row else 0, int(top or 0)) + 1
+            else:  # other machines insert too: the sequence hands out ids no one else gets, without a
+                # table lock (a lock taken after this transaction's first write deadlocked two writers)
+                wanted = sum(1 for a in anns if a.id is None)
+                issued = iter([int(r[0]) for r in self._conn.execute(
+                    "SELECT nextval('annotations_id_seq') FROM generate_series(1, ?)", (wanted,))] if wanted else [])
+                next_id = 0
             for ann in anns:
                 target = ann.image_id if image_id is None else image_id
                 checked = self._checked(ann, target, sizes, drop_outside=image_id is not None, max_pixels=limit)
@@ -712,7 +800,10 @@ class Project:
                 created = ann.created or now
                 attributes = json.dumps(ann.attributes) if ann.attributes else "{}"
                 if ann.id is None:
-                    new_id, next_id = next_id, next_id + 1
+                    if issued is not None:
+                        new_id = next(issued)
+                    else:
+                        new_id, next_id = next_id, next_id + 1
                 else:  # a deleted label coming back (undo): its old id, which a new one never takes
                     new_id = ann.id
                     next_id = max(next_id, new_id + 1)
@@ -720,13 +811,18 @@ class Project:
                     new_id, target, ann.category_id, ann.kind.value, geometry, ann.state.value,
                     ann.model_version, ann.score, int(ann.iscrowd), ann.group_id, attributes, created, now,
                 ))
-                stored.append(_restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now))
+                stored.append(_restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now,
+                                         revision=1))
             self._conn.executemany(sql, rows)
+            if self.url is not None and next_id > 0:  # an old id came back: new ones stay above it
+                self._conn.execute("SELECT setval('annotations_id_seq', GREATEST(?, "
+                                   "(SELECT last_value FROM annotations_id_seq)))", (next_id - 1,))
             if log:
                 self._conn.executemany(
-                    "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-                    " VALUES (?, 'add', ?, ?, ?, NULL, '{}')",
-                    [(now, a.image_id, a.id, a.kind.value) for a in stored if a.state is not State.PROPOSED],
+                    "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+                    " VALUES (?, 'add', ?, ?, ?, NULL, '{}', ?)",
+                    [(now, a.image_id, a.id, a.kind.value, self.author) for a in stored
+                     if a.state is not State.PROPOSED],
                 )
         return stored
 
@@ -765,13 +861,19 @@ class Project:
         with self.transaction():
             cur = self._conn.execute(
                 "UPDATE annotations SET category_id = ?, kind = ?, geometry = ?, state = ?, model_version = ?,"
-                " score = ?, iscrowd = ?, group_id = ?, attributes = ?, updated = ? WHERE id = ?",
+                " score = ?, iscrowd = ?, group_id = ?, attributes = ?, updated = ?, revision = revision + 1"
+                " WHERE id = ?" + ("" if ann.revision is None else " AND revision = ?"),
                 (
                     ann.category_id, ann.kind.value, _stored_geometry(ann)[0], ann.state.value, ann.model_version,
                     ann.score, int(ann.iscrowd), ann.group_id, json.dumps(ann.attributes), time.time(), ann.id,
+                    *(() if ann.revision is None else (ann.revision,)),
                 ),
             )
             if cur.rowcount == 0:
+                if self._conn.execute("SELECT 1 FROM annotations WHERE id = ?", (ann.id,)).fetchone() is not None:
+                    raise StaleAnnotationError(
+                        f"annotation {ann.id} was changed by someone else since you opened it; "
+                        "reload the image to see their version (yours was not saved)")
                 raise ProjectError(f"no annotation with id {ann.id}")
             self._log(action, image_id=ann.image_id, annotation_id=annotation_id, kind=ann.kind.value)
         return self.annotation(annotation_id)
@@ -794,17 +896,19 @@ class Project:
         now = time.time()
         with self.transaction():
             cur = self._conn.execute(
-                f"UPDATE annotations SET state = ?, updated = ? WHERE id IN ({','.join('?' * len(ids))})",
+                f"UPDATE annotations SET state = ?, updated = ?, revision = revision + 1"
+                f" WHERE id IN ({','.join('?' * len(ids))})",
                 (state.value, now, *ids),
             )
             if cur.rowcount != len(set(ids)):
                 raise ProjectError(f"{len(set(ids)) - cur.rowcount} of these annotations are no longer stored")
             self._conn.executemany(
-                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-                " VALUES (?, ?, ?, ?, ?, NULL, '{}')",
-                [(now, action or state.value, a.image_id, a.id, a.kind.value) for a in anns],
+                "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+                " VALUES (?, ?, ?, ?, ?, NULL, '{}', ?)",
+                [(now, action or state.value, a.image_id, a.id, a.kind.value, self.author) for a in anns],
             )
-        return [replace(a, state=state, updated=now) for a in anns]
+        return [replace(a, state=state, updated=now, revision=None if a.revision is None else a.revision + 1)
+                for a in anns]
 
     def delete_annotation(self, annotation_id: int) -> None:
         with self.transaction():
@@ -896,9 +1000,9 @@ class Project:
         detail: dict[str, Any] | None = None,
     ) -> None:
         self._conn.execute(
-            "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), action, image_id, annotation_id, kind, seconds, json.dumps(detail or {})),
+            "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), action, image_id, annotation_id, kind, seconds, json.dumps(detail or {}), self.author),
         )
 
     def log_edit(
@@ -921,6 +1025,13 @@ class Project:
         else:
             rows = self._query("SELECT * FROM edit_log WHERE action = ? ORDER BY id", (action,))
         return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+
+def _login_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no such user in a container: edits are logged without a name
+        return None
 
 
 def _category_name(name: str) -> str:

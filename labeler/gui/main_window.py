@@ -37,25 +37,26 @@ from labeler.core.review import ReviewClock, log_review
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain_image
 from labeler.gui.actions import ActionId, WindowActions, build_actions
-from labeler.gui.autolabel import AutoLabelController
 from labeler.gui.canvas import AnnotationCanvas
+from labeler.gui.controllers.autolabel_run import AutoLabelController
+from labeler.gui.controllers.training_run import TrainingController
+from labeler.gui.controllers.workers import FunctionWorker
 from labeler.gui.icons import app_icon
-from labeler.gui.image_list import ImageListPanel
 from labeler.gui.layout import LIST_WIDTH, PANEL_WIDTH, READABLE_PANEL_WIDTH, PanelSqueeze
-from labeler.gui.panels.autolabel import AutoLabelPanel
+from labeler.gui.panels.autolabel_panel import AutoLabelPanel
 from labeler.gui.panels.classes import ClassListPanel
+from labeler.gui.panels.image_list import ImageListPanel
 from labeler.gui.panels.models import ModelListPanel
 from labeler.gui.panels.objects import ObjectsPanel
 from labeler.gui.panels.proposals import ProposalsPanel
-from labeler.gui.panels.training import TrainingPanel
+from labeler.gui.panels.training_panel import TrainingPanel
 from labeler.gui.settings import AppSettings
 from labeler.gui.status import StatusBar
-from labeler.gui.training import TrainingController, installed_plugins, plugin_descriptions
-from labeler.gui.workers import FunctionWorker
+from labeler.learning.installed import installed_plugins, plugin_descriptions
 from labeler.learning.retrain import RetrainPolicy
 
 if TYPE_CHECKING:
-    from labeler.gui.dialogs.transfer import ImportDialog
+    from labeler.gui.dialogs.transfer_dialogs import ImportDialog
 
 OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
 
@@ -684,7 +685,7 @@ class MainWindow(QMainWindow):
     def ask_export(self) -> None:
         if self.project is None:
             return
-        from labeler.gui.dialogs.transfer import ExportDialog
+        from labeler.gui.dialogs.transfer_dialogs import ExportDialog
 
         ExportDialog(self.project, self).exec()
 
@@ -697,7 +698,7 @@ class MainWindow(QMainWindow):
         """The import dialog for the open project; the window re-reads the project as soon as an
         import is done (the import commits through its own connection), and again if the user
         takes the import back from the dialog."""
-        from labeler.gui.dialogs.transfer import ImportDialog
+        from labeler.gui.dialogs.transfer_dialogs import ImportDialog
 
         assert self.project is not None
         dialog = ImportDialog(self.project, self)

@@ -37,7 +37,7 @@ from labeler.gui.canvas.tools import (
     _clamp,
     _cosmetic,
 )
-from labeler.gui.workers import FunctionWorker
+from labeler.gui.controllers.workers import FunctionWorker
 
 if TYPE_CHECKING:
     from labeler.gui.canvas.host import ToolHost

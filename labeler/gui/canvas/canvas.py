@@ -26,13 +26,13 @@ from labeler.core.annotation import Annotation, Category, Kind, State, as_human
 from labeler.core.geometry import annotation_box
 from labeler.core.proposal_filter import ProposalFilter
 from labeler.core.store import Project
-from labeler.gui import commands
 from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.edits import translate
 from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, LoaderSignals, start_loader
 from labeler.gui.canvas.items import AnnotationItem, make_item
 from labeler.gui.canvas.tools import TOOLS, Tool
 from labeler.gui.canvas.view import CanvasView
+from labeler.gui.controllers import undo
 
 LAYERS = ("masks", "boxes", "polygons", "proposals")
 _LAYER_OF_KIND = {Kind.MASK: "masks", Kind.BOX: "boxes", Kind.POLYGON: "polygons"}
@@ -584,12 +584,12 @@ class AnnotationCanvas(QWidget):
     def _set_states(self, ids: list[int], state: State) -> None:
         anns = self._annotations(ids, proposals_only=True)
         if anns and self._project is not None:
-            self.push(commands.set_states(self._project, anns, state, notify=self._notify, on_error=self._error))
+            self.push(undo.set_states(self._project, anns, state, notify=self._notify, on_error=self._error))
 
     def delete_selected(self) -> None:
         anns = self._annotations(self.selected_ids())
         if anns and self._project is not None:
-            self.push(commands.delete_annotations(self._project, anns, notify=self._notify, on_error=self._error))
+            self.push(undo.delete_annotations(self._project, anns, notify=self._notify, on_error=self._error))
 
     def duplicate_selected(self) -> None:
         """Copy the selected labels, shifted right and down, as new human labels; selects the copies."""
@@ -604,7 +604,7 @@ class AnnotationCanvas(QWidget):
             )
             for a in anns
         ]
-        cmd = commands.add_annotations(
+        cmd = undo.add_annotations(
             self._project, copies, text="Duplicate", notify=self._notify, on_error=self._error
         )
         if self.push(cmd):
@@ -615,7 +615,7 @@ class AnnotationCanvas(QWidget):
         anns = [a for a in self._annotations(self.selected_ids()) if a.category_id != category_id or a.is_proposal]
         if anns and self._project is not None:
             pairs = [(a, replace(a, category_id=int(category_id))) for a in anns]
-            self.push(commands.edit_annotations(
+            self.push(undo.edit_annotations(
                 self._project, pairs, text="Change class", notify=self._notify, on_error=self._error
             ))
 
@@ -630,7 +630,7 @@ class AnnotationCanvas(QWidget):
         """Overwrite annotations as one undo step (edited proposals become human labels)."""
         if self._project is None or not pairs:
             return False
-        return self.push(commands.edit_annotations(
+        return self.push(undo.edit_annotations(
             self._project, pairs, text=text, notify=self._notify, on_error=self._error
         ))
 
@@ -638,19 +638,19 @@ class AnnotationCanvas(QWidget):
         """Add new labels as one undo step; returns their ids."""
         if self._project is None or not anns:
             return []
-        cmd = commands.add_annotations(
+        cmd = undo.add_annotations(
             self._project, anns, text=text, notify=self._notify, on_error=self._error, draw_seconds=seconds
         )
         return cmd.added_ids() if self.push(cmd) else []
 
-    def change(self, pairs: list[commands.Pair], text: str, *, seconds: float | None = None) -> bool:
-        """Any mix of add / edit / delete as one undo step (see :class:`commands.ChangeAnnotations`)."""
+    def change(self, pairs: list[undo.Pair], text: str, *, seconds: float | None = None) -> bool:
+        """Any mix of add / edit / delete as one undo step (see :class:`undo.ChangeAnnotations`)."""
         if self._project is None or not pairs:
             return False
-        fixed: list[commands.Pair] = [
+        fixed: list[undo.Pair] = [
             (b, as_human(a) if (a is not None and b is not None) else a) for b, a in pairs
         ]
-        return self.push(commands.ChangeAnnotations(
+        return self.push(undo.ChangeAnnotations(
             self._project, fixed, text, notify=self._notify, on_error=self._error, draw_seconds=seconds
         ))
 

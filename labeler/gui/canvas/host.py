@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from labeler.core.annotation import Annotation, Category
     from labeler.core.store import Project
     from labeler.gui.canvas.items import AnnotationItem
-    from labeler.gui.commands import Pair
+    from labeler.gui.controllers.undo import Pair
 
 
 class ToolView(Protocol):

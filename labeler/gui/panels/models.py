@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from labeler.core.store import ModelVersion, Project
-from labeler.gui.plot import VersionScore
+from labeler.gui.panels.plot import VersionScore
 from labeler.learning.usable import skipped_summary
 from labeler.learning.version_metrics import metric_label, ranking_metric
 
@@ -34,7 +34,7 @@ def _when(created: float | None) -> str:
 class ModelListPanel(QWidget):
     """Versions of one plugin, newest first. ``versionActivated(id)`` after a roll back / forward;
     ``scoresChanged(scores, metric)`` after every reload: each version's validation score, oldest
-    first (:class:`~labeler.gui.plot.VersionScore`), and the name of the metric that ranks them."""
+    first (:class:`~labeler.gui.panels.plot.VersionScore`), and the name of the metric that ranks them."""
 
     versionActivated = Signal(int)
     scoresChanged = Signal(list, str)

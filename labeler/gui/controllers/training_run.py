@@ -12,31 +12,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from labeler.gui.workers import ChildRun
+from labeler.gui.controllers.workers import ChildRun
 from labeler.learning import events as ev
 from labeler.learning.usable import skipped_summary
-
-
-def installed_plugins() -> list[str]:
-    """Names of installed model plugins, read from entry points without importing them (no torch)."""
-    import importlib.metadata
-
-    from labeler.learning.api import ENTRY_POINT_GROUP
-
-    return sorted({e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
-
-
-def plugin_descriptions() -> dict[str, str]:
-    """Each installed plugin's one-line description (its package's summary), without importing it."""
-    import importlib.metadata
-
-    from labeler.learning.api import ENTRY_POINT_GROUP
-
-    out: dict[str, str] = {}
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        summary = entry.dist.metadata.json.get("summary") if entry.dist is not None else None
-        out[entry.name] = str(summary) if summary else entry.value
-    return out
 
 
 class TrainingController(ChildRun):

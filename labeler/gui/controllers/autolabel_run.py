@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from labeler.core.store import Project
-from labeler.gui.workers import ChildRun, FunctionWorker
+from labeler.gui.controllers.workers import ChildRun, FunctionWorker
 from labeler.learning import events as ev
 from labeler.learning.one_image import OneImageLabeller
 

@@ -12,12 +12,19 @@ edit, accept, reject) with a readable undo text.
 
 ``notify(image_id)`` is called after every redo and undo for each image touched, so the canvas can
 re-read the store and tell the rest of the window (``annotationsChanged``).
+
+Undo undoes this window's own edits only. Every write names the revision of the annotation that
+this window last left in the store (:class:`OwnRevisions`, shared by all commands on one project):
+if someone else has saved it since, the store refuses the write
+(:class:`~labeler.core.store.StaleAnnotationError`) and the command says so and leaves the stack.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import ClassVar
 
 from PySide6.QtGui import QUndoCommand
 
@@ -27,6 +34,34 @@ from labeler.core.store import Project
 Notify = Callable[[int], None]
 OnError = Callable[[str], None]
 Pair = tuple[Annotation | None, Annotation | None]
+
+
+class OwnRevisions:
+    """The revision this window last wrote, per annotation id, for one project: what an undo or a
+    redo expects to find stored (a later command's undo changes the revision an earlier one
+    left, so a command cannot keep the figure itself)."""
+
+    # keyed weakly: a closed project's figures go with it
+    _by_project: ClassVar[weakref.WeakKeyDictionary[Project, dict[int, int]]] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def expected(cls, project: Project, ann: Annotation) -> Annotation:
+        """``ann`` with the revision we last left stored (its own where we never wrote it)."""
+        known = cls._by_project.get(project, {})
+        if ann.id is None or ann.id not in known:
+            return ann
+        return replace(ann, revision=known[ann.id])
+
+    @classmethod
+    def wrote(cls, project: Project, anns: Sequence[Annotation]) -> None:
+        known = cls._by_project.setdefault(project, {})
+        for ann in anns:
+            if ann.id is not None and ann.revision is not None:
+                known[ann.id] = ann.revision
+
+    @classmethod
+    def deleted(cls, project: Project, annotation_id: int) -> None:
+        cls._by_project.get(project, {}).pop(annotation_id, None)
 
 
 class ChangeAnnotations(QUndoCommand):
@@ -112,9 +147,11 @@ class ChangeAnnotations(QUndoCommand):
         project = self._project
         pairs = list(self._pairs)
         if self._state_only:
-            befores = [b for b, _ in pairs if b is not None]
+            befores = [self._expected(b) for b, _ in pairs if b is not None]
             state = pairs[0][1].state if pairs[0][1] is not None else State.ACCEPTED
-            self._pairs = list(zip(befores, project.set_states(befores, state, action=self._action), strict=True))
+            afters = project.set_states(befores, state, action=self._action)
+            OwnRevisions.wrote(project, afters)
+            self._pairs = list(zip(befores, afters, strict=True))
             self._done_once = True
             return
         with project.transaction():
@@ -122,10 +159,13 @@ class ChangeAnnotations(QUndoCommand):
                 if after is None:
                     assert before is not None and before.id is not None
                     project.delete_annotation(before.id)
+                    OwnRevisions.deleted(project, before.id)
                 elif before is None:
                     pairs[i] = (None, project.add_annotation(after))
-                else:
-                    pairs[i] = (before, project.update_annotation(replace(after, id=before.id), action=self._action))
+                else:  # over the version we last left (a newer one by someone else is refused)
+                    expected = self._expected(before).revision
+                    pairs[i] = (before, project.update_annotation(replace(after, id=before.id, revision=expected),
+                                                                  action=self._action))
             if not self._done_once and self._draw_seconds is not None:
                 for _, after in pairs:
                     if after is not None:
@@ -134,6 +174,7 @@ class ChangeAnnotations(QUndoCommand):
                             kind=after.kind.value, seconds=self._draw_seconds,
                         )
         # Keep the stored versions: redo after undo re-adds the same ids.
+        OwnRevisions.wrote(project, [a for _, a in pairs if a is not None])
         self._pairs = pairs
         self._done_once = True
 
@@ -142,18 +183,31 @@ class ChangeAnnotations(QUndoCommand):
         if self._state_only:
             with project.transaction():
                 for state in {b.state for b, _ in self._pairs if b is not None}:
-                    project.set_states([a for b, a in self._pairs if a is not None and b is not None and b.state is state],
-                                       state, action="undo")
+                    mine = [OwnRevisions.expected(project, a) for b, a in self._pairs
+                            if a is not None and b is not None and b.state is state]
+                    OwnRevisions.wrote(project, project.set_states(mine, state, action="undo"))
             return
+        pairs = list(self._pairs)
         with project.transaction():
-            for before, after in reversed(self._pairs):
+            for i in reversed(range(len(pairs))):
+                before, after = pairs[i]
                 if before is None:
                     assert after is not None and after.id is not None
                     project.delete_annotation(after.id)
+                    OwnRevisions.deleted(project, after.id)
                 elif after is None:
-                    project.add_annotation(before)
-                else:
-                    project.update_annotation(before, action="undo")
+                    OwnRevisions.wrote(project, [project.add_annotation(before)])
+                else:  # only over our own edit: if someone changed it since, the store refuses
+                    expected = OwnRevisions.expected(project, after).revision
+                    restored = project.update_annotation(replace(before, revision=expected), action="undo")
+                    OwnRevisions.wrote(project, [restored])
+                    pairs[i] = (restored, after)
+        self._pairs = pairs
+
+    def _expected(self, before: Annotation) -> Annotation:
+        """What a redo writes over: the first time, the copy the user edited (as they saw it, which
+        may be someone else's newer version); after an undo, the version we left."""
+        return OwnRevisions.expected(self._project, before) if self._done_once else before
 
     def _fail(self, message: str) -> None:
         self.error = message

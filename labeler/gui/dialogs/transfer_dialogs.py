@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from labeler.core.import_undo import ImportRecord
 from labeler.core.store import Project
-from labeler.gui.workers import FunctionWorker
+from labeler.gui.controllers.workers import FunctionWorker
 
 # Format options the dialogs offer (the keyword options of ``labeler.formats``' functions, see
 # ``Format.options``): choices (the first is the default), free text, or an integer.

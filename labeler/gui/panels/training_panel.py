@@ -18,12 +18,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeler.gui.plot import LossPlot
+from labeler.gui.panels.plot import LossPlot
 from labeler.learning import events as ev
 
 
 class TrainingPanel(QWidget):
-    """The main window connects the buttons to :class:`~labeler.gui.training.TrainingController`."""
+    """The main window connects the buttons to :class:`~labeler.gui.controllers.training_run.TrainingController`."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PySide6.QtGui import QUndoStack
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import encode_mask
 from labeler.core.store import ModelVersion, Project
-from labeler.gui import commands
+from labeler.gui.controllers import undo
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def _proposal(project: Project, score: float = 0.8) -> Annotation:
 def test_add_undo_redo_keeps_the_id(qapp: object, project: Project) -> None:
     stack = QUndoStack()
     heard: list[int] = []
-    cmd = commands.add_annotations(project, [_box()], notify=heard.append, draw_seconds=2.5)
+    cmd = undo.add_annotations(project, [_box()], notify=heard.append, draw_seconds=2.5)
     stack.push(cmd)
     (ann_id,) = cmd.added_ids()
     assert [a.id for a in project.annotations(1)] == [ann_id]
@@ -52,7 +53,7 @@ def test_delete_undo_restores_the_same_annotation(qapp: object, project: Project
     mask[5:50, 7:90] = True
     ann = project.add_annotation(Annotation(image_id=1, category_id=2, kind=Kind.MASK, rle=encode_mask(mask)))
     stack = QUndoStack()
-    stack.push(commands.delete_annotations(project, [ann]))
+    stack.push(undo.delete_annotations(project, [ann]))
     assert project.annotations(1) == []
     stack.undo()
     (back,) = project.annotations(1)
@@ -64,7 +65,7 @@ def test_delete_undo_restores_the_same_annotation(qapp: object, project: Project
 def test_editing_a_proposal_makes_it_human(qapp: object, project: Project) -> None:
     prop = _proposal(project)
     stack = QUndoStack()
-    stack.push(commands.edit_annotations(
+    stack.push(undo.edit_annotations(
         project, [(prop, Annotation(**{**prop.__dict__, "box_xywh": (1, 2, 3, 4)}))], text="Resize"
     ))
     edited = project.annotation(prop.id)
@@ -78,8 +79,8 @@ def test_editing_a_proposal_makes_it_human(qapp: object, project: Project) -> No
 def test_accept_and_reject_are_undoable(qapp: object, project: Project) -> None:
     a, b = _proposal(project, 0.9), _proposal(project, 0.4)
     stack = QUndoStack()
-    stack.push(commands.set_states(project, [a], State.ACCEPTED))
-    stack.push(commands.set_states(project, [b], State.REJECTED))
+    stack.push(undo.set_states(project, [a], State.ACCEPTED))
+    stack.push(undo.set_states(project, [b], State.REJECTED))
     assert project.annotation(a.id).state is State.ACCEPTED
     assert project.annotation(a.id).model_version == a.model_version  # accepted, not edited: source kept
     assert project.annotation(b.id).state is State.REJECTED
@@ -93,7 +94,7 @@ def test_accept_and_reject_are_undoable(qapp: object, project: Project) -> None:
 def test_mixed_change_is_one_step(qapp: object, project: Project) -> None:
     old = project.add_annotation(_box())
     stack = QUndoStack()
-    stack.push(commands.ChangeAnnotations(project, [(old, None), (None, _box(category_id=3))], "Swap"))
+    stack.push(undo.ChangeAnnotations(project, [(old, None), (None, _box(category_id=3))], "Swap"))
     (new,) = project.annotations(1)
     assert new.category_id == 3
     stack.undo()
@@ -109,7 +110,7 @@ def test_a_refused_change_writes_nothing_and_leaves_the_stack(qapp: object, proj
     project.delete_annotation(gone.id)  # deleted elsewhere meanwhile
     errors: list[str] = []
     stack = QUndoStack()
-    cmd = commands.ChangeAnnotations(
+    cmd = undo.ChangeAnnotations(
         project, [(kept, None), (gone, Annotation(**{**gone.__dict__, "category_id": 3}))], "Edit",
         on_error=errors.append,
     )
@@ -121,6 +122,45 @@ def test_a_refused_change_writes_nothing_and_leaves_the_stack(qapp: object, proj
 
 def test_commands_check_their_input(qapp: object, project: Project) -> None:
     with pytest.raises(ValueError, match="before or an after"):
-        commands.ChangeAnnotations(project, [(None, None)], "x")
+        undo.ChangeAnnotations(project, [(None, None)], "x")
     with pytest.raises(ValueError, match="must be stored"):
-        commands.delete_annotations(project, [_box()])
+        undo.delete_annotations(project, [_box()])
+
+
+def test_undo_runs_back_through_several_edits_of_one_annotation(qapp: object, project: Project) -> None:
+    ann = project.add_annotation(_box())
+    stack = QUndoStack()
+    current = ann
+    for x in (11, 12, 13):
+        moved = replace(current, box_xywh=(x, 20, 30, 40))
+        stack.push(undo.edit_annotations(project, [(current, moved)], text="Move"))
+        current = project.annotation(ann.id)
+    for x in (12, 11, 10):
+        stack.undo()
+        assert project.annotation(ann.id).box_xywh == (x, 20, 30, 40)
+    for x in (11, 12, 13):
+        stack.redo()
+        assert project.annotation(ann.id).box_xywh == (x, 20, 30, 40)
+    stack.undo()
+    stack.push(undo.set_states(project, [project.annotation(ann.id)], State.REJECTED))
+    stack.undo()
+    stack.undo()  # the state command's undo moved the revision too: the edit before it still undoes
+    assert project.annotation(ann.id).box_xywh == (11, 20, 30, 40)
+
+
+def test_undo_never_overwrites_someone_elses_later_save(qapp: object, project: Project) -> None:
+    ann = project.add_annotation(_box())
+    stack = QUndoStack()
+    errors: list[str] = []
+    stack.push(undo.edit_annotations(project, [(ann, replace(ann, box_xywh=(50, 20, 30, 40)))], text="Move",
+                                     on_error=errors.append))
+    other = project.open_again()  # another desktop
+    try:
+        theirs = other.annotation(ann.id)
+        other.update_annotation(replace(theirs, box_xywh=(70, 20, 30, 40)))
+    finally:
+        other.close()
+    stack.undo()
+    assert project.annotation(ann.id).box_xywh == (70, 20, 30, 40)  # their save stands
+    assert len(errors) == 1 and "someone else" in errors[0]
+    assert stack.count() == 0  # the refused command left the stack
