@@ -32,12 +32,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LABELER_SETTINGS"] = str(Path(tmp) / "settings.ini")
         project = make_project(Path(tmp), images=2)
-        version = project.add_model_version(ModelVersion(id=None, plugin="localizer", checkpoint="x", categories=(1,),
-                                                                settings={}))
+        version = project.add_model_version(
+            ModelVersion(id=None, plugin="localizer", checkpoint="x", categories=(1,), settings={})
+        )
         for i in range(3):
-            project.add_annotation(Annotation(image_id=1, category_id=1, kind=Kind.BOX,
-                                              box_xywh=(10.0 + 40 * i, 10.0, 30.0, 30.0), state=State.PROPOSED,
-                                              model_version=version.id, score=0.9))
+            project.add_annotation(
+                Annotation(
+                    image_id=1,
+                    category_id=1,
+                    kind=Kind.BOX,
+                    box_xywh=(10.0 + 40 * i, 10.0, 30.0, 30.0),
+                    state=State.PROPOSED,
+                    model_version=version.id,
+                    score=0.9,
+                )
+            )
         root = project.root
         project.close()
         window = MainWindow(AppSettings(), interactive=False)

@@ -34,7 +34,9 @@ MAX_CLICKS = 20
 MIN_SIDE = 32
 
 
-def coco_objects(path: Path, images: Path) -> list[tuple[Path, int, np.ndarray, tuple[float, float, float, float], str]]:
+def coco_objects(
+    path: Path, images: Path
+) -> list[tuple[Path, int, np.ndarray, tuple[float, float, float, float], str]]:
     data = json.loads(path.read_text())
     files = {im["id"]: (im["file_name"], im["height"], im["width"]) for im in data["images"]}
     names = {c["id"]: c["name"] for c in data.get("categories", [])}
@@ -50,8 +52,15 @@ def coco_objects(path: Path, images: Path) -> list[tuple[Path, int, np.ndarray, 
         else:
             mask = decode_rle(seg)
         if mask.any():
-            out.append((images / Path(name).name, int(a["id"]), mask, (float(x), float(y), float(w), float(h)),
-                        names.get(a["category_id"], "")))
+            out.append(
+                (
+                    images / Path(name).name,
+                    int(a["id"]),
+                    mask,
+                    (float(x), float(y), float(w), float(h)),
+                    names.get(a["category_id"], ""),
+                )
+            )
     return out
 
 
@@ -70,7 +79,9 @@ def mask_objects(labels: Path, images: Path, value: int, name: str) -> list:
     return out
 
 
-def baseline_mask(image: np.ndarray, box: tuple[float, float, float, float], clicks: list[Click]) -> tuple[np.ndarray, object]:
+def baseline_mask(
+    image: np.ndarray, box: tuple[float, float, float, float], clicks: list[Click]
+) -> tuple[np.ndarray, object]:
     """Plain GrabCut: crop around the object, rectangle init, 3 iterations, clicks as 3 px disks."""
     h, w = image.shape[:2]
     window = box_window(box, (w, h), work_side=100_000)
@@ -86,7 +97,7 @@ def baseline_mask(image: np.ndarray, box: tuple[float, float, float, float], cli
     with contextlib.suppress(cv2.error):
         cv2.grabCut(crop, labels, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
     out = np.zeros((h, w), bool)
-    out[window.y0:window.y1, window.x0:window.x1] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    out[window.y0 : window.y1, window.x0 : window.x1] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     return out, None
 
 
@@ -123,6 +134,7 @@ def run_object(method: str, image: np.ndarray, truth: np.ndarray, box, probabili
 def summarise(all_ious: list[list[float]], times: list[float]) -> dict[str, object]:
     def after(k: int) -> float:
         return float(np.mean([i[min(k, len(i) - 1)] for i in all_ious]))
+
     return {
         "box_iou": float(np.mean([i[0] for i in all_ious])),
         "noc85": float(np.mean([clicks_to_reach(i, 0.85, max_clicks=MAX_CLICKS) for i in all_ious])),
@@ -165,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         print("give --coco FILE or --masks DIR", file=sys.stderr)
         return 2
     cv2.setNumThreads(2)
-    objects = coco_objects(args.coco, args.images) if args.coco else mask_objects(args.masks, args.images, args.value, args.name)
+    objects = (
+        coco_objects(args.coco, args.images)
+        if args.coco
+        else mask_objects(args.masks, args.images, args.value, args.name)
+    )
     if args.limit and len(objects) > args.limit:
         objects = [objects[i] for i in np.linspace(0, len(objects) - 1, args.limit).round().astype(int)]
     methods = ["tools"] if args.no_baseline else ["baseline", "tools"]
@@ -184,10 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             all_ious.append(ious)
             times += t
         s = summarise(all_ious, times)
-        print(f"{method:9s} objects {s['objects']}  box IoU {s['box_iou']:.3f}  NoC@85 {s['noc85']:.2f}  "
-              f"NoC@90 {s['noc90']:.2f}  IoU after 1/3/5 clicks "
-              + "/".join(f"{v:.3f}" for v in s["iou_after"].values())  # type: ignore[union-attr]
-              + f"  preview {s['preview_ms']:.0f} ms (median)", flush=True)
+        print(
+            f"{method:9s} objects {s['objects']}  box IoU {s['box_iou']:.3f}  NoC@85 {s['noc85']:.2f}  "
+            f"NoC@90 {s['noc90']:.2f}  IoU after 1/3/5 clicks "
+            + "/".join(f"{v:.3f}" for v in s["iou_after"].values())  # type: ignore[union-attr]
+            + f"  preview {s['preview_ms']:.0f} ms (median)",
+            flush=True,
+        )
         report[method] = s
     # the preview on a 1-megapixel image: the first objects' images scaled to 1 MP
     times_1mp = []

@@ -78,8 +78,12 @@ def child(mode: str, path: str | None) -> None:
             self.painted = False
 
         def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-            if (not self.painted and event.type() == QEvent.Type.Paint and obj is window.images.view.viewport()
-                    and (mode == "empty" or (window.project is not None and window.images.model.rowCount()))):
+            if (
+                not self.painted
+                and event.type() == QEvent.Type.Paint
+                and obj is window.images.view.viewport()
+                and (mode == "empty" or (window.project is not None and window.images.model.rowCount()))
+            ):
                 self.painted = True
                 result["first_paint"] = time.time()
                 result["first_paint_cpu"] = time.process_time()
@@ -151,7 +155,12 @@ def child(mode: str, path: str | None) -> None:
 
 
 def run_child(mode: str, path: Path | None, settings: Path, *, full_32bit: bool = False) -> dict[str, float]:
-    env = dict(os.environ, BENCH_FULL_32BIT="1" if full_32bit else "", LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    env = dict(
+        os.environ,
+        BENCH_FULL_32BIT="1" if full_32bit else "",
+        LABELER_SETTINGS=str(settings),
+        QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+    )
     if settings.exists():
         settings.unlink()
     cmd = [sys.executable, __file__, "--child", mode] + ([str(path)] if path is not None else [])
@@ -219,8 +228,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--big-only", action="store_true", help="only the 8000 x 8000 JPEG measurements")
-    parser.add_argument("--full-32bit", action="store_true",
-                        help="keep big levels as 32-bit pixels too (to compare with RGB888 stored as 3 bytes)")
+    parser.add_argument(
+        "--full-32bit",
+        action="store_true",
+        help="keep big levels as 32-bit pixels too (to compare with RGB888 stored as 3 bytes)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -238,20 +250,33 @@ def main() -> int:
             with Project.create(tmp_path / "many") as project:
                 project.add_folder(tmp_path / "many")
         # in a child, so this process stays small (its children are forked from it)
-        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                        f"import bench_gui; bench_gui.make_big_jpeg(__import__('pathlib').Path({str(tmp_path / 'big' / 'big.jpg')!r}))"],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                f"import bench_gui; bench_gui.make_big_jpeg(__import__('pathlib').Path({str(tmp_path / 'big' / 'big.jpg')!r}))",
+            ],
+            check=True,
+        )
         with Project.create(tmp_path / "big") as project:
             project.add_folder(tmp_path / "big")
-        print(f"generated data in {time.time() - t0:.0f} s "
-              f"({args.images} images; 8000x8000 JPEG of {(tmp_path / 'big' / 'big.jpg').stat().st_size / 1e6:.1f} MB)")
+        print(
+            f"generated data in {time.time() - t0:.0f} s "
+            f"({args.images} images; 8000x8000 JPEG of {(tmp_path / 'big' / 'big.jpg').stat().st_size / 1e6:.1f} MB)"
+        )
 
-        results: dict[str, list[dict[str, float]]] = {"empty window": [], "open project": [], "open folder": [],
-                                                      "8000x8000 JPEG": []}
+        results: dict[str, list[dict[str, float]]] = {
+            "empty window": [],
+            "open project": [],
+            "open folder": [],
+            "8000x8000 JPEG": [],
+        }
         for _ in range(args.repeats):
             if args.big_only:
-                results["8000x8000 JPEG"].append(run_child("image", tmp_path / "big", settings,
-                                                           full_32bit=args.full_32bit))
+                results["8000x8000 JPEG"].append(
+                    run_child("image", tmp_path / "big", settings, full_32bit=args.full_32bit)
+                )
                 continue
             results["empty window"].append(run_child("empty", None, settings))
             results["open project"].append(run_child("project", tmp_path / "many", settings))
@@ -264,28 +289,40 @@ def main() -> int:
     def med(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
-    print(f"\nmedians of {args.repeats} runs (platform {os.environ.get('QT_QPA_PLATFORM', 'default')}, "
-          f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f})")
+    print(
+        f"\nmedians of {args.repeats} runs (platform {os.environ.get('QT_QPA_PLATFORM', 'default')}, "
+        f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f})"
+    )
     print("(wall-clock seconds; in brackets the CPU seconds the process used, which a loaded machine inflates less)")
     print(f"{'measure':<34}{'labeler':>22}   reference (labelme / X-AnyLabeling)")
     rows = results
     big = rows["8000x8000 JPEG"]
     if not args.big_only:
-        print(f"{'empty window, start to first paint':<34}{med(rows['empty window'], 'paint'):>12.2f} s [{med(rows['empty window'], 'paint_cpu'):.2f}]"
-              f"   {REFERENCE['empty window']}")
-        print(f"{f'open project of {args.images} images':<34}{med(rows['open project'], 'paint'):>12.2f} s [{med(rows['open project'], 'paint_cpu'):.2f}]")
-        print(f"{f'open folder of {args.images} images':<34}{med(rows['open folder'], 'paint'):>12.2f} s [{med(rows['open folder'], 'paint_cpu'):.2f}]"
-              f"   {REFERENCE['open folder']}")
-    print(f"{'8000x8000 JPEG, first pixels':<34}{med(big, 'shown'):>12.2f} s [{med(big, 'shown_cpu'):.2f}]"
-          f"   {REFERENCE['8000x8000 JPEG']}")
+        print(
+            f"{'empty window, start to first paint':<34}{med(rows['empty window'], 'paint'):>12.2f} s [{med(rows['empty window'], 'paint_cpu'):.2f}]"
+            f"   {REFERENCE['empty window']}"
+        )
+        print(
+            f"{f'open project of {args.images} images':<34}{med(rows['open project'], 'paint'):>12.2f} s [{med(rows['open project'], 'paint_cpu'):.2f}]"
+        )
+        print(
+            f"{f'open folder of {args.images} images':<34}{med(rows['open folder'], 'paint'):>12.2f} s [{med(rows['open folder'], 'paint_cpu'):.2f}]"
+            f"   {REFERENCE['open folder']}"
+        )
+    print(
+        f"{'8000x8000 JPEG, first pixels':<34}{med(big, 'shown'):>12.2f} s [{med(big, 'shown_cpu'):.2f}]"
+        f"   {REFERENCE['8000x8000 JPEG']}"
+    )
     print(f"{'8000x8000 JPEG, first level':<34}{med(big, 'first_level'):>18.0f}   (1/N size per side)")
     print(f"{'8000x8000 JPEG, 1:1 zoom shown':<34}{med(big, 'full'):>20.2f} s   (zoom asked at first pixels)")
     print(f"{'8000x8000 JPEG, RSS at first px':<34}{med(big, 'rss_first'):>19.0f} MB")
     print(f"{'8000x8000 JPEG, peak RSS':<34}{med(big, 'rss'):>19.0f} MB")
     for label in ("1:1", "1:2"):
-        print(f"{f'pan frame at {label} (median / p95)':<34}{med(big, f'pan {label}'):>12.1f} / "
-              f"{med(big, f'pan95 {label}'):.1f} ms   (viewport {med(big, 'viewport_w'):.0f} x "
-              f"{med(big, 'viewport_h'):.0f} px)")
+        print(
+            f"{f'pan frame at {label} (median / p95)':<34}{med(big, f'pan {label}'):>12.1f} / "
+            f"{med(big, f'pan95 {label}'):.1f} ms   (viewport {med(big, 'viewport_w'):.0f} x "
+            f"{med(big, 'viewport_h'):.0f} px)"
+        )
     if not args.big_only:
         print(f"{'empty window peak RSS':<34}{med(rows['empty window'], 'rss'):>19.0f} MB")
     return 0

@@ -42,8 +42,7 @@ from labeler.simulation.truth import LabelSource, read_ground_truth
 
 REPO = Path(__file__).resolve().parents[1]
 
-CAMVID_VALUES = ("0=Sky,1=Building,2=Pole,3=Road,4=Pavement,5=Tree,6=SignSymbol,7=Fence,8=Car,"
-                 "9=Pedestrian,10=Bicyclist")
+CAMVID_VALUES = "0=Sky,1=Building,2=Pole,3=Road,4=Pavement,5=Tree,6=SignSymbol,7=Fence,8=Car,9=Pedestrian,10=Bicyclist"
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,17 @@ DATA_SETS: dict[str, DataSet] = {
     "fruit": DataSet("localizer", "labelme", (("fruit/train", "fruit/train"),), target=0.35),
     "raccoon": DataSet("localizer", "voc", (("raccoon/images", "raccoon/annotations"),), target=0.45),
     "bccd": DataSet("detector", "voc", (("bccd/JPEGImages", "bccd/Annotations"),), target=0.50),
-    "membrane": DataSet("segmenter", "masks", (("membrane/image", "membrane/label"),),
-                        values="0=membrane,255=cell", target=0.60),
-    "camvid": DataSet("segmenter", "masks", (("camvid/train", "camvid/trainannot"), ("camvid/val", "camvid/valannot")),
-                      values=CAMVID_VALUES, ignore=11, target=0.70),
+    "membrane": DataSet(
+        "segmenter", "masks", (("membrane/image", "membrane/label"),), values="0=membrane,255=cell", target=0.60
+    ),
+    "camvid": DataSet(
+        "segmenter",
+        "masks",
+        (("camvid/train", "camvid/trainannot"), ("camvid/val", "camvid/valannot")),
+        values=CAMVID_VALUES,
+        ignore=11,
+        target=0.70,
+    ),
 }
 
 
@@ -84,8 +90,11 @@ def sources_of(args: argparse.Namespace) -> tuple[list[LabelSource], str, float 
         options = {k: v for k, v in (("values", preset.values), ("ignore", preset.ignore)) if v is not None}
         sources = [LabelSource(root / images, root / labels, preset.format, options) for images, labels in preset.pairs]
         return sources, args.plugin or preset.plugin, preset.target
-    missing = [flag for flag, value in (("--images", args.images), ("--labels", args.labels),
-                                        ("--plugin", args.plugin)) if value is None]
+    missing = [
+        flag
+        for flag, value in (("--images", args.images), ("--labels", args.labels), ("--plugin", args.plugin))
+        if value is None
+    ]
     if missing:
         raise SystemExit(f"give --data, or {', '.join(missing)}")
     options = {k: v for k, v in (("values", args.values), ("ignore", args.ignore)) if v is not None}
@@ -127,7 +136,7 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
     half = max(2, len(loop) // 40)
 
     def smooth(values: np.ndarray) -> np.ndarray:
-        return np.array([np.mean(values[max(0, i - half):i + half + 1]) for i in range(len(values))])
+        return np.array([np.mean(values[max(0, i - half) : i + half + 1]) for i in range(len(values))])
 
     loop_s, hand_s = smooth(loop), smooth(hand)
     top_value = max(float(np.max(hand_s)), float(np.max(loop_s)), 1e-6) * 1.1
@@ -149,8 +158,16 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
     for k in range(6):
         i = (n - 1) * k / 5
         x, _ = xy(i, 0)
-        cv2.putText(image, f"{round(i) + 1}", (x - 8, height - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    black, 1, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            f"{round(i) + 1}",
+            (x - 8, height - bottom + 18),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            black,
+            1,
+            cv2.LINE_AA,
+        )
     for r in result.rounds:  # where each round's proposals start serving
         served = next((s.step for s in steps if s.clock >= r.ready), None)
         if served is not None:
@@ -160,11 +177,20 @@ def plot(result: SessionResult, path: Path, *, title: str) -> None:
         points = np.array([xy(i, float(v)) for i, v in enumerate(values)], np.int32)
         cv2.polylines(image, [points], False, color, 2, cv2.LINE_AA)
     cv2.putText(image, title, (left, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, black, 1, cv2.LINE_AA)
-    cv2.putText(image, f"seconds per image (mean of {2 * half + 1}): by hand (grey), with the loop (blue); "
-                "vertical lines: a new round serves",
-                (left, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1, cv2.LINE_AA)
-    cv2.putText(image, "image", (width - right - 40, height - bottom + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        image,
+        f"seconds per image (mean of {2 * half + 1}): by hand (grey), with the loop (blue); "
+        "vertical lines: a new round serves",
+        (left, height - 12),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.4,
+        black,
+        1,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        image, "image", (width - right - 40, height - bottom + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.4, black, 1, cv2.LINE_AA
+    )
     cv2.imwrite(str(path), image)
 
 
@@ -175,8 +201,10 @@ def report(result: SessionResult, *, target: float | None) -> None:
     print(f"proposals accepted as they stood: {result.accepted_fraction:.1%} of those shown")
     first = result.first_proposal_clock
     print(f"first proposals at clock {first:.0f} s" if first is not None else "no proposal was ever shown")
-    print(f"machine: training {result.train_seconds:.0f} s, auto-labelling {result.label_seconds:.1f} s"
-          + (f"; the annotator waited {result.waited_seconds:.0f} s" if result.waited_seconds else ""))
+    print(
+        f"machine: training {result.train_seconds:.0f} s, auto-labelling {result.label_seconds:.1f} s"
+        + (f"; the annotator waited {result.waited_seconds:.0f} s" if result.waited_seconds else "")
+    )
     if target is not None:
         print(f"target: effort ratio <= {target:.2f}")
     print(f"effort ratio {result.effort_ratio:.3f}")
@@ -201,24 +229,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--csv", type=Path)
     ap.add_argument("--plot", type=Path)
-    ap.add_argument("--keep", type=Path, metavar="DIR",
-                    help="keep the labelled project in DIR (a new folder) to look at in the window")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the labelled project in DIR (a new folder) to look at in the window",
+    )
     ap.add_argument("--quiet", action="store_true", help="no line per round")
     args = ap.parse_args(argv)
 
     sources, plugin, target = sources_of(args)
-    settings = SessionSettings(plugin=plugin, seed_images=args.seed_images, retrain_every=args.retrain_every,
-                               budget=args.budget, order=args.order, wait=args.wait,
-                               overrides=parse_sets(args.set), seed=args.seed)
+    settings = SessionSettings(
+        plugin=plugin,
+        seed_images=args.seed_images,
+        retrain_every=args.retrain_every,
+        budget=args.budget,
+        order=args.order,
+        wait=args.wait,
+        overrides=parse_sets(args.set),
+        seed=args.seed,
+    )
     say = (lambda _: None) if args.quiet else (lambda line: print(line, flush=True))
     from labeler.learning.plugins import get_plugin
 
     task = str(getattr(get_plugin(plugin), "task", ""))
     with tempfile.TemporaryDirectory(prefix="labeler-loop-") as tmp:
         truth = read_ground_truth(Path(tmp) / "truth", sources, masks=task == "segmentation")
-        print(f"{len(truth.paths)} images, {len(truth.categories)} categories; plugin {plugin}, order {args.order}"
-              f"{', waiting for each round' if args.wait else ''}, budget {args.budget:g} s, seeds "
-              f"{args.seed_images}, retrain every {args.retrain_every}", flush=True)
+        print(
+            f"{len(truth.paths)} images, {len(truth.categories)} categories; plugin {plugin}, order {args.order}"
+            f"{', waiting for each round' if args.wait else ''}, budget {args.budget:g} s, seeds "
+            f"{args.seed_images}, retrain every {args.retrain_every}",
+            flush=True,
+        )
         work = args.keep if args.keep is not None else Path(tmp) / "work"
         if work.exists():
             raise SystemExit(f"bench_loop: {work} already exists; --keep takes a new folder")
@@ -230,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(result, args.csv)
     if args.plot is not None:
         name = args.data or Path(args.images).name
-        plot(result, args.plot, title=f"{name}, {plugin}, order {args.order}{', wait' if args.wait else ''}: "
-                                      f"effort ratio {result.effort_ratio:.2f}")
+        plot(
+            result,
+            args.plot,
+            title=f"{name}, {plugin}, order {args.order}{', wait' if args.wait else ''}: "
+            f"effort ratio {result.effort_ratio:.2f}",
+        )
     if args.json is not None:
         summary: dict[str, Any] = result.summary()
         summary["data"] = args.data

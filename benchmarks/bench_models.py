@@ -96,8 +96,12 @@ def build_project(root: Path, train: list[Any], held_paths: list[Path]) -> tuple
         (image_id,) = project.add_images([path])
         with project.transaction():
             project.set_image_size(image_id, sample.image.shape[1], sample.image.shape[0])
-            project.add_annotations([replace(a, image_id=image_id, category_id=category[a.category_id], id=None)
-                                     for a in sample.annotations])
+            project.add_annotations(
+                [
+                    replace(a, image_id=image_id, category_id=category[a.category_id], id=None)
+                    for a in sample.annotations
+                ]
+            )
             if sample.ignore_mask is not None:
                 from labeler.core.geometry import encode_mask
 
@@ -188,16 +192,34 @@ def stored_predictions(project: Any, version_id: int, image_ids: list[int]) -> l
     out = []
     for image_id in image_ids:
         anns = [a for a in project.annotations(image_id, states=[State.PROPOSED]) if a.model_version == version_id]
-        out.append(Prediction(
-            proposals=tuple(Proposal(a.category_id, a.kind, float(a.score or 0.0), box_xywh=a.box_xywh, rle=a.rle,
-                                     polygons=a.polygons) for a in anns),
-            uncertainty=float(project.image(image_id).uncertainty or 0.0),
-        ))
+        out.append(
+            Prediction(
+                proposals=tuple(
+                    Proposal(
+                        a.category_id,
+                        a.kind,
+                        float(a.score or 0.0),
+                        box_xywh=a.box_xywh,
+                        rle=a.rle,
+                        polygons=a.polygons,
+                    )
+                    for a in anns
+                ),
+                uncertainty=float(project.image(image_id).uncertainty or 0.0),
+            )
+        )
     return out
 
 
-def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides: dict[str, str] | None = None,
-        folder: int = 64, refit: bool = True) -> dict[str, Any]:
+def run(
+    data: str,
+    budget: float,
+    log: Any = print,
+    repeats: int = 3,
+    overrides: dict[str, str] | None = None,
+    folder: int = 64,
+    refit: bool = True,
+) -> dict[str, Any]:
     from labeler.core.images import read_image
     from labeler.learning.autolabel import auto_label
     from labeler.learning.checkpoints import load_version
@@ -207,20 +229,36 @@ def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides:
     plugin = get_plugin(SETS[data])
     train_samples, held, held_paths, preset = load(data)
     preset.update(overrides or {})
-    log(f"{data}: {len(train_samples)} training images, {len(held)} held out; {plugin.name} settings {preset or 'defaults'}")
+    log(
+        f"{data}: {len(train_samples)} training images, {len(held)} held out; {plugin.name} settings {preset or 'defaults'}"
+    )
     with tempfile.TemporaryDirectory(prefix=f"labeler-bench-{data}-") as tmp:
         project, held_ids = build_project(Path(tmp) / "project", train_samples, held_paths)
         with project:
+
             def progress(event: dict[str, Any]) -> None:
                 if event["event"] == "start":
-                    log(f"  training on {event['train_images']} images ({event['validation_images']} validate, "
-                        f"skipped {event['skipped'] or 'none'})")
+                    log(
+                        f"  training on {event['train_images']} images ({event['validation_images']} validate, "
+                        f"skipped {event['skipped'] or 'none'})"
+                    )
                 elif event["event"] == "validation":
-                    log(f"  {event['elapsed']:6.0f} s  epoch {event['epoch']:6.1f}  loss {event['losses'].get('total', 0):.4f}"
-                        f"  validation {plugin.metric} {event.get('metric', float('nan')):.3f}")
+                    log(
+                        f"  {event['elapsed']:6.0f} s  epoch {event['epoch']:6.1f}  loss {event['losses'].get('total', 0):.4f}"
+                        f"  validation {plugin.metric} {event.get('metric', float('nan')):.3f}"
+                    )
 
-            result = train(project, plugin, overrides=preset, time_budget=budget, from_version=None,
-                           activate="always", progress=progress, validate_every=max(60.0, budget / 4), refit=refit)
+            result = train(
+                project,
+                plugin,
+                overrides=preset,
+                time_budget=budget,
+                from_version=None,
+                activate="always",
+                progress=progress,
+                validate_every=max(60.0, budget / 4),
+                refit=refit,
+            )
             assert result.version is not None
             loaded = load_version(project, result.version, plugin)
 
@@ -244,14 +282,23 @@ def run(data: str, budget: float, log: Any = print, repeats: int = 3, overrides:
             data_seen = result.version.data
     n = len(speed_paths)
     figures = {
-        "data": data, "plugin": plugin.name, "budget_s": budget, "train_images": len(train_samples),
-        "held_out_images": len(held_ids), "speed_folder_images": n, "metrics": {k: float(v) for k, v in metrics.items()},
-        "validation_metrics": result.metrics, "train_images_per_second": data_seen["images_per_second"],
-        "train_epochs": data_seen["epochs"], "autolabel_ms_per_image": 1000 * label_seconds / n,
-        "forward_ms_per_image": 1000 * forward / n, "autolabel_vs_forward_speed": forward / label_seconds,
+        "data": data,
+        "plugin": plugin.name,
+        "budget_s": budget,
+        "train_images": len(train_samples),
+        "held_out_images": len(held_ids),
+        "speed_folder_images": n,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "validation_metrics": result.metrics,
+        "train_images_per_second": data_seen["images_per_second"],
+        "train_epochs": data_seen["epochs"],
+        "autolabel_ms_per_image": 1000 * label_seconds / n,
+        "forward_ms_per_image": 1000 * forward / n,
+        "autolabel_vs_forward_speed": forward / label_seconds,
         "streamed_forward_ms_per_image": 1000 * streamed / n,
         "autolabel_vs_streamed_forward_speed": streamed / label_seconds,
-        "decode_ms_per_image": 1000 * stages["decode"] / n, "proposals_ms_per_image": 1000 * stages["proposals"] / n,
+        "decode_ms_per_image": 1000 * stages["decode"] / n,
+        "proposals_ms_per_image": 1000 * stages["proposals"] / n,
     }
     return figures
 
@@ -262,15 +309,17 @@ def summary(f: dict[str, Any]) -> str:
         quality = f"mean IoU {m['mean_iou']:.3f}"
     else:
         quality = f"class accuracy {m['accuracy']:.3f}  mean box IoU {m['box_iou']:.3f}"
-    return (f"{f['data']:9s} {f['plugin']:10s} {quality}   [target {TARGETS[f['data']]}]\n"
-            f"{'':20s} training {f['train_images_per_second']:.1f} images/s ({f['train_epochs']:.0f} epochs)\n"
-            f"{'':20s} auto-label {f['autolabel_ms_per_image']:.2f} ms/image over {f['speed_folder_images']} images; "
-            f"bare forward {f['forward_ms_per_image']:.2f} ms one by one "
-            f"({100 * f['autolabel_vs_forward_speed']:.0f} % of its speed), "
-            f"{f['streamed_forward_ms_per_image']:.2f} ms as auto-labelling runs it "
-            f"({100 * f['autolabel_vs_streamed_forward_speed']:.0f} %)\n"
-            f"{'':20s} besides the network, on one core: decode and inputs {f['decode_ms_per_image']:.2f} ms/image, "
-            f"proposals {f['proposals_ms_per_image']:.2f} ms/image")
+    return (
+        f"{f['data']:9s} {f['plugin']:10s} {quality}   [target {TARGETS[f['data']]}]\n"
+        f"{'':20s} training {f['train_images_per_second']:.1f} images/s ({f['train_epochs']:.0f} epochs)\n"
+        f"{'':20s} auto-label {f['autolabel_ms_per_image']:.2f} ms/image over {f['speed_folder_images']} images; "
+        f"bare forward {f['forward_ms_per_image']:.2f} ms one by one "
+        f"({100 * f['autolabel_vs_forward_speed']:.0f} % of its speed), "
+        f"{f['streamed_forward_ms_per_image']:.2f} ms as auto-labelling runs it "
+        f"({100 * f['autolabel_vs_streamed_forward_speed']:.0f} %)\n"
+        f"{'':20s} besides the network, on one core: decode and inputs {f['decode_ms_per_image']:.2f} ms/image, "
+        f"proposals {f['proposals_ms_per_image']:.2f} ms/image"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,12 +327,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per data set (wall clock)")
     parser.add_argument("--only", choices=sorted(SETS), action="append", help="only this data set (repeatable)")
     parser.add_argument("--json", action="store_true", help="also print each set's figures as one JSON line")
-    parser.add_argument("--no-refit", action="store_true",
-                        help="train on the runner's training split alone (as 'labeler train --no-refit')")
-    parser.add_argument("--folder", type=int, default=64,
-                        help="auto-label speed over at least this many images (held-out files repeated)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="plugin setting over the set's preset (repeatable; applies to every set run)")
+    parser.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="train on the runner's training split alone (as 'labeler train --no-refit')",
+    )
+    parser.add_argument(
+        "--folder",
+        type=int,
+        default=64,
+        help="auto-label speed over at least this many images (held-out files repeated)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="plugin setting over the set's preset (repeatable; applies to every set run)",
+    )
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.set:

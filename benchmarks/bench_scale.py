@@ -114,7 +114,9 @@ def folder_in_app(folder: Path, settings: Path) -> float:
         "t['start'] = time.perf_counter(); w.open_path(%r)\n"
         "app.exec()\n"
     ) % (str(Path(__file__).parent), str(folder))
-    env = dict(os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    env = dict(
+        os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen")
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("IN_APP")), None)
     if line is None:
@@ -141,7 +143,9 @@ def png_in_app(project: Path, settings: Path, *, libvips: bool) -> tuple[float, 
         "t['start'] = time.perf_counter(); w.open_path(%r)\n"
         "app.exec()\n"
     ) % str(project)
-    env = dict(os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    env = dict(
+        os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen")
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("PNG")), None)
     if line is None:
@@ -157,24 +161,36 @@ def png_figures(tmp: Path, repeats: int) -> None:
 
     folder = tmp / "png"
     folder.mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-c", "import sys, cv2; sys.path.insert(0, %r); import bench_gui, pathlib; "  # noqa: UP031 - the child's code, filled with %r
-                    "p = pathlib.Path(%r); bench_gui.make_big_jpeg(p.with_suffix('.jpg')); "
-                    "cv2.imwrite(str(p), cv2.imread(str(p.with_suffix('.jpg')))); p.with_suffix('.jpg').unlink()"
-                    % (str(Path(__file__).parent), str(folder / "big.png"))], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, cv2; sys.path.insert(0, %r); import bench_gui, pathlib; "  # noqa: UP031 - the child's code, filled with %r
+            "p = pathlib.Path(%r); bench_gui.make_big_jpeg(p.with_suffix('.jpg')); "
+            "cv2.imwrite(str(p), cv2.imread(str(p.with_suffix('.jpg')))); p.with_suffix('.jpg').unlink()"
+            % (str(Path(__file__).parent), str(folder / "big.png")),
+        ],
+        check=True,
+    )
     del bench_gui
     with Project.create(folder) as project:
         project.add_folder(folder)
     try:
         import pyvips  # noqa: F401
+
         kinds = [True, False]
     except (ImportError, OSError):
         kinds = [False]
-    print(f"\n8000 x 8000 PNG ({(folder / 'big.png').stat().st_size / 1e6:.0f} MB), in-app open to first pixels "
-          f"(target < 0.8 s and < 350 MB; issue 16's run: 1.20 s, 739 MB)")
+    print(
+        f"\n8000 x 8000 PNG ({(folder / 'big.png').stat().st_size / 1e6:.0f} MB), in-app open to first pixels "
+        f"(target < 0.8 s and < 350 MB; issue 16's run: 1.20 s, 739 MB)"
+    )
     for libvips in kinds:
         runs = [png_in_app(folder, tmp / "settings.ini", libvips=libvips) for _ in range(repeats)]
-        print(f"  {'with pyvips' if libvips else 'without pyvips':<16}{statistics.median(r[0] for r in runs):>8.2f} s"
-              f"{statistics.median(r[1] for r in runs):>8.0f} MB peak RSS")
+        print(
+            f"  {'with pyvips' if libvips else 'without pyvips':<16}{statistics.median(r[0] for r in runs):>8.2f} s"
+            f"{statistics.median(r[1] for r in runs):>8.0f} MB peak RSS"
+        )
 
 
 def main() -> int:
@@ -205,8 +221,12 @@ def main() -> int:
         root = tmp / "project"
         shutil.rmtree(root, ignore_errors=True)
         t0 = time.time()
-        subprocess.run([sys.executable, "-m", "labeler", "init", str(root), "--images", str(images)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "labeler", "init", str(root), "--images", str(images)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         init_s = time.time() - t0
         label_some(root / "labeler.db")
         core = core_figures(root)
@@ -228,8 +248,10 @@ def main() -> int:
     paint = statistics.median(r["paint"] for r in window)
     rss = statistics.median(r["rss"] for r in window)
     n = args.images
-    print(f"\n{n} images; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
-          f"(a shared machine inflates wall times); medians")
+    print(
+        f"\n{n} images; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+        f"(a shared machine inflates wall times); medians"
+    )
     rows = [
         ("labeler init", f"{init_s:.1f} s", f"< {TARGETS['init']:.0f} s"),
         ("window first paint (from start)", f"{paint:.2f} s", f"< {TARGETS['paint']} s"),
@@ -242,8 +264,11 @@ def main() -> int:
         ("next most uncertain", f"{core['next_uncertain_ms']:.2f} ms", f"< {TARGETS['next']:.0f} ms"),
         ("count of the uncertain walk", f"{core['uncertain_count_ms']:.1f} ms", ""),
         ("one state change (counts follow)", f"{core['set_state_ms']:.3f} ms", "incremental"),
-        (f"folder of {args.folder} opened (in-app)", f"{statistics.median(folder_s):.3f} s",
-         f"< {TARGETS['folder']} s"),
+        (
+            f"folder of {args.folder} opened (in-app)",
+            f"{statistics.median(folder_s):.3f} s",
+            f"< {TARGETS['folder']} s",
+        ),
     ]
     print(f"{'measure':<38}{'labeler':>14}   target")
     for name, value, target in rows:

@@ -129,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             for record in images:
                 project.set_image_size(record.id, WIDTH, HEIGHT)
             project.add_annotations(
-                [Annotation(image_id=r.id, category_id=category, kind=Kind.MASK, rle=rle)
-                 for r in images for rle in rles],
+                [
+                    Annotation(image_id=r.id, category_id=category, kind=Kind.MASK, rle=rle)
+                    for r in images
+                    for rle in rles
+                ],
                 log=False,
             )
             for record in images:
@@ -139,16 +142,20 @@ def main(argv: list[str] | None = None) -> int:
 
         out = root / "export" / "coco.json"
         clock, _ = timed(lambda: export_annotations(project, out, format="coco"), args.runs)
-        print(f"COCO export, RLE       {clock.text(n * k, 'masks')}   (median of {args.runs}; "
-              f"{out.stat().st_size / 1e6:.1f} MB)")
+        print(
+            f"COCO export, RLE       {clock.text(n * k, 'masks')}   (median of {args.runs}; "
+            f"{out.stat().st_size / 1e6:.1f} MB)"
+        )
 
         with Clock() as clock:
             export_annotations(project, root / "export" / "poly.json", format="coco", masks="polygon")
         print(f"COCO export, polygons  {clock.text(n * k, 'masks')}")
 
         document = json.loads(out.read_text(encoding="utf-8"))
-        rles = [{"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}
-                for a in document["annotations"]]
+        rles = [
+            {"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}
+            for a in document["annotations"]
+        ]
         clock, _ = timed(partial(codec_export, document, rles), args.runs)
         del document, rles
         print(f"  floor: C codec + json.dumps {clock.text(n * k, 'masks')}")
@@ -162,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
 
         clock, imported = timed(do_import, args.runs)
         assert imported.images == n and imported.annotations == n * k, imported.summary()  # type: ignore[attr-defined]
-        print(f"COCO import            {clock.text(n * k, 'masks')}   (median of {args.runs}; "
-              f"{imported.images} images, {imported.annotations} annotations)")  # type: ignore[attr-defined]
+        print(
+            f"COCO import            {clock.text(n * k, 'masks')}   (median of {args.runs}; "
+            f"{imported.images} images, {imported.annotations} annotations)"
+        )  # type: ignore[attr-defined]
         clock, _ = timed(lambda: codec_import(out), args.runs)
         print(f"  floor: json.load + C codec  {clock.text(n * k, 'masks')}")
         with Clock() as clock, contextlib.redirect_stdout(io.StringIO()):
@@ -179,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _area(rles: list[dict[str, object]]) -> np.ndarray:
     # area() of a list longer than 255 overflows inside pycocotools 2.0.11 (numpy 2): chunks
-    return np.concatenate([mask_utils.area(rles[i:i + 255]) for i in range(0, len(rles), 255)])
+    return np.concatenate([mask_utils.area(rles[i : i + 255]) for i in range(0, len(rles), 255)])
 
 
 def codec_export(document: dict[str, object], rles: list[dict[str, object]]) -> None:
@@ -193,8 +202,12 @@ def codec_import(out: Path) -> None:
     """What an import costs at least: one C JSON load, pycocotools parsing every counts string."""
     with open(out, encoding="utf-8") as fh:
         document = json.load(fh)
-    _area([{"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}
-           for a in document["annotations"]])
+    _area(
+        [
+            {"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}
+            for a in document["annotations"]
+        ]
+    )
 
 
 if __name__ == "__main__":

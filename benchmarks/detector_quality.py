@@ -108,8 +108,10 @@ def run(
     plugin = DetectorPlugin()
     settings = resolve_settings(plugin, overrides)
     classes = list(train[0].classes)
-    log(f"{len(train)} training, {len(held)} held-out images, classes {[c.name for c in classes]}; "
-        f"settings {json.dumps(overrides) if overrides else 'defaults'}")
+    log(
+        f"{len(train)} training, {len(held)} held-out images, classes {[c.name for c in classes]}; "
+        f"settings {json.dumps(overrides) if overrides else 'defaults'}"
+    )
     torch.set_num_threads(threads)
     items = [plugin.prepare(s, settings=settings) for s in train]
     torch.manual_seed(seed)
@@ -121,23 +123,32 @@ def run(
     finally:
         loop._set_threads = set_threads
     model = result.model.eval()
-    log(f"trained {result.steps} steps, {result.epochs:.1f} epochs, {result.images_per_second:.1f} views/s, "
-        f"last losses { {k: round(v, 4) for k, v in result.losses.items()} }")
+    log(
+        f"trained {result.steps} steps, {result.epochs:.1f} epochs, {result.images_per_second:.1f} views/s, "
+        f"last losses { {k: round(v, 4) for k, v in result.losses.items()} }"
+    )
 
     def predict(samples: list[LabelledImage]) -> list[Any]:
         out = []
         with torch.inference_mode():
             for s in samples:
                 x = plugin.inputs(s.image, settings=settings)
-                out.append(plugin.proposals(model(x), image_shape=s.image.shape[:2], classes=classes,
-                                            settings=settings))
+                out.append(
+                    plugin.proposals(model(x), image_shape=s.image.shape[:2], classes=classes, settings=settings)
+                )
         return out
 
     predictions = predict(held)
     metrics = plugin.evaluate(predictions, held, settings=settings)
-    figures: dict[str, Any] = {"settings": overrides, "budget_s": budget, "held_out": len(held), **metrics,
-                               "train_views_per_s": result.images_per_second, "epochs": result.epochs,
-                               "proposals_per_image": float(np.mean([len(p.proposals) for p in predictions]))}
+    figures: dict[str, Any] = {
+        "settings": overrides,
+        "budget_s": budget,
+        "held_out": len(held),
+        **metrics,
+        "train_views_per_s": result.images_per_second,
+        "epochs": result.epochs,
+        "proposals_per_image": float(np.mean([len(p.proposals) for p in predictions])),
+    }
     if all(len(s.annotations) == 1 for s in held):
         ious = []
         for p, s in zip(predictions, held, strict=True):
@@ -146,9 +157,11 @@ def run(
             ious.append(box_iou(max(boxes, key=lambda q: q.score).box_xywh, truth) if boxes and truth else 0.0)
         figures["best_box_iou"] = float(np.mean(ious))
     per_class = "  ".join(f"{c.name} {metrics.get('map50/' + c.name, float('nan')):.3f}" for c in classes)
-    log(f"held-out: mAP@0.5 {metrics['map50']:.3f}  mAP@[.5:.95] {metrics['map']:.3f}  per class mAP@0.5: {per_class}"
+    log(
+        f"held-out: mAP@0.5 {metrics['map50']:.3f}  mAP@[.5:.95] {metrics['map']:.3f}  per class mAP@0.5: {per_class}"
         + (f"  best-proposal box IoU {figures['best_box_iou']:.3f}" if "best_box_iou" in figures else "")
-        + f"  ({figures['proposals_per_image']:.1f} proposals/image)")
+        + f"  ({figures['proposals_per_image']:.1f} proposals/image)"
+    )
     if speed:
         inputs = [plugin.inputs(s.image, settings=settings) for s in held]
         with torch.inference_mode():
@@ -165,19 +178,26 @@ def run(
         with torch.inference_mode():
             for path in held_paths:
                 image = read_image(path)
-                plugin.proposals(model(plugin.inputs(image, settings=settings)), image_shape=image.shape[:2],
-                                 classes=classes, settings=settings)
+                plugin.proposals(
+                    model(plugin.inputs(image, settings=settings)),
+                    image_shape=image.shape[:2],
+                    classes=classes,
+                    settings=settings,
+                )
         decode_ms = 1000 * (time.perf_counter() - t0) / len(held_paths)
         figures.update(forward_ms=forward_ms, predict_ms=predict_ms, predict_with_decode_ms=decode_ms)
-        log(f"speed, one image at a time: bare forward {forward_ms:.1f} ms, predict (inputs + forward + NMS) "
-            f"{predict_ms:.1f} ms, with full-size decoding {decode_ms:.1f} ms")
+        log(
+            f"speed, one image at a time: bare forward {forward_ms:.1f} ms, predict (inputs + forward + NMS) "
+            f"{predict_ms:.1f} ms, with full-size decoding {decode_ms:.1f} ms"
+        )
     if autolabel is not None:
         figures.update(autolabel(model, settings))
     return figures
 
 
-def autolabel_speed(project: Any, held_ids: list[int], held_paths: list[Path], classes: list[Any], *,
-                    folder: int = 64, log: Any = print) -> Any:
+def autolabel_speed(
+    project: Any, held_ids: list[int], held_paths: list[Path], classes: list[Any], *, folder: int = 64, log: Any = print
+) -> Any:
     """A callback for :func:`run`: stores the model as a version of ``project`` and auto-labels a
     folder of at least ``folder`` held-out images (files repeated under other names), best of three."""
 
@@ -193,13 +213,35 @@ def autolabel_speed(project: Any, held_ids: list[int], held_paths: list[Path], c
 
         bench_models = _script("bench_models")
         stem = checkpoint_stem("detector")
-        weights = save_checkpoint(project.models_dir, stem, model, {
-            "plugin": "detector", "task": "detection", "metric": "map50", "settings": settings,
-            "classes": classes_metadata(classes), "parent": None, "data": {}, "metrics": {}, "created": time.time()})
-        version = project.add_model_version(ModelVersion(
-            plugin="detector", settings=dict(settings), categories=tuple(c.id for c in classes),
-            checkpoint=weights.relative_to(project.root).as_posix(), metrics={}, data={}, parent=None,
-            created=time.time()), activate=True)
+        weights = save_checkpoint(
+            project.models_dir,
+            stem,
+            model,
+            {
+                "plugin": "detector",
+                "task": "detection",
+                "metric": "map50",
+                "settings": settings,
+                "classes": classes_metadata(classes),
+                "parent": None,
+                "data": {},
+                "metrics": {},
+                "created": time.time(),
+            },
+        )
+        version = project.add_model_version(
+            ModelVersion(
+                plugin="detector",
+                settings=dict(settings),
+                categories=tuple(c.id for c in classes),
+                checkpoint=weights.relative_to(project.root).as_posix(),
+                metrics={},
+                data={},
+                parent=None,
+                created=time.time(),
+            ),
+            activate=True,
+        )
         from labeler.learning.plugins import get_plugin
 
         loaded = load_version(project, version, get_plugin("detector"))
@@ -214,11 +256,17 @@ def autolabel_speed(project: Any, held_ids: list[int], held_paths: list[Path], c
             done = auto_label(project, loaded, ids)
             seconds, proposals = min(seconds, done.seconds), done.proposals
         n = len(ids)
-        log(f"auto-label (decode, network, NMS, storage) over {n} images: {n / seconds:.1f} images/s "
+        log(
+            f"auto-label (decode, network, NMS, storage) over {n} images: {n / seconds:.1f} images/s "
             f"({1000 * seconds / n:.1f} ms/image, {proposals / n:.1f} proposals/image); bare forward "
-            f"{1000 * forward / n:.1f} ms/image one by one, {1000 * streamed / n:.1f} ms as auto-labelling runs it")
-        return {"autolabel_images_per_s": n / seconds, "autolabel_ms": 1000 * seconds / n,
-                "forward_ms_one_by_one": 1000 * forward / n, "forward_ms_streamed": 1000 * streamed / n}
+            f"{1000 * forward / n:.1f} ms/image one by one, {1000 * streamed / n:.1f} ms as auto-labelling runs it"
+        )
+        return {
+            "autolabel_images_per_s": n / seconds,
+            "autolabel_ms": 1000 * seconds / n,
+            "forward_ms_one_by_one": 1000 * forward / n,
+            "forward_ms_streamed": 1000 * streamed / n,
+        }
 
     return measure
 
@@ -251,18 +299,45 @@ def main(argv: list[str] | None = None) -> int:
                 held_paths = [paths[i] for i in held_idx]
                 if len(splits) > 1:
                     log(f"fold {k + 1}/{len(splits)}")
-                measure = (autolabel_speed(project, [ids[i] for i in held_idx], held_paths, list(samples[0].classes),
-                                           log=log) if args.autolabel and k == 0 else None)
-                results.append(run(train, held, held_paths, overrides, budget=args.budget, threads=args.threads,
-                                   seed=args.seed, speed=not args.no_speed and k == 0, autolabel=measure, log=log))
+                measure = (
+                    autolabel_speed(project, [ids[i] for i in held_idx], held_paths, list(samples[0].classes), log=log)
+                    if args.autolabel and k == 0
+                    else None
+                )
+                results.append(
+                    run(
+                        train,
+                        held,
+                        held_paths,
+                        overrides,
+                        budget=args.budget,
+                        threads=args.threads,
+                        seed=args.seed,
+                        speed=not args.no_speed and k == 0,
+                        autolabel=measure,
+                        log=log,
+                    )
+                )
             project.close()
         else:
             train, held, _, held_paths = _script("localizer_quality").load_samples(args.data)
-            results.append(run(train, held, list(held_paths), overrides, budget=args.budget, threads=args.threads,
-                               seed=args.seed, speed=not args.no_speed, log=log))
+            results.append(
+                run(
+                    train,
+                    held,
+                    list(held_paths),
+                    overrides,
+                    budget=args.budget,
+                    threads=args.threads,
+                    seed=args.seed,
+                    speed=not args.no_speed,
+                    log=log,
+                )
+            )
     if len(results) > 1:
-        summarize(results, [k for k in results[0] if k.startswith("map")], log=log,
-                  what=f", {args.budget:.0f} s per fold")
+        summarize(
+            results, [k for k in results[0] if k.startswith("map")], log=log, what=f", {args.budget:.0f} s per fold"
+        )
     if args.json:
         for r in results:
             print(json.dumps(r))

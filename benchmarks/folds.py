@@ -36,8 +36,9 @@ def stratified_folds(groups: Sequence[Hashable], k: int) -> list[list[int]]:
     return [sorted(f) for f in out]
 
 
-def summarize(results: Sequence[Mapping[str, Any]], keys: Sequence[str], *, log: Callable[[str], None] = print,
-              what: str = "") -> dict[str, float]:
+def summarize(
+    results: Sequence[Mapping[str, Any]], keys: Sequence[str], *, log: Callable[[str], None] = print, what: str = ""
+) -> dict[str, float]:
     """Print the mean, standard deviation and per-fold values of ``keys``; return the means."""
     log(f"{len(results)}-fold cross-validation{what}:")
     means = {}

@@ -45,14 +45,59 @@ from typing import Any
 
 FORMATS = ("coco", "labelme", "voc", "yolo", "masks")
 HOSTILE_VALUES: list[Any] = [
-    2**31, 2**63, 10**30, 10**400, -1, 0, -(2**31), 1e308, float("inf"), float("-inf"), float("nan"),
-    [], {}, [1, 2], {"a": 1}, [[1, 2], [3]], "", "①", "²", "/etc/passwd", "../../../../etc/passwd",
-    "/proc/self/environ", "x" * 5000, None, True, False, "NaN", "\x00", "a/" * 300 + "b.jpg",
+    2**31,
+    2**63,
+    10**30,
+    10**400,
+    -1,
+    0,
+    -(2**31),
+    1e308,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    [],
+    {},
+    [1, 2],
+    {"a": 1},
+    [[1, 2], [3]],
+    "",
+    "①",
+    "²",
+    "/etc/passwd",
+    "../../../../etc/passwd",
+    "/proc/self/environ",
+    "x" * 5000,
+    None,
+    True,
+    False,
+    "NaN",
+    "\x00",
+    "a/" * 300 + "b.jpg",
 ]
 HOSTILE_TEXT = [
-    "2147483648", "1e400", "inf", "-inf", "nan", "Infinity", "-1", "0", "①", "²", "１２", "", " ",
-    "99999999999999999999999", "/etc/passwd", "../../../../etc/passwd", "/proc/self/environ",
-    "x" * 300, "a" * 5000 + ".jpg", "\u202e", "1.5", "0x10",
+    "2147483648",
+    "1e400",
+    "inf",
+    "-inf",
+    "nan",
+    "Infinity",
+    "-1",
+    "0",
+    "①",
+    "²",
+    "１２",
+    "",
+    " ",
+    "99999999999999999999999",
+    "/etc/passwd",
+    "../../../../etc/passwd",
+    "/proc/self/environ",
+    "x" * 300,
+    "a" * 5000 + ".jpg",
+    "\u202e",
+    "1.5",
+    "0x10",
 ]
 
 
@@ -76,8 +121,11 @@ def make_seeds(data: Path, root: Path) -> dict[str, Path]:
     folder.mkdir(parents=True)
     for im in images:
         shutil.copy(coco_src / im["file_name"], folder / im["file_name"])
-    doc = {"images": images, "annotations": [a for a in doc["annotations"] if a["image_id"] in ids],
-           "categories": doc["categories"]}
+    doc = {
+        "images": images,
+        "annotations": [a for a in doc["annotations"] if a["image_id"] in ids],
+        "categories": doc["categories"],
+    }
     (folder / "instances.json").write_text(json.dumps(doc))
     seeds["coco"] = folder
     # labelme: 4 fruit files and the primitives (every shape type, a base64 mask)
@@ -119,8 +167,10 @@ def make_seeds(data: Path, root: Path) -> dict[str, Path]:
         for shape in doc["shapes"]:
             (x0, y0), (x1, y1) = shape["points"][:2]
             cls = names.index(shape["label"]) if shape["label"] in names else 0
-            lines.append(f"{cls} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
-                         f"{abs(x1 - x0) / width:.6f} {abs(y1 - y0) / height:.6f}")
+            lines.append(
+                f"{cls} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
+                f"{abs(x1 - x0) / width:.6f} {abs(y1 - y0) / height:.6f}"
+            )
         (folder / "labels" / (path.stem + ".txt")).write_text("\n".join(lines) + "\n")
     seeds["yolo"] = folder
     # masks: 4 membrane label PNGs beside their images
@@ -166,7 +216,7 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
         for _ in range(rng.randint(1, 8)):
             buf[rng.randrange(len(buf))] = rng.randrange(256)
     elif choice == 1 and buf:  # cut
-        del buf[rng.randrange(len(buf)):]
+        del buf[rng.randrange(len(buf)) :]
     elif choice == 2:  # insert garbage
         at = rng.randrange(len(buf) + 1)
         buf[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
@@ -213,9 +263,16 @@ YAML_VARIANTS = [
     "path: ../x\ntrain: images\nnames:\n  0: 'apple: red'\n  1: banana # yellow\n  2: orange\n",
     "names: &a [apple, banana, orange]\nother: *a\n",
     "names:\n- apple\n- banana\n- orange\n",
-    "names: 5\n", "names: [[a], {b: c}]\n", "names:\n  x: apple\n", "names: [apple, banana\n",
-    "names: !!python/object/apply:os.system ['true']\n", "a: &a [*a]\n", "\x00\xff\xfe",
-    "names:\n  0: apple\n  2: orange\n", "names: [1, 2, 3]\n", "names: {0: a, 0: b}\n",
+    "names: 5\n",
+    "names: [[a], {b: c}]\n",
+    "names:\n  x: apple\n",
+    "names: [apple, banana\n",
+    "names: !!python/object/apply:os.system ['true']\n",
+    "a: &a [*a]\n",
+    "\x00\xff\xfe",
+    "names:\n  0: apple\n  2: orange\n",
+    "names: [1, 2, 3]\n",
+    "names: {0: a, 0: b}\n",
 ]
 
 
@@ -282,8 +339,20 @@ def mutate_masks(folder: Path, rng: random.Random, options: dict[str, Any]) -> s
         path.write_bytes(_BOMB)
         return "png bomb"
     if choice == 2:
-        options["values"] = rng.choice(["0=membrane,255=cell", "0=a,²=b", "①=x", "0=a,0=b", "=x", "0=", "x",
-                                        "0=a,70000=b", "0=_background_,255=cell", "0=a\n,255=b"])
+        options["values"] = rng.choice(
+            [
+                "0=membrane,255=cell",
+                "0=a,²=b",
+                "①=x",
+                "0=a,0=b",
+                "=x",
+                "0=",
+                "x",
+                "0=a,70000=b",
+                "0=_background_,255=cell",
+                "0=a\n,255=b",
+            ]
+        )
         return "values"
     path.write_bytes(mutate_bytes(path.read_bytes(), rng))
     return "png bytes"
@@ -301,8 +370,14 @@ def mutate(fmt: str, folder: Path, rng: random.Random, options: dict[str, Any]) 
             doc = json.loads(target.read_text())
             import base64
 
-            doc["shapes"].append({"label": "m", "points": [[0, 0], [5, 5]], "shape_type": "mask",
-                                  "mask": base64.b64encode(_BOMB).decode()})
+            doc["shapes"].append(
+                {
+                    "label": "m",
+                    "points": [[0, 0], [5, 5]],
+                    "shape_type": "mask",
+                    "mask": base64.b64encode(_BOMB).decode(),
+                }
+            )
             target.write_text(json.dumps(doc))
             return "labelme mask bomb"
         return mutate_json(target, rng)
@@ -329,8 +404,15 @@ def run_case(fmt: str, folder: Path, project_dir: Path, options: dict[str, Any])
     project = Project.create(project_dir)
     images_folder = folder / IMAGE_DIRS[fmt]
     project.add_images(sorted(p for p in images_folder.iterdir() if p.suffix.lower() in (".jpg", ".png")))
-    source = folder / "instances.json" if fmt == "coco" else folder / "label" if fmt == "masks" else \
-        folder / "annotations" if fmt == "voc" else folder
+    source = (
+        folder / "instances.json"
+        if fmt == "coco"
+        else folder / "label"
+        if fmt == "masks"
+        else folder / "annotations"
+        if fmt == "voc"
+        else folder
+    )
     try:
         import_annotations(project, source, format=fmt, **options)
     except clean:

@@ -86,8 +86,12 @@ def load_raccoon(root: Path) -> tuple[list[tuple[str, Path, str, tuple[float, fl
         xmin, ymin, xmax, ymax = (float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
         name = doc.findtext("filename") or path.stem + ".jpg"
         rows.append(
-            (path.stem, base / "images" / name, objects[0].findtext("name") or "raccoon",
-             (xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1))
+            (
+                path.stem,
+                base / "images" / name,
+                objects[0].findtext("name") or "raccoon",
+                (xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1),
+            )
         )
     return rows, sorted({r[2] for r in rows})
 
@@ -120,8 +124,9 @@ def _load(data: str) -> tuple[list[tuple[str, Path, str, Any]], list[LabelledIma
         x, y, bw, bh = box
         if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
             raise ValueError(f"{stem}: box {box} outside the {w}x{h} image as read")
-        ann = Annotation(image_id=image_id, category_id=by_name[name].id, kind=Kind.BOX, box_xywh=box,
-                         state=State.ACCEPTED)
+        ann = Annotation(
+            image_id=image_id, category_id=by_name[name].id, kind=Kind.BOX, box_xywh=box, state=State.ACCEPTED
+        )
         samples.append(LabelledImage(image_id=image_id, image=image, annotations=(ann,), classes=tuple(classes)))
     return rows, samples, classes
 
@@ -149,6 +154,7 @@ def load_folds(data: str, k: int) -> list[Loaded]:
 
 def mean_box_iou(train: list[LabelledImage], held: list[LabelledImage]) -> float:
     """IoU on ``held`` of the mean normalised training box (the trivial baseline)."""
+
     def norm(s: LabelledImage) -> np.ndarray:
         h, w = s.image.shape[:2]
         x, y, bw, bh = s.annotations[0].box_xywh or (0, 0, 0, 0)
@@ -201,8 +207,9 @@ def run(
         with torch.no_grad():
             for s in samples:
                 x = plugin.inputs(s.image, settings=settings).to(device)
-                out.append(plugin.proposals(model(x), image_shape=s.image.shape[:2], classes=classes,
-                                            settings=settings))
+                out.append(
+                    plugin.proposals(model(x), image_shape=s.image.shape[:2], classes=classes, settings=settings)
+                )
         return out
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
@@ -210,8 +217,10 @@ def run(
 
     def progress(info: dict[str, Any]) -> None:
         if info["event"] == "validation":
-            log(f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} losses "
-                f"{ {k: round(v, 4) for k, v in info['losses'].items()} } held-out {info.get('metrics')}")
+            log(
+                f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} losses "
+                f"{ {k: round(v, 4) for k, v in info['losses'].items()} } held-out {info.get('metrics')}"
+            )
 
     torch.manual_seed(seed)
     model = plugin.build_model(num_classes=len(classes), settings=settings)
@@ -220,25 +229,43 @@ def run(
     loop._set_threads = lambda world: torch.set_num_threads(threads)
     try:
         result = loop.fit(
-            plugin, model, items, settings=settings, time_budget=budget, seed=seed, device=device,
+            plugin,
+            model,
+            items,
+            settings=settings,
+            time_budget=budget,
+            seed=seed,
+            device=device,
             epochs=None if examples is None else examples / len(items),
-            progress=progress if validate_every else None, validate=validate if validate_every else None,
+            progress=progress if validate_every else None,
+            validate=validate if validate_every else None,
             validate_every=validate_every or 1e9,
         )
     finally:
         loop._set_threads = set_threads
     model = result.model.eval()
-    log(f"trained {result.steps} steps, {result.epochs:.1f} epochs, {result.images_per_second:.1f} images/s, "
-        f"last losses { {k: round(v, 4) for k, v in result.losses.items()} }")
+    log(
+        f"trained {result.steps} steps, {result.epochs:.1f} epochs, {result.images_per_second:.1f} images/s, "
+        f"last losses { {k: round(v, 4) for k, v in result.losses.items()} }"
+    )
 
     metrics = plugin.evaluate(predict(model, held), held, settings=settings)
     figures: dict[str, Any] = {
-        "data": data, "settings": overrides, "seed": seed, "held_out": len(held), **metrics,
-        "mean_box_iou": mean_box_iou(train, held), "train_images_per_s": result.images_per_second,
-        "examples": result.images, "seconds": result.seconds, "prepare_ms": prepare_ms,
+        "data": data,
+        "settings": overrides,
+        "seed": seed,
+        "held_out": len(held),
+        **metrics,
+        "mean_box_iou": mean_box_iou(train, held),
+        "train_images_per_s": result.images_per_second,
+        "examples": result.images,
+        "seconds": result.seconds,
+        "prepare_ms": prepare_ms,
     }
-    log(f"held-out ({len(held)} images): accuracy {metrics['accuracy']:.3f}  box IoU {metrics['box_iou']:.3f}  "
-        f"score {metrics['score']:.3f}  | mean-box baseline IoU {figures['mean_box_iou']:.3f}")
+    log(
+        f"held-out ({len(held)} images): accuracy {metrics['accuracy']:.3f}  box IoU {metrics['box_iou']:.3f}  "
+        f"score {metrics['score']:.3f}  | mean-box baseline IoU {figures['mean_box_iou']:.3f}"
+    )
     if not speed:
         return figures
 
@@ -261,9 +288,11 @@ def run(
             plugin.proposals(model(x), image_shape=image.shape[:2], classes=classes, settings=settings)
         decode_ms = 1000 * (time.perf_counter() - t0) / len(held)
     figures.update(forward_ms=forward_ms, predict_ms=predict_ms, predict_with_decode_ms=decode_ms)
-    log(f"speed: training {result.images_per_second:.1f} images/s; inference per image: bare forward "
+    log(
+        f"speed: training {result.images_per_second:.1f} images/s; inference per image: bare forward "
         f"{forward_ms:.2f} ms, predict (pre + forward + post) {predict_ms:.2f} ms "
-        f"({100 * forward_ms / predict_ms:.0f} % of forward speed), with decoding from disk {decode_ms:.2f} ms")
+        f"({100 * forward_ms / predict_ms:.0f} % of forward speed), with decoding from disk {decode_ms:.2f} ms"
+    )
     return figures
 
 
@@ -287,12 +316,25 @@ def main(argv: list[str] | None = None) -> int:
     for k, loaded in enumerate(splits):
         if len(splits) > 1:
             log(f"fold {k + 1}/{len(splits)}")
-        results.append(run(args.data, overrides, budget=args.budget, examples=args.examples, threads=args.threads,
-                           seed=args.seed, device=args.device, validate_every=args.validate_every, loaded=loaded,
-                           speed=len(splits) == 1, log=log))
+        results.append(
+            run(
+                args.data,
+                overrides,
+                budget=args.budget,
+                examples=args.examples,
+                threads=args.threads,
+                seed=args.seed,
+                device=args.device,
+                validate_every=args.validate_every,
+                loaded=loaded,
+                speed=len(splits) == 1,
+                log=log,
+            )
+        )
     if len(results) > 1:
-        summarize(results, ["accuracy", "box_iou", "score", "mean_box_iou"], log=log,
-                  what=f", {args.budget:.0f} s per fold")
+        summarize(
+            results, ["accuracy", "box_iou", "score", "mean_box_iou"], log=log, what=f", {args.budget:.0f} s per fold"
+        )
     if args.json:
         for figures in results:
             print(json.dumps(figures))

@@ -35,7 +35,19 @@ from labeler.core.geometry import encode_mask
 from labeler.core.images import read_image
 from labeler.learning.api import LabelledImage, resolve_settings
 
-CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car", "pedestrian", "bicyclist")
+CAMVID_CLASSES = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
 CAMVID_IGNORE = 11
 PRESETS: dict[str, dict[str, str]] = {
     "membrane": {"rotate": "15", "widths": "24,48,96"},
@@ -64,8 +76,9 @@ def _label_png(path: Path) -> np.ndarray:
     return label
 
 
-def _sample(image_id: int, image_path: Path, class_map: np.ndarray, classes: tuple[Category, ...],
-            ignore: np.ndarray | None) -> LabelledImage:
+def _sample(
+    image_id: int, image_path: Path, class_map: np.ndarray, classes: tuple[Category, ...], ignore: np.ndarray | None
+) -> LabelledImage:
     """A done image whose label is one mask annotation per class present in ``class_map``
     (values 1..K = classes, 0 = background)."""
     anns = tuple(
@@ -73,8 +86,9 @@ def _sample(image_id: int, image_path: Path, class_map: np.ndarray, classes: tup
         for k, c in enumerate(classes, start=1)
         if (class_map == k).any()
     )
-    return LabelledImage(image_id=image_id, image=read_image(image_path), annotations=anns, classes=classes,
-                         ignore_mask=ignore)
+    return LabelledImage(
+        image_id=image_id, image=read_image(image_path), annotations=anns, classes=classes, ignore_mask=ignore
+    )
 
 
 def load_all(name: str) -> tuple[list[LabelledImage], list[Path], int]:
@@ -111,8 +125,16 @@ def load(name: str) -> tuple[list[LabelledImage], list[LabelledImage], list[Path
     return samples[:-held], samples[-held:], paths[-held:]
 
 
-def run_split(plugin: Any, settings: dict[str, Any], train: list[LabelledImage], held: list[LabelledImage],
-              held_paths: list[Path], *, args: argparse.Namespace, speed: bool) -> dict[str, float]:
+def run_split(
+    plugin: Any,
+    settings: dict[str, Any],
+    train: list[LabelledImage],
+    held: list[LabelledImage],
+    held_paths: list[Path],
+    *,
+    args: argparse.Namespace,
+    speed: bool,
+) -> dict[str, float]:
     """Train on ``train`` for ``args.budget`` seconds, measure on ``held``; print and return the metrics
     (and, with ``speed``, the inference speed)."""
     import torch
@@ -135,12 +157,22 @@ def run_split(plugin: Any, settings: dict[str, Any], train: list[LabelledImage],
             losses = " ".join(f"{k}={v:.3f}" for k, v in info["losses"].items())
             print(f"  {info['elapsed']:6.1f}s epoch {info['epoch']:6.1f} step {info['step']:5d} {losses}", flush=True)
 
-    result = fit(plugin, model, items, settings=settings, time_budget=args.budget, epochs=args.epochs,
-                 seed=args.seed, progress=progress)
+    result = fit(
+        plugin,
+        model,
+        items,
+        settings=settings,
+        time_budget=args.budget,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=progress,
+    )
     torch.set_num_threads(args.threads)
     model = result.model.eval()
-    print(f"trained {result.steps} steps, {result.images} crops in {result.seconds:.1f} s: "
-          f"{result.images_per_second:.2f} training crops/s ({settings['crop']}px)")
+    print(
+        f"trained {result.steps} steps, {result.images} crops in {result.seconds:.1f} s: "
+        f"{result.images_per_second:.2f} training crops/s ({settings['crop']}px)"
+    )
 
     predictions = []
     parts = {"decode": 0.0, "inputs": 0.0, "forward": 0.0, "proposals": 0.0}
@@ -162,8 +194,10 @@ def run_split(plugin: Any, settings: dict[str, Any], train: list[LabelledImage],
     for key, value in metrics.items():
         if key.startswith("iou/"):
             print(f"  IoU {key[4:]:<12s} {value:.3f}")
-    print(f"{args.data}: mean IoU {metrics['mean_iou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f} "
-          f"on {len(held)} held-out images")
+    print(
+        f"{args.data}: mean IoU {metrics['mean_iou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f} "
+        f"on {len(held)} held-out images"
+    )
     if not speed:
         return dict(metrics)
     infer_ms = sum(parts.values())
@@ -174,9 +208,11 @@ def run_split(plugin: Any, settings: dict[str, Any], train: list[LabelledImage],
             model(x)
         forward_ms = (time.perf_counter() - t0) * 1000 / len(xs)
     print("inference parts, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
-    print(f"inference {infer_ms:.1f} ms/image (decode + inputs + forward + proposals), bare forward "
-          f"{forward_ms:.1f} ms/image: {forward_ms / infer_ms:.0%} of bare-forward speed; "
-          f"{sum(len(p.proposals) for p in predictions) / len(predictions):.1f} proposals/image")
+    print(
+        f"inference {infer_ms:.1f} ms/image (decode + inputs + forward + proposals), bare forward "
+        f"{forward_ms:.1f} ms/image: {forward_ms / infer_ms:.0%} of bare-forward speed; "
+        f"{sum(len(p.proposals) for p in predictions) / len(predictions):.1f} proposals/image"
+    )
     return dict(metrics)
 
 
@@ -185,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=("membrane", "camvid"), required=True)
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds (wall clock)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="plugin setting")
-    parser.add_argument("--epochs", type=float, default=None,
-                        help="also stop after this many passes over the training images (fixed work, for "
-                             "comparing settings on a busy machine)")
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="also stop after this many passes over the training images (fixed work, for "
+        "comparing settings on a busy machine)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation (0 = the fixed split)")
@@ -216,8 +256,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fold {k + 1}/{args.folds}")
             held_set = set(held_idx)
             train = [x for i, x in enumerate(samples) if i not in held_set]
-            results.append(run_split(plugin, settings, train, [samples[i] for i in held_idx],
-                                     [paths[i] for i in held_idx], args=args, speed=False))
+            results.append(
+                run_split(
+                    plugin,
+                    settings,
+                    train,
+                    [samples[i] for i in held_idx],
+                    [paths[i] for i in held_idx],
+                    args=args,
+                    speed=False,
+                )
+            )
         summarize(results, ["mean_iou", "pixel_accuracy"], what=f", {args.budget:.0f} s per fold")
         return 0
     train, held, held_paths = load(args.data)

@@ -73,9 +73,12 @@ def make_project(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def
     def make(folder: Path) -> Project:
         if request.param == "postgresql":
             Path(folder).mkdir(parents=True, exist_ok=True)
-            project = Project.create(request.getfixturevalue("pg_url") if not made else
-                                     request.getfixturevalue("pg_server").create_database(
-                                         f"t{next(_databases)}"), image_root=folder)
+            project = Project.create(
+                request.getfixturevalue("pg_url")
+                if not made
+                else request.getfixturevalue("pg_server").create_database(f"t{next(_databases)}"),
+                image_root=folder,
+            )
         else:
             project = Project.create(folder)
         made.append(project)

@@ -33,7 +33,7 @@ def make_project(root: Path, *, images: int = 2, width: int = 320, height: int =
         pixels[..., 0] = x[None, :]
         pixels[..., 1] = y[:, None]
         pixels[..., 2] = rng.integers(0, 255)
-        pixels[height // 4: height // 2, width // 4: width // 2] = 30
+        pixels[height // 4 : height // 2, width // 4 : width // 2] = 30
         path = folder / f"img{i}.png"
         Image.fromarray(pixels).save(path)
         paths.append(path)
@@ -72,7 +72,9 @@ def double_click(canvas: object, x: float, y: float) -> None:
 
 
 def drag(
-    canvas: object, points: Sequence[tuple[float, float]], button: Qt.MouseButton = LEFT,
+    canvas: object,
+    points: Sequence[tuple[float, float]],
+    button: Qt.MouseButton = LEFT,
     mod: Qt.KeyboardModifier = NO_MOD,
 ) -> None:
     """Press at the first point, move through the others, release at the last (image pixels)."""
@@ -131,7 +133,11 @@ def hover(canvas: object, x: float, y: float) -> None:
     viewport = canvas.view().viewport()  # type: ignore[attr-defined]
     local = QPointF(vp(canvas, x, y))
     event = QMouseEvent(
-        QMouseEvent.Type.MouseMove, local, QPointF(viewport.mapToGlobal(local)),
-        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, NO_MOD,
+        QMouseEvent.Type.MouseMove,
+        local,
+        QPointF(viewport.mapToGlobal(local)),
+        Qt.MouseButton.NoButton,
+        Qt.MouseButton.NoButton,
+        NO_MOD,
     )
     QApplication.sendEvent(viewport, event)

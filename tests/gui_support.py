@@ -21,7 +21,7 @@ def write_images(folder: Path, count: int, *, size: int = 64, seed: int = 0) -> 
         image = rng.integers(90, 140, (size, size, 3), dtype=np.uint8)
         s = size // 3
         x, y = int(rng.integers(0, size - s)), int(rng.integers(0, size - s))
-        image[y:y + s, x:x + s] = COLORS[i % len(COLORS)]
+        image[y : y + s, x : x + s] = COLORS[i % len(COLORS)]
         path = folder / f"img_{i:03d}.png"
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         paths.append(path)

@@ -39,9 +39,22 @@ def install_minimal_plugin() -> Path:
     attempts = []
     for isolation in (["--no-build-isolation"], []):
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation,
-             "--disable-pip-version-check", "--no-compile", "--target", str(target), str(source)],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                *isolation,
+                "--disable-pip-version-check",
+                "--no-compile",
+                "--target",
+                str(target),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
         )
         attempts.append(done.stdout + done.stderr)
         if done.returncode == 0:

@@ -42,8 +42,11 @@ class Server:
         return self.url(name)
 
     def stop(self) -> None:
-        subprocess.run([*self.run_as, str(_bin("pg_ctl")), "-D", str(self.folder / "data"), "-m", "immediate",
-                        "stop"], capture_output=True, check=False)
+        subprocess.run(
+            [*self.run_as, str(_bin("pg_ctl")), "-D", str(self.folder / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -87,14 +90,22 @@ def start() -> Server:
         os.chown(folder, pw.pw_uid, pw.pw_gid)
     port = _free_port()
     data = folder / "data"
-    init = subprocess.run([*run_as, str(initdb), "-D", str(data), "-U", "labeler_admin", "-A", "trust",
-                           "-E", "UTF8", "--no-sync"], capture_output=True, text=True, check=False)
+    init = subprocess.run(
+        [*run_as, str(initdb), "-D", str(data), "-U", "labeler_admin", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if init.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         raise Unavailable(f"initdb failed: {init.stderr.strip().splitlines()[-1:] or init.returncode}")
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-    run = subprocess.run([*run_as, str(pg_ctl), "-D", str(data), "-o", options, "-l", str(folder / "log"),
-                          "-w", "-t", "60", "start"], capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [*run_as, str(pg_ctl), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "-t", "60", "start"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     server = Server(folder=folder, port=port, user="labeler_admin", run_as=run_as)
     if run.returncode != 0:
         log = (folder / "log").read_text(errors="replace") if (folder / "log").exists() else run.stderr

@@ -81,8 +81,9 @@ def test_probability_seeding_separates_look_alike_neighbours() -> None:
         h, w = crop.shape[:2]
         # the context window is the box window grown by MODEL_CONTEXT (clipped)
         from labeler.assist.grabcut import MODEL_CONTEXT
+
         x0, y0 = max(0, window.x0 - MODEL_CONTEXT), max(0, window.y0 - MODEL_CONTEXT)
-        return truth[y0:y0 + h, x0:x0 + w].astype(np.float32) * 0.9 + 0.05
+        return truth[y0 : y0 + h, x0 : x0 + w].astype(np.float32) * 0.9 + 0.05
 
     plain = segment(prepare(source, (40, 50, 80, 60)))
     seeded = segment(prepare(source, (40, 50, 80, 60), probability=prob))
@@ -101,7 +102,7 @@ def test_big_image_reads_only_a_window_of_a_reduced_level() -> None:
     assert tuple(prepared.image[prepared.image.shape[0] // 2, prepared.image.shape[1] // 2]) == (40, 40, 200)
     mask = segment(prepared)
     area = mask.mask.sum()
-    assert area == pytest.approx(np.pi * 1600 ** 2, rel=0.08)
+    assert area == pytest.approx(np.pi * 1600**2, rel=0.08)
 
 
 def test_read_window_converts_gray_and_bgrx() -> None:

@@ -26,13 +26,17 @@ from labeler.learning.training import train
 
 def _env() -> dict[str, str]:
     target = install_minimal_plugin()
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]),
-                QT_QPA_PLATFORM="offscreen")
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]),
+        QT_QPA_PLATFORM="offscreen",
+    )
 
 
 def _run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "labeler", *args], capture_output=True, text=True, env=_env(),
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "labeler", *args], capture_output=True, text=True, env=_env(), timeout=timeout
+    )
 
 
 def _hostile_folder(folder: Path, good: Path) -> None:
@@ -118,8 +122,10 @@ def test_an_interrupted_init_adds_nothing(tmp_path: Path, monkeypatch):
 def test_a_run_stuck_in_io_ends_on_sigterm_and_says_so(tmp_path: Path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    code = ("import sys; from labeler.cli import learning as L\n"
-            f"with L._StopFlag(grace=1.0):\n    print('ready', flush=True)\n    open({str(fifo)!r}).read()\n")
+    code = (
+        "import sys; from labeler.cli import learning as L\n"
+        f"with L._StopFlag(grace=1.0):\n    print('ready', flush=True)\n    open({str(fifo)!r}).read()\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"

@@ -26,8 +26,9 @@ def _env() -> dict[str, str]:
 
 
 def labeler(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "labeler", *args], capture_output=True, text=True,
-                          env=_env(), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "labeler", *args], capture_output=True, text=True, env=_env(), timeout=timeout
+    )
 
 
 def _lines(stdout: str) -> list[dict]:
@@ -52,8 +53,18 @@ def test_plugins_lists_settings_and_defaults():
 
 @pytest.mark.slow
 def test_train_json_lines_then_models_eval_and_auto_label(project_dir):
-    out = labeler("train", str(project_dir), "--plugin", "minimal", "--epochs", "20", "--set", "batch_size=2",
-                  "--progress", "json")
+    out = labeler(
+        "train",
+        str(project_dir),
+        "--plugin",
+        "minimal",
+        "--epochs",
+        "20",
+        "--set",
+        "batch_size=2",
+        "--progress",
+        "json",
+    )
     assert out.returncode == 0, out.stderr
     events = _lines(out.stdout)
     kinds = [e["event"] for e in events]
@@ -89,12 +100,29 @@ def test_train_json_lines_then_models_eval_and_auto_label(project_dir):
     assert "measures its selection checkpoint" in honest.stdout
     assert f"miou                 {done['metric']:.4f}" in honest.stdout
 
-    auto = labeler("auto-label", str(project_dir), "--plugin", "minimal", "--undone", "--shard", "1/2",
-                   "--model-version", str(done["version"]), "--progress", "json")
+    auto = labeler(
+        "auto-label",
+        str(project_dir),
+        "--plugin",
+        "minimal",
+        "--undone",
+        "--shard",
+        "1/2",
+        "--model-version",
+        str(done["version"]),
+        "--progress",
+        "json",
+    )
     assert auto.returncode == 0, auto.stderr
     lines = _lines(auto.stdout)
-    assert lines[0] == {"v": 1, "job": "auto-label", "event": "start", "version": done["version"], "plugin": "minimal",
-                        "total": 1}
+    assert lines[0] == {
+        "v": 1,
+        "job": "auto-label",
+        "event": "start",
+        "version": done["version"],
+        "plugin": "minimal",
+        "total": 1,
+    }
     assert lines[-1]["event"] == "done" and lines[-1]["images"] == 1
     with Project.open(project_dir) as project:
         # images 7 and 8 are undone; 8 % 2 == 0 is shard 1 of 2
@@ -156,8 +184,24 @@ def test_stopping_a_training_leaves_the_project_as_it_was(project_dir, sig):
         before = [(v.id, v.active) for v in project.model_versions()]
     files_before = sorted(p.name for p in (project_dir / "models").iterdir())
     child = subprocess.Popen(
-        [sys.executable, "-m", "labeler", "train", str(project_dir), "--plugin", "minimal", "--time-budget", "60",
-         "--progress", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        [
+            sys.executable,
+            "-m",
+            "labeler",
+            "train",
+            str(project_dir),
+            "--plugin",
+            "minimal",
+            "--time-budget",
+            "60",
+            "--progress",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m labeler ARGS`` in a fresh process (what a user's shell sees)."""
-    return subprocess.run([sys.executable, "-m", "labeler", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd or REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "labeler", *args], capture_output=True, text=True, timeout=120, cwd=cwd or REPO
+    )
 
 
 def write_images(folder: Path, n: int) -> None:
@@ -127,11 +128,20 @@ def test_init_without_images_makes_an_empty_project(tmp_path: Path, capsys: pyte
         (lambda t: (t / "f").write_text("x"), ["init", "{t}/p", "--images", "{t}/f"], "is a file, not a folder"),
         (lambda t: None, ["info", "{t}"], "is not a labeler project"),
         (lambda t: None, ["info", "{t}/nowhere"], "is not a labeler project"),
-        (lambda t: ((t / "p").mkdir(), (t / "p" / DB_NAME).write_bytes(b"garbage" * 200)), ["info", "{t}/p"],
-         "not a readable project database"),
+        (
+            lambda t: ((t / "p").mkdir(), (t / "p" / DB_NAME).write_bytes(b"garbage" * 200)),
+            ["info", "{t}/p"],
+            "not a readable project database",
+        ),
     ],
-    ids=["init-on-file", "init-missing-images", "init-images-is-file", "info-non-project", "info-missing",
-         "info-corrupt"],
+    ids=[
+        "init-on-file",
+        "init-missing-images",
+        "init-images-is-file",
+        "info-non-project",
+        "info-missing",
+        "info-corrupt",
+    ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, args, message) -> None:  # type: ignore[no-untyped-def]
     make(tmp_path)

@@ -50,8 +50,22 @@ def test_masks_import_with_values_ignore_and_no_done(tmp_path: Path, capsys: pyt
     label = np.array([[0, 0, 255, 255, 11, 11]] * 4, dtype=np.uint8)
     Image.fromarray(label).save(tmp_path / "label" / "1.png")
     Project.create(tmp_path / "proj").close()
-    code = main(["import", str(tmp_path / "proj"), str(tmp_path / "label"), "--format", "masks",
-                 "--images", str(tmp_path / "image"), "--values", "0=membrane,255=cell", "--ignore", "11", "--no-done"])
+    code = main(
+        [
+            "import",
+            str(tmp_path / "proj"),
+            str(tmp_path / "label"),
+            "--format",
+            "masks",
+            "--images",
+            str(tmp_path / "image"),
+            "--values",
+            "0=membrane,255=cell",
+            "--ignore",
+            "11",
+            "--no-done",
+        ]
+    )
     assert code == 0
     summary = "1 images (1 new, 0 marked done), 2 annotations imported, 1 ignore masks, 2 new categories"
     assert summary in capsys.readouterr().out
@@ -70,20 +84,26 @@ def test_masks_import_with_values_ignore_and_no_done(tmp_path: Path, capsys: pyt
         (["import", "{tmp}/noproject", "{good}"], "is not a labeler project"),
         (["export", "{proj}", "{tmp}/out"], "give --format"),
         (["export", "{proj}", "{tmp}/out", "--format", "yolo", "--masks", "rle"], "apply to --format coco only"),
-        (["export", "{proj}", "{tmp}/o", "--format", "masks", "--values", "1=unknown"],
-         "not a category of the project"),
+        (
+            ["export", "{proj}", "{tmp}/o", "--format", "masks", "--values", "1=unknown"],
+            "not a category of the project",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    (tmp_path / "bad.json").write_text("{\"images\": [")
+    (tmp_path / "bad.json").write_text('{"images": [')
     (tmp_path / "good.json").write_text(json.dumps(coco_document(tmp_path)))
     project = Project.create(tmp_path / "proj")
     before = project_state(project)
     project.close()
-    names = {"proj": str(tmp_path / "proj"), "bad": str(tmp_path / "bad.json"), "good": str(tmp_path / "good.json"),
-             "tmp": str(tmp_path)}
+    names = {
+        "proj": str(tmp_path / "proj"),
+        "bad": str(tmp_path / "bad.json"),
+        "good": str(tmp_path / "good.json"),
+        "tmp": str(tmp_path),
+    }
     assert main([a.format(**names) for a in args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -95,12 +115,31 @@ def test_in_a_fresh_process(tmp_path: Path) -> None:
     """What a shell sees: exit codes, the summary on stdout, no progress bar when not a terminal."""
     (tmp_path / "c.json").write_text(json.dumps(coco_document(tmp_path)))
     Project.create(tmp_path / "proj").close()
-    ok = subprocess.run([sys.executable, "-m", "labeler", "import", str(tmp_path / "proj"), str(tmp_path / "c.json")],
-                        capture_output=True, text=True, timeout=120, cwd=REPO)
+    ok = subprocess.run(
+        [sys.executable, "-m", "labeler", "import", str(tmp_path / "proj"), str(tmp_path / "c.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert ok.returncode == 0 and ok.stderr == "" and "2 annotations imported" in ok.stdout
     (tmp_path / "c.json").write_text("[")
-    bad = subprocess.run([sys.executable, "-m", "labeler", "import", str(tmp_path / "proj"), str(tmp_path / "c.json"),
-                          "--format", "coco"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labeler",
+            "import",
+            str(tmp_path / "proj"),
+            str(tmp_path / "c.json"),
+            "--format",
+            "coco",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("labeler import: error:") and bad.stderr.count("\n") == 1
 
 
@@ -109,7 +148,8 @@ def test_labelme_import_adds_images_only_with_the_flag(tmp_path: Path, capsys: p
 
     make_image(tmp_path / "lm" / "a.png", 40, 30)
     (tmp_path / "lm" / "a.json").write_text(
-        '{"imagePath": "a.png", "shapes": [{"label": "c", "points": [[1, 1], [9, 9]], "shape_type": "rectangle"}]}')
+        '{"imagePath": "a.png", "shapes": [{"label": "c", "points": [[1, 1], [9, 9]], "shape_type": "rectangle"}]}'
+    )
     from labeler.core.store import Project
 
     Project.create(tmp_path / "proj").close()

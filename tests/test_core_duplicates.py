@@ -7,10 +7,25 @@ from labeler.core.duplicates import DUPLICATE_IOU, drop_duplicates, overlap
 from labeler.core.geometry import box_to_mask, encode_mask
 
 
-def box(x: float, y: float, w: float, h: float, *, category: int = 1, state: State = State.ACCEPTED,
-        version: int | None = None) -> Annotation:
-    return Annotation(image_id=1, category_id=category, kind=Kind.BOX, box_xywh=(x, y, w, h), state=state,
-                      model_version=version, score=0.9 if version else None)
+def box(
+    x: float,
+    y: float,
+    w: float,
+    h: float,
+    *,
+    category: int = 1,
+    state: State = State.ACCEPTED,
+    version: int | None = None,
+) -> Annotation:
+    return Annotation(
+        image_id=1,
+        category_id=category,
+        kind=Kind.BOX,
+        box_xywh=(x, y, w, h),
+        state=state,
+        model_version=version,
+        score=0.9 if version else None,
+    )
 
 
 def proposal(x: float, y: float, w: float, h: float, *, category: int = 1) -> Annotation:
@@ -45,8 +60,22 @@ def test_the_threshold_is_the_stated_iou() -> None:
 def test_masks_compare_by_pixels() -> None:
     mask = box_to_mask((0, 0, 10, 10), 20, 20)
     accepted = Annotation(image_id=1, category_id=1, kind=Kind.MASK, rle=encode_mask(mask))
-    same = Annotation(image_id=1, category_id=1, kind=Kind.MASK, rle=encode_mask(mask), state=State.PROPOSED,
-                      model_version=1, score=0.8)
-    other = Annotation(image_id=1, category_id=1, kind=Kind.MASK, rle=encode_mask(~mask), state=State.PROPOSED,
-                       model_version=1, score=0.8)
+    same = Annotation(
+        image_id=1,
+        category_id=1,
+        kind=Kind.MASK,
+        rle=encode_mask(mask),
+        state=State.PROPOSED,
+        model_version=1,
+        score=0.8,
+    )
+    other = Annotation(
+        image_id=1,
+        category_id=1,
+        kind=Kind.MASK,
+        rle=encode_mask(~mask),
+        state=State.PROPOSED,
+        model_version=1,
+        score=0.8,
+    )
     assert drop_duplicates([same, other], [accepted], height=20, width=20) == [other]

@@ -48,16 +48,28 @@ def test_project_effort_counts_unchanged_accepted_proposals_only(tmp_path: Path)
         ModelVersion(plugin="demo", settings={}, categories=(cat.id,), checkpoint="models/1.safetensors")
     )
     box = (1.0, 2.0, 3.0, 4.0)
-    proposals = project.replace_proposals(image_id, plugin="demo", proposals=[
-        Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=box,
-                   state=State.PROPOSED, model_version=version.id, score=0.9)
-        for _ in range(3)
-    ])
+    proposals = project.replace_proposals(
+        image_id,
+        plugin="demo",
+        proposals=[
+            Annotation(
+                image_id=image_id,
+                category_id=cat.id,
+                kind=Kind.BOX,
+                box_xywh=box,
+                state=State.PROPOSED,
+                model_version=version.id,
+                score=0.9,
+            )
+            for _ in range(3)
+        ],
+    )
     project.set_state(proposals[0].id, State.ACCEPTED)  # accepted as proposed: saves a box
     project.set_state(proposals[1].id, State.REJECTED)  # rejected: saves nothing
     # the third was edited: it became a human label (model_version None)
-    project.update_annotation(Annotation(id=proposals[2].id, image_id=image_id, category_id=cat.id,
-                                         kind=Kind.BOX, box_xywh=(0, 0, 5, 5)))
+    project.update_annotation(
+        Annotation(id=proposals[2].id, image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(0, 0, 5, 5))
+    )
     project.log_edit("draw", image_id=image_id, kind="box", seconds=9.0)
     project.log_edit("review", image_id=image_id, seconds=2.5)
     effort = project_effort(project)
@@ -80,15 +92,26 @@ def test_store_accepted_proposal_counts_per_kind(tmp_path: Path) -> None:
     )
     kinds = [Kind.BOX, Kind.BOX, Kind.POLYGON, Kind.BOX]
     polygon = [[1.0, 1.0, 8.0, 1.0, 8.0, 8.0]]
-    proposals = project.replace_proposals(image_id, plugin="demo", proposals=[
-        Annotation(image_id=image_id, category_id=cat.id, kind=k, state=State.PROPOSED,
-                   model_version=version.id, score=0.5,
-                   **({"box_xywh": (1.0, 1.0, 4.0, 4.0)} if k is Kind.BOX else {"polygons": polygon}))
-        for k in kinds
-    ])
+    proposals = project.replace_proposals(
+        image_id,
+        plugin="demo",
+        proposals=[
+            Annotation(
+                image_id=image_id,
+                category_id=cat.id,
+                kind=k,
+                state=State.PROPOSED,
+                model_version=version.id,
+                score=0.5,
+                **({"box_xywh": (1.0, 1.0, 4.0, 4.0)} if k is Kind.BOX else {"polygons": polygon}),
+            )
+            for k in kinds
+        ],
+    )
     for p in proposals[:3]:
         project.set_state(p.id, State.ACCEPTED)
-    project.add_annotation(Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX,
-                                      box_xywh=(0, 0, 2, 2)))  # a hand label, accepted, no version
+    project.add_annotation(
+        Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(0, 0, 2, 2))
+    )  # a hand label, accepted, no version
     assert project.accepted_proposal_counts() == {"box": 2, "polygon": 1}
     project.close()

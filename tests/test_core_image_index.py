@@ -40,14 +40,19 @@ def test_states_counts_and_incremental_changes(tmp_path: Path) -> None:
     with _project(tmp_path) as project:
         ids = {r.path: r.id for r in project.images()}
         cat = project.add_category("x")
-        project.add_annotation(Annotation(image_id=ids["a/img2.png"], category_id=cat.id, kind=Kind.BOX,
-                                          box_xywh=(1, 1, 2, 2)))
+        project.add_annotation(
+            Annotation(image_id=ids["a/img2.png"], category_id=cat.id, kind=Kind.BOX, box_xywh=(1, 1, 2, 2))
+        )
         project.set_done(ids["b/img9.png"])
         index = ImageIndex.load(project)
         assert index.state_of(ids["a/img2.png"]) is ImageState.LABELLED
         assert index.state_of(ids["b/img9.png"]) is ImageState.DONE
-        assert index.counts() == {ImageState.UNLABELLED: 5, ImageState.LABELLED: 1, ImageState.PROPOSALS: 0,
-                                  ImageState.DONE: 1}
+        assert index.counts() == {
+            ImageState.UNLABELLED: 5,
+            ImageState.LABELLED: 1,
+            ImageState.PROPOSALS: 0,
+            ImageState.DONE: 1,
+        }
         assert index.set_state(ids["a/IMG1.png"], ImageState.DONE)
         assert not index.set_state(ids["a/IMG1.png"], ImageState.DONE)  # unchanged
         assert index.counts()[ImageState.DONE] == 2 and index.counts()[ImageState.UNLABELLED] == 4
@@ -69,7 +74,11 @@ def test_filters_by_state_and_by_file_name_only(tmp_path: Path) -> None:
         assert paths(text="g10.p") == ["b/img10.png"]
         assert paths(text="épée") == ["c/Épée3.png", "c/épée12.png"]  # non-ASCII folds too
         assert paths(states=frozenset({ImageState.DONE})) == ["a/img2.png"]
-        assert paths(states=frozenset({ImageState.UNLABELLED}), text="img") == ["a/IMG1.png", "b/img9.png", "b/img10.png"]
+        assert paths(states=frozenset({ImageState.UNLABELLED}), text="img") == [
+            "a/IMG1.png",
+            "b/img9.png",
+            "b/img10.png",
+        ]
         assert paths(text="  ") == paths()
 
 
@@ -136,9 +145,21 @@ def test_proposals_make_the_state_and_the_store_finds_changed_images(tmp_path: P
         version = project.add_model_version(ModelVersion(plugin="p", settings={}, categories=(cat.id,), checkpoint="c"))
         mark = project.annotation_watermark()
         assert project.images_changed_since(mark) == []
-        project.replace_proposals(ids[1], plugin="p", proposals=[Annotation(
-            image_id=ids[1], category_id=cat.id, kind=Kind.BOX, box_xywh=(0, 0, 1, 1), state=State.PROPOSED,
-            model_version=version.id, score=0.5)])
+        project.replace_proposals(
+            ids[1],
+            plugin="p",
+            proposals=[
+                Annotation(
+                    image_id=ids[1],
+                    category_id=cat.id,
+                    kind=Kind.BOX,
+                    box_xywh=(0, 0, 1, 1),
+                    state=State.PROPOSED,
+                    model_version=version.id,
+                    score=0.5,
+                )
+            ],
+        )
         assert ImageIndex.load(project).state_of(ids[1]) is ImageState.PROPOSALS
         assert project.images_changed_since(mark) == [ids[1]]
 
@@ -149,8 +170,12 @@ def test_next_most_uncertain_through_the_index_walks_as_the_rule_does(tmp_path: 
     with _project(tmp_path, [f"i{n}.png" for n in range(40)]) as project:
         for record in project.images():
             if rng.random() < 0.7:
-                project.replace_proposals(record.id, plugin="p", proposals=[],  # as auto-labelling sets it
-                                          uncertainty=rng.choice([0.1, 0.5, 0.5, 0.9, rng.random()]))
+                project.replace_proposals(
+                    record.id,
+                    plugin="p",
+                    proposals=[],  # as auto-labelling sets it
+                    uncertainty=rng.choice([0.1, 0.5, 0.5, 0.9, rng.random()]),
+                )
             if rng.random() < 0.2:
                 project.set_done(record.id)
         records = project.images()

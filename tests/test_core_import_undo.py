@@ -32,15 +32,21 @@ def test_undo_import_removes_what_it_added_and_keeps_the_users_labels(tmp_path: 
     mine = project.add_annotation(Annotation(image_id=1, category_id=cell.id, kind=Kind.BOX, box_xywh=(1, 1, 4, 4)))
     project.set_ignore_mask(1, None)
     coco = {
-        "images": [{"id": 1, "file_name": "own.png", "width": 60, "height": 40},
-                   {"id": 2, "file_name": "new.png", "width": 60, "height": 40}],
+        "images": [
+            {"id": 1, "file_name": "own.png", "width": 60, "height": 40},
+            {"id": 2, "file_name": "new.png", "width": 60, "height": 40},
+        ],
         "categories": [{"id": 1, "name": "cell"}, {"id": 2, "name": "nucleus"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [10, 10, 5, 5], "area": 25, "iscrowd": 0},
-                        {"id": 2, "image_id": 2, "category_id": 1, "bbox": [20, 5, 8, 8], "area": 64, "iscrowd": 0}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 2, "bbox": [10, 10, 5, 5], "area": 25, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [20, 5, 8, 8], "area": 64, "iscrowd": 0},
+        ],
     }
     (tmp_path / "labels.json").write_text(json.dumps(coco))
-    report, record = record_import(project, lambda: import_annotations(
-        project, tmp_path / "labels.json", format="coco", images_dir=images, mark_done=True))
+    report, record = record_import(
+        project,
+        lambda: import_annotations(project, tmp_path / "labels.json", format="coco", images_dir=images, mark_done=True),
+    )
     assert report.annotations == 2 and project.image_count() == 2 and len(project.categories()) == 2
     assert record.describe() == "1 image, 2 labels, 1 class, 2 done marks"
     later = project.add_annotation(Annotation(image_id=1, category_id=cell.id, kind=Kind.BOX, box_xywh=(30, 20, 4, 4)))

@@ -48,14 +48,19 @@ def test_the_command_table_is_well_formed() -> None:
     assert any(k.keys == "[ / ]" for k in table.canvas_keys)
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ('[[action]]\nid = "a"\ntext = "A"\nkeys = ["X"]\n'
-     '[[action]]\nid = "b"\ntext = "B"\nkeys = ["x"]\n', "given to 'a' and 'b'"),
-    ('[[action]]\nid = "a"\ntext = "A"\ncolour = "red"\n', "unknown fields ['colour']"),
-    ('[[action]]\nid = "a"\n', "needs a non-empty text 'text'"),
-    ('[[action]]\nid = "a"\ntext = "A"\n[[action]]\nid = "a"\ntext = "B"\n', "used twice"),
-    ('[[action]\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '[[action]]\nid = "a"\ntext = "A"\nkeys = ["X"]\n[[action]]\nid = "b"\ntext = "B"\nkeys = ["x"]\n',
+            "given to 'a' and 'b'",
+        ),
+        ('[[action]]\nid = "a"\ntext = "A"\ncolour = "red"\n', "unknown fields ['colour']"),
+        ('[[action]]\nid = "a"\n', "needs a non-empty text 'text'"),
+        ('[[action]]\nid = "a"\ntext = "A"\n[[action]]\nid = "a"\ntext = "B"\n', "used twice"),
+        ("[[action]\n", "not valid TOML"),
+    ],
+)
 def test_a_broken_command_table_says_what_is_wrong(text: str, problem: str) -> None:
     with pytest.raises(ResourceError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         parse_command_table(text)
@@ -66,13 +71,24 @@ def test_the_readme_names_the_keys_of_the_table() -> None:
     a step is that command's key there."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = command_table()
-    for command_id, phrase in (("tool_box", "`B` box"), ("tool_polygon", "`P` polygon"), ("tool_brush", "`R` brush"),
-                               ("tool_eraser", "`E` eraser"), ("tool_select", "`V` select"),
-                               ("tool_assist", "`G` **box to mask**"), ("tool_outline", "`O` **snapping outline**"),
-                               ("mark_done", "(`M`)"), ("train", "(Ctrl+T)"), ("autolabel_image", "(Ctrl+L)"),
-                               ("accept_selected", "(`Y`)"), ("reject_selected", "(`X`)"),
-                               ("next_uncertain", "`U` goes"),
-                               ("next_undone", "`N` to the next"), ("rescan", "(F5)"), ("shortcuts", "F1 lists")):
+    for command_id, phrase in (
+        ("tool_box", "`B` box"),
+        ("tool_polygon", "`P` polygon"),
+        ("tool_brush", "`R` brush"),
+        ("tool_eraser", "`E` eraser"),
+        ("tool_select", "`V` select"),
+        ("tool_assist", "`G` **box to mask**"),
+        ("tool_outline", "`O` **snapping outline**"),
+        ("mark_done", "(`M`)"),
+        ("train", "(Ctrl+T)"),
+        ("autolabel_image", "(Ctrl+L)"),
+        ("accept_selected", "(`Y`)"),
+        ("reject_selected", "(`X`)"),
+        ("next_uncertain", "`U` goes"),
+        ("next_undone", "`N` to the next"),
+        ("rescan", "(F5)"),
+        ("shortcuts", "F1 lists"),
+    ):
         key = table[command_id].keys[0]
         assert phrase in readme, phrase
         assert key in phrase, (command_id, key, phrase)
@@ -82,8 +98,11 @@ def test_every_resource_file_is_shipped_in_the_wheel() -> None:
     """setup.py maps resources/ to labeler.resources; pyproject's package data must name every file."""
     data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     patterns = data["tool"]["setuptools"]["package-data"]["labeler.resources"]
-    files = [p.relative_to(RESOURCES).as_posix() for p in RESOURCES.rglob("*")
-             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
+    files = [
+        p.relative_to(RESOURCES).as_posix()
+        for p in RESOURCES.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"
+    ]
     assert files
     for name in files:
         assert any(fnmatch(name, pattern) for pattern in patterns), name
@@ -113,8 +132,12 @@ def test_the_appstream_metadata_names_the_app_and_its_desktop_entry() -> None:
     assert (component.findtext("summary") or "").strip() and component.find("description/p") is not None
     if shutil.which("appstreamcli") is None:
         pytest.skip("appstreamcli is not installed: the spec check did not run")
-    result = subprocess.run(["appstreamcli", "validate", "--no-net", "--pedantic", str(files[0])],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["appstreamcli", "validate", "--no-net", "--pedantic", str(files[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -18,8 +18,17 @@ from labeler.core.store import ModelVersion, Project, ProjectError
 
 
 def _proposal(score: float | None = 0.8, **kw: object) -> Annotation:
-    return Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(1, 2, 3, 4), state=State.PROPOSED,
-                      model_version=7, score=score, id=5, **kw)  # type: ignore[arg-type]
+    return Annotation(
+        image_id=1,
+        category_id=1,
+        kind=Kind.BOX,
+        box_xywh=(1, 2, 3, 4),
+        state=State.PROPOSED,
+        model_version=7,
+        score=score,
+        id=5,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_an_edited_proposal_becomes_a_human_label() -> None:
@@ -29,13 +38,16 @@ def test_an_edited_proposal_becomes_a_human_label() -> None:
     assert human.attributes == {"note": "x"}
 
 
-@pytest.mark.parametrize(("done", "counts", "state"), [
-    (True, {"proposed": 3}, ImageState.DONE),
-    (False, {"proposed": 1, "accepted": 2}, ImageState.PROPOSALS),
-    (False, {"accepted": 2, "rejected": 4}, ImageState.LABELLED),
-    (False, {"rejected": 4}, ImageState.UNLABELLED),
-    (False, {}, ImageState.UNLABELLED),
-])
+@pytest.mark.parametrize(
+    ("done", "counts", "state"),
+    [
+        (True, {"proposed": 3}, ImageState.DONE),
+        (False, {"proposed": 1, "accepted": 2}, ImageState.PROPOSALS),
+        (False, {"accepted": 2, "rejected": 4}, ImageState.LABELLED),
+        (False, {"rejected": 4}, ImageState.UNLABELLED),
+        (False, {}, ImageState.UNLABELLED),
+    ],
+)
 def test_an_images_state_from_its_annotations(done: bool, counts: dict[str, int], state: ImageState) -> None:
     assert image_state(done=done, counts=counts) is state
 
@@ -87,13 +99,31 @@ def test_review_time_feeds_the_effort_estimate(tmp_path: Path) -> None:
 
 def test_accepting_a_proposal_is_one_update_and_reads_nothing(tmp_path: Path) -> None:
     with _project(tmp_path) as project:
-        version = project.add_model_version(ModelVersion(id=None, plugin="p", checkpoint="x", categories=(1,),
-                                                         settings={}))
-        stored = project.add_annotations([
-            Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 5, 5), state=State.PROPOSED,
-                       model_version=version.id, score=0.9),
-            Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(9, 9, 5, 5), state=State.PROPOSED,
-                       model_version=version.id, score=0.7)])
+        version = project.add_model_version(
+            ModelVersion(id=None, plugin="p", checkpoint="x", categories=(1,), settings={})
+        )
+        stored = project.add_annotations(
+            [
+                Annotation(
+                    image_id=1,
+                    category_id=1,
+                    kind=Kind.BOX,
+                    box_xywh=(1, 1, 5, 5),
+                    state=State.PROPOSED,
+                    model_version=version.id,
+                    score=0.9,
+                ),
+                Annotation(
+                    image_id=1,
+                    category_id=1,
+                    kind=Kind.BOX,
+                    box_xywh=(9, 9, 5, 5),
+                    state=State.PROPOSED,
+                    model_version=version.id,
+                    score=0.7,
+                ),
+            ]
+        )
         statements: list[str] = []
         project._conn.set_trace_callback(statements.append)
         accepted = project.set_states(stored[:1], State.ACCEPTED)

@@ -7,8 +7,7 @@ from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain, 
 
 
 def rec(image_id: int, uncertainty: float | None, *, done: bool = False) -> ImageRecord:
-    return ImageRecord(id=image_id, path=f"{image_id}.png", width=None, height=None, done=done,
-                       uncertainty=uncertainty)
+    return ImageRecord(id=image_id, path=f"{image_id}.png", width=None, height=None, done=done, uncertainty=uncertainty)
 
 
 RECORDS = [rec(1, 0.2), rec(2, 0.9), rec(3, None), rec(4, 0.5), rec(5, 0.95, done=True), rec(6, 0.5)]

@@ -45,7 +45,7 @@ def test_scenes_have_exact_consistent_labels() -> None:
         assert rle_box(encode_mask(s.mask)) == s.box_xywh
         # the mask lies inside the box
         inside = np.zeros_like(s.mask)
-        inside[int(y): int(y + h), int(x): int(x + w)] = True
+        inside[int(y) : int(y + h), int(x) : int(x + w)] = True
         assert not (s.mask & ~inside).any()
         # pixels of the mask have the class colour; no pixel outside is that colour
         color = np.array(SHAPE_COLORS[s.shape], dtype=float)
@@ -164,17 +164,30 @@ def test_failed_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 # ---- the scores -----------------------------------------------------------------------------
 
 
-def _propose(p: Project, plugin: str, demo_truth: dict, ids: tuple[int, ...], *, kind: Kind, wrong: bool = False) -> int:
+def _propose(
+    p: Project, plugin: str, demo_truth: dict, ids: tuple[int, ...], *, kind: Kind, wrong: bool = False
+) -> int:
     version = p.add_model_version(ModelVersion(plugin=plugin, settings={}, categories=(1, 2, 3), checkpoint="x"))
     for image_id in ids:
         scene = demo_truth[image_id]
         category = p.category_by_name(SHAPES[(scene.category_index + int(wrong)) % 3])
         assert category is not None
         geo = {"rle": encode_mask(scene.mask)} if kind is Kind.MASK else {"box_xywh": scene.box_xywh}
-        p.replace_proposals(image_id, plugin=plugin, proposals=[
-            Annotation(image_id=image_id, category_id=category.id, kind=kind, state=State.PROPOSED,
-                       model_version=version.id, score=0.9, **geo)
-        ])
+        p.replace_proposals(
+            image_id,
+            plugin=plugin,
+            proposals=[
+                Annotation(
+                    image_id=image_id,
+                    category_id=category.id,
+                    kind=kind,
+                    state=State.PROPOSED,
+                    model_version=version.id,
+                    score=0.9,
+                    **geo,
+                )
+            ],
+        )
     return int(version.id or 0)
 
 
@@ -256,9 +269,14 @@ def test_report_lines() -> None:
     from labeler.demo.loop import DemoResult, PluginRun
 
     result = DemoResult(
-        runs=(PluginRun("segmenter", 1, "mean_iou", {"mean_iou": 0.5}, 3.0, 1.0, 4, {"mask_iou": 0.25, "class_accuracy": 1.0}),
-              PluginRun("localizer", 2, "score", {"score": 0.7}, 3.0, 1.0, 4, {"box_iou": 0.75, "class_accuracy": 0.5})),
-        baselines={"mean_box_iou": 0.2, "majority_class_accuracy": 0.4}, images_scored=4,
+        runs=(
+            PluginRun(
+                "segmenter", 1, "mean_iou", {"mean_iou": 0.5}, 3.0, 1.0, 4, {"mask_iou": 0.25, "class_accuracy": 1.0}
+            ),
+            PluginRun("localizer", 2, "score", {"score": 0.7}, 3.0, 1.0, 4, {"box_iou": 0.75, "class_accuracy": 0.5}),
+        ),
+        baselines={"mean_box_iou": 0.2, "majority_class_accuracy": 0.4},
+        images_scored=4,
     )
     text = "\n".join(report(result))
     assert "mask IoU 0.250" in text and "box IoU  0.750" in text and "mean box IoU 0.200" in text
@@ -269,17 +287,37 @@ def test_report_lines() -> None:
 def test_headless_demo_runs_end_to_end(tmp_path: Path) -> None:
     env = dict(os.environ, LABELER_THREADS="1", QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
-        [sys.executable, "-m", "labeler", "demo", "--headless", "--budget", "3", "--images", "20",
-         "--out", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+        [
+            sys.executable,
+            "-m",
+            "labeler",
+            "demo",
+            "--headless",
+            "--budget",
+            "3",
+            "--images",
+            "20",
+            "--out",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     out = proc.stdout
     assert "Traceback" not in proc.stderr
     for expected in ("demo project:", "mask IoU", "box IoU", "class accuracy", "baselines"):
         assert expected in out
-    figures = [float(tok) for line in out.splitlines() if "IoU" in line
-               for tok in line.replace("IoU", " ").split() if tok.replace(".", "", 1).isdigit() and "." in tok]
+    figures = [
+        float(tok)
+        for line in out.splitlines()
+        if "IoU" in line
+        for tok in line.replace("IoU", " ").split()
+        if tok.replace(".", "", 1).isdigit() and "." in tok
+    ]
     assert figures and all(0.0 <= f <= 1.0 for f in figures)
     with Project.open(tmp_path / "demo") as p:
         versions = p.model_versions()

@@ -53,9 +53,14 @@ def test_is_a_detection_plugin_found_through_its_entry_point() -> None:
 
 def test_bad_settings_are_refused_with_the_reason() -> None:
     plugin = DetectorPlugin()
-    for bad, match in [({"anchors": "2,x"}, "anchors"), ({"anchors": "0"}, "anchors"), ({"train_size": 100}, "train_size"),
-                       ({"zoom_min": 2.0, "zoom_max": 1.0}, "zoom_min"), ({"box_weight": -1.0}, "box_weight"),
-                       ({"nms_iou": 0.0}, "nms_iou")]:
+    for bad, match in [
+        ({"anchors": "2,x"}, "anchors"),
+        ({"anchors": "0"}, "anchors"),
+        ({"train_size": 100}, "train_size"),
+        ({"zoom_min": 2.0, "zoom_max": 1.0}, "zoom_min"),
+        ({"box_weight": -1.0}, "box_weight"),
+        ({"nms_iou": 0.0}, "nms_iou"),
+    ]:
         with pytest.raises(ValueError, match=match):
             plugin.build_model(num_classes=2, settings=bad)
 
@@ -102,8 +107,9 @@ def test_targets_centre_cells_ignore_zones_and_the_smaller_object_wins() -> None
     assert cls[0, 4, 4] == 2 and cls[0, 3, 4] == 2 and cls[0, 4, 3] == 2 and cls[0, 5, 5] == 2
     assert cls[0, 3, 3] == 1 and cls[0, 2, 2] == 1 and cls[0, 2, 4] == 1
     # a partly visible object is left out of the loss on every anchor
-    cls, _ = build_targets(np.zeros((0, 4)), np.zeros(0), grid=(4, 4), anchors=ANCHORS,
-                           ignore_boxes=np.array([[0.0, 0.0, 2.0, 1.0]]))
+    cls, _ = build_targets(
+        np.zeros((0, 4)), np.zeros(0), grid=(4, 4), anchors=ANCHORS, ignore_boxes=np.array([[0.0, 0.0, 2.0, 1.0]])
+    )
     assert (cls[:, 0, :2] == IGNORE).all() and (cls[:, 1:] == 0).all()
 
 
@@ -113,14 +119,15 @@ def _coloured_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     boxes = np.array([[40, 30, 80, 60], [200, 150, 50, 100], [300, 40, 60, 40]], np.float32)
     labels = np.array([1, 2, 3])
     for (x, y, w, h), label in zip(boxes.astype(int), labels, strict=True):
-        image[y:y + h, x:x + w, label - 1] = 255
+        image[y : y + h, x : x + w, label - 1] = 255
     return image, boxes, labels
 
 
 def test_augmentation_moves_the_boxes_with_the_pixels() -> None:
     image, boxes, labels = _coloured_scene()
-    aug = Augment(zoom=(0.6, 1.6), hflip=True, vflip=True, brightness=0, contrast=0, saturation=0, hue_gain=0,
-                  grayscale_p=0)
+    aug = Augment(
+        zoom=(0.6, 1.6), hflip=True, vflip=True, brightness=0, contrast=0, saturation=0, hue_gain=0, grayscale_p=0
+    )
     seen = 0
     for seed in range(40):
         rng = np.random.default_rng(seed)
@@ -130,10 +137,15 @@ def test_augmentation_moves_the_boxes_with_the_pixels() -> None:
         for (x, y, w, h), label in zip(out, out_labels, strict=True):
             assert x >= 0 and y >= 0 and x + w <= 128.001 and y + h <= 128.001
             channel = view[..., label - 1] > 127
-            inner = channel[math.ceil(y) + 1:int(y + h) - 1, math.ceil(x) + 1:int(x + w) - 1]
+            inner = channel[math.ceil(y) + 1 : int(y + h) - 1, math.ceil(x) + 1 : int(x + w) - 1]
             assert inner.size and inner.mean() > 0.95, (seed, label)  # the box holds its object's pixels ...
             ys, xs = np.nonzero(channel)  # ... and the object's visible pixels lie in its box
-            assert xs.min() >= x - 1.5 and xs.max() + 1 <= x + w + 1.5 and ys.min() >= y - 1.5 and ys.max() + 1 <= y + h + 1.5
+            assert (
+                xs.min() >= x - 1.5
+                and xs.max() + 1 <= x + w + 1.5
+                and ys.min() >= y - 1.5
+                and ys.max() + 1 <= y + h + 1.5
+            )
             seen += 1
         for _x, _y, w, h in ignore:  # objects mostly out of view are not targets, their visible part is ignored
             assert w > 0 and h > 0
@@ -154,8 +166,9 @@ def test_prepare_counts_shapes_by_their_box_and_skips_what_it_cannot_use() -> No
     plugin = DetectorPlugin()
     mask = np.zeros((60, 80), bool)
     mask[10:20, 30:50] = True
-    polygon = Annotation(image_id=1, category_id=9, kind=Kind.POLYGON,
-                         polygons=(np.array([[5, 5], [25, 5], [25, 15], [5, 15]], float),))
+    polygon = Annotation(
+        image_id=1, category_id=9, kind=Kind.POLYGON, polygons=(np.array([[5, 5], [25, 5], [25, 15], [5, 15]], float),)
+    )
     masked = Annotation(image_id=1, category_id=4, kind=Kind.MASK, rle=encode_mask(mask))
     item = plugin.prepare(sample((box_ann((1, 2, 10, 10)), polygon, masked)), settings=SETTINGS)
     assert item["labels"].tolist() == [1, 2, 1]
@@ -192,8 +205,9 @@ def test_proposals_decode_cells_to_image_pixels_with_nms_and_uncertainty() -> No
     logits[0, 1, 0, 1, 3], logits[0, 1, 2, 1, 3] = 0.0, 1.0
     box[0, 1, :, 1, 2] = torch.tensor([0.0, 0.0, 0.0, math.log(0.5)])  # 4 x 2 cells centred on (2.5, 1.5)
     box[0, 1, :, 1, 3] = torch.tensor([-1.0, 0.0, 0.0, math.log(0.5)])  # the same box from the next cell
-    prediction = plugin.proposals({"logits": logits, "box": box}, image_shape=(160, 200), classes=CLASSES,
-                                  settings=SETTINGS)
+    prediction = plugin.proposals(
+        {"logits": logits, "box": box}, image_shape=(160, 200), classes=CLASSES, settings=SETTINGS
+    )
     assert isinstance(prediction, Prediction) and len(prediction.proposals) == 1
     (p,) = prediction.proposals
     p_best = math.exp(4.0) / (1 + math.exp(4.0) + math.exp(-10.0))
@@ -202,8 +216,12 @@ def test_proposals_decode_cells_to_image_pixels_with_nms_and_uncertainty() -> No
     np.testing.assert_allclose(p.box_xywh, (20.0, 20.0, 160.0, 80.0), atol=1e-3)
     assert prediction.uncertainty == pytest.approx(1 - abs(2 * p_best - 1), rel=1e-4)
     # nothing found: no proposals, and an uncertainty near 0
-    empty = plugin.proposals({"logits": logits[:, :, :, :1], "box": box[:, :, :, :1]}, image_shape=(40, 200),
-                             classes=CLASSES, settings=SETTINGS)
+    empty = plugin.proposals(
+        {"logits": logits[:, :, :, :1], "box": box[:, :, :, :1]},
+        image_shape=(40, 200),
+        classes=CLASSES,
+        settings=SETTINGS,
+    )
     assert empty.proposals == () and empty.uncertainty < 1e-3
     with pytest.raises(ValueError, match="expected"):
         plugin.proposals({"logits": logits, "box": box}, image_shape=(160, 200), classes=CLASSES[:1], settings=SETTINGS)
@@ -237,8 +255,9 @@ def test_losses_are_cross_entropy_over_cells_and_mse_over_object_boxes() -> None
     settings = {**SETTINGS, "class_weight": 2.0, "box_weight": 3.0}
     model = plugin.build_model(num_classes=2, settings=settings)
     model.train()
-    item = plugin.prepare(sample((box_ann((10, 10, 30, 30)), box_ann((50, 20, 8, 8), category=9)), h=64, w=64),
-                          settings=settings)
+    item = plugin.prepare(
+        sample((box_ann((10, 10, 30, 30)), box_ann((50, 20, 8, 8), category=9)), h=64, w=64), settings=settings
+    )
     example = plugin.example(item, augment=False, rng=np.random.default_rng(0), settings=settings)
     assert example["image"].shape == (3, 256, 256)
     assert example["target_class"].shape == (2, 16, 16) and example["target_box"].shape == (2, 4, 16, 16)
@@ -248,10 +267,14 @@ def test_losses_are_cross_entropy_over_cells_and_mse_over_object_boxes() -> None
     target = batch["target_class"]
     positive = target > 0
     ce = torch.nn.functional.cross_entropy(out["logits"].transpose(1, 2), target, ignore_index=-1, reduction="sum")
-    mse = ((out["box"].permute(0, 1, 3, 4, 2)[positive] - batch["target_box"].permute(0, 1, 3, 4, 2)[positive]) ** 2).mean()
+    mse = (
+        (out["box"].permute(0, 1, 3, 4, 2)[positive] - batch["target_box"].permute(0, 1, 3, 4, 2)[positive]) ** 2
+    ).mean()
     assert losses["class"].item() == pytest.approx(2.0 * ce.item() / positive.sum().item(), rel=1e-4)
     assert losses["box"].item() == pytest.approx(3.0 * mse.item(), rel=1e-4)
-    assert set(np.unique(example["target_class"])) <= {IGNORE, 0, 1, 2} and {1, 2} <= set(np.unique(example["target_class"]))
+    assert set(np.unique(example["target_class"])) <= {IGNORE, 0, 1, 2} and {1, 2} <= set(
+        np.unique(example["target_class"])
+    )
 
 
 def _scenes(count: int, seed: int) -> list[LabelledImage]:
@@ -268,14 +291,15 @@ def _scenes(count: int, seed: int) -> list[LabelledImage]:
             side = int(rng.integers(28, 44)) if big else int(rng.integers(12, 18))
             for _ in range(20):
                 x, y = (int(v) for v in rng.integers(0, 128 - side, size=2))
-                if not taken[max(0, y - 3):y + side + 3, max(0, x - 3):x + side + 3].any():
+                if not taken[max(0, y - 3) : y + side + 3, max(0, x - 3) : x + side + 3].any():
                     break
             else:
                 continue
-            taken[y:y + side, x:x + side] = True
-            image[y:y + side, x:x + side] = (220, 40, 40) if big else (40, 210, 60)
-            anns.append(Annotation(image_id=n + 1, category_id=4 if big else 9, kind=Kind.BOX,
-                                   box_xywh=(x, y, side, side)))
+            taken[y : y + side, x : x + side] = True
+            image[y : y + side, x : x + side] = (220, 40, 40) if big else (40, 210, 60)
+            anns.append(
+                Annotation(image_id=n + 1, category_id=4 if big else 9, kind=Kind.BOX, box_xywh=(x, y, side, side))
+            )
         out.append(LabelledImage(image_id=n + 1, image=image, annotations=tuple(anns), classes=CLASSES))
     return out
 
@@ -287,8 +311,15 @@ def test_tiny_training_learns_to_find_every_object(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(loop, "_set_threads", lambda world: torch.set_num_threads(1), raising=False)
     plugin = DetectorPlugin()
-    settings = {**default_settings(plugin), "input_size": 128, "train_size": 128, "width": 8, "anchors": "1,2.5",
-                "batch_size": 16, "lr": 1e-2}
+    settings = {
+        **default_settings(plugin),
+        "input_size": 128,
+        "train_size": 128,
+        "width": 8,
+        "anchors": "1,2.5",
+        "batch_size": 16,
+        "lr": 1e-2,
+    }
     train, held = _scenes(48, 0), _scenes(16, 1)
     items = [plugin.prepare(s, settings=settings) for s in train]
     torch.manual_seed(0)
@@ -317,13 +348,19 @@ def test_auto_label_stores_many_proposals_in_full_pixels(tmp_path, monkeypatch) 
         photo = (np.random.default_rng(0).random((960, 1280, 3)) * 255).astype(np.uint8)
         cv2.imwrite(str(tmp_path / "p" / "photo.jpg"), photo)
         (image_id,) = project.add_images([tmp_path / "p" / "photo.jpg"])
-        version = project.add_model_version(ModelVersion(plugin="detector", settings=settings,
-                                                         categories=tuple(c.id for c in categories), checkpoint="none"))
-        loaded = LoadedModel(plugin=plugin, version=version, model=model, classes=categories, settings=settings,
-                             device="cpu")
+        version = project.add_model_version(
+            ModelVersion(
+                plugin="detector", settings=settings, categories=tuple(c.id for c in categories), checkpoint="none"
+            )
+        )
+        loaded = LoadedModel(
+            plugin=plugin, version=version, model=model, classes=categories, settings=settings, device="cpu"
+        )
         seen = []
         inputs = plugin.inputs
-        monkeypatch.setattr(plugin, "inputs", lambda image, *, settings: seen.append(image.shape) or inputs(image, settings=settings))
+        monkeypatch.setattr(
+            plugin, "inputs", lambda image, *, settings: seen.append(image.shape) or inputs(image, settings=settings)
+        )
         result = auto_label(project, loaded, [image_id])
         assert seen == [(240, 320, 3)]  # decoded at a quarter: both sides keep 3/4 of the 320-pixel input
         stored = project.annotations(image_id, states=[State.PROPOSED])
@@ -334,4 +371,3 @@ def test_auto_label_stores_many_proposals_in_full_pixels(tmp_path, monkeypatch) 
         # the proposals span the full-size image
         assert max(a.box_xywh[0] + a.box_xywh[2] for a in stored) > 640
         assert project.image(image_id).uncertainty is not None
-

@@ -27,9 +27,24 @@ def test_two_processes_train_one_version(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(target)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["LABELER_THREADS"] = "1"
     env["OMP_NUM_THREADS"] = "1"
-    command = [str(TORCHRUN) if TORCHRUN.exists() else shutil.which("torchrun") or "torchrun",
-               "--standalone", "--nproc-per-node", "2", "-m", "labeler", "train", str(tmp_path / "proj"),
-               "--plugin", "minimal", "--time-budget", "3", "--progress", "json", "--device", "cpu"]
+    command = [
+        str(TORCHRUN) if TORCHRUN.exists() else shutil.which("torchrun") or "torchrun",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "labeler",
+        "train",
+        str(tmp_path / "proj"),
+        "--plugin",
+        "minimal",
+        "--time-budget",
+        "3",
+        "--progress",
+        "json",
+        "--device",
+        "cpu",
+    ]
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -91,8 +106,9 @@ def test_ranks_stop_together(tmp_path, fail_rank):
     install_minimal_plugin()
     ctx = multiprocessing.get_context("spawn")
     outs = [tmp_path / f"rank{r}.txt" for r in range(2)]
-    procs = [ctx.Process(target=_rank_worker, args=(r, str(tmp_path / "init"), fail_rank, str(outs[r])))
-             for r in range(2)]
+    procs = [
+        ctx.Process(target=_rank_worker, args=(r, str(tmp_path / "init"), fail_rank, str(outs[r]))) for r in range(2)
+    ]
     for p in procs:
         p.start()
     for p in procs:

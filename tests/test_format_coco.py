@@ -43,22 +43,51 @@ def rich_document(tmp_path: Path) -> dict[str, Any]:
     doc = coco_document(tmp_path)
     crowd = encode_mask(blob(30, 40, 20, 25, 6))
     uncompressed = mask_utils.frPyObjects(
-        {"size": [30, 40], "counts": _uncompressed_counts(blob(30, 40, 10, 10, 5))}, 30, 40)
+        {"size": [30, 40], "counts": _uncompressed_counts(blob(30, 40, 10, 10, 5))}, 30, 40
+    )
     assert isinstance(uncompressed, dict)
-    doc["categories"] = [{"id": 0, "name": "_background_"}, {"id": 3, "name": "cat"},
-                         {"id": 17, "name": "dog"}, {"id": 90, "name": "bird"}]
+    doc["categories"] = [
+        {"id": 0, "name": "_background_"},
+        {"id": 3, "name": "cat"},
+        {"id": 17, "name": "dog"},
+        {"id": 90, "name": "bird"},
+    ]
     doc["type"] = "instances"
     doc["annotations"] = [
-        {"id": 10**12, "image_id": 7, "category_id": 3, "iscrowd": 0, "bbox": [2, 2, 30, 20],
-         "segmentation": [[2, 2, 12, 2, 12, 12], [20, 15, 32, 15, 32, 22, 26, 22]]},
-        {"id": 11, "image_id": 7, "category_id": 90, "iscrowd": 1, "bbox": [0, 0, 1, 1],
-         "segmentation": {"size": [30, 40], "counts": _uncompressed_counts(blob(30, 40, 20, 25, 6))}},
-        {"id": 12, "image_id": 7, "category_id": 17, "iscrowd": 0, "bbox": [0, 0, 1, 1],
-         "segmentation": {"size": [30, 40], "counts": crowd["counts"]}},
+        {
+            "id": 10**12,
+            "image_id": 7,
+            "category_id": 3,
+            "iscrowd": 0,
+            "bbox": [2, 2, 30, 20],
+            "segmentation": [[2, 2, 12, 2, 12, 12], [20, 15, 32, 15, 32, 22, 26, 22]],
+        },
+        {
+            "id": 11,
+            "image_id": 7,
+            "category_id": 90,
+            "iscrowd": 1,
+            "bbox": [0, 0, 1, 1],
+            "segmentation": {"size": [30, 40], "counts": _uncompressed_counts(blob(30, 40, 20, 25, 6))},
+        },
+        {
+            "id": 12,
+            "image_id": 7,
+            "category_id": 17,
+            "iscrowd": 0,
+            "bbox": [0, 0, 1, 1],
+            "segmentation": {"size": [30, 40], "counts": crowd["counts"]},
+        },
         {"id": 13, "image_id": 9, "category_id": 17, "iscrowd": 0, "bbox": [5, 5, 10, 5]},
         {"id": 14, "image_id": 9, "category_id": 0, "iscrowd": 0, "bbox": [1, 1, 3, 3]},
-        {"id": 15, "image_id": 9, "category_id": 3, "iscrowd": 0, "bbox": [1, 1, 4, 4],
-         "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]},
+        {
+            "id": 15,
+            "image_id": 9,
+            "category_id": 3,
+            "iscrowd": 0,
+            "bbox": [1, 1, 4, 4],
+            "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]],
+        },
     ]
     return doc
 
@@ -92,8 +121,11 @@ def test_import_keeps_each_geometry_and_drops_background(rich: tuple[Project, Pa
     anns = project.annotations()
     kinds = [(project.category(a.category_id).name, a.kind, a.iscrowd) for a in anns]
     assert kinds == [
-        ("cat", Kind.POLYGON, False), ("bird", Kind.MASK, True), ("dog", Kind.MASK, False),
-        ("dog", Kind.BOX, False), ("cat", Kind.BOX, False),
+        ("cat", Kind.POLYGON, False),
+        ("bird", Kind.MASK, True),
+        ("dog", Kind.MASK, False),
+        ("dog", Kind.BOX, False),
+        ("cat", Kind.BOX, False),
     ]
     assert len(anns[0].polygons or ()) == 2
     assert anns[3].box_xywh == (5, 5, 10, 5)
@@ -132,7 +164,8 @@ def test_export_loads_in_pycocotools_with_consistent_bbox_and_area(rich: tuple[P
 
 
 def test_export_is_stable_and_round_trips(
-    make_project: Callable[[Path], Project], rich: tuple[Project, Path], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], rich: tuple[Project, Path], tmp_path: Path
+) -> None:
     project, source = rich
     import_annotations(project, source, format="coco")
     export_annotations(project, tmp_path / "a.json", format="coco")
@@ -150,8 +183,9 @@ def test_export_is_stable_and_round_trips(
             h, w = p.image(ann.image_id).height, p.image(ann.image_id).width
             from labeler.core.geometry import annotation_mask
 
-            out.append((p.category(ann.category_id).name, ann.kind, ann.iscrowd,
-                        annotation_mask(ann, h or 0, w or 0).sum()))
+            out.append(
+                (p.category(ann.category_id).name, ann.kind, ann.iscrowd, annotation_mask(ann, h or 0, w or 0).sum())
+            )
         return sorted(out, key=str)
 
     assert signature(again) == signature(project)
@@ -171,18 +205,33 @@ def test_polygon_mode_traces_masks_but_keeps_crowds_as_rle(rich: tuple[Project, 
         assert iou(poly.annToMask(ann).astype(bool), rle.annToMask(rle.anns[ann_id]).astype(bool)) > 0.95
 
 
-def test_proposals_only_on_request_and_with_score(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_proposals_only_on_request_and_with_score(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     image_id = project.add_images([make_image(tmp_path / "a.png")])[0]
     cat = project.add_category("thing").id
     project.add_annotation(Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(1, 1, 5, 5)))
     version = project.add_model_version(ModelVersion(plugin="p", settings={}, categories=(cat,), checkpoint="x"))
-    proposals = [Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(10, 10, 5, 5),
-                            state=State.PROPOSED, model_version=version.id, score=0.75)]
+    proposals = [
+        Annotation(
+            image_id=image_id,
+            category_id=cat,
+            kind=Kind.BOX,
+            box_xywh=(10, 10, 5, 5),
+            state=State.PROPOSED,
+            model_version=version.id,
+            score=0.75,
+        )
+    ]
     stored = project.replace_proposals(image_id, plugin="p", proposals=proposals)
-    rejected = Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(20, 20, 5, 5),
-                          state=State.REJECTED, model_version=version.id, score=0.2)
+    rejected = Annotation(
+        image_id=image_id,
+        category_id=cat,
+        kind=Kind.BOX,
+        box_xywh=(20, 20, 5, 5),
+        state=State.REJECTED,
+        model_version=version.id,
+        score=0.2,
+    )
     project.add_annotation(rejected)
     export_annotations(project, tmp_path / "acc.json", format="coco")
     export_annotations(project, tmp_path / "all.json", format="coco", include_proposals=True)
@@ -193,7 +242,8 @@ def test_proposals_only_on_request_and_with_score(
 
 
 def test_images_found_through_images_dir_and_missing_ones_counted(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     doc = coco_document(tmp_path)
     doc["images"][0]["file_name"] = "/elsewhere/on/another/machine/a.png"  # type: ignore[index]
     doc["images"].append({"id": 99, "file_name": "gone.png", "width": 5, "height": 5})  # type: ignore[attr-defined]
@@ -209,13 +259,14 @@ def test_images_found_through_images_dir_and_missing_ones_counted(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{\"images\": [", "not valid JSON"),
+        ('{"images": [', "not valid JSON"),
         ("[1, 2]", "top level is not an object"),
-        ("{\"annotations\": []}", "no 'images' list"),
+        ('{"annotations": []}', "no 'images' list"),
     ],
 )
 def test_broken_files_name_the_file_and_reason(
-    make_project: Callable[[Path], Project], tmp_path: Path, content: str, message: str) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, content: str, message: str
+) -> None:
     (tmp_path / "broken.json").write_text(content)
     project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match=message) as info:
@@ -224,7 +275,8 @@ def test_broken_files_name_the_file_and_reason(
 
 
 def test_unknown_category_or_image_id_is_an_error_and_changes_nothing(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     project = make_project(tmp_path / "proj")
     before = project_state(project)
     doc = coco_document(tmp_path)
@@ -253,7 +305,8 @@ def test_mask_of_the_wrong_size_is_skipped(make_project: Callable[[Path], Projec
 
 @pytest.mark.parametrize("masks", ["rle", "polygon"])
 def test_coco_tiny_round_trip(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path, masks: str) -> None:
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path, masks: str
+) -> None:
     source = shared_data / "coco-tiny" / "val2017" / "instances_val2017.json"
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, source, format="coco")
@@ -281,8 +334,7 @@ def test_coco_tiny_round_trip(
     assert worst >= 0.98
 
 
-def test_labelme_written_coco_file(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+def test_labelme_written_coco_file(make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     source = shared_data / "labelme-examples" / "instance_segmentation" / "data_dataset_coco" / "annotations.json"
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, source, format="coco")

@@ -63,8 +63,14 @@ def coco_document(tmp_path: Path) -> dict[str, object]:
         ],
         "categories": [{"id": 3, "name": "cat"}, {"id": 17, "name": "dog"}],
         "annotations": [
-            {"id": 1, "image_id": 7, "category_id": 3, "iscrowd": 0, "bbox": [2, 2, 10, 10],
-             "segmentation": [[2, 2, 12, 2, 12, 12]]},
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 3,
+                "iscrowd": 0,
+                "bbox": [2, 2, 10, 10],
+                "segmentation": [[2, 2, 12, 2, 12, 12]],
+            },
             {"id": 2, "image_id": 9, "category_id": 17, "iscrowd": 0, "bbox": [5, 5, 10, 5]},
         ],
     }
@@ -74,7 +80,8 @@ def coco_document(tmp_path: Path) -> dict[str, object]:
 
 
 def test_finder_resolves_written_path_images_dir_and_project(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     project = make_project(tmp_path / "proj")
     make_image(tmp_path / "ann" / "x.png")
     make_image(tmp_path / "pool" / "deep" / "y.png")
@@ -95,7 +102,8 @@ def test_finder_resolves_written_path_images_dir_and_project(
 
 
 def test_finder_refuses_to_guess_between_two_files_of_one_name(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     project = make_project(tmp_path / "proj")
     make_image(tmp_path / "pool" / "a" / "same.png")
     make_image(tmp_path / "pool" / "b" / "same.png")
@@ -105,8 +113,7 @@ def test_finder_refuses_to_guess_between_two_files_of_one_name(
     assert found is not None and project.image(found).path.endswith("pool/b/same.png")
 
 
-def test_missing_images_folder_is_a_format_error(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_missing_images_folder_is_a_format_error(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match="--images folder does not exist"):
         ImageFinder(project, images_dir=tmp_path / "nope", tally=Tally())
@@ -149,13 +156,16 @@ def test_atomic_folder_moves_in_only_when_complete(tmp_path: Path) -> None:
 
 
 def test_export_keys_strip_the_common_folder_and_keep_namesakes_apart(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     project = make_project(tmp_path / "proj")
-    ids = project.add_images([
-        make_image(tmp_path / "data" / "a" / "1.png"),
-        make_image(tmp_path / "data" / "b" / "1.png"),
-        make_image(tmp_path / "data" / "a" / "2.jpg", fmt="JPEG"),
-    ])
+    ids = project.add_images(
+        [
+            make_image(tmp_path / "data" / "a" / "1.png"),
+            make_image(tmp_path / "data" / "b" / "1.png"),
+            make_image(tmp_path / "data" / "a" / "2.jpg", fmt="JPEG"),
+        ]
+    )
     keys = export_keys(project.images())
     assert [keys[i] for i in ids] == ["a/1", "b/1", "a/2"]
 
@@ -164,8 +174,15 @@ def test_export_keys_strip_the_common_folder_and_keep_namesakes_apart(
 
 
 def test_report_summary_names_counts_and_reasons() -> None:
-    report = ImportReport(format="coco", source="x.json", images=3, images_added=2, annotations=5, done=3,
-                          skipped={"image file not found": 1, "line shape (no area)": 2})
+    report = ImportReport(
+        format="coco",
+        source="x.json",
+        images=3,
+        images_added=2,
+        annotations=5,
+        done=3,
+        skipped={"image file not found": 1, "line shape (no area)": 2},
+    )
     text = report.summary()
     assert "3 images (2 new, 3 marked done), 5 annotations imported" in text
     assert "3 skipped (line shape (no area): 2; image file not found: 1)" in text
@@ -178,8 +195,7 @@ def test_registry_lists_every_format_with_its_options() -> None:
     assert not FORMATS["coco"].export_is_folder and FORMATS["yolo"].export_is_folder
 
 
-def test_unknown_format_and_option_are_format_errors(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_unknown_format_and_option_are_format_errors(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match="unknown format"):
         export_annotations(project, tmp_path / "o", format="tfrecord")
@@ -206,8 +222,7 @@ def test_detect_format(tmp_path: Path) -> None:
 # ---- all or nothing -------------------------------------------------------------------------------
 
 
-def test_failure_midway_leaves_the_project_unchanged(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_failure_midway_leaves_the_project_unchanged(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     project.add_images([make_image(tmp_path / "old.png")])
     project.add_category("old")
@@ -221,8 +236,7 @@ def test_failure_midway_leaves_the_project_unchanged(
     assert project_state(project) == before
 
 
-def test_cancelling_through_progress_rolls_back(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_cancelling_through_progress_rolls_back(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     before = project_state(project)
@@ -241,8 +255,7 @@ def test_cancelling_through_progress_rolls_back(
     assert report.annotations == 2 and report.images == 2
 
 
-def test_importing_twice_adds_nothing_the_second_time(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_importing_twice_adds_nothing_the_second_time(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     first = import_annotations(project, tmp_path / "ok.json", format="coco")
@@ -254,12 +267,14 @@ def test_importing_twice_adds_nothing_the_second_time(
 
 
 def test_import_does_not_touch_existing_labels_and_logs_once(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     image_id = project.add_images([tmp_path / "imgs" / "a.png"])[0]
-    mine = project.add_annotation(Annotation(image_id=image_id, category_id=project.add_category("cat").id,
-                                             kind=Kind.BOX, box_xywh=(1, 1, 3, 3)))
+    mine = project.add_annotation(
+        Annotation(image_id=image_id, category_id=project.add_category("cat").id, kind=Kind.BOX, box_xywh=(1, 1, 3, 3))
+    )
     import_annotations(project, tmp_path / "ok.json", format="coco", mark_done=False)
     assert project.annotation(mine.id or 0).box_xywh == (1, 1, 3, 3)
     assert len(project.annotations()) == 3
@@ -279,7 +294,8 @@ def umask_022() -> Iterator[None]:
 @pytest.mark.usefixtures("umask_022")
 @pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "labelme", "masks"])
 def test_exports_get_the_users_normal_file_mode(
-    make_project: Callable[[Path], Project], tmp_path: Path, fmt: str) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, fmt: str
+) -> None:
     project = make_project(tmp_path / "proj")
     (tmp_path / "ok.json").write_text(json.dumps(coco_document(tmp_path)))
     import_annotations(project, tmp_path / "ok.json", format="coco")

@@ -79,7 +79,8 @@ def test_unhashable_ids_are_format_errors(coco_setup: tuple[Project, Path], wher
     project, src = coco_setup
     doc = coco_doc()
     {"image": doc["images"][0], "annotation": doc["annotations"][0], "category": doc["categories"][0]}[where][
-        "id" if where != "annotation" else "category_id"] = [1, 2]
+        "id" if where != "annotation" else "category_id"
+    ] = [1, 2]
     with pytest.raises(FormatError):
         import_annotations(project, write_json(src / "x.json", doc), format="coco")
     assert project.annotations() == [] and project.images() == []
@@ -106,22 +107,21 @@ def test_huge_numbers_and_infinity_never_reach_the_store(coco_setup: tuple[Proje
     export_annotations(project, src / "masks", format="masks")
 
 
-def test_voc_infinity_boxes_and_non_ascii_sizes(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_voc_infinity_boxes_and_non_ascii_sizes(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", 40, 30, fmt="JPEG")
     (tmp_path / "a.xml").write_text(
         "<annotation><filename>a.jpg</filename><size><width>①</width><height>²</height></size>"
         "<object><name>dog</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>Infinity</xmax><ymax>5</ymax></bndbox></object>"
         "<object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>5</ymax></bndbox></object>"
-        "</annotation>")
+        "</annotation>"
+    )
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, tmp_path / "a.xml", format="voc")
     assert report.annotations == 1 and [a.box_xywh for a in project.annotations()] == [(1, 1, 8, 4)]
     assert (project.images()[0].width, project.images()[0].height) == (40, 30)
 
 
-def test_voc_file_name_too_long_for_the_file_system(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_voc_file_name_too_long_for_the_file_system(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", 40, 30, fmt="JPEG")
     (tmp_path / "a.xml").write_text(f"<annotation><filename>{'x' * 5000}.jpg</filename></annotation>")
     report = import_annotations(make_project(tmp_path / "proj"), tmp_path / "a.xml", format="voc")
@@ -129,12 +129,12 @@ def test_voc_file_name_too_long_for_the_file_system(
 
 
 def test_label_files_cannot_point_the_project_at_any_file(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     make_image(tmp_path / "src" / "a.png", 40, 30, fmt="PNG")
     (tmp_path / "src" / "notes.png").write_text("not an image at all")
     names = ["/etc/passwd", "../../../../../../etc/passwd", "/proc/self/environ", "notes.png", "a.png"]
-    doc = {"images": [{"id": i, "file_name": n} for i, n in enumerate(names)], "annotations": [],
-           "categories": []}
+    doc = {"images": [{"id": i, "file_name": n} for i, n in enumerate(names)], "annotations": [], "categories": []}
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, write_json(tmp_path / "src" / "x.json", doc), format="coco")
     assert [r.path for r in project.images()] == ["../src/a.png"]
@@ -142,7 +142,8 @@ def test_label_files_cannot_point_the_project_at_any_file(
 
 
 def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     src = tmp_path / "yolo"
     make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
     make_image(src / "images" / "b.png", 40, 30, fmt="PNG")
@@ -161,14 +162,18 @@ def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(
     assert "root:x" not in str(info.value) and "/bin/bash" not in str(info.value)
 
 
-@pytest.mark.parametrize(("yaml_text", "names"), [
-    ("names:\n  - apple\n  - 'it''s'\n", ["apple", "it's"]),
-    ("names: {0: apple, 1: \"b: c\"}  # note\n", ["apple", "b: c"]),
-    ("path: ../x\nnames:\n  0: apple\n  1: banana # yellow\n", ["apple", "banana"]),
-    ("names: &a [apple, pear]\nother: *a\n", ["apple", "pear"]),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "names"),
+    [
+        ("names:\n  - apple\n  - 'it''s'\n", ["apple", "it's"]),
+        ('names: {0: apple, 1: "b: c"}  # note\n', ["apple", "b: c"]),
+        ("path: ../x\nnames:\n  0: apple\n  1: banana # yellow\n", ["apple", "banana"]),
+        ("names: &a [apple, pear]\nother: *a\n", ["apple", "pear"]),
+    ],
+)
 def test_yolo_reads_ordinary_yaml(
-    make_project: Callable[[Path], Project], tmp_path: Path, yaml_text: str, names: list[str]) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, yaml_text: str, names: list[str]
+) -> None:
     src = tmp_path / "yolo"
     make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
     (src / "labels").mkdir()
@@ -179,10 +184,13 @@ def test_yolo_reads_ordinary_yaml(
     assert [c.name for c in project.categories()] == [names[1]]
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"names: [a, b\n", b"names: 5\n",
-                                     b"names: !!python/object/apply:os.system ['true']\n"])
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00binary", b"names: [a, b\n", b"names: 5\n", b"names: !!python/object/apply:os.system ['true']\n"],
+)
 def test_yolo_bad_class_files_are_format_errors(
-    make_project: Callable[[Path], Project], tmp_path: Path, content: bytes) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, content: bytes
+) -> None:
     src = tmp_path / "yolo"
     make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
     (src / "labels").mkdir()
@@ -203,7 +211,8 @@ def test_masks_values_with_non_ascii_digits() -> None:
 
 
 def test_label_png_and_labelme_mask_bombs_are_refused(
-    make_project: Callable[[Path], Project], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LABELER_MAX_PIXELS", str(100 * 100))
     make_image(tmp_path / "image" / "0.png", 40, 30, fmt="PNG")
     (tmp_path / "label").mkdir()
@@ -211,9 +220,17 @@ def test_label_png_and_labelme_mask_bombs_are_refused(
     project = make_project(tmp_path / "proj")
     with pytest.raises(FormatError, match="over the limit"):
         import_annotations(project, tmp_path / "label", format="masks")
-    doc = {"imagePath": "image/0.png", "shapes": [
-        {"label": "m", "points": [[0, 0], [5, 5]], "shape_type": "mask",
-         "mask": base64.b64encode(bomb_png(3000, 3000)).decode()}]}
+    doc = {
+        "imagePath": "image/0.png",
+        "shapes": [
+            {
+                "label": "m",
+                "points": [[0, 0], [5, 5]],
+                "shape_type": "mask",
+                "mask": base64.b64encode(bomb_png(3000, 3000)).decode(),
+            }
+        ],
+    }
     with pytest.raises(FormatError, match="over the limit"):
         import_annotations(project, write_json(tmp_path / "m.json", doc), format="labelme", add_images=True)
     with project.open_again() as again:
@@ -224,16 +241,19 @@ def test_label_png_and_labelme_mask_bombs_are_refused(
 def test_rle_whose_counts_do_not_cover_the_image(coco_setup: tuple[Project, Path]) -> None:
     project, src = coco_setup
     doc = coco_doc()
-    doc["annotations"][0] = {"id": 1, "image_id": 1, "category_id": 1,
-                             "segmentation": {"size": [30, 40], "counts": [5, 10, 3]}}
+    doc["annotations"][0] = {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 1,
+        "segmentation": {"size": [30, 40], "counts": [5, 10, 3]},
+    }
     with pytest.raises(FormatError, match="RLE"):
         import_annotations(project, write_json(src / "x.json", doc), format="coco")
     with pytest.raises(ValueError, match="cover"):
         check_rle({"size": [30, 40], "counts": encode_mask(np.ones((3, 4), bool))["counts"]}, max_pixels=10**6)
 
 
-def test_store_door_refuses_poison_from_any_source(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_store_door_refuses_poison_from_any_source(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.png", 40, 30, fmt="PNG")
     project = make_project(tmp_path / "proj")
     image_id = project.add_images([tmp_path / "a.png"])[0]
@@ -241,14 +261,19 @@ def test_store_door_refuses_poison_from_any_source(
     for bad in (
         Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(0, 0, float("inf"), 5)),
         Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(50, 50, 5, 5)),
-        Annotation(image_id=image_id, category_id=cat, kind=Kind.POLYGON,
-                   polygons=(np.array([[0, 0], [2147483648, 0], [5, 5]]),)),
+        Annotation(
+            image_id=image_id,
+            category_id=cat,
+            kind=Kind.POLYGON,
+            polygons=(np.array([[0, 0], [2147483648, 0], [5, 5]]),),
+        ),
         Annotation(image_id=image_id, category_id=cat, kind=Kind.MASK, rle=encode_mask(np.ones((3, 4), bool))),
     ):
         with pytest.raises(ProjectError, match="refused"):
             project.add_annotation(bad)
-    stored = project.add_annotation(Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX,
-                                               box_xywh=(-5, 10, 20, 40)))
+    stored = project.add_annotation(
+        Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(-5, 10, 20, 40))
+    )
     assert stored.box_xywh == (0, 10, 15, 20) and project.annotation(stored.id or 0).box_xywh == (0, 10, 15, 20)
     with pytest.raises(ProjectError):
         project.set_image_size(image_id, 2**63, 5)
@@ -258,7 +283,8 @@ def test_store_door_refuses_poison_from_any_source(
 
 
 def test_category_named_superscript_two_exports_as_masks(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     project = make_project(tmp_path / "proj")
     project.add_category("²")
     assert default_values(project.categories()) == {1: "²"}
@@ -310,9 +336,12 @@ def test_coco_any_json_value(tmp_path_factory: pytest.TempPathFactory, value: An
 
 
 @FAST
-@given(shape=st.dictionaries(st.sampled_from(["label", "points", "shape_type", "group_id", "mask", "flags"]),
-                             JSON, max_size=6),
-       points=st.lists(st.lists(st.floats() | st.integers(), min_size=2, max_size=2), max_size=5))
+@given(
+    shape=st.dictionaries(
+        st.sampled_from(["label", "points", "shape_type", "group_id", "mask", "flags"]), JSON, max_size=6
+    ),
+    points=st.lists(st.lists(st.floats() | st.integers(), min_size=2, max_size=2), max_size=5),
+)
 def test_labelme_any_shape(tmp_path_factory: pytest.TempPathFactory, shape: dict[str, Any], points: Any) -> None:
     folder = tmp_path_factory.mktemp("labelme")
     _with_image(folder)
@@ -335,8 +364,13 @@ def test_any_bytes(tmp_path_factory: pytest.TempPathFactory, data: bytes, fmt: s
 
 
 @FAST
-@given(xml=st.lists(st.sampled_from(["1", "-1", "inf", "nan", "①", "²", "1e400", "", "a" * 300, "2147483648"]),
-                    min_size=6, max_size=6))
+@given(
+    xml=st.lists(
+        st.sampled_from(["1", "-1", "inf", "nan", "①", "²", "1e400", "", "a" * 300, "2147483648"]),
+        min_size=6,
+        max_size=6,
+    )
+)
 def test_voc_any_numbers(tmp_path_factory: pytest.TempPathFactory, xml: list[str]) -> None:
     folder = tmp_path_factory.mktemp("voc")
     _with_image(folder)
@@ -344,16 +378,20 @@ def test_voc_any_numbers(tmp_path_factory: pytest.TempPathFactory, xml: list[str
     (folder / "a.xml").write_text(
         f"<annotation><filename>a.png</filename><size><width>{w}</width><height>{h}</height></size>"
         f"<object><name>d</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
-        "</bndbox></object></annotation>")
+        "</bndbox></object></annotation>"
+    )
     _import_is_clean(Project.create(folder / "proj"), folder / "a.xml", "voc")
 
 
 @FAST
-@given(labels=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
-       classes=st.binary(max_size=100) | st.text(max_size=100).map(str.encode),
-       yaml_file=st.booleans())
-def test_yolo_any_files(tmp_path_factory: pytest.TempPathFactory, labels: bytes, classes: bytes,
-                        yaml_file: bool) -> None:
+@given(
+    labels=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
+    classes=st.binary(max_size=100) | st.text(max_size=100).map(str.encode),
+    yaml_file=st.booleans(),
+)
+def test_yolo_any_files(
+    tmp_path_factory: pytest.TempPathFactory, labels: bytes, classes: bytes, yaml_file: bool
+) -> None:
     folder = tmp_path_factory.mktemp("yolo")
     _with_image(folder / "images")
     (folder / "labels").mkdir()

@@ -102,10 +102,19 @@ def test_labelme_round_trip_through_export(make_project: Callable[[Path], Projec
     assert written["imageData"] is None and (written["imageWidth"], written["imageHeight"]) == (80, 60)
     assert (tmp_path / "out" / written["imagePath"]).resolve() == (tmp_path / "data" / "pic.jpg").resolve()
     kinds = sorted((s["label"], s["shape_type"]) for s in written["shapes"])
-    assert kinds == [("__ignore__", "mask"), ("blob", "mask"), ("box", "rectangle"), ("person", "polygon"),
-                     ("person", "polygon"), ("round", "polygon"), ("tri", "polygon")]
+    assert kinds == [
+        ("__ignore__", "mask"),
+        ("blob", "mask"),
+        ("box", "rectangle"),
+        ("person", "polygon"),
+        ("person", "polygon"),
+        ("round", "polygon"),
+        ("tri", "polygon"),
+    ]
     again = make_project(tmp_path / "again")
-    import_annotations(again, tmp_path / "out", format="labelme", add_images=True, images_dir=tmp_path / "data")  # the images folder: outside "out"
+    import_annotations(
+        again, tmp_path / "out", format="labelme", add_images=True, images_dir=tmp_path / "data"
+    )  # the images folder: outside "out"
 
     def masks(p: Project) -> dict[str, np.ndarray]:
         return {p.category(a.category_id).name: annotation_mask(a, 60, 80) for a in p.annotations()}
@@ -118,36 +127,54 @@ def test_labelme_round_trip_through_export(make_project: Callable[[Path], Projec
     assert {a.kind for a in again.annotations()} == {a.kind for a in project.annotations()}
 
 
-def test_labelme_3_file_without_size_and_missing_image(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_labelme_3_file_without_size_and_missing_image(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", 30, 20, fmt="PNG")
-    old = {"version": "3.5.0", "flags": {}, "lineColor": [0, 255, 0, 128], "imagePath": "a.jpg", "imageData": None,
-           "shapes": [{"label": "apple", "points": [[2, 3], [12, 13]], "shape_type": "rectangle",
-                       "line_color": None, "fill_color": None}]}
+    old = {
+        "version": "3.5.0",
+        "flags": {},
+        "lineColor": [0, 255, 0, 128],
+        "imagePath": "a.jpg",
+        "imageData": None,
+        "shapes": [
+            {
+                "label": "apple",
+                "points": [[2, 3], [12, 13]],
+                "shape_type": "rectangle",
+                "line_color": None,
+                "fill_color": None,
+            }
+        ],
+    }
     (tmp_path / "a.json").write_text(json.dumps(old))
     (tmp_path / "b.json").write_text(json.dumps(old | {"imagePath": "b.jpg"}))
     (tmp_path / "other.json").write_text(json.dumps({"images": []}))
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, tmp_path, format="labelme", add_images=True)
     assert (report.images, report.annotations) == (1, 1)
-    assert report.skipped == {"image file not found": 1, "shape of a missing image": 1,
-                              "JSON file that is not labelme's": 1}
+    assert report.skipped == {
+        "image file not found": 1,
+        "shape of a missing image": 1,
+        "JSON file that is not labelme's": 1,
+    }
     assert project.annotations()[0].box_xywh == (2, 3, 10, 10)
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("{\"shapes\": [", "not valid JSON"),
+        ('{"shapes": [', "not valid JSON"),
         (json.dumps({"shapes": {}}), "'shapes' must be a list"),
-        (json.dumps({"imagePath": "a.png", "shapes": [{"label": "x", "points": "nope", "shape_type": "polygon"}]}),
-         "'points' must be a list"),
+        (
+            json.dumps({"imagePath": "a.png", "shapes": [{"label": "x", "points": "nope", "shape_type": "polygon"}]}),
+            "'points' must be a list",
+        ),
         (json.dumps({"imagePath": "a.png", "shapes": [{"points": [[1, 2]]}]}), "needs a string 'label'"),
         (json.dumps({"imagePath": "a.png", "shapes": [shape("m", [[1, 1]], "mask", mask="@@@")]}), "not a base64 PNG"),
     ],
 )
 def test_broken_labelme_files_change_nothing(
-    make_project: Callable[[Path], Project], tmp_path: Path, text: str, message: str) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, text: str, message: str
+) -> None:
     make_image(tmp_path / "a.png")
     project = make_project(tmp_path / "proj")
     before = project_state(project)
@@ -181,7 +208,7 @@ def labelme_truth(doc: dict[str, Any], height: int, width: int) -> list[tuple[st
             crop = np.asarray(Image.open(io.BytesIO(base64.b64decode(s["mask"]))).convert("L")) > 0
             mask = np.zeros((height, width), bool)
             x, y = int(pts[0][0]), int(pts[0][1])
-            mask[y:y + crop.shape[0], x:x + crop.shape[1]] = crop
+            mask[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
         else:
             mask = polygons_to_mask([pts], height, width)
         key = (s["label"], s["group_id"]) if s.get("group_id") is not None else (s["label"], None, i)
@@ -190,9 +217,11 @@ def labelme_truth(doc: dict[str, Any], height: int, width: int) -> list[tuple[st
 
 
 @pytest.mark.parametrize(
-    "folder", ["instance_segmentation/data_annotated", "bbox_detection/data_annotated", "primitives"])
+    "folder", ["instance_segmentation/data_annotated", "bbox_detection/data_annotated", "primitives"]
+)
 def test_labelme_examples_to_coco(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path, folder: str) -> None:
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path, folder: str
+) -> None:
     source = shared_data / "labelme-examples" / folder
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, source, format="labelme", add_images=True)
@@ -215,7 +244,8 @@ def test_labelme_examples_to_coco(
 
 
 def test_labelme_instances_match_labelmes_own_coco(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path
+) -> None:
     """Our labelme → COCO gives the masks labelme's own converter wrote, object for object."""
     root = shared_data / "labelme-examples" / "instance_segmentation"
     project = make_project(tmp_path / "proj")
@@ -236,8 +266,7 @@ def test_labelme_instances_match_labelmes_own_coco(
             assert (ma & mb).sum() / (ma | mb).sum() >= 0.98
 
 
-def test_fruit_labelme_3_5(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+def test_fruit_labelme_3_5(make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, shared_data / "fruit" / "train", format="labelme", add_images=True)
     assert (report.images, report.annotations, report.done) == (140, 140, 140)
@@ -247,14 +276,16 @@ def test_fruit_labelme_3_5(
 
 
 def test_labelme_matches_the_projects_images_and_adds_only_when_asked(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     """A project holding copies of some of the source's images: those are matched (by relative
     path, then by file name), the others are skipped unless add_images; one transaction."""
     src = tmp_path / "src"
     for name in ("a", "b", "c"):
         make_image(src / f"{name}.png", 40, 30, fmt="PNG")
-        (src / f"{name}.json").write_text(json.dumps({"imagePath": f"{name}.png", "shapes": [
-            shape("cat", [[2, 2], [10, 10]], "rectangle")]}))
+        (src / f"{name}.json").write_text(
+            json.dumps({"imagePath": f"{name}.png", "shapes": [shape("cat", [[2, 2], [10, 10]], "rectangle")]})
+        )
     project = make_project(tmp_path / "proj")
     make_image(project.root / "images" / "a.png", 40, 30, fmt="PNG")  # a copy, by file name
     project.add_images([project.root / "images" / "a.png", src / "b.png"])  # b: by its own path

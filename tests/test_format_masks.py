@@ -24,7 +24,19 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-CAMVID = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
+CAMVID = [
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+]
 
 
 def label_set(tmp_path: Path) -> tuple[Path, Path, list[np.ndarray]]:
@@ -35,19 +47,19 @@ def label_set(tmp_path: Path) -> tuple[Path, Path, list[np.ndarray]]:
         make_image(tmp_path / "image" / f"{name}.jpg", 12, 8, fmt="JPEG")
         label = np.zeros((8, 12), np.uint8)
         label[2:6, 1:5] = 1
-        label[:, 8 + i:] = 2
+        label[:, 8 + i :] = 2
         label[7, :] = 9
         Image.fromarray(label).save(tmp_path / "label" / f"{name}.png")
         labels.append(label)
     return tmp_path / "label", tmp_path / "image", labels
 
 
-def test_import_one_mask_per_class_and_the_ignore_mask(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_import_one_mask_per_class_and_the_ignore_mask(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, arrays = label_set(tmp_path)
     project = make_project(tmp_path / "proj")
-    report = import_annotations(project, labels, format="masks", images_dir=images,
-                                values="0=ground,1=rock,2=sky", ignore=9)
+    report = import_annotations(
+        project, labels, format="masks", images_dir=images, values="0=ground,1=rock,2=sky", ignore=9
+    )
     assert (report.images, report.annotations, report.ignore_masks, report.done) == (2, 6, 2, 2)
     assert [c.name for c in project.categories()] == ["ground", "rock", "sky"]
     for record, label in zip(project.images(), arrays, strict=True):
@@ -59,8 +71,7 @@ def test_import_one_mask_per_class_and_the_ignore_mask(
         assert (decode_rle(project.ignore_mask(record.id) or {}) == (label == 9)).all()
 
 
-def test_values_left_out_are_background_and_counted(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_values_left_out_are_background_and_counted(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, _ = label_set(tmp_path)
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, labels, format="masks", images_dir=images, values="1=rock")
@@ -69,7 +80,8 @@ def test_values_left_out_are_background_and_counted(
 
 
 def test_without_values_classes_are_named_by_number_and_round_trip(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     labels, images, arrays = label_set(tmp_path)
     project = make_project(tmp_path / "proj")
     import_annotations(project, labels, format="masks", images_dir=images, ignore=9)
@@ -87,17 +99,28 @@ def test_without_values_classes_are_named_by_number_and_round_trip(
 
 
 def test_export_paints_polygons_background_and_unfinished_images(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     project = make_project(tmp_path / "proj")
     done, todo = project.add_images([make_image(tmp_path / "d.png", 10, 10), make_image(tmp_path / "t.png", 10, 10)])
     cell = project.add_category("cell").id
-    project.add_annotations([
-        Annotation(image_id=done, category_id=cell, kind=Kind.POLYGON,
-                   polygons=(np.array([[2, 2], [6, 2], [6, 6], [2, 6]]),)),
-        Annotation(image_id=todo, category_id=cell, kind=Kind.POLYGON,
-                   polygons=(np.array([[0, 0], [3, 0], [3, 3], [0, 3]]),)),
-        Annotation(image_id=done, category_id=cell, kind=Kind.BOX, box_xywh=(0, 0, 1, 1)),
-    ])
+    project.add_annotations(
+        [
+            Annotation(
+                image_id=done,
+                category_id=cell,
+                kind=Kind.POLYGON,
+                polygons=(np.array([[2, 2], [6, 2], [6, 6], [2, 6]]),),
+            ),
+            Annotation(
+                image_id=todo,
+                category_id=cell,
+                kind=Kind.POLYGON,
+                polygons=(np.array([[0, 0], [3, 0], [3, 3], [0, 3]]),),
+            ),
+            Annotation(image_id=done, category_id=cell, kind=Kind.BOX, box_xywh=(0, 0, 1, 1)),
+        ]
+    )
     project.set_done(done, True)
     report = export_annotations(project, tmp_path / "out", format="masks")
     assert report.skipped == {"box (no pixels of its own)": 1}
@@ -110,8 +133,13 @@ def test_export_paints_polygons_background_and_unfinished_images(
 def test_parse_values_and_errors(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     assert parse_values("0=membrane, 255=cell") == {0: "membrane", 255: "cell"}
     assert parse_values({3: "x"}) == {3: "x"}
-    for bad, message in [("0membrane", "VALUE=NAME"), ("x=a", "not a pixel value"), ("1=a,1=b", "given twice"),
-                         ("1=", "needs a class name"), (",", "no VALUE=NAME")]:
+    for bad, message in [
+        ("0membrane", "VALUE=NAME"),
+        ("x=a", "not a pixel value"),
+        ("1=a,1=b", "given twice"),
+        ("1=", "needs a class name"),
+        (",", "no VALUE=NAME"),
+    ]:
         with pytest.raises(FormatError, match=message):
             parse_values(bad)
     labels, images, _ = label_set(tmp_path)
@@ -121,7 +149,8 @@ def test_parse_values_and_errors(make_project: Callable[[Path], Project], tmp_pa
 
 
 def test_colour_label_image_is_refused_and_changes_nothing(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     labels, images, _ = label_set(tmp_path)
     rgb = np.zeros((8, 12, 3), np.uint8)
     rgb[..., 0] = 200
@@ -136,8 +165,7 @@ def test_colour_label_image_is_refused_and_changes_nothing(
     assert (read_label_png(labels / "b.png") == np.arange(12)[None, :]).all()
 
 
-def test_size_mismatch_and_missing_image_are_skipped(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_size_mismatch_and_missing_image_are_skipped(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     labels, images, _ = label_set(tmp_path)
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(labels / "b.png")
     Image.fromarray(np.zeros((8, 12), np.uint8)).save(labels / "c.png")
@@ -150,11 +178,13 @@ def test_size_mismatch_and_missing_image_are_skipped(
 
 
 def test_membrane_round_trip_is_pixel_exact(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path
+) -> None:
     root = shared_data / "membrane"
     project = make_project(tmp_path / "proj")
-    report = import_annotations(project, root / "label", format="masks", images_dir=root / "image",
-                                values="0=membrane,255=cell")
+    report = import_annotations(
+        project, root / "label", format="masks", images_dir=root / "image", values="0=membrane,255=cell"
+    )
     assert (report.images, report.annotations, report.done) == (24, 48, 24) and not report.skipped
     export_annotations(project, tmp_path / "out", format="masks", values="0=membrane,255=cell")
     for path in sorted((root / "label").glob("*.png")):
@@ -162,13 +192,15 @@ def test_membrane_round_trip_is_pixel_exact(
 
 
 def test_camvid_round_trip_is_pixel_exact(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path
+) -> None:
     root = shared_data / "camvid"
     values = ",".join(f"{i}={name}" for i, name in enumerate(CAMVID))
     project = make_project(tmp_path / "proj")
     for split in ("train", "val"):
-        report = import_annotations(project, root / f"{split}annot", format="masks", images_dir=root / split,
-                                    values=values, ignore=11)
+        report = import_annotations(
+            project, root / f"{split}annot", format="masks", images_dir=root / split, values=values, ignore=11
+        )
         assert report.images == report.ignore_masks == len(list((root / split).glob("*.png")))
     assert [c.name for c in project.categories()] == CAMVID
     export_annotations(project, tmp_path / "out", format="masks", values=values, ignore=11)
@@ -180,13 +212,20 @@ def test_camvid_round_trip_is_pixel_exact(
 
 
 def test_labelme_voc_palette_masks_with_class_names_file(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path
+) -> None:
     """Palette PNGs (values are palette indices), names from class_names.txt, 255 = ignore."""
     root = shared_data / "labelme-examples" / "instance_segmentation" / "data_dataset_voc"
     names = root / "class_names.txt"
     project = make_project(tmp_path / "proj")
-    report = import_annotations(project, root / "SegmentationClass", format="masks", images_dir=root / "JPEGImages",
-                                values=str(names), ignore=255)
+    report = import_annotations(
+        project,
+        root / "SegmentationClass",
+        format="masks",
+        images_dir=root / "JPEGImages",
+        values=str(names),
+        ignore=255,
+    )
     assert report.images == 3 and not report.skipped
     assert "_background_" not in {c.name for c in project.categories()}  # value 0 is background
     assert {"person", "bottle"} <= {c.name for c in project.categories()}

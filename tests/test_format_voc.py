@@ -39,8 +39,7 @@ def voc_layout(tmp_path: Path) -> Path:
     return tmp_path / "VOC" / "Annotations"
 
 
-def test_import_boxes_flags_and_missing_images(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_import_boxes_flags_and_missing_images(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, voc_layout(tmp_path), format="voc")
     assert (report.images, report.annotations, report.done) == (1, 2, 1)
@@ -53,23 +52,30 @@ def test_import_boxes_flags_and_missing_images(
     assert (record.width, record.height) == (40, 30)
 
 
-def test_export_then_import_gives_the_same_boxes(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_export_then_import_gives_the_same_boxes(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     import_annotations(project, voc_layout(tmp_path), format="voc")
     image_id = project.images()[0].id
     blob = np.zeros((30, 40), bool)
     blob[5:9, 11:20] = True
-    project.add_annotation(Annotation(image_id=image_id, category_id=project.ensure_category("blob").id,
-                                      kind=Kind.MASK, rle=encode_mask(blob)))
+    project.add_annotation(
+        Annotation(
+            image_id=image_id, category_id=project.ensure_category("blob").id, kind=Kind.MASK, rle=encode_mask(blob)
+        )
+    )
     report = export_annotations(project, tmp_path / "out", format="voc")
     assert (report.images, report.annotations, report.files) == (1, 3, 1)
     root = ET.parse(tmp_path / "out" / "a.xml").getroot()
     assert root.findtext("filename") == "a.jpg" and root.findtext("size/width") == "40"
-    boxes = [(o.findtext("name"), [o.findtext(f"bndbox/{t}") for t in ("xmin", "ymin", "xmax", "ymax")])
-             for o in root.iter("object")]
-    assert boxes == [("dog", ["2.5", "3", "20", "25.25"]), ("cat", ["30", "1", "39", "9"]),
-                     ("blob", ["11", "5", "20", "9"])]  # a mask leaves as its tight box
+    boxes = [
+        (o.findtext("name"), [o.findtext(f"bndbox/{t}") for t in ("xmin", "ymin", "xmax", "ymax")])
+        for o in root.iter("object")
+    ]
+    assert boxes == [
+        ("dog", ["2.5", "3", "20", "25.25"]),
+        ("cat", ["30", "1", "39", "9"]),
+        ("blob", ["11", "5", "20", "9"]),
+    ]  # a mask leaves as its tight box
     again = make_project(tmp_path / "again")
     # the images lie outside the folders of this import: they are found only in a folder the user gives
     assert import_annotations(again, tmp_path / "out", format="voc").images == 0
@@ -85,13 +91,17 @@ def test_export_then_import_gives_the_same_boxes(
     ("text", "message"),
     [
         ("<annotation><object>", "not valid XML"),
-        ("<annotation><filename>a.jpg</filename><object><name>x</name><bndbox><xmin>one</xmin></bndbox>"
-         "</object></annotation>", "<xmin> must be a number"),
+        (
+            "<annotation><filename>a.jpg</filename><object><name>x</name><bndbox><xmin>one</xmin></bndbox>"
+            "</object></annotation>",
+            "<xmin> must be a number",
+        ),
         ("<annotation><filename>a.jpg</filename><object><bndbox/></object></annotation>", "needs a <name>"),
     ],
 )
 def test_broken_xml_changes_nothing(
-    make_project: Callable[[Path], Project], tmp_path: Path, text: str, message: str) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, text: str, message: str
+) -> None:
     make_image(tmp_path / "a.jpg", fmt="JPEG")
     project = make_project(tmp_path / "proj")
     before = project_state(project)
@@ -107,12 +117,12 @@ def test_broken_xml_changes_nothing(
 
 def voc_boxes(root: ET.Element) -> list[tuple[str | None, list[float]]]:
     corners = ("xmin", "ymin", "xmax", "ymax")
-    return [(o.findtext("name"), [float(o.findtext(f"bndbox/{t}") or "nan") for t in corners])
-            for o in root.iter("object")]
+    return [
+        (o.findtext("name"), [float(o.findtext(f"bndbox/{t}") or "nan") for t in corners]) for o in root.iter("object")
+    ]
 
 
-def test_raccoon_round_trip(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+def test_raccoon_round_trip(make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     report = import_annotations(project, shared_data / "raccoon" / "annotations", format="voc")
     files = sorted((shared_data / "raccoon" / "annotations").glob("*.xml"))
@@ -126,16 +136,19 @@ def test_raccoon_round_trip(
 
 
 def test_labelme_voc_matches_labelme_rectangles(
-    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], shared_data: Path, tmp_path: Path
+) -> None:
     root = shared_data / "labelme-examples" / "bbox_detection"
     from_voc, from_json = make_project(tmp_path / "a"), make_project(tmp_path / "b")
-    import_annotations(from_voc, root / "data_dataset_voc" / "Annotations", format="voc",
-                       images_dir=root / "data_annotated")
+    import_annotations(
+        from_voc, root / "data_dataset_voc" / "Annotations", format="voc", images_dir=root / "data_annotated"
+    )
     import_annotations(from_json, root / "data_annotated", format="labelme", add_images=True)
 
     def boxes(p: Project) -> list[tuple[str, str, tuple[float, ...] | None]]:
-        return sorted((Path(p.image(a.image_id).path).name, p.category(a.category_id).name, a.box_xywh)
-                      for a in p.annotations())
+        return sorted(
+            (Path(p.image(a.image_id).path).name, p.category(a.category_id).name, a.box_xywh) for a in p.annotations()
+        )
 
     assert len(boxes(from_voc)) == 9
     assert boxes(from_voc) == boxes(from_json)
@@ -148,7 +161,8 @@ def test_labelme_voc_matches_labelme_rectangles(
 
 
 def test_labels_for_the_projects_own_images_match_them_instead_of_adding_copies(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     """A project made over a copy of a VOC set's images: the import labels those images (matched by
     file name) and adds only the images the project does not hold."""
     annotations = voc_layout(tmp_path)
@@ -159,5 +173,10 @@ def test_labels_for_the_projects_own_images_match_them_instead_of_adding_copies(
     report = import_annotations(project, annotations, format="voc")
     assert report.images_matched == 1 and report.images_added == 1
     paths = sorted(r.path for r in project.images())
-    assert paths == sorted([str(Path("photos") / "a.jpg"), str(Path(os.path.relpath(annotations.parent / "JPEGImages" / "b.jpg", tmp_path / "proj")))])
+    assert paths == sorted(
+        [
+            str(Path("photos") / "a.jpg"),
+            str(Path(os.path.relpath(annotations.parent / "JPEGImages" / "b.jpg", tmp_path / "proj"))),
+        ]
+    )
     assert {a.image_id for a in project.annotations()} >= {own}

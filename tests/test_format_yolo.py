@@ -19,18 +19,28 @@ from labeler.formats.yolo import read_class_names
 
 def labelled_project(make_project: Callable[[Path], Project], tmp_path: Path) -> Project:
     project = make_project(tmp_path / "proj")
-    a, b = project.add_images([make_image(tmp_path / "imgs" / "a.png", 40, 20),
-                               make_image(tmp_path / "imgs" / "deep" / "b.jpg", 20, 40, fmt="JPEG")])
+    a, b = project.add_images(
+        [
+            make_image(tmp_path / "imgs" / "a.png", 40, 20),
+            make_image(tmp_path / "imgs" / "deep" / "b.jpg", 20, 40, fmt="JPEG"),
+        ]
+    )
     car, person = project.add_category("car").id, project.add_category("person").id
     blob = np.zeros((20, 40), bool)
     blob[4:12, 20:30] = True
-    project.add_annotations([
-        Annotation(image_id=a, category_id=car, kind=Kind.BOX, box_xywh=(4, 2, 10, 8)),
-        Annotation(image_id=a, category_id=person, kind=Kind.MASK, rle=encode_mask(blob)),
-        Annotation(image_id=a, category_id=person, kind=Kind.MASK, rle=encode_mask(blob), iscrowd=True),
-        Annotation(image_id=b, category_id=person, kind=Kind.POLYGON,
-                   polygons=(np.array([[1, 1], [10, 1], [10, 30]]), np.array([[12, 32], [18, 32], [15, 38]]))),
-    ])
+    project.add_annotations(
+        [
+            Annotation(image_id=a, category_id=car, kind=Kind.BOX, box_xywh=(4, 2, 10, 8)),
+            Annotation(image_id=a, category_id=person, kind=Kind.MASK, rle=encode_mask(blob)),
+            Annotation(image_id=a, category_id=person, kind=Kind.MASK, rle=encode_mask(blob), iscrowd=True),
+            Annotation(
+                image_id=b,
+                category_id=person,
+                kind=Kind.POLYGON,
+                polygons=(np.array([[1, 1], [10, 1], [10, 30]]), np.array([[12, 32], [18, 32], [15, 38]])),
+            ),
+        ]
+    )
     project.set_done(b, True)
     return project
 
@@ -41,14 +51,16 @@ def test_export_layout_and_normalised_lines(make_project: Callable[[Path], Proje
     assert (report.images, report.annotations, report.files) == (2, 3, 4)
     assert report.skipped == {"crowd region (no YOLO form)": 1}
     assert (tmp_path / "out" / "classes.txt").read_text() == "car\nperson\n"
-    assert "names:\n  0: \"car\"\n  1: \"person\"" in (tmp_path / "out" / "data.yaml").read_text()
+    assert 'names:\n  0: "car"\n  1: "person"' in (tmp_path / "out" / "data.yaml").read_text()
     a_lines = (tmp_path / "out" / "labels" / "a.txt").read_text().splitlines()
     assert a_lines[0] == "0 0.225000 0.300000 0.250000 0.400000"
     values = [float(v) for v in a_lines[1].split()[1:]]
     assert a_lines[1].startswith("1 ") and all(0 <= v <= 1 for v in values)
     b_lines = (tmp_path / "out" / "labels" / "deep" / "b.txt").read_text().splitlines()
-    assert b_lines == ["1 0.050000 0.025000 0.500000 0.025000 0.500000 0.750000",
-                       "1 0.600000 0.800000 0.900000 0.800000 0.750000 0.950000"]
+    assert b_lines == [
+        "1 0.050000 0.025000 0.500000 0.025000 0.500000 0.750000",
+        "1 0.600000 0.800000 0.900000 0.800000 0.750000 0.950000",
+    ]
 
 
 def test_round_trip_through_yolo(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
@@ -75,8 +87,12 @@ def test_class_names_from_each_file_kind(tmp_path: Path) -> None:
         "dataset.yaml": "nc: 2\nnames:\n  - a\n  - b # comment\ntrain: x\n",
         "data.yml": "names:\n  0: a\n  1: 'b'\n",
     }
-    expected = {"classes.txt": ["a", "b"], "data.yaml": ["a", "b c", "d"], "dataset.yaml": ["a", "b"],
-                "data.yml": ["a", "b"]}
+    expected = {
+        "classes.txt": ["a", "b"],
+        "data.yaml": ["a", "b c", "d"],
+        "dataset.yaml": ["a", "b"],
+        "data.yml": ["a", "b"],
+    }
     for name, text in cases.items():
         folder = tmp_path / name.replace(".", "_")
         folder.mkdir()
@@ -85,8 +101,7 @@ def test_class_names_from_each_file_kind(tmp_path: Path) -> None:
     assert read_class_names(tmp_path) is None
 
 
-def test_without_class_names_classes_are_numbers(
-    make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+def test_without_class_names_classes_are_numbers(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     make_image(tmp_path / "ds" / "images" / "x.png", 10, 10)
     (tmp_path / "ds" / "labels").mkdir(parents=True)
     (tmp_path / "ds" / "labels" / "x.txt").write_text("3 0.5 0.5 0.2 0.2 0.9\n\n7 0.1 0.1 0.5 0.1 0.3 0.4\n")
@@ -108,7 +123,8 @@ def test_without_class_names_classes_are_numbers(
     ],
 )
 def test_bad_lines_name_file_and_line_and_change_nothing(
-    make_project: Callable[[Path], Project], tmp_path: Path, line: str, message: str) -> None:
+    make_project: Callable[[Path], Project], tmp_path: Path, line: str, message: str
+) -> None:
     make_image(tmp_path / "ds" / "a.png")
     make_image(tmp_path / "ds" / "b.png")
     (tmp_path / "ds" / "classes.txt").write_text("only\n")

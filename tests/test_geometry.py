@@ -132,7 +132,10 @@ def test_mask_to_polygons_and_back() -> None:
 def test_annotation_box_area_mask_consistent_with_pycocotools() -> None:
     h, w = 30, 40
     mask = random_mask(3, h, w)
-    parts = (np.array([[1.0, 1.0], [11.0, 1.0], [11.0, 9.0], [1.0, 9.0]]), np.array([[20.0, 5.0], [30.0, 5.0], [25.0, 25.0]]))
+    parts = (
+        np.array([[1.0, 1.0], [11.0, 1.0], [11.0, 9.0], [1.0, 9.0]]),
+        np.array([[20.0, 5.0], [30.0, 5.0], [25.0, 25.0]]),
+    )
     anns = {
         "box": Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(2.0, 3.0, 10.0, 5.0)),
         "polygon": Annotation(image_id=1, category_id=1, kind=Kind.POLYGON, polygons=parts),

@@ -194,11 +194,23 @@ def _add_proposals(project: Project, image_id: int, scores: list[float], *, plug
         ModelVersion(plugin=plugin, settings={}, categories=(cat.id,), checkpoint="models/x.safetensors"),
         activate=True,
     )
-    stored = project.replace_proposals(image_id, plugin=plugin, proposals=[
-        Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(4 + 10 * i, 4, 8, 8),
-                   state=State.PROPOSED, model_version=version.id, score=s)
-        for i, s in enumerate(scores)
-    ], uncertainty=0.5)
+    stored = project.replace_proposals(
+        image_id,
+        plugin=plugin,
+        proposals=[
+            Annotation(
+                image_id=image_id,
+                category_id=cat.id,
+                kind=Kind.BOX,
+                box_xywh=(4 + 10 * i, 4, 8, 8),
+                state=State.PROPOSED,
+                model_version=version.id,
+                score=s,
+            )
+            for i, s in enumerate(scores)
+        ],
+        uncertainty=0.5,
+    )
     return [a.id for a in stored]
 
 
@@ -246,8 +258,13 @@ def test_proposals_accept_reject_and_undo(qtbot, window: MainWindow, tmp_path: P
 def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path / "proj", 1)
     open_and_wait(qtbot, window, root)
-    for key, tool in ((Qt.Key.Key_B, "box"), (Qt.Key.Key_P, "polygon"), (Qt.Key.Key_R, "brush"),
-                      (Qt.Key.Key_E, "eraser"), (Qt.Key.Key_V, "select")):
+    for key, tool in (
+        (Qt.Key.Key_B, "box"),
+        (Qt.Key.Key_P, "polygon"),
+        (Qt.Key.Key_R, "brush"),
+        (Qt.Key.Key_E, "eraser"),
+        (Qt.Key.Key_V, "select"),
+    ):
         press(qtbot, window, key)
         assert window.canvas.tool() == tool
         assert window.actions_.tools[tool].isChecked()
@@ -365,8 +382,16 @@ def test_shortcuts_are_listed_for_the_user(qtbot, window: MainWindow) -> None:  
     from labeler.gui.actions import shortcuts_text
 
     text = shortcuts_text(window.actions_)
-    for key, what in (("D", "Next image"), ("A", "Previous image"), ("N", "Next not done"), ("M", "Mark done"),
-                      ("Ctrl+Z", "Undo"), ("B", "Box"), ("1 … 9", "pick the class"), ("Ctrl+D", "Duplicate selected")):
+    for key, what in (
+        ("D", "Next image"),
+        ("A", "Previous image"),
+        ("N", "Next not done"),
+        ("M", "Mark done"),
+        ("Ctrl+Z", "Undo"),
+        ("B", "Box"),
+        ("1 … 9", "pick the class"),
+        ("Ctrl+D", "Duplicate selected"),
+    ):
         assert f"<b>{key}" in text and what in text
 
 
@@ -387,7 +412,9 @@ time.sleep(120)
 """
 
 
-def test_switching_project_or_closing_stops_child_processes(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_switching_project_or_closing_stops_child_processes(
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     """Training and "auto-label all" children of the open project are stopped (after asking) when
     another project is opened or the window closes: terminated, waited for, never orphaned."""
     import os
@@ -463,13 +490,17 @@ def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot, window: Main
         walked.append(window.current_image_id())
         shown.append(window.statusBar().currentMessage())
     assert walked == [ids[4], ids[1], ids[3], ids[4]]  # down the order, then round again; no ping-pong
-    assert [m.split(" (")[0] for m in shown[:3]] == [f"Next most uncertain: uncertainty {v}" for v in ("0.95", "0.90", "0.50")]
+    assert [m.split(" (")[0] for m in shown[:3]] == [
+        f"Next most uncertain: uncertainty {v}" for v in ("0.95", "0.90", "0.50")
+    ]
     model = window.images.model
     tip = model.data(model.index(model.row_of(ids[1]), 0), Qt.ItemDataRole.ToolTipRole)
     assert "uncertainty 0.90" in tip
 
 
-def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path / "proj", 2)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
@@ -489,10 +520,16 @@ def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(qtbot
     assert "2 of 3 proposals shown" in panel.summary.text() and "localizer only" in panel.summary.text()
     with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
         qtbot.mouseClick(panel.accept_all_button, Qt.MouseButton.LeftButton)
-    assert [window.project.annotation(i).state for i in boxes + masks] == [State.ACCEPTED, State.ACCEPTED, State.PROPOSED]
+    assert [window.project.annotation(i).state for i in boxes + masks] == [
+        State.ACCEPTED,
+        State.ACCEPTED,
+        State.PROPOSED,
+    ]
 
 
-def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     assert "Open a project" in window.canvas.view().notice()  # the empty window says what to do
     root = make_project(tmp_path / "proj", 3)
     open_and_wait(qtbot, window, root)
@@ -531,7 +568,9 @@ def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(qtbot, windo
     assert seen == ["0.png", "1.png", "2.png", "10.png"]
 
 
-def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from labeler.core.effort import Effort
     from labeler.gui.status import effort_text
 
@@ -553,12 +592,20 @@ def _hover(view, x: float, y: float) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtWidgets import QApplication
 
     local = QPointF(view.mapFromScene(QPointF(x, y)))
-    event = QMouseEvent(QEvent.Type.MouseMove, local, QPointF(view.viewport().mapToGlobal(local.toPoint())),
-                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    event = QMouseEvent(
+        QEvent.Type.MouseMove,
+        local,
+        QPointF(view.viewport().mapToGlobal(local.toPoint())),
+        Qt.MouseButton.NoButton,
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(view.viewport(), event)
 
 
-def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path / "proj", 2)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
@@ -574,7 +621,9 @@ def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(qtbot, wi
     assert [window.project.annotation(i).state for i in ids] == [State.REJECTED, State.ACCEPTED]
 
 
-def test_the_first_label_without_a_class_asks_for_its_name(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_first_label_without_a_class_asks_for_its_name(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     from gui_helpers import drag
     from PySide6.QtWidgets import QInputDialog
 
@@ -601,19 +650,24 @@ def right_click(view, at) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtTest import QTest
 
     QTest.mouseClick(view.viewport(), Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, at)
-    QApplication.sendEvent(view.viewport(), QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at,
-                                                              view.viewport().mapToGlobal(at)))
+    QApplication.sendEvent(
+        view.viewport(), QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at, view.viewport().mapToGlobal(at))
+    )
 
 
-@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints", "This plugin does not support raise",
-                           "This plugin does not support grabbing the keyboard")  # the offscreen platform, on popups
+@pytest.mark.qt_log_ignore(
+    "This plugin does not support propagateSizeHints",
+    "This plugin does not support raise",
+    "This plugin does not support grabbing the keyboard",
+)  # the offscreen platform, on popups
 def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path / "proj", 2)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
     cat = window.project.categories()[0]
-    tiny = window.project.add_annotation(Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX,
-                                                    box_xywh=(50.0, 50.0, 1.0, 1.0)))
+    tiny = window.project.add_annotation(
+        Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(50.0, 50.0, 1.0, 1.0))
+    )
     ids = _add_proposals(window.project, image_id, [0.9])
     window.canvas.reload_annotations()
     objects = window.objects
@@ -652,7 +706,9 @@ def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: P
 
     monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("cat", True))
     rect = objects.table.visualItemRect(objects.table.item(1, 1))
-    qtbot.mouseClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # a double click's first half
+    qtbot.mouseClick(
+        objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
+    )  # a double click's first half
     qtbot.mouseDClick(objects.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert window.project.annotation(ids[0]).category_id == cat.id
     # Delete from the panel
@@ -660,7 +716,9 @@ def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: P
     assert [a.id for a in window.project.annotations(image_id)] == [tiny.id]
 
 
-def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtWidgets import QFileDialog
 
     root = make_project(tmp_path / "proj", 2)
@@ -679,7 +737,9 @@ def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(qtbot, window:
     assert len(window.project.annotations(first.id)) == 1
 
 
-def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "proj"
     for path in write_images(root / "raw", 2):
         path.rename(root / f"BloodImage_{path.stem}_with_a_long_name.png")
@@ -694,7 +754,9 @@ def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(qt
     assert window.images.width() >= 160
 
 
-def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is_a_slider(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is_a_slider(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
     from PySide6.QtCore import QPointF
 
@@ -707,10 +769,12 @@ def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is
     left = np.zeros((64, 64), bool)  # "cell": a blob in the corner and a big one; "membrane": the rest
     left[:10, :10] = True
     left[30:60, 30:60] = True
-    window.project.add_annotation(Annotation(image_id=image_id, category_id=cell.id, kind=Kind.MASK,
-                                             rle=encode_mask(left)))
-    window.project.add_annotation(Annotation(image_id=image_id, category_id=membrane.id, kind=Kind.MASK,
-                                             rle=encode_mask(~left)))
+    window.project.add_annotation(
+        Annotation(image_id=image_id, category_id=cell.id, kind=Kind.MASK, rle=encode_mask(left))
+    )
+    window.project.add_annotation(
+        Annotation(image_id=image_id, category_id=membrane.id, kind=Kind.MASK, rle=encode_mask(~left))
+    )
     window.canvas.reload_annotations()
     items = list(window.canvas.annotation_items().values())
     anchors = [item.mapToScene(item.tag.pos()) for item in items]

@@ -78,8 +78,17 @@ def test_click_takes_one_region_of_a_mask_proposal(env: CanvasEnv) -> None:
     mask[10:40, 10:40] = True
     mask[150:200, 200:260] = True
     version = env.project.add_model_version(ModelVersion(plugin="seg", settings={}, categories=(1,), checkpoint="m"))
-    env.project.add_annotation(Annotation(image_id=1, category_id=1, kind=Kind.MASK, state=State.PROPOSED,
-                                          model_version=version.id, score=0.8, rle=encode_mask(mask)))
+    env.project.add_annotation(
+        Annotation(
+            image_id=1,
+            category_id=1,
+            kind=Kind.MASK,
+            state=State.PROPOSED,
+            model_version=version.id,
+            score=0.8,
+            rle=encode_mask(mask),
+        )
+    )
     canvas.reload_annotations()
     canvas.set_tool("assist")
     click(canvas, 230, 170)

@@ -33,8 +33,14 @@ def env(qtbot: QtBot, tmp_path: Path) -> Iterator[CanvasEnv]:
 def _wheel(canvas: AnnotationCanvas, at: QPoint, notches: int) -> None:
     viewport = canvas.view().viewport()
     event = QWheelEvent(
-        QPointF(at), QPointF(viewport.mapToGlobal(at)), QPoint(0, 0), QPoint(0, 120 * notches),
-        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+        QPointF(at),
+        QPointF(viewport.mapToGlobal(at)),
+        QPoint(0, 0),
+        QPoint(0, 120 * notches),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
     )
     QApplication.sendEvent(viewport, event)
 
@@ -44,15 +50,40 @@ def _add_proposals(project: Project) -> dict[str, Annotation]:
     mask = np.zeros((240, 320), dtype=bool)
     mask[150:200, 200:300] = True
     anns = {
-        "strong_box": Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(10, 10, 50, 40),
-                                 state=State.PROPOSED, model_version=version.id, score=0.9),
-        "weak_box": Annotation(image_id=1, category_id=2, kind=Kind.BOX, box_xywh=(100, 20, 40, 40),
-                               state=State.PROPOSED, model_version=version.id, score=0.3),
-        "mask": Annotation(image_id=1, category_id=2, kind=Kind.MASK, rle=encode_mask(mask),
-                           state=State.PROPOSED, model_version=version.id, score=0.6),
+        "strong_box": Annotation(
+            image_id=1,
+            category_id=1,
+            kind=Kind.BOX,
+            box_xywh=(10, 10, 50, 40),
+            state=State.PROPOSED,
+            model_version=version.id,
+            score=0.9,
+        ),
+        "weak_box": Annotation(
+            image_id=1,
+            category_id=2,
+            kind=Kind.BOX,
+            box_xywh=(100, 20, 40, 40),
+            state=State.PROPOSED,
+            model_version=version.id,
+            score=0.3,
+        ),
+        "mask": Annotation(
+            image_id=1,
+            category_id=2,
+            kind=Kind.MASK,
+            rle=encode_mask(mask),
+            state=State.PROPOSED,
+            model_version=version.id,
+            score=0.6,
+        ),
         "human_box": Annotation(image_id=1, category_id=3, kind=Kind.BOX, box_xywh=(200, 10, 60, 60)),
-        "human_polygon": Annotation(image_id=1, category_id=1, kind=Kind.POLYGON,
-                                    polygons=(np.array([[20, 120], [80, 120], [50, 200]], dtype=float),)),
+        "human_polygon": Annotation(
+            image_id=1,
+            category_id=1,
+            kind=Kind.POLYGON,
+            polygons=(np.array([[20, 120], [80, 120], [50, 200]], dtype=float),),
+        ),
     }
     return {k: project.add_annotation(a) for k, a in anns.items()}
 
@@ -258,8 +289,20 @@ def test_thirty_proposals_show_tags_only_where_they_fit(env: CanvasEnv) -> None:
     canvas = env.canvas
     version = env.project.add_model_version(ModelVersion(plugin="det", settings={}, categories=(1,), checkpoint="m"))
     boxes = [(10 + 50 * (n % 6), 10 + 45 * (n // 6), 24, 24) for n in range(30)]
-    env.project.add_annotations([Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=b, state=State.PROPOSED,
-                                            model_version=version.id, score=0.8) for b in boxes])
+    env.project.add_annotations(
+        [
+            Annotation(
+                image_id=1,
+                category_id=1,
+                kind=Kind.BOX,
+                box_xywh=b,
+                state=State.PROPOSED,
+                model_version=version.id,
+                score=0.8,
+            )
+            for b in boxes
+        ]
+    )
     canvas.reload_annotations()
     tags = [item.tag for item in canvas.annotation_items().values()]
     assert len(tags) == 30
@@ -438,8 +481,15 @@ def test_a_mask_proposal_is_hatched_all_over_and_an_accepted_mask_is_not(qtbot: 
     category = Category(1, "cell", (200, 30, 30))
 
     def render(state: State) -> np.ndarray:
-        ann = Annotation(image_id=1, category_id=1, kind=Kind.MASK, rle=encode_mask(mask), state=state,
-                         model_version=1 if state is State.PROPOSED else None, score=0.8 if state is State.PROPOSED else None)
+        ann = Annotation(
+            image_id=1,
+            category_id=1,
+            kind=Kind.MASK,
+            rle=encode_mask(mask),
+            state=state,
+            model_version=1 if state is State.PROPOSED else None,
+            score=0.8 if state is State.PROPOSED else None,
+        )
         item = MaskItem(ann, category)
         image = QImage(40, 40, QImage.Format.Format_ARGB32)
         image.fill(0xFFFFFFFF)

@@ -30,9 +30,11 @@ def _anns(env: CanvasEnv) -> list[Annotation]:
 def _proposal(env: CanvasEnv, **geometry: object) -> Annotation:
     version = env.project.add_model_version(ModelVersion(plugin="loc", settings={}, categories=(1,), checkpoint="m"))
     kind = Kind.BOX if "box_xywh" in geometry else Kind.MASK
-    ann = env.project.add_annotation(Annotation(
-        image_id=1, category_id=1, kind=kind, state=State.PROPOSED, model_version=version.id, score=0.7, **geometry
-    ))
+    ann = env.project.add_annotation(
+        Annotation(
+            image_id=1, category_id=1, kind=kind, state=State.PROPOSED, model_version=version.id, score=0.7, **geometry
+        )
+    )
     env.canvas.reload_annotations()
     return ann
 

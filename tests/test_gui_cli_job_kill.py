@@ -13,8 +13,10 @@ READY = ev.to_line(ev.TrainCancelled(steps=0))
 
 
 def test_cancel_kills_a_child_that_ignores_sigterm_and_says_so(qtbot, monkeypatch):
-    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            f"print({READY!r}, flush=True); time.sleep(60)")
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"print({READY!r}, flush=True); time.sleep(60)"
+    )
     monkeypatch.setattr(workers, "labeler_command", lambda args: (sys.executable, ["-c", code]))
     job = workers.CliJob(["train"])
     job.GRACE_MS = 300
@@ -34,9 +36,14 @@ def test_unreadable_lines_from_a_child_are_reported_not_crashed_on(qtbot, monkey
     from labeler.gui.controllers.training_run import TrainingController
 
     good = ev.to_line(ev.TrainProgress(step=1, elapsed=0.5, eta=1.5, losses={"total": 0.5}))
-    lines = ['{"v": 1, "job": "train", "event": "progress", "step": 1', '{"v": 1, "job": "train", "event": "dance"}',
-             '{"v": 1, "job": "train", "event": "progress", "step": "one", "elapsed": 1}',
-             '{"event": "progress", "step": 2, "elapsed": 1}', good, "plain text is just log"]
+    lines = [
+        '{"v": 1, "job": "train", "event": "progress", "step": 1',
+        '{"v": 1, "job": "train", "event": "dance"}',
+        '{"v": 1, "job": "train", "event": "progress", "step": "one", "elapsed": 1}',
+        '{"event": "progress", "step": 2, "elapsed": 1}',
+        good,
+        "plain text is just log",
+    ]
     code = "import sys\nfor line in sys.argv[1:]:\n    print(line, flush=True)"
     monkeypatch.setattr(workers, "labeler_command", lambda args: (sys.executable, ["-c", code, *lines]))
     controller = TrainingController()

@@ -26,7 +26,9 @@ def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("what", ["project", "folder"])
-def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path / "p", 3)
     if what == "folder":  # images only: the project is made on the worker too
         for name in ("labeler.db", "labeler.db-wal", "labeler.db-shm"):

@@ -32,8 +32,9 @@ def labelled(root: Path, count: int = 8, done: int = 5) -> Path:
     with Project.open(root) as project:
         cat = project.categories()[0]
         for record in project.images()[:done]:
-            project.add_annotation(Annotation(image_id=record.id, category_id=cat.id, kind=Kind.BOX,
-                                              box_xywh=(10.0, 10.0, 21.0, 21.0)))
+            project.add_annotation(
+                Annotation(image_id=record.id, category_id=cat.id, kind=Kind.BOX, box_xywh=(10.0, 10.0, 21.0, 21.0))
+            )
             project.set_done(record.id)
     return root
 
@@ -192,8 +193,9 @@ def test_failed_training_shows_its_log_and_keeps_the_model(qtbot, window: MainWi
 def test_cancel_training_leaves_the_project_as_it_was(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
     open_and_wait(qtbot, window, trained)
     window.training_panel.budget.setValue(120)
-    with qtbot.waitSignal(window.trainer.progress, timeout=120_000,
-                          check_params_cb=lambda e: type(e) is ev.TrainProgress):
+    with qtbot.waitSignal(
+        window.trainer.progress, timeout=120_000, check_params_cb=lambda e: type(e) is ev.TrainProgress
+    ):
         window.start_training()
     with qtbot.waitSignal(window.trainer.finished, timeout=60_000) as blocker:
         qtbot.mouseClick(window.training_panel.cancel_button, Qt.MouseButton.LeftButton)
@@ -237,13 +239,16 @@ def test_auto_label_without_a_model_says_what_to_do(qtbot, window: MainWindow, t
     assert not window.autolabeler.image_running()
 
 
-def test_training_on_too_few_usable_images_is_refused_naming_the_detector(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_training_on_too_few_usable_images_is_refused_naming_the_detector(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     root = labelled(tmp_path / "many", count=8, done=8)
     with Project.open(root) as project:
         cat = project.categories()[0]
         for record in project.images()[1:]:  # every image but the first gets a second object
-            project.add_annotation(Annotation(image_id=record.id, category_id=cat.id, kind=Kind.BOX,
-                                              box_xywh=(40.0, 40.0, 10.0, 10.0)))
+            project.add_annotation(
+                Annotation(image_id=record.id, category_id=cat.id, kind=Kind.BOX, box_xywh=(40.0, 40.0, 10.0, 10.0))
+            )
     open_and_wait(qtbot, window, root)
     with qtbot.waitSignal(window.trainer.finished, timeout=120_000) as blocker:
         qtbot.mouseClick(window.training_panel.train_button, Qt.MouseButton.LeftButton)
@@ -260,9 +265,16 @@ def test_versions_tab_says_what_training_skipped(qtbot, window: MainWindow, trai
 
     with Project.open(trained) as project:
         first = project.model_versions(PLUGIN)[0]
-        added = project.add_model_version(ModelVersion(plugin=PLUGIN, settings=first.settings, categories=first.categories,
-                                               checkpoint=first.checkpoint, metrics={"iou": 0.4},
-                                               data={"train_images": [1, 2, 3], "skipped": {"2 accepted labels": 9}}))
+        added = project.add_model_version(
+            ModelVersion(
+                plugin=PLUGIN,
+                settings=first.settings,
+                categories=first.categories,
+                checkpoint=first.checkpoint,
+                metrics={"iou": 0.4},
+                data={"train_images": [1, 2, 3], "skipped": {"2 accepted labels": 9}},
+            )
+        )
     open_and_wait(qtbot, window, trained)
     table = window.models.table
     row = next(r for r in range(table.rowCount()) if table.item(r, 1).text() == f"#{added.id}")

@@ -96,8 +96,12 @@ def _tool_uses() -> dict[str, set[str]]:
             if not isinstance(node, ast.Attribute):
                 continue
             owner = node.value
-            if (isinstance(owner, ast.Attribute) and owner.attr == "canvas" and isinstance(owner.value, ast.Name)
-                    and owner.value.id == "self") or (isinstance(owner, ast.Name) and owner.id == "canvas"):
+            if (
+                isinstance(owner, ast.Attribute)
+                and owner.attr == "canvas"
+                and isinstance(owner.value, ast.Name)
+                and owner.value.id == "self"
+            ) or (isinstance(owner, ast.Name) and owner.id == "canvas"):
                 uses.setdefault(module, set()).add(node.attr)
     return uses
 

@@ -26,12 +26,18 @@ def labelled_project(root: Path) -> Project:
     first, second, _ = project.images()
     mask = np.zeros((64, 64), dtype=bool)
     mask[10:30, 20:40] = True
-    project.add_annotations([
-        Annotation(image_id=first.id, category_id=cat.id, kind=Kind.BOX, box_xywh=(5, 6, 20, 10)),
-        Annotation(image_id=first.id, category_id=dog.id, kind=Kind.POLYGON,
-                   polygons=(np.array([[30, 30], [60, 30], [45, 60]], dtype=float),)),
-        Annotation(image_id=second.id, category_id=cat.id, kind=Kind.MASK, rle=encode_mask(mask)),
-    ])
+    project.add_annotations(
+        [
+            Annotation(image_id=first.id, category_id=cat.id, kind=Kind.BOX, box_xywh=(5, 6, 20, 10)),
+            Annotation(
+                image_id=first.id,
+                category_id=dog.id,
+                kind=Kind.POLYGON,
+                polygons=(np.array([[30, 30], [60, 30], [45, 60]], dtype=float),),
+            ),
+            Annotation(image_id=second.id, category_id=cat.id, kind=Kind.MASK, rle=encode_mask(mask)),
+        ]
+    )
     project.set_done(first.id)
     project.set_done(second.id)
     return project
@@ -132,13 +138,17 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot, tmp_pa
     src = tmp_path / "src"
     (src / "images").mkdir(parents=True)
     pixels = np.zeros((8, 8, 3), dtype=np.uint8)
-    coco: dict[str, list[dict[str, object]]] = {"images": [], "annotations": [],
-                                                "categories": [{"id": 1, "name": "cat"}]}
+    coco: dict[str, list[dict[str, object]]] = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
     for i in range(count):
         cv2.imwrite(str(src / "images" / f"im{i:04d}.png"), pixels)
         coco["images"].append({"id": i + 1, "file_name": f"images/im{i:04d}.png", "width": 8, "height": 8})
-        coco["annotations"].append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 4, 4],
-                                    "area": 16, "iscrowd": 0})
+        coco["annotations"].append(
+            {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0}
+        )
     (src / "labels.json").write_text(json.dumps(coco))
     make_project(tmp_path / "p", 2)
 
@@ -152,6 +162,7 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot, tmp_pa
                 inside.set()
                 go_on.wait(20)
             progress(done, total)
+
         return real_import(project, source, progress=gate, **kwargs)
 
     monkeypatch.setattr(labeler.formats, "import_annotations", gated_import)

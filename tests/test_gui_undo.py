@@ -65,9 +65,11 @@ def test_delete_undo_restores_the_same_annotation(qapp: object, project: Project
 def test_editing_a_proposal_makes_it_human(qapp: object, project: Project) -> None:
     prop = _proposal(project)
     stack = QUndoStack()
-    stack.push(undo.edit_annotations(
-        project, [(prop, Annotation(**{**prop.__dict__, "box_xywh": (1, 2, 3, 4)}))], text="Resize"
-    ))
+    stack.push(
+        undo.edit_annotations(
+            project, [(prop, Annotation(**{**prop.__dict__, "box_xywh": (1, 2, 3, 4)}))], text="Resize"
+        )
+    )
     edited = project.annotation(prop.id)
     assert edited.box_xywh == (1, 2, 3, 4)
     assert edited.state is State.ACCEPTED and edited.model_version is None and edited.score is None
@@ -111,7 +113,9 @@ def test_a_refused_change_writes_nothing_and_leaves_the_stack(qapp: object, proj
     errors: list[str] = []
     stack = QUndoStack()
     cmd = undo.ChangeAnnotations(
-        project, [(kept, None), (gone, Annotation(**{**gone.__dict__, "category_id": 3}))], "Edit",
+        project,
+        [(kept, None), (gone, Annotation(**{**gone.__dict__, "category_id": 3}))],
+        "Edit",
         on_error=errors.append,
     )
     stack.push(cmd)
@@ -152,8 +156,11 @@ def test_undo_never_overwrites_someone_elses_later_save(qapp: object, project: P
     ann = project.add_annotation(_box())
     stack = QUndoStack()
     errors: list[str] = []
-    stack.push(undo.edit_annotations(project, [(ann, replace(ann, box_xywh=(50, 20, 30, 40)))], text="Move",
-                                     on_error=errors.append))
+    stack.push(
+        undo.edit_annotations(
+            project, [(ann, replace(ann, box_xywh=(50, 20, 30, 40)))], text="Move", on_error=errors.append
+        )
+    )
     other = project.open_again()  # another desktop
     try:
         theirs = other.annotation(ann.id)

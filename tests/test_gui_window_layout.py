@@ -94,7 +94,7 @@ def test_at_500_by_350_nothing_overlaps(window: MainWindow) -> None:
     assert window.canvas.width() >= MainWindow.MIN_CANVAS[0] and window.canvas.height() >= MainWindow.MIN_CANVAS[1]
     for i, rect in enumerate(rects):
         assert not rect.intersects(canvas), shown[i].objectName()
-        for other in rects[i + 1:]:
+        for other in rects[i + 1 :]:
             assert not rect.intersects(other)
         assert window.rect().contains(rect)  # the window is never smaller than what it holds
 

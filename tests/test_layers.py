@@ -124,7 +124,6 @@ def test_static_checker_sees_lazy_imports(tmp_path: Path) -> None:
     """The checker itself finds imports hidden inside functions and importlib calls."""
     sample = tmp_path / "sample.py"
     sample.write_text(
-        "def f():\n    import torch.nn as nn\n    from PySide6 import QtCore\n"
-        "    importlib.import_module('torch')\n"
+        "def f():\n    import torch.nn as nn\n    from PySide6 import QtCore\n    importlib.import_module('torch')\n"
     )
     assert [name for _, name in _imports(sample)] == ["torch.nn", "PySide6", "torch"]

@@ -40,8 +40,9 @@ def test_auto_label_writes_proposals_and_uncertainty(trained):
     proposals = project.annotations(states=[State.PROPOSED])
     assert result.proposals == len(proposals) > 0
     assert {a.image_id for a in proposals} <= set(ids)
-    assert all(a.model_version == loaded.version.id and 0.0 <= a.score <= 1.0 and a.kind is Kind.MASK
-               for a in proposals)
+    assert all(
+        a.model_version == loaded.version.id and 0.0 <= a.score <= 1.0 and a.kind is Kind.MASK for a in proposals
+    )
     assert all(project.image(i).uncertainty is not None for i in ids)
     assert uncertainty_order(project.images())
 
@@ -181,8 +182,13 @@ def test_runs_of_any_size_on_any_number_of_streams_give_the_same_proposals_in_or
         runs.clear()
         steps = list(iter_auto_label(project, loaded, ids, **kwargs))
         assert [s.image_id for s in steps] == ids and [s.done for s in steps] == [1, 2, 3, 4]
-        return {i: sorted((a.category_id, a.rle["counts"], round(a.score, 6))
-                          for a in project.annotations(i, states=[State.PROPOSED])) for i in ids}
+        return {
+            i: sorted(
+                (a.category_id, a.rle["counts"], round(a.score, 6))
+                for a in project.annotations(i, states=[State.PROPOSED])
+            )
+            for i in ids
+        }
 
     one_by_one = run(workers=1, chunk_seconds=0.0)
     assert runs == [1, 1, 1, 1]
@@ -256,5 +262,7 @@ def test_auto_label_does_not_propose_again_what_is_accepted(trained):
     auto_label(project, loaded, [8])
     record = project.image(8)
     again = [p for p in project.annotations(8, states=[State.PROPOSED]) if p.category_id == accepted.category_id]
-    assert all(overlap(p, project.annotation(accepted.id), height=record.height, width=record.width) < DUPLICATE_IOU
-               for p in again)
+    assert all(
+        overlap(p, project.annotation(accepted.id), height=record.height, width=record.width) < DUPLICATE_IOU
+        for p in again
+    )

@@ -44,7 +44,9 @@ def _damage(path: Path, how: str) -> None:
     elif how == "header_json":
         path.write_bytes(_safetensors_with(b"{not json" + b" " * 20, b"\0" * 16))
     elif how == "offsets":
-        path.write_bytes(_safetensors_with({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 1 << 40]}}, b"\0" * 16))
+        path.write_bytes(
+            _safetensors_with({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 1 << 40]}}, b"\0" * 16)
+        )
     elif how == "dtype":
         path.write_bytes(_safetensors_with({"w": {"dtype": "Q99", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 16))
     elif how == "empty":
@@ -53,8 +55,18 @@ def _damage(path: Path, how: str) -> None:
         raise AssertionError(how)
 
 
-DAMAGE = ["truncated", "random", "text", "pickle", "torch_save", "header_length", "header_json", "offsets",
-          "dtype", "empty"]
+DAMAGE = [
+    "truncated",
+    "random",
+    "text",
+    "pickle",
+    "torch_save",
+    "header_length",
+    "header_json",
+    "offsets",
+    "dtype",
+    "empty",
+]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +113,9 @@ def test_damaged_checkpoint_names_the_version_and_offers_the_earlier_one(project
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     target = install_minimal_plugin()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "labeler", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "labeler", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.mark.parametrize("which", ["final", "selection"])
@@ -110,9 +124,17 @@ def test_cli_eval_and_auto_label_say_which_file_is_damaged_and_train_goes_on(pro
         active = project.active_model_version("minimal")
         rel = active.checkpoint if which == "final" else selection_checkpoint(active)
     _damage(project_copy / rel, "truncated")
-    verb_args = {"eval": ["eval", str(project_copy), "--plugin", "minimal", "--split",
-                          "validation" if which == "selection" else "all"],
-                 "auto-label": ["auto-label", str(project_copy), "--plugin", "minimal", "--all"]}
+    verb_args = {
+        "eval": [
+            "eval",
+            str(project_copy),
+            "--plugin",
+            "minimal",
+            "--split",
+            "validation" if which == "selection" else "all",
+        ],
+        "auto-label": ["auto-label", str(project_copy), "--plugin", "minimal", "--all"],
+    }
     for verb, args in verb_args.items():
         if verb == "auto-label" and which == "selection":
             continue  # auto-labelling uses the final weights only

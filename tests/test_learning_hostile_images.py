@@ -145,9 +145,12 @@ def test_a_killed_runs_checkpoint_files_are_swept_by_the_next_run(tmp_path: Path
     first = train(project, plugin, epochs=2).version
     models = project.models_dir
     old = time.time() - 3600
-    orphans = [models / "minimal-20240101-000000-beef.safetensors", models / "minimal-20240101-000000-beef.json",
-               models / "minimal-20240101-000000-beef-selection.safetensors",
-               models / ".minimal-20240101-000000-beef.safetensors.0a1b2c3d.tmp"]
+    orphans = [
+        models / "minimal-20240101-000000-beef.safetensors",
+        models / "minimal-20240101-000000-beef.json",
+        models / "minimal-20240101-000000-beef-selection.safetensors",
+        models / ".minimal-20240101-000000-beef.safetensors.0a1b2c3d.tmp",
+    ]
     fresh = models / "minimal-20240101-000001-cafe.safetensors"  # another run may be writing it now
     mine = models / "notes.txt"  # not a name training writes
     for path in [*orphans, fresh, mine]:

@@ -84,8 +84,9 @@ def test_validate_runs_in_eval_mode_and_reaches_progress(setup):
         return {"miou": 0.5}
 
     events = []
-    fit(plugin, model, items, settings=settings, epochs=4, validate=validate, validate_every=0.0,
-        progress=events.append)
+    fit(
+        plugin, model, items, settings=settings, epochs=4, validate=validate, validate_every=0.0, progress=events.append
+    )
     assert seen_modes and all(mode == (False, False) for mode in seen_modes)
     assert any(e["event"] == "validation" and e["metric"] == 0.5 for e in events)
 

@@ -35,14 +35,28 @@ def test_installed_example_plugin_is_discovered():
 def test_broken_plugins_are_reported_by_name_without_hiding_others(tmp_path, monkeypatch):
     install_minimal_plugin()
     _fake_distribution(tmp_path, "labeler_missing", "ghost = labeler_no_such_module:Plugin")
-    _fake_distribution(tmp_path, "labeler_raises", "raiser = labeler_raises:make",
-                       module="def make():\n    raise RuntimeError('cannot start')\n")
-    _fake_distribution(tmp_path, "labeler_misnamed", "alias = labeler_misnamed:P",
-                       module=("class P:\n    name = 'other'\n    task = 'segmentation'\n    metric = 'm'\n"
-                               "    settings = ()\n" + "".join(f"    def {m}(self): pass\n" for m in (
-                                   "build_model", "prepare", "example", "losses", "inputs", "proposals", "evaluate"))))
-    _fake_distribution(tmp_path, "labeler_partial", "partial = labeler_partial:P",
-                       module="class P:\n    name = 'partial'\n")
+    _fake_distribution(
+        tmp_path,
+        "labeler_raises",
+        "raiser = labeler_raises:make",
+        module="def make():\n    raise RuntimeError('cannot start')\n",
+    )
+    _fake_distribution(
+        tmp_path,
+        "labeler_misnamed",
+        "alias = labeler_misnamed:P",
+        module=(
+            "class P:\n    name = 'other'\n    task = 'segmentation'\n    metric = 'm'\n"
+            "    settings = ()\n"
+            + "".join(
+                f"    def {m}(self): pass\n"
+                for m in ("build_model", "prepare", "example", "losses", "inputs", "proposals", "evaluate")
+            )
+        ),
+    )
+    _fake_distribution(
+        tmp_path, "labeler_partial", "partial = labeler_partial:P", module="class P:\n    name = 'partial'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins = discover()
     assert "minimal" in plugins

@@ -36,8 +36,15 @@ def fit_calls(monkeypatch):
 
     def recorder(real):
         def fit(plugin, model, items, *, settings, **kw):
-            calls.append({"items": len(items), "lr": settings["lr"], "epochs": kw.get("epochs"),
-                          "time_budget": kw.get("time_budget"), "validates": kw.get("validate") is not None})
+            calls.append(
+                {
+                    "items": len(items),
+                    "lr": settings["lr"],
+                    "epochs": kw.get("epochs"),
+                    "time_budget": kw.get("time_budget"),
+                    "validates": kw.get("validate") is not None,
+                }
+            )
             return real(plugin, model, items, settings=settings, **kw)
 
         return fit
@@ -50,8 +57,9 @@ def fit_calls(monkeypatch):
 def _validation_samples(project, version, plugin):
     loaded = load_version(project, version, plugin)
     ids = version.data["validation_images"]
-    _, samples, _ = prepare_all(plugin, iter_labelled_images(project, ids, loaded.classes),
-                                settings=loaded.settings, keep_samples=True)
+    _, samples, _ = prepare_all(
+        plugin, iter_labelled_images(project, ids, loaded.classes), settings=loaded.settings, keep_samples=True
+    )
     assert [s.image_id for s in samples] == ids
     return samples
 
@@ -70,11 +78,17 @@ def test_budget_split_and_settings():
     assert refit_settings(settings) == {"lr": pytest.approx(0.03 * REFIT_LR_FACTOR), "width": 8}
     assert settings == {"lr": 0.03, "width": 8}
     relayed = PhaseRelay("refit", 0.8, 0.2, step_offset=10, seconds_offset=40.0)(
-        {"event": "progress", "fraction": 0.5, "step": 3, "elapsed": 5.0, "eta": 5.0})
-    assert relayed == {"event": "progress", "phase": "refit", "fraction": pytest.approx(0.9), "step": 13,
-                       "elapsed": 45.0, "eta": 5.0}
-    later = PhaseRelay("train", 0.0, 0.8, later_ratio=0.25)({"fraction": 0.5, "step": 3, "elapsed": 4.0,
-                                                            "eta": 4.0})
+        {"event": "progress", "fraction": 0.5, "step": 3, "elapsed": 5.0, "eta": 5.0}
+    )
+    assert relayed == {
+        "event": "progress",
+        "phase": "refit",
+        "fraction": pytest.approx(0.9),
+        "step": 13,
+        "elapsed": 45.0,
+        "eta": 5.0,
+    }
+    later = PhaseRelay("train", 0.0, 0.8, later_ratio=0.25)({"fraction": 0.5, "step": 3, "elapsed": 4.0, "eta": 4.0})
     assert later["fraction"] == pytest.approx(0.4) and later["eta"] == pytest.approx(4.0 + 8.0 * 0.25)
 
 
@@ -96,10 +110,20 @@ def test_refit_trains_on_every_done_image_and_keeps_honest_metrics(project, fit_
 
     # phase 1 on the 6 training images with validation, phase 2 on all 8 at a lower lr, nothing validated
     assert fit_calls == [
-        {"items": DONE - 2, "lr": 0.03, "epochs": pytest.approx(20 * (1 - REFIT_SHARE)), "time_budget": None,
-         "validates": True},
-        {"items": DONE, "lr": pytest.approx(0.03 * REFIT_LR_FACTOR), "epochs": pytest.approx(20 * REFIT_SHARE),
-         "time_budget": None, "validates": False},
+        {
+            "items": DONE - 2,
+            "lr": 0.03,
+            "epochs": pytest.approx(20 * (1 - REFIT_SHARE)),
+            "time_budget": None,
+            "validates": True,
+        },
+        {
+            "items": DONE,
+            "lr": pytest.approx(0.03 * REFIT_LR_FACTOR),
+            "epochs": pytest.approx(20 * REFIT_SHARE),
+            "time_budget": None,
+            "validates": False,
+        },
     ]
     assert v.settings["lr"] == 0.03  # the stored settings are the ones asked for
     refit = v.data["refit"]
@@ -150,7 +174,8 @@ def test_no_refit_is_todays_behaviour(project, fit_calls):
     assert v.images_trained_on == DONE - 2
     assert v.data["steps"] == 20 * math.ceil((DONE - 2) / 4)  # 20 passes over 6 items in batches of 4
     assert sorted(p.name for p in project.models_dir.iterdir()) == sorted(
-        [Path(v.checkpoint).name, Path(v.checkpoint).with_suffix(".json").name])
+        [Path(v.checkpoint).name, Path(v.checkpoint).with_suffix(".json").name]
+    )
     assert "refit" not in [e["event"] for e in events] and events[0]["refit"] is False
     assert all("phase" not in e for e in events if e["event"] == "progress")
     assert not load_selection(project, v, plugin).selection
@@ -210,8 +235,9 @@ def test_cancel_during_the_refit_stores_nothing_unless_kept(project):
             stop["now"] = True
 
     events = []
-    result = train(project, plugin, epochs=10, should_stop=lambda: stop["now"],
-                   progress=lambda e: (events.append(e), progress(e)))
+    result = train(
+        project, plugin, epochs=10, should_stop=lambda: stop["now"], progress=lambda e: (events.append(e), progress(e))
+    )
     assert result.cancelled and result.version is None
     assert project.model_versions() == [] and not any(project.models_dir.iterdir())
     assert events[-1]["event"] == "cancelled" and "refit" in [e["event"] for e in events]

@@ -147,8 +147,9 @@ class _Failing:
         if self.where == "shape":
             from labeler.learning.api import Prediction, Proposal
 
-            return Prediction(proposals=(Proposal(classes[0].id, "box", 0.5, box_xywh=(0, 0, 500, 5)),),
-                              uncertainty=0.1)
+            return Prediction(
+                proposals=(Proposal(classes[0].id, "box", 0.5, box_xywh=(0, 0, 500, 5)),), uncertainty=0.1
+            )
         return p
 
 
@@ -193,7 +194,10 @@ def test_cancel_stores_nothing_unless_kept(project):
 
 def test_nothing_to_train_on(tmp_path):
     plugin = minimal_plugin()
-    with make_project(tmp_path / "p", images=3, done=0) as p, pytest.raises(TrainingError, match="no image is marked done"):
+    with (
+        make_project(tmp_path / "p", images=3, done=0) as p,
+        pytest.raises(TrainingError, match="no image is marked done"),
+    ):
         train(p, plugin, epochs=1)
     with Project.create(tmp_path / "q") as q, pytest.raises(TrainingError, match="no categories"):
         train(q, plugin, epochs=1)

@@ -13,14 +13,23 @@ from labeler.learning.usable import MIN_USABLE_SHARE, min_usable_images, refusal
 
 
 def test_five_of_292_is_refused_naming_the_detector() -> None:
-    why = refusal(plugin="localizer", task="localization", usable=5, total=292,
-                  skipped={"13 accepted labels; the localizer trains on images with exactly one": 200,
-                           "12 accepted labels; the localizer trains on images with exactly one": 80,
-                           "no accepted box label": 7})
+    why = refusal(
+        plugin="localizer",
+        task="localization",
+        usable=5,
+        total=292,
+        skipped={
+            "13 accepted labels; the localizer trains on images with exactly one": 200,
+            "12 accepted labels; the localizer trains on images with exactly one": 80,
+            "no accepted box label": 7,
+        },
+    )
     assert why is not None
     assert "only 5 of the 292 done images" in why
-    assert "287 skipped: 280 × N accepted labels; the localizer trains on images with exactly one; " \
-           "7 × no accepted box label" in why
+    assert (
+        "287 skipped: 280 × N accepted labels; the localizer trains on images with exactly one; "
+        "7 × no accepted box label" in why
+    )
     assert "'detector' plugin" in why and "many objects per image" in why
 
 

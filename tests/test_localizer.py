@@ -68,8 +68,12 @@ def test_box_normalisation_round_trip_and_clipping() -> None:
     np.testing.assert_allclose(norm, [10 / 80, 20 / 60, 30 / 80, 15 / 60], rtol=1e-6)
     np.testing.assert_allclose(denormalize_box(norm, 80, 60), box, rtol=1e-5)
     # a box reaching past the border keeps its visible part; reversed corners are reordered
-    np.testing.assert_allclose(normalize_box((70.0, -5.0, 20.0, 25.0), 80, 60), [70 / 80, 0, 10 / 80, 20 / 60], rtol=1e-6)
-    np.testing.assert_allclose(normalize_box((40.0, 30.0, -20.0, -10.0), 80, 60), [0.25, 20 / 60, 0.25, 10 / 60], rtol=1e-6)
+    np.testing.assert_allclose(
+        normalize_box((70.0, -5.0, 20.0, 25.0), 80, 60), [70 / 80, 0, 10 / 80, 20 / 60], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        normalize_box((40.0, 30.0, -20.0, -10.0), 80, 60), [0.25, 20 / 60, 0.25, 10 / 60], rtol=1e-6
+    )
 
 
 def test_denormalize_clips_to_the_image_and_keeps_a_pixel() -> None:
@@ -157,8 +161,9 @@ def test_skips_images_without_exactly_one_label() -> None:
 
 def test_polygon_and_mask_count_as_their_box_unless_disabled() -> None:
     plugin = LocalizerPlugin()
-    poly = Annotation(image_id=1, category_id=2, kind=Kind.POLYGON,
-                      polygons=(np.array([[8.0, 6.0], [40.0, 6.0], [24.0, 30.0]]),))
+    poly = Annotation(
+        image_id=1, category_id=2, kind=Kind.POLYGON, polygons=(np.array([[8.0, 6.0], [40.0, 6.0], [24.0, 30.0]]),)
+    )
     item = plugin.prepare(sample((poly,)), settings=SETTINGS)
     np.testing.assert_allclose(item["box"], [0.1, 0.1, 0.4, 0.4], rtol=1e-6)
     assert item["label"] == 1
@@ -173,8 +178,9 @@ def test_polygon_and_mask_count_as_their_box_unless_disabled() -> None:
 
 def test_example_shapes_and_grayscale_input() -> None:
     plugin = LocalizerPlugin()
-    gray = LabelledImage(image_id=1, image=np.full((30, 50), 90, np.uint8),
-                         annotations=(box_ann((5, 5, 20, 10)),), classes=CLASSES)
+    gray = LabelledImage(
+        image_id=1, image=np.full((30, 50), 90, np.uint8), annotations=(box_ann((5, 5, 20, 10)),), classes=CLASSES
+    )
     item = plugin.prepare(gray, settings=SETTINGS)
     rng = np.random.default_rng(0)
     for aug in (False, True):
@@ -236,11 +242,19 @@ def test_proposals_in_pixels_clipped_with_score_and_uncertainty() -> None:
     assert p.box_xywh == pytest.approx((90.0, 0.0, 10.0, 80.0))
     assert pred.uncertainty == pytest.approx(1 - prob * 0.5)
     with pytest.raises(ValueError, match="batch of one"):
-        plugin.proposals({"logits": torch.zeros(2, 2), "box": torch.zeros(2, 4)}, image_shape=(10, 10),
-                         classes=CLASSES, settings=SETTINGS)
+        plugin.proposals(
+            {"logits": torch.zeros(2, 2), "box": torch.zeros(2, 4)},
+            image_shape=(10, 10),
+            classes=CLASSES,
+            settings=SETTINGS,
+        )
     with pytest.raises(ValueError, match="non-finite"):
-        plugin.proposals({"logits": torch.tensor([[float("nan"), 0.0]]), "box": torch.zeros(1, 4)},
-                         image_shape=(10, 10), classes=CLASSES, settings=SETTINGS)
+        plugin.proposals(
+            {"logits": torch.tensor([[float("nan"), 0.0]]), "box": torch.zeros(1, 4)},
+            image_shape=(10, 10),
+            classes=CLASSES,
+            settings=SETTINGS,
+        )
 
 
 def test_inputs_and_proposals_on_a_real_forward() -> None:
@@ -260,14 +274,17 @@ def test_inputs_and_proposals_on_a_real_forward() -> None:
 def test_evaluate_hand_made_case() -> None:
     plugin = LocalizerPlugin()
     samples = [
-        sample((box_ann((0, 0, 40, 30), category=1),)),   # predicted exactly, right class
-        sample((box_ann((0, 0, 40, 30), category=2),)),   # half the box, wrong class
+        sample((box_ann((0, 0, 40, 30), category=1),)),  # predicted exactly, right class
+        sample((box_ann((0, 0, 40, 30), category=2),)),  # half the box, wrong class
         sample((box_ann((40, 30, 40, 30), category=2),)),  # no proposal at all
-        sample(()),                                          # unusable: left out
+        sample(()),  # unusable: left out
     ]
+
     def pred(cat: int, box: tuple[float, float, float, float]) -> Prediction:
-        return Prediction(proposals=(Proposal(category_id=cat, kind=Kind.BOX, score=0.9, box_xywh=box),),
-                          uncertainty=0.1)
+        return Prediction(
+            proposals=(Proposal(category_id=cat, kind=Kind.BOX, score=0.9, box_xywh=box),), uncertainty=0.1
+        )
+
     predictions = [
         pred(1, (0, 0, 40, 30)),
         pred(1, (0, 0, 20, 30)),
@@ -293,7 +310,7 @@ def _square_scenes(n: int, seed: int) -> list[LabelledImage]:
         bh = int(rng.integers(10, 24))
         bw = bh if cls == 0 else min(w - 2, 2 * bh)
         x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-        image[y:y + bh, x:x + bw] = (230, 230, 230) if cls == 0 else (230, 200, 60)
+        image[y : y + bh, x : x + bw] = (230, 230, 230) if cls == 0 else (230, 200, 60)
         ann = Annotation(image_id=i + 1, category_id=CLASSES[cls].id, kind=Kind.BOX, box_xywh=(x, y, bw, bh))
         out.append(LabelledImage(image_id=i + 1, image=image, annotations=(ann,), classes=CLASSES))
     return out
@@ -308,8 +325,14 @@ def test_tiny_training_learns_to_look_at_the_object(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(loop, "_set_threads", lambda world: torch.set_num_threads(1), raising=False)
 
     plugin = LocalizerPlugin()
-    settings = {**{s.name: s.default for s in plugin.settings}, "input_size": 32, "width": 8, "batch_size": 16,
-                "lr": 5e-3, "dropout": 0.0}
+    settings = {
+        **{s.name: s.default for s in plugin.settings},
+        "input_size": 32,
+        "width": 8,
+        "batch_size": 16,
+        "lr": 5e-3,
+        "dropout": 0.0,
+    }
     train, held = _square_scenes(160, 0), _square_scenes(40, 1)
     items = [plugin.prepare(s, settings=settings) for s in train]
     torch.manual_seed(0)
@@ -321,8 +344,9 @@ def test_tiny_training_learns_to_look_at_the_object(monkeypatch: pytest.MonkeyPa
     mean = np.mean([normalize_box(s.annotations[0].box_xywh or (0, 0, 0, 0), 64, 48) for s in train], axis=0)
     from labeler.core.geometry import box_iou
 
-    baseline = np.mean([box_iou(denormalize_box(mean, 64, 48), s.annotations[0].box_xywh or (0, 0, 0, 0))
-                        for s in held])
+    baseline = np.mean(
+        [box_iou(denormalize_box(mean, 64, 48), s.annotations[0].box_xywh or (0, 0, 0, 0)) for s in held]
+    )
     assert metrics["box_iou"] > baseline + 0.25, (metrics, baseline)
     assert metrics["accuracy"] >= 0.9, metrics
 
@@ -343,15 +367,19 @@ def test_auto_label_decodes_big_jpegs_small_and_boxes_in_full_pixels(tmp_path, m
         category = project.ensure_category("thing")
         cv2.imwrite(str(tmp_path / "p" / "photo.jpg"), photo)
         (image_id,) = project.add_images([tmp_path / "p" / "photo.jpg"])
-        version = project.add_model_version(ModelVersion(plugin="localizer", settings=settings,
-                                                         categories=(category.id,), checkpoint="none"))
+        version = project.add_model_version(
+            ModelVersion(plugin="localizer", settings=settings, categories=(category.id,), checkpoint="none")
+        )
         torch.manual_seed(0)
         model = plugin.build_model(num_classes=1, settings=settings).eval()
-        loaded = LoadedModel(plugin=plugin, version=version, model=model, classes=(category,),
-                             settings=settings, device="cpu")
+        loaded = LoadedModel(
+            plugin=plugin, version=version, model=model, classes=(category,), settings=settings, device="cpu"
+        )
         seen = []
         inputs = plugin.inputs
-        monkeypatch.setattr(plugin, "inputs", lambda image, *, settings: seen.append(image.shape) or inputs(image, settings=settings))
+        monkeypatch.setattr(
+            plugin, "inputs", lambda image, *, settings: seen.append(image.shape) or inputs(image, settings=settings)
+        )
         result = auto_label(project, loaded, [image_id])
         assert result.images == 1 and not result.failed
         # 1600 x 1200 decoded at 1/8 (200 x 150): both sides still >= the 96-pixel input
@@ -361,6 +389,10 @@ def test_auto_label_decodes_big_jpegs_small_and_boxes_in_full_pixels(tmp_path, m
         assert x >= 0 and y >= 0 and x + w <= 1600 + 0.5 and y + h <= 1200 + 0.5
         assert (project.image(image_id).width, project.image(image_id).height) == (1600, 1200)
         # the same box as from the fully decoded photo, up to resampling
-        full = plugin.proposals(model(plugin.inputs(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB), settings=settings)),
-                                image_shape=(1200, 1600), classes=(category,), settings=settings)
+        full = plugin.proposals(
+            model(plugin.inputs(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB), settings=settings)),
+            image_shape=(1200, 1600),
+            classes=(category,),
+            settings=settings,
+        )
         assert np.allclose(full.proposals[0].box_xywh, proposal.box_xywh, atol=16)

@@ -170,7 +170,9 @@ def test_targets_from_every_kind_with_ignore() -> None:
         Annotation(image_id=1, category_id=2, kind=Kind.BOX, box_xywh=(0, 0, 4, 3)),
         Annotation(image_id=1, category_id=1, kind=Kind.MASK, rle=encode_mask(mask)),
         # polygon over part of the box: the polygon wins there
-        Annotation(image_id=1, category_id=1, kind=Kind.POLYGON, polygons=(np.array([[2, 0], [4, 0], [4, 2], [2, 2]]),)),
+        Annotation(
+            image_id=1, category_id=1, kind=Kind.POLYGON, polygons=(np.array([[2, 0], [4, 0], [4, 2], [2, 2]]),)
+        ),
         # a category the model does not know: ignored
         Annotation(image_id=1, category_id=9, kind=Kind.BOX, box_xywh=(8, 0, 2, 2)),
     ]
@@ -213,14 +215,21 @@ def test_prepare_and_example_shapes_and_skip() -> None:
         assert set(np.unique(ex["target"])) <= {0, 1, IGNORE}
     with pytest.raises(SkipImage):
         plugin.prepare(
-            LabelledImage(image_id=2, image=np.zeros((4, 4, 3), np.uint8), annotations=(), classes=CLASSES,
-                          ignore_mask=np.ones((4, 4), bool)),
+            LabelledImage(
+                image_id=2,
+                image=np.zeros((4, 4, 3), np.uint8),
+                annotations=(),
+                classes=CLASSES,
+                ignore_mask=np.ones((4, 4), bool),
+            ),
             settings=settings,
         )
     with pytest.raises(SkipImage, match="mask"):  # mask of the wrong size
         bad = Annotation(image_id=1, category_id=1, kind=Kind.MASK, rle=encode_mask(np.ones((3, 3), bool)))
-        plugin.prepare(LabelledImage(image_id=3, image=np.zeros((4, 4, 3), np.uint8), annotations=(bad,),
-                                     classes=CLASSES), settings=settings)
+        plugin.prepare(
+            LabelledImage(image_id=3, image=np.zeros((4, 4, 3), np.uint8), annotations=(bad,), classes=CLASSES),
+            settings=settings,
+        )
 
 
 def test_proposals_one_per_connected_region_with_scores() -> None:
@@ -329,8 +338,9 @@ def test_small_regions_are_absorbed_by_their_neighbours() -> None:
     noisy[:, :20] = 1
     noisy[:, 20:] = 2
     noisy[rng.random((40, 40)) < 0.02] = 0  # scattered background specks
-    pred = postprocess.prediction_from_labels(noisy, np.ones((40, 40), np.float32), num_outputs=3,
-                                              classes=CLASSES, min_region=5)
+    pred = postprocess.prediction_from_labels(
+        noisy, np.ones((40, 40), np.float32), num_outputs=3, classes=CLASSES, min_region=5
+    )
     covered = sum(decode_rle(p.rle).astype(int) for p in pred.proposals)
     assert (covered == 1).all() and len(pred.proposals) == 2
 
@@ -344,8 +354,9 @@ def test_evaluate_on_a_hand_made_case() -> None:
     ignore = np.zeros((2, 4), bool)
     ignore[1, 0] = True
     sample = _sample(truth)
-    sample = LabelledImage(image_id=1, image=sample.image, annotations=sample.annotations, classes=CLASSES,
-                           ignore_mask=ignore)
+    sample = LabelledImage(
+        image_id=1, image=sample.image, annotations=sample.annotations, classes=CLASSES, ignore_mask=ignore
+    )
     predicted = np.array([[1, 0, 0, 0], [2, 0, 2, 1]], dtype=np.uint8)  # (1,0) is ignored
     pred = Prediction(proposals=(), uncertainty=0.0, extra={"label_map": predicted})
     m = plugin.evaluate([pred], [sample], settings=settings)
@@ -359,7 +370,8 @@ def test_evaluate_on_a_hand_made_case() -> None:
     # without a dense map the proposals are painted: the same answer from mask proposals
     props = tuple(
         __import__("labeler.learning.api", fromlist=["Proposal"]).Proposal(
-            category_id=c.id, kind=Kind.MASK, score=0.9, rle=encode_mask(predicted == k))
+            category_id=c.id, kind=Kind.MASK, score=0.9, rle=encode_mask(predicted == k)
+        )
         for k, c in enumerate(CLASSES, start=1)
     )
     m2 = plugin.evaluate([Prediction(proposals=props, uncertainty=0.0)], [sample], settings=settings)
@@ -399,8 +411,9 @@ def test_losses_ignore_pixels_and_are_differentiable() -> None:
 def test_bf16_precision_matches_fp32_closely(unpool: str) -> None:
     torch.manual_seed(0)
     exact = EncoderDecoder(num_outputs=3, widths=(8, 16, 16), convs=1, middle_dilations=(1, 2), unpool=unpool).eval()
-    mixed = EncoderDecoder(num_outputs=3, widths=(8, 16, 16), convs=1, middle_dilations=(1, 2), unpool=unpool,
-                           precision="bf16").eval()
+    mixed = EncoderDecoder(
+        num_outputs=3, widths=(8, 16, 16), convs=1, middle_dilations=(1, 2), unpool=unpool, precision="bf16"
+    ).eval()
     mixed.load_state_dict(exact.state_dict())  # same parameters: precision changes no checkpoint
     x = torch.randn(1, 3, 20, 28)
     with torch.no_grad():

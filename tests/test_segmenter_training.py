@@ -33,8 +33,12 @@ def _shapes(seed: int, n: int, size: int = 40) -> list[LabelledImage]:
         disc[y : y + s, x : x + s] = False
         image[disc] = 140
         anns = (
-            Annotation(image_id=i, category_id=1, kind=Kind.POLYGON,
-                       polygons=(np.array([[x, y], [x + s, y], [x + s, y + s], [x, y + s]], dtype=float),)),
+            Annotation(
+                image_id=i,
+                category_id=1,
+                kind=Kind.POLYGON,
+                polygons=(np.array([[x, y], [x + s, y], [x + s, y + s], [x, y + s]], dtype=float),),
+            ),
             Annotation(image_id=i, category_id=2, kind=Kind.MASK, rle=encode_mask(disc)),
         )
         out.append(LabelledImage(image_id=i, image=image, annotations=anns, classes=CLASSES))
@@ -48,8 +52,17 @@ def test_tiny_training_lowers_the_loss_and_learns_the_shapes(unpool: str) -> Non
     plugin = SegmenterPlugin()
     settings = resolve_settings(
         plugin,
-        {"widths": "8,16,16", "convs": "1", "middle_dilations": "1,2", "crop": "32", "batch_size": "8",
-         "lr": "0.01", "unpool": unpool, "rotate": "0", "min_region": "4"},
+        {
+            "widths": "8,16,16",
+            "convs": "1",
+            "middle_dilations": "1,2",
+            "crop": "32",
+            "batch_size": "8",
+            "lr": "0.01",
+            "unpool": unpool,
+            "rotate": "0",
+            "min_region": "4",
+        },
     )
     train, held = _shapes(0, 12), _shapes(1, 4)
     items = [plugin.prepare(s, settings=settings) for s in train]

@@ -34,13 +34,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _box(ann_id: int, category: int, box: tuple[float, float, float, float], score: float) -> Annotation:
-    return Annotation(image_id=1, category_id=category, kind=Kind.BOX, box_xywh=box, state=State.PROPOSED,
-                      model_version=1, score=score, id=ann_id)
+    return Annotation(
+        image_id=1,
+        category_id=category,
+        kind=Kind.BOX,
+        box_xywh=box,
+        state=State.PROPOSED,
+        model_version=1,
+        score=score,
+        id=ann_id,
+    )
 
 
 def _mask(ann_id: int, category: int, mask: np.ndarray, score: float) -> Annotation:
-    return Annotation(image_id=1, category_id=category, kind=Kind.MASK, rle=encode_mask(mask),
-                      state=State.PROPOSED, model_version=1, score=score, id=ann_id)
+    return Annotation(
+        image_id=1,
+        category_id=category,
+        kind=Kind.MASK,
+        rle=encode_mask(mask),
+        state=State.PROPOSED,
+        model_version=1,
+        score=score,
+        id=ann_id,
+    )
 
 
 # ---- the cost model ---------------------------------------------------------------------------
@@ -69,8 +85,11 @@ def test_regions_under_twenty_pixels_are_left_and_counted() -> None:
 
 
 def test_box_review_accepts_fixes_the_class_rejects_and_draws() -> None:
-    truth = ImageTruth(width=100, height=100, boxes=(TrueBox(1, (0, 0, 10, 10)), TrueBox(2, (20, 20, 10, 10)),
-                                                      TrueBox(1, (60, 60, 20, 20))))
+    truth = ImageTruth(
+        width=100,
+        height=100,
+        boxes=(TrueBox(1, (0, 0, 10, 10)), TrueBox(2, (20, 20, 10, 10)), TrueBox(1, (60, 60, 20, 20))),
+    )
     shown = [
         _box(11, 1, (0, 0, 10, 10), 0.9),  # right: accepted (1.6 s)
         _box(12, 1, (20, 20, 10, 9), 0.8),  # IoU 0.9, wrong class: accepted and changed (1.6 + 1.0 s)
@@ -78,8 +97,14 @@ def test_box_review_accepts_fixes_the_class_rejects_and_draws() -> None:
     ]
     work = review_boxes(1, truth, shown)
     assert work.seconds == pytest.approx(1.6 + (1.6 + 1.0) + 1.6 + 7.0)
-    assert (work.shown, work.accepted, work.accepted_unchanged, work.class_changes, work.rejected, work.drawn) \
-        == (3, 2, 1, 1, 1, 1)
+    assert (work.shown, work.accepted, work.accepted_unchanged, work.class_changes, work.rejected, work.drawn) == (
+        3,
+        2,
+        1,
+        1,
+        1,
+        1,
+    )
     assert work.accept == [11] and work.reject == [13]
     assert [(a.id, a.category_id, a.state, a.model_version) for a in work.edit] == [(12, 2, State.ACCEPTED, None)]
     assert [a.box_xywh for a in work.add] == [(60, 60, 20, 20)]
@@ -151,8 +176,11 @@ def _scenes_as_voc(tmp: Path, count: int) -> tuple[Path, Path]:
             cv2.imwrite(str(path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
             (image_id,) = project.add_images([path])
             project.set_image_size(image_id, scene.image.shape[1], scene.image.shape[0])
-            project.add_annotation(Annotation(image_id=image_id, category_id=cats[scene.category_index],
-                                              kind=Kind.BOX, box_xywh=scene.box_xywh))
+            project.add_annotation(
+                Annotation(
+                    image_id=image_id, category_id=cats[scene.category_index], kind=Kind.BOX, box_xywh=scene.box_xywh
+                )
+            )
         export_annotations(project, tmp / "voc", format="voc")
     return images, tmp / "voc"
 
@@ -182,12 +210,37 @@ def test_bench_loop_end_to_end_on_boxes(tmp_path: Path, capsys: pytest.CaptureFi
     table = tmp_path / "loop.csv"
     picture = tmp_path / "loop.png"
     bench = _bench()
-    code = bench.main([  # type: ignore[attr-defined]
-        "--images", str(images), "--labels", str(voc), "--format", "voc", "--plugin", "localizer",
-        "--seed-images", "3", "--retrain-every", "3", "--budget", "1", "--order", "uncertain",
-        "--set", "input_size=64", "--set", "width=8", "--json", str(out), "--csv", str(table), "--plot", str(picture),
-        "--quiet",
-    ])
+    code = bench.main(
+        [  # type: ignore[attr-defined]
+            "--images",
+            str(images),
+            "--labels",
+            str(voc),
+            "--format",
+            "voc",
+            "--plugin",
+            "localizer",
+            "--seed-images",
+            "3",
+            "--retrain-every",
+            "3",
+            "--budget",
+            "1",
+            "--order",
+            "uncertain",
+            "--set",
+            "input_size=64",
+            "--set",
+            "width=8",
+            "--json",
+            str(out),
+            "--csv",
+            str(table),
+            "--plot",
+            str(picture),
+            "--quiet",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out.read_text())
@@ -209,8 +262,15 @@ def test_bench_loop_end_to_end_on_boxes(tmp_path: Path, capsys: pytest.CaptureFi
 def test_a_session_leaves_every_image_done_with_its_true_labels(tmp_path: Path) -> None:
     images, voc = _scenes_as_voc(tmp_path, 8)
     truth = read_ground_truth(tmp_path / "truth", [LabelSource(images, voc, "voc")], masks=False)
-    settings = SessionSettings(plugin="localizer", seed_images=3, retrain_every=2, budget=1.0, order="sequential",
-                               wait=True, overrides={"input_size": 64, "width": 8})
+    settings = SessionSettings(
+        plugin="localizer",
+        seed_images=3,
+        retrain_every=2,
+        budget=1.0,
+        order="sequential",
+        wait=True,
+        overrides={"input_size": 64, "width": 8},
+    )
     result = run_session(tmp_path / "work", truth, settings, say=lambda _: None)
     assert [s.step for s in result.steps] == list(range(1, 9))
     assert result.waited_seconds > 0  # it waited for the rounds ...
@@ -233,11 +293,36 @@ def test_bench_loop_end_to_end_on_masks(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "loop.json"
     bench = _bench()
     values = ",".join(f"{k + 1}={name}" for k, name in enumerate(SHAPES))
-    code = bench.main([  # type: ignore[attr-defined]
-        "--images", str(images), "--labels", str(labels), "--format", "masks", "--values", values,
-        "--plugin", "segmenter", "--seed-images", "3", "--retrain-every", "2", "--budget", "1", "--wait",
-        "--set", "widths=4,8,8", "--set", "crop=48", "--set", "convs=1", "--json", str(out), "--quiet",
-    ])
+    code = bench.main(
+        [  # type: ignore[attr-defined]
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--format",
+            "masks",
+            "--values",
+            values,
+            "--plugin",
+            "segmenter",
+            "--seed-images",
+            "3",
+            "--retrain-every",
+            "2",
+            "--budget",
+            "1",
+            "--wait",
+            "--set",
+            "widths=4,8,8",
+            "--set",
+            "crop=48",
+            "--set",
+            "convs=1",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     summary = json.loads(out.read_text())
     assert summary["images"] == 6 and summary["manual_seconds"] > 6 * 2.0

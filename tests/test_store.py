@@ -270,7 +270,9 @@ def test_category_ids_survive_reopening(tmp_path: Path) -> None:
             p.add_category(name, color=(10, 20, 30))
     with Project.open(tmp_path / "p") as p:
         assert [(c.id, c.name, c.color) for c in p.categories()] == [
-            (1, "z", (10, 20, 30)), (2, "a", (10, 20, 30)), (3, "m", (10, 20, 30))
+            (1, "z", (10, 20, 30)),
+            (2, "a", (10, 20, 30)),
+            (3, "m", (10, 20, 30)),
         ]
 
 
@@ -292,8 +294,14 @@ def test_each_kind_round_trips_with_geometry_intact(project: Project) -> None:
         np.array([[1.0, 1.0], [3.0, 1.0], [3.0, 3.0], [1.0, 3.0]]),
     )
     anns = [
-        Annotation(image_id=image_id, category_id=1, kind=Kind.BOX, box_xywh=(0.5, 1.25, 3.75, 4.0),
-                   attributes={"note": "ü"}, group_id=7),
+        Annotation(
+            image_id=image_id,
+            category_id=1,
+            kind=Kind.BOX,
+            box_xywh=(0.5, 1.25, 3.75, 4.0),
+            attributes={"note": "ü"},
+            group_id=7,
+        ),
         Annotation(image_id=image_id, category_id=2, kind=Kind.POLYGON, polygons=parts, iscrowd=False),
         Annotation(image_id=image_id, category_id=1, kind=Kind.MASK, rle=encode_mask(mask), iscrowd=True),
     ]
@@ -326,8 +334,9 @@ def test_annotation_filters(project: Project) -> None:
     project.add_annotation(box(a))
     project.add_annotation(box(b))
     project.add_annotation(box(a, state=State.PROPOSED, model_version=v.id, score=0.4))
-    project.add_annotation(Annotation(image_id=a, category_id=1, kind=Kind.MASK,
-                                      rle=encode_mask(np.ones((8, 12), dtype=bool))))
+    project.add_annotation(
+        Annotation(image_id=a, category_id=1, kind=Kind.MASK, rle=encode_mask(np.ones((8, 12), dtype=bool)))
+    )
     assert len(project.annotations()) == 4
     assert len(project.annotations(a)) == 3
     assert len(project.annotations(a, states=[State.PROPOSED])) == 1
@@ -343,8 +352,9 @@ def test_states_update_and_delete(project: Project) -> None:
     assert p.is_proposal and not p.is_human and p.score == pytest.approx(0.7)
     assert project.set_state(p.id or 0, State.ACCEPTED).state is State.ACCEPTED
     assert project.set_state(p.id or 0, State.REJECTED).state is State.REJECTED
-    edited = project.update_annotation(replace(project.annotation(p.id or 0), box_xywh=(0, 0, 1, 1),
-                                               model_version=None, state=State.ACCEPTED))
+    edited = project.update_annotation(
+        replace(project.annotation(p.id or 0), box_xywh=(0, 0, 1, 1), model_version=None, state=State.ACCEPTED)
+    )
     assert edited.box_xywh == (0, 0, 1, 1) and edited.is_human
     assert edited.updated is not None and edited.created is not None and edited.updated >= edited.created
     project.delete_annotation(p.id or 0)
@@ -397,9 +407,13 @@ def test_replace_proposals_never_touches_accepted_or_human(project: Project) -> 
     elsewhere = project.add_annotation(box(other, state=State.PROPOSED, model_version=seg1.id, score=0.3))
 
     new = project.replace_proposals(
-        image_id, plugin="seg", uncertainty=0.25,
-        proposals=[box(image_id, state=State.PROPOSED, model_version=seg2.id, score=0.9),
-                   box(image_id, category_id=2, state=State.PROPOSED, model_version=seg2.id, score=0.8)],
+        image_id,
+        plugin="seg",
+        uncertainty=0.25,
+        proposals=[
+            box(image_id, state=State.PROPOSED, model_version=seg2.id, score=0.9),
+            box(image_id, category_id=2, state=State.PROPOSED, model_version=seg2.id, score=0.8),
+        ],
     )
     ids = {a.id for a in project.annotations(image_id)}
     assert {human.id, accepted.id, rejected.id, theirs.id} <= ids
@@ -424,12 +438,23 @@ def test_replace_proposals_refuses_non_proposals(project: Project) -> None:
 
 def test_model_versions_and_activation(project: Project) -> None:
     v1 = project.add_model_version(
-        ModelVersion(plugin="seg", settings={"arch": "naive"}, categories=(2, 1), checkpoint="models/1.safetensors",
-                     metrics={"miou": 0.5}, data={"images": [1, 2]}),
+        ModelVersion(
+            plugin="seg",
+            settings={"arch": "naive"},
+            categories=(2, 1),
+            checkpoint="models/1.safetensors",
+            metrics={"miou": 0.5},
+            data={"images": [1, 2]},
+        ),
         activate=True,
     )
     assert v1.id is not None and v1.active and v1.created is not None
-    assert (v1.settings, v1.categories, v1.metrics, v1.data) == ({"arch": "naive"}, (2, 1), {"miou": 0.5}, {"images": [1, 2]})
+    assert (v1.settings, v1.categories, v1.metrics, v1.data) == (
+        {"arch": "naive"},
+        (2, 1),
+        {"miou": 0.5},
+        {"images": [1, 2]},
+    )
     v2 = project.add_model_version(replace(v1, id=None, parent=v1.id, active=False, created=None))
     other = project.add_model_version(replace(v1, id=None, plugin="loc", created=None), activate=True)
     assert v2.parent == v1.id and not v2.active
@@ -555,7 +580,6 @@ def test_images_outside_the_project_are_stored_relative(tmp_path: Path) -> None:
             assert p.image_path(p.images()[0].id).is_file()
     finally:
         shutil.move(str(moved), str(tmp_path))
-
 
 
 # ---- teams: who edited, stale copies --------------------------------------------------------

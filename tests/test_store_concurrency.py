@@ -26,8 +26,9 @@ def _writer(where: tuple[str, str | None], category: int, start: mp.synchronize.
             start.wait(60)  # both processes are ready: they write at the same time
             for i in range(PER_WRITER):
                 image_id = image_ids[i % len(image_ids)]
-                p.add_annotation(Annotation(image_id=image_id, category_id=category, kind=Kind.BOX,
-                                            box_xywh=(i, category, 1, 1)))
+                p.add_annotation(
+                    Annotation(image_id=image_id, category_id=category, kind=Kind.BOX, box_xywh=(i, category, 1, 1))
+                )
                 if i % 20 == 0:
                     p.replace_proposals(image_id, plugin="test", proposals=[], uncertainty=i / PER_WRITER)
                     with p.transaction():  # a grouped write, too
@@ -81,8 +82,9 @@ def test_threads_share_one_project(tmp_path: Path) -> None:
             try:
                 for i in range(50):
                     with p.transaction():
-                        p.add_annotation(Annotation(image_id=image_id, category_id=1, kind=Kind.BOX,
-                                                    box_xywh=(offset + i, 0, 1, 1)))
+                        p.add_annotation(
+                            Annotation(image_id=image_id, category_id=1, kind=Kind.BOX, box_xywh=(offset + i, 0, 1, 1))
+                        )
                     p.annotations(image_id)
             except BaseException as exc:  # noqa: BLE001 - collected and re-raised by the test
                 failures.append(exc)

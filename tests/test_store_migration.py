@@ -23,20 +23,26 @@ def make_v1_project(root: Path) -> np.ndarray:
     con = sqlite3.connect(root / DB_NAME, isolation_level=None)
     con.executescript(MIGRATIONS[0])
     con.execute("PRAGMA user_version = 1")
-    con.execute("INSERT INTO images(id, path, width, height, content_hash, done, added) VALUES "
-                "(1, 'images/a.png', 12, 8, 'abc', 1, 1.0), (2, 'images/b.png', NULL, NULL, NULL, 0, 2.0)")
+    con.execute(
+        "INSERT INTO images(id, path, width, height, content_hash, done, added) VALUES "
+        "(1, 'images/a.png', 12, 8, 'abc', 1, 1.0), (2, 'images/b.png', NULL, NULL, NULL, 0, 2.0)"
+    )
     con.execute("INSERT INTO categories(id, name, color) VALUES (1, 'cat', '#ff0000'), (3, 'dög', '#00ff00')")
-    con.execute("INSERT INTO model_versions(id, plugin, settings, categories, checkpoint, parent, metrics, data,"
-                " created, active) VALUES (1, 'seg', '{\"arch\": \"naive\"}', '[1, 3]', 'models/1', NULL,"
-                " '{\"miou\": 0.7}', '{}', 5.0, 1)")
+    con.execute(
+        "INSERT INTO model_versions(id, plugin, settings, categories, checkpoint, parent, metrics, data,"
+        " created, active) VALUES (1, 'seg', '{\"arch\": \"naive\"}', '[1, 3]', 'models/1', NULL,"
+        " '{\"miou\": 0.7}', '{}', 5.0, 1)"
+    )
     mask = np.zeros((8, 12), dtype=bool)
     mask[2:6, 1:5] = True
-    con.execute("INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version, score,"
-                " iscrowd, group_id, attributes, created, updated) VALUES"
-                " (10, 1, 1, 'box', '[1, 2, 3, 4]', 'accepted', NULL, NULL, 0, NULL, '{}', 3.0, 3.0),"
-                " (11, 1, 3, 'mask', ?, 'proposed', 1, 0.75, 0, NULL, '{}', 4.0, 4.0),"
-                " (12, 2, 1, 'polygon', '[[0, 0, 4, 0, 4, 4]]', 'rejected', 1, 0.2, 0, 5, '{\"k\": 1}', 4.0, 4.0)",
-                (json.dumps(encode_mask(mask)),))
+    con.execute(
+        "INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version, score,"
+        " iscrowd, group_id, attributes, created, updated) VALUES"
+        " (10, 1, 1, 'box', '[1, 2, 3, 4]', 'accepted', NULL, NULL, 0, NULL, '{}', 3.0, 3.0),"
+        " (11, 1, 3, 'mask', ?, 'proposed', 1, 0.75, 0, NULL, '{}', 4.0, 4.0),"
+        " (12, 2, 1, 'polygon', '[[0, 0, 4, 0, 4, 4]]', 'rejected', 1, 0.2, 0, 5, '{\"k\": 1}', 4.0, 4.0)",
+        (json.dumps(encode_mask(mask)),),
+    )
     con.close()
     return mask
 
@@ -46,7 +52,8 @@ def test_schema_1_project_migrates_with_data_intact(tmp_path: Path) -> None:
     with Project.open(tmp_path / "old") as p:
         images = p.images()
         assert [(r.id, r.path, r.width, r.height, r.done, r.content_hash) for r in images] == [
-            (1, "images/a.png", 12, 8, True, "abc"), (2, "images/b.png", None, None, False, None)
+            (1, "images/a.png", 12, 8, True, "abc"),
+            (2, "images/b.png", None, None, False, None),
         ]
         assert all(r.uncertainty is None for r in images)
         assert [(c.id, c.name, c.color) for c in p.categories()] == [(1, "cat", (255, 0, 0)), (3, "dög", (0, 255, 0))]
@@ -134,8 +141,9 @@ def test_failed_postgresql_migration_leaves_the_old_database(pg_url: str, tmp_pa
         Project.open(pg_url, image_root=tmp_path)
     with psycopg.connect(pg_url) as con:
         assert con.execute("SELECT version FROM labeler_schema").fetchone() == (1,)
-        columns = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'images'")]
+        columns = [
+            r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'images'")
+        ]
         assert "uncertainty" not in columns
 
 

@@ -9,6 +9,18 @@ from labeler.assist.scissors import simplify, snap_path
 from labeler.assist.window import ImagePixels, Window, box_window, read_window
 
 __all__ = [
-    "Click", "ImagePixels", "MaskResult", "Prepared", "ProbabilityFn", "Window", "box_window", "prepare",
-    "read_window", "region_at", "region_count", "segment", "simplify", "snap_path",
+    "Click",
+    "ImagePixels",
+    "MaskResult",
+    "Prepared",
+    "ProbabilityFn",
+    "Window",
+    "box_window",
+    "prepare",
+    "read_window",
+    "region_at",
+    "region_count",
+    "segment",
+    "simplify",
+    "snap_path",
 ]

@@ -58,7 +58,7 @@ def bin_index(features: np.ndarray) -> np.ndarray:
 
 def _histogram(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Smoothed, normalised log-density over the bins of the pixels, weighted."""
-    h: np.ndarray = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=BINS ** 3).reshape(BINS, BINS, BINS)
+    h: np.ndarray = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=BINS**3).reshape(BINS, BINS, BINS)
     for axis in range(3):  # a [1, 2, 1] / 4 blur along each axis
         p = np.pad(h, [(1, 1) if a == axis else (0, 0) for a in range(3)])
         lo = [slice(None)] * 3
@@ -122,8 +122,14 @@ def cut(unary_fg: np.ndarray, edges: tuple[np.ndarray, ...]) -> np.ndarray:
 
 
 def segment_energy(
-    bins: np.ndarray, edges: tuple[np.ndarray, ...], prior: np.ndarray, hard: np.ndarray,
-    start: np.ndarray, *, iterations: int, colour_weight: float = 1.0,
+    bins: np.ndarray,
+    edges: tuple[np.ndarray, ...],
+    prior: np.ndarray,
+    hard: np.ndarray,
+    start: np.ndarray,
+    *,
+    iterations: int,
+    colour_weight: float = 1.0,
 ) -> np.ndarray:
     """Alternate colour models and cuts ``iterations`` times from the mask ``start``.
 

@@ -86,7 +86,7 @@ class MaskResult:
         """``(height, width)`` bool mask of the whole image."""
         out = np.zeros((height, width), dtype=bool)
         w = self.window
-        out[w.y0:w.y1, w.x0:w.x1] = self.mask
+        out[w.y0 : w.y1, w.x0 : w.x1] = self.mask
         return out
 
     @property
@@ -95,7 +95,10 @@ class MaskResult:
 
 
 def prepare(
-    source: ImagePixels, box_xywh: tuple[float, float, float, float], *, probability: ProbabilityFn | None = None,
+    source: ImagePixels,
+    box_xywh: tuple[float, float, float, float],
+    *,
+    probability: ProbabilityFn | None = None,
 ) -> Prepared:
     """Read the window around ``box_xywh`` (image pixels, ``(x, y, w, h)``) and make the box's mask.
 
@@ -117,13 +120,22 @@ def prepare(
         ox, oy = context.to_work(window.x0, window.y0)
         h, w = window.work_shape
         oxi, oyi = round(ox), round(oy)
-        prior = np.clip(p[oyi:oyi + h, oxi:oxi + w], 0.0, 1.0).astype(np.float32)
+        prior = np.clip(p[oyi : oyi + h, oxi : oxi + w], 0.0, 1.0).astype(np.float32)
         if prior.shape != (h, w):
             prior = np.asarray(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
     features = energy.colour_features(image, gray=is_gray(image))
     box_f = (float(box_xywh[0]), float(box_xywh[1]), float(box_xywh[2]), float(box_xywh[3]))
-    partial = Prepared(window, box_f, image, energy.bin_index(features), energy.pairwise(features),
-                       energy.edge_distance(image), box, prior, np.zeros(image.shape[:2], dtype=bool))
+    partial = Prepared(
+        window,
+        box_f,
+        image,
+        energy.bin_index(features),
+        energy.pairwise(features),
+        energy.edge_distance(image),
+        box,
+        prior,
+        np.zeros(image.shape[:2], dtype=bool),
+    )
     initial = _run(partial, (), None)
     return Prepared(window, box_f, image, partial.bins, partial.edges, partial.edge_distance, box, prior, initial)
 
@@ -175,7 +187,9 @@ def _ellipse(prepared: Prepared) -> np.ndarray:
     return prior
 
 
-def _hard_and_wide(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _hard_and_wide(
+    prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Hard labels (+1 / -1 / 0) and the clicks' wide regions' log-odds."""
     h, w = prepared.bins.shape
     hard = np.full((h, w), -1, dtype=np.int8)
@@ -237,8 +251,9 @@ def _run(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | N
     start = (start | (hard > 0)) & (hard >= 0)
     if not start.any():
         start = hard == 0
-    mask = energy.segment_energy(prepared.bins, prepared.edges, prior, hard, start,
-                                 iterations=iterations, colour_weight=COLOUR)
+    mask = energy.segment_energy(
+        prepared.bins, prepared.edges, prior, hard, start, iterations=iterations, colour_weight=COLOUR
+    )
     return _clean(mask, prepared, clicks, previous)
 
 
@@ -255,7 +270,7 @@ def _open_towards(labels: np.ndarray, prepared: Prepared, click: Click) -> None:
     bx0, by0, bx1, by1 = prepared.box
     x0, x1 = int(min(bx0, x)), int(max(bx1, x + 1))
     y0, y1 = int(min(by0, y)), int(max(by1, y + 1))
-    labels[max(0, y0 - 2):y1 + 2, max(0, x0 - 2):x1 + 2] = 0
+    labels[max(0, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2] = 0
 
 
 def _clean(mask: np.ndarray, prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> np.ndarray:

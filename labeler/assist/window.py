@@ -94,8 +94,12 @@ class Window:
 
 
 def box_window(
-    box_xywh: tuple[float, float, float, float], size: tuple[int, int], *,
-    margin: float = MARGIN, min_margin: int = MIN_MARGIN, work_side: int = WORK_SIDE,
+    box_xywh: tuple[float, float, float, float],
+    size: tuple[int, int],
+    *,
+    margin: float = MARGIN,
+    min_margin: int = MIN_MARGIN,
+    work_side: int = WORK_SIDE,
 ) -> Window:
     """The window around a box: the box grown by ``margin`` of its longer side (at least
     ``min_margin`` pixels) on every side, clipped to the ``(width, height)`` image, scaled so its
@@ -118,8 +122,13 @@ def box_window(
 def grown(window: Window, pixels: int, size: tuple[int, int]) -> Window:
     """``window`` grown by ``pixels`` image pixels on every side (clipped), same scale."""
     width, height = size
-    return Window(max(0, window.x0 - pixels), max(0, window.y0 - pixels),
-                  min(width, window.x1 + pixels), min(height, window.y1 + pixels), window.scale)
+    return Window(
+        max(0, window.x0 - pixels),
+        max(0, window.y0 - pixels),
+        min(width, window.x1 + pixels),
+        min(height, window.y1 + pixels),
+        window.scale,
+    )
 
 
 def is_gray(image: np.ndarray) -> bool:
@@ -151,8 +160,12 @@ def read_window(source: ImagePixels, window: Window) -> np.ndarray:
     # the level's pixels cover [sx0 * r, sx1 * r): cut the window out of them exactly
     if r > 1 or (rgb.shape[0], rgb.shape[1]) != (h, w):
         fx, fy = w / window.width, h / window.height
-        matrix = np.array([[fx * r, 0.0, (sx0 * r - window.x0) * fx + 0.5 * (fx * r - 1)],
-                           [0.0, fy * r, (sy0 * r - window.y0) * fy + 0.5 * (fy * r - 1)]])
+        matrix = np.array(
+            [
+                [fx * r, 0.0, (sx0 * r - window.x0) * fx + 0.5 * (fx * r - 1)],
+                [0.0, fy * r, (sy0 * r - window.y0) * fy + 0.5 * (fy * r - 1)],
+            ]
+        )
         if fx * r < 1.0 and r == 1 and sx0 * r == window.x0 and sy0 * r == window.y0:
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         else:

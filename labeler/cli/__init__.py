@@ -39,7 +39,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from labeler.core.store import ProjectError
     from labeler.learning.api import PluginError
 
-    errors: list[type[BaseException]] = [CliError, ProjectError, ImageError, SchemaError, PluginError, FileNotFoundError]
+    errors: list[type[BaseException]] = [
+        CliError,
+        ProjectError,
+        ImageError,
+        SchemaError,
+        PluginError,
+        FileNotFoundError,
+    ]
     try:
         from labeler.formats.errors import FormatError
 

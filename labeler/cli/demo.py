@@ -16,17 +16,26 @@ from typing import Any
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
-        "demo", help="try the loop on a generated project (window, or headless with figures)",
+        "demo",
+        help="try the loop on a generated project (window, or headless with figures)",
         description="Generate a small project of synthetic scenes (a disc, square or triangle on a noisy "
         "background; exact labels known), the first 60% labelled and done. With a display, open it in the "
         "window; without one, or with --headless, train the segmenter and the localizer briefly, auto-label "
         "the other images and print how their proposals compare with the ground truth.",
     )
     p.add_argument("--headless", action="store_true", help="run the loop in the terminal even if there is a display")
-    p.add_argument("--out", metavar="DIR", help="where to make the project (a new or empty folder; "
-                   "default: a fresh temporary folder)")
-    p.add_argument("--budget", type=float, default=25.0, metavar="SECONDS",
-                   help="training time per plugin in seconds (default: 25)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to make the project (a new or empty folder; default: a fresh temporary folder)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="training time per plugin in seconds (default: 25)",
+    )
     p.add_argument("--images", type=int, default=60, metavar="N", help="how many scenes to generate (default: 60)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene generator (default: 0)")
     p.set_defaults(run=run_demo)
@@ -54,16 +63,21 @@ def run_demo(args: argparse.Namespace) -> int:
 
     demo = build_demo_project(args.out, count=args.images, seed=args.seed)
     print(f"demo project: {demo.root}")
-    print(f"  {len(demo.labelled) + len(demo.unlabelled)} scenes (disc, square, triangle), "
-          f"{len(demo.labelled)} labelled and done, {len(demo.unlabelled)} left to auto-label")
+    print(
+        f"  {len(demo.labelled) + len(demo.unlabelled)} scenes (disc, square, triangle), "
+        f"{len(demo.labelled)} labelled and done, {len(demo.unlabelled)} left to auto-label"
+    )
     sys.stdout.flush()
 
     if not args.headless and has_display():
         try:
             from labeler.gui.app import run_app
         except ImportError as exc:
-            print(f"labeler demo: cannot open the window ({exc}); running the loop here instead "
-                  "(use --headless to skip this attempt)", file=sys.stderr)
+            print(
+                f"labeler demo: cannot open the window ({exc}); running the loop here instead "
+                "(use --headless to skip this attempt)",
+                file=sys.stderr,
+            )
         else:
             return int(run_app(path=str(demo.root), screenshot=None) or 0)
 

@@ -64,48 +64,85 @@ from labeler.cli.where import add_image_root, open_project
 def add_parsers(sub: Any) -> None:
     from labeler.learning.refit import REFIT_SHARE  # light: no torch
 
-    p = sub.add_parser("plugins", help="installed model plugins, their settings and defaults",
-                       description="List the model plugins found under the entry-point group labeler.plugins.")
+    p = sub.add_parser(
+        "plugins",
+        help="installed model plugins, their settings and defaults",
+        description="List the model plugins found under the entry-point group labeler.plugins.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_plugins)
 
-    p = sub.add_parser("train", help="train a plugin on the done images; adds a model version",
-                       description="Train a plugin on the project's done images and store a new model version. "
-                       "It becomes active only if it beats the active one on the validation images.")
+    p = sub.add_parser(
+        "train",
+        help="train a plugin on the done images; adds a model version",
+        description="Train a plugin on the project's done images and store a new model version. "
+        "It becomes active only if it beats the active one on the validation images.",
+    )
     p.add_argument("project")
     add_image_root(p)
     p.add_argument("--plugin", required=True, help="plugin name (see 'labeler plugins')")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="a plugin setting (repeatable)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="seconds of training (reading the images before and measuring after come on top); "
-                   "without it or --epochs: the plugin's 'epochs' setting if it has one, else 60 s")
+    p.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="a plugin setting (repeatable)"
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="seconds of training (reading the images before and measuring after come on top); "
+        "without it or --epochs: the plugin's 'epochs' setting if it has one, else 60 s",
+    )
     p.add_argument("--epochs", type=float, metavar="N", help="train for N passes over the training images")
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--from-version", type=int, metavar="ID", help="warm-start from this version "
-                       "(default: the active one, if it predicts the same categories)")
+    start.add_argument(
+        "--from-version",
+        type=int,
+        metavar="ID",
+        help="warm-start from this version (default: the active one, if it predicts the same categories)",
+    )
     start.add_argument("--fresh", action="store_true", help="train from scratch")
-    p.add_argument("--activate", choices=("better", "always", "never"), default="better",
-                   help="when the new version becomes active (default: if it beats the active one)")
-    p.add_argument("--progress", choices=("json", "bar", "none"), default=None,
-                   help="json: one JSON object per line on stdout (for the GUI); bar: a progress bar "
-                   "(default on a terminal)")
+    p.add_argument(
+        "--activate",
+        choices=("better", "always", "never"),
+        default="better",
+        help="when the new version becomes active (default: if it beats the active one)",
+    )
+    p.add_argument(
+        "--progress",
+        choices=("json", "bar", "none"),
+        default=None,
+        help="json: one JSON object per line on stdout (for the GUI); bar: a progress bar (default on a terminal)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--validate-every", type=float, default=30.0, metavar="SECONDS",
-                   help="validate during training this often (default 30)")
-    p.add_argument("--keep-on-cancel", action="store_true",
-                   help="on SIGTERM/Ctrl+C store what was trained so far (never activated unless better)")
-    p.add_argument("--no-refit", dest="refit", action="store_false",
-                   help=f"never train on the validation images. By default the last {round(100 * REFIT_SHARE)}%% "
-                   "of the budget continues training on all done images, validation ones included (which "
-                   "matters on small projects); the version's metrics, and the comparison with the active "
-                   "version, come from the model before that")
+    p.add_argument(
+        "--validate-every",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="validate during training this often (default 30)",
+    )
+    p.add_argument(
+        "--keep-on-cancel",
+        action="store_true",
+        help="on SIGTERM/Ctrl+C store what was trained so far (never activated unless better)",
+    )
+    p.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help=f"never train on the validation images. By default the last {round(100 * REFIT_SHARE)}%% "
+        "of the budget continues training on all done images, validation ones included (which "
+        "matters on small projects); the version's metrics, and the comparison with the active "
+        "version, come from the model before that",
+    )
     p.set_defaults(run=run_train)
 
-    p = sub.add_parser("auto-label", help="write a model version's proposals onto images",
-                       description="Run a model version (the active one by default) and store its proposals. "
-                       "Accepted and human labels are never changed.")
+    p = sub.add_parser(
+        "auto-label",
+        help="write a model version's proposals onto images",
+        description="Run a model version (the active one by default) and store its proposals. "
+        "Accepted and human labels are never changed.",
+    )
     p.add_argument("project")
     add_image_root(p)
     p.add_argument("--plugin", required=True)
@@ -119,22 +156,32 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--device", default="auto")
     p.set_defaults(run=run_auto_label)
 
-    p = sub.add_parser("eval", help="metrics of a model version",
-                       description="Measure a model version on the validation images (or all done images). "
-                       "A version refit on its validation images is measured there through its selection "
-                       "checkpoint, the weights from before the refit.")
+    p = sub.add_parser(
+        "eval",
+        help="metrics of a model version",
+        description="Measure a model version on the validation images (or all done images). "
+        "A version refit on its validation images is measured there through its selection "
+        "checkpoint, the weights from before the refit.",
+    )
     p.add_argument("project")
     add_image_root(p)
     p.add_argument("--plugin", required=True)
     p.add_argument("--model-version", type=int, metavar="ID", help="default: the plugin's active version")
-    p.add_argument("--split", choices=("validation", "all"), default="validation",
-                   help="the fixed validation split of the done images (default), or every done image")
+    p.add_argument(
+        "--split",
+        choices=("validation", "all"),
+        default="validation",
+        help="the fixed validation split of the done images (default), or every done image",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=run_eval)
 
-    p = sub.add_parser("models", help="model versions with their metrics",
-                       description="List the project's model versions; --activate switches the active one.")
+    p = sub.add_parser(
+        "models",
+        help="model versions with their metrics",
+        description="List the project's model versions; --activate switches the active one.",
+    )
     p.add_argument("project")
     add_image_root(p)
     p.add_argument("--plugin", help="only this plugin's versions")
@@ -176,8 +223,13 @@ def emit_error(exc: Exception, *, job: str) -> None:
     from labeler.learning.api import PluginError
     from labeler.learning.events import JobError
 
-    emit_event(JobError(message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                        plugin=exc.plugin if isinstance(exc, PluginError) else None, job=job))
+    emit_event(
+        JobError(
+            message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            plugin=exc.plugin if isinstance(exc, PluginError) else None,
+            job=job,
+        )
+    )
 
 
 def _device(text: str) -> str:
@@ -217,8 +269,10 @@ project as a ``kill -9`` does: consistent, with what was committed."""
 def _hard_exit(grace: float) -> None:
     """End the process now: the clean stop did not finish within ``grace`` seconds."""
     try:
-        sys.stderr.write(f"labeler: still running {grace:g} s after being asked to stop (a read or a worker "
-                         "is stuck); ending now. The project keeps what was committed before.\n")
+        sys.stderr.write(
+            f"labeler: still running {grace:g} s after being asked to stop (a read or a worker "
+            "is stuck); ending now. The project keeps what was committed before.\n"
+        )
         sys.stderr.flush()
     finally:
         os._exit(143)
@@ -270,15 +324,32 @@ def run_plugins(args: argparse.Namespace) -> int:
     plugins = discover()
     errors = load_errors()
     if args.json:
-        print(json.dumps({
-            "plugins": [
-                {"name": p.name, "task": p.task, "metric": p.metric, "class": f"{type(p).__module__}.{type(p).__qualname__}",
-                 "settings": [{"name": s.name, "default": s.default, "help": s.help,
-                               "choices": list(s.choices) if s.choices is not None else None} for s in p.settings]}
-                for p in plugins.values()
-            ],
-            "errors": [{"name": e.name, "value": e.value, "reason": e.reason} for e in errors],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "plugins": [
+                        {
+                            "name": p.name,
+                            "task": p.task,
+                            "metric": p.metric,
+                            "class": f"{type(p).__module__}.{type(p).__qualname__}",
+                            "settings": [
+                                {
+                                    "name": s.name,
+                                    "default": s.default,
+                                    "help": s.help,
+                                    "choices": list(s.choices) if s.choices is not None else None,
+                                }
+                                for s in p.settings
+                            ],
+                        }
+                        for p in plugins.values()
+                    ],
+                    "errors": [{"name": e.name, "value": e.value, "reason": e.reason} for e in errors],
+                },
+                indent=2,
+            )
+        )
         return 0
     if not plugins:
         print("no plugins installed (they register under the entry-point group 'labeler.plugins')")
@@ -306,8 +377,10 @@ class _TrainBar:
         kind = event["event"]
         if kind == "start":
             skipped = sum(event["skipped"].values())
-            sys.stderr.write(f"training {event['plugin']} on {event['train_images']} images "
-                             f"({event['validation_images']} for validation, {skipped} skipped)\n")
+            sys.stderr.write(
+                f"training {event['plugin']} on {event['train_images']} images "
+                f"({event['validation_images']} for validation, {skipped} skipped)\n"
+            )
             for message in event["messages"]:
                 sys.stderr.write(f"  {message}\n")
         elif kind in ("progress", "validation"):
@@ -320,8 +393,10 @@ class _TrainBar:
             filled = int(30 * frac)
             metric = f" metric {self.metric:.3f}" if self.metric is not None else ""
             eta_text = f"{eta:4.0f}s" if eta is not None and math.isfinite(eta) else "   ?"
-            sys.stderr.write(f"\r[{'#' * filled}{'-' * (30 - filled)}] step {event['step']} "
-                             f"loss {event['losses'].get('total', float('nan')):.4f}{metric} eta {eta_text}  ")
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'-' * (30 - filled)}] step {event['step']} "
+                f"loss {event['losses'].get('total', float('nan')):.4f}{metric} eta {eta_text}  "
+            )
             sys.stderr.flush()
             self.drawn = True
         elif kind == "evaluating" and self.drawn:
@@ -334,16 +409,18 @@ class _TrainBar:
 def _refit_text(event: dict[str, Any]) -> str:
     """One line for the ``refit`` event."""
     n = event["validation_images"]
-    length = (f"{event['seconds']:.0f} s" if event.get("seconds") is not None
-              else f"{event['epochs']:g} epochs")
+    length = f"{event['seconds']:.0f} s" if event.get("seconds") is not None else f"{event['epochs']:g} epochs"
     return f"folding in the {n} validation image{'s' if n != 1 else ''} for the last {length}"
 
 
 def _report_train(event: dict[str, Any]) -> None:
     """Plain text for a non-terminal without --progress: start, refit and end only."""
     if event["event"] == "start":
-        print(f"training {event['plugin']} on {event['train_images']} images ({event['validation_images']} for "
-              f"validation, skipped: {event['skipped'] or 'none'})", flush=True)
+        print(
+            f"training {event['plugin']} on {event['train_images']} images ({event['validation_images']} for "
+            f"validation, skipped: {event['skipped'] or 'none'})",
+            flush=True,
+        )
         for message in event["messages"]:
             print(f"  {message}", flush=True)
     elif event["event"] == "refit":
@@ -394,10 +471,20 @@ def _train(args: argparse.Namespace, mode: str) -> int:
         with open_project(args) as project, _StopFlag() as stop:
             try:
                 result = train(
-                    project, plugin, overrides=overrides, time_budget=args.time_budget, epochs=args.epochs,
-                    from_version=from_version, activate=args.activate, seed=args.seed, device=device,
-                    progress=progress if rank == 0 else None, should_stop=stop,
-                    validate_every=args.validate_every, keep_cancelled=args.keep_on_cancel, refit=args.refit,
+                    project,
+                    plugin,
+                    overrides=overrides,
+                    time_budget=args.time_budget,
+                    epochs=args.epochs,
+                    from_version=from_version,
+                    activate=args.activate,
+                    seed=args.seed,
+                    device=device,
+                    progress=progress if rank == 0 else None,
+                    should_stop=stop,
+                    validate_every=args.validate_every,
+                    keep_cancelled=args.keep_on_cancel,
+                    refit=args.refit,
                 )
             except (TrainingError, ValueError) as exc:
                 raise CliError(str(exc)) from None
@@ -468,11 +555,18 @@ def _auto_label(args: argparse.Namespace, mode: str) -> int:
                 now = time.monotonic()
                 if now - last[0] >= 0.25 or step.done == step.total or step.error:
                     last[0] = now
-                    emit_event(events.AutoLabelProgress(
-                        done=step.done, total=step.total, image_id=step.image_id, proposals=step.proposals,
-                        uncertainty=step.uncertainty, images_per_second=step.images_per_second,
-                        eta=events.eta_seconds(elapsed=step.elapsed, fraction=step.done / max(1, step.total)),
-                        error=step.error))
+                    emit_event(
+                        events.AutoLabelProgress(
+                            done=step.done,
+                            total=step.total,
+                            image_id=step.image_id,
+                            proposals=step.proposals,
+                            uncertainty=step.uncertainty,
+                            images_per_second=step.images_per_second,
+                            eta=events.eta_seconds(elapsed=step.elapsed, fraction=step.done / max(1, step.total)),
+                            error=step.error,
+                        )
+                    )
             else:
                 bar(step.done, step.total)
 
@@ -480,13 +574,21 @@ def _auto_label(args: argparse.Namespace, mode: str) -> int:
             result = auto_label(project, loaded, ids, progress=progress, should_stop=stop)
         bar.close()
     if mode == "json":
-        emit_event(events.AutoLabelDone(images=result.images, proposals=result.proposals,
-                                        failed={str(k): v for k, v in result.failed.items()},
-                                        seconds=result.seconds, cancelled=result.cancelled))
+        emit_event(
+            events.AutoLabelDone(
+                images=result.images,
+                proposals=result.proposals,
+                failed={str(k): v for k, v in result.failed.items()},
+                seconds=result.seconds,
+                cancelled=result.cancelled,
+            )
+        )
     else:
         rate = result.images / result.seconds if result.seconds > 0 else 0.0
-        print(f"auto-labelled {result.images} images with version {result.version_id}: {result.proposals} "
-              f"proposals, {rate:.1f} images/s{' (cancelled)' if result.cancelled else ''}")
+        print(
+            f"auto-labelled {result.images} images with version {result.version_id}: {result.proposals} "
+            f"proposals, {rate:.1f} images/s{' (cancelled)' if result.cancelled else ''}"
+        )
         for image_id, reason in result.failed.items():
             print(f"  image {image_id} skipped: {reason}", file=sys.stderr)
     return 130 if result.cancelled else 0
@@ -501,18 +603,27 @@ def run_eval(args: argparse.Namespace) -> int:
 
     with open_project(args) as project:
         # on the validation images a refit version is measured through its selection checkpoint
-        loaded = load_model(project, args.plugin, version_id=args.model_version, device=_device(args.device),
-                            selection=args.split == "validation")
+        loaded = load_model(
+            project,
+            args.plugin,
+            version_id=args.model_version,
+            device=_device(args.device),
+            selection=args.split == "validation",
+        )
         report = evaluate_version(project, loaded, split=args.split)
     if args.json:
         print(json.dumps(_clean(report), indent=2))
         return 0
     reasons = ", ".join(f"{n} {why}" for why, n in report["skipped_reasons"].items())
-    print(f"model version {report['version']} ({report['plugin']}) on {report['images']} {args.split} images"
-          f"{' (' + str(report['skipped']) + ' skipped: ' + reasons + ')' if report['skipped'] else ''}:")
+    print(
+        f"model version {report['version']} ({report['plugin']}) on {report['images']} {args.split} images"
+        f"{' (' + str(report['skipped']) + ' skipped: ' + reasons + ')' if report['skipped'] else ''}:"
+    )
     if report["weights"] == "selection":
-        print("  (its final weights also trained on these images, so this measures its selection checkpoint, "
-              "the weights from before the refit)")
+        print(
+            "  (its final weights also trained on these images, so this measures its selection checkpoint, "
+            "the weights from before the refit)"
+        )
     for key, value in report["metrics"].items():
         print(f"  {key:20s} {value:.4f}")
     return 0
@@ -531,14 +642,30 @@ def run_models(args: argparse.Namespace) -> int:
                 print(f"model version {version.id} is now the active {version.plugin} model")
         versions = project.model_versions(args.plugin)
     if args.json:
-        print(json.dumps(_clean([
-            {"id": v.id, "plugin": v.plugin, "active": v.active, "parent": v.parent, "created": v.created,
-             "metrics": v.metrics, "categories": list(v.categories), "checkpoint": v.checkpoint,
-             "settings": v.settings, "train_images": len(v.data.get("train_images", [])),
-             "images_trained_on": v.images_trained_on,
-             "seconds": v.data.get("seconds")}
-            for v in versions
-        ]), indent=2))
+        print(
+            json.dumps(
+                _clean(
+                    [
+                        {
+                            "id": v.id,
+                            "plugin": v.plugin,
+                            "active": v.active,
+                            "parent": v.parent,
+                            "created": v.created,
+                            "metrics": v.metrics,
+                            "categories": list(v.categories),
+                            "checkpoint": v.checkpoint,
+                            "settings": v.settings,
+                            "train_images": len(v.data.get("train_images", [])),
+                            "images_trained_on": v.images_trained_on,
+                            "seconds": v.data.get("seconds"),
+                        }
+                        for v in versions
+                    ]
+                ),
+                indent=2,
+            )
+        )
         return 0
     if not versions:
         print("no model versions yet; train one with 'labeler train'")
@@ -546,6 +673,8 @@ def run_models(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created or 0))
         metrics = ", ".join(f"{k} {val:.3f}" for k, val in v.metrics.items() if isinstance(val, (int, float)))
         parent = f" from #{v.parent}" if v.parent else ""
-        print(f"{'*' if v.active else ' '} #{v.id:<4d} {v.plugin:12s} {when}  {metrics or 'no metrics'}"
-              f"  ({v.images_trained_on or 0} images{parent})")
+        print(
+            f"{'*' if v.active else ' '} #{v.id:<4d} {v.plugin:12s} {when}  {metrics or 'no metrics'}"
+            f"  ({v.images_trained_on or 0} images{parent})"
+        )
     return 0

@@ -13,19 +13,28 @@ from labeler.core.pg import is_database_url, redact
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("init", help="create a project for a folder of images",
-                       description="Create a project folder and add the images of DIR (read lazily, never copied).")
-    p.add_argument("project", help="the project folder to create (may exist, then images are added), "
-                   "or a postgresql://HOST/DB URL for a team's project")
+    p = sub.add_parser(
+        "init",
+        help="create a project for a folder of images",
+        description="Create a project folder and add the images of DIR (read lazily, never copied).",
+    )
+    p.add_argument(
+        "project",
+        help="the project folder to create (may exist, then images are added), "
+        "or a postgresql://HOST/DB URL for a team's project",
+    )
     add_image_root(p)
     p.add_argument("--images", metavar="DIR", help="folder of images to add (searched recursively)")
     p.add_argument("--classes", metavar="A,B,C", help="comma-separated category names")
     p.set_defaults(run=run_init)
 
-    p = sub.add_parser("add", help="add new image files to a project (incremental)",
-                       description="Add image files, or the images under folders (recursively), to the project. "
-                                   "With no PATH the project folder is rescanned. Images already in the project "
-                                   "and every label are kept as they are.")
+    p = sub.add_parser(
+        "add",
+        help="add new image files to a project (incremental)",
+        description="Add image files, or the images under folders (recursively), to the project. "
+        "With no PATH the project folder is rescanned. Images already in the project "
+        "and every label are kept as they are.",
+    )
     p.add_argument("project")
     add_image_root(p)
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders (default: the project folder)")
@@ -50,8 +59,9 @@ def run_init(args: argparse.Namespace) -> int:
     if is_database_url(args.project):  # a team's project: the images' root is this machine's
         root = image_root(args) or (str(images) if images is not None else None)
         if root is None:
-            raise CliError(f"{redact(args.project)}: give the folder the image paths are relative to "
-                           "(--image-root or --images)")
+            raise CliError(
+                f"{redact(args.project)}: give the folder the image paths are relative to (--image-root or --images)"
+            )
         project = Project.create(args.project, exist_ok=True, image_root=root)
         shown = redact(args.project)
     else:
@@ -78,8 +88,7 @@ def run_init(args: argparse.Namespace) -> int:
             from labeler.core.image_index import remember_id_order
 
             remember_id_order(project)
-        print(f"{shown}: {project.image_count()} images ({added} new), "
-              f"{len(project.categories())} categories")
+        print(f"{shown}: {project.image_count()} images ({added} new), {len(project.categories())} categories")
     return 0
 
 
@@ -102,8 +111,10 @@ def run_add(args: argparse.Namespace) -> int:
         with ProgressBar("adding images") as bar:
             project.add_images(files, progress=bar)
         added = project.image_count() - before
-        print(f"{project.root}: {added} new image{'' if added == 1 else 's'} "
-              f"({len(files) - added} already there), {project.image_count()} in all")
+        print(
+            f"{project.root}: {added} new image{'' if added == 1 else 's'} "
+            f"({len(files) - added} already there), {project.image_count()} in all"
+        )
     return 0
 
 
@@ -119,11 +130,12 @@ def project_summary(project: Any) -> dict[str, Any]:
         "project": str(project.root),
         "images": project.image_count(),
         "done": project.image_count(done=True),
-        "categories": [{"id": c.id, "name": c.name, "color": "#{:02x}{:02x}{:02x}".format(*c.color)} for c in project.categories()],
+        "categories": [
+            {"id": c.id, "name": c.name, "color": "#{:02x}{:02x}{:02x}".format(*c.color)} for c in project.categories()
+        ],
         "annotations": counts,
         "model_versions": [
-            {"id": v.id, "plugin": v.plugin, "active": v.active, "metrics": v.metrics}
-            for v in project.model_versions()
+            {"id": v.id, "plugin": v.plugin, "active": v.active, "metrics": v.metrics} for v in project.model_versions()
         ],
     }
 

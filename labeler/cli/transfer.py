@@ -23,17 +23,25 @@ def add_parsers(sub: Any) -> None:
     add_image_root(p)
     p.add_argument("source", help="a label file, or a folder of them")
     p.add_argument("--format", choices=FORMAT_NAMES, help="the format of SOURCE (default: guessed)")
-    p.add_argument("--images", metavar="DIR",
-                   help="where to find the images the labels name when their own paths do not resolve")
-    p.add_argument("--values", metavar="V=NAME,...",
-                   help="masks: pixel value to class name, e.g. 0=membrane,255=cell, or a file of class "
-                   "names, one per line for values 0, 1, ... (default: each value is a class named by its number)")
+    p.add_argument(
+        "--images", metavar="DIR", help="where to find the images the labels name when their own paths do not resolve"
+    )
+    p.add_argument(
+        "--values",
+        metavar="V=NAME,...",
+        help="masks: pixel value to class name, e.g. 0=membrane,255=cell, or a file of class "
+        "names, one per line for values 0, 1, ... (default: each value is a class named by its number)",
+    )
     p.add_argument("--ignore", type=int, metavar="VALUE", help="masks: the pixel value that means 'no label', e.g. 11")
     p.add_argument("--no-done", action="store_true", help="do not mark the labelled images done")
-    p.add_argument("--add-images", action=argparse.BooleanOptionalAction, default=None,
-                   help="add the images the labels name that are not in the project yet (default: labelme "
-                   "matches the project's images, by relative path then file name, and skips the others; "
-                   "the other formats add them)")
+    p.add_argument(
+        "--add-images",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the images the labels name that are not in the project yet (default: labelme "
+        "matches the project's images, by relative path then file name, and skips the others; "
+        "the other formats add them)",
+    )
     p.set_defaults(run=run_import)
 
     p = sub.add_parser(
@@ -46,17 +54,26 @@ def add_parsers(sub: Any) -> None:
     add_image_root(p)
     p.add_argument("out", help="the file (COCO) or folder (other formats) to write")
     p.add_argument("--format", choices=FORMAT_NAMES, help="the format to write (default: coco if OUT ends in .json)")
-    p.add_argument("--masks", choices=("rle", "polygon"),
-                   help="coco: write masks as compressed RLE (default) or polygons")
-    p.add_argument("--file-names", choices=("relative", "name"),
-                   help="coco: image paths relative to OUT's folder (default) or bare file names")
-    p.add_argument("--include-proposals", action="store_true",
-                   help="also write the models' pending proposals (with their score)")
-    p.add_argument("--values", metavar="V=NAME,...",
-                   help="masks: the pixel value of each class, e.g. 0=membrane,255=cell "
-                   "(default: 1..N, or the class names if they are numbers)")
-    p.add_argument("--ignore", type=int, metavar="VALUE",
-                   help="masks: the value for ignored and unlabelled pixels (default 255)")
+    p.add_argument(
+        "--masks", choices=("rle", "polygon"), help="coco: write masks as compressed RLE (default) or polygons"
+    )
+    p.add_argument(
+        "--file-names",
+        choices=("relative", "name"),
+        help="coco: image paths relative to OUT's folder (default) or bare file names",
+    )
+    p.add_argument(
+        "--include-proposals", action="store_true", help="also write the models' pending proposals (with their score)"
+    )
+    p.add_argument(
+        "--values",
+        metavar="V=NAME,...",
+        help="masks: the pixel value of each class, e.g. 0=membrane,255=cell "
+        "(default: 1..N, or the class names if they are numbers)",
+    )
+    p.add_argument(
+        "--ignore", type=int, metavar="VALUE", help="masks: the value for ignored and unlabelled pixels (default 255)"
+    )
     p.set_defaults(run=run_export)
 
 
@@ -75,8 +92,14 @@ def run_import(args: argparse.Namespace) -> int:
         bar = ProgressBar(f"importing {fmt}")
         try:
             report = import_annotations(
-                project, args.source, format=fmt, images_dir=args.images, mark_done=not args.no_done,
-                progress=bar, add_images=args.add_images, **options,
+                project,
+                args.source,
+                format=fmt,
+                images_dir=args.images,
+                mark_done=not args.no_done,
+                progress=bar,
+                add_images=args.add_images,
+                **options,
             )
         finally:
             bar.close()

@@ -12,9 +12,10 @@ IMAGE_ROOT_ENV = "LABELER_IMAGE_ROOT"
 def add_image_root(parser: Any) -> None:
     """The ``--image-root`` option of a verb whose project may be a ``postgresql://`` URL."""
     parser.add_argument(
-        "--image-root", metavar="DIR",
+        "--image-root",
+        metavar="DIR",
         help=f"for a postgresql:// project: the folder its image paths are relative to on this machine "
-             f"(default ${IMAGE_ROOT_ENV})",
+        f"(default ${IMAGE_ROOT_ENV})",
     )
 
 

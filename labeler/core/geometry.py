@@ -91,7 +91,10 @@ def normalize_rle(rle: Rle) -> Rle:
         return {"size": [int(h), int(w)], "counts": counts}
     r = _as_pycoco(rle)
     counts = r["counts"]
-    return {"size": [int(r["size"][0]), int(r["size"][1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(r["size"][0]), int(r["size"][1])],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 def decode_rle(rle: Rle) -> np.ndarray:
@@ -145,7 +148,7 @@ def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.5, scale: int = 4
     if len(xs) == 0:
         return []
     x0, y0 = int(xs.min()), int(ys.min())
-    crop = np.ascontiguousarray(mask[y0:int(ys.max()) + 1, x0:int(xs.max()) + 1], dtype=np.uint8)
+    crop = np.ascontiguousarray(mask[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1], dtype=np.uint8)
     big = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     parts = []
@@ -368,9 +371,17 @@ def checked_annotation(
             x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
             y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
         degenerate = box[2] <= 0 or box[3] <= 0  # drawn so (a canvas edge): kept where it touches the image
-        if x1 < x0 or y1 < y0 or (not degenerate and (x1 <= x0 or y1 <= y0)) or (
-                degenerate and width is not None and height is not None
-                and not (0 <= box[0] <= width and 0 <= box[1] <= height)):
+        if (
+            x1 < x0
+            or y1 < y0
+            or (not degenerate and (x1 <= x0 or y1 <= y0))
+            or (
+                degenerate
+                and width is not None
+                and height is not None
+                and not (0 <= box[0] <= width and 0 <= box[1] <= height)
+            )
+        ):
             return None
         clipped = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
         return ann if clipped == ann.box_xywh else replace(ann, box_xywh=clipped)

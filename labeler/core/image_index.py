@@ -73,8 +73,11 @@ class ImageIndex:
     @classmethod
     def empty(cls) -> ImageIndex:
         none = np.zeros(0, dtype=np.int64)
-        return cls(columns=ImageColumns(ids=none, paths=b"", ends=none, done=np.zeros(0, dtype=bool)),
-                   order=none, states=np.zeros(0, dtype=np.int8))
+        return cls(
+            columns=ImageColumns(ids=none, paths=b"", ends=none, done=np.zeros(0, dtype=bool)),
+            order=none,
+            states=np.zeros(0, dtype=np.int8),
+        )
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -90,13 +93,13 @@ class ImageIndex:
 
     def path_at(self, position: int) -> str:
         k = self._order[position]
-        return self._blob[int(self._starts[k]):int(self._ends[k])].decode("utf-8", "replace")
+        return self._blob[int(self._starts[k]) : int(self._ends[k])].decode("utf-8", "replace")
 
     def name_at(self, position: int) -> str:
         """The file name (the path after its last ``/``)."""
         k = self._order[position]
         start, end = int(self._starts[k]), int(self._ends[k])
-        return self._blob[max(start, self._blob.rfind(b"/", start, end) + 1):end].decode("utf-8", "replace")
+        return self._blob[max(start, self._blob.rfind(b"/", start, end) + 1) : end].decode("utf-8", "replace")
 
     def state_at(self, position: int) -> ImageState:
         state: ImageState = STATES[int(self._states[self._order[position]])]
@@ -150,8 +153,14 @@ class ImageIndex:
             self._names = _name_starts(self._blob, self._starts, self._ends)
         names = self._names
         if not needle.isascii():  # bytes.lower() folds ASCII only: compare decoded names
-            return np.fromiter((needle in self._blob[int(a):int(b)].decode("utf-8", "replace").lower()
-                                for a, b in zip(names, self._ends, strict=True)), dtype=bool, count=n)
+            return np.fromiter(
+                (
+                    needle in self._blob[int(a) : int(b)].decode("utf-8", "replace").lower()
+                    for a, b in zip(names, self._ends, strict=True)
+                ),
+                dtype=bool,
+                count=n,
+            )
         if self._lower is None:
             self._lower = self._blob.lower()
         buf = np.frombuffer(self._lower, dtype=np.uint8)
@@ -225,7 +234,9 @@ def natural_order(project: Project, columns: ImageColumns, *, cache: bool = True
         return cached
     starts = np.concatenate([np.zeros(1, dtype=np.int64), columns.ends[:-1]]) if len(columns.ends) else columns.ends
     blob = columns.paths
-    keys = [natural_key(blob[int(a):int(b)].decode("utf-8", "replace")) for a, b in zip(starts, columns.ends, strict=True)]
+    keys = [
+        natural_key(blob[int(a) : int(b)].decode("utf-8", "replace")) for a, b in zip(starts, columns.ends, strict=True)
+    ]
     order = np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
     if cache:
         _write_order(order_file(project), fingerprint, order)

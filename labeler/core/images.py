@@ -30,7 +30,9 @@ from labeler.core.files import NotAFileError, check_regular_file
 
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 """Images with more pixels than this are refused unless ``max_pixels`` or ``$LABELER_MAX_PIXELS`` say otherwise."""
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pgm", ".ppm", ".pbm"}
+)
 BACKGROUND_RGB = (255, 255, 255)
 """The neutral background that transparent pixels are composited on."""
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -47,7 +49,6 @@ _ORIENT = {
     8: lambda a: np.rot90(a, 1),
 }
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-
 
 
 class ImageError(Exception):
@@ -157,9 +158,7 @@ def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return turned
 
 
-def read_image(
-    path: str | os.PathLike[str], *, max_pixels: int | None = None, reduce: int = 1
-) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None, reduce: int = 1) -> np.ndarray:
     """Decode an image file to ``(h, w, 3)`` uint8 RGB.
 
     ``reduce`` (1, 2, 4 or 8) decodes at that fraction of the size per side (fast for JPEG).

@@ -69,30 +69,48 @@ class ImportRecord:
         return frozenset(i for i in before.keys() | after.keys() if before.get(i) != after.get(i))
 
     def is_empty(self) -> bool:
-        return not (self.images_added or self.annotations_added or self.categories_added or self.marked_done
-                    or self.ignore_masks_changed)
+        return not (
+            self.images_added
+            or self.annotations_added
+            or self.categories_added
+            or self.marked_done
+            or self.ignore_masks_changed
+        )
 
     def describe(self) -> str:
         """``'3 images, 40 labels, 2 classes, 3 done marks'``: what undoing it removes."""
-        parts = [(len(self.images_added), "image"), (len(self.annotations_added), "label"),
-                 (len(self.categories_added), "class"), (len(self.marked_done), "done mark"),
-                 (len(self.ignore_masks_changed), "ignore mask")]
-        text = ", ".join(f"{n} {word}{'es' if word == 'class' and n != 1 else 's' if n != 1 else ''}"
-                         for n, word in parts if n)
+        parts = [
+            (len(self.images_added), "image"),
+            (len(self.annotations_added), "label"),
+            (len(self.categories_added), "class"),
+            (len(self.marked_done), "done mark"),
+            (len(self.ignore_masks_changed), "ignore mask"),
+        ]
+        text = ", ".join(
+            f"{n} {word}{'es' if word == 'class' and n != 1 else 's' if n != 1 else ''}" for n, word in parts if n
+        )
         return text or "nothing"
 
 
 def mark_project(project: Project) -> ProjectMark:
     """The project's :class:`ProjectMark` now (a handful of SQL queries)."""
+
     def last(table: str) -> int:
         rows = project._query(f"SELECT COALESCE(MAX(id), 0) AS n FROM {table}")  # core's own store
         return int(rows[0]["n"])
 
     done = frozenset(int(r["id"]) for r in project._query("SELECT id FROM images WHERE done = 1"))  # core's own store
-    masks = {int(r["id"]): str(r["ignore_rle"])
-             for r in project._query("SELECT id, ignore_rle FROM images WHERE ignore_rle IS NOT NULL")}  # core's own store
-    return ProjectMark(last_image=last("images"), last_annotation=last("annotations"),
-                       last_category=last("categories"), done=done, ignore_masks=masks)
+    masks = {
+        int(r["id"]): str(r["ignore_rle"])
+        for r in project._query("SELECT id, ignore_rle FROM images WHERE ignore_rle IS NOT NULL")
+    }  # core's own store
+    return ProjectMark(
+        last_image=last("images"),
+        last_annotation=last("annotations"),
+        last_category=last("categories"),
+        done=done,
+        ignore_masks=masks,
+    )
 
 
 def record_import(project: Project, run: Callable[[], R]) -> tuple[R, ImportRecord]:
@@ -114,12 +132,17 @@ def undo_import(project: Project, record: ImportRecord) -> None:
         images = record.images_added
         conn.execute("DELETE FROM annotations WHERE image_id >= ? AND image_id < ?", (images.start, images.stop))
         conn.execute("DELETE FROM images WHERE id >= ? AND id < ?", (images.start, images.stop))
-        conn.executemany("UPDATE images SET done = 0 WHERE id = ?",
-                         [(i,) for i in sorted(record.marked_done) if i not in images])
-        conn.executemany("UPDATE images SET ignore_rle = ? WHERE id = ?",
-                         [(record.before.ignore_masks.get(i), i) for i in sorted(record.ignore_masks_changed)
-                          if i not in images])
+        conn.executemany(
+            "UPDATE images SET done = 0 WHERE id = ?", [(i,) for i in sorted(record.marked_done) if i not in images]
+        )
+        conn.executemany(
+            "UPDATE images SET ignore_rle = ? WHERE id = ?",
+            [(record.before.ignore_masks.get(i), i) for i in sorted(record.ignore_masks_changed) if i not in images],
+        )
         categories = record.categories_added
-        conn.execute("DELETE FROM categories WHERE id >= ? AND id < ? AND id NOT IN "
-                     "(SELECT DISTINCT category_id FROM annotations)", (categories.start, categories.stop))
+        conn.execute(
+            "DELETE FROM categories WHERE id >= ? AND id < ? AND id NOT IN "
+            "(SELECT DISTINCT category_id FROM annotations)",
+            (categories.start, categories.stop),
+        )
         project.log_edit("undo import", detail={"removed": record.describe()})

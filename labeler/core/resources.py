@@ -156,8 +156,11 @@ def parse_command_table(text: str) -> CommandTable:
         if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
             raise ResourceError(f"shortcuts.toml: {where}: 'keys' must be a list of key texts")
         spec = CommandSpec(
-            id=str(_text(row, "id", where)), text=str(_text(row, "text", where)), keys=tuple(keys),
-            tip=_text(row, "tip", where, required=False) or "", icon=_text(row, "icon", where, required=False),
+            id=str(_text(row, "id", where)),
+            text=str(_text(row, "text", where)),
+            keys=tuple(keys),
+            tip=_text(row, "tip", where, required=False) or "",
+            icon=_text(row, "icon", where, required=False),
             short=_text(row, "short", where, required=False),
         )
         if any(c.id == spec.id for c in commands):

@@ -106,8 +106,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise SchemaError(
-                f"this project was written by a newer labeler (schema {version}, "
-                f"this one knows up to {SCHEMA_VERSION})"
+                f"this project was written by a newer labeler (schema {version}, this one knows up to {SCHEMA_VERSION})"
             )
         for step in range(version, SCHEMA_VERSION):
             for statement in MIGRATIONS[step].split(";"):

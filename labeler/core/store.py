@@ -229,8 +229,9 @@ class Project:
     # ---- opening --------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: str | os.PathLike[str], *, exist_ok: bool = False,
-               image_root: str | os.PathLike[str] | None = None) -> Project:
+    def create(
+        cls, root: str | os.PathLike[str], *, exist_ok: bool = False, image_root: str | os.PathLike[str] | None = None
+    ) -> Project:
         """Make a new project folder (or open the one there, with ``exist_ok``).
 
         ``root`` may be a PostgreSQL URL (``postgresql://host/db``): the project then lives in
@@ -270,7 +271,9 @@ class Project:
         cls, url: str, *, image_root: str | os.PathLike[str] | None, create: bool, exist_ok: bool
     ) -> Project:
         if image_root is None:
-            raise ProjectError(f"{redact(url)}: a project in PostgreSQL needs the image root of this machine (--image-root)")
+            raise ProjectError(
+                f"{redact(url)}: a project in PostgreSQL needs the image root of this machine (--image-root)"
+            )
         root = Path(image_root)
         if not root.is_dir():
             raise ProjectError(f"{root}: the image root is not a folder")
@@ -437,7 +440,10 @@ class Project:
             return Path(folder).as_posix()
 
     def add_images(
-        self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None,
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        progress: Progress | None = None,
         _folders: dict[str, str] | None = None,
     ) -> list[int]:
         """Add image files (without decoding them); returns their ids, old ones included.
@@ -452,13 +458,17 @@ class Project:
         with self.transaction():
             top = int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0])
             for i in range(0, len(rels), chunk):  # many rows per statement: a million in seconds
-                self._conn.executemany("INSERT OR IGNORE INTO images(path, done, added) VALUES (?, 0, ?)",
-                                       ((rel, now) for rel in rels[i:i + chunk]))
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO images(path, done, added) VALUES (?, 0, ?)",
+                    ((rel, now) for rel in rels[i : i + chunk]),
+                )
                 if progress is not None:
                     progress(min(i + chunk, len(rels)), len(rels))
             new = {str(r[0]): int(r[1]) for r in self._conn.execute("SELECT path, id FROM images WHERE id > ?", (top,))}
-            ids = [new.get(rel) or int(self._conn.execute("SELECT id FROM images WHERE path = ?", (rel,)).fetchone()[0])
-                   for rel in rels]
+            ids = [
+                new.get(rel) or int(self._conn.execute("SELECT id FROM images WHERE path = ?", (rel,)).fetchone()[0])
+                for rel in rels
+            ]
         return ids
 
     def add_folder(
@@ -503,7 +513,7 @@ class Project:
         if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):  # a table scan is in id order; just in case
             order = np.argsort(ids, kind="stable")
             starts = ends - np.fromstring(lengths_text, dtype=np.int64, sep=",")
-            chunks = [blob[int(starts[k]):int(ends[k])] for k in order]
+            chunks = [blob[int(starts[k]) : int(ends[k])] for k in order]
             blob = b"".join(chunks)
             ends = np.cumsum([len(c) for c in chunks], dtype=np.int64)
             ids, done = ids[order], done[order]
@@ -537,7 +547,9 @@ class Project:
         )
         return [int(r[0]) for r in rows]
 
-    def next_uncertain_image(self, *, below: tuple[float, int] | None, exclude: int | None = None) -> ImageRecord | None:
+    def next_uncertain_image(
+        self, *, below: tuple[float, int] | None, exclude: int | None = None
+    ) -> ImageRecord | None:
         """The first not-done auto-labelled image after ``below`` = ``(uncertainty, id)`` in the order
         most uncertain first, ties by id (from the top when ``below`` is None); ``exclude`` is
         skipped. One step of an index (``images_uncertain``), not a scan of every image."""
@@ -545,13 +557,17 @@ class Project:
         if below is None:
             rows = self._query(
                 "SELECT * FROM images WHERE done = 0 AND uncertainty IS NOT NULL AND id != ? "
-                "ORDER BY uncertainty DESC, id LIMIT 1", (skip,))
+                "ORDER BY uncertainty DESC, id LIMIT 1",
+                (skip,),
+            )
         else:
             value, image_id = below
             rows = self._query(
                 "SELECT * FROM images WHERE done = 0 AND uncertainty IS NOT NULL AND id != ? "
                 "AND (uncertainty < ? OR (uncertainty = ? AND id > ?)) "
-                "ORDER BY uncertainty DESC, id LIMIT 1", (skip, value, value, image_id))
+                "ORDER BY uncertainty DESC, id LIMIT 1",
+                (skip, value, value, image_id),
+            )
         return _row_to_image(rows[0]) if rows else None
 
     def uncertain_image_count(self) -> int:
@@ -619,8 +635,12 @@ class Project:
         limit are a :class:`ProjectError` (they would break every export)."""
         from labeler.core.images import max_pixels_limit
 
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height)) \
-                or width <= 0 or height <= 0 or width * height > max_pixels_limit():
+        if (
+            not all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height))
+            or width <= 0
+            or height <= 0
+            or width * height > max_pixels_limit()
+        ):
             raise ProjectError(f"{width!r} x {height!r} is not a usable image size")
         with self.transaction():
             self._conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", (width, height, image_id))
@@ -677,9 +697,7 @@ class Project:
                 raise ProjectError(f"there is already a category named {name!r}")
             count = int(self._conn.execute("SELECT COUNT(*) FROM categories").fetchone()[0])
             rgb = tuple(color) if color is not None else PALETTE[count % len(PALETTE)]
-            cur = self._conn.execute(
-                "INSERT INTO categories(name, color) VALUES (?, ?)", (name, _color_to_text(rgb))
-            )
+            cur = self._conn.execute("INSERT INTO categories(name, color) VALUES (?, ?)", (name, _color_to_text(rgb)))
             category_id = int(cur.lastrowid or 0)
         return self.category(category_id)
 
@@ -774,8 +792,10 @@ class Project:
         rows: list[tuple[Any, ...]] = []
         sizes: dict[int, tuple[int | None, int | None]] = {}
         limit = max_pixels_limit()
-        sql = ("INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
-               " score, iscrowd, group_id, attributes, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        sql = (
+            "INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version,"
+            " score, iscrowd, group_id, attributes, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
         with self.transaction():
             # new labels get the ids AUTOINCREMENT would give them, in order, so that one
             # executemany writes them all; the write lock of the transaction keeps them ours
@@ -787,8 +807,16 @@ class Project:
             else:  # other machines insert too: the sequence hands out ids no one else gets, without a
                 # table lock (a lock taken after this transaction's first write deadlocked two writers)
                 wanted = sum(1 for a in anns if a.id is None)
-                issued = iter([int(r[0]) for r in self._conn.execute(
-                    "SELECT nextval('annotations_id_seq') FROM generate_series(1, ?)", (wanted,))] if wanted else [])
+                issued = iter(
+                    [
+                        int(r[0])
+                        for r in self._conn.execute(
+                            "SELECT nextval('annotations_id_seq') FROM generate_series(1, ?)", (wanted,)
+                        )
+                    ]
+                    if wanted
+                    else []
+                )
                 next_id = 0
             for ann in anns:
                 target = ann.image_id if image_id is None else image_id
@@ -807,28 +835,52 @@ class Project:
                 else:  # a deleted label coming back (undo): its old id, which a new one never takes
                     new_id = ann.id
                     next_id = max(next_id, new_id + 1)
-                rows.append((
-                    new_id, target, ann.category_id, ann.kind.value, geometry, ann.state.value,
-                    ann.model_version, ann.score, int(ann.iscrowd), ann.group_id, attributes, created, now,
-                ))
-                stored.append(_restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now,
-                                         revision=1))
+                rows.append(
+                    (
+                        new_id,
+                        target,
+                        ann.category_id,
+                        ann.kind.value,
+                        geometry,
+                        ann.state.value,
+                        ann.model_version,
+                        ann.score,
+                        int(ann.iscrowd),
+                        ann.group_id,
+                        attributes,
+                        created,
+                        now,
+                    )
+                )
+                stored.append(
+                    _restamped(ann, id=new_id, image_id=target, rle=rle, created=created, updated=now, revision=1)
+                )
             self._conn.executemany(sql, rows)
             if self.url is not None and next_id > 0:  # an old id came back: new ones stay above it
-                self._conn.execute("SELECT setval('annotations_id_seq', GREATEST(?, "
-                                   "(SELECT last_value FROM annotations_id_seq)))", (next_id - 1,))
+                self._conn.execute(
+                    "SELECT setval('annotations_id_seq', GREATEST(?, (SELECT last_value FROM annotations_id_seq)))",
+                    (next_id - 1,),
+                )
             if log:
                 self._conn.executemany(
                     "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
                     " VALUES (?, 'add', ?, ?, ?, NULL, '{}', ?)",
-                    [(now, a.image_id, a.id, a.kind.value, self.author) for a in stored
-                     if a.state is not State.PROPOSED],
+                    [
+                        (now, a.image_id, a.id, a.kind.value, self.author)
+                        for a in stored
+                        if a.state is not State.PROPOSED
+                    ],
                 )
         return stored
 
     def _checked(
-        self, ann: Annotation, image_id: int, sizes: dict[int, tuple[int | None, int | None]], *,
-        drop_outside: bool = False, max_pixels: int | None = None,
+        self,
+        ann: Annotation,
+        image_id: int,
+        sizes: dict[int, tuple[int | None, int | None]],
+        *,
+        drop_outside: bool = False,
+        max_pixels: int | None = None,
     ) -> Annotation | None:
         """The store's door for geometry, whatever the source: finite, clipped to the image, masks
         of the image's size (:func:`~labeler.core.geometry.checked_annotation`); what no export
@@ -847,7 +899,9 @@ class Project:
         except (ValueError, TypeError, OverflowError) as exc:
             raise ProjectError(f"refused a {ann.kind.value} label on image {image_id}: {exc}") from exc
         if checked is None and not drop_outside:
-            raise ProjectError(f"refused a {ann.kind.value} label on image {image_id}: it lies wholly outside the image")
+            raise ProjectError(
+                f"refused a {ann.kind.value} label on image {image_id}: it lies wholly outside the image"
+            )
         return checked
 
     def update_annotation(self, ann: Annotation, *, action: str = "edit") -> Annotation:
@@ -864,8 +918,17 @@ class Project:
                 " score = ?, iscrowd = ?, group_id = ?, attributes = ?, updated = ?, revision = revision + 1"
                 " WHERE id = ?" + ("" if ann.revision is None else " AND revision = ?"),
                 (
-                    ann.category_id, ann.kind.value, _stored_geometry(ann)[0], ann.state.value, ann.model_version,
-                    ann.score, int(ann.iscrowd), ann.group_id, json.dumps(ann.attributes), time.time(), ann.id,
+                    ann.category_id,
+                    ann.kind.value,
+                    _stored_geometry(ann)[0],
+                    ann.state.value,
+                    ann.model_version,
+                    ann.score,
+                    int(ann.iscrowd),
+                    ann.group_id,
+                    json.dumps(ann.attributes),
+                    time.time(),
+                    ann.id,
                     *(() if ann.revision is None else (ann.revision,)),
                 ),
             )
@@ -873,7 +936,8 @@ class Project:
                 if self._conn.execute("SELECT 1 FROM annotations WHERE id = ?", (ann.id,)).fetchone() is not None:
                     raise StaleAnnotationError(
                         f"annotation {ann.id} was changed by someone else since you opened it; "
-                        "reload the image to see their version (yours was not saved)")
+                        "reload the image to see their version (yours was not saved)"
+                    )
                 raise ProjectError(f"no annotation with id {ann.id}")
             self._log(action, image_id=ann.image_id, annotation_id=annotation_id, kind=ann.kind.value)
         return self.annotation(annotation_id)
@@ -907,8 +971,9 @@ class Project:
                 " VALUES (?, ?, ?, ?, ?, NULL, '{}', ?)",
                 [(now, action or state.value, a.image_id, a.id, a.kind.value, self.author) for a in anns],
             )
-        return [replace(a, state=state, updated=now, revision=None if a.revision is None else a.revision + 1)
-                for a in anns]
+        return [
+            replace(a, state=state, updated=now, revision=None if a.revision is None else a.revision + 1) for a in anns
+        ]
 
     def delete_annotation(self, annotation_id: int) -> None:
         with self.transaction():
@@ -939,8 +1004,9 @@ class Project:
                 " (SELECT id FROM model_versions WHERE plugin = ?)",
                 (image_id, plugin),
             )
-            stored = self._insert_annotations([replace(p, id=None) if p.id is not None else p for p in proposals],
-                                              log=False, image_id=image_id)
+            stored = self._insert_annotations(
+                [replace(p, id=None) if p.id is not None else p for p in proposals], log=False, image_id=image_id
+            )
             self._conn.execute("UPDATE images SET uncertainty = ? WHERE id = ?", (uncertainty, image_id))
         return stored
 
@@ -952,8 +1018,13 @@ class Project:
                 "INSERT INTO model_versions(plugin, settings, categories, checkpoint, parent, metrics, data, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    version.plugin, json.dumps(version.settings), json.dumps(list(version.categories)),
-                    version.checkpoint, version.parent, json.dumps(version.metrics), json.dumps(version.data),
+                    version.plugin,
+                    json.dumps(version.settings),
+                    json.dumps(list(version.categories)),
+                    version.checkpoint,
+                    version.parent,
+                    json.dumps(version.metrics),
+                    json.dumps(version.data),
                     version.created or time.time(),
                 ),
             )
@@ -1066,7 +1137,9 @@ def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
                 if entry.is_dir(follow_symlinks=False):
                     if recursive:
                         stack.append(entry.path)
-                elif splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and _is_regular(entry):  # is_image_file, for a name
+                elif splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and _is_regular(
+                    entry
+                ):  # is_image_file, for a name
                     found.append(entry.path)
     sep = os.sep
     found.sort(key=(natural_key if sep == "/" else lambda p: natural_key(p.replace(sep, "/"))))

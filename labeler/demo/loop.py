@@ -72,8 +72,11 @@ def score_segmenter(project: Project, demo: DemoProject, version_id: int) -> dic
     for image_id in demo.unlabelled:
         scene = demo.truth[image_id]
         h, w = scene.mask.shape
-        proposals = [a for a in project.annotations(image_id, states=[State.PROPOSED], kinds=[Kind.MASK])
-                     if a.model_version == version_id]
+        proposals = [
+            a
+            for a in project.annotations(image_id, states=[State.PROPOSED], kinds=[Kind.MASK])
+            if a.model_version == version_id
+        ]
         true_id = _category_id(project, scene.shape)
         union = np.zeros((h, w), dtype=bool)
         area_by_class: dict[int, int] = {}
@@ -92,8 +95,11 @@ def score_localizer(project: Project, demo: DemoProject, version_id: int) -> dic
     ious, hits = [], []
     for image_id in demo.unlabelled:
         scene = demo.truth[image_id]
-        boxes = [a for a in project.annotations(image_id, states=[State.PROPOSED], kinds=[Kind.BOX])
-                 if a.model_version == version_id]
+        boxes = [
+            a
+            for a in project.annotations(image_id, states=[State.PROPOSED], kinds=[Kind.BOX])
+            if a.model_version == version_id
+        ]
         if not boxes:
             ious.append(0.0)
             hits.append(False)
@@ -143,8 +149,15 @@ def run_loop(
             plugin = get_plugin(name)
             say(f"training the {name} for {budget:.0f} s on {len(demo.labelled)} done images ...")
             start = time.monotonic()
-            result = train(project, plugin, overrides=DEMO_SETTINGS.get(name, {}), time_budget=budget,
-                           from_version=None, activate="always", seed=seed)
+            result = train(
+                project,
+                plugin,
+                overrides=DEMO_SETTINGS.get(name, {}),
+                time_budget=budget,
+                from_version=None,
+                activate="always",
+                seed=seed,
+            )
             train_seconds = time.monotonic() - start
             if result.version is None:
                 raise RuntimeError(f"training the {name} produced no model version")
@@ -156,12 +169,22 @@ def run_loop(
             label_seconds = time.monotonic() - start
             version_id = int(result.version.id or 0)
             scores = (score_segmenter if plugin.task == "segmentation" else score_localizer)(project, demo, version_id)
-            runs.append(PluginRun(
-                plugin=name, version_id=version_id, metric_name=plugin.metric, metrics=dict(result.metrics),
-                train_seconds=train_seconds, label_seconds=label_seconds, proposals=labelled.proposals, scores=scores,
-            ))
-            say(f"  version {version_id}: validation {plugin.metric} {result.metrics.get(plugin.metric, float('nan')):.3f}; "
-                f"{labelled.proposals} proposals on {labelled.images} images in {label_seconds:.1f} s")
+            runs.append(
+                PluginRun(
+                    plugin=name,
+                    version_id=version_id,
+                    metric_name=plugin.metric,
+                    metrics=dict(result.metrics),
+                    train_seconds=train_seconds,
+                    label_seconds=label_seconds,
+                    proposals=labelled.proposals,
+                    scores=scores,
+                )
+            )
+            say(
+                f"  version {version_id}: validation {plugin.metric} {result.metrics.get(plugin.metric, float('nan')):.3f}; "
+                f"{labelled.proposals} proposals on {labelled.images} images in {label_seconds:.1f} s"
+            )
     return DemoResult(runs=tuple(runs), baselines=baselines(demo), images_scored=len(demo.unlabelled))
 
 
@@ -170,12 +193,20 @@ def report(result: DemoResult) -> list[str]:
     lines = [f"proposals on the {result.images_scored} images not done, against the generated ground truth:"]
     for run in result.runs:
         validation = ", ".join(f"{k} {v:.3f}" for k, v in sorted(run.metrics.items()))
-        lines.append(f"  {run.plugin:<10} version {run.version_id}  trained {run.train_seconds:.0f} s  "
-                     f"validation: {validation or 'none'}")
+        lines.append(
+            f"  {run.plugin:<10} version {run.version_id}  trained {run.train_seconds:.0f} s  "
+            f"validation: {validation or 'none'}"
+        )
         if "mask_iou" in run.scores:
-            lines.append(f"  {'':<10} mask IoU {run.scores['mask_iou']:.3f}   class accuracy {run.scores['class_accuracy']:.3f}")
+            lines.append(
+                f"  {'':<10} mask IoU {run.scores['mask_iou']:.3f}   class accuracy {run.scores['class_accuracy']:.3f}"
+            )
         else:
-            lines.append(f"  {'':<10} box IoU  {run.scores['box_iou']:.3f}   class accuracy {run.scores['class_accuracy']:.3f}")
-    lines.append(f"  baselines  mean box IoU {result.baselines['mean_box_iou']:.3f}   "
-                 f"majority class accuracy {result.baselines['majority_class_accuracy']:.3f}")
+            lines.append(
+                f"  {'':<10} box IoU  {run.scores['box_iou']:.3f}   class accuracy {run.scores['class_accuracy']:.3f}"
+            )
+    lines.append(
+        f"  baselines  mean box IoU {result.baselines['mean_box_iou']:.3f}   "
+        f"majority class accuracy {result.baselines['majority_class_accuracy']:.3f}"
+    )
     return lines

@@ -95,17 +95,32 @@ def build_demo_project(
                 project.set_image_size(image_id, width, height)
             for image_id, scene in zip(ids[:n_labelled], scenes[:n_labelled], strict=True):
                 project.add_annotation(
-                    Annotation(image_id=image_id, category_id=categories[scene.category_index].id, kind=Kind.MASK,
-                               rle=encode_mask(scene.mask), state=State.ACCEPTED)
+                    Annotation(
+                        image_id=image_id,
+                        category_id=categories[scene.category_index].id,
+                        kind=Kind.MASK,
+                        rle=encode_mask(scene.mask),
+                        state=State.ACCEPTED,
+                    )
                 )
                 project.set_done(image_id)
         truth = {
-            "seed": seed, "count": count, "width": width, "height": height, "labelled": n_labelled,
+            "seed": seed,
+            "count": count,
+            "width": width,
+            "height": height,
+            "labelled": n_labelled,
             "categories": list(SHAPES),
             "images": [
-                {"id": image_id, "file": f"{IMAGES_DIR}/{p.name}", "category": scene.shape,
-                 "box_xywh": list(scene.box_xywh), "rle": encode_mask(scene.mask), "labelled": k < n_labelled,
-                 "distractors": scene.distractors}
+                {
+                    "id": image_id,
+                    "file": f"{IMAGES_DIR}/{p.name}",
+                    "category": scene.shape,
+                    "box_xywh": list(scene.box_xywh),
+                    "rle": encode_mask(scene.mask),
+                    "labelled": k < n_labelled,
+                    "distractors": scene.distractors,
+                }
                 for k, (image_id, p, scene) in enumerate(zip(ids, paths, scenes, strict=True))
             ],
         }
@@ -117,6 +132,8 @@ def build_demo_project(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return DemoProject(
-        root=dest.resolve(), labelled=tuple(ids[:n_labelled]), unlabelled=tuple(ids[n_labelled:]),
+        root=dest.resolve(),
+        labelled=tuple(ids[:n_labelled]),
+        unlabelled=tuple(ids[n_labelled:]),
         truth=dict(zip(ids, scenes, strict=True)),
     )

@@ -70,8 +70,13 @@ def _shape_mask(shape: str, cx: float, cy: float, size: float, angle: float, hei
     else:
         corners = 4 if shape == "square" else 3
         pts = np.array(
-            [(cx + size * math.cos(angle + 2 * math.pi * k / corners),
-              cy + size * math.sin(angle + 2 * math.pi * k / corners)) for k in range(corners)]
+            [
+                (
+                    cx + size * math.cos(angle + 2 * math.pi * k / corners),
+                    cy + size * math.sin(angle + 2 * math.pi * k / corners),
+                )
+                for k in range(corners)
+            ]
         )
         cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1, lineType=cv2.LINE_8)
     return mask.astype(bool)
@@ -131,8 +136,12 @@ def make_scene(
     pixels = color + rng.normal(0, noise, size=(int(mask.sum()), 3))
     image[mask] = np.clip(pixels, 0, 255).astype(np.uint8)
     return Scene(
-        image=image, shape=shape, category_index=SHAPES.index(shape), mask=mask,
-        box_xywh=mask_box(mask), distractors=drawn,
+        image=image,
+        shape=shape,
+        category_index=SHAPES.index(shape),
+        mask=mask,
+        box_xywh=mask_box(mask),
+        distractors=drawn,
     )
 
 
@@ -151,7 +160,8 @@ def make_scenes(
         raise ValueError("make at least one scene")
     rng = np.random.default_rng(seed)
     return [
-        make_scene(rng, width=width, height=height, shape=SHAPES[i % len(SHAPES)], noise=noise,
-                   max_distractors=max_distractors)
+        make_scene(
+            rng, width=width, height=height, shape=SHAPES[i % len(SHAPES)], noise=noise, max_distractors=max_distractors
+        )
         for i in range(count)
     ]

@@ -28,8 +28,14 @@ from labeler.formats.common import ExportReport, ImportReport, Progress
 from labeler.formats.errors import FormatError
 
 __all__ = [
-    "FORMATS", "ExportReport", "Format", "FormatError", "ImportReport", "detect_format",
-    "export_annotations", "import_annotations",
+    "FORMATS",
+    "ExportReport",
+    "Format",
+    "FormatError",
+    "ImportReport",
+    "detect_format",
+    "export_annotations",
+    "import_annotations",
 ]
 
 
@@ -49,8 +55,7 @@ class Format:
 
     def options(self, verb: str) -> tuple[str, ...]:
         """Names of the format-specific keyword options of ``import`` or ``export``."""
-        common = {"project", "source", "out", "images_dir", "mark_done", "progress", "include_proposals",
-                  "add_images"}
+        common = {"project", "source", "out", "images_dir", "mark_done", "progress", "include_proposals", "add_images"}
         params = inspect.signature(self._function(verb)).parameters
         return tuple(name for name in params if name not in common)
 
@@ -118,8 +123,12 @@ def import_annotations(
         elif not add_images:
             raise FormatError(f"a {fmt.name} import adds the images its labels name; add_images=False is labelme's")
     report: ImportReport = fmt._function("import")(
-        project, source, images_dir=Path(images_dir) if images_dir is not None else None,
-        mark_done=mark_done, progress=progress, **given,
+        project,
+        source,
+        images_dir=Path(images_dir) if images_dir is not None else None,
+        mark_done=mark_done,
+        progress=progress,
+        **given,
     )
     return report
 

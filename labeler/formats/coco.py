@@ -73,7 +73,8 @@ def _coco_file(source: Path) -> Path:
         found = [p for p in files_under(source, [".json"]) if p.parent == source]
         if len(found) != 1:
             raise FormatError(
-                f"{source}: expected one COCO .json file in the folder, found {len(found)}; name the file")
+                f"{source}: expected one COCO .json file in the folder, found {len(found)}; name the file"
+            )
         return found[0]
     if not source.is_file():
         raise FormatError(f"{source}: no such file")
@@ -181,7 +182,12 @@ def _declared_size(project: Project, image_id: int, im: dict[str, Any]) -> tuple
 
 
 def _annotation(
-    a: dict[str, Any], image_id: int, category_id: int, size: tuple[int, int] | None, path: Path, index: int,
+    a: dict[str, Any],
+    image_id: int,
+    category_id: int,
+    size: tuple[int, int] | None,
+    path: Path,
+    index: int,
     max_pixels: int,
 ) -> Annotation | str:
     """The annotation for one COCO entry (``#index`` of the file ``path``), or the reason it is skipped."""
@@ -298,7 +304,7 @@ def export_coco(
     if pending:  # pycocotools loops in C over a list: 100k masks in a fraction of a second
         coded = [rle for _, rle in pending]
         # area() of a list longer than 255 overflows inside pycocotools 2.0.11 (numpy 2): chunks
-        areas = np.concatenate([mask_utils.area(coded[i:i + 255]) for i in range(0, len(coded), 255)])
+        areas = np.concatenate([mask_utils.area(coded[i : i + 255]) for i in range(0, len(coded), 255)])
         boxes = mask_utils.toBbox(coded).tolist()
         for (entry, _), area, box in zip(pending, areas.astype(np.float64).tolist(), boxes, strict=True):
             entry["bbox"] = box
@@ -313,9 +319,7 @@ def export_coco(
         "licenses": [],
         "images": coco_images,
         "annotations": coco_anns,
-        "categories": [
-            {"id": coco_category[c.id], "name": c.name, "supercategory": ""} for c in categories
-        ],
+        "categories": [{"id": coco_category[c.id], "name": c.name, "supercategory": ""} for c in categories],
     }
     text = json.dumps(document, separators=(",", ":"))  # one shot: the C encoder, 5x json.dump's speed
     with atomic_file(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
@@ -324,7 +328,11 @@ def export_coco(
 
 
 def _coco_entry(
-    ann: Annotation, height: int, width: int, masks: str, tally: Tally,
+    ann: Annotation,
+    height: int,
+    width: int,
+    masks: str,
+    tally: Tally,
     pending: list[tuple[dict[str, Any], dict[str, Any]]],
 ) -> dict[str, Any] | None:
     """One COCO annotation dict (without ``category_id``), or ``None`` if it cannot be written.

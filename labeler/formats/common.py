@@ -78,9 +78,8 @@ class ExportReport:
     skipped: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return (
-            f"{self.images} images, {self.annotations} annotations exported to {self.out}"
-            + _skipped_text(self.skipped)
+        return f"{self.images} images, {self.annotations} annotations exported to {self.out}" + _skipped_text(
+            self.skipped
         )
 
 
@@ -125,7 +124,11 @@ class Tally:
 
     def export_report(self, fmt: str, out: Path, *, images: int, files: int) -> ExportReport:
         return ExportReport(
-            format=fmt, out=str(out), images=images, annotations=self.annotations, files=files,
+            format=fmt,
+            out=str(out),
+            images=images,
+            annotations=self.annotations,
+            files=files,
             skipped=dict(self.skipped),
         )
 
@@ -151,7 +154,11 @@ def read_json(path: Path) -> Any:
 
 
 def inside(
-    path: str | Path, roots: Sequence[Path], *, resolved: dict[Path, str] | None = None, real: str | None = None,
+    path: str | Path,
+    roots: Sequence[Path],
+    *,
+    resolved: dict[Path, str] | None = None,
+    real: str | None = None,
 ) -> bool:
     """True if ``path``, links resolved, lies inside one of ``roots`` (links resolved too).
 
@@ -224,7 +231,12 @@ class ImageFinder:
     """
 
     def __init__(
-        self, project: Project, *, images_dir: Path | None, tally: Tally, add_images: bool = True,
+        self,
+        project: Project,
+        *,
+        images_dir: Path | None,
+        tally: Tally,
+        add_images: bool = True,
         match_first: bool = False,
     ) -> None:
         self.project = project
@@ -333,8 +345,11 @@ class ImageFinder:
         if len(records) == 1:
             return self._matched(self._project_paths()[records[0]])
         if count:
-            self.tally.skip("image not in the project (ambiguous name)" if records
-                            else "image not in the project (import with add images to add it)")
+            self.tally.skip(
+                "image not in the project (ambiguous name)"
+                if records
+                else "image not in the project (import with add images to add it)"
+            )
         return None
 
     def _matched(self, image_id: int) -> int:
@@ -351,8 +366,9 @@ class ImageFinder:
         for root in roots:
             folder = root / key_path.parent
             if folder.is_dir():
-                hits = sorted(p for p in folder.glob(_glob_escape(stem) + ".*")
-                              if is_image_file(p) and is_regular_file(p))
+                hits = sorted(
+                    p for p in folder.glob(_glob_escape(stem) + ".*") if is_image_file(p) and is_regular_file(p)
+                )
                 if hits and self._usable(hits[0], bases):
                     return self._add(hits[0])
         if self.images_dir is not None:
@@ -554,8 +570,12 @@ class Writer:
             self.tally.done = len(self.labelled - done_before)
         self.project.log_edit(
             "import",
-            detail={"format": fmt, "source": str(source), "images": len(self.tally.images),
-                    "annotations": self.tally.annotations},
+            detail={
+                "format": fmt,
+                "source": str(source),
+                "images": len(self.tally.images),
+                "annotations": self.tally.annotations,
+            },
         )
 
 
@@ -703,8 +723,9 @@ def import_per_file(
         files = files_under(source, [suffix])
     tally = tally if tally is not None else Tally()
     with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally, add_images=add_images,
-                             match_first=match_first)
+        finder = ImageFinder(
+            project, images_dir=images_dir, tally=tally, add_images=add_images, match_first=match_first
+        )
         cats = CategoryMap(project, tally)
         for name in categories:
             cats.id(name)
@@ -765,7 +786,7 @@ def export_keys(images: Sequence[ImageRecord]) -> dict[int, str]:
         common = common[:n]
     keys = {}
     for record, path in zip(images, paths, strict=True):
-        rel = PurePosixPath(*path.parts[len(common):])
+        rel = PurePosixPath(*path.parts[len(common) :])
         keys[record.id] = rel.with_suffix("").as_posix()
     return keys
 

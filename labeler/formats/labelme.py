@@ -82,8 +82,15 @@ def import_labelme(
     images not in the project are added only with ``add_images`` (else skipped and counted).
     """
     return import_per_file(
-        project, source, format_name="labelme", suffix=".json", import_file=_import_file,
-        images_dir=images_dir, mark_done=mark_done, progress=progress, add_images=add_images,
+        project,
+        source,
+        format_name="labelme",
+        suffix=".json",
+        import_file=_import_file,
+        images_dir=images_dir,
+        mark_done=mark_done,
+        progress=progress,
+        add_images=add_images,
         match_first=True,
     )
 
@@ -162,9 +169,7 @@ def _points(shape: dict[str, Any], where: str) -> np.ndarray:
     return arr
 
 
-def _parse_shape(
-    shape: Any, size: tuple[int, int] | None, where: str, tally: Tally
-) -> tuple[str, Geometry | None]:
+def _parse_shape(shape: Any, size: tuple[int, int] | None, where: str, tally: Tally) -> tuple[str, Geometry | None]:
     """The shape's label and geometry; ``None`` geometry (counted in ``tally``) if it has none."""
     if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
         raise FormatError(f"{where}: a shape needs a string 'label'")
@@ -221,7 +226,9 @@ def _mask_from_shape(shape: dict[str, Any], pts: np.ndarray, size: tuple[int, in
         with open_checked(io.BytesIO(base64.b64decode(text, validate=False)), what="mask") as im:
             crop = np.asarray(im.convert("L")) > 0
     except ImageError as exc:
-        raise FormatError(f"{where}: the 'mask' is not a base64 PNG within the pixel limit ({str(exc).split(': ', 1)[-1]})") from exc
+        raise FormatError(
+            f"{where}: the 'mask' is not a base64 PNG within the pixel limit ({str(exc).split(': ', 1)[-1]})"
+        ) from exc
     except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as exc:
         raise FormatError(f"{where}: the 'mask' is not a base64 PNG ({type(exc).__name__})") from exc
     height, width = size
@@ -230,7 +237,7 @@ def _mask_from_shape(shape: dict[str, Any], pts: np.ndarray, size: tuple[int, in
         raise FormatError(f"{where}: a mask shape's first point lies far outside the image")
     x0, y0 = int(pts[0][0]), int(pts[0][1])
     ys, xs = slice(max(0, y0), min(height, y0 + crop.shape[0])), slice(max(0, x0), min(width, x0 + crop.shape[1]))
-    full[ys, xs] = crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    full[ys, xs] = crop[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
     return full
 
 
@@ -250,8 +257,12 @@ def _annotation(
             attributes["description"] = shape["description"]
     if len(members) == 1 and members[0][1].get("shape_type") == "circle":
         attributes["shape_type"] = "circle"
-    common: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "group_id": group_id,
-                              "attributes": attributes}
+    common: dict[str, Any] = {
+        "image_id": image_id,
+        "category_id": category_id,
+        "group_id": group_id,
+        "attributes": attributes,
+    }
     kinds = {geometry[0] for geometry, _ in members}
     if len(members) == 1 and kinds == {"box"}:
         return Annotation(kind=Kind.BOX, box_xywh=members[0][0][1], **common)
@@ -382,7 +393,7 @@ def _shape(
 def _mask_shape(label: str, mask: np.ndarray, group: int | None, attributes: dict[str, Any]) -> dict[str, Any]:
     """A labelme ``mask`` shape: ``points`` are the first and last pixel of the crop (inclusive)."""
     x, y, w, h = (int(v) for v in rle_box(encode_mask(mask)))
-    crop = mask[y:y + max(h, 1), x:x + max(w, 1)]
+    crop = mask[y : y + max(h, 1), x : x + max(w, 1)]
     buffer = io.BytesIO()
     Image.fromarray(crop).save(buffer, format="PNG")
     shape = _shape(label, [[x, y], [x + max(w, 1) - 1, y + max(h, 1) - 1]], "mask", group, attributes)

@@ -104,7 +104,8 @@ def read_label_png(path: Path) -> np.ndarray:
                 channels = pixels[..., :3] if im.mode != "LA" else pixels[..., :1]
                 if not (channels == channels[..., :1]).all():
                     raise FormatError(
-                        f"{path}: a colour image, not a mask of class values (use a grayscale or palette PNG)")
+                        f"{path}: a colour image, not a mask of class values (use a grayscale or palette PNG)"
+                    )
                 values = channels[..., 0]
             else:
                 raise FormatError(f"{path}: unsupported label image mode {im.mode}")
@@ -168,14 +169,29 @@ def import_masks(
     # categories in the mapping's value order, present or not
     categories = [mapping[v] for v in sorted(mapping) if mapping[v] not in BACKGROUND_NAMES] if mapping else []
     return import_per_file(
-        project, source, format_name="masks", suffix=".png", import_file=import_file, images_dir=images_dir,
-        mark_done=mark_done, progress=progress, files=files, categories=categories,
+        project,
+        source,
+        format_name="masks",
+        suffix=".png",
+        import_file=import_file,
+        images_dir=images_dir,
+        mark_done=mark_done,
+        progress=progress,
+        files=files,
+        categories=categories,
     )
 
 
 def _import_one(
-    project: Project, path: Path, image_id: int, finder: ImageFinder, cats: CategoryMap, writer: Writer,
-    tally: Tally, mapping: dict[int, str] | None, ignore: int | None,
+    project: Project,
+    path: Path,
+    image_id: int,
+    finder: ImageFinder,
+    cats: CategoryMap,
+    writer: Writer,
+    tally: Tally,
+    mapping: dict[int, str] | None,
+    ignore: int | None,
 ) -> None:
     label = read_label_png(path)
     size = finder.size(image_id)
@@ -194,8 +210,9 @@ def _import_one(
         name = mapping[value] if mapping is not None else str(value)
         if name in BACKGROUND_NAMES:
             continue
-        writer.add(Annotation(image_id=image_id, category_id=cats.id(name), kind=Kind.MASK,
-                              rle=encode_mask(label == value)))
+        writer.add(
+            Annotation(image_id=image_id, category_id=cats.id(name), kind=Kind.MASK, rle=encode_mask(label == value))
+        )
 
 
 # ---- export -----------------------------------------------------------------------------------
@@ -205,7 +222,11 @@ def default_values(categories: list[Category]) -> dict[int, str]:
     """Value per class when none is given: the names' numbers if every name is one (0..254, as an
     import without ``values`` names them), else 1..N in category order (0 is background)."""
     numbers = [c.name for c in categories]
-    if numbers and all(n.isascii() and n.isdigit() and len(n) <= 3 and int(n) < 255 for n in numbers) and len(set(map(int, numbers))) == len(numbers):
+    if (
+        numbers
+        and all(n.isascii() and n.isdigit() and len(n) <= 3 and int(n) < 255 for n in numbers)
+        and len(set(map(int, numbers))) == len(numbers)
+    ):
         return {int(c.name): c.name for c in categories}
     if len(categories) > 254:
         raise FormatError(f"{len(categories)} categories do not fit in 8-bit masks; give values")
@@ -239,12 +260,14 @@ def export_masks(
     ignore = int(ignore)
     if ignore in mapping:
         raise FormatError(
-            f"value {ignore} is both the ignore value and class {mapping[ignore]!r}; give another ignore value")
+            f"value {ignore} is both the ignore value and class {mapping[ignore]!r}; give another ignore value"
+        )
     top = max([*mapping, ignore, background])
     dtype = np.uint8 if top < 256 else np.uint16
     tally = Tally()
-    plan = plan_export(project, include_proposals=include_proposals, tally=tally,
-                       unwritten={Kind.BOX: "box (no pixels of its own)"})
+    plan = plan_export(
+        project, include_proposals=include_proposals, tally=tally, unwritten={Kind.BOX: "box (no pixels of its own)"}
+    )
     images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
     with atomic_folder(out) as tmp:
         document: dict[str, Any] = {

@@ -57,8 +57,15 @@ def import_voc(
     in the ``JPEGImages``/``images`` folder next to the XML's folder (VOC's own layout).
     """
     return import_per_file(
-        project, source, format_name="voc", suffix=".xml", import_file=_import_file,
-        images_dir=images_dir, mark_done=mark_done, progress=progress, match_first=True,
+        project,
+        source,
+        format_name="voc",
+        suffix=".xml",
+        import_file=_import_file,
+        images_dir=images_dir,
+        mark_done=mark_done,
+        progress=progress,
+        match_first=True,
     )
 
 
@@ -125,10 +132,15 @@ def _import_file(
         pose = (obj.findtext("pose") or "").strip()
         if pose and pose != "Unspecified":
             attributes["pose"] = pose
-        writer.add(Annotation(
-            image_id=image_id, category_id=cats.id(label), kind=Kind.BOX,
-            box_xywh=(x0, y0, x1 - x0, y1 - y0), attributes=attributes,
-        ))
+        writer.add(
+            Annotation(
+                image_id=image_id,
+                category_id=cats.id(label),
+                kind=Kind.BOX,
+                box_xywh=(x0, y0, x1 - x0, y1 - y0),
+                attributes=attributes,
+            )
+        )
 
 
 # ---- export -----------------------------------------------------------------------------------

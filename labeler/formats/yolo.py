@@ -99,8 +99,9 @@ def _yaml_names(path: Path) -> list[str] | None:
         if sorted(names) != list(range(len(names))):
             raise FormatError(f"{path}: names must be numbered 0..{len(names) - 1}")
         names = [names[k] for k in range(len(names))]
-    if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) and not isinstance(n, bool)
-                                              for n in names):
+    if not isinstance(names, list) or not all(
+        isinstance(n, (str, int, float)) and not isinstance(n, bool) for n in names
+    ):
         raise FormatError(f"{path}: names must be a list of class names or a mapping 0: name, 1: name...")
     return [str(n).strip() for n in names]
 
@@ -128,14 +129,17 @@ def import_yolo(
     labels_root = source / "labels" if (source / "labels").is_dir() else source
     names = read_class_names(source) or read_class_names(labels_root)
     files = sorted(
-        p for p in labels_root.rglob("*.txt")
+        p
+        for p in labels_root.rglob("*.txt")
         if p.name not in CLASS_FILES and not p.name.startswith(".") and p.name != "README.txt"
     )
     outside = [p for p in files if not inside(p, [source]) or not is_regular_file(p)]
     files = [p for p in files if p not in set(outside)]
     if not files:
-        raise FormatError(f"{source}: no YOLO label files (.txt) found"
-                          + (f" ({len(outside)} links out of the folder or not regular files, not read)" if outside else ""))
+        raise FormatError(
+            f"{source}: no YOLO label files (.txt) found"
+            + (f" ({len(outside)} links out of the folder or not regular files, not read)" if outside else "")
+        )
     bases = [source / "images", labels_root.parent / "images", source]
     tally = Tally()
     tally.skip("label file that links out of the folder or is not a regular file (not read)", len(outside))
@@ -158,8 +162,16 @@ def import_yolo(
             writer.add(_annotation(values, image_id, size, names, cats, f"{path}:{line_no}"))
 
     return import_per_file(
-        project, source, format_name="yolo", suffix=".txt", import_file=import_file, images_dir=images_dir,
-        mark_done=mark_done, progress=progress, files=files, tally=tally,
+        project,
+        source,
+        format_name="yolo",
+        suffix=".txt",
+        import_file=import_file,
+        images_dir=images_dir,
+        mark_done=mark_done,
+        progress=progress,
+        files=files,
+        tally=tally,
     )
 
 
@@ -180,8 +192,12 @@ def _read_lines(path: Path) -> list[tuple[int, list[float]]]:
 
 
 def _annotation(
-    values: list[float], image_id: int, size: tuple[int, int], names: list[str] | None,
-    cats: CategoryMap, where: str,
+    values: list[float],
+    image_id: int,
+    size: tuple[int, int],
+    names: list[str] | None,
+    cats: CategoryMap,
+    where: str,
 ) -> Annotation:
     width, height = size
     index = values[0]

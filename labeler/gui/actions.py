@@ -132,8 +132,14 @@ class _Builder:
         self.table = table
         self.by_id: dict[ActionId, QAction] = {}
 
-    def add(self, action_id: ActionId, slot: Callable[[], object] | None, *, action: QAction | None = None,
-            checkable: bool = False) -> QAction:
+    def add(
+        self,
+        action_id: ActionId,
+        slot: Callable[[], object] | None,
+        *,
+        action: QAction | None = None,
+        checkable: bool = False,
+    ) -> QAction:
         spec = self.table[action_id]
         action = _configure(action if action is not None else QAction(spec.text, self.window), spec)
         action.setCheckable(checkable)
@@ -151,7 +157,8 @@ def build_actions(window: MainWindow) -> WindowActions:
     unknown = {c.id for c in table.commands} - {a.value for a in ActionId}
     if missing or unknown:
         raise ResourceError(
-            f"shortcuts.toml does not match the window: missing {sorted(missing)}, unknown {sorted(unknown)}")
+            f"shortcuts.toml does not match the window: missing {sorted(missing)}, unknown {sorted(unknown)}"
+        )
     b = _Builder(window, table)
     canvas = window.canvas
     A = ActionId
@@ -220,16 +227,29 @@ def build_actions(window: MainWindow) -> WindowActions:
     recent_menu, docks_menu = _build_menus(window, b.by_id, tools, layers, classes)
     bar, spin, slider, layers_button = _build_tool_bar(window, b.by_id, tools, layers)
     actions = WindowActions(
-        by_id=dict(b.by_id), tools=tools, layers=layers, classes=tuple(classes), brush_size=spin,
-        mask_opacity=slider, tool_bar=bar, layers_button=layers_button, recent_menu=recent_menu,
-        docks_menu=docks_menu, table=table,
+        by_id=dict(b.by_id),
+        tools=tools,
+        layers=layers,
+        classes=tuple(classes),
+        brush_size=spin,
+        mask_opacity=slider,
+        tool_bar=bar,
+        layers_button=layers_button,
+        recent_menu=recent_menu,
+        docks_menu=docks_menu,
+        table=table,
     )
     shortcuts.triggered.connect(lambda: show_shortcuts(window, actions))
     return actions
 
 
-def _build_menus(window: MainWindow, a: Mapping[ActionId, QAction], tools: Mapping[str, QAction],
-                 layers: Mapping[str, QAction], classes: list[QAction]) -> tuple[QMenu, QMenu]:
+def _build_menus(
+    window: MainWindow,
+    a: Mapping[ActionId, QAction],
+    tools: Mapping[str, QAction],
+    layers: Mapping[str, QAction],
+    classes: list[QAction],
+) -> tuple[QMenu, QMenu]:
     A = ActionId
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
@@ -343,8 +363,9 @@ def _layers_button(layers: Mapping[str, QAction]) -> QToolButton:
     return button
 
 
-def _build_tool_bar(window: MainWindow, a: Mapping[ActionId, QAction], tools: Mapping[str, QAction],
-                    layers: Mapping[str, QAction]) -> tuple[QToolBar, QSpinBox, QSlider, QToolButton]:
+def _build_tool_bar(
+    window: MainWindow, a: Mapping[ActionId, QAction], tools: Mapping[str, QAction], layers: Mapping[str, QAction]
+) -> tuple[QToolBar, QSpinBox, QSlider, QToolButton]:
     A = ActionId
     bar = QToolBar("Tools", window)
     bar.setObjectName("tools_toolbar")

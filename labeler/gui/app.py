@@ -91,7 +91,11 @@ def run_app(*, path: str | None, screenshot: str | None) -> int:
                 if window.project is None:
                     wait_for(opened_signal, SCREENSHOT_TIMEOUT_MS)
                 current = window.canvas.current_image_id()
-                if current is not None and window.canvas.image_resolution() is None and not window.canvas.failure_text():
+                if (
+                    current is not None
+                    and window.canvas.image_resolution() is None
+                    and not window.canvas.failure_text()
+                ):
                     # an image that cannot be read ends the wait at once (its reason is drawn instead)
                     wait_for(window.canvas.imageShown, SCREENSHOT_TIMEOUT_MS, unless=window.canvas.errorOccurred)
                 if window.canvas.failure_text():

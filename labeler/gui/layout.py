@@ -30,8 +30,9 @@ READABLE_PANEL_WIDTH = 280
 _AREAS = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
 
 
-def squeezed_widths(*, total: int, wanted: tuple[int, ...], minimum: tuple[int, ...], canvas_min: int,
-                    share: float = CANVAS_SHARE) -> tuple[int, ...]:
+def squeezed_widths(
+    *, total: int, wanted: tuple[int, ...], minimum: tuple[int, ...], canvas_min: int, share: float = CANVAS_SHARE
+) -> tuple[int, ...]:
     """The widths the side columns get when they and the canvas share ``total`` pixels.
 
     ``wanted``: the columns' widths as the user left them; ``minimum``: the least each can take.
@@ -80,8 +81,9 @@ class PanelSqueeze:
         self._wanted = {}
         self._squeezed = False
 
-    def widen_unreadable(self, dock: QDockWidget | None, *, below: int = READABLE_LIST_WIDTH,
-                         width: int = LIST_WIDTH) -> None:
+    def widen_unreadable(
+        self, dock: QDockWidget | None, *, below: int = READABLE_LIST_WIDTH, width: int = LIST_WIDTH
+    ) -> None:
         """Give ``dock`` (the image list, a panel of the right-hand column) ``width`` if it is docked
         and narrower than ``below``."""
         if dock is not None and dock.isVisible() and not dock.isFloating() and dock.width() < below:
@@ -101,8 +103,12 @@ class PanelSqueeze:
             self._wanted = {a: width[a] for a in areas}  # what the user chose, before we squeeze
         minimum = tuple(max(d.minimumSizeHint().width(), d.minimumWidth()) for a in areas for d in columns[a][:1])
         total = self.canvas.width() + sum(width.values())
-        target = squeezed_widths(total=total, wanted=tuple(self._wanted[a] for a in areas), minimum=minimum,
-                                 canvas_min=self.canvas.minimumWidth())
+        target = squeezed_widths(
+            total=total,
+            wanted=tuple(self._wanted[a] for a in areas),
+            minimum=minimum,
+            canvas_min=self.canvas.minimumWidth(),
+        )
         self._squeezed = target != tuple(self._wanted[a] for a in areas)
         if all(abs(t - width[a]) <= 1 for t, a in zip(target, areas, strict=True)):
             return

@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
 
     MIN_CANVAS = (200, 160)
     """The canvas keeps at least this size: the side panels shrink (and scroll) before it does."""
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._panels.schedule()  # the side panels give way before the canvas does
@@ -151,9 +152,11 @@ class MainWindow(QMainWindow):
             scroll.setWidget(widget)
             scroll.setMinimumSize(120, 36)  # a 500 x 350 window still holds every panel (scrolling)
             dock.setWidget(scroll)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
         self.addDockWidget(area, dock)
         return dock
 
@@ -175,8 +178,11 @@ class MainWindow(QMainWindow):
         self.model_tabs.addTab(self.models, "Versions")
         layout.addWidget(self.model_tabs, 1)
         self._dock("Model", "model_dock", model, right)
-        docks = {n: d for n in ("images_dock", "proposals_dock", "objects_dock", "model_dock")
-                 if (d := self.findChild(QDockWidget, n)) is not None}
+        docks = {
+            n: d
+            for n in ("images_dock", "proposals_dock", "objects_dock", "model_dock")
+            if (d := self.findChild(QDockWidget, n)) is not None
+        }
         # the proposals and the objects of the image share one place (tabs), so that the model
         # panel and its training plot keep room at 900 px; either can be dragged out
         self.tabifyDockWidget(docks["proposals_dock"], docks["objects_dock"])
@@ -212,7 +218,8 @@ class MainWindow(QMainWindow):
         self.trainer.finished.connect(self._on_training_finished)
         self.models.scoresChanged.connect(self.training_panel.plot.set_versions)
         self.models.versionActivated.connect(
-            lambda v: self.status.showMessage(f"Model version #{v} is now active", 5000))
+            lambda v: self.status.showMessage(f"Model version #{v} is now active", 5000)
+        )
 
     def _restore(self) -> None:
         geometry = self.settings.geometry()
@@ -233,8 +240,11 @@ class MainWindow(QMainWindow):
         if not self._shown_once:
             self._shown_once = True
             self._panels.widen_unreadable(self.findChild(QDockWidget, "images_dock"))  # a restored narrow list
-            self._panels.widen_unreadable(self.findChild(QDockWidget, "model_dock"),  # and right-hand column
-                                          below=READABLE_PANEL_WIDTH, width=PANEL_WIDTH)
+            self._panels.widen_unreadable(
+                self.findChild(QDockWidget, "model_dock"),  # and right-hand column
+                below=READABLE_PANEL_WIDTH,
+                width=PANEL_WIDTH,
+            )
             if not self._layout_restored:
                 self._split_right_column()
         if not self._plugins_loaded:
@@ -250,8 +260,10 @@ class MainWindow(QMainWindow):
             return
         title = self.fontMetrics().height() + 8
         tabs = title if self.tabifiedDockWidgets(docks[1]) else 0  # the proposals share a place with the objects
-        heights = [title + max(self.classes.minimumSizeHint().height(), 110) + 8,
-                   title + tabs + max(self.proposals.minimumSizeHint().height(), self.objects.minimumSizeHint().height()) + 8]
+        heights = [
+            title + max(self.classes.minimumSizeHint().height(), 110) + 8,
+            title + tabs + max(self.proposals.minimumSizeHint().height(), self.objects.minimumSizeHint().height()) + 8,
+        ]
         rest = sum(d.height() for d in docks) - sum(heights)
         self.resizeDocks(docks, [*heights, max(rest, 200)], Qt.Orientation.Vertical)
 
@@ -307,7 +319,8 @@ class MainWindow(QMainWindow):
             return True
         if self.interactive and title is not None:
             answer = QMessageBox.question(
-                self, title, f"Training or auto-labelling is running on this project. Stop it and {action}?")
+                self, title, f"Training or auto-labelling is running on this project. Stop it and {action}?"
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 return False
         for job in (self.trainer.job, self.autolabeler.job):
@@ -366,9 +379,11 @@ class MainWindow(QMainWindow):
         """Make ``folder`` a project (its database in that folder) on a worker thread, then open it."""
         if self.interactive:
             answer = QMessageBox.question(
-                self, "Create a project?",
+                self,
+                "Create a project?",
                 f"{folder} is not a labeler project yet.\n\nCreate one there? The images stay where they "
-                "are; the project database (labeler.db) and a models/ folder are added to this folder.")
+                "are; the project database (labeler.db) and a models/ folder are added to this folder.",
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 return False
         self.status.showMessage(f"Adding the images of {folder}…")
@@ -446,7 +461,8 @@ class MainWindow(QMainWindow):
         if self.project is not None:
             self.settings.set_last_image(self.project.root, image_id)
             self._shown_proposals = frozenset(
-                a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id)
+                a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id
+            )
             self.review.show(image_id, now=time.monotonic())
         self.proposals.refresh()
         self._update_enabled()
@@ -483,8 +499,11 @@ class MainWindow(QMainWindow):
         else:
             self.images.select_image(record.id)
             left = self.project.uncertain_image_count()
-            self.status.showMessage(f"Next most uncertain: {describe_uncertainty(record.uncertainty)}"
-                                    f" ({left} auto-labelled image{'' if left == 1 else 's'} not done)", 5000)
+            self.status.showMessage(
+                f"Next most uncertain: {describe_uncertainty(record.uncertainty)}"
+                f" ({left} auto-labelled image{'' if left == 1 else 's'} not done)",
+                5000,
+            )
 
     def _ask_first_class(self) -> None:
         """A label was started with no class: ask for one (after the mouse press that asked is over)."""
@@ -577,8 +596,11 @@ class MainWindow(QMainWindow):
             self.settings.set_value(self.settings.project_key(self.project.root) + "/plugin", plugin)
         index = self.plugin_combo.currentIndex()
         tip = self.plugin_combo.itemData(index, Qt.ItemDataRole.ToolTipRole) if index >= 0 else None
-        self.plugin_combo.setToolTip(f"The model plugin to train and auto-label with: {tip}" if tip
-                                     else "The model plugin to train and auto-label with")
+        self.plugin_combo.setToolTip(
+            f"The model plugin to train and auto-label with: {tip}"
+            if tip
+            else "The model plugin to train and auto-label with"
+        )
         self._update_enabled()
 
     def _needs_model(self) -> str | None:
@@ -586,7 +608,9 @@ class MainWindow(QMainWindow):
         if self.project is None or plugin is None:
             return None
         if self.project.active_model_version(plugin) is None:
-            self._error("Auto-label", f"There is no trained {plugin} model yet. Mark a few images done and train first.")
+            self._error(
+                "Auto-label", f"There is no trained {plugin} model yet. Mark a few images done and train first."
+            )
             return None
         return plugin
 
@@ -665,8 +689,9 @@ class MainWindow(QMainWindow):
         return RetrainPolicy(every=panel.retrain_every.value(), enabled=panel.auto_retrain.isChecked())
 
     def _maybe_retrain(self) -> None:
-        if self.retrain_policy().due(done_since_training=self._done_since_training,
-                                     training_running=self.trainer.is_running()):
+        if self.retrain_policy().due(
+            done_since_training=self._done_since_training, training_running=self.trainer.is_running()
+        ):
             self.start_training()
 
     def _on_training_finished(self, ok: bool, message: str, tail: str) -> None:
@@ -729,8 +754,9 @@ class MainWindow(QMainWindow):
             return 0
         added = self.project.image_count() - before
         self.set_project_views()
-        self.status.showMessage(f"{added} new image{'' if added == 1 else 's'} added "
-                                f"({len(files) - added} already in the project)", 8000)
+        self.status.showMessage(
+            f"{added} new image{'' if added == 1 else 's'} added ({len(files) - added} already in the project)", 8000
+        )
         return added
 
     def ask_add_images(self) -> None:
@@ -738,8 +764,9 @@ class MainWindow(QMainWindow):
 
         if self.project is None:
             return
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", str(self.project.root),
-                                                "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp *.gif)")
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add images", str(self.project.root), "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp *.gif)"
+        )
         self.add_image_files(paths)
 
     def rescan_folder(self) -> int:
@@ -764,8 +791,17 @@ class MainWindow(QMainWindow):
         has_image = has_project and image_id is not None
         a = self.actions_
         A = ActionId
-        for name in (A.IMPORT, A.EXPORT, A.ADD_IMAGES, A.RESCAN, A.NEXT, A.PREVIOUS, A.NEXT_UNDONE,
-                     A.NEXT_UNCERTAIN, A.ADD_CLASS):
+        for name in (
+            A.IMPORT,
+            A.EXPORT,
+            A.ADD_IMAGES,
+            A.RESCAN,
+            A.NEXT,
+            A.PREVIOUS,
+            A.NEXT_UNDONE,
+            A.NEXT_UNCERTAIN,
+            A.ADD_CLASS,
+        ):
             a[name].setEnabled(has_project)
         a[A.MARK_DONE].setEnabled(has_image)
         if image_id is not None and self.project is not None:

@@ -213,7 +213,9 @@ def resolve_settings(plugin: Plugin, overrides: Mapping[str, Any]) -> dict[str, 
             raise ValueError(
                 f"plugin {plugin.name!r} has no setting {key!r} (it has: {', '.join(sorted(known)) or 'none'})"
             )
-        out[key] = known[key].parse(value) if isinstance(value, str) and not isinstance(known[key].default, str) else value
+        out[key] = (
+            known[key].parse(value) if isinstance(value, str) and not isinstance(known[key].default, str) else value
+        )
     return out
 
 

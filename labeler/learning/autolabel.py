@@ -2,9 +2,9 @@
 
 For the GUI (in a worker thread)::
 
-    loaded = load_model(project, "segmenter")            # the active version
+    loaded = load_model(project, "segmenter")  # the active version
     for step in iter_auto_label(project, loaded, [image_id]):
-        ...                                               # AutoLabelProgress after each image
+        ...  # AutoLabelProgress after each image
 
 and for "auto-label all" it runs ``labeler auto-label PROJECT --plugin NAME --undone --progress json``
 as a child process. Stopping the generator (``close()``, or leaving the loop) is the cancel: what
@@ -71,16 +71,18 @@ def in_shard(image_id: int, shard: tuple[int, int] | None) -> bool:
     return shard is None or image_id % shard[1] == shard[0] - 1
 
 
-def select_images(
-    project: Project, *, scope: Scope = "undone", shard: tuple[int, int] | None = None
-) -> list[int]:
+def select_images(project: Project, *, scope: Scope = "undone", shard: tuple[int, int] | None = None) -> list[int]:
     """Ids of the images to auto-label: not done ones (``undone``) or all, within ``shard``."""
     records = project.images(done=False) if scope == "undone" else project.images()
     return [r.id for r in records if in_shard(r.id, shard)]
 
 
 def load_model(
-    project: Project, plugin_name: str, *, version_id: int | None = None, device: str = "cpu",
+    project: Project,
+    plugin_name: str,
+    *,
+    version_id: int | None = None,
+    device: str = "cpu",
     selection: bool = False,
 ) -> LoadedModel:
     """The plugin's active version (or ``version_id``), loaded: its final weights, or with
@@ -93,7 +95,9 @@ def load_model(
     if version_id is None:
         version = project.active_model_version(plugin_name)
         if version is None:
-            raise ProjectError(f"plugin {plugin_name!r} has no trained model in this project yet; run 'labeler train' first")
+            raise ProjectError(
+                f"plugin {plugin_name!r} has no trained model in this project yet; run 'labeler train' first"
+            )
     else:
         version = project.model_version(version_id)
     return (load_selection if selection else load_version)(project, version, plugin, device=device)
@@ -128,8 +132,15 @@ class AutoLabelResult:
 def _to_annotations(prediction: Prediction, image_id: int, version_id: int) -> list[Annotation]:
     return [
         Annotation(
-            image_id=image_id, category_id=p.category_id, kind=p.kind, box_xywh=p.box_xywh, rle=p.rle,
-            polygons=p.polygons, state=State.PROPOSED, model_version=version_id, score=float(p.score),
+            image_id=image_id,
+            category_id=p.category_id,
+            kind=p.kind,
+            box_xywh=p.box_xywh,
+            rle=p.rle,
+            polygons=p.polygons,
+            state=State.PROPOSED,
+            model_version=version_id,
+            score=float(p.score),
         )
         for p in prediction.proposals
     ]
@@ -261,8 +272,9 @@ def _predict(loaded: LoadedModel, ready: _Loaded, outputs: Any) -> Prediction | 
     if ready.shape is None:
         return None
     work = ready.work or ready.shape
-    prediction = outputs_to_prediction(loaded.plugin, outputs, image_shape=work,
-                                       classes=loaded.classes, settings=loaded.settings)
+    prediction = outputs_to_prediction(
+        loaded.plugin, outputs, image_shape=work, classes=loaded.classes, settings=loaded.settings
+    )
     if work == ready.shape:
         return prediction
     scaled = scale_prediction(prediction, source=work, target=ready.shape)
@@ -279,7 +291,10 @@ def _batches(ready: Sequence[_Loaded], *, batch_size: int, on_gpu: bool) -> Iter
     for item in ready:
         size = item.x.numel() if item.x is not None else 0
         fits = (
-            group and item.x is not None and group[0].x is not None and item.x.shape == group[0].x.shape
+            group
+            and item.x is not None
+            and group[0].x is not None
+            and item.x.shape == group[0].x.shape
             and len(group) < batch_size
             and (elements + size <= BATCH_ELEMENTS if on_gpu else size <= CPU_BATCH_IMAGE_ELEMENTS)
         )
@@ -330,8 +345,9 @@ def _run_task(loaded: LoadedModel, paths: Sequence[Path], side: int | None, *, b
     except PluginError as exc:  # the images before the one that failed still count
         failure = exc
         ready = ready[: len(predictions)]
-    return _Task(ready=ready, predictions=predictions, failure=failure, seconds=time.monotonic() - start,
-                 input_elements=elements)
+    return _Task(
+        ready=ready, predictions=predictions, failure=failure, seconds=time.monotonic() - start, input_elements=elements
+    )
 
 
 def _stream_plan(workers: int | None, images: int, *, on_gpu: bool) -> tuple[int, int | None]:
@@ -411,8 +427,9 @@ def iter_auto_label(
             tasks.submit()
             while tasks.queued:
                 first, task = tasks.take()
-                tasks.task_size = _next_task_size(task, left=len(ids) - tasks.submitted, streams=streams,
-                                                  chunk_seconds=chunk_seconds)
+                tasks.task_size = _next_task_size(
+                    task, left=len(ids) - tasks.submitted, streams=streams, chunk_seconds=chunk_seconds
+                )
                 if task.failure is None:
                     tasks.submit()
                 for offset, (ready, prediction) in enumerate(zip(task.ready, task.predictions, strict=True)):
@@ -421,9 +438,14 @@ def iter_auto_label(
                     count = writer.add(image_id, ready, prediction, version_id)
                     elapsed = time.monotonic() - start
                     yield AutoLabelProgress(
-                        done=position + 1, total=len(ids), image_id=image_id, proposals=count,
-                        uncertainty=prediction.uncertainty if prediction is not None else None, elapsed=elapsed,
-                        images_per_second=(position + 1) / elapsed if elapsed > 0 else 0.0, error=ready.error,
+                        done=position + 1,
+                        total=len(ids),
+                        image_id=image_id,
+                        proposals=count,
+                        uncertainty=prediction.uncertainty if prediction is not None else None,
+                        elapsed=elapsed,
+                        images_per_second=(position + 1) / elapsed if elapsed > 0 else 0.0,
+                        error=ready.error,
                     )
                 if task.failure is not None:
                     raise task.failure
@@ -459,10 +481,10 @@ class _ProposalWriter:
         if self.pending:
             with project.transaction():
                 for image_id, anns, uncertainty, (w, h) in self.pending:
-                    fresh = drop_duplicates(anns, project.annotations(image_id, states=EXISTING_STATES),
-                                            height=h, width=w)
-                    project.replace_proposals(image_id, plugin=self.plugin, proposals=fresh,
-                                              uncertainty=uncertainty)
+                    fresh = drop_duplicates(
+                        anns, project.annotations(image_id, states=EXISTING_STATES), height=h, width=w
+                    )
+                    project.replace_proposals(image_id, plugin=self.plugin, proposals=fresh, uncertainty=uncertainty)
                     record = project.image(image_id)
                     if record.width is None or record.height is None:
                         project.set_image_size(image_id, w, h)
@@ -473,8 +495,17 @@ class _ProposalWriter:
 class _Tasks:
     """Runs of consecutive images handed to the streams (a thread pool), taken back in order."""
 
-    def __init__(self, project: Project, loaded: LoadedModel, ids: Sequence[int], side: int | None, *,
-                 streams: int, batch_size: int, on_gpu: bool) -> None:
+    def __init__(
+        self,
+        project: Project,
+        loaded: LoadedModel,
+        ids: Sequence[int],
+        side: int | None,
+        *,
+        streams: int,
+        batch_size: int,
+        on_gpu: bool,
+    ) -> None:
         from concurrent.futures import Future, ThreadPoolExecutor
 
         self.project, self.loaded, self.ids, self.side = project, loaded, ids, side
@@ -488,9 +519,17 @@ class _Tasks:
         """Keep every stream busy with one task and the next one waiting."""
         ids, project = self.ids, self.project
         while self.submitted < len(ids) and len(self.queued) < 2 * self.streams:
-            paths = [project.root / project.image(i).path for i in ids[self.submitted : self.submitted + self.task_size]]
-            self.queued.append((self.submitted, self.pool.submit(_run_task, self.loaded, paths, self.side,
-                                                                 batch_size=self.batch_size, on_gpu=self.on_gpu)))
+            paths = [
+                project.root / project.image(i).path for i in ids[self.submitted : self.submitted + self.task_size]
+            ]
+            self.queued.append(
+                (
+                    self.submitted,
+                    self.pool.submit(
+                        _run_task, self.loaded, paths, self.side, batch_size=self.batch_size, on_gpu=self.on_gpu
+                    ),
+                )
+            )
             self.submitted += len(paths)
 
     def take(self) -> tuple[int, _Task]:
@@ -512,8 +551,12 @@ def _next_task_size(task: _Task, *, left: int, streams: int, chunk_seconds: floa
     count = max(1, len(task.ready))
     per_image = task.seconds / count  # one stream's time per image
     per_input = max(1, task.input_elements // count)
-    return max(1, min(int(chunk_seconds / max(per_image, 1e-6)),
-                      CHUNK_ELEMENTS // (per_input * streams), 256, -(-left // streams)))
+    return max(
+        1,
+        min(
+            int(chunk_seconds / max(per_image, 1e-6)), CHUNK_ELEMENTS // (per_input * streams), 256, -(-left // streams)
+        ),
+    )
 
 
 def auto_label(
@@ -532,8 +575,7 @@ def auto_label(
     images = proposals = 0
     failed: dict[int, str] = {}
     cancelled = False
-    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, batch_size=batch_size,
-                            workers=workers)
+    steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, batch_size=batch_size, workers=workers)
     try:
         for step in steps:
             if step.error is not None:
@@ -548,5 +590,11 @@ def auto_label(
                 break
     finally:
         steps.close()
-    return AutoLabelResult(version_id=int(loaded.version.id or 0), images=images, proposals=proposals,
-                           seconds=time.monotonic() - start, cancelled=cancelled, failed=failed)
+    return AutoLabelResult(
+        version_id=int(loaded.version.id or 0),
+        images=images,
+        proposals=proposals,
+        seconds=time.monotonic() - start,
+        cancelled=cancelled,
+        failed=failed,
+    )

@@ -59,7 +59,9 @@ def checkpoint_stem(plugin: str) -> str:
     return f"{plugin}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
 
 
-_CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*-\d{8}-\d{6}-[0-9a-f]{4}(?:-selection)?\.(?:safetensors|json)$")
+_CHECKPOINT_NAME = re.compile(
+    r"^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*-\d{8}-\d{6}-[0-9a-f]{4}(?:-selection)?\.(?:safetensors|json)$"
+)
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 ORPHAN_AGE_S = 15 * 60.0
 """A checkpoint file no version refers to is swept once it is this old: younger ones may belong to
@@ -172,8 +174,10 @@ def check_metadata(weights: Path, version: ModelVersion) -> None:
         return
     plugin = meta.get("plugin")
     if plugin is not None and plugin != version.plugin:
-        raise CheckpointError(f"{weights.with_suffix('.json').name} says plugin {plugin!r}, the version is "
-                              f"{version.plugin!r}", path=weights)
+        raise CheckpointError(
+            f"{weights.with_suffix('.json').name} says plugin {plugin!r}, the version is {version.plugin!r}",
+            path=weights,
+        )
     classes = meta.get("classes")
     if classes is not None:
         try:
@@ -181,8 +185,11 @@ def check_metadata(weights: Path, version: ModelVersion) -> None:
         except (TypeError, KeyError, ValueError):
             raise CheckpointError(f"{weights.with_suffix('.json').name} has malformed classes", path=weights) from None
         if ids != tuple(version.categories):
-            raise CheckpointError(f"{weights.with_suffix('.json').name} is for categories {list(ids)}, the version "
-                                  f"predicts {list(version.categories)}", path=weights)
+            raise CheckpointError(
+                f"{weights.with_suffix('.json').name} is for categories {list(ids)}, the version "
+                f"predicts {list(version.categories)}",
+                path=weights,
+            )
 
 
 def _read_tensors(weights: Path) -> dict[str, torch.Tensor]:
@@ -258,16 +265,21 @@ def load_weights(plugin: Plugin, model: torch.nn.Module, weights: Path) -> None:
 def _alternatives(project: Project, version: ModelVersion) -> str:
     """What to do when ``version``'s files are damaged: the plugin's other versions whose
     checkpoints look whole, and the commands that switch to one or train anew."""
-    others = [v for v in project.model_versions(version.plugin)
-              if v.id != version.id and checkpoint_looks_whole(project.root / v.checkpoint)]
+    others = [
+        v
+        for v in project.model_versions(version.plugin)
+        if v.id != version.id and checkpoint_looks_whole(project.root / v.checkpoint)
+    ]
     root = str(project.root)
     train = f"'labeler train {root} --plugin {version.plugin} --fresh'"
     if not others:
         return f"no other {version.plugin} version is usable; train a new one with {train}"
     best = others[-1]
     listed = ", ".join(f"#{v.id}" for v in others[-5:])
-    return (f"the project is otherwise intact; earlier {version.plugin} versions: {listed}: make one active "
-            f"with 'labeler models {root} --activate {best.id}' (or train anew with {train})")
+    return (
+        f"the project is otherwise intact; earlier {version.plugin} versions: {listed}: make one active "
+        f"with 'labeler models {root} --activate {best.id}' (or train anew with {train})"
+    )
 
 
 @dataclass(frozen=True)
@@ -301,12 +313,23 @@ def _load(
         check_metadata(path, version)
         load_weights(plugin, model, path)
     except CheckpointError as exc:
-        raise CheckpointError(f"model version {version.id} ({version.plugin}): its {what} {weights}: {exc}; "
-                              f"{_alternatives(project, version)}", path=path, version_id=version.id) from None
+        raise CheckpointError(
+            f"model version {version.id} ({version.plugin}): its {what} {weights}: {exc}; "
+            f"{_alternatives(project, version)}",
+            path=path,
+            version_id=version.id,
+        ) from None
     model.to(device)
     model.eval()
-    return LoadedModel(plugin=plugin, version=version, model=model, classes=classes, settings=settings,
-                       device=device, selection=selection)
+    return LoadedModel(
+        plugin=plugin,
+        version=version,
+        model=model,
+        classes=classes,
+        settings=settings,
+        device=device,
+        selection=selection,
+    )
 
 
 def load_version(project: Project, version: ModelVersion, plugin: Plugin, *, device: str = "cpu") -> LoadedModel:

@@ -27,9 +27,7 @@ def split_key(image_id: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def validation_split(
-    image_ids: Sequence[int], *, fraction: float = VALIDATION_FRACTION
-) -> tuple[list[int], list[int]]:
+def validation_split(image_ids: Sequence[int], *, fraction: float = VALIDATION_FRACTION) -> tuple[list[int], list[int]]:
     """``(train_ids, validation_ids)``: images whose :func:`split_key` is below ``fraction`` are
     validation, topped up with the next lowest keys to ``round(fraction * n)`` images (at least one)
     so that a small project is not judged on a single image by chance. With two or more images
@@ -66,8 +64,9 @@ def labelled_image(project: Any, image_id: int, classes: Sequence[Category]) -> 
                 f"image {image_id}: ignore mask is {ignore.shape[1]}x{ignore.shape[0]}, "
                 f"the image {image.shape[1]}x{image.shape[0]}"
             )
-    return LabelledImage(image_id=image_id, image=image, annotations=annotations, classes=tuple(classes),
-                         ignore_mask=ignore)
+    return LabelledImage(
+        image_id=image_id, image=image, annotations=annotations, classes=tuple(classes), ignore_mask=ignore
+    )
 
 
 UNREADABLE = "unreadable image"
@@ -83,7 +82,9 @@ class UnreadableImage:
     reason: str
 
 
-def _labelled_or_unreadable(project: Any, image_id: int, classes: Sequence[Category]) -> LabelledImage | UnreadableImage:
+def _labelled_or_unreadable(
+    project: Any, image_id: int, classes: Sequence[Category]
+) -> LabelledImage | UnreadableImage:
     from labeler.core.images import ImageError
 
     try:
@@ -145,8 +146,13 @@ def prepare_all(
                 unreadable.append(sample)
             continue
         try:
-            item = plugin_call(plugin, "prepare", partial(plugin.prepare, sample, settings=settings),
-                               passthrough=(SkipImage, MemoryError), where=f" (image {sample.image_id})")
+            item = plugin_call(
+                plugin,
+                "prepare",
+                partial(plugin.prepare, sample, settings=settings),
+                passthrough=(SkipImage, MemoryError),
+                where=f" (image {sample.image_id})",
+            )
         except SkipImage as exc:
             reason = str(exc) or "skipped"
             skipped[reason] = skipped.get(reason, 0) + 1

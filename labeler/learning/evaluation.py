@@ -34,7 +34,8 @@ def evaluate_version(
     ids = done if split == "all" else validation_split(done)[1]
     if not ids:
         raise ProjectError(
-            "no done images to measure on" if split == "all"
+            "no done images to measure on"
+            if split == "all"
             else "no validation images: mark at least two images done (or use --split all)"
         )
     _, samples, skipped = prepare_all(
@@ -44,7 +45,12 @@ def evaluate_version(
         raise ProjectError(f"plugin {loaded.plugin.name!r} can use none of the {len(ids)} images ({skipped})")
     metrics = evaluate_samples(loaded.plugin, loaded.model, samples, settings=loaded.settings, device=loaded.device)
     return {
-        "version": loaded.version.id, "plugin": loaded.plugin.name, "split": split,
-        "weights": "selection" if loaded.selection else "final", "images": len(samples),
-        "skipped": sum(skipped.values()), "skipped_reasons": skipped, "metrics": metrics,
+        "version": loaded.version.id,
+        "plugin": loaded.plugin.name,
+        "split": split,
+        "weights": "selection" if loaded.selection else "final",
+        "images": len(samples),
+        "skipped": sum(skipped.values()),
+        "skipped_reasons": skipped,
+        "metrics": metrics,
     }

@@ -207,13 +207,32 @@ class Unreadable:
 
 
 Event = (
-    TrainStart | TrainProgress | TrainValidation | TrainEvaluating | TrainRefit | TrainDone | TrainCancelled
-    | AutoLabelStart | AutoLabelProgress | AutoLabelDone | JobError
+    TrainStart
+    | TrainProgress
+    | TrainValidation
+    | TrainEvaluating
+    | TrainRefit
+    | TrainDone
+    | TrainCancelled
+    | AutoLabelStart
+    | AutoLabelProgress
+    | AutoLabelDone
+    | JobError
 )
 _KINDS: dict[tuple[str, str], type[Any]] = {
     (cls.JOB, cls.KIND): cls
-    for cls in (TrainStart, TrainProgress, TrainValidation, TrainEvaluating, TrainRefit, TrainDone,
-                TrainCancelled, AutoLabelStart, AutoLabelProgress, AutoLabelDone)
+    for cls in (
+        TrainStart,
+        TrainProgress,
+        TrainValidation,
+        TrainEvaluating,
+        TrainRefit,
+        TrainDone,
+        TrainCancelled,
+        AutoLabelStart,
+        AutoLabelProgress,
+        AutoLabelDone,
+    )
 }
 
 

@@ -120,9 +120,7 @@ def stack_examples(plugin: Plugin, examples: Sequence[Mapping[str, Any]]) -> dic
             arrays.append(np.asarray(ex[key]))
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
-            raise PluginError(
-                plugin.name, f"example arrays {key!r} differ in shape within a batch: {sorted(shapes)}"
-            )
+            raise PluginError(plugin.name, f"example arrays {key!r} differ in shape within a batch: {sorted(shapes)}")
         stacked = np.stack(arrays)
         if stacked.dtype == np.float64:
             stacked = stacked.astype(np.float32)
@@ -295,9 +293,21 @@ def fit(
         raise ValueError("epochs must be positive")
     if not items:
         raise ValueError("no training items")
-    run = _FitRun(plugin, model, items, settings=settings, time_budget=time_budget, epochs=epochs, seed=seed,
-                  device=device, progress=progress, validate=validate, validate_every=validate_every,
-                  progress_every=progress_every, prefetch=prefetch)
+    run = _FitRun(
+        plugin,
+        model,
+        items,
+        settings=settings,
+        time_budget=time_budget,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        progress=progress,
+        validate=validate,
+        validate_every=validate_every,
+        progress_every=progress_every,
+        prefetch=prefetch,
+    )
     try:
         while True:
             reason, fraction, batch_np = run.next_batch(should_stop)
@@ -367,7 +377,12 @@ class _FitRun:
         self.grad_clip = settings.get("grad_clip")
 
         self.maker = _BatchMaker(
-            plugin, self.shard, batch_size=self.batch_size, settings=settings, seed=seed, rank=self.rank,
+            plugin,
+            self.shard,
+            batch_size=self.batch_size,
+            settings=settings,
+            seed=seed,
+            rank=self.rank,
             prefetch=prefetch,
         )
         self.start = time.monotonic()
@@ -420,9 +435,7 @@ class _FitRun:
             return StopReason.EPOCHS
         return StopReason.RUNNING
 
-    def next_batch(
-        self, should_stop: Callable[[], bool] | None
-    ) -> tuple[StopReason, float, dict[str, np.ndarray]]:
+    def next_batch(self, should_stop: Callable[[], bool] | None) -> tuple[StopReason, float, dict[str, np.ndarray]]:
         """The ranks agree whether to stop (and why), how far the run is, and whether any failed;
         then the next batch (empty when stopping)."""
         frac = self.fraction_now()
@@ -454,8 +467,9 @@ class _FitRun:
         try:
             losses = plugin_call(plugin, "losses", partial(plugin.losses, self.trained, batch, settings=self.settings))
             if not isinstance(losses, Mapping) or not losses:
-                raise PluginError(plugin.name, f"losses must return a non-empty dict of scalar tensors, "
-                                               f"got {type(losses).__name__}")
+                raise PluginError(
+                    plugin.name, f"losses must return a non-empty dict of scalar tensors, got {type(losses).__name__}"
+                )
             for name, value in losses.items():
                 if not isinstance(value, torch.Tensor) or value.numel() != 1:
                     raise PluginError(plugin.name, f"loss {name!r} is not a scalar tensor")

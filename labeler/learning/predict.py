@@ -59,8 +59,11 @@ def check_prediction(
             fixed.append(Proposal(p.category_id, Kind.BOX, float(p.score), box_xywh=(x0, y0, x1 - x0, y1 - y0)))
         elif kind is Kind.MASK:
             if not p.rle or list(p.rle.get("size", [])) != [h, w]:
-                raise PluginError(plugin.name, f"mask proposal of size {p.rle and p.rle.get('size')} on a {w}x{h} image "
-                                               f"(RLE size is [h, w] = [{h}, {w}])")
+                raise PluginError(
+                    plugin.name,
+                    f"mask proposal of size {p.rle and p.rle.get('size')} on a {w}x{h} image "
+                    f"(RLE size is [h, w] = [{h}, {w}])",
+                )
             fixed.append(p)
         else:
             if not p.polygons:
@@ -87,7 +90,9 @@ def network_input(plugin: Plugin, image: np.ndarray, *, settings: Mapping[str, A
     return tensor.to(device)
 
 
-def run_network(plugin: Plugin, model: Any, image: np.ndarray, *, settings: Mapping[str, Any], device: str = "cpu") -> Any:
+def run_network(
+    plugin: Plugin, model: Any, image: np.ndarray, *, settings: Mapping[str, Any], device: str = "cpu"
+) -> Any:
     """The network's raw outputs for one ``(h, w, 3)`` uint8 RGB image, moved to the CPU."""
     return forward(plugin, model, network_input(plugin, image, settings=settings, device=device))
 
@@ -102,13 +107,18 @@ def forward(plugin: Plugin, model: Any, x: Any) -> Any:
 
 
 def outputs_to_prediction(
-    plugin: Plugin, outputs: Any, *, image_shape: tuple[int, int], classes: Sequence[Category],
+    plugin: Plugin,
+    outputs: Any,
+    *,
+    image_shape: tuple[int, int],
+    classes: Sequence[Category],
     settings: Mapping[str, Any],
 ) -> Prediction:
     """``plugin.proposals`` on the network's outputs for an image of ``image_shape = (h, w)``, checked."""
     shape = (int(image_shape[0]), int(image_shape[1]))
     prediction = _call(
-        plugin, "proposals",
+        plugin,
+        "proposals",
         lambda: plugin.proposals(outputs, image_shape=shape, classes=tuple(classes), settings=settings),
     )
     return check_prediction(plugin, prediction, image_shape=shape, classes=classes)
@@ -176,5 +186,7 @@ def evaluate_samples(
             raise PluginError(plugin.name, f"metric {key!r} is {number}")
         out[str(key)] = number
     if plugin.metric not in out:
-        raise PluginError(plugin.name, f"evaluate did not return its ranking metric {plugin.metric!r} (it returned {sorted(out)})")
+        raise PluginError(
+            plugin.name, f"evaluate did not return its ranking metric {plugin.metric!r} (it returned {sorted(out)})"
+        )
     return out

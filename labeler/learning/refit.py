@@ -56,8 +56,10 @@ def split_budget(
     def part(value: float | None, fraction: float) -> float | None:
         return None if value is None else value * fraction
 
-    return (Budget(part(time_budget, 1.0 - share), part(epochs, 1.0 - share)),
-            Budget(part(time_budget, share), part(epochs, share)))
+    return (
+        Budget(part(time_budget, 1.0 - share), part(epochs, 1.0 - share)),
+        Budget(part(time_budget, share), part(epochs, share)),
+    )
 
 
 def refit_settings(settings: Mapping[str, Any], *, factor: float = REFIT_LR_FACTOR) -> dict[str, Any]:
@@ -124,9 +126,19 @@ def run_refit(
     """The refit phase: continue training ``model`` on ``items`` (training and validation items)
     for ``budget`` at the lower learning rate of :func:`refit_settings`, validating nothing.
     Under ``torch.distributed`` every rank must call it (``fit`` shards the items by rank)."""
-    return fit(plugin, model, items, settings=refit_settings(settings), time_budget=budget.time_budget,
-               epochs=budget.epochs, seed=seed, device=device, progress=progress, should_stop=should_stop,
-               validate=None)
+    return fit(
+        plugin,
+        model,
+        items,
+        settings=refit_settings(settings),
+        time_budget=budget.time_budget,
+        epochs=budget.epochs,
+        seed=seed,
+        device=device,
+        progress=progress,
+        should_stop=should_stop,
+        validate=None,
+    )
 
 
 def refit_record(result: FitResult, *, images: int, validation_images: int) -> dict[str, Any]:
@@ -134,7 +146,12 @@ def refit_record(result: FitResult, *, images: int, validation_images: int) -> d
     and validation), ``validation_images`` (of them), ``seconds`` (wall clock), ``steps``,
     ``epochs`` (passes over those items), ``stopped_by``, ``lr_factor`` and ``final_losses``."""
     return {
-        "images": images, "validation_images": validation_images, "seconds": result.seconds,
-        "steps": result.steps, "epochs": result.epochs, "stopped_by": result.stopped_by,
-        "lr_factor": REFIT_LR_FACTOR, "final_losses": dict(result.losses),
+        "images": images,
+        "validation_images": validation_images,
+        "seconds": result.seconds,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "stopped_by": result.stopped_by,
+        "lr_factor": REFIT_LR_FACTOR,
+        "final_losses": dict(result.losses),
     }

@@ -23,7 +23,12 @@ if TYPE_CHECKING:
     from labeler.core.store import Project
 
 CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
-    (230, 40, 40), (40, 200, 60), (50, 80, 240), (240, 220, 40), (200, 60, 220), (40, 220, 220),
+    (230, 40, 40),
+    (40, 200, 60),
+    (50, 80, 240),
+    (240, 220, 40),
+    (200, 60, 220),
+    (40, 220, 220),
 )
 """RGB fill colour of the objects of class 0, 1, ... (cycled)."""
 
@@ -84,13 +89,18 @@ def make_samples(
     seed: int = 0,
 ) -> list[LabelledImage]:
     """``count`` labelled images (ids 1..count) with ``objects`` labelled objects each."""
-    classes = tuple(classes) if classes is not None else (Category(1, "red", (255, 0, 0)), Category(2, "green", (0, 255, 0)))
+    classes = (
+        tuple(classes) if classes is not None else (Category(1, "red", (255, 0, 0)), Category(2, "green", (0, 255, 0)))
+    )
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
         image, objs = draw_scene(rng, height=height, width=width, num_classes=len(classes), objects=objects)
-        out.append(LabelledImage(image_id=i + 1, image=image, annotations=_annotations(i + 1, objs, classes, kind),
-                                 classes=classes))
+        out.append(
+            LabelledImage(
+                image_id=i + 1, image=image, annotations=_annotations(i + 1, objs, classes, kind), classes=classes
+            )
+        )
     return out
 
 
@@ -123,7 +133,8 @@ def make_project(
         project.set_image_size(image_id, width, height)
         if i < done:
             with project.transaction():
-                project.add_annotations([a for a in _annotations(image_id, objs, classes, kind)
-                                         if a.state is State.ACCEPTED])
+                project.add_annotations(
+                    [a for a in _annotations(image_id, objs, classes, kind) if a.state is State.ACCEPTED]
+                )
                 project.set_done(image_id, True)
     return project

@@ -108,8 +108,14 @@ def _barrier(world: int) -> None:
 
 
 def _measure_active(
-    project: Project, plugin: Plugin, active: ModelVersion | None, class_ids: tuple[int, ...],
-    val_samples: list[Any], *, device: str, messages: list[str],
+    project: Project,
+    plugin: Plugin,
+    active: ModelVersion | None,
+    class_ids: tuple[int, ...],
+    val_samples: list[Any],
+    *,
+    device: str,
+    messages: list[str],
 ) -> float | None:
     """The active version's ``plugin.metric`` on ``val_samples``, measured on its selection
     checkpoint when it was refit (its final weights may have trained on these very images);
@@ -127,8 +133,13 @@ def _measure_active(
 
 
 def _should_activate(
-    plugin: Plugin, activate: Activate, active: ModelVersion | None, class_ids: tuple[int, ...],
-    metrics: Mapping[str, float], previous_metric: float | None, messages: list[str],
+    plugin: Plugin,
+    activate: Activate,
+    active: ModelVersion | None,
+    class_ids: tuple[int, ...],
+    metrics: Mapping[str, float],
+    previous_metric: float | None,
+    messages: list[str],
 ) -> bool:
     """Whether the new version becomes active (see :func:`train`'s ``activate``)."""
     if activate == "always":
@@ -139,8 +150,9 @@ def _should_activate(
         return True
     if previous_metric is None:
         # nothing to compare against (no validation image, or the old one is broken)
-        messages.append(f"the active version {active.id} could not be compared on validation images; "
-                        "the new version replaces it")
+        messages.append(
+            f"the active version {active.id} could not be compared on validation images; the new version replaces it"
+        )
         return True
     return plugin.metric in metrics and metrics[plugin.metric] > previous_metric
 
@@ -160,8 +172,10 @@ def _pick_parent(
         if parent.plugin != plugin.name:
             raise TrainingError(f"model version {parent.id} belongs to plugin {parent.plugin!r}, not {plugin.name!r}")
     if tuple(parent.categories) != class_ids:
-        return None, (f"not warm-starting from version {parent.id}: it was trained for categories "
-                      f"{list(parent.categories)}, the project now has {list(class_ids)}; training from scratch")
+        return None, (
+            f"not warm-starting from version {parent.id}: it was trained for categories "
+            f"{list(parent.categories)}, the project now has {list(class_ids)}; training from scratch"
+        )
     return parent, None
 
 
@@ -230,8 +244,10 @@ def _prepare(
     if rank == 0:
         swept = sweep_orphans(project)
         if swept:
-            messages.append(f"removed {len(swept)} checkpoint file{'s' if len(swept) != 1 else ''} that no version "
-                            "uses (left by an interrupted run)")
+            messages.append(
+                f"removed {len(swept)} checkpoint file{'s' if len(swept) != 1 else ''} that no version "
+                "uses (left by an interrupted run)"
+            )
 
     parent, why_fresh = _pick_parent(project, plugin, from_version, class_ids)
     if why_fresh:
@@ -254,20 +270,36 @@ def _prepare(
 
     unreadable: list[UnreadableImage] = []
     items, _, skipped = prepare_all(
-        plugin, until_stopped(iter_labelled_images(project, train_ids, classes)), settings=settings,
+        plugin,
+        until_stopped(iter_labelled_images(project, train_ids, classes)),
+        settings=settings,
         unreadable=unreadable,
     )
     val_items, val_samples, val_skipped = prepare_all(
-        plugin, until_stopped(iter_labelled_images(project, val_ids, classes)), settings=settings, keep_samples=True,
+        plugin,
+        until_stopped(iter_labelled_images(project, val_ids, classes)),
+        settings=settings,
+        keep_samples=True,
         unreadable=unreadable,
     )
     for bad in unreadable[:5]:
         messages.append(f"left out image {bad.image_id}, which cannot be read: {bad.reason}")
     if len(unreadable) > 5:
         messages.append(f"left out {len(unreadable) - 5} more unreadable images")
-    job = _Job(settings=settings, classes=classes, class_ids=class_ids, train_ids=list(train_ids), parent=parent,
-               items=items, val_items=val_items, val_samples=val_samples, skipped=skipped,
-               time_budget=time_budget, epochs=epochs, refitting=False)
+    job = _Job(
+        settings=settings,
+        classes=classes,
+        class_ids=class_ids,
+        train_ids=list(train_ids),
+        parent=parent,
+        items=items,
+        val_items=val_items,
+        val_samples=val_samples,
+        skipped=skipped,
+        time_budget=time_budget,
+        epochs=epochs,
+        refitting=False,
+    )
     if should_stop is not None and world == 1 and should_stop():
         job.cancelled = True
         return job
@@ -276,8 +308,9 @@ def _prepare(
     # over all the done images (the skipped counts include the validation ones); none usable for
     # training proper is always refused
     usable = len(items) + len(val_samples) if items else 0
-    why_not = refusal(plugin=plugin.name, task=str(getattr(plugin, "task", "")), usable=usable,
-                      total=len(done_ids), skipped=skipped)
+    why_not = refusal(
+        plugin=plugin.name, task=str(getattr(plugin, "task", "")), usable=usable, total=len(done_ids), skipped=skipped
+    )
     if why_not is not None:
         raise TrainingError(why_not)
     return job
@@ -290,8 +323,9 @@ def _build_model(project: Project, plugin: Plugin, job: _Job, *, seed: int, mess
     torch.manual_seed(seed)  # the same initial weights on every rank, and reproducible runs
 
     def build() -> Any:
-        return plugin_call(plugin, "build_model",
-                           partial(plugin.build_model, num_classes=len(job.classes), settings=job.settings))
+        return plugin_call(
+            plugin, "build_model", partial(plugin.build_model, num_classes=len(job.classes), settings=job.settings)
+        )
 
     model = build()
     if job.parent is not None:
@@ -330,23 +364,49 @@ def _fit_phases(
     model = _build_model(project, plugin, job, seed=seed, messages=messages)
     parent = job.parent
 
-    _emit(progress, rank, "start", plugin=plugin.name, settings=settings, train_images=len(items),
-          validation_images=len(val_samples), skipped=job.skipped, parent=parent.id if parent else None,
-          time_budget=time_budget, epochs=epochs, world_size=world, refit=job.refitting, messages=list(messages))
+    _emit(
+        progress,
+        rank,
+        "start",
+        plugin=plugin.name,
+        settings=settings,
+        train_images=len(items),
+        validation_images=len(val_samples),
+        skipped=job.skipped,
+        parent=parent.id if parent else None,
+        time_budget=time_budget,
+        epochs=epochs,
+        world_size=world,
+        refit=job.refitting,
+        messages=list(messages),
+    )
 
     def validate(m: Any) -> dict[str, float]:
         return evaluate_samples(plugin, m, val_samples, settings=settings, device=device)
 
     # phase 1 (the whole run without a refit): the training split
-    budget, refit_budget = (split_budget(time_budget=time_budget, epochs=epochs) if job.refitting
-                            else (Budget(time_budget, epochs), None))
-    relay = (train_relay(by_epochs=time_budget is None, train_items=len(items),
-                         all_items=len(items) + len(val_items)) if job.refitting else None)
+    budget, refit_budget = (
+        split_budget(time_budget=time_budget, epochs=epochs) if job.refitting else (Budget(time_budget, epochs), None)
+    )
+    relay = (
+        train_relay(by_epochs=time_budget is None, train_items=len(items), all_items=len(items) + len(val_items))
+        if job.refitting
+        else None
+    )
     began = time.monotonic()
     result = fit(
-        plugin, model, items, settings=settings, time_budget=budget.time_budget, epochs=budget.epochs, seed=seed,
-        device=device, progress=_relayed(progress, rank, relay), should_stop=should_stop,
-        validate=validate if val_samples else None, validate_every=validate_every,
+        plugin,
+        model,
+        items,
+        settings=settings,
+        time_budget=budget.time_budget,
+        epochs=budget.epochs,
+        seed=seed,
+        device=device,
+        progress=_relayed(progress, rank, relay),
+        should_stop=should_stop,
+        validate=validate if val_samples else None,
+        validate_every=validate_every,
     )
     if result.cancelled and (rank != 0 or not keep_cancelled):
         _emit(progress, rank, "cancelled", steps=result.steps)
@@ -360,29 +420,53 @@ def _fit_phases(
         _emit(progress, rank, "evaluating", validation_images=len(val_samples))
         metrics = validate(result.model) if val_samples else {}
         active = project.active_model_version(plugin.name)
-        previous_metric = _measure_active(project, plugin, active, job.class_ids, val_samples, device=device,
-                                          messages=messages)
+        previous_metric = _measure_active(
+            project, plugin, active, job.class_ids, val_samples, device=device, messages=messages
+        )
 
     # phase 2: the refit, on every rank
     final, selection, refitted = result.model, None, None
     if refit_budget is not None and not result.cancelled:
         selection = cpu_state(result.model) if rank == 0 else None
         _barrier(world)
-        _emit(progress, rank, "refit", images=len(items) + len(val_items), validation_images=len(val_items),
-              seconds=refit_budget.time_budget, epochs=refit_budget.epochs, lr=refit_settings(settings)["lr"])
+        _emit(
+            progress,
+            rank,
+            "refit",
+            images=len(items) + len(val_items),
+            validation_images=len(val_items),
+            seconds=refit_budget.time_budget,
+            epochs=refit_budget.epochs,
+            lr=refit_settings(settings)["lr"],
+        )
         refitted = run_refit(
-            plugin, result.model, items + val_items, settings=settings, budget=refit_budget, seed=seed,
-            device=device, should_stop=should_stop,
-            progress=_relayed(progress, rank, refit_relay(steps_before=result.steps,
-                                                          seconds_before=time.monotonic() - began)),
+            plugin,
+            result.model,
+            items + val_items,
+            settings=settings,
+            budget=refit_budget,
+            seed=seed,
+            device=device,
+            should_stop=should_stop,
+            progress=_relayed(
+                progress, rank, refit_relay(steps_before=result.steps, seconds_before=time.monotonic() - began)
+            ),
         )
         final = refitted.model
         if refitted.cancelled and (rank != 0 or not keep_cancelled):
             _emit(progress, rank, "cancelled", steps=result.steps + refitted.steps)
             return None
     cancelled = result.cancelled or (refitted is not None and refitted.cancelled)
-    return _Trained(result=result, refitted=refitted, final=final, selection=selection, metrics=metrics,
-                    previous_metric=previous_metric, active=active, cancelled=cancelled)
+    return _Trained(
+        result=result,
+        refitted=refitted,
+        final=final,
+        selection=selection,
+        metrics=metrics,
+        previous_metric=previous_metric,
+        active=active,
+        cancelled=cancelled,
+    )
 
 
 def _store_version(
@@ -402,41 +486,77 @@ def _store_version(
     result, refitted, parent, settings = trained.result, trained.refitted, job.parent, job.settings
     items, val_items = job.items, job.val_items
     data: dict[str, Any] = {
-        "train_images": list(job.train_ids), "validation_images": [s.image_id for s in job.val_samples],
-        "skipped": job.skipped, "steps": result.steps, "epochs": result.epochs, "images": result.images,
-        "seconds": result.seconds, "images_per_second": result.images_per_second,
-        "stopped_by": result.stopped_by, "world_size": world, "final_losses": result.losses,
-        "previous_metric": trained.previous_metric, "previous_version": trained.active.id if trained.active else None,
+        "train_images": list(job.train_ids),
+        "validation_images": [s.image_id for s in job.val_samples],
+        "skipped": job.skipped,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "images": result.images,
+        "seconds": result.seconds,
+        "images_per_second": result.images_per_second,
+        "stopped_by": result.stopped_by,
+        "world_size": world,
+        "final_losses": result.losses,
+        "previous_metric": trained.previous_metric,
+        "previous_version": trained.active.id if trained.active else None,
     }
     stem = checkpoint_stem(plugin.name)
     if refitted is not None:
         data["refit"] = refit_record(refitted, images=len(items) + len(val_items), validation_images=len(val_items))
-        data["selection_checkpoint"] = (checkpoint_path(project.models_dir, selection_stem(stem))
-                                        .relative_to(project.root).as_posix())
+        data["selection_checkpoint"] = (
+            checkpoint_path(project.models_dir, selection_stem(stem)).relative_to(project.root).as_posix()
+        )
     meta = {
-        "plugin": plugin.name, "task": plugin.task, "metric": plugin.metric, "settings": settings,
-        "classes": classes_metadata(job.classes), "parent": parent.id if parent else None, "data": data,
-        "metrics": trained.metrics, "created": started,
+        "plugin": plugin.name,
+        "task": plugin.task,
+        "metric": plugin.metric,
+        "settings": settings,
+        "classes": classes_metadata(job.classes),
+        "parent": parent.id if parent else None,
+        "data": data,
+        "metrics": trained.metrics,
+        "created": started,
     }
     if trained.selection is not None:  # written before the final checkpoint, and both before the row
-        save_checkpoint(project.models_dir, selection_stem(stem), trained.selection,
-                        {**meta, "selection_of": checkpoint_path(project.models_dir, stem).name})
+        save_checkpoint(
+            project.models_dir,
+            selection_stem(stem),
+            trained.selection,
+            {**meta, "selection_of": checkpoint_path(project.models_dir, stem).name},
+        )
     weights = save_checkpoint(project.models_dir, stem, trained.final, meta)
     from labeler.core.store import ModelVersion
 
     version = project.add_model_version(
         ModelVersion(
-            plugin=plugin.name, settings=dict(settings), categories=job.class_ids,
-            checkpoint=weights.relative_to(project.root).as_posix(), metrics=trained.metrics, data=data,
-            parent=parent.id if parent else None, created=started,
+            plugin=plugin.name,
+            settings=dict(settings),
+            categories=job.class_ids,
+            checkpoint=weights.relative_to(project.root).as_posix(),
+            metrics=trained.metrics,
+            data=data,
+            parent=parent.id if parent else None,
+            created=started,
         ),
         activate=activate,
     )
     metrics = trained.metrics
-    _emit(progress, rank, "done", version=version.id, activated=activate, metrics=metrics,
-          metric=metrics.get(plugin.metric), previous_metric=trained.previous_metric, messages=list(messages),
-          skipped=job.skipped, seconds=time.time() - started, checkpoint=version.checkpoint,
-          refit=data.get("refit"), selection_checkpoint=data.get("selection_checkpoint"))
+    _emit(
+        progress,
+        rank,
+        "done",
+        version=version.id,
+        activated=activate,
+        metrics=metrics,
+        metric=metrics.get(plugin.metric),
+        previous_metric=trained.previous_metric,
+        messages=list(messages),
+        skipped=job.skipped,
+        seconds=time.time() - started,
+        checkpoint=version.checkpoint,
+        refit=data.get("refit"),
+        selection_checkpoint=data.get("selection_checkpoint"),
+    )
     return version
 
 
@@ -486,8 +606,18 @@ def train(
     _, rank, world = _distributed()
     started = time.time()
     messages: list[str] = []
-    job = _prepare(project, plugin, overrides=overrides, time_budget=time_budget, epochs=epochs,
-                   from_version=from_version, should_stop=should_stop, rank=rank, world=world, messages=messages)
+    job = _prepare(
+        project,
+        plugin,
+        overrides=overrides,
+        time_budget=time_budget,
+        epochs=epochs,
+        from_version=from_version,
+        should_stop=should_stop,
+        rank=rank,
+        world=world,
+        messages=messages,
+    )
     version: ModelVersion | None = None
     activated = False
     metrics: dict[str, float] = {}
@@ -496,18 +626,45 @@ def train(
     if job.cancelled:
         _emit(progress, rank, "cancelled", steps=0)
     else:
-        trained = _fit_phases(project, plugin, job, seed=seed, device=device, progress=progress, rank=rank,
-                              world=world, should_stop=should_stop, validate_every=validate_every,
-                              keep_cancelled=keep_cancelled, refit=refit, messages=messages)
+        trained = _fit_phases(
+            project,
+            plugin,
+            job,
+            seed=seed,
+            device=device,
+            progress=progress,
+            rank=rank,
+            world=world,
+            should_stop=should_stop,
+            validate_every=validate_every,
+            keep_cancelled=keep_cancelled,
+            refit=refit,
+            messages=messages,
+        )
         cancelled = trained is None or trained.cancelled
         if trained is not None and rank == 0:
-            activated = _should_activate(plugin, activate, trained.active, job.class_ids, trained.metrics,
-                                         trained.previous_metric, messages)
-            version = _store_version(project, plugin, job, trained, activate=activated, started=started,
-                                     world=world, progress=progress, rank=rank, messages=messages)
+            activated = _should_activate(
+                plugin, activate, trained.active, job.class_ids, trained.metrics, trained.previous_metric, messages
+            )
+            version = _store_version(
+                project,
+                plugin,
+                job,
+                trained,
+                activate=activated,
+                started=started,
+                world=world,
+                progress=progress,
+                rank=rank,
+                messages=messages,
+            )
             metrics, previous_metric = trained.metrics, trained.previous_metric
     return TrainResult(
-        version=version, activated=activated, metrics=metrics, previous_metric=previous_metric,
-        cancelled=cancelled, skipped=job.skipped,
+        version=version,
+        activated=activated,
+        metrics=metrics,
+        previous_metric=previous_metric,
+        cancelled=cancelled,
+        skipped=job.skipped,
         messages=tuple(messages),
     )

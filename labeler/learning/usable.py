@@ -52,8 +52,10 @@ def refusal(*, plugin: str, task: str, usable: int, total: int, skipped: Mapping
     """Why training must not go on (one line), or ``None`` if ``usable`` of ``total`` images suffice."""
     if usable >= min_usable_images(total):
         return None
-    message = (f"plugin {plugin!r} can use only {usable} of the {total} done images "
-               f"({skipped_summary(skipped)}); no version trained")
+    message = (
+        f"plugin {plugin!r} can use only {usable} of the {total} done images "
+        f"({skipped_summary(skipped)}); no version trained"
+    )
     fitting = FITTING_PLUGIN.get(task)
     if fitting is not None and fitting[0] != plugin:
         message += f"; for {fitting[1]} use the {fitting[0]!r} plugin"

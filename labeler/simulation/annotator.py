@@ -94,8 +94,9 @@ def _categories(label_map: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(label_map) if v >= 0]
 
 
-def review_boxes(image_id: int, truth: ImageTruth, shown: Sequence[Annotation], *,
-                 costs: CostModel = COSTS) -> ImageWork:
+def review_boxes(
+    image_id: int, truth: ImageTruth, shown: Sequence[Annotation], *, costs: CostModel = COSTS
+) -> ImageWork:
     """Accept, reject and draw boxes on one image (see the module's docstring)."""
     work = ImageWork(shown=len(shown))
     unmatched = list(range(len(truth.boxes)))
@@ -127,13 +128,15 @@ def review_boxes(image_id: int, truth: ImageTruth, shown: Sequence[Annotation], 
         work.seconds += costs.draw_box
         work.drawn += 1
         true_box = truth.boxes[t]
-        work.add.append(Annotation(image_id=image_id, category_id=true_box.category_id, kind=Kind.BOX,
-                                   box_xywh=true_box.box_xywh))
+        work.add.append(
+            Annotation(image_id=image_id, category_id=true_box.category_id, kind=Kind.BOX, box_xywh=true_box.box_xywh)
+        )
     return work
 
 
-def review_masks(image_id: int, truth: ImageTruth, shown: Sequence[Annotation], *,
-                 costs: CostModel = COSTS) -> ImageWork:
+def review_masks(
+    image_id: int, truth: ImageTruth, shown: Sequence[Annotation], *, costs: CostModel = COSTS
+) -> ImageWork:
     """Accept or reject mask proposals, then paint out the errors (see the module's docstring)."""
     assert truth.label_map is not None
     target = truth.label_map
@@ -179,8 +182,7 @@ def review_masks(image_id: int, truth: ImageTruth, shown: Sequence[Annotation], 
         added = (final == value) & ~covered.get(value, np.zeros((h, w), bool))
         if added.any():
             work.drawn += 1
-            work.add.append(Annotation(image_id=image_id, category_id=value, kind=Kind.MASK,
-                                       rle=encode_mask(added)))
+            work.add.append(Annotation(image_id=image_id, category_id=value, kind=Kind.MASK, rle=encode_mask(added)))
     return work
 
 

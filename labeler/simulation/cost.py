@@ -71,8 +71,13 @@ class Traced:
     left_pixels: int = 0
 
     def __add__(self, other: Traced) -> Traced:
-        return Traced(self.regions + other.regions, self.vertices + other.vertices,
-                      self.seconds + other.seconds, self.left + other.left, self.left_pixels + other.left_pixels)
+        return Traced(
+            self.regions + other.regions,
+            self.vertices + other.vertices,
+            self.seconds + other.seconds,
+            self.left + other.left,
+            self.left_pixels + other.left_pixels,
+        )
 
 
 def trace_cost(mask: np.ndarray, *, costs: CostModel = COSTS, leave_small: bool = True) -> tuple[Traced, np.ndarray]:
@@ -92,13 +97,13 @@ def trace_cost(mask: np.ndarray, *, costs: CostModel = COSTS, leave_small: bool 
         if leave_small and area < costs.min_region:
             total += Traced(left=1, left_pixels=area)
             continue
-        x, y, w, h = (int(stats[r, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
-                                                 cv2.CC_STAT_HEIGHT))
+        x, y, w, h = (
+            int(stats[r, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT)
+        )
         # one pixel of margin so a region touching the crop edge keeps its outline
         crop = np.zeros((h + 2, w + 2), dtype=np.uint8)
-        crop[1:-1, 1:-1] = labels[y:y + h, x:x + w] == r
+        crop[1:-1, 1:-1] = labels[y : y + h, x : x + w] == r
         vertices = outline_vertices(crop, epsilon=costs.simplify_px)
-        traced_mask[y:y + h, x:x + w] |= crop[1:-1, 1:-1].astype(bool)
-        total += Traced(regions=1, vertices=vertices,
-                        seconds=costs.trace_region + costs.trace_vertex * vertices)
+        traced_mask[y : y + h, x : x + w] |= crop[1:-1, 1:-1].astype(bool)
+        total += Traced(regions=1, vertices=vertices, seconds=costs.trace_region + costs.trace_vertex * vertices)
     return total, traced_mask

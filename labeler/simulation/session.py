@@ -230,14 +230,30 @@ class _Session:
         self.say(f"round {number}: training on {len(self.done)} done images at clock {self.clock:.0f} s ...")
         start = time.monotonic()
         try:
-            result = train(self.project, self.plugin, overrides=dict(self.settings.overrides),
-                           time_budget=self.settings.budget, from_version="active", activate="better",
-                           seed=self.settings.seed)
+            result = train(
+                self.project,
+                self.plugin,
+                overrides=dict(self.settings.overrides),
+                time_budget=self.settings.budget,
+                from_version="active",
+                activate="better",
+                seed=self.settings.seed,
+            )
         except TrainingError as exc:
             train_seconds = time.monotonic() - start
             self.say(f"round {number}: no version ({exc})")
-            done_round = Round(number, self.clock, self.clock + train_seconds, len(self.done), None, False, {},
-                               train_seconds, 0.0, str(exc))
+            done_round = Round(
+                number,
+                self.clock,
+                self.clock + train_seconds,
+                len(self.done),
+                None,
+                False,
+                {},
+                train_seconds,
+                0.0,
+                str(exc),
+            )
             self.pending = _Pending(done_round, None)
             return
         train_seconds = time.monotonic() - start
@@ -253,12 +269,22 @@ class _Session:
             snapshot = _snapshot(self.project, self.settings.plugin, targets)
             _show(self.project, self.settings.plugin, shown_now)  # not shown until the clock gets there
         version = result.version
-        new_round = Round(number, self.clock, self.clock + train_seconds + label_seconds, len(self.done),
-                          version.id if version is not None else None, result.activated, dict(result.metrics),
-                          train_seconds, label_seconds)
-        self.say(f"round {number}: version {new_round.version_id} "
-                 f"({'active' if result.activated else 'not better, not used'}) {_metrics_text(result.metrics)}; "
-                 f"trained {train_seconds:.0f} s, auto-labelled {len(targets)} images in {label_seconds:.1f} s")
+        new_round = Round(
+            number,
+            self.clock,
+            self.clock + train_seconds + label_seconds,
+            len(self.done),
+            version.id if version is not None else None,
+            result.activated,
+            dict(result.metrics),
+            train_seconds,
+            label_seconds,
+        )
+        self.say(
+            f"round {number}: version {new_round.version_id} "
+            f"({'active' if result.activated else 'not better, not used'}) {_metrics_text(result.metrics)}; "
+            f"trained {train_seconds:.0f} s, auto-labelled {len(targets)} images in {label_seconds:.1f} s"
+        )
         self.pending = _Pending(new_round, snapshot)
         if self.settings.wait:
             self.waited += new_round.ready - self.clock
@@ -304,14 +330,27 @@ class _Session:
             work = review(image_id, truth, shown, costs=costs)
             apply_work(self.project, image_id, truth, work)
             versions = {a.model_version for a in shown}
-            steps.append(ImageStep(
-                step=len(steps) + 1, image_id=image_id, path=str(path), clock=self.clock, seconds=work.seconds,
-                manual_seconds=manual_seconds(truth, costs=costs), shown=work.shown, accepted=work.accepted,
-                accepted_unchanged=work.accepted_unchanged, rejected=work.rejected,
-                class_changes=work.class_changes, drawn=work.drawn, regions_traced=work.traced.regions,
-                vertices=work.traced.vertices, regions_left=work.traced.left, pixels_left=work.traced.left_pixels,
-                model_version=max((v for v in versions if v is not None), default=None),
-            ))
+            steps.append(
+                ImageStep(
+                    step=len(steps) + 1,
+                    image_id=image_id,
+                    path=str(path),
+                    clock=self.clock,
+                    seconds=work.seconds,
+                    manual_seconds=manual_seconds(truth, costs=costs),
+                    shown=work.shown,
+                    accepted=work.accepted,
+                    accepted_unchanged=work.accepted_unchanged,
+                    rejected=work.rejected,
+                    class_changes=work.class_changes,
+                    drawn=work.drawn,
+                    regions_traced=work.traced.regions,
+                    vertices=work.traced.vertices,
+                    regions_left=work.traced.left,
+                    pixels_left=work.traced.left_pixels,
+                    model_version=max((v for v in versions if v is not None), default=None),
+                )
+            )
             self.clock += work.seconds
             self.done.add(image_id)
             self.done_since_round += 1
@@ -323,10 +362,14 @@ class _Session:
         settings["costs"] = asdict(self.settings.costs)
         settings["overrides"] = dict(self.settings.overrides)
         return SessionResult(
-            settings=settings, steps=tuple(steps), rounds=tuple(self.rounds),
-            loop_seconds=sum(s.seconds for s in steps), manual_seconds=sum(s.manual_seconds for s in steps),
+            settings=settings,
+            steps=tuple(steps),
+            rounds=tuple(self.rounds),
+            loop_seconds=sum(s.seconds for s in steps),
+            manual_seconds=sum(s.manual_seconds for s in steps),
             accepted_fraction=sum(s.accepted_unchanged for s in steps) / shown_total if shown_total else 0.0,
-            first_proposal_clock=self.first_proposal, waited_seconds=self.waited,
+            first_proposal_clock=self.first_proposal,
+            waited_seconds=self.waited,
         )
 
 
@@ -334,8 +377,9 @@ def _metrics_text(metrics: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()))
 
 
-def run_session(root: str | os.PathLike[str], truth: GroundTruth, settings: SessionSettings, *,
-                say: Say = print) -> SessionResult:
+def run_session(
+    root: str | os.PathLike[str], truth: GroundTruth, settings: SessionSettings, *, say: Say = print
+) -> SessionResult:
     """Label every image of ``truth`` in a new project at ``root`` (see the module's docstring)."""
     if settings.seed_images < 1:
         raise ValueError("seed_images must be at least 1: a model needs labels to start from")

@@ -67,8 +67,15 @@ def read_ground_truth(root: str | os.PathLike[str], sources: Sequence[LabelSourc
 
     with Project.create(root) as project:
         for source in sources:
-            import_annotations(project, source.labels, format=source.format, images_dir=source.images,
-                               mark_done=False, add_images=True, **dict(source.options or {}))
+            import_annotations(
+                project,
+                source.labels,
+                format=source.format,
+                images_dir=source.images,
+                mark_done=False,
+                add_images=True,
+                **dict(source.options or {}),
+            )
         categories = tuple((c.id, c.name) for c in project.categories())
         paths: list[Path] = []
         truth: dict[Path, ImageTruth] = {}
@@ -92,4 +99,3 @@ def read_ground_truth(root: str | os.PathLike[str], sources: Sequence[LabelSourc
                 truth[path] = ImageTruth(width=width, height=height, boxes=boxes)
             paths.append(path)
     return GroundTruth(paths=tuple(paths), truth=truth, categories=categories)
-

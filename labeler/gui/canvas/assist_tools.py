@@ -59,9 +59,16 @@ def _probability(project: Any, category_id: int, cache: dict[str, Any]) -> Any:
     return lambda crop: class_probabilities(loaded, crop)[channel]
 
 
-def _compute(source: ImagePixels, box: tuple[float, float, float, float], clicks: list[Click],
-             prepared: Any, previous: MaskResult | None, project: Any, category_id: int,
-             cache: dict[str, Any]) -> tuple[Any, MaskResult]:
+def _compute(
+    source: ImagePixels,
+    box: tuple[float, float, float, float],
+    clicks: list[Click],
+    prepared: Any,
+    previous: MaskResult | None,
+    project: Any,
+    category_id: int,
+    cache: dict[str, Any],
+) -> tuple[Any, MaskResult]:
     if prepared is None:
         prepared = prepare(source, box, probability=_probability(project, category_id, cache))
     return prepared, segment(prepared, clicks, previous=previous)
@@ -70,8 +77,10 @@ def _compute(source: ImagePixels, box: tuple[float, float, float, float], clicks
 class AssistTool(Tool):
     name = "assist"
     cursor = Qt.CursorShape.CrossCursor
-    hint = ("Drag a box around the object; then left click adds, right click removes, "
-            "Backspace takes a click back, Enter keeps the mask, Escape drops it")
+    hint = (
+        "Drag a box around the object; then left click adds, right click removes, "
+        "Backspace takes a click back, Enter keeps the mask, Escape drops it"
+    )
 
     def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
@@ -218,8 +227,17 @@ class AssistTool(Tool):
             return
         self._generation += 1
         generation = self._generation
-        worker = FunctionWorker(_compute, source, self._box, list(self._clicks), self._prepared, self._result,
-                                self.canvas.project(), self.canvas.category_id(), self._models)
+        worker = FunctionWorker(
+            _compute,
+            source,
+            self._box,
+            list(self._clicks),
+            self._prepared,
+            self._result,
+            self.canvas.project(),
+            self.canvas.category_id(),
+            self._models,
+        )
         worker.signals.finished.connect(lambda out, g=generation: self._on_result(g, out))
         worker.signals.failed.connect(lambda message, g=generation: self._on_failed(g, message))
         worker.start(self._pool)
@@ -250,8 +268,7 @@ class AssistTool(Tool):
 
     def _take_region(self, p: QPointF) -> None:
         """A click inside a mask proposal: accept the region of it under the click alone."""
-        proposals = [i for i in self.canvas.visible_items()
-                     if isinstance(i, MaskItem) and i.proposal and i.hit(p, 0.0)]
+        proposals = [i for i in self.canvas.visible_items() if isinstance(i, MaskItem) and i.proposal and i.hit(p, 0.0)]
         if not proposals:
             return
         item = min(proposals, key=lambda i: i.area())

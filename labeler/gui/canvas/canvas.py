@@ -279,8 +279,9 @@ class AnnotationCanvas(QWidget):
         self._clear_items()
         self._image_layer.clear()
         self._load_error = message
-        self._view.set_notice(f"This image cannot be shown.\n{message}\n\nIt cannot be marked done "
-                              "until the file is fixed or replaced.")
+        self._view.set_notice(
+            f"This image cannot be shown.\n{message}\n\nIt cannot be marked done until the file is fixed or replaced."
+        )
         self.errorOccurred.emit(message)
 
     def failure_text(self) -> str:
@@ -600,13 +601,13 @@ class AnnotationCanvas(QWidget):
         copies = [
             replace(
                 as_human(translate(a, DUPLICATE_OFFSET, DUPLICATE_OFFSET, w, h)),
-                id=None, created=None, updated=None,
+                id=None,
+                created=None,
+                updated=None,
             )
             for a in anns
         ]
-        cmd = undo.add_annotations(
-            self._project, copies, text="Duplicate", notify=self._notify, on_error=self._error
-        )
+        cmd = undo.add_annotations(self._project, copies, text="Duplicate", notify=self._notify, on_error=self._error)
         if self.push(cmd):
             self.select(cmd.added_ids())
 
@@ -615,9 +616,11 @@ class AnnotationCanvas(QWidget):
         anns = [a for a in self._annotations(self.selected_ids()) if a.category_id != category_id or a.is_proposal]
         if anns and self._project is not None:
             pairs = [(a, replace(a, category_id=int(category_id))) for a in anns]
-            self.push(undo.edit_annotations(
-                self._project, pairs, text="Change class", notify=self._notify, on_error=self._error
-            ))
+            self.push(
+                undo.edit_annotations(
+                    self._project, pairs, text="Change class", notify=self._notify, on_error=self._error
+                )
+            )
 
     # ---- for tools (what they may use is :class:`~labeler.gui.canvas.host.ToolHost`) ------------
 
@@ -630,9 +633,9 @@ class AnnotationCanvas(QWidget):
         """Overwrite annotations as one undo step (edited proposals become human labels)."""
         if self._project is None or not pairs:
             return False
-        return self.push(undo.edit_annotations(
-            self._project, pairs, text=text, notify=self._notify, on_error=self._error
-        ))
+        return self.push(
+            undo.edit_annotations(self._project, pairs, text=text, notify=self._notify, on_error=self._error)
+        )
 
     def add(self, anns: list[Annotation], *, text: str | None = None, seconds: float | None = None) -> list[int]:
         """Add new labels as one undo step; returns their ids."""
@@ -647,12 +650,12 @@ class AnnotationCanvas(QWidget):
         """Any mix of add / edit / delete as one undo step (see :class:`undo.ChangeAnnotations`)."""
         if self._project is None or not pairs:
             return False
-        fixed: list[undo.Pair] = [
-            (b, as_human(a) if (a is not None and b is not None) else a) for b, a in pairs
-        ]
-        return self.push(undo.ChangeAnnotations(
-            self._project, fixed, text, notify=self._notify, on_error=self._error, draw_seconds=seconds
-        ))
+        fixed: list[undo.Pair] = [(b, as_human(a) if (a is not None and b is not None) else a) for b, a in pairs]
+        return self.push(
+            undo.ChangeAnnotations(
+                self._project, fixed, text, notify=self._notify, on_error=self._error, draw_seconds=seconds
+            )
+        )
 
     def tolerance(self) -> float:
         """Hit tolerance in image pixels at the current zoom."""

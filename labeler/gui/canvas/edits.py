@@ -21,9 +21,7 @@ from labeler.core.geometry import decode_rle, encode_mask
 SHIFT = 4
 
 
-def clamp_box(
-    x0: float, y0: float, x1: float, y1: float, width: int, height: int
-) -> tuple[float, float, float, float]:
+def clamp_box(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> tuple[float, float, float, float]:
     """``(x, y, w, h)`` of the box between two corners (any order), clipped to the image."""
     left, right = sorted((x0, x1))
     top, bottom = sorted((y0, y1))
@@ -38,8 +36,8 @@ def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
     out = np.zeros_like(mask)
     if abs(dx) >= w or abs(dy) >= h:
         return out
-    src = mask[max(0, -dy): h - max(0, dy), max(0, -dx): w - max(0, dx)]
-    out[max(0, dy): max(0, dy) + src.shape[0], max(0, dx): max(0, dx) + src.shape[1]] = src
+    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
     return out
 
 
@@ -63,9 +61,7 @@ def translate(ann: Annotation, dx: float, dy: float, width: int, height: int) ->
     return replace(ann, rle=encode_mask(shift_mask(mask, round(dx), round(dy))))
 
 
-def stroke_mask(
-    points: Sequence[tuple[float, float]], diameter: float, height: int, width: int
-) -> np.ndarray:
+def stroke_mask(points: Sequence[tuple[float, float]], diameter: float, height: int, width: int) -> np.ndarray:
     """``(h, w)`` bool mask of a round brush of ``diameter`` pixels dragged through ``points``.
 
     The brush covers every pixel whose centre lies within ``diameter / 2`` of the stroke (a single

@@ -116,8 +116,9 @@ def decode_jpeg_rgbx(path: str | os.PathLike[str]) -> np.ndarray | None:
             mode_args = args if isinstance(args, tuple) else ()
             pixels = np.empty((height, width, 4), dtype=np.uint8)
             target = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
-            decoder = Image._getdecoder("RGBX", "jpeg", ("RGBX", mode_args[1] if len(mode_args) > 1 else ""),
-                                        src.decoderconfig)
+            decoder = Image._getdecoder(
+                "RGBX", "jpeg", ("RGBX", mode_args[1] if len(mode_args) > 1 else ""), src.decoderconfig
+            )
             decoder.setimage(target.im, extents)
             with open(path, "rb") as f:
                 f.seek(offset)
@@ -137,7 +138,7 @@ def decode_jpeg_rgbx(path: str | os.PathLike[str]) -> np.ndarray | None:
                 return None  # let the general reader report what is wrong
             if sys.byteorder == "little":  # to QImage.Format_RGB32's bytes (B, G, R, 255), in place,
                 for y in range(0, height, 256):  # by bands (OpenCV swaps through a temporary copy)
-                    band = pixels[y:y + 256]
+                    band = pixels[y : y + 256]
                     cv2.cvtColor(band, cv2.COLOR_RGBA2BGRA, dst=band)
             return pixels
     except (AttributeError, TypeError, ValueError, OSError, Image.DecompressionBombError):
@@ -224,9 +225,7 @@ class ImageLoader(QRunnable):
                 del rgb
             if self.cancel.is_set():
                 return
-            self.signals.level.emit(
-                DecodedLevel(self._image_id, self._token, reduce, pixels, (width, height))
-            )
+            self.signals.level.emit(DecodedLevel(self._image_id, self._token, reduce, pixels, (width, height)))
         except ImageError as exc:
             self.signals.failed.emit(self._image_id, self._token, str(exc))
         except Exception as exc:  # noqa: BLE001 - a vanished project or file: report it, never crash the pool

@@ -110,8 +110,10 @@ class AnnotationItem(QGraphicsItem):
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)  # the tools handle the mouse
         name = category.name if category is not None else f"class {ann.category_id}"
         self.tag = LabelTag(
-            style.label_text(name, ann.score, proposal=ann.is_proposal), self.color,
-            proposal=ann.is_proposal, parent=self,
+            style.label_text(name, ann.score, proposal=ann.is_proposal),
+            self.color,
+            proposal=ann.is_proposal,
+            parent=self,
         )
         self._handles: list[Handle] = []
 
@@ -184,9 +186,14 @@ class BoxItem(AnnotationItem):
         r = self._rect
         cx, cy = r.center().x(), r.center().y()
         return [
-            QPointF(r.left(), r.top()), QPointF(cx, r.top()), QPointF(r.right(), r.top()),
-            QPointF(r.right(), cy), QPointF(r.right(), r.bottom()), QPointF(cx, r.bottom()),
-            QPointF(r.left(), r.bottom()), QPointF(r.left(), cy),
+            QPointF(r.left(), r.top()),
+            QPointF(cx, r.top()),
+            QPointF(r.right(), r.top()),
+            QPointF(r.right(), cy),
+            QPointF(r.right(), r.bottom()),
+            QPointF(cx, r.bottom()),
+            QPointF(r.left(), r.bottom()),
+            QPointF(r.left(), cy),
         ]
 
     def area(self) -> float:
@@ -377,7 +384,7 @@ class MaskItem(AnnotationItem):
         out = np.zeros((height, width), dtype=bool)
         x0, y0 = self._origin
         h, w = self._crop.shape
-        out[y0:y0 + h, x0:x0 + w] = self._crop[: max(0, height - y0), : max(0, width - x0)]
+        out[y0 : y0 + h, x0 : x0 + w] = self._crop[: max(0, height - y0), : max(0, width - x0)]
         return out
 
     def pixel_count(self) -> int:
@@ -424,7 +431,8 @@ class MaskItem(AnnotationItem):
                     if self.isSelected():
                         painter.setOpacity(min(1.0, painter.opacity() * 1.6))
                     painter.drawImage(
-                        QRectF(x0 + sx0, y0 + sy0, sx1 - sx0, sy1 - sy0), self._image,
+                        QRectF(x0 + sx0, y0 + sy0, sx1 - sx0, sy1 - sy0),
+                        self._image,
                         QRectF(sx0, sy0, sx1 - sx0, sy1 - sy0),
                     )
                     painter.setOpacity(1.0)

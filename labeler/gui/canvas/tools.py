@@ -389,7 +389,8 @@ class BoxTool(Tool):
         scale = self.canvas.view().scale_factor()
         if min(box[2], box[3]) * scale < MIN_BOX_SCREEN_PX:
             self.canvas.report(
-                f"Box not drawn: under {MIN_BOX_SCREEN_PX:.0f} screen pixels a side. Zoom in (wheel) to draw a small object.")
+                f"Box not drawn: under {MIN_BOX_SCREEN_PX:.0f} screen pixels a side. Zoom in (wheel) to draw a small object."
+            )
             return
         cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
         assert cid is not None and image_id is not None
@@ -522,8 +523,9 @@ class BrushTool(Tool):
         super().__init__(canvas)
         self.erase = erase
         self.name = "eraser" if erase else "brush"
-        self.hint = ("Drag to erase from the masks under the pointer" if erase
-                     else "Drag to paint a mask in the current class") + "; [ and ] change the size"
+        self.hint = (
+            "Drag to erase from the masks under the pointer" if erase else "Drag to paint a mask in the current class"
+        ) + "; [ and ] change the size"
         self._points: list[tuple[float, float]] = []
         self._target: MaskItem | None = None
         self._stroke: QGraphicsPathItem | None = None

@@ -164,14 +164,19 @@ class ChangeAnnotations(QUndoCommand):
                     pairs[i] = (None, project.add_annotation(after))
                 else:  # over the version we last left (a newer one by someone else is refused)
                     expected = self._expected(before).revision
-                    pairs[i] = (before, project.update_annotation(replace(after, id=before.id, revision=expected),
-                                                                  action=self._action))
+                    pairs[i] = (
+                        before,
+                        project.update_annotation(replace(after, id=before.id, revision=expected), action=self._action),
+                    )
             if not self._done_once and self._draw_seconds is not None:
                 for _, after in pairs:
                     if after is not None:
                         project.log_edit(
-                            "draw", image_id=after.image_id, annotation_id=after.id,
-                            kind=after.kind.value, seconds=self._draw_seconds,
+                            "draw",
+                            image_id=after.image_id,
+                            annotation_id=after.id,
+                            kind=after.kind.value,
+                            seconds=self._draw_seconds,
                         )
         # Keep the stored versions: redo after undo re-adds the same ids.
         OwnRevisions.wrote(project, [a for _, a in pairs if a is not None])
@@ -183,8 +188,11 @@ class ChangeAnnotations(QUndoCommand):
         if self._state_only:
             with project.transaction():
                 for state in {b.state for b, _ in self._pairs if b is not None}:
-                    mine = [OwnRevisions.expected(project, a) for b, a in self._pairs
-                            if a is not None and b is not None and b.state is state]
+                    mine = [
+                        OwnRevisions.expected(project, a)
+                        for b, a in self._pairs
+                        if a is not None and b is not None and b.state is state
+                    ]
                     OwnRevisions.wrote(project, project.set_states(mine, state, action="undo"))
             return
         pairs = list(self._pairs)
@@ -278,6 +286,11 @@ def set_states(
     verb = {State.ACCEPTED: "Accept", State.REJECTED: "Reject", State.PROPOSED: "Reopen"}[state]
     label = f"{verb} proposal" if len(anns) == 1 else f"{verb} {len(anns)} proposals"
     return ChangeAnnotations(
-        project, [(a, replace(a, state=state)) for a in anns], label,
-        notify=notify, on_error=on_error, action=state.value, state_only=True,
+        project,
+        [(a, replace(a, state=state)) for a in anns],
+        label,
+        notify=notify,
+        on_error=on_error,
+        action=state.value,
+        state_only=True,
     )

@@ -160,8 +160,10 @@ class CliJob(QObject):
         """A sentence for the user when the process had to be killed, else ``""``."""
         if not self.killed:
             return ""
-        return (f"It did not stop within {self.GRACE_MS / 1000:g} s of being asked and was killed; "
-                "the project keeps what was saved before.")
+        return (
+            f"It did not stop within {self.GRACE_MS / 1000:g} s of being asked and was killed; "
+            "the project keeps what was saved before."
+        )
 
     def _kill_if_running(self) -> None:
         if self.is_running():
@@ -222,7 +224,6 @@ class CliJob(QObject):
             self.finished.emit(-1, self.log_tail())
 
 
-
 class ChildRun(QObject):
     """One ``labeler`` child process at a time (a training run, an "auto-label all"): start,
     cancel, its typed events, and the one-line message when it ends.
@@ -261,8 +262,9 @@ class ChildRun(QObject):
         if isinstance(event, ev.Unreadable):
             self.unreadable.append(event)
             if self.job is not None:
-                self.job.add_log(f"ignored a line from the child that could not be read ({event.reason}): "
-                                 f"{event.line[:200]}")
+                self.job.add_log(
+                    f"ignored a line from the child that could not be read ({event.reason}): {event.line[:200]}"
+                )
             return
         if isinstance(event, ev.JobError):
             self.error = event.message

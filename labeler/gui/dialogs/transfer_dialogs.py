@@ -58,11 +58,11 @@ OPTION_INTEGERS: dict[str, tuple[int, int, int]] = {
 }
 OPTION_TIPS = {
     "values": "VALUE=CLASS pairs separated by commas (0=background,1=cat,2=dog), or the path of a text "
-              "file naming the class of value 0, 1, 2… one per line. A class named _background_ is "
-              "background. Empty: every value becomes a class named by its number (import; or what the "
-              "folder's mapping.json says), or the project's classes numbered from 1 (export).",
+    "file naming the class of value 0, 1, 2… one per line. A class named _background_ is "
+    "background. Empty: every value becomes a class named by its number (import; or what the "
+    "folder's mapping.json says), or the project's classes numbered from 1 (export).",
     "ignore": "Pixels of this value are 'unknown': imported as the image's ignore mask; on export, "
-              "written where nothing is known. Automatic: 255 (or the mapping.json's value).",
+    "written where nothing is known. Automatic: 255 (or the mapping.json's value).",
     "background": "The value written for pixels of done images that no label covers.",
 }
 AUTO = "(detect from the files)"
@@ -85,8 +85,9 @@ class _TransferDialog(QDialog):
         from labeler.formats import FORMATS
 
         self.project = project
-        self.formats = {name: f for name, f in FORMATS.items()
-                        if (f.can_export if self.verb == "export" else f.can_import)}
+        self.formats = {
+            name: f for name, f in FORMATS.items() if (f.can_export if self.verb == "export" else f.can_import)
+        }
         self.worker: FunctionWorker | None = None
         self._cancel = False
         self.format_combo = QComboBox()
@@ -142,8 +143,9 @@ class _TransferDialog(QDialog):
 
     def _on_format(self, name: str) -> None:
         fmt = self.formats.get(name)
-        self.description.setText(fmt.description if fmt is not None else "The format is guessed from the names "
-                                 "and contents of the files.")
+        self.description.setText(
+            fmt.description if fmt is not None else "The format is guessed from the names and contents of the files."
+        )
         self._fit_description()
         self._update_run()
 
@@ -248,8 +250,11 @@ class _TransferDialog(QDialog):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         cancelled = message.endswith("cancelled")
-        self.result_label.setText(f"{self.verb.capitalize()} cancelled; nothing was changed." if cancelled
-                                  else f"{self.verb.capitalize()} failed: {message}")
+        self.result_label.setText(
+            f"{self.verb.capitalize()} cancelled; nothing was changed."
+            if cancelled
+            else f"{self.verb.capitalize()} failed: {message}"
+        )
         self.close_button.setText("Close")
         self._update_run()
         self.failed.emit(message)
@@ -259,7 +264,6 @@ class _TransferDialog(QDialog):
             self._cancel = True
         else:
             self.reject()
-
 
 
 def _with_progress(fn: Any, dialog: _TransferDialog) -> Any:
@@ -300,7 +304,9 @@ class ExportDialog(_TransferDialog):
         if fmt is not None and self.path_edit.text():
             path = Path(self.path_edit.text())
             if not fmt.export_is_folder and path.suffix.lower() != ".json":
-                self.path_edit.setText(str(path.with_suffix(".json")) if path.suffix else str(path / "annotations.json"))
+                self.path_edit.setText(
+                    str(path.with_suffix(".json")) if path.suffix else str(path / "annotations.json")
+                )
 
     def browse(self) -> None:
         fmt = self.formats[self.format_combo.currentText()]
@@ -308,8 +314,9 @@ class ExportDialog(_TransferDialog):
         if fmt.export_is_folder:
             path = QFileDialog.getExistingDirectory(self, "Export into folder", start)
         else:
-            path, _ = QFileDialog.getSaveFileName(self, "Export to file", str(Path(start) / "annotations.json"),
-                                                  "JSON (*.json)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export to file", str(Path(start) / "annotations.json"), "JSON (*.json)"
+            )
         if path:
             self.set_path(path)
 
@@ -317,9 +324,13 @@ class ExportDialog(_TransferDialog):
         from labeler.formats import export_annotations
 
         out = Path(self.path_edit.text().strip()).expanduser()
-        self._start(_with_progress(export_annotations, self), out,
-                    format=self.format_combo.currentText(),
-                    include_proposals=self.include_proposals.isChecked(), **self.options())
+        self._start(
+            _with_progress(export_annotations, self),
+            out,
+            format=self.format_combo.currentText(),
+            include_proposals=self.include_proposals.isChecked(),
+            **self.options(),
+        )
 
 
 def _recorded_import(project: Project, *args: Any, **kwargs: Any) -> tuple[Any, ImportRecord]:
@@ -360,9 +371,11 @@ class ImportDialog(_TransferDialog):
         self.mark_done.setChecked(True)
         self.form.addRow("", self.mark_done)
         self.add_images = QCheckBox("Add images that are not in the project yet")
-        self.add_images.setToolTip("Off: each label file's image is matched to the project's images (by relative "
-                                   "path, then file name), the others are skipped and counted. labelme's default "
-                                   "is off, the other formats' on.")
+        self.add_images.setToolTip(
+            "Off: each label file's image is matched to the project's images (by relative "
+            "path, then file name), the others are skipped and counted. labelme's default "
+            "is off, the other formats' on."
+        )
         self._add_images_touched = False
         self.add_images.clicked.connect(lambda _c: setattr(self, "_add_images_touched", True))
         self.form.addRow("", self.add_images)
@@ -409,8 +422,9 @@ class ImportDialog(_TransferDialog):
             self.add_images.setChecked(name not in (AUTO, "labelme"))
 
     def browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Labels file", str(self.project.root),
-                                              "Labels (*.json *.xml *.txt *.png);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Labels file", str(self.project.root), "Labels (*.json *.xml *.txt *.png);;All files (*)"
+        )
         if path:
             self.set_path(path)
 
@@ -429,9 +443,15 @@ class ImportDialog(_TransferDialog):
         images = self.images_edit.text().strip()
         self.last_import = None
         self.undo_button.setVisible(False)
-        self._start(_with_progress(_recorded_import, self), source, format=self.format_name(),
-                    images_dir=Path(images).expanduser() if images else None, mark_done=self.mark_done.isChecked(),
-                    add_images=self.add_images_choice(), **self.options())
+        self._start(
+            _with_progress(_recorded_import, self),
+            source,
+            format=self.format_name(),
+            images_dir=Path(images).expanduser() if images else None,
+            mark_done=self.mark_done.isChecked(),
+            add_images=self.add_images_choice(),
+            **self.options(),
+        )
 
     def add_images_choice(self) -> bool | None:
         """The checkbox, or ``None`` (the format's default) while it is untouched and the format is guessed."""

@@ -85,8 +85,11 @@ class _ThumbJob(QRunnable):
             rgb = read_image(self._path, reduce=reduce)
             scale = THUMB / max(rgb.shape[:2])
             if scale < 1:
-                rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
-                                 interpolation=cv2.INTER_AREA)
+                rgb = cv2.resize(
+                    rgb,
+                    (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
+                    interpolation=cv2.INTER_AREA,
+                )
             rgb = np.ascontiguousarray(rgb)
             image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888).copy()
         except (ImageError, OSError, ValueError):
@@ -173,8 +176,9 @@ class ImageListModel(QAbstractListModel):
         watermark = self._project.annotation_watermark()
         candidates = self._project.images_changed_since(self._watermark)
         self._watermark = watermark
-        changed = [i for i in candidates if self._index.position_of(i) is not None
-                   and self._set_state(i, self._read_state(i))]
+        changed = [
+            i for i in candidates if self._index.position_of(i) is not None and self._set_state(i, self._read_state(i))
+        ]
         if changed:
             self.countsChanged.emit()
         return changed
@@ -464,7 +468,8 @@ class ImageListPanel(QWidget):
         counts = self.model.counts()
         shown = self.model.rowCount()
         total = self.model.total()
-        parts = [f"<span style='color:{STATE_COLORS[s].name()}'>●</span>&nbsp;{counts[s]}&nbsp;{s.value}"
-                 for s in ImageState]
+        parts = [
+            f"<span style='color:{STATE_COLORS[s].name()}'>●</span>&nbsp;{counts[s]}&nbsp;{s.value}" for s in ImageState
+        ]
         prefix = f"{shown} of {total} shown" if shown != total else f"{total} images"
         self.counts_label.setText(f"{prefix} · " + " · ".join(parts))

@@ -105,9 +105,14 @@ class ModelListPanel(QWidget):
             tip = "\n".join(
                 [f"{metric_label(k)}: {val:.4f}" for k, val in numbers.items()]
                 + [f"{k}: {v.data[k]}" for k in ("seconds", "steps", "stopped_by") if k in v.data]
-                + ([f"refit on {v.data['refit'].get('images')} images, the "
-                    f"{v.data['refit'].get('validation_images')} validation ones included"]
-                   if isinstance(v.data.get("refit"), dict) else [])
+                + (
+                    [
+                        f"refit on {v.data['refit'].get('images')} images, the "
+                        f"{v.data['refit'].get('validation_images')} validation ones included"
+                    ]
+                    if isinstance(v.data.get("refit"), dict)
+                    else []
+                )
                 + ([f"warm-started from #{v.parent}"] if v.parent else [])
                 + ([skipped_summary(skipped)] if skipped else [])
             )

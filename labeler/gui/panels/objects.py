@@ -39,8 +39,9 @@ class ObjectsPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setToolTip("Select a row to find the label on the image; untick to hide it; "
-                              "double-click to change its class")
+        self.table.setToolTip(
+            "Select a row to find the label on the image; untick to hide it; double-click to change its class"
+        )
         self.delete_button = QPushButton("Delete selected")
         self.delete_button.setToolTip("Delete the selected labels (Delete)")
         layout = QVBoxLayout(self)
@@ -58,8 +59,11 @@ class ObjectsPanel(QWidget):
 
     def ids(self) -> list[int]:
         """The annotation ids, in row order."""
-        return [int(item.data(Qt.ItemDataRole.UserRole)) for r in range(self.table.rowCount())
-                if (item := self.table.item(r, 0)) is not None]
+        return [
+            int(item.data(Qt.ItemDataRole.UserRole))
+            for r in range(self.table.rowCount())
+            if (item := self.table.item(r, 0)) is not None
+        ]
 
     def refresh(self) -> None:
         items = sorted(self._canvas.annotation_items().items())
@@ -69,8 +73,11 @@ class ObjectsPanel(QWidget):
             for row, (ann_id, item) in enumerate(items):
                 ann = item.ann
                 name = item.category.name if item.category is not None else f"class {ann.category_id}"
-                source = ("proposal by " if ann.is_proposal else "accepted from ") + self._canvas.plugin_of(ann) \
-                    if ann.model_version is not None else "you"
+                source = (
+                    ("proposal by " if ann.is_proposal else "accepted from ") + self._canvas.plugin_of(ann)
+                    if ann.model_version is not None
+                    else "you"
+                )
                 cells = ["", name, ann.kind.value, source, "" if ann.score is None else f"{ann.score:.2f}"]
                 for col, text in enumerate(cells):
                     cell = QTableWidgetItem(text)

@@ -123,11 +123,18 @@ class LossPlot(QWidget):
         """Draw the title of a part and its frame; return the plotting area inside."""
         text = self.palette().text().color()
         painter.setPen(QPen(text))
-        painter.drawText(QRectF(box.left() + 4, box.top(), box.width() - 8, fm.height()),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title)
+        painter.drawText(
+            QRectF(box.left() + 4, box.top(), box.width() - 8, fm.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            title,
+        )
         margin = fm.horizontalAdvance("0.0000") + 10
-        area = QRectF(box.left() + margin, box.top() + fm.height() + 4,
-                      box.width() - margin - (margin if right_axis else 8), box.height() - 2 * fm.height() - 10)
+        area = QRectF(
+            box.left() + margin,
+            box.top() + fm.height() + 4,
+            box.width() - margin - (margin if right_axis else 8),
+            box.height() - 2 * fm.height() - 10,
+        )
         painter.setPen(QPen(self.palette().mid().color()))
         painter.drawRect(area)
         return area
@@ -138,7 +145,8 @@ class LossPlot(QWidget):
 
     def _paint_run(self, painter: QPainter, fm: QFontMetrics, box: QRectF) -> None:
         legend = "  ".join(
-            f"{s.label} {s.points[-1][1]:.4g}" if s.points else s.label for s in (self.loss_series, self.metric_series))
+            f"{s.label} {s.points[-1][1]:.4g}" if s.points else s.label for s in (self.loss_series, self.metric_series)
+        )
         area = self._frame(painter, fm, box, f"This run: {legend}", right_axis=True)
         series = [s for s in (self.loss_series, self.metric_series) if s.points]
         if not series or area.width() < 20 or area.height() < 16:
@@ -188,8 +196,9 @@ class LossPlot(QWidget):
         painter.drawText(below, Qt.AlignmentFlag.AlignLeft, f"step {x0:g}")
         painter.drawText(below, Qt.AlignmentFlag.AlignRight, f"{x1:g}")
 
-    def _y_labels(self, painter: QPainter, fm: QFontMetrics, area: QRectF, color: QColor,
-                  y0: float, y1: float, *, left: bool) -> None:
+    def _y_labels(
+        self, painter: QPainter, fm: QFontMetrics, area: QRectF, color: QColor, y0: float, y1: float, *, left: bool
+    ) -> None:
         painter.setPen(QPen(color))
         width = fm.horizontalAdvance("0.0000") + 4
         x = area.left() - width - 4 if left else area.right() + 4
@@ -199,8 +208,9 @@ class LossPlot(QWidget):
 
     def _paint_versions(self, painter: QPainter, fm: QFontMetrics, box: QRectF) -> None:
         scored = [v for v in self.versions if v.score is not None and math.isfinite(v.score)]
-        area = self._frame(painter, fm, box, f"By version: {self.metric_name} on the validation images",
-                           right_axis=False)
+        area = self._frame(
+            painter, fm, box, f"By version: {self.metric_name} on the validation images", right_axis=False
+        )
         if not scored or area.width() < 20 or area.height() < 10:
             self._say(painter, area, "no trained version yet" if not self.versions else "no version measured yet")
             return
@@ -226,6 +236,9 @@ class LossPlot(QWidget):
                 painter.drawEllipse(pt, 7, 7)
             if n % label_every == 0 or v.active or n == len(points) - 1:
                 painter.setPen(QPen(self.palette().text().color()))
-                painter.drawText(QRectF(pt.x() - step / 2 - 20, area.bottom() + 2, step + 40, fm.height()),
-                                 Qt.AlignmentFlag.AlignHCenter, f"#{v.version}{' ●' if v.active else ''}")
+                painter.drawText(
+                    QRectF(pt.x() - step / 2 - 20, area.bottom() + 2, step + 40, fm.height()),
+                    Qt.AlignmentFlag.AlignHCenter,
+                    f"#{v.version}{' ●' if v.active else ''}",
+                )
         self._y_labels(painter, fm, area, METRIC_COLOR, y0, y1, left=True)

@@ -45,8 +45,12 @@ class ProposalsPanel(QWidget):
         self.reject_button = QPushButton("Reject selected")
         self.accept_all_button = QPushButton("Accept all shown")
         self.reject_all_button = QPushButton("Reject all shown")
-        self.accept_button.setToolTip("Accept the selected proposals, or the one under the pointer, or the only one (Y)")
-        self.reject_button.setToolTip("Reject the selected proposals, or the one under the pointer, or the only one (X)")
+        self.accept_button.setToolTip(
+            "Accept the selected proposals, or the one under the pointer, or the only one (Y)"
+        )
+        self.reject_button.setToolTip(
+            "Reject the selected proposals, or the one under the pointer, or the only one (X)"
+        )
         self.accept_all_button.setToolTip("Accept every proposal above the threshold (Shift+Y)")
         self.reject_all_button.setToolTip("Reject every proposal above the threshold (Shift+X)")
         layout = QVBoxLayout(self)
@@ -124,8 +128,10 @@ class ProposalsPanel(QWidget):
             self.summary.setText("No proposals on this image. Auto-label it to get some.")
         else:
             source = ", ".join(f"{n} by {plugin}" for plugin, n in sorted(by_plugin.items()))
-            self.summary.setText(f"{len(shown)} of {len(proposals)} proposals shown (score ≥ {shown_by.min_score:.2f}"
-                                 f"{'' if chosen is None else f', {chosen} only'}): {source}")
+            self.summary.setText(
+                f"{len(shown)} of {len(proposals)} proposals shown (score ≥ {shown_by.min_score:.2f}"
+                f"{'' if chosen is None else f', {chosen} only'}): {source}"
+            )
         self._enable(bool(shown), bool(proposals))
 
     def _list_plugins(self, plugins: list[str]) -> None:

@@ -45,8 +45,14 @@ def coco_map(
         "images": [{"id": int(i)} for i in image_ids],
         "categories": [{"id": c} for c in cat_ids],
         "annotations": [
-            {"id": n + 1, "image_id": int(b.image_id), "category_id": int(b.category_id),
-             "bbox": [float(v) for v in b.box_xywh], "area": float(b.box_xywh[2] * b.box_xywh[3]), "iscrowd": 0}
+            {
+                "id": n + 1,
+                "image_id": int(b.image_id),
+                "category_id": int(b.category_id),
+                "bbox": [float(v) for v in b.box_xywh],
+                "area": float(b.box_xywh[2] * b.box_xywh[3]),
+                "iscrowd": 0,
+            }
             for n, b in enumerate(truth)
         ],
     }
@@ -60,11 +66,17 @@ def coco_map(
         gt.createIndex()
         if not detections:
             return out
-        dt = gt.loadRes([
-            {"image_id": int(d.image_id), "category_id": int(d.category_id),
-             "bbox": [float(v) for v in d.box_xywh], "score": float(d.score)}
-            for d in detections
-        ])
+        dt = gt.loadRes(
+            [
+                {
+                    "image_id": int(d.image_id),
+                    "category_id": int(d.category_id),
+                    "bbox": [float(v) for v in d.box_xywh],
+                    "score": float(d.score),
+                }
+                for d in detections
+            ]
+        )
         ev = COCOeval(gt, dt, iouType="bbox")
         ev.params.imgIds = [int(i) for i in image_ids]
         ev.params.catIds = cat_ids

@@ -82,8 +82,12 @@ def encode_box(box_cells: Sequence[float] | np.ndarray, row: int, col: int, anch
     an anchor of size ``anchor`` (see the module docstring)."""
     x, y, w, h = (float(v) for v in box_cells)
     return np.array(
-        [x + w / 2 - (col + 0.5), y + h / 2 - (row + 0.5), math.log(max(w, 1e-6) / anchor),
-         math.log(max(h, 1e-6) / anchor)],
+        [
+            x + w / 2 - (col + 0.5),
+            y + h / 2 - (row + 0.5),
+            math.log(max(w, 1e-6) / anchor),
+            math.log(max(h, 1e-6) / anchor),
+        ],
         dtype=np.float32,
     )
 
@@ -173,8 +177,18 @@ def build_targets(
     return cls, target
 
 
-def _assign(cls: np.ndarray, target: np.ndarray, owner_area: np.ndarray, a: int, i: int, j: int,
-            box: np.ndarray, label: int, anchor: float, area: float) -> None:
+def _assign(
+    cls: np.ndarray,
+    target: np.ndarray,
+    owner_area: np.ndarray,
+    a: int,
+    i: int,
+    j: int,
+    box: np.ndarray,
+    label: int,
+    anchor: float,
+    area: float,
+) -> None:
     cls[a, i, j] = label
     target[a, :, i, j] = encode_box(box, i, j, anchor)
     owner_area[a, i, j] = area

@@ -46,10 +46,14 @@ class Detector(nn.Module):
         self.num_classes = num_classes
         self.anchors = anchors
         self.stem = nn.Sequential(
-            _conv(3, c1, stride=2), _conv(c1, c1),  # 1/2
-            _conv(c1, c2, stride=2), _conv(c2, c2),  # 1/4
-            _conv(c2, c3, stride=2), _conv(c3, c3),  # 1/8
-            _conv(c3, c4, stride=2), _conv(c4, c4),  # 1/16
+            _conv(3, c1, stride=2),
+            _conv(c1, c1),  # 1/2
+            _conv(c1, c2, stride=2),
+            _conv(c2, c2),  # 1/4
+            _conv(c2, c3, stride=2),
+            _conv(c3, c3),  # 1/8
+            _conv(c3, c4, stride=2),
+            _conv(c4, c4),  # 1/16
         )
         self.deep = nn.Sequential(_conv(c4, c5, stride=2), _conv(c5, c5))  # 1/32
         self.fuse = _conv(c4 + c5, c4)

@@ -68,7 +68,9 @@ class DetectorPlugin:
     task = "detection"
     metric = "map50"
     settings: tuple[Setting, ...] = (
-        Setting("input_size", 320, "long side in pixels the image is scaled to (aspect kept; 0 = the image's own size)"),
+        Setting(
+            "input_size", 320, "long side in pixels the image is scaled to (aspect kept; 0 = the image's own size)"
+        ),
         Setting("train_size", 256, "side of the square training views (multiple of 32)"),
         Setting("width", 16, "channels of the first backbone stage (later stages 2x, 4x, 6x, 8x)"),
         Setting("anchors", "1.5,4,10", "anchor sizes per cell, in cells of 16 input pixels (comma-separated)"),
@@ -85,7 +87,9 @@ class DetectorPlugin:
         Setting("vflip", False, "also flip training views upside down (for views with no up, such as slides)"),
         Setting("min_score", 0.1, "proposals below this score are dropped before NMS"),
         Setting("nms_iou", 0.5, "non-maximum suppression: boxes overlapping a better one more than this go"),
-        Setting("nms_per_class", False, "suppress within each class only (an object may then get boxes of two classes)"),
+        Setting(
+            "nms_per_class", False, "suppress within each class only (an object may then get boxes of two classes)"
+        ),
         Setting("max_proposals", 100, "most proposals per image"),
         Setting("shapes_as_boxes", True, "a polygon or mask label trains as its bounding box"),
     )
@@ -130,14 +134,36 @@ class DetectorPlugin:
         if augment and cfg["augment"]:
             aug = Augment(zoom=(float(cfg["zoom_min"]), float(cfg["zoom_max"])), vflip=bool(cfg["vflip"]))
         else:  # the view at the inference scale, top-left, no flips or colour change
-            aug = Augment(zoom=(1.0, 1.0), hflip=False, vflip=False, brightness=0.0, contrast=0.0, saturation=0.0,
-                          hue_gain=0.0, grayscale_p=0.0)
+            aug = Augment(
+                zoom=(1.0, 1.0),
+                hflip=False,
+                vflip=False,
+                brightness=0.0,
+                contrast=0.0,
+                saturation=0.0,
+                hue_gain=0.0,
+                grayscale_p=0.0,
+            )
             rng = np.random.default_rng(0)
-        view, boxes, labels, ignore = random_view(item["image"], item["boxes"], item["labels"], scale=item["scale"],
-                                                  size=size, rng=rng, aug=aug, fill=item["fill"])
+        view, boxes, labels, ignore = random_view(
+            item["image"],
+            item["boxes"],
+            item["labels"],
+            scale=item["scale"],
+            size=size,
+            rng=rng,
+            aug=aug,
+            fill=item["fill"],
+        )
         g = size // STRIDE
-        cls, box = build_targets(boxes / STRIDE, labels, grid=(g, g), anchors=cfg["anchors"],
-                                 center_radius=float(cfg["center_radius"]), ignore_boxes=ignore / STRIDE)
+        cls, box = build_targets(
+            boxes / STRIDE,
+            labels,
+            grid=(g, g),
+            anchors=cfg["anchors"],
+            center_radius=float(cfg["center_radius"]),
+            ignore_boxes=ignore / STRIDE,
+        )
         return {"image": to_input(view), "target_class": cls, "target_box": box}
 
     def losses(
@@ -189,8 +215,10 @@ class DetectorPlugin:
         encoded = _first(outputs["box"]).float().numpy()
         na, k, gh, gw = logits.shape
         if na != len(anchors) or k != len(classes) + 1 or encoded.shape != (na, 4, gh, gw):
-            raise ValueError(f"expected ({len(anchors)}, {len(classes) + 1}, h, w) logits and ({len(anchors)}, 4, h, w) "
-                             f"boxes, got {tuple(logits.shape)} and {encoded.shape}")
+            raise ValueError(
+                f"expected ({len(anchors)}, {len(classes) + 1}, h, w) logits and ({len(anchors)}, 4, h, w) "
+                f"boxes, got {tuple(logits.shape)} and {encoded.shape}"
+            )
         probs = logits.softmax(dim=1).numpy()
         if not (np.isfinite(probs).all() and np.isfinite(encoded).all()):
             raise ValueError("the network produced non-finite outputs")
@@ -204,11 +232,21 @@ class DetectorPlugin:
         scores, labels = score[chosen], best[chosen]
         ok = (boxes[:, 2] >= 1.0) & (boxes[:, 3] >= 1.0)
         boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
-        keep = nms(boxes, scores, labels, iou=float(cfg["nms_iou"]), per_class=bool(cfg["nms_per_class"]),
-                   top_k=int(cfg["max_proposals"]))
+        keep = nms(
+            boxes,
+            scores,
+            labels,
+            iou=float(cfg["nms_iou"]),
+            per_class=bool(cfg["nms_per_class"]),
+            top_k=int(cfg["max_proposals"]),
+        )
         proposals = tuple(
-            Proposal(category_id=classes[int(labels[i])].id, kind=Kind.BOX, score=float(np.clip(scores[i], 0.0, 1.0)),
-                     box_xywh=as_box(boxes[i]))
+            Proposal(
+                category_id=classes[int(labels[i])].id,
+                kind=Kind.BOX,
+                score=float(np.clip(scores[i], 0.0, 1.0)),
+                box_xywh=as_box(boxes[i]),
+            )
             for i in keep
         )
         kept = scores[keep] if len(keep) else np.zeros(0)
@@ -216,8 +254,9 @@ class DetectorPlugin:
             uncertainty = float(np.mean(1.0 - np.abs(2.0 * kept - 1.0)))
         else:
             uncertainty = float(2.0 * min(0.5, float(score.max())))
-        return Prediction(proposals=proposals, uncertainty=float(np.clip(uncertainty, 0.0, 1.0)),
-                          extra={"candidates": len(scores)})
+        return Prediction(
+            proposals=proposals, uncertainty=float(np.clip(uncertainty, 0.0, 1.0)), extra={"candidates": len(scores)}
+        )
 
     def evaluate(
         self, predictions: Sequence[Prediction], samples: Sequence[LabelledImage], *, settings: Mapping[str, Any]
@@ -237,12 +276,21 @@ class DetectorPlugin:
             except SkipImage:
                 continue
             image_ids.append(n)
-            truth += [Box(n, sample.classes[int(label) - 1].id, as_box(b))
-                      for b, label in zip(boxes, labels, strict=True)]
-            found += [Box(n, p.category_id, p.box_xywh, float(p.score)) for p in prediction.proposals
-                      if p.box_xywh is not None]
-        metrics = coco_map(truth, found, image_ids=image_ids, categories=sorted(classes.items()),
-                           max_detections=int(cfg["max_proposals"]))
+            truth += [
+                Box(n, sample.classes[int(label) - 1].id, as_box(b)) for b, label in zip(boxes, labels, strict=True)
+            ]
+            found += [
+                Box(n, p.category_id, p.box_xywh, float(p.score))
+                for p in prediction.proposals
+                if p.box_xywh is not None
+            ]
+        metrics = coco_map(
+            truth,
+            found,
+            image_ids=image_ids,
+            categories=sorted(classes.items()),
+            max_detections=int(cfg["max_proposals"]),
+        )
         return {**metrics, "images": float(len(image_ids)), "objects": float(len(truth))}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -266,8 +314,9 @@ class DetectorPlugin:
         return cfg
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, *, iou: float, per_class: bool,
-        top_k: int) -> list[int]:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, *, iou: float, per_class: bool, top_k: int
+) -> list[int]:
     """Indices of the boxes (pixel ``(x, y, w, h)``) that OpenCV's non-maximum suppression keeps,
     best score first, at most ``top_k``."""
     if len(boxes) == 0:

@@ -142,15 +142,15 @@ def random_view(
         fill = mean_colour(source)
     interpolation = cv2.INTER_AREA if z < 0.75 else cv2.INTER_LINEAR
     if z < 0.75:  # warpAffine has no area filter: shrink first, then place
-        small = cv2.resize(source, (max(1, round(sw * z)), max(1, round(sh * z))),
-                           interpolation=interpolation)
+        small = cv2.resize(source, (max(1, round(sw * z)), max(1, round(sh * z))), interpolation=interpolation)
         fx, fy = small.shape[1] / sw, small.shape[0] / sh
         matrix = np.array([[z / fx, 0.0, -left + 0.5 * z / fx - 0.5], [0.0, z / fy, -top + 0.5 * z / fy - 0.5]])
         source_used = small
     else:
         source_used = source
-    view = cv2.warpAffine(source_used, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    view = cv2.warpAffine(
+        source_used, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
+    )
     moved = scale_boxes(boxes, z, z)
     moved[:, 0] -= left
     moved[:, 1] -= top

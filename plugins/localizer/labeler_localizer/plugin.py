@@ -113,7 +113,11 @@ class LocalizerPlugin:
             view, box = item["view"], item["box"]
             if view.shape[0] != size:  # settings changed since prepare
                 view = resize_square(item["cache"], size)
-        return {"image": to_input(view), "box": np.asarray(box, dtype=np.float32), "label": np.asarray(item["label"], dtype=np.int64)}
+        return {
+            "image": to_input(view),
+            "box": np.asarray(box, dtype=np.float32),
+            "label": np.asarray(item["label"], dtype=np.int64),
+        }
 
     def losses(
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, settings: Mapping[str, Any]
@@ -168,9 +172,7 @@ class LocalizerPlugin:
         agreement = float(_first(outputs["agreement"]).item()) if "agreement" in outputs else 1.0
         h, w = image_shape
         score = float(np.clip(probs[k], 0.0, 1.0))
-        proposal = Proposal(
-            category_id=classes[k].id, kind=Kind.BOX, score=score, box_xywh=denormalize_box(box, w, h)
-        )
+        proposal = Proposal(category_id=classes[k].id, kind=Kind.BOX, score=score, box_xywh=denormalize_box(box, w, h))
         return Prediction(
             proposals=(proposal,),
             uncertainty=float(np.clip(1.0 - score * agreement, 0.0, 1.0)),

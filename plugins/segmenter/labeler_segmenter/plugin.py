@@ -24,39 +24,77 @@ if TYPE_CHECKING:
     import torch
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("arch", "encoder-decoder", "network: 'naive' (same-resolution convolutions) or 'encoder-decoder'",
-            ("naive", "encoder-decoder")),
-    Setting("unpool", "max", "encoder-decoder upsampling: nearest (2x2 copies), max (back to the pooling's "
-            "maxima, zeros elsewhere) or transposed (learned 3x3 stride-2 transposed conv)", ("nearest", "max", "transposed")),
-    Setting("skips", "none", "encoder-decoder skip connections: none (everything through the 1/4-resolution "
-            "bottleneck) or concat (U-Net: each decoder block also sees the encoder's features at its resolution)",
-            ("none", "concat"), legacy="none"),
+    Setting(
+        "arch",
+        "encoder-decoder",
+        "network: 'naive' (same-resolution convolutions) or 'encoder-decoder'",
+        ("naive", "encoder-decoder"),
+    ),
+    Setting(
+        "unpool",
+        "max",
+        "encoder-decoder upsampling: nearest (2x2 copies), max (back to the pooling's "
+        "maxima, zeros elsewhere) or transposed (learned 3x3 stride-2 transposed conv)",
+        ("nearest", "max", "transposed"),
+    ),
+    Setting(
+        "skips",
+        "none",
+        "encoder-decoder skip connections: none (everything through the 1/4-resolution "
+        "bottleneck) or concat (U-Net: each decoder block also sees the encoder's features at its resolution)",
+        ("none", "concat"),
+        legacy="none",
+    ),
     Setting("widths", "16,32,64", "channels at full, 1/2 and 1/4 resolution (naive uses the first)"),
     Setting("convs", 2, "conv-BN-ReLU layers per full/half-resolution block (naive: this times 3)"),
-    Setting("middle_dilations", "1,2,4,8", "dilations of the 1/4-resolution block's convs (one conv each); "
-            "naive: dilations cycled over its layers"),
-    Setting("precision", "auto", "convolution arithmetic: bf16 (bfloat16 compute, float32 weights; about "
-            "twice as fast on CPUs with AVX512-BF16/AMX), fp32, or auto (bf16 where the processor has it)",
-            ("auto", "bf16", "fp32")),
-    Setting("test_flips", "auto", "at inference, average the image with its mirror images: none, h "
-            "(left-right), hv (also up-down), or auto (the mirror images it was trained with, see flips); "
-            "each view costs one more forward pass", ("auto", "none", "h", "hv")),
+    Setting(
+        "middle_dilations",
+        "1,2,4,8",
+        "dilations of the 1/4-resolution block's convs (one conv each); naive: dilations cycled over its layers",
+    ),
+    Setting(
+        "precision",
+        "auto",
+        "convolution arithmetic: bf16 (bfloat16 compute, float32 weights; about "
+        "twice as fast on CPUs with AVX512-BF16/AMX), fp32, or auto (bf16 where the processor has it)",
+        ("auto", "bf16", "fp32"),
+    ),
+    Setting(
+        "test_flips",
+        "auto",
+        "at inference, average the image with its mirror images: none, h "
+        "(left-right), hv (also up-down), or auto (the mirror images it was trained with, see flips); "
+        "each view costs one more forward pass",
+        ("auto", "none", "h", "hv"),
+    ),
     Setting("scale", 1.0, "resize factor applied to images before the network (training and inference)"),
-    Setting("max_side", 1024, "cap in pixels on the longer side after resizing; bigger images are "
-            "processed smaller and predictions upsampled"),
+    Setting(
+        "max_side",
+        1024,
+        "cap in pixels on the longer side after resizing; bigger images are "
+        "processed smaller and predictions upsampled",
+    ),
     Setting("crop", 160, "side in pixels of the square training crops (after resizing)"),
     Setting("batch_size", 8, "training crops per optimiser step"),
     Setting("lr", 3e-3, "peak AdamW learning rate (warm-up then cosine over the run)"),
     Setting("weight_decay", 1e-4, "AdamW weight decay"),
-    Setting("flips", "h", "random mirror images in training: none, h (left-right) or hv (also up-down)",
-            ("none", "h", "hv")),
+    Setting(
+        "flips", "h", "random mirror images in training: none, h (left-right) or hv (also up-down)", ("none", "h", "hv")
+    ),
     Setting("scale_jitter", 0.2, "random zoom in training: 0.2 means a factor in [1/1.2, 1.2]"),
     Setting("rotate", 10.0, "largest random rotation in training, degrees"),
     Setting("color", 0.15, "largest random relative change of brightness and contrast in training"),
-    Setting("class_weighting", "sqrt", "cross-entropy weights from each batch's class frequencies f: "
-            "none, sqrt (1/sqrt f) or inverse (1/f)", ("none", "sqrt", "inverse")),
-    Setting("dice_weight", 0.5, "weight of the soft Dice loss (mean over classes present) added to the "
-            "cross-entropy; 0 turns it off"),
+    Setting(
+        "class_weighting",
+        "sqrt",
+        "cross-entropy weights from each batch's class frequencies f: none, sqrt (1/sqrt f) or inverse (1/f)",
+        ("none", "sqrt", "inverse"),
+    ),
+    Setting(
+        "dice_weight",
+        0.5,
+        "weight of the soft Dice loss (mean over classes present) added to the cross-entropy; 0 turns it off",
+    ),
     Setting("min_region", 16, "connected regions smaller than this many pixels are not proposed"),
 )
 
@@ -83,7 +121,9 @@ def _ints(text: Any, name: str) -> tuple[int, ...]:
 
 
 def _factor(height: int, width: int, settings: Mapping[str, Any]) -> float:
-    return D.working_scale(height, width, scale=float(_setting(settings, "scale")), max_side=int(_setting(settings, "max_side")))
+    return D.working_scale(
+        height, width, scale=float(_setting(settings, "scale")), max_side=int(_setting(settings, "max_side"))
+    )
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -109,8 +149,10 @@ class SegmenterPlugin:
             raise ValueError("the segmenter needs at least one class")
         for setting in SETTINGS:
             if setting.choices is not None and _setting(settings, setting.name) not in setting.choices:
-                raise ValueError(f"{setting.name} must be one of {', '.join(map(str, setting.choices))}, "
-                                 f"not {_setting(settings, setting.name)!r}")
+                raise ValueError(
+                    f"{setting.name} must be one of {', '.join(map(str, setting.choices))}, "
+                    f"not {_setting(settings, setting.name)!r}"
+                )
         widths = _ints(_setting(settings, "widths"), "widths")
         convs = int(_setting(settings, "convs"))
         if convs < 1:
@@ -120,8 +162,14 @@ class SegmenterPlugin:
         if test_flips == "auto":
             test_flips = str(_setting(settings, "flips"))
         if _setting(settings, "arch") == "naive":
-            return Naive(num_outputs=num_classes + 1, width=widths[0], depth=3 * convs, dilations=dilations,
-                         precision=str(_setting(settings, "precision")), test_flips=test_flips)
+            return Naive(
+                num_outputs=num_classes + 1,
+                width=widths[0],
+                depth=3 * convs,
+                dilations=dilations,
+                precision=str(_setting(settings, "precision")),
+                test_flips=test_flips,
+            )
         if len(widths) != 3:
             raise ValueError(f"widths takes three numbers for the encoder-decoder, got {len(widths)}")
         return EncoderDecoder(

@@ -58,8 +58,14 @@ def upsampled_max(probabilities: np.ndarray, height: int, width: int) -> tuple[n
         ys = np.clip((np.arange(r0, r1, dtype=np.float32) + 0.5) * (h / height) - 0.5, 0, h - 1)
         map_x = np.broadcast_to(xs, (r1 - r0, width)).copy()
         map_y = np.broadcast_to(ys[:, None], (r1 - r0, width)).copy()
-        _running_max(probabilities, confidence[r0:r1], labels[r0:r1],
-                     resize=lambda p, map_x=map_x, map_y=map_y: cv2.remap(p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        _running_max(
+            probabilities,
+            confidence[r0:r1],
+            labels[r0:r1],
+            resize=lambda p, map_x=map_x, map_y=map_y: cv2.remap(
+                p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            ),
+        )
     return confidence, labels
 
 
@@ -259,4 +265,3 @@ def scores_from_confusion(matrix: np.ndarray, names: Sequence[str]) -> dict[str,
     out["mean_iou"] = float(np.mean(ious)) if ious else 0.0
     out["pixel_accuracy"] = float(tp.sum() / total) if total > 0 else 0.0
     return out
-
