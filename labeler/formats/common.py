@@ -768,6 +768,53 @@ def plan_export(
     return ExportPlan(images=images, by_image=by_image, sizes=sizes, keys=export_keys(images))
 
 
+@dataclass(frozen=True)
+class ExportImage:
+    """One image of a per-image export: its record, its exported labels, its size and file key."""
+
+    record: ImageRecord
+    annotations: list[Annotation]
+    width: int
+    height: int
+    key: str
+
+
+ImageExporter = Callable[[ExportImage, Path, Tally], None]
+
+
+def export_per_image(
+    project: Project,
+    out: Path,
+    *,
+    format_name: str,
+    suffix: str,
+    export_image: ImageExporter,
+    include_proposals: bool,
+    progress: Progress | None,
+    folder: str = "",
+    files: Mapping[str, str] | None = None,
+    unwritten: Mapping[Kind, str] | None = None,
+) -> ExportReport:
+    """Write one file per image into the folder ``out`` (built aside, then moved in):
+    ``export_image`` writes ``folder/<key><suffix>`` (its folder made), after the text ``files``
+    (name to content) that the format keeps beside them. See :func:`plan_export` for what is written."""
+    tally = Tally()
+    plan = plan_export(project, include_proposals=include_proposals, tally=tally, unwritten=unwritten)
+    files = files or {}
+    with atomic_folder(out) as tmp:
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        for n, record in enumerate(plan.images):
+            width, height = plan.sizes[record.id]
+            key = plan.keys[record.id]
+            path = tmp / folder / (key + suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export_image(ExportImage(record, plan.by_image.get(record.id, []), width, height, key), path, tally)
+            if progress is not None:
+                progress(n + 1, len(plan.images))
+    return tally.export_report(format_name, out, images=len(plan.images), files=len(plan.images) + len(files))
+
+
 def export_keys(images: Sequence[ImageRecord]) -> dict[int, str]:
     """Per image id, its path without suffix relative to the images' common folder (POSIX).
 

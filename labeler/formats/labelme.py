@@ -42,16 +42,16 @@ from labeler.core.images import ImageError, open_checked
 from labeler.core.store import Project
 from labeler.formats.common import (
     CategoryMap,
+    ExportImage,
     ExportReport,
     ImageFinder,
     ImportReport,
     Progress,
     Tally,
     Writer,
-    atomic_folder,
+    export_per_image,
     import_per_file,
     number,
-    plan_export,
     read_json,
 )
 from labeler.formats.errors import FormatError
@@ -308,43 +308,39 @@ def _add_ignore(project: Project, image_id: int, shapes: list[Geometry], size: t
 
 
 def export_labelme(
-    project: Project,
-    out: Path,
-    *,
-    include_proposals: bool = False,
-    progress: Progress | None = None,
+    project: Project, out: Path, *, include_proposals: bool = False, progress: Progress | None = None
 ) -> ExportReport:
     """Write one labelme JSON per image into the folder ``out`` (built aside, then moved in)."""
-    out = Path(out)
-    tally = Tally()
-    plan = plan_export(project, include_proposals=include_proposals, tally=tally)
-    images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
     names = {c.id: c.name for c in project.categories()}
     out_abs = Path(os.path.abspath(out))
-    with atomic_folder(out) as tmp:
-        for n, record in enumerate(images):
-            width, height = sizes[record.id]
-            anns = by_image.get(record.id, [])
-            shapes = _shapes(anns, names, height, width, tally)
-            ignore = project.ignore_mask(record.id)
-            if ignore is not None and [int(v) for v in ignore["size"]] == [height, width]:
-                shapes.append(_mask_shape(IGNORE_LABEL, decode_rle(ignore), None, {}))
-            target = out_abs / (keys[record.id] + ".json")
-            document: dict[str, Any] = {
-                "version": LABELME_VERSION,
-                "flags": {},
-                "shapes": shapes,
-                "imagePath": Path(os.path.relpath(project.root / record.path, target.parent)).as_posix(),
-                "imageData": None,
-                "imageHeight": height,
-                "imageWidth": width,
-            }
-            path = tmp / (keys[record.id] + ".json")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-            if progress is not None:
-                progress(n + 1, len(images))
-    return tally.export_report("labelme", out, images=len(images), files=len(images))
+
+    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+        width, height = image.width, image.height
+        shapes = _shapes(image.annotations, names, height, width, tally)
+        ignore = project.ignore_mask(image.record.id)
+        if ignore is not None and [int(v) for v in ignore["size"]] == [height, width]:
+            shapes.append(_mask_shape(IGNORE_LABEL, decode_rle(ignore), None, {}))
+        target = out_abs / (image.key + ".json")
+        document: dict[str, Any] = {
+            "version": LABELME_VERSION,
+            "flags": {},
+            "shapes": shapes,
+            "imagePath": Path(os.path.relpath(project.root / image.record.path, target.parent)).as_posix(),
+            "imageData": None,
+            "imageHeight": height,
+            "imageWidth": width,
+        }
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+    return export_per_image(
+        project,
+        out,
+        format_name="labelme",
+        suffix=".json",
+        export_image=export_image,
+        include_proposals=include_proposals,
+        progress=progress,
+    )
 
 
 def _shapes(

@@ -35,17 +35,17 @@ from labeler.core.store import Project
 from labeler.formats.common import (
     BACKGROUND_NAMES,
     CategoryMap,
+    ExportImage,
     ExportReport,
     ImageFinder,
     ImportReport,
     Progress,
     Tally,
     Writer,
-    atomic_folder,
+    export_per_image,
     files_under,
     import_per_file,
     key_of,
-    plan_export,
 )
 from labeler.formats.errors import FormatError
 
@@ -264,33 +264,33 @@ def export_masks(
         )
     top = max([*mapping, ignore, background])
     dtype = np.uint8 if top < 256 else np.uint16
-    tally = Tally()
-    plan = plan_export(
-        project, include_proposals=include_proposals, tally=tally, unwritten={Kind.BOX: "box (no pixels of its own)"}
+    document: dict[str, Any] = {
+        "values": {str(v): name for v, name in sorted(mapping.items())},
+        "background": background,
+        "ignore": ignore,
+    }
+
+    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+        canvas = np.full((image.height, image.width), background if image.record.done else ignore, dtype=dtype)
+        for ann in sorted(image.annotations, key=lambda a: a.id or 0):
+            if _paint(canvas, ann, value_of, tally):
+                tally.annotations += 1
+        rle = project.ignore_mask(image.record.id)
+        if rle is not None and [int(v) for v in rle["size"]] == [image.height, image.width]:
+            canvas[decode_rle(rle)] = ignore
+        Image.fromarray(canvas).save(path, format="PNG")
+
+    return export_per_image(
+        project,
+        out,
+        format_name="masks",
+        suffix=".png",
+        files={MAPPING_FILE: json.dumps(document, indent=2)},
+        unwritten={Kind.BOX: "box (no pixels of its own)"},
+        export_image=export_image,
+        include_proposals=include_proposals,
+        progress=progress,
     )
-    images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
-    with atomic_folder(out) as tmp:
-        document: dict[str, Any] = {
-            "values": {str(v): name for v, name in sorted(mapping.items())},
-            "background": background,
-            "ignore": ignore,
-        }
-        (tmp / MAPPING_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
-        for n, record in enumerate(images):
-            width, height = sizes[record.id]
-            canvas = np.full((height, width), background if record.done else ignore, dtype=dtype)
-            for ann in sorted(by_image.get(record.id, []), key=lambda a: a.id or 0):
-                if _paint(canvas, ann, value_of, tally):
-                    tally.annotations += 1
-            rle = project.ignore_mask(record.id)
-            if rle is not None and [int(v) for v in rle["size"]] == [height, width]:
-                canvas[decode_rle(rle)] = ignore
-            path = tmp / (keys[record.id] + ".png")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(canvas).save(path, format="PNG")
-            if progress is not None:
-                progress(n + 1, len(images))
-    return tally.export_report("masks", out, images=len(images), files=len(images) + 1)
 
 
 def _paint(canvas: np.ndarray, ann: Annotation, value_of: dict[int, int], tally: Tally) -> bool:

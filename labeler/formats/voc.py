@@ -22,16 +22,16 @@ from labeler.core.geometry import annotation_box
 from labeler.core.store import Project
 from labeler.formats.common import (
     CategoryMap,
+    ExportImage,
     ExportReport,
     ImageFinder,
     ImportReport,
     Progress,
     Tally,
     Writer,
-    atomic_folder,
+    export_per_image,
     import_per_file,
     number,
-    plan_export,
 )
 from labeler.formats.errors import FormatError
 
@@ -147,42 +147,38 @@ def _import_file(
 
 
 def export_voc(
-    project: Project,
-    out: Path,
-    *,
-    include_proposals: bool = False,
-    progress: Progress | None = None,
+    project: Project, out: Path, *, include_proposals: bool = False, progress: Progress | None = None
 ) -> ExportReport:
     """Write one VOC XML per image into the folder ``out`` (built aside, then moved in)."""
-    out = Path(out)
-    tally = Tally()
-    plan = plan_export(project, include_proposals=include_proposals, tally=tally)
-    images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
     names = {c.id: c.name for c in project.categories()}
-    with atomic_folder(out) as tmp:
-        for n, record in enumerate(images):
-            image_path = (project.root / record.path).resolve()
-            root = ET.Element("annotation")
-            ET.SubElement(root, "folder").text = image_path.parent.name
-            ET.SubElement(root, "filename").text = image_path.name
-            ET.SubElement(root, "path").text = os.fspath(image_path)
-            ET.SubElement(ET.SubElement(root, "source"), "database").text = "labeler"
-            size = ET.SubElement(root, "size")
-            width, height = sizes[record.id]
-            ET.SubElement(size, "width").text = str(width)
-            ET.SubElement(size, "height").text = str(height)
-            ET.SubElement(size, "depth").text = "3"
-            ET.SubElement(root, "segmented").text = "0"
-            for ann in by_image.get(record.id, []):
-                _object(root, ann, names[ann.category_id])
-                tally.annotations += 1
-            ET.indent(root)
-            path = tmp / (keys[record.id] + ".xml")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=False)
-            if progress is not None:
-                progress(n + 1, len(images))
-    return tally.export_report("voc", out, images=len(images), files=len(images))
+
+    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+        image_path = (project.root / image.record.path).resolve()
+        root = ET.Element("annotation")
+        ET.SubElement(root, "folder").text = image_path.parent.name
+        ET.SubElement(root, "filename").text = image_path.name
+        ET.SubElement(root, "path").text = os.fspath(image_path)
+        ET.SubElement(ET.SubElement(root, "source"), "database").text = "labeler"
+        size = ET.SubElement(root, "size")
+        ET.SubElement(size, "width").text = str(image.width)
+        ET.SubElement(size, "height").text = str(image.height)
+        ET.SubElement(size, "depth").text = "3"
+        ET.SubElement(root, "segmented").text = "0"
+        for ann in image.annotations:
+            _object(root, ann, names[ann.category_id])
+            tally.annotations += 1
+        ET.indent(root)
+        ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=False)
+
+    return export_per_image(
+        project,
+        out,
+        format_name="voc",
+        suffix=".xml",
+        export_image=export_image,
+        include_proposals=include_proposals,
+        progress=progress,
+    )
 
 
 def _object(root: ET.Element, ann: Annotation, label: str) -> None:

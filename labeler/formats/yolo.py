@@ -31,17 +31,17 @@ from labeler.core.geometry import decode_rle, mask_to_polygons
 from labeler.core.store import Project
 from labeler.formats.common import (
     CategoryMap,
+    ExportImage,
     ExportReport,
     ImageFinder,
     ImportReport,
     Progress,
     Tally,
     Writer,
-    atomic_folder,
+    export_per_image,
     import_per_file,
     inside,
     key_of,
-    plan_export,
 )
 from labeler.formats.errors import FormatError
 
@@ -225,36 +225,32 @@ def _annotation(
 
 
 def export_yolo(
-    project: Project,
-    out: Path,
-    *,
-    include_proposals: bool = False,
-    progress: Progress | None = None,
+    project: Project, out: Path, *, include_proposals: bool = False, progress: Progress | None = None
 ) -> ExportReport:
     """Write ``classes.txt``, ``data.yaml`` and ``labels/<key>.txt`` into the folder ``out``."""
-    out = Path(out)
-    tally = Tally()
-    plan = plan_export(project, include_proposals=include_proposals, tally=tally)
-    images, by_image, sizes, keys = plan.images, plan.by_image, plan.sizes, plan.keys
     categories = project.categories()
     index = {c.id: i for i, c in enumerate(categories)}
-    with atomic_folder(out) as tmp:
-        (tmp / "classes.txt").write_text("".join(c.name + "\n" for c in categories), encoding="utf-8")
-        yaml = [f"nc: {len(categories)}", "names:"] + [f"  {i}: {json.dumps(c.name)}" for i, c in enumerate(categories)]
-        (tmp / "data.yaml").write_text("\n".join(yaml) + "\n", encoding="utf-8")
-        for n, record in enumerate(images):
-            width, height = sizes[record.id]
-            lines: list[str] = []
-            for ann in by_image.get(record.id, []):
-                written = _lines(ann, index[ann.category_id], width, height, tally)
-                lines += written
-                tally.annotations += bool(written)
-            path = tmp / "labels" / (keys[record.id] + ".txt")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-            if progress is not None:
-                progress(n + 1, len(images))
-    return tally.export_report("yolo", out, images=len(images), files=len(images) + 2)
+    yaml = [f"nc: {len(categories)}", "names:"] + [f"  {i}: {json.dumps(c.name)}" for i, c in enumerate(categories)]
+
+    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+        lines: list[str] = []
+        for ann in image.annotations:
+            written = _lines(ann, index[ann.category_id], image.width, image.height, tally)
+            lines += written
+            tally.annotations += bool(written)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+    return export_per_image(
+        project,
+        out,
+        format_name="yolo",
+        suffix=".txt",
+        folder="labels",
+        files={"classes.txt": "".join(c.name + "\n" for c in categories), "data.yaml": "\n".join(yaml) + "\n"},
+        export_image=export_image,
+        include_proposals=include_proposals,
+        progress=progress,
+    )
 
 
 def _lines(ann: Annotation, cls: int, width: int, height: int, tally: Tally) -> list[str]:

@@ -170,12 +170,7 @@ class Plugin(Protocol):
         ...
 
     def proposals(
-        self,
-        outputs: Any,
-        *,
-        image_shape: tuple[int, int],
-        classes: Sequence[Category],
-        settings: Mapping[str, Any],
+        self, outputs: Any, *, image_shape: tuple[int, int], classes: Sequence[Category], settings: Mapping[str, Any]
     ) -> Prediction:
         """Turn the network's output for one image of ``image_shape = (h, w)`` into proposals."""
         ...

@@ -200,12 +200,7 @@ class DetectorPlugin:
         return torch.from_numpy(to_input(resize(image, h, w)))[None]
 
     def proposals(
-        self,
-        outputs: Any,
-        *,
-        image_shape: tuple[int, int],
-        classes: Sequence[Category],
-        settings: Mapping[str, Any],
+        self, outputs: Any, *, image_shape: tuple[int, int], classes: Sequence[Category], settings: Mapping[str, Any]
     ) -> Prediction:
         """See the module docstring. Boxes are mapped from grid cells to the ``(h, w)`` image by
         the grid's extent (the input covers the whole image), then clipped to it."""

@@ -146,12 +146,7 @@ class LocalizerPlugin:
         return torch.from_numpy(to_input(resize_square(as_rgb(image), size)))[None]
 
     def proposals(
-        self,
-        outputs: Any,
-        *,
-        image_shape: tuple[int, int],
-        classes: Sequence[Category],
-        settings: Mapping[str, Any],
+        self, outputs: Any, *, image_shape: tuple[int, int], classes: Sequence[Category], settings: Mapping[str, Any]
     ) -> Prediction:
         """One box proposal: the most probable class, its softmax probability as score, the box in
         pixels of the ``(h, w)`` image. Uncertainty is ``1 - p * a`` with ``p`` the top

@@ -240,12 +240,7 @@ class SegmenterPlugin:
         return torch.from_numpy(D.normalise(D.resize_image(image, factor)))[None]
 
     def proposals(
-        self,
-        outputs: Any,
-        *,
-        image_shape: tuple[int, int],
-        classes: Sequence[Category],
-        settings: Mapping[str, Any],
+        self, outputs: Any, *, image_shape: tuple[int, int], classes: Sequence[Category], settings: Mapping[str, Any]
     ) -> Prediction:
         """Softmax of the ``(1, K, h', w')`` logits, upsampled to ``image_shape`` when the image
         was processed smaller; one mask proposal per connected region of each class."""
