@@ -55,6 +55,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from labeler.cli.progress import ProgressBar
@@ -427,14 +428,19 @@ def _report_train(event: dict[str, Any]) -> None:
         print(_refit_text(event), flush=True)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def _reporting_errors(args: argparse.Namespace, job: str, run: Callable[[argparse.Namespace, str], int]) -> int:
+    """``run(args, mode)``; with ``--progress json`` a failure is also sent as the job's error event."""
     mode = _progress_mode(args.progress)
     try:
-        return _train(args, mode)
+        return run(args, mode)
     except Exception as exc:
         if mode == "json":
-            emit_error(exc, job="train")
+            emit_error(exc, job=job)
         raise
+
+
+def run_train(args: argparse.Namespace) -> int:
+    return _reporting_errors(args, "train", _train)
 
 
 def _train(args: argparse.Namespace, mode: str) -> int:
@@ -513,13 +519,7 @@ def _train(args: argparse.Namespace, mode: str) -> int:
 
 
 def run_auto_label(args: argparse.Namespace) -> int:
-    mode = _progress_mode(args.progress)
-    try:
-        return _auto_label(args, mode)
-    except Exception as exc:
-        if mode == "json":
-            emit_error(exc, job="auto-label")
-        raise
+    return _reporting_errors(args, "auto-label", _auto_label)
 
 
 def _auto_label(args: argparse.Namespace, mode: str) -> int:

@@ -7,17 +7,15 @@ import time
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QHeaderView,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from labeler.core.store import ModelVersion, Project
 from labeler.gui.panels.plot import VersionScore
+from labeler.gui.panels.table_panel import lay_out, row_table
 from labeler.learning.usable import skipped_summary
 from labeler.learning.version_metrics import metric_label, ranking_metric
 
@@ -43,13 +41,10 @@ class ModelListPanel(QWidget):
         super().__init__(parent)
         self._project: Project | None = None
         self._plugin: str | None = None
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["", "Version", "Validation", "Images", "Trained"])
-        self.table.verticalHeader().setVisible(False)
+        self.table = row_table(
+            ["", "Version", "Validation", "Images", "Trained"], QAbstractItemView.SelectionMode.SingleSelection
+        )
         self.table.setWordWrap(False)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
@@ -58,13 +53,7 @@ class ModelListPanel(QWidget):
         header.setSectionResizeMode(4, QHeaderView.ResizeMode.ResizeToContents)
         self.activate_button = QPushButton("Make active")
         self.activate_button.setToolTip("Use this version for auto-labelling (roll back or forward)")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.table, 1)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.activate_button)
-        layout.addLayout(row)
+        lay_out(self, self.table, self.activate_button)
         self.activate_button.clicked.connect(self.activate_selected)
         self.table.itemSelectionChanged.connect(self._update_button)
         self.table.itemDoubleClicked.connect(lambda _item: self.activate_selected())

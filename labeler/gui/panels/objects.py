@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QHeaderView,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
+
+from labeler.gui.panels.table_panel import lay_out, row_table
 
 if TYPE_CHECKING:
     from labeler.gui.canvas import AnnotationCanvas
@@ -31,12 +30,7 @@ class ObjectsPanel(QWidget):
         super().__init__(parent)
         self._canvas = canvas
         self._syncing = False
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
+        self.table = row_table(COLUMNS, QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setToolTip(
@@ -44,13 +38,7 @@ class ObjectsPanel(QWidget):
         )
         self.delete_button = QPushButton("Delete selected")
         self.delete_button.setToolTip("Delete the selected labels (Delete)")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.table, 1)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.delete_button)
-        layout.addLayout(row)
+        lay_out(self, self.table, self.delete_button)
         self.table.itemSelectionChanged.connect(self._on_rows_selected)
         self.table.itemChanged.connect(self._on_item_changed)
         self.table.cellDoubleClicked.connect(self._on_double_click)
