@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from annotation_support import proposal
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.effort import DEFAULT_DRAW_SECONDS, estimate_effort, format_duration, project_effort
@@ -51,18 +52,7 @@ def test_project_effort_counts_unchanged_accepted_proposals_only(tmp_path: Path)
     proposals = project.replace_proposals(
         image_id,
         plugin="demo",
-        proposals=[
-            Annotation(
-                image_id=image_id,
-                category_id=cat.id,
-                kind=Kind.BOX,
-                box_xywh=box,
-                state=State.PROPOSED,
-                model_version=version.id,
-                score=0.9,
-            )
-            for _ in range(3)
-        ],
+        proposals=[proposal(image_id, cat.id, version=version.id, score=0.9, box_xywh=box) for _ in range(3)],
     )
     project.set_state(proposals[0].id, State.ACCEPTED)  # accepted as proposed: saves a box
     project.set_state(proposals[1].id, State.REJECTED)  # rejected: saves nothing
@@ -96,12 +86,10 @@ def test_store_accepted_proposal_counts_per_kind(tmp_path: Path) -> None:
         image_id,
         plugin="demo",
         proposals=[
-            Annotation(
-                image_id=image_id,
-                category_id=cat.id,
-                kind=k,
-                state=State.PROPOSED,
-                model_version=version.id,
+            proposal(
+                image_id,
+                cat.id,
+                version=version.id,
                 score=0.5,
                 **({"box_xywh": (1.0, 1.0, 4.0, 4.0)} if k is Kind.BOX else {"polygons": polygon}),
             )

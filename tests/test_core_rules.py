@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from annotation_support import proposal
 from PIL import Image
 
 from labeler.core.annotation import Annotation, Kind, State, as_human
@@ -104,24 +105,8 @@ def test_accepting_a_proposal_is_one_update_and_reads_nothing(tmp_path: Path) ->
         )
         stored = project.add_annotations(
             [
-                Annotation(
-                    image_id=1,
-                    category_id=1,
-                    kind=Kind.BOX,
-                    box_xywh=(1, 1, 5, 5),
-                    state=State.PROPOSED,
-                    model_version=version.id,
-                    score=0.9,
-                ),
-                Annotation(
-                    image_id=1,
-                    category_id=1,
-                    kind=Kind.BOX,
-                    box_xywh=(9, 9, 5, 5),
-                    state=State.PROPOSED,
-                    model_version=version.id,
-                    score=0.7,
-                ),
+                proposal(1, 1, version=version.id, score=0.9, box_xywh=(1, 1, 5, 5)),
+                proposal(1, 1, version=version.id, score=0.7, box_xywh=(9, 9, 5, 5)),
             ]
         )
         statements: list[str] = []

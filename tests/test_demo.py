@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from annotation_support import proposal
 
 from labeler.cli import main
 from labeler.cli.demo import has_display
-from labeler.core.annotation import Annotation, Kind, State
+from labeler.core.annotation import Kind, State
 from labeler.core.geometry import decode_rle, encode_mask, rle_box
 from labeler.core.store import ModelVersion, Project, ProjectError
 from labeler.demo import SHAPES, build_demo_project, make_scene, make_scenes
@@ -176,17 +177,7 @@ def _propose(
         p.replace_proposals(
             image_id,
             plugin=plugin,
-            proposals=[
-                Annotation(
-                    image_id=image_id,
-                    category_id=category.id,
-                    kind=kind,
-                    state=State.PROPOSED,
-                    model_version=version.id,
-                    score=0.9,
-                    **geo,
-                )
-            ],
+            proposals=[proposal(image_id, category.id, version=version.id, score=0.9, **geo)],
         )
     return int(version.id or 0)
 

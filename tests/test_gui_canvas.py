@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from annotation_support import proposal
 from gui_helpers import CanvasEnv, close_canvas, drag, hover, key, make_project, open_canvas, vp
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -50,33 +51,9 @@ def _add_proposals(project: Project) -> dict[str, Annotation]:
     mask = np.zeros((240, 320), dtype=bool)
     mask[150:200, 200:300] = True
     anns = {
-        "strong_box": Annotation(
-            image_id=1,
-            category_id=1,
-            kind=Kind.BOX,
-            box_xywh=(10, 10, 50, 40),
-            state=State.PROPOSED,
-            model_version=version.id,
-            score=0.9,
-        ),
-        "weak_box": Annotation(
-            image_id=1,
-            category_id=2,
-            kind=Kind.BOX,
-            box_xywh=(100, 20, 40, 40),
-            state=State.PROPOSED,
-            model_version=version.id,
-            score=0.3,
-        ),
-        "mask": Annotation(
-            image_id=1,
-            category_id=2,
-            kind=Kind.MASK,
-            rle=encode_mask(mask),
-            state=State.PROPOSED,
-            model_version=version.id,
-            score=0.6,
-        ),
+        "strong_box": proposal(1, 1, version=version.id, score=0.9, box_xywh=(10, 10, 50, 40)),
+        "weak_box": proposal(1, 2, version=version.id, score=0.3, box_xywh=(100, 20, 40, 40)),
+        "mask": proposal(1, 2, version=version.id, score=0.6, rle=encode_mask(mask)),
         "human_box": Annotation(image_id=1, category_id=3, kind=Kind.BOX, box_xywh=(200, 10, 60, 60)),
         "human_polygon": Annotation(
             image_id=1,
@@ -289,20 +266,7 @@ def test_thirty_proposals_show_tags_only_where_they_fit(env: CanvasEnv) -> None:
     canvas = env.canvas
     version = env.project.add_model_version(ModelVersion(plugin="det", settings={}, categories=(1,), checkpoint="m"))
     boxes = [(10 + 50 * (n % 6), 10 + 45 * (n // 6), 24, 24) for n in range(30)]
-    env.project.add_annotations(
-        [
-            Annotation(
-                image_id=1,
-                category_id=1,
-                kind=Kind.BOX,
-                box_xywh=b,
-                state=State.PROPOSED,
-                model_version=version.id,
-                score=0.8,
-            )
-            for b in boxes
-        ]
-    )
+    env.project.add_annotations([proposal(1, 1, version=version.id, score=0.8, box_xywh=b) for b in boxes])
     canvas.reload_annotations()
     tags = [item.tag for item in canvas.annotation_items().values()]
     assert len(tags) == 30
