@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
+from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
@@ -32,7 +33,7 @@ def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def window(qtbot) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+def window(qtbot: QtBot) -> Iterator[MainWindow]:
     win = MainWindow(interactive=False)
     qtbot.addWidget(win)
     win.show()
@@ -44,19 +45,19 @@ def window(qtbot) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
         win.set_project(None)
 
 
-def open_and_wait(qtbot, win: MainWindow, root: Path) -> None:  # type: ignore[no-untyped-def]
+def open_and_wait(qtbot: QtBot, win: MainWindow, root: Path) -> None:
     with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
         assert win.open_path(root)
     assert win.project is not None
 
 
-def press(qtbot, win: MainWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:  # type: ignore[no-untyped-def]
+def press(qtbot: QtBot, win: MainWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:  # type: ignore[no-untyped-def]
     """A key press as the user makes it: to the canvas, which has the focus while labelling."""
     win.canvas.view().setFocus()
     qtbot.keyClick(win.canvas.view(), key, modifier)
 
 
-def test_open_project_navigate_with_keys(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_open_project_navigate_with_keys(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 5)
     open_and_wait(qtbot, window, root)
     ids = [r.id for r in window.project.images()]
@@ -83,7 +84,7 @@ def test_open_project_navigate_with_keys(qtbot, window: MainWindow, tmp_path: Pa
     assert "0 / 5 images done" in window.status.done_label.text() or "1 / 5" in window.status.done_label.text()
 
 
-def test_open_folder_offers_to_create_a_project(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_open_folder_offers_to_create_a_project(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "photos"
     write_images(folder / "sub", 4)
     asked: list[str] = []
@@ -107,7 +108,7 @@ def test_open_folder_offers_to_create_a_project(qtbot, tmp_path: Path, monkeypat
     win.set_project(None)
 
 
-def test_declining_leaves_the_folder_alone(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_declining_leaves_the_folder_alone(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "photos"
     write_images(folder, 2)
     monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.No)
@@ -118,7 +119,7 @@ def test_declining_leaves_the_folder_alone(qtbot, tmp_path: Path, monkeypatch: p
     win.shutdown()
 
 
-def test_filter_by_state_and_name(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_filter_by_state_and_name(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 12)
     open_and_wait(qtbot, window, root)
     ids = [r.id for r in window.project.images()]
@@ -152,7 +153,7 @@ def test_filter_by_state_and_name(qtbot, window: MainWindow, tmp_path: Path) -> 
     assert window.current_image_id() == ids[9]
 
 
-def test_classes_add_rename_and_number_keys(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_classes_add_rename_and_number_keys(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtWidgets import QInputDialog
 
     root = make_project(tmp_path / "proj", 2, classes=("cat",))
@@ -175,7 +176,7 @@ def test_classes_add_rename_and_number_keys(qtbot, window: MainWindow, tmp_path:
     assert window.project.category(puppy).color == (1, 2, 3)
 
 
-def test_mark_done_with_key_and_button(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_mark_done_with_key_and_button(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 3)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
@@ -214,7 +215,7 @@ def _add_proposals(project: Project, image_id: int, scores: list[float], *, plug
     return [a.id for a in stored]
 
 
-def test_proposals_accept_reject_and_undo(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proposals_accept_reject_and_undo(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 2)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
@@ -255,7 +256,7 @@ def test_proposals_accept_reject_and_undo(qtbot, window: MainWindow, tmp_path: P
     assert len(reviews) == 1 and reviews[0]["image_id"] == image_id and 0 <= reviews[0]["seconds"] <= 60
 
 
-def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tools_layers_and_zoom_actions(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 1)
     open_and_wait(qtbot, window, root)
     for key, tool in (
@@ -291,7 +292,7 @@ def test_tools_layers_and_zoom_actions(qtbot, window: MainWindow, tmp_path: Path
     window.actions_["fit"].trigger()
 
 
-def test_layout_and_last_image_are_remembered(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_layout_and_last_image_are_remembered(qtbot: QtBot, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 3)
     first = MainWindow(interactive=False)
     qtbot.addWidget(first)
@@ -313,7 +314,7 @@ def test_layout_and_last_image_are_remembered(qtbot, tmp_path: Path) -> None:  #
     second.set_project(None)
 
 
-def test_screenshot_of_a_folder(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_screenshot_of_a_folder(qtbot: QtBot, tmp_path: Path) -> None:
     from PySide6.QtGui import QImage
 
     from labeler.gui.app import run_app
@@ -328,7 +329,9 @@ def test_screenshot_of_a_folder(qtbot, tmp_path: Path) -> None:  # type: ignore[
     assert run_app(path=str(tmp_path / "missing"), screenshot=str(out)) == 2
 
 
-def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     import time
 
     import cv2
@@ -357,7 +360,7 @@ def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(qtbot, windo
     assert model.thumbnail_count() <= 2 * (visible + 10)
 
 
-def test_drawing_on_the_canvas_updates_list_status_and_effort(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_drawing_on_the_canvas_updates_list_status_and_effort(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     from gui_helpers import drag
 
     root = make_project(tmp_path / "proj", 2)
@@ -378,7 +381,7 @@ def test_drawing_on_the_canvas_updates_list_status_and_effort(qtbot, window: Mai
     assert window.images.model.state_of(image_id) is ImageState.UNLABELLED
 
 
-def test_shortcuts_are_listed_for_the_user(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+def test_shortcuts_are_listed_for_the_user(qtbot: QtBot, window: MainWindow) -> None:
     from labeler.gui.actions import shortcuts_text
 
     text = shortcuts_text(window.actions_)
@@ -413,8 +416,8 @@ time.sleep(120)
 
 
 def test_switching_project_or_closing_stops_child_processes(
-    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Training and "auto-label all" children of the open project are stopped (after asking) when
     another project is opened or the window closes: terminated, waited for, never orphaned."""
     import os
@@ -478,7 +481,7 @@ def test_switching_project_or_closing_stops_child_processes(
     assert all(m.read_text() == "terminated" for m in markers)
 
 
-def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 5)
     open_and_wait(qtbot, window, root)
     ids = [r.id for r in window.project.images()]
@@ -499,8 +502,8 @@ def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot, window: Main
 
 
 def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(
-    qtbot, window: MainWindow, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     root = make_project(tmp_path / "proj", 2)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
@@ -528,8 +531,8 @@ def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(
 
 
 def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(
-    qtbot, window: MainWindow, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     assert "Open a project" in window.canvas.view().notice()  # the empty window says what to do
     root = make_project(tmp_path / "proj", 3)
     open_and_wait(qtbot, window, root)
@@ -550,7 +553,9 @@ def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(
     assert window.project.image(window.current_image_id()).done
 
 
-def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     root = tmp_path / "proj"
     paths = write_images(root / "raw", 4)
     for path, name in zip(paths, ["10.png", "2.png", "1.png", "0.png"], strict=True):
@@ -569,8 +574,8 @@ def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(qtbot, windo
 
 
 def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(
-    qtbot, window: MainWindow, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     from labeler.core.effort import Effort
     from labeler.gui.status import effort_text
 
@@ -604,8 +609,8 @@ def _hover(view, x: float, y: float) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(
-    qtbot, window: MainWindow, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     root = make_project(tmp_path / "proj", 2)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
@@ -622,7 +627,7 @@ def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(
 
 
 def test_the_first_label_without_a_class_asks_for_its_name(
-    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from gui_helpers import drag
     from PySide6.QtWidgets import QInputDialog
@@ -660,7 +665,7 @@ def right_click(view, at) -> None:  # type: ignore[no-untyped-def]
     "This plugin does not support raise",
     "This plugin does not support grabbing the keyboard",
 )  # the offscreen platform, on popups
-def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_object_list_and_right_click_menu(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path / "proj", 2)
     open_and_wait(qtbot, window, root)
     image_id = window.current_image_id()
@@ -717,7 +722,7 @@ def test_object_list_and_right_click_menu(qtbot, window: MainWindow, tmp_path: P
 
 
 def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(
-    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtWidgets import QFileDialog
 
@@ -738,8 +743,8 @@ def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(
 
 
 def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(
-    qtbot, window: MainWindow, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     root = tmp_path / "proj"
     for path in write_images(root / "raw", 2):
         path.rename(root / f"BloodImage_{path.stem}_with_a_long_name.png")
@@ -755,8 +760,8 @@ def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(
 
 
 def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is_a_slider(
-    qtbot, window: MainWindow, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     import numpy as np
     from PySide6.QtCore import QPointF
 

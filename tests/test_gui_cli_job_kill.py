@@ -6,13 +6,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pytestqt.qtbot import QtBot
+
 from labeler.gui.controllers import workers
 from labeler.learning import events as ev
 
 READY = ev.to_line(ev.TrainCancelled(steps=0))
 
 
-def test_cancel_kills_a_child_that_ignores_sigterm_and_says_so(qtbot, monkeypatch):
+def test_cancel_kills_a_child_that_ignores_sigterm_and_says_so(qtbot: QtBot, monkeypatch):
     code = (
         "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         f"print({READY!r}, flush=True); time.sleep(60)"
@@ -29,7 +31,7 @@ def test_cancel_kills_a_child_that_ignores_sigterm_and_says_so(qtbot, monkeypatc
     assert "did not stop within 0.3 s of being asked; killed it" in blocker.args[1]
 
 
-def test_unreadable_lines_from_a_child_are_reported_not_crashed_on(qtbot, monkeypatch):
+def test_unreadable_lines_from_a_child_are_reported_not_crashed_on(qtbot: QtBot, monkeypatch):
     """A line that is not a valid event (broken JSON, an unknown kind, a wrong type, an old protocol
     version) is kept in the log with its reason; the run's good events still arrive and its end
     message says lines were ignored."""

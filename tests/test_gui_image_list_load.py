@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
@@ -27,8 +28,8 @@ def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize("what", ["project", "folder"])
 def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
-    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
     root = make_project(tmp_path / "p", 3)
     if what == "folder":  # images only: the project is made on the worker too
         for name in ("labeler.db", "labeler.db-wal", "labeler.db-shm"):
@@ -68,7 +69,7 @@ def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
     win.shutdown()
 
 
-def test_a_second_open_wins_over_a_slower_first(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_open_wins_over_a_slower_first(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = make_project(tmp_path / "a", 2)
     second = make_project(tmp_path / "b", 3)
     release = threading.Event()

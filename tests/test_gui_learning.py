@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
+from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
@@ -60,7 +61,7 @@ def trained(trained_template: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+def window(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
     monkeypatch.setenv("LABELER_SETTINGS", str(tmp_path / "settings.ini"))
     win = MainWindow(interactive=False)
     qtbot.addWidget(win)
@@ -73,7 +74,7 @@ def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
     win.set_project(None)
 
 
-def open_and_wait(qtbot, win: MainWindow, root: Path) -> None:  # type: ignore[no-untyped-def]
+def open_and_wait(qtbot: QtBot, win: MainWindow, root: Path) -> None:
     with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
         assert win.open_path(root)
 
@@ -102,7 +103,7 @@ class Ticker:
         return time.monotonic() - self.start
 
 
-def test_auto_label_this_image_in_a_worker(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+def test_auto_label_this_image_in_a_worker(qtbot: QtBot, window: MainWindow, trained: Path) -> None:
     open_and_wait(qtbot, window, trained)
     window.images.filter_combo.setCurrentText("Not done")
     with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
@@ -124,7 +125,7 @@ def test_auto_label_this_image_in_a_worker(qtbot, window: MainWindow, trained: P
     assert window.project.annotation(proposals[0].id).state is State.ACCEPTED
 
 
-def test_auto_label_all_runs_in_the_background(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+def test_auto_label_all_runs_in_the_background(qtbot: QtBot, window: MainWindow, trained: Path) -> None:
     open_and_wait(qtbot, window, trained)
     undone = [r.id for r in window.project.images(done=False)]
     ticker = Ticker()
@@ -146,7 +147,7 @@ def test_auto_label_all_runs_in_the_background(qtbot, window: MainWindow, traine
 
 
 @pytest.mark.slow
-def test_training_from_the_panel_adds_a_version(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+def test_training_from_the_panel_adds_a_version(qtbot: QtBot, window: MainWindow, trained: Path) -> None:
     open_and_wait(qtbot, window, trained)
     before = [v.id for v in window.project.model_versions(PLUGIN)]
     assert window.models.table.rowCount() == len(before) == 1
@@ -172,7 +173,7 @@ def test_training_from_the_panel_adds_a_version(qtbot, window: MainWindow, train
     assert window.project.active_model_version(PLUGIN).id == before[0]
 
 
-def test_failed_training_shows_its_log_and_keeps_the_model(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+def test_failed_training_shows_its_log_and_keeps_the_model(qtbot: QtBot, window: MainWindow, trained: Path) -> None:
     with Project.open(trained) as project:
         for record in project.images(done=True):
             project.set_done(record.id, False)  # nothing to train on
@@ -190,7 +191,7 @@ def test_failed_training_shows_its_log_and_keeps_the_model(qtbot, window: MainWi
 
 
 @pytest.mark.slow
-def test_cancel_training_leaves_the_project_as_it_was(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_training_leaves_the_project_as_it_was(qtbot: QtBot, window: MainWindow, trained: Path) -> None:
     open_and_wait(qtbot, window, trained)
     window.training_panel.budget.setValue(120)
     with qtbot.waitSignal(
@@ -204,7 +205,7 @@ def test_cancel_training_leaves_the_project_as_it_was(qtbot, window: MainWindow,
     assert len(window.project.model_versions(PLUGIN)) == 1
 
 
-def test_auto_retrain_after_n_done_images(qtbot, window: MainWindow, trained: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_auto_retrain_after_n_done_images(qtbot: QtBot, window: MainWindow, trained: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     open_and_wait(qtbot, window, trained)
     started: list[str] = []
     monkeypatch.setattr(window.trainer, "start", lambda root, plugin, **kw: started.append(plugin))
@@ -219,7 +220,7 @@ def test_auto_retrain_after_n_done_images(qtbot, window: MainWindow, trained: Pa
     assert started == [PLUGIN]
 
 
-def test_cancel_auto_label_all(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_auto_label_all(qtbot: QtBot, window: MainWindow, trained: Path) -> None:
     open_and_wait(qtbot, window, trained)
     window.model_tabs.setCurrentWidget(window.training_panel)
     with qtbot.waitSignal(window.autolabeler.batchFinished, timeout=60_000) as blocker:
@@ -232,7 +233,7 @@ def test_cancel_auto_label_all(qtbot, window: MainWindow, trained: Path) -> None
     assert window.autolabel_panel.all_button.isEnabled() and not window.autolabel_panel.cancel_button.isEnabled()
 
 
-def test_auto_label_without_a_model_says_what_to_do(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_auto_label_without_a_model_says_what_to_do(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     open_and_wait(qtbot, window, make_project(tmp_path / "fresh", 2))
     qtbot.mouseClick(window.autolabel_panel.image_button, Qt.MouseButton.LeftButton)
     assert "no trained localizer model yet" in window.statusBar().currentMessage()
@@ -240,8 +241,8 @@ def test_auto_label_without_a_model_says_what_to_do(qtbot, window: MainWindow, t
 
 
 def test_training_on_too_few_usable_images_is_refused_naming_the_detector(
-    qtbot, window: MainWindow, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     root = labelled(tmp_path / "many", count=8, done=8)
     with Project.open(root) as project:
         cat = project.categories()[0]
@@ -260,7 +261,7 @@ def test_training_on_too_few_usable_images_is_refused_naming_the_detector(
     assert window.project.model_versions(PLUGIN) == [] and window.models.table.rowCount() == 0
 
 
-def test_versions_tab_says_what_training_skipped(qtbot, window: MainWindow, trained: Path) -> None:  # type: ignore[no-untyped-def]
+def test_versions_tab_says_what_training_skipped(qtbot: QtBot, window: MainWindow, trained: Path) -> None:
     from labeler.core.store import ModelVersion
 
     with Project.open(trained) as project:
@@ -283,7 +284,7 @@ def test_versions_tab_says_what_training_skipped(qtbot, window: MainWindow, trai
     assert "9 skipped: 9 × 2 accepted labels" in cell.toolTip()
 
 
-def test_the_plugin_is_the_projects_and_panels_start_clean(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_plugin_is_the_projects_and_panels_start_clean(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     from labeler.core.store import ModelVersion
 
     a = make_project(tmp_path / "a", 2)

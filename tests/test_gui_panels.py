@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
@@ -17,7 +18,7 @@ from labeler.gui.panels.training_panel import TrainingPanel  # noqa: E402
 from labeler.learning.events import train_event  # noqa: E402
 
 
-def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_training_panel_follows_a_run(qtbot: QtBot) -> None:
     panel = TrainingPanel()
     qtbot.addWidget(panel)
     panel.show()
@@ -90,7 +91,7 @@ def test_training_panel_follows_a_run(qtbot) -> None:  # type: ignore[no-untyped
     assert not panel.log.isVisibleTo(panel) and not panel.plot.loss_series.points
 
 
-def test_a_short_run_still_plots_its_validation_point(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_a_short_run_still_plots_its_validation_point(qtbot: QtBot) -> None:
     panel = TrainingPanel()
     qtbot.addWidget(panel)
     panel.set_running(True, "localizer")
@@ -104,7 +105,7 @@ def test_a_short_run_still_plots_its_validation_point(qtbot) -> None:  # type: i
     assert panel.plot.metric_series.points == [(3.0, 0.42)]
 
 
-def test_plot_paints_empty_single_and_flat_series(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_plot_paints_empty_single_and_flat_series(qtbot: QtBot) -> None:
     plot = LossPlot()
     qtbot.addWidget(plot)
     plot.resize(300, 160)
@@ -119,7 +120,7 @@ def test_plot_paints_empty_single_and_flat_series(qtbot) -> None:  # type: ignor
     assert not plot.grab().isNull()
 
 
-def test_auto_label_panel_progress(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_auto_label_panel_progress(qtbot: QtBot) -> None:
     panel = AutoLabelPanel()
     qtbot.addWidget(panel)
     panel.show()
@@ -133,7 +134,7 @@ def test_auto_label_panel_progress(qtbot) -> None:  # type: ignore[no-untyped-de
     assert panel.all_button.isEnabled() and not panel.cancel_button.isEnabled()
 
 
-def _versions_beside_plot(qtbot, project, plugin: str):  # type: ignore[no-untyped-def]
+def _versions_beside_plot(qtbot: QtBot, project, plugin: str):  # type: ignore[no-untyped-def]
     """The Versions list of ``plugin`` on ``project``, feeding a training panel's plot, as the window wires them."""
     from labeler.gui.panels.models import ModelListPanel
 
@@ -146,7 +147,7 @@ def _versions_beside_plot(qtbot, project, plugin: str):  # type: ignore[no-untyp
     return models, panel
 
 
-def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_plot_shows_the_validation_score_of_every_version(qtbot: QtBot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The Versions list hands the plot each version's score, oldest first, the active one marked."""
     from labeler.core.store import ModelVersion, Project
     from labeler.gui.panels.plot import VersionScore
@@ -172,7 +173,7 @@ def test_plot_shows_the_validation_score_of_every_version(qtbot, tmp_path) -> No
     project.close()
 
 
-def test_versions_name_their_ranking_metric_as_the_field_does(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_versions_name_their_ranking_metric_as_the_field_does(qtbot: QtBot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The detector ranks by ``map50``: the list and the plot say mAP@0.5, not the key."""
     import json
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
@@ -43,13 +44,13 @@ def labelled_project(root: Path) -> Project:
     return project
 
 
-def run_dialog(qtbot, dialog) -> object:  # type: ignore[no-untyped-def]
+def run_dialog(qtbot: QtBot, dialog) -> object:  # type: ignore[no-untyped-def]
     with qtbot.waitSignal(dialog.succeeded, timeout=30_000) as blocker:
         qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
     return blocker.args[0]
 
 
-def test_export_coco_loads_in_pycocotools(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_export_coco_loads_in_pycocotools(qtbot: QtBot, tmp_path: Path) -> None:
     from pycocotools.coco import COCO
 
     project = labelled_project(tmp_path / "proj")
@@ -71,7 +72,7 @@ def test_export_coco_loads_in_pycocotools(qtbot, tmp_path: Path) -> None:  # typ
 
 
 @pytest.mark.parametrize("fmt", ["labelme", "voc", "yolo", "masks"])
-def test_every_folder_format_exports_through_the_dialog(qtbot, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_folder_format_exports_through_the_dialog(qtbot: QtBot, tmp_path: Path, fmt: str) -> None:
     project = labelled_project(tmp_path / "proj")
     dialog = ExportDialog(project)
     qtbot.addWidget(dialog)
@@ -83,7 +84,7 @@ def test_every_folder_format_exports_through_the_dialog(qtbot, tmp_path: Path, f
     project.close()
 
 
-def test_import_coco_with_detected_format(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_import_coco_with_detected_format(qtbot: QtBot, tmp_path: Path) -> None:
     source = labelled_project(tmp_path / "src")
     out = tmp_path / "src" / "export.json"
     from labeler.formats import export_annotations
@@ -106,7 +107,7 @@ def test_import_coco_with_detected_format(qtbot, tmp_path: Path) -> None:  # typ
     target.close()
 
 
-def test_failed_import_says_why_and_changes_nothing(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_failed_import_says_why_and_changes_nothing(qtbot: QtBot, tmp_path: Path) -> None:
     project = Project.create(tmp_path / "p")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -121,7 +122,7 @@ def test_failed_import_says_why_and_changes_nothing(qtbot, tmp_path: Path) -> No
     project.close()
 
 
-def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The import runs on its own connection: while its transaction is open (held open here until
     the UI thread has queried the window's project), a timer keeps ticking and the window's store
     queries answer; once it commits the window shows the imported images."""
@@ -204,7 +205,7 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot, tmp_pa
     win.shutdown()
 
 
-def test_masks_options_in_both_dialogs(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_masks_options_in_both_dialogs(qtbot: QtBot, tmp_path: Path) -> None:
     """The masks format's value-to-class mapping, ignore and background values are set in the
     dialogs; formats without options (YOLO, VOC) show none."""
     import json
@@ -255,7 +256,7 @@ def test_masks_options_in_both_dialogs(qtbot, tmp_path: Path) -> None:  # type: 
     target.close()
 
 
-def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot: QtBot, tmp_path: Path) -> None:
     source = labelled_project(tmp_path / "src")
     from labeler.formats import export_annotations
 
@@ -281,7 +282,7 @@ def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot, tmp_path: Pat
 
 
 @pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
-def test_each_formats_help_text_is_shown_whole(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_each_formats_help_text_is_shown_whole(qtbot: QtBot, tmp_path: Path) -> None:
     """The import dialog grows to the chosen format's help text (it was clipped at top and bottom)."""
     dialog = ImportDialog(Project.create(tmp_path / "proj"))
     qtbot.addWidget(dialog)
@@ -294,7 +295,7 @@ def test_each_formats_help_text_is_shown_whole(qtbot, tmp_path: Path) -> None:  
         assert label.height() >= label.heightForWidth(label.width()), dialog.format_combo.currentText()
 
 
-def test_the_window_offers_to_undo_an_import_and_undo_removes_exactly_it(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_window_offers_to_undo_an_import_and_undo_removes_exactly_it(qtbot: QtBot, tmp_path: Path) -> None:
     """After an import the dialog offers "Undo this import"; one click removes the images, labels,
     classes and done marks the import added, keeps a label the user drew before it, and the window
     shows the project as it was."""

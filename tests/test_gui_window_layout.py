@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtWidgets import QApplication, QDockWidget
+from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")  # offscreen platform
@@ -31,7 +32,7 @@ def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def _window(qtbot) -> MainWindow:  # type: ignore[no-untyped-def]
+def _window(qtbot: QtBot) -> MainWindow:
     win = MainWindow(interactive=False)
     qtbot.addWidget(win)
     win.show()
@@ -40,7 +41,7 @@ def _window(qtbot) -> MainWindow:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def window(qtbot) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+def window(qtbot: QtBot) -> Iterator[MainWindow]:
     win = _window(qtbot)
     yield win
     win.shutdown()
@@ -99,7 +100,7 @@ def test_at_500_by_350_nothing_overlaps(window: MainWindow) -> None:
         assert window.rect().contains(rect)  # the window is never smaller than what it holds
 
 
-def test_the_image_is_refitted_on_resize_in_fit_mode_only(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_image_is_refitted_on_resize_in_fit_mode_only(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     root = make_project(tmp_path / "proj", 1)
     with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
         assert window.open_path(root)
@@ -114,7 +115,7 @@ def test_the_image_is_refitted_on_resize_in_fit_mode_only(qtbot, window: MainWin
     assert view.scale_factor() == pytest.approx(1.0)  # zoomed by the user: kept
 
 
-def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot: QtBot) -> None:
     first = _window(qtbot)
     _resize(first, 1200, 800)
     images = _docks(first)["images_dock"]
@@ -130,7 +131,7 @@ def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot) -> None:  # 
     second.shutdown()
 
 
-def test_a_restored_right_hand_column_too_narrow_to_read_is_widened(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_a_restored_right_hand_column_too_narrow_to_read_is_widened(qtbot: QtBot) -> None:
     """A layout saved in a small window left the classes, proposals and model panels at 160 px,
     each with a sideways scroll bar; the next start gives the column back a readable width."""
     first = _window(qtbot)
@@ -161,7 +162,9 @@ def test_the_right_hand_panels_fit_a_readable_column_without_scrolling_sideways(
         assert panel.minimumSizeHint().width() + scroll_bar <= READABLE_PANEL_WIDTH, name
 
 
-def test_long_names_elide_in_a_narrow_list_instead_of_scrolling(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_long_names_elide_in_a_narrow_list_instead_of_scrolling(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     from gui_support import write_images
 
     from labeler.core.store import Project
