@@ -15,6 +15,7 @@ from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
 from labeler.core.store import Project
+from labeler.gui.main_window import MainWindow
 
 NO_MOD = Qt.KeyboardModifier.NoModifier
 LEFT = Qt.MouseButton.LeftButton
@@ -141,3 +142,20 @@ def hover(canvas: object, x: float, y: float) -> None:
         NO_MOD,
     )
     QApplication.sendEvent(viewport, event)
+
+
+def show_window(qtbot: QtBot) -> MainWindow:
+    """A main window (no dialogs), shown, exposed and active."""
+    win = MainWindow(interactive=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.activateWindow()
+    return win
+
+
+def close_window(win: MainWindow) -> None:
+    """Stop the window's work and let go of its project."""
+    win.shutdown()
+    if win.project is not None:
+        win.set_project(None)

@@ -16,6 +16,7 @@ pytest.importorskip("pytestqt")
 # The offscreen platform cannot resize native windows; that notice is about the test platform, not us.
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
+from gui_helpers import close_window, show_window  # noqa: E402
 from gui_support import make_project, write_images  # noqa: E402
 
 from labeler.core.annotation import Annotation, Kind, State  # noqa: E402
@@ -25,24 +26,11 @@ from labeler.gui.panels.image_list import FILTERS, ImageState  # noqa: E402
 from labeler.gui.settings import AppSettings  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "settings.ini"
-    monkeypatch.setenv("LABELER_SETTINGS", str(path))
-    return path
-
-
 @pytest.fixture
 def window(qtbot: QtBot) -> Iterator[MainWindow]:
-    win = MainWindow(interactive=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    win.activateWindow()
+    win = show_window(qtbot)
     yield win
-    win.shutdown()
-    if win.project is not None:
-        win.set_project(None)
+    close_window(win)
 
 
 def open_and_wait(qtbot: QtBot, win: MainWindow, root: Path) -> None:

@@ -19,13 +19,6 @@ from labeler.core.image_index import ImageIndex
 from labeler.gui.main_window import MainWindow
 
 
-@pytest.fixture(autouse=True)
-def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "settings.ini"
-    monkeypatch.setenv("LABELER_SETTINGS", str(path))
-    return path
-
-
 @pytest.mark.parametrize("what", ["project", "folder"])
 def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
     qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str

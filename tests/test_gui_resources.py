@@ -16,6 +16,8 @@ from pytestqt.qtbot import QtBot
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")  # offscreen platform
 
+from gui_helpers import close_window, show_window  # noqa: E402
+
 from labeler.core.resources import command_table, icon_names  # noqa: E402
 from labeler.gui.actions import TEXT_BESIDE_ICON, ActionId, shortcut_rows, shortcuts_text  # noqa: E402
 from labeler.gui.canvas.canvas import AnnotationCanvas  # noqa: E402
@@ -27,21 +29,11 @@ from labeler.gui.main_window import MainWindow  # noqa: E402
 CANVAS_DIR = Path(__file__).resolve().parents[1] / "labeler" / "gui" / "canvas"
 
 
-@pytest.fixture(autouse=True)
-def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "settings.ini"
-    monkeypatch.setenv("LABELER_SETTINGS", str(path))
-    return path
-
-
 @pytest.fixture
 def window(qtbot: QtBot) -> Iterator[MainWindow]:
-    win = MainWindow(interactive=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+    win = show_window(qtbot)
     yield win
-    win.shutdown()
+    close_window(win)
 
 
 def test_the_actions_are_the_command_table(window: MainWindow) -> None:

@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")  # offscreen platform
 
+from gui_helpers import close_window, show_window  # noqa: E402
 from gui_support import make_project  # noqa: E402
 
 from labeler.gui.layout import (  # noqa: E402
@@ -25,28 +26,11 @@ from labeler.gui.layout import (  # noqa: E402
 from labeler.gui.main_window import MainWindow  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "settings.ini"
-    monkeypatch.setenv("LABELER_SETTINGS", str(path))
-    return path
-
-
-def _window(qtbot: QtBot) -> MainWindow:
-    win = MainWindow(interactive=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
-
-
 @pytest.fixture
 def window(qtbot: QtBot) -> Iterator[MainWindow]:
-    win = _window(qtbot)
+    win = show_window(qtbot)
     yield win
-    win.shutdown()
-    if win.project is not None:
-        win.set_project(None)
+    close_window(win)
 
 
 def _settle() -> None:
@@ -116,7 +100,7 @@ def test_the_image_is_refitted_on_resize_in_fit_mode_only(qtbot: QtBot, window: 
 
 
 def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot: QtBot) -> None:
-    first = _window(qtbot)
+    first = show_window(qtbot)
     _resize(first, 1200, 800)
     images = _docks(first)["images_dock"]
     first.resizeDocks([images], [150], Qt.Orientation.Horizontal)  # as narrow as it goes
@@ -124,7 +108,7 @@ def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot: QtBot) -> No
     narrowed = images.width()
     assert narrowed < READABLE_LIST_WIDTH
     first.close()
-    second = _window(qtbot)
+    second = show_window(qtbot)
     _settle()
     _resize(second, 1200, 800)  # the restored geometry is clamped to the 800 x 600 offscreen screen
     assert _docks(second)["images_dock"].width() >= READABLE_LIST_WIDTH
@@ -134,14 +118,14 @@ def test_a_restored_image_list_too_narrow_to_read_is_widened(qtbot: QtBot) -> No
 def test_a_restored_right_hand_column_too_narrow_to_read_is_widened(qtbot: QtBot) -> None:
     """A layout saved in a small window left the classes, proposals and model panels at 160 px,
     each with a sideways scroll bar; the next start gives the column back a readable width."""
-    first = _window(qtbot)
+    first = show_window(qtbot)
     _resize(first, 1200, 800)
     model = _docks(first)["model_dock"]
     first.resizeDocks([model], [150], Qt.Orientation.Horizontal)
     _settle()
     assert model.width() < READABLE_PANEL_WIDTH
     first.close()
-    second = _window(qtbot)
+    second = show_window(qtbot)
     _settle()
     _resize(second, 1200, 800)
     docks = _docks(second)
