@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 from folds import folds_of, summarize  # benchmarks/folds.py, beside this script
+from timing import mean_ms  # benchmarks/timing.py
 
 from labeler.core.geometry import box_iou
 from labeler.core.images import read_image
@@ -165,12 +166,7 @@ def run(
     if speed:
         inputs = [plugin.inputs(s.image, settings=settings) for s in held]
         with torch.inference_mode():
-            for x in inputs[:3]:
-                model(x)
-            t0 = time.perf_counter()
-            for x in inputs:
-                model(x)
-            forward_ms = 1000 * (time.perf_counter() - t0) / len(inputs)
+            forward_ms = mean_ms(model, inputs, warmup=3)
         t0 = time.perf_counter()
         predict(held)
         predict_ms = 1000 * (time.perf_counter() - t0) / len(held)

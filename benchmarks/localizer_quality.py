@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from folds import stratified_folds, summarize  # benchmarks/folds.py, beside this script
+from timing import mean_ms  # benchmarks/timing.py
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import box_iou
@@ -272,12 +273,7 @@ def run(
     # speed: bare forward vs the whole per-image prediction, one image at a time
     inputs = [plugin.inputs(s.image, settings=settings).to(device) for s in held]
     with torch.no_grad():
-        for x in inputs[:3]:
-            model(x)
-        t0 = time.perf_counter()
-        for x in inputs:
-            model(x)
-        forward_ms = 1000 * (time.perf_counter() - t0) / len(inputs)
+        forward_ms = mean_ms(model, inputs, warmup=3)
         t0 = time.perf_counter()
         predict(model, held)
         predict_ms = 1000 * (time.perf_counter() - t0) / len(held)
