@@ -38,12 +38,12 @@ IGNORE = -1
 
 
 def parse_anchors(text: str | Sequence[float]) -> tuple[float, ...]:
-    """``"1.5,4,10"`` (or numbers) to positive anchor sizes in cells, sorted."""
+    """``"3,8,20"`` (or numbers) to positive anchor sizes in cells, sorted."""
     if isinstance(text, str):
         try:
             values = [float(v) for v in text.replace(" ", "").split(",") if v]
         except ValueError:
-            raise ValueError(f"anchors takes comma-separated sizes in cells, e.g. 1.5,4,10, not {text!r}") from None
+            raise ValueError(f"anchors takes comma-separated sizes in cells, e.g. 3,8,20, not {text!r}") from None
     else:
         values = [float(v) for v in text]
     if not values or any(not math.isfinite(v) or v <= 0 for v in values):
