@@ -23,12 +23,12 @@ from labeler_detector.grid import (  # noqa: E402
     input_shape,
     parse_anchors,
 )
-from labeler_detector.plugin import DetectorPlugin, nms  # noqa: E402
+from labeler_detector.plugin import DetectorPlugin, nms, vote_boxes  # noqa: E402
 from labeler_detector.views import Augment, random_view  # noqa: E402
 
 CLASSES = (Category(4, "cell", (255, 0, 0)), Category(9, "platelet", (0, 255, 0)))
 ANCHORS = (1.5, 4.0)
-SETTINGS = {"anchors": "1.5,4", "width": 8}
+SETTINGS = {"anchors": "1.5,4", "width": 8, "stride": 16}
 
 
 def box_ann(box: tuple[float, float, float, float], category: int = 4) -> Annotation:
@@ -192,6 +192,39 @@ def test_nms_keeps_one_box_per_object() -> None:
     assert nms(boxes, scores, labels, iou=0.5, per_class=True, top_k=10) == [1, 2, 3]
     assert nms(boxes, scores, labels, iou=0.5, per_class=False, top_k=1) == [1]
     assert nms(boxes[:0], scores[:0], labels[:0], iou=0.5, per_class=False, top_k=10) == []
+
+
+def test_box_voting_averages_the_overlapping_candidates_by_score() -> None:
+    candidates = np.array([[10, 10, 40, 40], [14, 10, 40, 40], [100, 100, 20, 20]], np.float32)
+    scores = np.array([0.75, 0.25, 0.9])
+    voted = vote_boxes(candidates[[0, 2]], candidates, scores, iou=0.6)
+    # the first kept box and its neighbour (IoU 0.82): corners 0.75 * 10 + 0.25 * 14 = 11, 51 + 0 ...
+    np.testing.assert_allclose(voted, [[11, 10, 40, 40], [100, 100, 20, 20]], atol=1e-5)
+    # at a stricter threshold the neighbour no longer votes
+    np.testing.assert_allclose(vote_boxes(candidates[:1], candidates, scores, iou=0.9), candidates[:1], atol=1e-5)
+
+
+def test_stride_8_grid_and_old_versions_keep_their_16_pixel_grid(tmp_path) -> None:
+    from labeler.learning.checkpoints import version_settings
+
+    plugin = DetectorPlugin()
+    settings = {"anchors": "3,8", "width": 8, "stride": 8}
+    model = plugin.build_model(num_classes=2, settings=settings).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 96))
+    assert out["logits"].shape == (1, 2, 3, 8, 12) and out["box"].shape == (1, 2, 4, 8, 12)
+    item = plugin.prepare(sample((box_ann((10, 10, 30, 30)),), h=64, w=64), settings=settings)
+    example = plugin.example(item, augment=False, rng=np.random.default_rng(0), settings=settings)
+    assert example["target_class"].shape == (2, 32, 32) and (example["target_class"] == 1).any()
+    with pytest.raises(ValueError, match="stride"):
+        plugin.build_model(num_classes=2, settings={"stride": 4})
+    # a version stored before the stride setting existed was trained on the 16-pixel grid
+    old = {k: v for k, v in default_settings(plugin).items() if k not in ("stride", "anchors", "vote_iou")}
+    resolved = version_settings(plugin, old)
+    assert (resolved["stride"], resolved["anchors"], resolved["vote_iou"]) == (16, "1.5,4,10", 0.0)
+    old_model = plugin.build_model(num_classes=2, settings=resolved)
+    assert old_model(torch.zeros(1, 3, 64, 64))["logits"].shape[-2:] == (4, 4)
+    assert not any(name.startswith("fuse8") for name in old_model.state_dict())
 
 
 def test_proposals_decode_cells_to_image_pixels_with_nms_and_uncertainty() -> None:

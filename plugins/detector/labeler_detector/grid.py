@@ -6,7 +6,7 @@ Conventions (numpy only, no torch):
   coordinates (an image of width ``W`` spans ``[0, W]``), as everywhere in labeler;
 - the network sees the image scaled to :func:`input_shape` (both sides multiples of
   :data:`STRIDE_MULTIPLE`, keeping the image's aspect ratio up to that rounding); its output is a
-  grid of cells of ``stride`` input pixels, cell ``(i, j)`` (row, column) spanning
+  grid of cells of ``stride`` input pixels (one of :data:`STRIDES`), cell ``(i, j)`` (row, column) spanning
   ``[j, j + 1] x [i, i + 1]`` in *cell units* (input pixels divided by the stride);
 - each cell carries ``A`` anchors, square prior sizes in cell units (setting ``anchors``). An
   object is assigned to the anchor nearest its size on a log scale (``sqrt(w * h)``);
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-STRIDE = 16
-"""Input pixels per grid cell."""
+STRIDES = (8, 16)
+"""The grid strides the network offers: input pixels per grid cell (setting ``stride``)."""
 STRIDE_MULTIPLE = 32
 """Input sides are multiples of this (the backbone's deepest stage is at 1/32)."""
 IGNORE = -1
@@ -38,12 +38,12 @@ IGNORE = -1
 
 
 def parse_anchors(text: str | Sequence[float]) -> tuple[float, ...]:
-    """``"1.5,4,10"`` (or numbers) to positive anchor sizes in cells, sorted."""
+    """``"3,8,20"`` (or numbers) to positive anchor sizes in cells, sorted."""
     if isinstance(text, str):
         try:
             values = [float(v) for v in text.replace(" ", "").split(",") if v]
         except ValueError:
-            raise ValueError(f"anchors takes comma-separated sizes in cells, e.g. 1.5,4,10, not {text!r}") from None
+            raise ValueError(f"anchors takes comma-separated sizes in cells, e.g. 3,8,20, not {text!r}") from None
     else:
         values = [float(v) for v in text]
     if not values or any(not math.isfinite(v) or v <= 0 for v in values):

@@ -46,7 +46,7 @@ from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import annotation_box, as_box
 from labeler.learning.api import LabelledImage, Prediction, Proposal, Setting, SkipImage, as_rgb
 from labeler_detector.cocomap import Box, coco_map
-from labeler_detector.grid import STRIDE, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
+from labeler_detector.grid import STRIDES, build_targets, decode_boxes, input_scale, input_shape, parse_anchors
 from labeler_detector.views import (
     Augment,
     clip_boxes,
@@ -73,7 +73,19 @@ class DetectorPlugin:
         ),
         Setting("train_size", 256, "side of the square training views (multiple of 32)"),
         Setting("width", 16, "channels of the first backbone stage (later stages 2x, 4x, 6x, 8x)"),
-        Setting("anchors", "1.5,4,10", "anchor sizes per cell, in cells of 16 input pixels (comma-separated)"),
+        Setting(
+            "stride",
+            8,
+            "grid cell in input pixels: 8 (the 1/8 stage joined with the deeper ones) or 16",
+            choices=STRIDES,
+            legacy=16,
+        ),
+        Setting(
+            "anchors",
+            "3,8,20",
+            "anchor sizes per cell, in grid cells of `stride` input pixels (comma-separated)",
+            legacy="1.5,4,10",
+        ),
         Setting("center_radius", 1.0, "cells within this many cells of an object's centre (and inside it) learn it"),
         Setting("class_weight", 1.0, "weight of the class cross-entropy term in the summed loss"),
         Setting("box_weight", 2.0, "weight of the box mean-squared-error term in the summed loss"),
@@ -90,6 +102,13 @@ class DetectorPlugin:
         Setting(
             "nms_per_class", False, "suppress within each class only (an object may then get boxes of two classes)"
         ),
+        Setting(
+            "vote_iou",
+            0.0,
+            "box voting: each kept box becomes the score-weighted mean of the candidates overlapping it "
+            "at least this much (0 = off)",
+            legacy=0.0,
+        ),
         Setting("max_proposals", 100, "most proposals per image"),
         Setting("shapes_as_boxes", True, "a polygon or mask label trains as its bounding box"),
     )
@@ -100,7 +119,9 @@ class DetectorPlugin:
         from labeler_detector.network import Detector
 
         cfg = self._cfg(settings)
-        return Detector(num_classes=num_classes, anchors=len(cfg["anchors"]), width=int(cfg["width"]))
+        return Detector(
+            num_classes=num_classes, anchors=len(cfg["anchors"]), width=int(cfg["width"]), stride=int(cfg["stride"])
+        )
 
     # -- training data ---------------------------------------------------------------------
 
@@ -155,14 +176,15 @@ class DetectorPlugin:
             aug=aug,
             fill=item["fill"],
         )
-        g = size // STRIDE
+        stride = int(cfg["stride"])
+        g = size // stride
         cls, box = build_targets(
-            boxes / STRIDE,
+            boxes / stride,
             labels,
             grid=(g, g),
             anchors=cfg["anchors"],
             center_radius=float(cfg["center_radius"]),
-            ignore_boxes=ignore / STRIDE,
+            ignore_boxes=ignore / stride,
         )
         return {"image": to_input(view), "target_class": cls, "target_box": box}
 
@@ -235,6 +257,9 @@ class DetectorPlugin:
             per_class=bool(cfg["nms_per_class"]),
             top_k=int(cfg["max_proposals"]),
         )
+        if float(cfg["vote_iou"]) > 0 and len(keep):
+            boxes = boxes.copy()
+            boxes[keep] = vote_boxes(boxes[keep], boxes, scores, iou=float(cfg["vote_iou"]))
         proposals = tuple(
             Proposal(
                 category_id=classes[int(labels[i])].id,
@@ -324,6 +349,26 @@ def nms(
         kept = cv2.dnn.NMSBoxes(rects, conf, 0.0, iou, top_k=top_k)
     order = sorted((int(i) for i in np.asarray(kept).reshape(-1)), key=lambda i: -conf[i])
     return order[:top_k]
+
+
+def vote_boxes(kept: np.ndarray, candidates: np.ndarray, scores: np.ndarray, *, iou: float) -> np.ndarray:
+    """Box voting: each of the ``kept`` boxes ``(K, 4)`` replaced by the mean of the ``candidates``
+    ``(N, 4)`` (pixel ``(x, y, w, h)``, the kept ones among them) whose IoU with it is at least
+    ``iou``, weighted by their ``scores``; the corners are averaged. A kept box with no such
+    candidate (only when it is not among them) stays as it is."""
+    kept = np.asarray(kept, dtype=np.float64).reshape(-1, 4)
+    cand = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
+    k0, k1 = kept[:, None, :2], kept[:, None, :2] + kept[:, None, 2:]
+    c0, c1 = cand[None, :, :2], cand[None, :, :2] + cand[None, :, 2:]
+    inter = np.clip(np.minimum(k1, c1) - np.maximum(k0, c0), 0.0, None).prod(axis=2)
+    union = kept[:, None, 2:].prod(axis=2) + cand[None, :, 2:].prod(axis=2) - inter
+    overlap = inter / np.maximum(union, 1e-9)
+    weight = np.where(overlap >= iou, np.asarray(scores, dtype=np.float64)[None, :], 0.0)  # (K, N)
+    total = weight.sum(axis=1, keepdims=True)
+    corners = np.concatenate([cand[:, :2], cand[:, :2] + cand[:, 2:]], axis=1)  # (N, 4) x0 y0 x1 y1
+    voted = (weight @ corners) / np.maximum(total, 1e-12)
+    out = np.concatenate([voted[:, :2], voted[:, 2:] - voted[:, :2]], axis=1)
+    return np.where(total > 0, out, kept).astype(np.float32)
 
 
 def object_boxes(sample: LabelledImage, *, shapes_as_boxes: bool = True) -> tuple[np.ndarray, np.ndarray]:
