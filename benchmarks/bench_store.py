@@ -62,13 +62,20 @@ def write_images(folder: Path, n: int) -> None:
         (sub / f"{i:06d}.png").write_bytes(data)
 
 
-def masks(k: int) -> list[dict[str, object]]:
-    """``k`` different small blobs as compressed RLE on a ``WIDTH x HEIGHT`` image."""
+def masks(n: int, k: int) -> list[list[dict[str, object]]]:
+    """``k`` small blobs per image for ``n`` images, as compressed RLE on a ``WIDTH x HEIGHT``
+    image; a few random pixels of each blob are flipped so that no two masks of the set are alike
+    (real masks are all different: a cache of checked masks must not flatter the import)."""
     yy, xx = np.mgrid[:HEIGHT, :WIDTH]
-    out = []
+    rng = np.random.default_rng(1)
+    blobs = []
     for j in range(k):
         cx, cy, r = 4 + 5 * j % (WIDTH - 8), 4 + 3 * j % (HEIGHT - 8), 2 + j % 3
-        out.append(encode_mask((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r))
+        blobs.append((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r)
+    out = []
+    for _ in range(n):
+        noise = rng.random((k, HEIGHT, WIDTH)) < 0.03
+        out.append([encode_mask(blob ^ flips) for blob, flips in zip(blobs, noise, strict=True)])
     return out
 
 
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(project, Project) and project.image_count() == n
         print(f"init (add_folder)      {clock.text(n, 'images')}   (median of {args.runs})")
 
-        rles = masks(k)
+        per_image = masks(n, k)
         with Clock() as clock, project.transaction():
             category = project.add_category("blob").id
             images = project.images()
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             project.add_annotations(
                 [
                     Annotation(image_id=r.id, category_id=category, kind=Kind.MASK, rle=rle)
-                    for r in images
+                    for r, rles in zip(images, per_image, strict=True)
                     for rle in rles
                 ],
                 log=False,

@@ -318,7 +318,15 @@ def _is_whole(value: Any) -> bool:
 _CHECKED: dict[tuple[int, int, str], None] = {}
 """Recently checked ``(h, w, counts)`` of whole RLEs: a mask passes several doors on its way in
 (the format's reader, the import's writer, the store), and the check is a pure function of these."""
-_CHECKED_MAX = 4096
+_CHECKED_MAX = 20_000
+"""Entries kept (each holds a reference to a counts string its caller holds anyway)."""
+
+
+def remember_checked(h: int, w: int, counts: str) -> None:
+    """Note that the compressed RLE ``counts`` of an ``h x w`` mask was found whole."""
+    if len(_CHECKED) >= _CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED[(h, w, counts)] = None
 
 
 def check_rle(rle: Any, *, max_pixels: int) -> Rle:
@@ -343,9 +351,7 @@ def check_rle(rle: Any, *, max_pixels: int) -> Rle:
         raise ValueError(f"the RLE's runs cover {int(counts.sum())} pixels, not {h} x {w}")
     if key is None:
         return normalize_rle({"size": [h, w], "counts": text})
-    if len(_CHECKED) >= _CHECKED_MAX:
-        _CHECKED.clear()
-    _CHECKED[key] = None
+    remember_checked(h, w, text)
     return {"size": [h, w], "counts": text}  # what normalize_rle makes of str counts
 
 

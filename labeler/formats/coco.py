@@ -34,7 +34,6 @@ import labeler
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import (
     as_box,
-    check_rle,
     decode_rle,
     mask_to_polygons,
     normalize_rle,
@@ -42,6 +41,7 @@ from labeler.core.geometry import (
     polygons_box,
 )
 from labeler.core.images import ImageError, max_pixels_limit
+from labeler.core.rle_batch import check_rles
 from labeler.core.store import Project
 from labeler.formats.common import (
     BACKGROUND_NAMES,
@@ -143,7 +143,11 @@ def import_coco(
         category_ids = {cid: cats.id(name) for cid, name in ordered if name is not None}
         writer = Writer(project, tally, mark_done=mark_done)
         limit = max_pixels_limit()
+        checked: dict[int, tuple[dict[str, Any], int] | ValueError] = {}
+        pending = 0  # images whose masks are checked ahead, by the batch, in checked
         for n, im in enumerate(images):
+            if n >= pending:
+                pending = _check_masks_ahead(images, n, by_image, checked, limit)
             image_id = finder.find(im["file_name"], bases=[path.parent])
             anns = by_image.get(im["id"], [])
             if image_id is None:
@@ -156,7 +160,9 @@ def import_coco(
                     if names[a["category_id"]] is None:
                         tally.skip("background category")
                         continue
-                    made = _annotation(a, image_id, category_ids[a["category_id"]], size, path, i, limit)
+                    made = _annotation(
+                        a, image_id, category_ids[a["category_id"]], size, path, i, limit, checked.pop(i, None)
+                    )
                     if isinstance(made, str):
                         tally.skip(made)
                     else:
@@ -165,6 +171,33 @@ def import_coco(
                 progress(n + 1, len(images))
         writer.finish("coco", path)
     return tally.import_report("coco", path)
+
+
+def _check_masks_ahead(
+    images: list[Any],
+    n: int,
+    by_image: dict[Any, list[tuple[int, dict[str, Any]]]],
+    checked: dict[int, tuple[dict[str, Any], int] | ValueError],
+    max_pixels: int,
+) -> int:
+    """Check the RLE masks of the images from ``images[n]`` on, some thousands at once
+    (:func:`~labeler.core.rle_batch.check_rles`), into ``checked`` (annotation index -> result);
+    returns the index of the first image left for the next batch. A batch stays under the size
+    the check remembers, so the writer's and the store's checks of the same masks are lookups."""
+    indices: list[int] = []
+    rles: list[Any] = []
+    stop = n
+    while stop < len(images) and len(rles) < 4000:
+        im = images[stop]
+        for i, a in by_image.get(im["id"], []):
+            seg = a.get("segmentation")
+            if isinstance(seg, dict):
+                indices.append(i)
+                rles.append(seg)
+        stop += 1
+    for i, result in zip(indices, check_rles(rles, max_pixels=max_pixels), strict=True):
+        checked[i] = result
+    return stop
 
 
 def _is_id(value: Any) -> bool:
@@ -189,8 +222,10 @@ def _annotation(
     path: Path,
     index: int,
     max_pixels: int,
+    checked: tuple[dict[str, Any], int] | ValueError | None = None,
 ) -> Annotation | str:
-    """The annotation for one COCO entry (``#index`` of the file ``path``), or the reason it is skipped."""
+    """The annotation for one COCO entry (``#index`` of the file ``path``), or the reason it is
+    skipped. ``checked`` is the check of its RLE mask made ahead (``(rle, area)`` or the error)."""
     seg = a.get("segmentation")
     iscrowd = bool(a.get("iscrowd", 0))
     common: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "iscrowd": iscrowd}
@@ -198,13 +233,14 @@ def _annotation(
         counts, rle_size = seg.get("counts"), seg.get("size")
         if not isinstance(counts, (str, list)) or not isinstance(rle_size, list) or len(rle_size) != 2:
             raise FormatError(f"{path}: annotation #{index}: an RLE segmentation needs 'counts' and 'size' [h, w]")
-        try:
-            rle = check_rle(seg, max_pixels=max_pixels)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise FormatError(f"{path}: annotation #{index}: unreadable RLE ({exc})") from exc
+        if checked is None:
+            checked = check_rles([seg], max_pixels=max_pixels)[0]
+        if isinstance(checked, ValueError):
+            raise FormatError(f"{path}: annotation #{index}: unreadable RLE ({checked})") from checked
+        rle, area = checked
         if size is not None and rle["size"] != list(size):
             return "mask size differs from the image"
-        if mask_utils.area(_bytes_rle(rle)) == 0:
+        if area == 0:
             return "empty mask"
         return Annotation(kind=Kind.MASK, rle=rle, **common)
     if isinstance(seg, list) and seg:
