@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
+    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -16,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeler.core.store import ModelVersion, Project
+from labeler.core.store import ModelVersion, Project, ProjectError
 from labeler.gui.panels.plot import VersionScore
 from labeler.learning.usable import skipped_summary
 from labeler.learning.version_metrics import metric_label, ranking_metric
@@ -149,7 +150,11 @@ class ModelListPanel(QWidget):
         version_id = self.selected_version()
         if version_id is None or self._project is None:
             return
-        self._project.activate_model_version(version_id)
+        try:
+            self._project.activate_model_version(version_id)
+        except ProjectError as exc:  # e.g. an annotator's: the database refused, nothing changed
+            QMessageBox.warning(self, "Activate model version", str(exc))
+            return
         self.reload()
         self.select_version(version_id)
         self.versionActivated.emit(version_id)
