@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtGui import QAction, QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QColorDialog,
     QHBoxLayout,
@@ -37,22 +37,24 @@ class ClassListPanel(QWidget):
         super().__init__(parent)
         self._project: Project | None = None
         self.list = QListWidget()
-        self.list.setToolTip("Class for new labels (keys 1-9). Double-click to rename.")
+        self.list.setToolTip("Class for new labels (keys 1-9). Double-click to rename; right-click to delete.")
         self.add_button = QPushButton("Add…")
         self.rename_button = QPushButton("Rename…")
         self.color_button = QPushButton("Colour…")
-        self.delete_button = QPushButton("Delete…")
+        self.delete_action = QAction("Delete class…", self.list)  # a fourth button would widen the column
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list, 1)
         row = QHBoxLayout()
-        for b in (self.add_button, self.rename_button, self.color_button, self.delete_button):
+        for b in (self.add_button, self.rename_button, self.color_button):
             row.addWidget(b)
         layout.addLayout(row)
         self.add_button.clicked.connect(lambda: self.ask_add())
         self.rename_button.clicked.connect(lambda: self.ask_rename())
         self.color_button.clicked.connect(lambda: self.ask_recolor())
-        self.delete_button.clicked.connect(lambda: self.ask_delete())
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.list.addAction(self.delete_action)
+        self.delete_action.triggered.connect(lambda: self.ask_delete())
         self.list.currentItemChanged.connect(self._on_current)
         self.list.itemDoubleClicked.connect(lambda _item: self.ask_rename())
         self._update_buttons()
@@ -197,4 +199,4 @@ class ClassListPanel(QWidget):
         self.add_button.setEnabled(has_project)
         self.rename_button.setEnabled(has_current)
         self.color_button.setEnabled(has_current)
-        self.delete_button.setEnabled(has_current)
+        self.delete_action.setEnabled(has_current)
