@@ -25,6 +25,7 @@ VERBS: dict[str, str] = {
     "eval": "learning",
     "models": "learning",
     "demo": "demo",
+    "access": "access",
 }
 
 

@@ -475,6 +475,9 @@ def _train(args: argparse.Namespace, mode: str) -> int:
         progress = _report_train
     try:
         with open_project(args) as project, _StopFlag() as stop:
+            from labeler.core.access import require
+
+            require(project, "owner", "train a model version", table="model_versions", privilege="INSERT")
             try:
                 result = train(
                     project,

@@ -35,6 +35,15 @@ def integrity_errors() -> tuple[type[Exception], ...]:
     return (psycopg.IntegrityError,)
 
 
+def privilege_errors() -> tuple[type[Exception], ...]:
+    """The exception PostgreSQL raises when the user lacks a privilege (empty without psycopg)."""
+    try:
+        from psycopg import errors
+    except ImportError:
+        return ()
+    return (errors.InsufficientPrivilege,)
+
+
 class Row(tuple[Any, ...]):
     """A result row readable by position and by column name, like ``sqlite3.Row``."""
 

@@ -82,6 +82,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE edit_log ADD COLUMN author TEXT;
     ALTER TABLE annotations ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
     """,
+    # 4 -> 5: teams: who has which image open (a record per window, kept fresh by a heartbeat and
+    # gone past ``expires``); on PostgreSQL this step also makes the project's roles
+    # (:mod:`labeler.core.access`), as every step there re-grants them.
+    """
+    CREATE TABLE presence (
+        session TEXT PRIMARY KEY,
+        image_id INTEGER REFERENCES images(id) ON DELETE CASCADE,
+        author TEXT,
+        expires REAL NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -123,15 +134,24 @@ def migrate(conn: sqlite3.Connection) -> int:
 def migrate_postgresql(conn: Any) -> int:
     """:func:`migrate` for a PostgreSQL database (a :class:`labeler.core.pg.PgConnection`): the
     version is kept in table ``labeler_schema``; the same steps run, translated, under an
-    advisory lock so that two machines opening a new project at once migrate it once."""
+    advisory lock so that two machines opening a new project at once migrate it once, and the
+    project's roles are (re)granted on the tables (when this user may create roles)."""
+    from labeler.core import access
     from labeler.core.pg import translate_ddl
 
+    version = _postgresql_version(conn)
+    if version == SCHEMA_VERSION:  # up to date: nothing to create (a reviewer may create nothing)
+        return version
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"this project was written by a newer labeler (schema {version}, "
+            f"this one knows up to {SCHEMA_VERSION}); update labeler to open it"
+        )
     conn.execute("BEGIN")
     try:
         conn.execute("SELECT pg_advisory_xact_lock(7253)")
         conn.execute("CREATE TABLE IF NOT EXISTS labeler_schema (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM labeler_schema").fetchone()
-        version = int(row[0]) if row is not None else 0
+        version = _postgresql_version(conn)
         if version > SCHEMA_VERSION:
             raise SchemaError(
                 f"this project was written by a newer labeler (schema {version}, "
@@ -141,10 +161,19 @@ def migrate_postgresql(conn: Any) -> int:
             for statement in translate_ddl(MIGRATIONS[step]).split(";"):
                 if statement.strip():
                     conn.execute(statement)
-        conn.execute("DELETE FROM labeler_schema")
-        conn.execute("INSERT INTO labeler_schema(version) VALUES (?)", (SCHEMA_VERSION,))
+        if version < SCHEMA_VERSION:
+            conn.execute("DELETE FROM labeler_schema")
+            conn.execute("INSERT INTO labeler_schema(version) VALUES (?)", (SCHEMA_VERSION,))
+            access.install(conn)  # the roles, granted on the tables as they are now
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return version
+
+
+def _postgresql_version(conn: Any) -> int:
+    if not conn.execute("SELECT to_regclass('labeler_schema') IS NOT NULL").fetchone()[0]:
+        return 0
+    row = conn.execute("SELECT version FROM labeler_schema").fetchone()
+    return int(row[0]) if row is not None else 0

@@ -21,15 +21,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
 from labeler.core.annotation import Annotation, Category, ImageRecord, Kind, State
 from labeler.core.images import IMAGE_SUFFIXES, content_hash, read_image, read_image_size
 from labeler.core.natural import natural_key
-from labeler.core.pg import PgConnection, integrity_errors, is_database_url, redact
+from labeler.core.pg import PgConnection, integrity_errors, is_database_url, privilege_errors, redact
 from labeler.core.resources import class_palette
 from labeler.core.schema import SchemaError, migrate, migrate_postgresql
 
@@ -54,6 +55,37 @@ class ProjectError(Exception):
 
 class StaleAnnotationError(ProjectError):
     """The annotation was changed by someone else since this copy of it was read; nothing was saved."""
+
+
+class AccessError(ProjectError):
+    """The database refused the edit: this user lacks the right to it (``labeler access``)."""
+
+
+_PRIVILEGE_ERRORS = privilege_errors()
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _needs(right: str, doing: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """A store method that PostgreSQL may refuse for want of ``right`` (``owner`` or
+    ``annotator``): its refusal becomes an :class:`AccessError` saying so in one line, e.g.
+    "bob needs the owner right to delete a category"; nothing was written."""
+
+    def wrap(method: Callable[_P, _R]) -> Callable[_P, _R]:
+        if not _PRIVILEGE_ERRORS:
+            return method
+
+        @wraps(method)
+        def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(*args, **kwargs)
+            except _PRIVILEGE_ERRORS:
+                who = getattr(args[0], "author", None) or "this user"
+                raise AccessError(f"{who} needs the {right} right to {doing}") from None
+
+        return checked
+
+    return wrap
 
 
 class ProjectBusyError(ProjectError):
@@ -294,6 +326,13 @@ class Project:
         except ProjectError:
             conn.close()
             raise
+        except _PRIVILEGE_ERRORS:
+            user = conn.user
+            conn.close()
+            raise AccessError(
+                f"{user} holds no right on the project at {redact(url)} "
+                f"(an owner gives one with: labeler access PROJECT grant {user} reviewer|annotator|owner)"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any driver error means the database is not a project; said in one line
             conn.close()
             reason = " ".join(redact(str(exc)).split())
@@ -439,6 +478,7 @@ class Project:
         except ValueError:
             return Path(folder).as_posix()
 
+    @_needs("owner", "add images")
     def add_images(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -630,6 +670,7 @@ class Project:
                 )
         return pixels
 
+    @_needs("annotator", "record an image's size")
     def set_image_size(self, image_id: int, width: int, height: int) -> None:
         """Record the image's size; sizes that are not positive whole numbers within the pixel
         limit are a :class:`ProjectError` (they would break every export)."""
@@ -648,6 +689,7 @@ class Project:
     def set_done(self, image_id: int, done: bool = True) -> None:
         self.set_done_many([image_id], done)
 
+    @_needs("annotator", "mark images done")
     def set_done_many(self, image_ids: Sequence[int], done: bool = True) -> None:
         """Mark these images done (or not) in one transaction, each with its line in the edit log."""
         now, action = time.time(), "done" if done else "undone"
@@ -659,6 +701,7 @@ class Project:
                 [(now, action, i, self.author) for i in image_ids],
             )
 
+    @_needs("annotator", "change an image's ignore region")
     def set_ignore_mask(self, image_id: int, rle: dict[str, Any] | None) -> None:
         """Pixels of the image that carry no label (e.g. CamVid's "unlabelled"); ``None`` clears."""
         from labeler.core.geometry import normalize_rle
@@ -689,6 +732,7 @@ class Project:
         rows = self._query("SELECT * FROM categories WHERE name = ?", (name,))
         return Category(rows[0]["id"], rows[0]["name"], _color_from_text(rows[0]["color"])) if rows else None
 
+    @_needs("annotator", "add a category")
     def add_category(self, name: str, *, color: Sequence[int] | None = None) -> Category:
         """Add a category; its id is the next free integer and never changes."""
         name = _category_name(name)
@@ -707,6 +751,7 @@ class Project:
             found = self.category_by_name(name.strip())
             return found if found is not None else self.add_category(name)
 
+    @_needs("annotator", "rename a category")
     def rename_category(self, category_id: int, name: str) -> Category:
         name = _category_name(name)
         self.category(category_id)  # raises for an unknown id
@@ -717,10 +762,23 @@ class Project:
             self._conn.execute("UPDATE categories SET name = ? WHERE id = ?", (name, category_id))
         return self.category(category_id)
 
+    @_needs("annotator", "recolour a category")
     def recolor_category(self, category_id: int, color: Sequence[int]) -> Category:
         with self.transaction():
             self._conn.execute("UPDATE categories SET color = ? WHERE id = ?", (_color_to_text(color), category_id))
         return self.category(category_id)
+
+    @_needs("owner", "delete a category")
+    def delete_category(self, category_id: int) -> int:
+        """Delete a category and every label of it (as CVAT deletes a label's shapes with it), in
+        one transaction; returns how many labels went. Model versions that knew it keep their
+        outputs as they were (their proposals of it are deleted with the rest)."""
+        category = self.category(category_id)  # raises for an unknown id
+        with self.transaction():
+            gone = self._conn.execute("DELETE FROM annotations WHERE category_id = ?", (category_id,)).rowcount
+            self._conn.execute("DELETE FROM categories WHERE id = ?", (category_id,))
+            self._log("delete_category", detail={"category": category_id, "name": category.name, "labels": gone})
+        return int(gone)
 
     # ---- annotations ----------------------------------------------------------------------
 
@@ -776,6 +834,7 @@ class Project:
         """Store a new annotation (or bring back a deleted one with its old ``id``)."""
         return self.add_annotations([ann], log=log)[0]
 
+    @_needs("annotator", "add labels")
     def add_annotations(self, anns: Iterable[Annotation], *, log: bool = True) -> list[Annotation]:
         return self._insert_annotations(anns, log=log)
 
@@ -904,6 +963,7 @@ class Project:
             )
         return checked
 
+    @_needs("annotator", "edit a label")
     def update_annotation(self, ann: Annotation, *, action: str = "edit") -> Annotation:
         """Overwrite the stored annotation with id ``ann.id``."""
         if ann.id is None:
@@ -946,6 +1006,7 @@ class Project:
         """Accept or reject a proposal (or put it back to proposed)."""
         return self.set_states([self.annotation(annotation_id)], state)[0]
 
+    @_needs("annotator", "accept or reject proposals")
     def set_states(self, anns: Sequence[Annotation], state: State, *, action: str | None = None) -> list[Annotation]:
         """Give the stored annotations ``anns`` the review state ``state`` (accept, reject, reopen),
         nothing else changed: one UPDATE and their edit-log lines (``action``, default the state's
@@ -975,6 +1036,7 @@ class Project:
             replace(a, state=state, updated=now, revision=None if a.revision is None else a.revision + 1) for a in anns
         ]
 
+    @_needs("annotator", "delete a label")
     def delete_annotation(self, annotation_id: int) -> None:
         with self.transaction():
             row = self._conn.execute("SELECT image_id, kind FROM annotations WHERE id = ?", (annotation_id,)).fetchone()
@@ -982,6 +1044,7 @@ class Project:
             if row is not None:
                 self._log("delete", image_id=row["image_id"], annotation_id=annotation_id, kind=row["kind"])
 
+    @_needs("annotator", "store proposals")
     def replace_proposals(
         self,
         image_id: int,
@@ -1012,6 +1075,7 @@ class Project:
 
     # ---- model versions -------------------------------------------------------------------
 
+    @_needs("owner", "add a model version")
     def add_model_version(self, version: ModelVersion, *, activate: bool = False) -> ModelVersion:
         with self.transaction():
             cur = self._conn.execute(
@@ -1050,6 +1114,7 @@ class Project:
         rows = self._query("SELECT * FROM model_versions WHERE plugin = ? AND active = 1", (plugin,))
         return _row_to_model_version(rows[0]) if rows else None
 
+    @_needs("owner", "activate a model version")
     def activate_model_version(self, version_id: int) -> None:
         """Make this version the one its plugin uses (the others of that plugin step down)."""
         with self.transaction():
@@ -1076,6 +1141,7 @@ class Project:
             (time.time(), action, image_id, annotation_id, kind, seconds, json.dumps(detail or {}), self.author),
         )
 
+    @_needs("annotator", "write to the edit log")
     def log_edit(
         self,
         action: str,

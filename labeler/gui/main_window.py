@@ -525,7 +525,12 @@ class MainWindow(QMainWindow):
                 self.status.showMessage(why_not, 10_000)
                 self._update_enabled()  # the checkable action goes back to "not done"
                 return
-        self.project.set_done(image_id, done)
+        try:
+            self.project.set_done(image_id, done)
+        except ProjectError as exc:  # e.g. a reviewer's: the database refused, nothing changed
+            self._error("Mark done", str(exc))
+            self._update_enabled()
+            return
         self.images.model.refresh_image(image_id)
         self.status.refresh(self.project)
         self._update_enabled()

@@ -1,9 +1,9 @@
-"""The class list: categories with their colours; add, rename, recolour; pick the class to draw."""
+"""The class list: categories with their colours; add, rename, recolour, delete; pick the class to draw."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtGui import QAction, QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QColorDialog,
     QHBoxLayout,
@@ -37,10 +37,11 @@ class ClassListPanel(QWidget):
         super().__init__(parent)
         self._project: Project | None = None
         self.list = QListWidget()
-        self.list.setToolTip("Class for new labels (keys 1-9). Double-click to rename.")
+        self.list.setToolTip("Class for new labels (keys 1-9). Double-click to rename; right-click to delete.")
         self.add_button = QPushButton("Add…")
         self.rename_button = QPushButton("Rename…")
         self.color_button = QPushButton("Colour…")
+        self.delete_action = QAction("Delete class…", self.list)  # a fourth button would widen the column
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list, 1)
@@ -51,6 +52,9 @@ class ClassListPanel(QWidget):
         self.add_button.clicked.connect(lambda: self.ask_add())
         self.rename_button.clicked.connect(lambda: self.ask_rename())
         self.color_button.clicked.connect(lambda: self.ask_recolor())
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.list.addAction(self.delete_action)
+        self.delete_action.triggered.connect(lambda: self.ask_delete())
         self.list.currentItemChanged.connect(self._on_current)
         self.list.itemDoubleClicked.connect(lambda _item: self.ask_rename())
         self._update_buttons()
@@ -128,9 +132,38 @@ class ClassListPanel(QWidget):
     def recolor_category(self, category_id: int, color: tuple[int, int, int]) -> None:
         if self._project is None:
             return
-        self._project.recolor_category(category_id, color)
+        try:
+            self._project.recolor_category(category_id, color)
+        except ProjectError as exc:
+            QMessageBox.warning(self, "Class colour", str(exc))
+            return
         self.reload()
         self.categoriesChanged.emit()
+
+    def delete_category(self, category_id: int) -> bool:
+        """Delete the class and its labels; a refusal (e.g. an annotator's on a team's project)
+        is said in a message box and nothing changes."""
+        if self._project is None:
+            return False
+        try:
+            self._project.delete_category(category_id)
+        except ProjectError as exc:
+            QMessageBox.warning(self, "Delete class", str(exc))
+            return False
+        self.reload()
+        self.categoriesChanged.emit()
+        return True
+
+    def ask_delete(self) -> None:
+        category_id = self.current_category_id()
+        if category_id is None or self._project is None:
+            return
+        name = self._project.category(category_id).name
+        answer = QMessageBox.question(
+            self, "Delete class", f"Delete the class {name!r} and every label of it? This cannot be undone."
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete_category(category_id)
 
     def ask_add(self) -> None:
         name, ok = QInputDialog.getText(self, "Add class", "Name of the new class:")
@@ -166,3 +199,4 @@ class ClassListPanel(QWidget):
         self.add_button.setEnabled(has_project)
         self.rename_button.setEnabled(has_current)
         self.color_button.setEnabled(has_current)
+        self.delete_action.setEnabled(has_current)

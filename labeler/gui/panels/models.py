@@ -8,12 +8,13 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
+    QMessageBox,
     QPushButton,
     QTableWidgetItem,
     QWidget,
 )
 
-from labeler.core.store import ModelVersion, Project
+from labeler.core.store import ModelVersion, Project, ProjectError
 from labeler.gui.panels.plot import VersionScore
 from labeler.gui.panels.table_panel import lay_out, row_table
 from labeler.learning.usable import skipped_summary
@@ -138,7 +139,11 @@ class ModelListPanel(QWidget):
         version_id = self.selected_version()
         if version_id is None or self._project is None:
             return
-        self._project.activate_model_version(version_id)
+        try:
+            self._project.activate_model_version(version_id)
+        except ProjectError as exc:  # e.g. an annotator's: the database refused, nothing changed
+            QMessageBox.warning(self, "Activate model version", str(exc))
+            return
         self.reload()
         self.select_version(version_id)
         self.versionActivated.emit(version_id)
