@@ -779,3 +779,26 @@ def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is
     qtbot.keyClick(slider, Qt.Key.Key_PageDown)  # 10 % less
     assert all(item.opacity() == pytest.approx(0.9) for item in items)
     assert all(item.tag.isVisible() for item in items)
+
+
+def test_deleting_a_class_drops_its_labels_and_the_undo_history(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """The undo history held a label of the deleted class; undoing into it would store a label of
+    a class that no longer exists, so the history goes with the class."""
+    from labeler.gui.controllers import undo
+
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, root)
+    assert window.project is not None
+    image_id = window.current_image_id()
+    assert image_id is not None
+    cat = window.project.category_by_name("cat")
+    assert cat is not None
+    box = Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(4, 4, 20, 20))
+    window.undo_stack.push(undo.add_annotations(window.project, [box], notify=lambda _i: None))
+    assert window.undo_stack.canUndo()
+    assert window.classes.delete_category(cat.id)
+    assert window.project.annotations(image_id) == []
+    assert [c.name for c in window.project.categories()] == ["dog"]
+    assert not window.undo_stack.canUndo()

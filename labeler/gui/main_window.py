@@ -194,6 +194,8 @@ class MainWindow(QMainWindow):
         self.images.imageActivated.connect(self._on_image_activated)
         self.classes.categoryChosen.connect(self.canvas.set_category)
         self.classes.categoriesChanged.connect(self._on_categories_changed)
+        # the undo history may hold labels of the deleted class, which can no longer be stored
+        self.classes.categoryDeleted.connect(lambda _id: self.undo_stack.clear())
         self.canvas.annotationsChanged.connect(self._on_annotations_changed)
         self.canvas.selectionChanged.connect(lambda _ids: self.proposals.refresh())
         self.canvas.toolChanged.connect(self._on_tool_changed)

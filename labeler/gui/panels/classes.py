@@ -32,6 +32,7 @@ class ClassListPanel(QWidget):
 
     categoryChosen = Signal(int)
     categoriesChanged = Signal()
+    categoryDeleted = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -151,6 +152,7 @@ class ClassListPanel(QWidget):
             QMessageBox.warning(self, "Delete class", str(exc))
             return False
         self.reload()
+        self.categoryDeleted.emit(category_id)
         self.categoriesChanged.emit()
         return True
 
