@@ -11,10 +11,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QUndoStack
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
 from labeler.core.store import Project
+from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.main_window import MainWindow
 
 NO_MOD = Qt.KeyboardModifier.NoModifier
@@ -45,35 +47,37 @@ def make_project(root: Path, *, images: int = 2, width: int = 320, height: int =
     return project
 
 
-def vp(canvas: object, x: float, y: float) -> QPoint:
+def vp(canvas: AnnotationCanvas, x: float, y: float) -> QPoint:
     """Viewport position of image pixel coordinate ``(x, y)``."""
-    return canvas.view().mapFromScene(QPointF(x, y))  # type: ignore[attr-defined]
+    return canvas.view().mapFromScene(QPointF(x, y))
 
 
-def press(canvas: object, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD) -> None:
-    QTest.mousePress(canvas.view().viewport(), button, mod, vp(canvas, x, y))  # type: ignore[attr-defined]
+def press(
+    canvas: AnnotationCanvas, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD
+) -> None:
+    QTest.mousePress(canvas.view().viewport(), button, mod, vp(canvas, x, y))
 
 
-def move(canvas: object, x: float, y: float) -> None:
-    QTest.mouseMove(canvas.view().viewport(), vp(canvas, x, y))  # type: ignore[attr-defined]
+def move(canvas: AnnotationCanvas, x: float, y: float) -> None:
+    QTest.mouseMove(canvas.view().viewport(), vp(canvas, x, y))
 
 
 def release(
-    canvas: object, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD
+    canvas: AnnotationCanvas, x: float, y: float, button: Qt.MouseButton = LEFT, mod: Qt.KeyboardModifier = NO_MOD
 ) -> None:
-    QTest.mouseRelease(canvas.view().viewport(), button, mod, vp(canvas, x, y))  # type: ignore[attr-defined]
+    QTest.mouseRelease(canvas.view().viewport(), button, mod, vp(canvas, x, y))
 
 
-def click(canvas: object, x: float, y: float, mod: Qt.KeyboardModifier = NO_MOD) -> None:
-    QTest.mouseClick(canvas.view().viewport(), LEFT, mod, vp(canvas, x, y))  # type: ignore[attr-defined]
+def click(canvas: AnnotationCanvas, x: float, y: float, mod: Qt.KeyboardModifier = NO_MOD) -> None:
+    QTest.mouseClick(canvas.view().viewport(), LEFT, mod, vp(canvas, x, y))
 
 
-def double_click(canvas: object, x: float, y: float) -> None:
-    QTest.mouseDClick(canvas.view().viewport(), LEFT, NO_MOD, vp(canvas, x, y))  # type: ignore[attr-defined]
+def double_click(canvas: AnnotationCanvas, x: float, y: float) -> None:
+    QTest.mouseDClick(canvas.view().viewport(), LEFT, NO_MOD, vp(canvas, x, y))
 
 
 def drag(
-    canvas: object,
+    canvas: AnnotationCanvas,
     points: Sequence[tuple[float, float]],
     button: Qt.MouseButton = LEFT,
     mod: Qt.KeyboardModifier = NO_MOD,
@@ -85,24 +89,20 @@ def drag(
     release(canvas, *points[-1], button=button, mod=mod)
 
 
-def key(canvas: object, k: Qt.Key, mod: Qt.KeyboardModifier = NO_MOD) -> None:
-    QTest.keyClick(canvas.view(), k, mod)  # type: ignore[attr-defined]
+def key(canvas: AnnotationCanvas, k: Qt.Key, mod: Qt.KeyboardModifier = NO_MOD) -> None:
+    QTest.keyClick(canvas.view(), k, mod)
 
 
 class CanvasEnv:
     """A shown canvas on a generated project, image 1 on screen, class 1 picked."""
 
-    def __init__(self, project: Project, stack: object, canvas: object) -> None:
+    def __init__(self, project: Project, stack: QUndoStack, canvas: AnnotationCanvas) -> None:
         self.project = project
         self.stack = stack
         self.canvas = canvas
 
 
 def open_canvas(qtbot: QtBot, project: Project, image_id: int = 1, *, size: tuple[int, int] = (640, 480)) -> CanvasEnv:
-    from PySide6.QtGui import QUndoStack
-
-    from labeler.gui.canvas import AnnotationCanvas
-
     stack = QUndoStack()
     canvas = AnnotationCanvas(stack)
     qtbot.addWidget(canvas)
@@ -118,12 +118,12 @@ def open_canvas(qtbot: QtBot, project: Project, image_id: int = 1, *, size: tupl
 
 
 def close_canvas(env: CanvasEnv) -> None:
-    env.canvas.set_project(None)  # type: ignore[attr-defined]
-    assert env.canvas.wait_for_loads(30_000)  # type: ignore[attr-defined]
+    env.canvas.set_project(None)
+    assert env.canvas.wait_for_loads(30_000)
     env.project.close()
 
 
-def hover(canvas: object, x: float, y: float) -> None:
+def hover(canvas: AnnotationCanvas, x: float, y: float) -> None:
     """A mouse move with no button held, sent to the canvas's viewport itself.
 
     (QTest.mouseMove moves the system cursor, so the event goes to whatever window is on top there.)
@@ -131,7 +131,7 @@ def hover(canvas: object, x: float, y: float) -> None:
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
-    viewport = canvas.view().viewport()  # type: ignore[attr-defined]
+    viewport = canvas.view().viewport()
     local = QPointF(vp(canvas, x, y))
     event = QMouseEvent(
         QMouseEvent.Type.MouseMove,

@@ -21,6 +21,7 @@ from gui_support import make_project, write_images  # noqa: E402
 
 from labeler.core.annotation import Annotation, Kind, State  # noqa: E402
 from labeler.core.store import ModelVersion, Project  # noqa: E402
+from labeler.gui.actions import ActionId  # noqa: E402
 from labeler.gui.main_window import MainWindow  # noqa: E402
 from labeler.gui.panels.image_list import FILTERS, ImageState  # noqa: E402
 from labeler.gui.settings import AppSettings  # noqa: E402
@@ -172,7 +173,7 @@ def test_mark_done_with_key_and_button(qtbot: QtBot, window: MainWindow, tmp_pat
     assert window.project.image(image_id).done
     assert window.images.model.state_of(image_id) is ImageState.DONE
     assert "1 / 3 images done" in window.status.done_label.text()
-    button = window.actions_.tool_bar.widgetForAction(window.actions_["mark_done"])
+    button = window.actions_.tool_bar.widgetForAction(window.actions_[ActionId.MARK_DONE])
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert not window.project.image(image_id).done
 
@@ -275,7 +276,7 @@ def test_tools_layers_and_zoom_actions(qtbot: QtBot, window: MainWindow, tmp_pat
     from labeler.gui.actions import shortcuts_text
 
     assert "[ / ]" in shortcuts_text(window.actions_)
-    window.actions_["actual"].trigger()
+    window.actions_[ActionId.ACTUAL].trigger()
     assert window.canvas.view().transform().m11() == pytest.approx(1.0)
     window.actions_["fit"].trigger()
 
@@ -532,7 +533,7 @@ def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(
     assert window.current_image_id() == second.id
     assert "cannot be shown" in window.canvas.view().notice()
     press(qtbot, window, Qt.Key.Key_M)
-    assert not window.project.image(second.id).done and not window.actions_["mark_done"].isChecked()
+    assert not window.project.image(second.id).done and not window.actions_[ActionId.MARK_DONE].isChecked()
     assert window.statusBar().currentMessage().startswith("Cannot mark done")
     with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
         press(qtbot, window, Qt.Key.Key_D)
