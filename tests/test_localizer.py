@@ -217,14 +217,45 @@ def test_loss_is_cross_entropy_plus_weighted_mse() -> None:
     assert torch.allclose(three["box"], 3 * mse) and torch.allclose(three["class"], ce)
 
 
-def test_untrained_model_outputs_prior_box_and_flip_average() -> None:
+@pytest.mark.parametrize("box_head", ["edges", "dense"])
+def test_untrained_model_outputs_prior_box_and_flip_average(box_head: str) -> None:
     plugin = LocalizerPlugin()
-    model = plugin.build_model(num_classes=2, settings=SETTINGS).eval()
+    model = plugin.build_model(num_classes=2, settings={**SETTINGS, "box_head": box_head}).eval()
     with torch.no_grad():
         out = model(torch.randn(3, 3, 64, 64))
     assert out["logits"].shape == (3, 2) and out["box"].shape == (3, 4) and out["agreement"].shape == (3,)
     torch.testing.assert_close(out["box"], torch.tensor([[0.2, 0.2, 0.6, 0.6]] * 3), atol=1e-5, rtol=0)
     torch.testing.assert_close(out["logits"].exp().sum(dim=1), torch.ones(3))
+
+
+def test_edge_head_reads_each_side_where_its_scores_peak() -> None:
+    from labeler_localizer.network import EdgeBoxHead
+
+    head = EdgeBoxHead(fine=4, coarse=6, positions=9).eval()  # positions 0, 1/8, ..., 1
+    with torch.no_grad():
+        head.position_bias.zero_()
+        for side, index in enumerate((2, 1, 6, 8)):  # left, top, right, bottom
+            head.position_bias[side, index] = 50.0
+        box = head(torch.randn(2, 4, 9, 9), torch.randn(2, 6, 5, 5))
+    # x = left, y = top, w = right - left, h = bottom - top; a side on the border is reachable
+    torch.testing.assert_close(box, torch.tensor([[2 / 8, 1 / 8, 4 / 8, 7 / 8]] * 2), atol=1e-5, rtol=0)
+
+
+def test_versions_made_before_the_box_head_setting_load_with_the_dense_head() -> None:
+    from labeler.learning.checkpoints import version_settings
+    from labeler_localizer.network import EdgeBoxHead
+
+    plugin = LocalizerPlugin()
+    assert {s.name: s.default for s in plugin.settings}["box_head"] == "edges"
+    old = {s.name: s.default for s in plugin.settings if s.name != "box_head"}
+    resolved = version_settings(plugin, old)
+    assert resolved["box_head"] == "dense"
+    dense = plugin.build_model(num_classes=2, settings={**resolved, "input_size": 64})
+    assert isinstance(dense.box_head, torch.nn.Sequential)
+    edges = plugin.build_model(num_classes=2, settings={**SETTINGS, "box_head": "edges"})
+    assert isinstance(edges.box_head, EdgeBoxHead)
+    with pytest.raises(ValueError, match="box_head"):
+        plugin.build_model(num_classes=2, settings={**SETTINGS, "box_head": "sideways"})
 
 
 def test_proposals_in_pixels_clipped_with_score_and_uncertainty() -> None:
@@ -327,7 +358,7 @@ def test_tiny_training_learns_to_look_at_the_object(monkeypatch: pytest.MonkeyPa
     plugin = LocalizerPlugin()
     settings = {
         **{s.name: s.default for s in plugin.settings},
-        "input_size": 32,
+        "input_size": 64,  # the edge head reads sides on an 8-position grid
         "width": 8,
         "batch_size": 16,
         "lr": 5e-3,

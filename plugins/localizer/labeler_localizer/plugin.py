@@ -48,6 +48,14 @@ class LocalizerPlugin:
     task = "localization"
     metric = "score"
     settings: tuple[Setting, ...] = (
+        Setting(
+            "box_head",
+            "edges",
+            "how the box is read off the features: edges (each side's position as a softmax over the "
+            "1/8-resolution grid, read as its expectation) or dense (fully connected layers over the 1/16 map)",
+            ("edges", "dense"),
+            legacy="dense",
+        ),
         Setting("input_size", 96, "side in pixels of the square the image is stretched to (multiple of 16)"),
         Setting("width", 16, "channels of the first backbone stage (later stages 2x, 4x, 6x)"),
         Setting("box_weight", 10.0, "weight of the box mean-squared-error term in the summed loss"),
@@ -75,6 +83,7 @@ class LocalizerPlugin:
             width=int(cfg["width"]),
             dropout=float(cfg["dropout"]),
             tta_flip=bool(cfg["tta_flip"]),
+            box_head=str(cfg["box_head"]),
         )
 
     # -- training data ---------------------------------------------------------------------
