@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,17 @@ from labeler.core.uncertainty import next_most_uncertain, next_most_uncertain_im
 NAMES = ["b/img10.png", "a/img2.png", "a/IMG1.png", "b/img9.png", "a/x1/ab.png", "c/Épée3.png", "c/épée12.png"]
 
 
-def _project(tmp_path: Path, names: list[str] = NAMES) -> Project:
-    project = Project.create(tmp_path / "p")
-    project.add_images([tmp_path / "p" / n for n in names])  # never read: only their names count
+def _project(make_project: Callable[[Path], Project], tmp_path: Path, names: list[str] = NAMES) -> Project:
+    """A project of ``names`` (never read: only their names count), on each backend in turn."""
+    project = make_project(tmp_path / "p")
+    project.add_images([tmp_path / "p" / n for n in names])
     return project
 
 
-def test_the_index_lists_every_image_in_natural_order_with_names_and_paths(tmp_path: Path) -> None:
-    with _project(tmp_path) as project:
+def test_the_index_lists_every_image_in_natural_order_with_names_and_paths(
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
+    with _project(make_project, tmp_path) as project:
         index = ImageIndex.load(project)
         paths = [index.path_at(i) for i in range(len(index))]
         assert paths == sorted(NAMES, key=natural_key)
@@ -36,8 +40,8 @@ def test_the_index_lists_every_image_in_natural_order_with_names_and_paths(tmp_p
         assert index.position_of(10_000) is None
 
 
-def test_states_counts_and_incremental_changes(tmp_path: Path) -> None:
-    with _project(tmp_path) as project:
+def test_states_counts_and_incremental_changes(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    with _project(make_project, tmp_path) as project:
         ids = {r.path: r.id for r in project.images()}
         cat = project.add_category("x")
         project.add_annotation(
@@ -58,8 +62,8 @@ def test_states_counts_and_incremental_changes(tmp_path: Path) -> None:
         assert index.counts()[ImageState.DONE] == 2 and index.counts()[ImageState.UNLABELLED] == 4
 
 
-def test_filters_by_state_and_by_file_name_only(tmp_path: Path) -> None:
-    with _project(tmp_path) as project:
+def test_filters_by_state_and_by_file_name_only(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    with _project(make_project, tmp_path) as project:
         ids = {r.path: r.id for r in project.images()}
         project.set_done(ids["a/img2.png"])
         index = ImageIndex.load(project)
@@ -82,8 +86,8 @@ def test_filters_by_state_and_by_file_name_only(tmp_path: Path) -> None:
         assert paths(text="  ") == paths()
 
 
-def test_next_not_done_goes_in_list_order_and_wraps(tmp_path: Path) -> None:
-    with _project(tmp_path) as project:
+def test_next_not_done_goes_in_list_order_and_wraps(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    with _project(make_project, tmp_path) as project:
         index = ImageIndex.load(project)
         order = [index.id_at(i) for i in range(len(index))]
         for image_id in order[2:5]:
@@ -99,8 +103,10 @@ def test_next_not_done_goes_in_list_order_and_wraps(tmp_path: Path) -> None:
         assert ImageIndex.empty().next_not_done(None) is None
 
 
-def test_the_order_is_kept_beside_the_project_and_redone_when_the_images_change(tmp_path: Path) -> None:
-    with _project(tmp_path) as project:
+def test_the_order_is_kept_beside_the_project_and_redone_when_the_images_change(
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
+    with _project(make_project, tmp_path) as project:
         ImageIndex.load(project)
         assert order_file(project).is_file()
         # a stale cache (another image set) is not used: a new image sorts into its place
@@ -113,9 +119,11 @@ def test_the_order_is_kept_beside_the_project_and_redone_when_the_images_change(
         assert [ImageIndex.load(project).path_at(i) for i in range(len(index))] == paths
 
 
-def test_the_remembered_id_order_is_used_for_those_images_only(tmp_path: Path) -> None:
+def test_the_remembered_id_order_is_used_for_those_images_only(
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     names = ["d/img10.png", "d/img9.png", "e/a.png"]  # in this id order, not the natural one
-    with _project(tmp_path, names) as project:
+    with _project(make_project, tmp_path, names) as project:
         remember_id_order(project)  # what init says after filling an empty project in natural order
         index = ImageIndex.load(project, cache=False)
         assert [index.path_at(i) for i in range(len(index))] == names  # taken as it is: not sorted again
@@ -124,8 +132,8 @@ def test_the_remembered_id_order_is_used_for_those_images_only(tmp_path: Path) -
         assert [index.path_at(i) for i in range(len(index))] == ["d/img1.png", "d/img9.png", "d/img10.png", "e/a.png"]
 
 
-def test_a_read_only_project_still_lists_its_images(tmp_path: Path) -> None:
-    with _project(tmp_path) as project:
+def test_a_read_only_project_still_lists_its_images(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    with _project(make_project, tmp_path) as project:
         cache = order_file(project).parent
         cache.mkdir(exist_ok=True)
         cache.chmod(0o500)
@@ -136,10 +144,12 @@ def test_a_read_only_project_still_lists_its_images(tmp_path: Path) -> None:
             cache.chmod(0o700)
 
 
-def test_proposals_make_the_state_and_the_store_finds_changed_images(tmp_path: Path) -> None:
+def test_proposals_make_the_state_and_the_store_finds_changed_images(
+    make_project: Callable[[Path], Project], tmp_path: Path
+) -> None:
     from labeler.core.store import ModelVersion
 
-    with _project(tmp_path) as project:
+    with _project(make_project, tmp_path) as project:
         ids = [r.id for r in project.images()]
         cat = project.add_category("x")
         version = project.add_model_version(ModelVersion(plugin="p", settings={}, categories=(cat.id,), checkpoint="c"))
@@ -165,9 +175,11 @@ def test_proposals_make_the_state_and_the_store_finds_changed_images(tmp_path: P
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_next_most_uncertain_through_the_index_walks_as_the_rule_does(tmp_path: Path, seed: int) -> None:
+def test_next_most_uncertain_through_the_index_walks_as_the_rule_does(
+    make_project: Callable[[Path], Project], tmp_path: Path, seed: int
+) -> None:
     rng = random.Random(seed)
-    with _project(tmp_path, [f"i{n}.png" for n in range(40)]) as project:
+    with _project(make_project, tmp_path, [f"i{n}.png" for n in range(40)]) as project:
         for record in project.images():
             if rng.random() < 0.7:
                 project.replace_proposals(
@@ -188,8 +200,8 @@ def test_next_most_uncertain_through_the_index_walks_as_the_rule_does(tmp_path: 
         assert project.uncertain_image_count() == sum(1 for r in records if not r.done and r.uncertainty is not None)
 
 
-def test_image_columns_of_an_empty_project(tmp_path: Path) -> None:
-    with Project.create(tmp_path / "e") as project:
+def test_image_columns_of_an_empty_project(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
+    with make_project(tmp_path / "e") as project:
         columns = project.image_columns()
         assert len(columns.ids) == 0 and columns.paths == b"" and len(ImageIndex.load(project)) == 0
         assert np.array_equal(project.labelled_image_ids()[0], np.zeros(0))

@@ -20,6 +20,7 @@ from gui_helpers import close_window, show_window  # noqa: E402
 from gui_support import make_project, write_images  # noqa: E402
 
 from labeler.core.annotation import Annotation, Kind, State  # noqa: E402
+from labeler.core.location import child_project  # noqa: E402
 from labeler.core.store import ModelVersion, Project  # noqa: E402
 from labeler.gui.actions import ActionId  # noqa: E402
 from labeler.gui.main_window import MainWindow  # noqa: E402
@@ -433,10 +434,10 @@ def test_switching_project_or_closing_stops_child_processes(
         pids: list[int] = []
         assert win.project is not None
         with qtbot.waitSignal(win.trainer.progress, timeout=20_000):
-            win.trainer.start(win.project.root, "fake")
+            win.trainer.start(child_project(win.project), "fake")
         pids.append(win.trainer.job.process.processId())  # type: ignore[union-attr]
         with qtbot.waitSignal(win.autolabeler.batchProgress, timeout=20_000):
-            win.autolabeler.label_all(win.project.root, "fake")
+            win.autolabeler.label_all(child_project(win.project), "fake")
         pids.append(win.autolabeler.job.process.processId())  # type: ignore[union-attr]
         assert win.background_jobs_running()
         return pids

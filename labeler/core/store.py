@@ -563,8 +563,9 @@ class Project:
         """``(with_proposals, with_accepted)``: sorted ids of the images holding a pending proposal,
         and of those holding an accepted label (an aggregate over the annotations, not the images)."""
         rows = self._query(
-            "SELECT image_id, MAX(state = 'proposed'), MAX(state = 'accepted') FROM annotations GROUP BY image_id"
-        )
+            "SELECT image_id, MAX(CASE WHEN state = 'proposed' THEN 1 ELSE 0 END), "
+            "MAX(CASE WHEN state = 'accepted' THEN 1 ELSE 0 END) FROM annotations GROUP BY image_id"
+        )  # CASE, not MAX(state = ...): PostgreSQL has no MAX of booleans
         if not rows:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty

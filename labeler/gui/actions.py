@@ -40,6 +40,7 @@ class ActionId(StrEnum):
     """The name of every action of the window (the ``id`` of its row in ``shortcuts.toml``)."""
 
     OPEN_PROJECT = "open_project"
+    OPEN_SHARED = "open_shared"
     ADD_IMAGES = "add_images"
     RESCAN = "rescan"
     IMPORT = "import"
@@ -164,6 +165,7 @@ def build_actions(window: MainWindow) -> WindowActions:
     A = ActionId
 
     b.add(A.OPEN_PROJECT, window.ask_open_project)
+    b.add(A.OPEN_SHARED, window.ask_open_shared_project)
     b.add(A.IMPORT, window.ask_import)
     b.add(A.EXPORT, window.ask_export)
     b.add(A.ADD_IMAGES, window.ask_add_images)
@@ -254,6 +256,7 @@ def _build_menus(
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
     file_menu.addAction(a[A.OPEN_PROJECT])
+    file_menu.addAction(a[A.OPEN_SHARED])
     recent_menu = file_menu.addMenu("Open &recent")
     recent_menu.aboutToShow.connect(window.fill_recent_menu)
     file_menu.addSeparator()

@@ -14,6 +14,8 @@ from pathlib import Path
 from PySide6.QtCore import QEventLoop, QTimer, SignalInstance
 from PySide6.QtWidgets import QApplication, QWidget
 
+from labeler.core.pg import is_database_url, redact
+
 SCREENSHOT_TIMEOUT_MS = 15_000
 
 
@@ -66,26 +68,27 @@ def save_screenshot(window: QWidget, path: str | Path) -> None:
         raise OSError(f"could not write the screenshot {path}")
 
 
-def run_app(*, path: str | None, screenshot: str | None) -> int:
-    """Open the window (on ``path`` if given). With ``screenshot``: render, save the PNG, exit 0."""
+def run_app(*, path: str | None, screenshot: str | None, image_root: str | None = None) -> int:
+    """Open the window (on ``path`` if given: a folder, or a ``postgresql://`` URL whose images
+    are under ``image_root``). With ``screenshot``: render, save the PNG, exit 0."""
     app = application()
     from labeler.gui.main_window import MainWindow
 
     window = MainWindow(interactive=screenshot is None)
     window.show()
     if path is not None:
-        target = Path(path).expanduser()
-        if not target.exists():
+        target: str | Path = path if is_database_url(path) else Path(path).expanduser()
+        if isinstance(target, Path) and not target.exists():
             print(f"labeler: error: {target}: no such file or folder", file=sys.stderr)
             if screenshot is not None:
                 window.shutdown()
                 return 2
         else:
             opened_signal = window.projectOpened
-            started = window.open_path(target)
+            started = window.open_path(target, image_root=image_root)
             if screenshot is not None:
                 if not started:
-                    print(f"labeler: error: cannot open {target}", file=sys.stderr)
+                    print(f"labeler: error: cannot open {redact(str(target))}", file=sys.stderr)
                     window.shutdown()
                     return 2
                 if window.project is None:

@@ -33,6 +33,8 @@ from PySide6.QtWidgets import (
 from labeler.core.annotation import Annotation, State
 from labeler.core.done import done_refusal
 from labeler.core.image_index import ImageIndex, remember_id_order
+from labeler.core.location import child_project, location_name, split_password
+from labeler.core.pg import is_database_url, redact
 from labeler.core.review import ReviewClock, log_review
 from labeler.core.store import Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain_image
@@ -41,6 +43,7 @@ from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.controllers.autolabel_run import AutoLabelController
 from labeler.gui.controllers.training_run import TrainingController
 from labeler.gui.controllers.workers import FunctionWorker
+from labeler.gui.dialogs.shared_project import ask_shared_project
 from labeler.gui.icons import app_icon
 from labeler.gui.layout import LIST_WIDTH, PANEL_WIDTH, READABLE_PANEL_WIDTH, PanelSqueeze
 from labeler.gui.panels.autolabel_panel import AutoLabelPanel
@@ -79,6 +82,17 @@ def create_project_for_folder(folder: Path) -> tuple[Project, ImageIndex]:
 def load_image_index(project: Project) -> tuple[Project, ImageIndex]:
     """``project`` and its image list, read on the calling thread (a worker's)."""
     return project, ImageIndex.load(project)
+
+
+def open_database_project(url: str, image_root: str) -> tuple[Project, ImageIndex]:
+    """The project in the PostgreSQL database at ``url`` (images under ``image_root``) and its
+    image list, connected and read on the calling thread (a worker's)."""
+    project = Project.open(url, image_root=image_root)
+    try:
+        return load_image_index(project)
+    except BaseException:
+        project.close()
+        raise
 
 
 class MainWindow(QMainWindow):
@@ -332,11 +346,14 @@ class MainWindow(QMainWindow):
 
     # ---- opening --------------------------------------------------------------------------
 
-    def open_path(self, path: str | Path) -> bool:
-        """Open a project, or a folder of images (asking, when interactive, to make it a project)."""
-        path = Path(path).expanduser()
+    def open_path(self, path: str | Path, *, image_root: str | Path | None = None) -> bool:
+        """Open a project, or a folder of images (asking, when interactive, to make it a project),
+        or a project in PostgreSQL (a ``postgresql://`` URL; see :meth:`open_database`)."""
         if self.project is not None and not self.stop_background_jobs("Open", "open another project"):
             return False
+        if is_database_url(str(path)):
+            return self.open_database(str(path), image_root=image_root)
+        path = Path(path).expanduser()
         if Project.is_project(path):
             return self.open_project(path)
         if path.is_dir():
@@ -355,6 +372,30 @@ class MainWindow(QMainWindow):
         self.status.showMessage(f"Reading the images of {project.root}…")
         self._start_open(FunctionWorker(load_image_index, project), project)
         return True
+
+    def open_database(self, url: str, *, image_root: str | Path | None = None) -> bool:
+        """Open the project in the PostgreSQL database at ``url``, its images under ``image_root``
+        on this machine: given, else the folder used for it last time, else (interactive) asked
+        for. The connection is made on a worker thread, so a server that does not answer never
+        freezes the window."""
+        root = image_root or self.settings.image_root(split_password(url)[0])
+        if root is None and self.interactive:
+            chosen = ask_shared_project(self, url)
+            if chosen is None:
+                return False
+            url, root = chosen
+        if root is None:
+            self._error("Open project", f"{redact(url)}: a shared project needs this machine's image folder")
+            return False
+        self.status.showMessage(f"Connecting to {redact(url)}…")
+        self._start_open(FunctionWorker(open_database_project, url, str(root)), None)
+        return True
+
+    def ask_open_shared_project(self) -> None:
+        """File ▸ Open shared project: a database URL and this machine's image folder."""
+        chosen = ask_shared_project(self, "")
+        if chosen is not None:
+            self.open_path(chosen[0], image_root=chosen[1])
 
     def _start_open(self, worker: FunctionWorker, project: Project | None) -> None:
         """Run ``worker`` (it returns ``(project, index)``); only the latest one asked for is shown."""
@@ -402,7 +443,9 @@ class MainWindow(QMainWindow):
         self._end_visit()
         old = self.project
         if old is not None and old is not project and self.plugin_combo.currentText():
-            self.settings.set_value(self.settings.project_key(old.root) + "/plugin", self.plugin_combo.currentText())
+            self.settings.set_value(
+                self.settings.project_key(location_name(old)) + "/plugin", self.plugin_combo.currentText()
+            )
         self.undo_stack.clear()
         self.project = project
         self.canvas.set_project(project)
@@ -421,10 +464,14 @@ class MainWindow(QMainWindow):
         if old is not None and old is not project:
             old.close()
         if project is not None:
-            self.settings.add_recent_project(project.root)
+            where = location_name(project)
+            self.settings.add_recent_project(where)
+            if project.url is not None:
+                self.settings.set_image_root(where, project.root)
             self.status.clearMessage()
-            self.setWindowTitle(f"{project.root.name} — labeler")
-            last = self.settings.last_image(project.root)
+            title = project.root.name if project.url is None else where.rsplit("/", 1)[-1].split("?")[0]
+            self.setWindowTitle(f"{title} — labeler")
+            last = self.settings.last_image(where)
             if not (last is not None and self.images.select_image(last)):
                 self.images.step(1)
             category_id = self.classes.current_category_id()
@@ -461,7 +508,7 @@ class MainWindow(QMainWindow):
         self.canvas.show_image(image_id)
         self._shown_proposals = frozenset()
         if self.project is not None:
-            self.settings.set_last_image(self.project.root, image_id)
+            self.settings.set_last_image(location_name(self.project), image_id)
             self._shown_proposals = frozenset(
                 a.id for a in self.project.annotations(image_id, states=[State.PROPOSED]) if a.id
             )
@@ -591,7 +638,7 @@ class MainWindow(QMainWindow):
         """The plugin this project was last used with: as remembered, else that of its newest model version."""
         if self.project is None:
             return None
-        remembered = self.settings.value(self.settings.project_key(self.project.root) + "/plugin", "")
+        remembered = self.settings.value(self.settings.project_key(location_name(self.project)) + "/plugin", "")
         if isinstance(remembered, str) and remembered:
             return remembered
         versions = self.project.model_versions()
@@ -600,7 +647,7 @@ class MainWindow(QMainWindow):
     def _on_plugin_changed(self, plugin: str) -> None:
         self.models.set_project(self.project, plugin or None)
         if self.project is not None and plugin:
-            self.settings.set_value(self.settings.project_key(self.project.root) + "/plugin", plugin)
+            self.settings.set_value(self.settings.project_key(location_name(self.project)) + "/plugin", plugin)
         index = self.plugin_combo.currentIndex()
         tip = self.plugin_combo.itemData(index, Qt.ItemDataRole.ToolTipRole) if index >= 0 else None
         self.plugin_combo.setToolTip(
@@ -635,7 +682,7 @@ class MainWindow(QMainWindow):
             return
         self.model_tabs.setCurrentWidget(self.autolabel_panel)  # its progress and Cancel, wherever the user was
         self.autolabel_panel.set_running(True)
-        self.autolabeler.label_all(self.project.root, plugin)
+        self.autolabeler.label_all(child_project(self.project), plugin)
 
     def _on_image_running(self, running: bool) -> None:
         self.autolabel_panel.set_image_running(running)
@@ -687,7 +734,7 @@ class MainWindow(QMainWindow):
         self._done_since_training = 0
         self.model_tabs.setCurrentWidget(self.training_panel)
         self.training_panel.set_running(True, plugin)
-        self.trainer.start(self.project.root, plugin, time_budget=self.training_panel.budget.value())
+        self.trainer.start(child_project(self.project), plugin, time_budget=self.training_panel.budget.value())
         self.status.showMessage(f"Training {plugin} in the background…", 5000)
 
     def retrain_policy(self) -> RetrainPolicy:

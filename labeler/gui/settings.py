@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from labeler.core.pg import is_database_url
+
 MAX_RECENT = 10
 
 
@@ -31,7 +33,9 @@ class AppSettings:
         return [p for p in items if isinstance(p, str) and p]
 
     def add_recent_project(self, path: str | os.PathLike[str]) -> None:
-        text = str(Path(path).resolve())
+        """Remember a project folder, or a database URL (which :func:`~labeler.core.location.location_name`
+        gives without its password)."""
+        text = str(path) if is_database_url(str(path)) else str(Path(path).resolve())
         items = [text] + [p for p in self.recent_projects() if p != text]
         self.qsettings.setValue("recent_projects", items[:MAX_RECENT])
 
@@ -55,21 +59,30 @@ class AppSettings:
     # per project ---------------------------------------------------------------------------
 
     @staticmethod
-    def _key(project_root: Path) -> str:
-        return "projects/" + str(project_root).replace("/", "|").replace("\\", "|")
+    def _key(project: str | Path) -> str:
+        """``project`` is a folder or a project's location name (a URL without its password)."""
+        return "projects/" + str(project).replace("/", "|").replace("\\", "|")
 
     project_key = _key
     """The settings group of one project (``project_key(root) + "/name"``)."""
 
-    def last_image(self, project_root: Path) -> int | None:
-        value = self.qsettings.value(self._key(project_root) + "/last_image")
+    def last_image(self, project: str | Path) -> int | None:
+        value = self.qsettings.value(self._key(project) + "/last_image")
         try:
             return int(value) if value is not None else None
         except (TypeError, ValueError):
             return None
 
-    def set_last_image(self, project_root: Path, image_id: int) -> None:
-        self.qsettings.setValue(self._key(project_root) + "/last_image", int(image_id))
+    def set_last_image(self, project: str | Path, image_id: int) -> None:
+        self.qsettings.setValue(self._key(project) + "/last_image", int(image_id))
+
+    def image_root(self, url: str) -> str | None:
+        """The folder this machine last used as the image root of the database project ``url``."""
+        value = self.qsettings.value(self._key(url) + "/image_root")
+        return value if isinstance(value, str) and value else None
+
+    def set_image_root(self, url: str, folder: str | Path) -> None:
+        self.qsettings.setValue(self._key(url) + "/image_root", str(folder))
 
     # options -------------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ The rule for one image (the active model version, kept loaded) is
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from labeler.core.location import ChildProject
 from labeler.core.store import Project
 from labeler.gui.controllers.workers import ChildRun, FunctionWorker
 from labeler.learning import events as ev
@@ -62,11 +62,12 @@ class AutoLabelController(ChildRun):
     def batch_running(self) -> bool:
         return self.is_running()
 
-    def label_all(self, project_root: Path, plugin: str) -> None:
+    def label_all(self, project: ChildProject, plugin: str) -> None:
         if self.batch_running():
             raise RuntimeError("auto-labelling is already running")
         self._done, self._total = 0, 0
-        self._start_child(["auto-label", str(project_root), "--plugin", plugin, "--undone", "--progress", "json"])
+        args = ["auto-label", project.argument, "--plugin", plugin, "--undone", "--progress", "json", *project.options]
+        self._start_child(args, env=project.env)
         self.batchStarted.emit()
 
     def cancel_all(self) -> None:

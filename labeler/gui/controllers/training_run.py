@@ -8,10 +8,9 @@ its active model as they were.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import QObject, Signal
 
+from labeler.core.location import ChildProject
 from labeler.gui.controllers.workers import ChildRun
 from labeler.learning import events as ev
 from labeler.learning.usable import skipped_summary
@@ -37,22 +36,22 @@ class TrainingController(ChildRun):
 
     def start(
         self,
-        project_root: Path,
+        project: ChildProject,
         plugin: str,
         *,
         time_budget: float | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
-        """Start ``labeler train`` on ``project_root`` (seconds of ``time_budget``; None: plugin default)."""
+        """Start ``labeler train`` on ``project`` (seconds of ``time_budget``; None: plugin default)."""
         if self.is_running():
             raise RuntimeError("a training run is already going")
-        args = ["train", str(project_root), "--plugin", plugin, "--progress", "json"]
+        args = ["train", project.argument, "--plugin", plugin, "--progress", "json", *project.options]
         if time_budget is not None:
             args += ["--time-budget", f"{time_budget:g}"]
         args += extra_args or []
         self.plugin = plugin
         self.result = None
-        self._start_child(args)
+        self._start_child(args, env=project.env)
 
     def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.TrainDone):

@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QRunnable, QThreadPool, QTimer, Signal
@@ -108,7 +108,9 @@ class CliJob(QObject):
     GRACE_MS = 10_000
     """After Cancel (SIGTERM), how long the process has to stop cleanly before it is killed."""
 
-    def __init__(self, args: Sequence[str], parent: QObject | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], parent: QObject | None = None, *, env: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(parent)
         self.args = list(args)
         self.cancelled = False
@@ -118,9 +120,11 @@ class CliJob(QObject):
         self._buffers = {"out": b"", "err": b""}
         self._finished = False
         self.process = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        self.process.setProcessEnvironment(env)
+        environment = QProcessEnvironment.systemEnvironment()
+        environment.insert("PYTHONUNBUFFERED", "1")
+        for name, value in (env or {}).items():  # e.g. a database password, never on the command line
+            environment.insert(name, value)
+        self.process.setProcessEnvironment(environment)
         self.process.readyReadStandardOutput.connect(lambda: self._read("out"))
         self.process.readyReadStandardError.connect(lambda: self._read("err"))
         self.process.finished.connect(self._on_finished)
@@ -248,12 +252,12 @@ class ChildRun(QObject):
         if self.job is not None:
             self.job.cancel()
 
-    def _start_child(self, args: Sequence[str]) -> None:
+    def _start_child(self, args: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
         if self.is_running():
             raise RuntimeError(f"{type(self).__name__}: a run is already going")
         self.error = None
         self.unreadable = []
-        self.job = CliJob(args, self)
+        self.job = CliJob(args, self, env=env)
         self.job.reported.connect(self._on_event)
         self.job.finished.connect(self._on_finished)
         self.job.start()
