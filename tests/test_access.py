@@ -205,6 +205,7 @@ def test_the_migration_gives_an_older_postgresql_project_its_roles(pg_url: str, 
     import psycopg
 
     from labeler.core.access import role_name
+    from labeler.core.schema import SCHEMA_VERSION
 
     Project.create(pg_url, image_root=tmp_path).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # back to schema 4, without roles
@@ -217,7 +218,7 @@ def test_the_migration_gives_an_older_postgresql_project_its_roles(pg_url: str, 
     with Project.open(pg_url, image_root=tmp_path) as p:
         names = {str(r[0]) for r in p._conn.execute("SELECT rolname FROM pg_roles").fetchall()}
         assert {role_name(database, r) for r in ("owner", "annotator", "reviewer")} <= names
-        assert p._conn.execute("SELECT version FROM labeler_schema").fetchone()[0] == 5
+        assert p._conn.execute("SELECT version FROM labeler_schema").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_the_window_says_a_refused_action_in_a_message_box(

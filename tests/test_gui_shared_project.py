@@ -122,3 +122,39 @@ def test_the_shared_project_dialog_opens_only_a_database_url_with_an_existing_fo
     dialog.folder.setText(str(tmp_path))
     assert ok.isEnabled() and dialog.problem.text() == ""
     assert dialog.chosen() == ("postgresql://db.lab/cells", str(tmp_path))
+
+
+def test_the_window_shows_what_another_desktop_changes_and_who_has_which_image_open(
+    qtbot: QtBot, pg_url: str, tmp_path: Path
+) -> None:
+    from labeler.core.annotation import Annotation, Kind, State
+
+    shared_project(pg_url, tmp_path / "img")
+    win = MainWindow(interactive=False)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.canvas.imageShown, timeout=20_000):
+        assert win.open_path(pg_url, image_root=tmp_path / "img")
+    shown = win.current_image_id()
+    assert shown is not None and win.canvas.annotation_items() == {}
+    qtbot.waitUntil(win.live.is_listening, timeout=10_000)
+    other_image = next(i for i in (1, 2, 3) if i != shown)
+    with Project.open(pg_url, image_root=tmp_path / "img") as colleague:  # another desktop
+        colleague.set_presence("colleague-window", other_image)
+        added = colleague.add_annotation(
+            Annotation(image_id=shown, category_id=1, kind=Kind.BOX, box_xywh=(2, 2, 10, 10), state=State.ACCEPTED)
+        )
+        # within seconds, without polling the project: the box on the canvas, the list's state and mark
+        qtbot.waitUntil(lambda: added.id in win.canvas.annotation_items(), timeout=10_000)
+        assert "changed this image" in win.statusBar().currentMessage()
+        row = win.images.model.row_of(other_image)
+        assert row is not None
+        qtbot.waitUntil(lambda: "open by" in str(win.images.model.data(win.images.model.index(row))), timeout=10_000)
+        colleague.clear_presence("colleague-window")
+        qtbot.waitUntil(
+            lambda: "open by" not in str(win.images.model.data(win.images.model.index(row))), timeout=10_000
+        )
+        # this window's own presence is seen by the colleague
+        assert colleague.others_present("colleague-window") == {shown: (colleague.author,)}
+    win.shutdown()
+    win.set_project(None)
+    assert not win.live.is_listening()

@@ -35,6 +35,15 @@ def integrity_errors() -> tuple[type[Exception], ...]:
     return (psycopg.IntegrityError,)
 
 
+def database_errors() -> tuple[type[Exception], ...]:
+    """Every exception the PostgreSQL driver raises (a lost server among them; empty without psycopg)."""
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.Error,)
+
+
 def privilege_errors() -> tuple[type[Exception], ...]:
     """The exception PostgreSQL raises when the user lacks a privilege (empty without psycopg)."""
     try:
@@ -122,6 +131,11 @@ class PgConnection:
     @property
     def user(self) -> str:
         return str(self._conn.info.user)
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process serving this connection."""
+        return int(self._conn.info.backend_pid)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         text = translate(sql)

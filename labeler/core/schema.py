@@ -93,9 +93,54 @@ MIGRATIONS: tuple[str, ...] = (
         expires REAL NOT NULL
     );
     """,
+    # 5 -> 6: teams: "who has this image open" is an index step; on PostgreSQL this step also
+    # makes every change announce itself (POSTGRESQL_STEPS).
+    """
+    CREATE INDEX presence_image ON presence(image_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+CHANGES_CHANNEL = "labeler_changes"
+"""The PostgreSQL channel on which every change of an image's labels, done state or presence is
+announced (``NOTIFY``), as JSON ``{"table": ..., "image_id": ..., "author": ..., "writer": ...}``
+(``writer``: the server process of the connection that made it):
+:mod:`labeler.core.live` listens to it."""
+
+POSTGRESQL_STEPS: dict[int, tuple[str, ...]] = {
+    # after step 5 -> 6: triggers that NOTIFY each changed image (delivered at commit; PostgreSQL
+    # folds identical notifications of one transaction, so a bulk import sends one per image)
+    5: (
+        f"""
+        CREATE OR REPLACE FUNCTION labeler_announce() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            changed JSONB;
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                changed := to_jsonb(OLD);
+            ELSE
+                changed := to_jsonb(NEW);
+            END IF;
+            -- TG_ARGV[0]: the column holding the image's id ("id" in images, else "image_id")
+            PERFORM pg_notify('{CHANGES_CHANNEL}', json_build_object(
+                'table', TG_TABLE_NAME, 'image_id', (changed ->> TG_ARGV[0])::BIGINT,
+                'author', session_user, 'writer', pg_backend_pid())::text);
+            RETURN NULL;
+        END $$
+        """,
+        "DROP TRIGGER IF EXISTS annotations_announce ON annotations",
+        "CREATE TRIGGER annotations_announce AFTER INSERT OR UPDATE OR DELETE ON annotations "
+        "FOR EACH ROW EXECUTE FUNCTION labeler_announce('image_id')",
+        "DROP TRIGGER IF EXISTS images_announce ON images",
+        "CREATE TRIGGER images_announce AFTER UPDATE OF done ON images FOR EACH ROW EXECUTE FUNCTION labeler_announce('id')",
+        "DROP TRIGGER IF EXISTS presence_announce ON presence",
+        "CREATE TRIGGER presence_announce AFTER INSERT OR UPDATE OR DELETE ON presence "
+        "FOR EACH ROW EXECUTE FUNCTION labeler_announce('image_id')",
+    ),
+}
+"""Statements that only PostgreSQL runs, after the shared step of the same index (each whole:
+a function body holds semicolons)."""
 
 
 class SchemaError(Exception):
@@ -161,6 +206,8 @@ def migrate_postgresql(conn: Any) -> int:
             for statement in translate_ddl(MIGRATIONS[step]).split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for statement in POSTGRESQL_STEPS.get(step, ()):
+                conn.execute(statement)
         if version < SCHEMA_VERSION:
             conn.execute("DELETE FROM labeler_schema")
             conn.execute("INSERT INTO labeler_schema(version) VALUES (?)", (SCHEMA_VERSION,))

@@ -49,6 +49,10 @@ PALETTE: tuple[tuple[int, int, int], ...] = class_palette()
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, *integrity_errors())
 
 
+PRESENCE_TTL = 60.0
+"""Seconds a window's "I have this image open" record lasts unless renewed."""
+
+
 class ProjectError(Exception):
     """A project operation that cannot be done; the message says why, for the user."""
 
@@ -710,6 +714,46 @@ class Project:
         text = json.dumps(normalize_rle(rle)) if rle is not None else None
         with self.transaction():
             self._conn.execute("UPDATE images SET ignore_rle = ? WHERE id = ?", (text, image_id))
+
+    # ---- presence: who has which image open (teams) ----------------------------------------
+
+    def set_presence(self, session: str, image_id: int | None, *, ttl: float = PRESENCE_TTL) -> None:
+        """Say that the window ``session`` (a name unique to it) shows ``image_id`` (``None``:
+        none) for the next ``ttl`` seconds; until then the others list it (:meth:`others_present`).
+        A window renews it while it is open (a heartbeat) and clears it when it closes; a crashed
+        one's record simply expires. Every right may do this, a reviewer's included."""
+        now = time.time()
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO presence(session, image_id, author, expires) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(session) DO UPDATE SET image_id = excluded.image_id, author = excluded.author, "
+                "expires = excluded.expires",
+                (session, image_id, self.author, now + ttl),
+            )
+            self._conn.execute("DELETE FROM presence WHERE expires < ?", (now - ttl,))
+
+    def clear_presence(self, session: str) -> None:
+        """The window ``session`` closed (or left the project)."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM presence WHERE session = ?", (session,))
+
+    def others_present(self, session: str) -> dict[int, tuple[str, ...]]:
+        """``{image id: the users showing it}`` of every window but ``session`` whose record has
+        not expired."""
+        rows = self._query(
+            "SELECT image_id, author FROM presence WHERE session <> ? AND expires > ? AND image_id IS NOT NULL",
+            (session, time.time()),
+        )
+        out: dict[int, set[str]] = {}
+        for image_id, author in rows:
+            out.setdefault(int(image_id), set()).add(str(author or "someone"))
+        return {i: tuple(sorted(names)) for i, names in out.items()}
+
+    @property
+    def connection_id(self) -> int | None:
+        """The PostgreSQL server process of this connection (what the change announcements name
+        as their writer, so a window can skip its own); ``None`` on SQLite."""
+        return self._conn.backend_pid if isinstance(self._conn, PgConnection) else None
 
     def ignore_mask(self, image_id: int) -> dict[str, Any] | None:
         """The image's ignore region as compressed RLE, or ``None``."""

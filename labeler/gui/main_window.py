@@ -9,6 +9,7 @@ processes).
 from __future__ import annotations
 
 import time
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,14 +34,16 @@ from PySide6.QtWidgets import (
 from labeler.core.annotation import Annotation, State
 from labeler.core.done import done_refusal
 from labeler.core.image_index import ImageIndex, remember_id_order
+from labeler.core.live import Change
 from labeler.core.location import child_project, location_name, split_password
-from labeler.core.pg import is_database_url, redact
+from labeler.core.pg import database_errors, is_database_url, redact
 from labeler.core.review import ReviewClock, log_review
-from labeler.core.store import Project, ProjectError
+from labeler.core.store import PRESENCE_TTL, Project, ProjectError
 from labeler.core.uncertainty import describe_uncertainty, next_most_uncertain_image
 from labeler.gui.actions import ActionId, WindowActions, build_actions
 from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.controllers.autolabel_run import AutoLabelController
+from labeler.gui.controllers.live import LiveUpdates
 from labeler.gui.controllers.training_run import TrainingController
 from labeler.gui.controllers.workers import FunctionWorker
 from labeler.gui.dialogs.shared_project import ask_shared_project
@@ -62,6 +65,11 @@ if TYPE_CHECKING:
     from labeler.gui.dialogs.transfer_dialogs import ImportDialog
 
 OPEN_HINT = "Open a project, or a folder of images, with File ▸ Open (Ctrl+O)"
+
+
+def _shared_errors() -> tuple[type[Exception], ...]:
+    """What talking to a shared project's server may raise (the driver is imported only then)."""
+    return (ProjectError, *database_errors())
 
 
 def create_project_for_folder(folder: Path) -> tuple[Project, ImageIndex]:
@@ -127,6 +135,13 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.autolabeler = AutoLabelController(self)
         self.trainer = TrainingController(self)
+        self.live = LiveUpdates(self)  # others' changes on a shared project (PostgreSQL)
+        self.live.changed.connect(self._on_live_changes)
+        self.live.failed.connect(self.status.showMessage)
+        self._session = uuid.uuid4().hex  # this window's name in the project's presence records
+        self._presence_timer = QTimer(self)  # renews "this window shows image N" before it expires
+        self._presence_timer.setInterval(int(PRESENCE_TTL * 1000 / 3))
+        self._presence_timer.timeout.connect(self._say_presence)
         self._open_worker: FunctionWorker | None = None
         self._open_token: object | None = None  # the latest open asked for: older results are dropped
         self.review = ReviewClock()  # review time of the image shown (labeler.core.review)
@@ -318,6 +333,8 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         self.stop_background_jobs(None, "")
         self._end_visit()
+        if self.project is not None:
+            self._leave_shared(self.project)
         self.images.model.stop_thumbnails()
         self.canvas.wait_for_loads(10_000)
         if self.autolabeler.worker is not None:
@@ -447,6 +464,8 @@ class MainWindow(QMainWindow):
                 self.settings.project_key(location_name(old)) + "/plugin", self.plugin_combo.currentText()
             )
         self.undo_stack.clear()
+        if old is not None and old is not project:
+            self._leave_shared(old)
         self.project = project
         self.canvas.set_project(project)
         self.classes.set_project(project)
@@ -463,6 +482,10 @@ class MainWindow(QMainWindow):
         self.models.set_project(project, self.plugin_combo.currentText() or None)
         if old is not None and old is not project:
             old.close()
+        if project is not None and project is not old and project.url is not None:
+            self.live.start(project)
+            self._presence_timer.start()
+            self.images.model.set_presence(self._others_present(project))
         if project is not None:
             where = location_name(project)
             self.settings.add_recent_project(where)
@@ -515,6 +538,56 @@ class MainWindow(QMainWindow):
             self.review.show(image_id, now=time.monotonic())
         self.proposals.refresh()
         self._update_enabled()
+        self._say_presence()
+
+    # ---- a shared project: others' changes and who has which image open ----------------------
+
+    def _say_presence(self) -> None:
+        """Tell the others which image this window shows (a shared project only)."""
+        project = self.project
+        if project is None or project.url is None:
+            return
+        try:
+            project.set_presence(self._session, self.current_image_id())
+        except _shared_errors() as exc:
+            self.status.showMessage(f"Could not tell the others which image is open here: {exc}")
+
+    def _others_present(self, project: Project) -> dict[int, tuple[str, ...]]:
+        try:
+            return project.others_present(self._session)
+        except _shared_errors():
+            return {}
+
+    def _leave_shared(self, project: Project) -> None:
+        """Stop listening to ``project`` and take this window's presence record away."""
+        self.live.stop()
+        self._presence_timer.stop()
+        self.images.model.set_presence({})
+        if project.url is not None:
+            try:
+                project.clear_presence(self._session)
+            except _shared_errors():
+                pass  # it expires by itself
+
+    def _on_live_changes(self, changes: list[Change]) -> None:
+        """Someone else changed images of the shared project: re-read just those (the image on
+        screen included, keeping what did not change) and who has which image open."""
+        project = self.project
+        if project is None:
+            return
+        mine = project.connection_id
+        theirs = [c for c in changes if c.writer != mine]
+        touched = {c.image_id for c in theirs if c.table != "presence" and c.image_id is not None}
+        for image_id in touched:
+            self.images.model.refresh_image(image_id)
+        current = self.current_image_id()
+        if current in touched:
+            self.canvas.reload_annotations()
+            self.proposals.refresh()
+            authors = sorted({c.author for c in theirs if c.image_id == current})
+            self.status.showMessage(f"{', '.join(authors)} changed this image", 8000)
+        if any(c.table == "presence" for c in theirs):
+            self.images.model.set_presence(self._others_present(project))
 
     def _end_visit(self) -> None:
         """Log the review time of the image being left (:mod:`labeler.core.review`)."""

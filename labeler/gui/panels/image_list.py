@@ -112,6 +112,7 @@ class ImageListModel(QAbstractListModel):
         self._index = ImageIndex.empty()
         self._watermark: tuple[int, float] = (0, 0.0)
         self._rows = np.zeros(0, dtype=np.int64)  # positions in the index passing the filter
+        self._present: dict[int, tuple[str, ...]] = {}  # image id -> others who have it open (shared projects)
         self._filter_states: frozenset[ImageState] | None = None
         self._filter_text = ""
         self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
@@ -142,6 +143,16 @@ class ImageListModel(QAbstractListModel):
         self._rows = self._filtered_rows()
         self.endResetModel()
         self.countsChanged.emit()
+
+    def set_presence(self, present: dict[int, tuple[str, ...]]) -> None:
+        """Mark the images other people have open (``{image id: their names}``; a shared project)."""
+        old, self._present = self._present, dict(present)
+        for image_id in set(old) | set(present):
+            if old.get(image_id) != present.get(image_id):
+                row = self.row_of(image_id)
+                if row is not None:
+                    top = self.index(row)
+                    self.dataChanged.emit(top, top)
 
     def refresh_image(self, image_id: int) -> None:
         """Re-read one image's state (after an edit, mark done, or an auto-label result)."""
@@ -251,11 +262,16 @@ class ImageListModel(QAbstractListModel):
             return None
         position = int(self._rows[index.row()])
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._index.name_at(position)
+            others = self._present.get(self._index.id_at(position))
+            name = self._index.name_at(position)
+            return f"{name}  · open by {', '.join(others)}" if others else name
         if role == self.IdRole:
             return self._index.id_at(position)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = f"{self._index.path_at(position)}\n{self._index.state_at(position).value}"
+            others = self._present.get(self._index.id_at(position))
+            if others:
+                tip += f"\nopen now by {', '.join(others)}"
             if self._project is not None:
                 uncertainty = self._project.image(self._index.id_at(position)).uncertainty
                 if uncertainty is not None:
