@@ -104,7 +104,7 @@ class DetectorPlugin:
         ),
         Setting(
             "vote_iou",
-            0.0,
+            0.6,
             "box voting: each kept box becomes the score-weighted mean of the candidates overlapping it "
             "at least this much (0 = off)",
             legacy=0.0,
