@@ -264,7 +264,7 @@ class ImageListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             others = self._present.get(self._index.id_at(position))
             name = self._index.name_at(position)
-            return f"{name}  · open by {', '.join(others)}" if others else name
+            return f"{name}\nopen by {', '.join(others)}" if others else name
         if role == self.IdRole:
             return self._index.id_at(position)
         if role == Qt.ItemDataRole.ToolTipRole:
