@@ -114,14 +114,7 @@ def folder_in_app(folder: Path, settings: Path) -> float:
         "t['start'] = time.perf_counter(); w.open_path(%r)\n"
         "app.exec()\n"
     ) % (str(Path(__file__).parent), str(folder))
-    env = dict(
-        os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen")
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("IN_APP")), None)
-    if line is None:
-        raise RuntimeError(f"folder child failed:\n{out.stdout}\n{out.stderr[-2000:]}")
-    return float(line.split()[1])
+    return float(_child_figures(code, settings, "IN_APP", "folder")[0])
 
 
 def png_in_app(project: Path, settings: Path, *, libvips: bool) -> tuple[float, float]:
@@ -143,14 +136,8 @@ def png_in_app(project: Path, settings: Path, *, libvips: bool) -> tuple[float, 
         "t['start'] = time.perf_counter(); w.open_path(%r)\n"
         "app.exec()\n"
     ) % str(project)
-    env = dict(
-        os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen")
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("PNG")), None)
-    if line is None:
-        raise RuntimeError(f"PNG child failed:\n{out.stdout}\n{out.stderr[-2000:]}")
-    return float(line.split()[1]), float(line.split()[2])
+    figures = _child_figures(code, settings, "PNG", "PNG")
+    return float(figures[0]), float(figures[1])
 
 
 def png_figures(tmp: Path, repeats: int) -> None:
@@ -279,6 +266,19 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _child_figures(code: str, settings: Path, tag: str, what: str) -> list[str]:
+    """Run ``code`` in a fresh Python (its own settings file, offscreen unless a display is
+    asked for) and return the words after ``tag`` on the line it prints starting with it."""
+    env = dict(
+        os.environ, LABELER_SETTINGS=str(settings), QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen")
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith(tag)), None)
+    if line is None:
+        raise RuntimeError(f"{what} child failed:\n{out.stdout}\n{out.stderr[-2000:]}")
+    return line.split()[1:]
 
 
 if __name__ == "__main__":

@@ -43,14 +43,24 @@ def test_box_to_mask_finds_a_disk(gray: bool) -> None:
     assert iou(result.full(300, 200), truth) > 0.95
 
 
+def two_disks(
+    background: int, colour: tuple[int, int, int], first: tuple[int, int], second: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 300 x 200 image of two disks of one ``colour`` (each ``(centre x, radius)``, centred at
+    y = 100) on a grey ``background``, and the two disks' masks."""
+    image = np.full((200, 300, 3), background, np.uint8)
+    masks = []
+    for x, radius in (first, second):
+        mask = np.zeros((200, 300), np.uint8)
+        cv2.circle(mask, (x, 100), radius, 1, -1)
+        masks.append(mask)
+    image[(masks[0] | masks[1]) > 0] = colour
+    return image, masks[0], masks[1]
+
+
 def test_positive_and_negative_clicks_are_hard_constraints() -> None:
     # two touching disks of one colour: the box covers both, clicks say which is meant
-    image = np.full((200, 300, 3), 200, np.uint8)
-    left = np.zeros((200, 300), np.uint8)
-    cv2.circle(left, (110, 100), 40, 1, -1)
-    right = np.zeros((200, 300), np.uint8)
-    cv2.circle(right, (190, 100), 40, 1, -1)
-    image[(left | right) > 0] = (30, 120, 30)
+    image, left, right = two_disks(200, (30, 120, 30), (110, 40), (190, 40))
     prepared = prepare(ImagePixels.of(image), (65, 55, 170, 90))
     both = segment(prepared)
     assert iou(both.full(300, 200), (left | right) > 0) > 0.9
@@ -140,12 +150,7 @@ def test_snap_path_follows_a_curved_boundary() -> None:
 def test_positive_click_on_a_detached_part_keeps_the_body() -> None:
     # a big and a small blob of one colour inside the box: the box keeps the big one; a positive
     # click on the small one adds it without dropping the big one
-    image = np.full((200, 300, 3), 210, np.uint8)
-    big = np.zeros((200, 300), np.uint8)
-    cv2.circle(big, (120, 100), 45, 1, -1)
-    small = np.zeros((200, 300), np.uint8)
-    cv2.circle(small, (205, 100), 15, 1, -1)
-    image[(big | small) > 0] = (150, 40, 40)
+    image, big, small = two_disks(210, (150, 40, 40), (120, 45), (205, 15))
     prepared = prepare(ImagePixels.of(image), (70, 50, 155, 100))
     first = segment(prepared)
     assert iou(first.full(300, 200), big > 0) > 0.9

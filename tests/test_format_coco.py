@@ -6,11 +6,13 @@ import contextlib
 import io
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from annotation_support import proposal
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from test_format_common import coco_document, make_image, project_state
@@ -211,26 +213,10 @@ def test_proposals_only_on_request_and_with_score(make_project: Callable[[Path],
     cat = project.add_category("thing").id
     project.add_annotation(Annotation(image_id=image_id, category_id=cat, kind=Kind.BOX, box_xywh=(1, 1, 5, 5)))
     version = project.add_model_version(ModelVersion(plugin="p", settings={}, categories=(cat,), checkpoint="x"))
-    proposals = [
-        Annotation(
-            image_id=image_id,
-            category_id=cat,
-            kind=Kind.BOX,
-            box_xywh=(10, 10, 5, 5),
-            state=State.PROPOSED,
-            model_version=version.id,
-            score=0.75,
-        )
-    ]
+    proposals = [proposal(image_id, cat, version=version.id, score=0.75, box_xywh=(10, 10, 5, 5))]
     stored = project.replace_proposals(image_id, plugin="p", proposals=proposals)
-    rejected = Annotation(
-        image_id=image_id,
-        category_id=cat,
-        kind=Kind.BOX,
-        box_xywh=(20, 20, 5, 5),
-        state=State.REJECTED,
-        model_version=version.id,
-        score=0.2,
+    rejected = replace(
+        proposal(image_id, cat, version=version.id, score=0.2, box_xywh=(20, 20, 5, 5)), state=State.REJECTED
     )
     project.add_annotation(rejected)
     export_annotations(project, tmp_path / "acc.json", format="coco")

@@ -162,6 +162,16 @@ def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(
     assert "root:x" not in str(info.value) and "/bin/bash" not in str(info.value)
 
 
+def yolo_folder(tmp_path: Path, label_line: str, data_yaml: bytes) -> Path:
+    """A YOLO folder of one 40 x 30 image with one label line and the given ``data.yaml``."""
+    src = tmp_path / "yolo"
+    make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
+    (src / "labels").mkdir()
+    (src / "labels" / "a.txt").write_text(label_line)
+    (src / "data.yaml").write_bytes(data_yaml)
+    return src
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "names"),
     [
@@ -174,11 +184,7 @@ def test_yolo_symlink_out_of_the_folder_is_not_followed_nor_quoted(
 def test_yolo_reads_ordinary_yaml(
     make_project: Callable[[Path], Project], tmp_path: Path, yaml_text: str, names: list[str]
 ) -> None:
-    src = tmp_path / "yolo"
-    make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
-    (src / "labels").mkdir()
-    (src / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n")
-    (src / "data.yaml").write_text(yaml_text)
+    src = yolo_folder(tmp_path, "1 0.5 0.5 0.2 0.2\n", yaml_text.encode())
     project = make_project(tmp_path / "proj")
     import_annotations(project, src, format="yolo")
     assert [c.name for c in project.categories()] == [names[1]]
@@ -191,11 +197,7 @@ def test_yolo_reads_ordinary_yaml(
 def test_yolo_bad_class_files_are_format_errors(
     make_project: Callable[[Path], Project], tmp_path: Path, content: bytes
 ) -> None:
-    src = tmp_path / "yolo"
-    make_image(src / "images" / "a.png", 40, 30, fmt="PNG")
-    (src / "labels").mkdir()
-    (src / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    (src / "data.yaml").write_bytes(content)
+    src = yolo_folder(tmp_path, "0 0.5 0.5 0.2 0.2\n", content)
     with pytest.raises(FormatError):
         import_annotations(make_project(tmp_path / "proj"), src, format="yolo")
     (src / "data.yaml").unlink()

@@ -41,6 +41,15 @@ def open_and_wait(qtbot: QtBot, win: MainWindow, root: Path) -> None:
     assert win.project is not None
 
 
+def open_generated(qtbot: QtBot, win: MainWindow, tmp_path: Path) -> tuple[Path, int]:
+    """A generated two-image project opened in ``win``; its folder and the image shown."""
+    root = make_project(tmp_path / "proj", 2)
+    open_and_wait(qtbot, win, root)
+    image_id = win.current_image_id()
+    assert image_id is not None
+    return root, image_id
+
+
 def press(qtbot: QtBot, win: MainWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:  # type: ignore[no-untyped-def]
     """A key press as the user makes it: to the canvas, which has the focus while labelling."""
     win.canvas.view().setFocus()
@@ -206,9 +215,7 @@ def _add_proposals(project: Project, image_id: int, scores: list[float], *, plug
 
 
 def test_proposals_accept_reject_and_undo(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, window, root)
-    image_id = window.current_image_id()
+    _, image_id = open_generated(qtbot, window, tmp_path)
     ids = _add_proposals(window.project, image_id, [0.9, 0.8, 0.3])
     window.canvas.reload_annotations()
     window.images.model.refresh_image(image_id)
@@ -353,9 +360,7 @@ def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(
 def test_drawing_on_the_canvas_updates_list_status_and_effort(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     from gui_helpers import drag
 
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, window, root)
-    image_id = window.current_image_id()
+    _, image_id = open_generated(qtbot, window, tmp_path)
     press(qtbot, window, Qt.Key.Key_2)  # class "dog"
     press(qtbot, window, Qt.Key.Key_B)  # box tool
     with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
@@ -494,9 +499,7 @@ def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot: QtBot, windo
 def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, window, root)
-    image_id = window.current_image_id()
+    _, image_id = open_generated(qtbot, window, tmp_path)
     masks = _add_proposals(window.project, image_id, [0.9], plugin="segmenter")
     boxes = _add_proposals(window.project, image_id, [0.8, 0.7], plugin="localizer")
     window.canvas.reload_annotations()
@@ -601,9 +604,7 @@ def _hover(view, x: float, y: float) -> None:  # type: ignore[no-untyped-def]
 def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, window, root)
-    image_id = window.current_image_id()
+    _, image_id = open_generated(qtbot, window, tmp_path)
     ids = _add_proposals(window.project, image_id, [0.9, 0.8])  # boxes at x 4..12 and 14..22
     window.canvas.reload_annotations()
     assert window.canvas.selected_ids() == []
@@ -656,9 +657,7 @@ def right_click(view, at) -> None:  # type: ignore[no-untyped-def]
     "This plugin does not support grabbing the keyboard",
 )  # the offscreen platform, on popups
 def test_object_list_and_right_click_menu(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, window, root)
-    image_id = window.current_image_id()
+    _, image_id = open_generated(qtbot, window, tmp_path)
     cat = window.project.categories()[0]
     tiny = window.project.add_annotation(
         Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(50.0, 50.0, 1.0, 1.0))

@@ -117,9 +117,9 @@ def test_the_shared_project_dialog_opens_only_a_database_url_with_an_existing_fo
     assert not ok.isEnabled() and "postgresql://" in dialog.problem.text()
     dialog.url.setText("postgresql://db.lab/cells")
     assert not ok.isEnabled() and "image folder" in dialog.problem.text()
-    dialog.folder.setText(str(tmp_path / "missing"))
+    dialog.folder.edit.setText(str(tmp_path / "missing"))
     assert not ok.isEnabled()
-    dialog.folder.setText(str(tmp_path))
+    dialog.folder.edit.setText(str(tmp_path))
     assert ok.isEnabled() and dialog.problem.text() == ""
     assert dialog.chosen() == ("postgresql://db.lab/cells", str(tmp_path))
 

@@ -204,42 +204,37 @@ def _bench() -> object:
     return module
 
 
+def cli_args(*flags: str, **options: object) -> list[str]:
+    """Command-line words: ``--key value`` per option (``_`` as ``-``; a list repeats the option),
+    then ``--flag`` per flag."""
+    words: list[str] = []
+    for key, value in options.items():
+        for item in value if isinstance(value, list) else [value]:
+            words += [f"--{key.replace('_', '-')}", str(item)]
+    return words + [f"--{flag}" for flag in flags]
+
+
 def test_bench_loop_end_to_end_on_boxes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     images, voc = _scenes_as_voc(tmp_path, 9)
     out = tmp_path / "loop.json"
     table = tmp_path / "loop.csv"
     picture = tmp_path / "loop.png"
-    bench = _bench()
-    code = bench.main(
-        [  # type: ignore[attr-defined]
-            "--images",
-            str(images),
-            "--labels",
-            str(voc),
-            "--format",
-            "voc",
-            "--plugin",
-            "localizer",
-            "--seed-images",
-            "3",
-            "--retrain-every",
-            "3",
-            "--budget",
-            "1",
-            "--order",
-            "uncertain",
-            "--set",
-            "input_size=64",
-            "--set",
-            "width=8",
-            "--json",
-            str(out),
-            "--csv",
-            str(table),
-            "--plot",
-            str(picture),
-            "--quiet",
-        ]
+    code = _bench().main(  # type: ignore[attr-defined]
+        cli_args(
+            "quiet",
+            images=images,
+            labels=voc,
+            format="voc",
+            plugin="localizer",
+            seed_images=3,
+            retrain_every=3,
+            budget=1,
+            order="uncertain",
+            set=["input_size=64", "width=8"],
+            json=out,
+            csv=table,
+            plot=picture,
+        )
     )
     assert code == 0
     printed = capsys.readouterr().out.strip().splitlines()
@@ -291,37 +286,22 @@ def test_a_session_leaves_every_image_done_with_its_true_labels(tmp_path: Path) 
 def test_bench_loop_end_to_end_on_masks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     images, labels = _scenes_as_masks(tmp_path, 6)
     out = tmp_path / "loop.json"
-    bench = _bench()
     values = ",".join(f"{k + 1}={name}" for k, name in enumerate(SHAPES))
-    code = bench.main(
-        [  # type: ignore[attr-defined]
-            "--images",
-            str(images),
-            "--labels",
-            str(labels),
-            "--format",
-            "masks",
-            "--values",
-            values,
-            "--plugin",
-            "segmenter",
-            "--seed-images",
-            "3",
-            "--retrain-every",
-            "2",
-            "--budget",
-            "1",
-            "--wait",
-            "--set",
-            "widths=4,8,8",
-            "--set",
-            "crop=48",
-            "--set",
-            "convs=1",
-            "--json",
-            str(out),
-            "--quiet",
-        ]
+    code = _bench().main(  # type: ignore[attr-defined]
+        cli_args(
+            "wait",
+            "quiet",
+            images=images,
+            labels=labels,
+            format="masks",
+            values=values,
+            plugin="segmenter",
+            seed_images=3,
+            retrain_every=2,
+            budget=1,
+            set=["widths=4,8,8", "crop=48", "convs=1"],
+            json=out,
+        )
     )
     assert code == 0
     summary = json.loads(out.read_text())

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 import numpy as np
 
@@ -47,6 +47,16 @@ PALETTE: tuple[tuple[int, int, int], ...] = class_palette()
 
 #: What either backend raises when a write breaks a constraint (a foreign key, a unique name).
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, *integrity_errors())
+
+
+class LogEntry(TypedDict, total=False):
+    """What a line of the edit log may say besides its action (all optional)."""
+
+    image_id: int | None
+    annotation_id: int | None
+    kind: str | None
+    seconds: float | None
+    detail: dict[str, Any] | None
 
 
 PRESENCE_TTL = 60.0
@@ -1170,36 +1180,27 @@ class Project:
 
     # ---- edit log -------------------------------------------------------------------------
 
-    def _log(
-        self,
-        action: str,
-        *,
-        image_id: int | None = None,
-        annotation_id: int | None = None,
-        kind: str | None = None,
-        seconds: float | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
+    def _log(self, action: str, **entry: Unpack[LogEntry]) -> None:
         self._conn.execute(
             "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), action, image_id, annotation_id, kind, seconds, json.dumps(detail or {}), self.author),
+            (
+                time.time(),
+                action,
+                entry.get("image_id"),
+                entry.get("annotation_id"),
+                entry.get("kind"),
+                entry.get("seconds"),
+                json.dumps(entry.get("detail") or {}),
+                self.author,
+            ),
         )
 
     @_needs("annotator", "write to the edit log")
-    def log_edit(
-        self,
-        action: str,
-        *,
-        image_id: int | None = None,
-        annotation_id: int | None = None,
-        kind: str | None = None,
-        seconds: float | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
+    def log_edit(self, action: str, **entry: Unpack[LogEntry]) -> None:
         """Record something the user did (e.g. ``draw`` with the seconds it took)."""
         with self.transaction():
-            self._log(action, image_id=image_id, annotation_id=annotation_id, kind=kind, seconds=seconds, detail=detail)
+            self._log(action, **entry)
 
     def edit_log(self, *, action: str | None = None) -> list[dict[str, Any]]:
         if action is None:

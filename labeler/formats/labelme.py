@@ -40,20 +40,7 @@ from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import decode_rle, encode_mask, polygons_to_mask, rle_box
 from labeler.core.images import ImageError, open_checked
 from labeler.core.store import Project
-from labeler.formats.common import (
-    CategoryMap,
-    ExportImage,
-    ExportReport,
-    ImageFinder,
-    ImportReport,
-    Progress,
-    Tally,
-    Writer,
-    export_per_image,
-    import_per_file,
-    number,
-    read_json,
-)
+from labeler.formats import common
 from labeler.formats.errors import FormatError
 
 IGNORE_LABEL = "__ignore__"
@@ -73,15 +60,15 @@ def import_labelme(
     *,
     images_dir: Path | None = None,
     mark_done: bool = True,
-    progress: Progress | None = None,
+    progress: common.Progress | None = None,
     add_images: bool = False,
-) -> ImportReport:
+) -> common.ImportReport:
     """Import a labelme JSON file, or every labelme JSON file under a folder (all or nothing).
 
     Each file's image is matched to the project's images, by relative path, then by file name;
     images not in the project are added only with ``add_images`` (else skipped and counted).
     """
-    return import_per_file(
+    return common.import_per_file(
         project,
         source,
         format_name="labelme",
@@ -96,9 +83,14 @@ def import_labelme(
 
 
 def _import_file(
-    project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
+    project: Project,
+    path: Path,
+    finder: common.ImageFinder,
+    cats: common.CategoryMap,
+    writer: common.Writer,
+    tally: common.Tally,
 ) -> None:
-    data = read_json(path)
+    data = common.read_json(path)
     if not isinstance(data, dict) or "shapes" not in data:
         tally.skip("JSON file that is not labelme's")
         return
@@ -147,7 +139,7 @@ def _import_file(
             tally.ignore_masks += 1
 
 
-def _size(project: Project, finder: ImageFinder, image_id: int, data: dict[str, Any]) -> tuple[int, int] | None:
+def _size(project: Project, finder: common.ImageFinder, image_id: int, data: dict[str, Any]) -> tuple[int, int] | None:
     """``(height, width)``: stored, else the file's ``imageHeight``/``imageWidth``, else the image header."""
     record = project.image(image_id)
     if record.width is not None and record.height is not None:
@@ -169,7 +161,9 @@ def _points(shape: dict[str, Any], where: str) -> np.ndarray:
     return arr
 
 
-def _parse_shape(shape: Any, size: tuple[int, int] | None, where: str, tally: Tally) -> tuple[str, Geometry | None]:
+def _parse_shape(
+    shape: Any, size: tuple[int, int] | None, where: str, tally: common.Tally
+) -> tuple[str, Geometry | None]:
     """The shape's label and geometry; ``None`` geometry (counted in ``tally``) if it has none."""
     if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
         raise FormatError(f"{where}: a shape needs a string 'label'")
@@ -308,13 +302,13 @@ def _add_ignore(project: Project, image_id: int, shapes: list[Geometry], size: t
 
 
 def export_labelme(
-    project: Project, out: Path, *, include_proposals: bool = False, progress: Progress | None = None
-) -> ExportReport:
+    project: Project, out: Path, *, include_proposals: bool = False, progress: common.Progress | None = None
+) -> common.ExportReport:
     """Write one labelme JSON per image into the folder ``out`` (built aside, then moved in)."""
     names = {c.id: c.name for c in project.categories()}
     out_abs = Path(os.path.abspath(out))
 
-    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
         width, height = image.width, image.height
         shapes = _shapes(image.annotations, names, height, width, tally)
         ignore = project.ignore_mask(image.record.id)
@@ -332,7 +326,7 @@ def export_labelme(
         }
         path.write_text(json.dumps(document, indent=2), encoding="utf-8")
 
-    return export_per_image(
+    return common.export_per_image(
         project,
         out,
         format_name="labelme",
@@ -344,7 +338,7 @@ def export_labelme(
 
 
 def _shapes(
-    anns: list[Annotation], names: dict[int, str], height: int, width: int, tally: Tally
+    anns: list[Annotation], names: dict[int, str], height: int, width: int, tally: common.Tally
 ) -> list[dict[str, Any]]:
     taken = {a.group_id for a in anns if a.group_id is not None}
     next_group = max(taken, default=-1) + 1
@@ -377,7 +371,7 @@ def _shape(
 ) -> dict[str, Any]:
     return {
         "label": label,
-        "points": [[number(x), number(y)] for x, y in points],
+        "points": [[common.number(x), common.number(y)] for x, y in points],
         "group_id": group,
         "description": str(attributes.get("description", "")),
         "shape_type": kind,

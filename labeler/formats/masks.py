@@ -32,21 +32,7 @@ from labeler.core.annotation import Annotation, Category, Kind
 from labeler.core.geometry import annotation_mask, decode_rle, encode_mask
 from labeler.core.images import ImageError, open_checked
 from labeler.core.store import Project
-from labeler.formats.common import (
-    BACKGROUND_NAMES,
-    CategoryMap,
-    ExportImage,
-    ExportReport,
-    ImageFinder,
-    ImportReport,
-    Progress,
-    Tally,
-    Writer,
-    export_per_image,
-    files_under,
-    import_per_file,
-    key_of,
-)
+from labeler.formats import common
 from labeler.formats.errors import FormatError
 
 MAPPING_FILE = "mapping.json"
@@ -138,10 +124,10 @@ def import_masks(
     *,
     images_dir: Path | None = None,
     mark_done: bool = True,
-    progress: Progress | None = None,
+    progress: common.Progress | None = None,
     values: str | Mapping[int, str] | None = None,
     ignore: int | None = None,
-) -> ImportReport:
+) -> common.ImportReport:
     """Import a folder (or one file) of label PNGs; see the module docstring. All or nothing."""
     source = Path(source)
     mapping = parse_values(values)
@@ -152,23 +138,28 @@ def import_masks(
             ignore = saved_ignore
     if ignore is not None and mapping is not None and ignore in mapping:
         raise FormatError(f"value {ignore} is both the ignore value and class {mapping[ignore]!r}")
-    files = [p for p in files_under(source, LABEL_SUFFIXES) if p.name != MAPPING_FILE]
+    files = [p for p in common.files_under(source, LABEL_SUFFIXES) if p.name != MAPPING_FILE]
     if not files:
         raise FormatError(f"{source}: no label images found")
     bases = [folder.parent / "image", folder.parent / "images"]
 
     def import_file(
-        project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
+        project: Project,
+        path: Path,
+        finder: common.ImageFinder,
+        cats: common.CategoryMap,
+        writer: common.Writer,
+        tally: common.Tally,
     ) -> None:
-        image_id = finder.find_stem(key_of(path, folder), bases=bases)
+        image_id = finder.find_stem(common.key_of(path, folder), bases=bases)
         if image_id is None:
             tally.skip("image file not found")
         else:
             _import_one(project, path, image_id, finder, cats, writer, tally, mapping, ignore)
 
     # categories in the mapping's value order, present or not
-    categories = [mapping[v] for v in sorted(mapping) if mapping[v] not in BACKGROUND_NAMES] if mapping else []
-    return import_per_file(
+    categories = [mapping[v] for v in sorted(mapping) if mapping[v] not in common.BACKGROUND_NAMES] if mapping else []
+    return common.import_per_file(
         project,
         source,
         format_name="masks",
@@ -186,10 +177,10 @@ def _import_one(
     project: Project,
     path: Path,
     image_id: int,
-    finder: ImageFinder,
-    cats: CategoryMap,
-    writer: Writer,
-    tally: Tally,
+    finder: common.ImageFinder,
+    cats: common.CategoryMap,
+    writer: common.Writer,
+    tally: common.Tally,
     mapping: dict[int, str] | None,
     ignore: int | None,
 ) -> None:
@@ -208,7 +199,7 @@ def _import_one(
             tally.skip(f"pixels of value {value} not in the mapping (left as background)")
             continue
         name = mapping[value] if mapping is not None else str(value)
-        if name in BACKGROUND_NAMES:
+        if name in common.BACKGROUND_NAMES:
             continue
         writer.add(
             Annotation(image_id=image_id, category_id=cats.id(name), kind=Kind.MASK, rle=encode_mask(label == value))
@@ -238,20 +229,20 @@ def export_masks(
     out: Path,
     *,
     include_proposals: bool = False,
-    progress: Progress | None = None,
+    progress: common.Progress | None = None,
     values: str | Mapping[int, str] | None = None,
     ignore: int | None = None,
     background: int = 0,
-) -> ExportReport:
+) -> common.ExportReport:
     """Write one class-value PNG per image and ``mapping.json`` into the folder ``out``."""
     out = Path(out)
     categories = project.categories()
     mapping = parse_values(values) or default_values(categories)
     by_name = {c.name: c.id for c in categories}
-    named_background = [v for v, name in mapping.items() if name in BACKGROUND_NAMES]
+    named_background = [v for v, name in mapping.items() if name in common.BACKGROUND_NAMES]
     if named_background:
         background = named_background[0]
-    unknown = sorted(set(mapping.values()) - set(by_name) - BACKGROUND_NAMES)
+    unknown = sorted(set(mapping.values()) - set(by_name) - common.BACKGROUND_NAMES)
     if unknown:
         raise FormatError(f"values name {unknown[0]!r}, which is not a category of the project")
     value_of = {by_name[name]: value for value, name in mapping.items() if name in by_name}
@@ -270,7 +261,7 @@ def export_masks(
         "ignore": ignore,
     }
 
-    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
         canvas = np.full((image.height, image.width), background if image.record.done else ignore, dtype=dtype)
         for ann in sorted(image.annotations, key=lambda a: a.id or 0):
             if _paint(canvas, ann, value_of, tally):
@@ -280,7 +271,7 @@ def export_masks(
             canvas[decode_rle(rle)] = ignore
         Image.fromarray(canvas).save(path, format="PNG")
 
-    return export_per_image(
+    return common.export_per_image(
         project,
         out,
         format_name="masks",
@@ -293,7 +284,7 @@ def export_masks(
     )
 
 
-def _paint(canvas: np.ndarray, ann: Annotation, value_of: dict[int, int], tally: Tally) -> bool:
+def _paint(canvas: np.ndarray, ann: Annotation, value_of: dict[int, int], tally: common.Tally) -> bool:
     if ann.category_id not in value_of:
         tally.skip("label of a class without a value")
         return False

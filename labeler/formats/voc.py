@@ -20,19 +20,7 @@ from typing import Any
 from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import annotation_box
 from labeler.core.store import Project
-from labeler.formats.common import (
-    CategoryMap,
-    ExportImage,
-    ExportReport,
-    ImageFinder,
-    ImportReport,
-    Progress,
-    Tally,
-    Writer,
-    export_per_image,
-    import_per_file,
-    number,
-)
+from labeler.formats import common
 from labeler.formats.errors import FormatError
 
 KEPT_FLAGS = ("difficult", "truncated", "occluded")
@@ -47,8 +35,8 @@ def import_voc(
     *,
     images_dir: Path | None = None,
     mark_done: bool = True,
-    progress: Progress | None = None,
-) -> ImportReport:
+    progress: common.Progress | None = None,
+) -> common.ImportReport:
     """Import a VOC XML file, or every one under a folder (all or nothing).
 
     An image the project already holds is matched first (by relative path, then by file name), so
@@ -56,7 +44,7 @@ def import_voc(
     the file names them, then in ``images_dir``, then beside the XML and
     in the ``JPEGImages``/``images`` folder next to the XML's folder (VOC's own layout).
     """
-    return import_per_file(
+    return common.import_per_file(
         project,
         source,
         format_name="voc",
@@ -90,7 +78,12 @@ def _float(element: ET.Element | None, tag: str, where: str) -> float:
 
 
 def _import_file(
-    project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
+    project: Project,
+    path: Path,
+    finder: common.ImageFinder,
+    cats: common.CategoryMap,
+    writer: common.Writer,
+    tally: common.Tally,
 ) -> None:
     root = _parse(path)
     if root.tag != "annotation":
@@ -147,12 +140,12 @@ def _import_file(
 
 
 def export_voc(
-    project: Project, out: Path, *, include_proposals: bool = False, progress: Progress | None = None
-) -> ExportReport:
+    project: Project, out: Path, *, include_proposals: bool = False, progress: common.Progress | None = None
+) -> common.ExportReport:
     """Write one VOC XML per image into the folder ``out`` (built aside, then moved in)."""
     names = {c.id: c.name for c in project.categories()}
 
-    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
         image_path = (project.root / image.record.path).resolve()
         root = ET.Element("annotation")
         ET.SubElement(root, "folder").text = image_path.parent.name
@@ -170,7 +163,7 @@ def export_voc(
         ET.indent(root)
         ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=False)
 
-    return export_per_image(
+    return common.export_per_image(
         project,
         out,
         format_name="voc",
@@ -192,4 +185,4 @@ def _object(root: ET.Element, ann: Annotation, label: str) -> None:
         ET.SubElement(obj, "score").text = f"{ann.score:.6g}"
     box = ET.SubElement(obj, "bndbox")
     for tag, value in (("xmin", x), ("ymin", y), ("xmax", x + w), ("ymax", y + h)):
-        ET.SubElement(box, tag).text = str(number(value))
+        ET.SubElement(box, tag).text = str(common.number(value))

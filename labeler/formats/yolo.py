@@ -29,20 +29,7 @@ from labeler.core.annotation import Annotation, Kind
 from labeler.core.files import is_regular_file
 from labeler.core.geometry import decode_rle, mask_to_polygons
 from labeler.core.store import Project
-from labeler.formats.common import (
-    CategoryMap,
-    ExportImage,
-    ExportReport,
-    ImageFinder,
-    ImportReport,
-    Progress,
-    Tally,
-    Writer,
-    export_per_image,
-    import_per_file,
-    inside,
-    key_of,
-)
+from labeler.formats import common
 from labeler.formats.errors import FormatError
 
 CLASS_FILES = ("classes.txt", "obj.names")
@@ -115,8 +102,8 @@ def import_yolo(
     *,
     images_dir: Path | None = None,
     mark_done: bool = True,
-    progress: Progress | None = None,
-) -> ImportReport:
+    progress: common.Progress | None = None,
+) -> common.ImportReport:
     """Import a YOLO label folder (``source/labels/**.txt`` or ``source/**.txt``), all or nothing.
 
     Each label file pairs with the image of the same path without suffix, looked for under
@@ -133,7 +120,7 @@ def import_yolo(
         for p in labels_root.rglob("*.txt")
         if p.name not in CLASS_FILES and not p.name.startswith(".") and p.name != "README.txt"
     )
-    outside = [p for p in files if not inside(p, [source]) or not is_regular_file(p)]
+    outside = [p for p in files if not common.inside(p, [source]) or not is_regular_file(p)]
     files = [p for p in files if p not in set(outside)]
     if not files:
         raise FormatError(
@@ -141,14 +128,19 @@ def import_yolo(
             + (f" ({len(outside)} links out of the folder or not regular files, not read)" if outside else "")
         )
     bases = [source / "images", labels_root.parent / "images", source]
-    tally = Tally()
+    tally = common.Tally()
     tally.skip("label file that links out of the folder or is not a regular file (not read)", len(outside))
 
     def import_file(
-        project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
+        project: Project,
+        path: Path,
+        finder: common.ImageFinder,
+        cats: common.CategoryMap,
+        writer: common.Writer,
+        tally: common.Tally,
     ) -> None:
         lines = _read_lines(path)
-        image_id = finder.find_stem(key_of(path, labels_root), bases=bases)
+        image_id = finder.find_stem(common.key_of(path, labels_root), bases=bases)
         if image_id is None:
             tally.skip("image file not found")
             tally.skip("object of a missing image", len(lines))
@@ -161,7 +153,7 @@ def import_yolo(
         for line_no, values in lines:
             writer.add(_annotation(values, image_id, size, names, cats, f"{path}:{line_no}"))
 
-    return import_per_file(
+    return common.import_per_file(
         project,
         source,
         format_name="yolo",
@@ -196,7 +188,7 @@ def _annotation(
     image_id: int,
     size: tuple[int, int],
     names: list[str] | None,
-    cats: CategoryMap,
+    cats: common.CategoryMap,
     where: str,
 ) -> Annotation:
     width, height = size
@@ -225,14 +217,14 @@ def _annotation(
 
 
 def export_yolo(
-    project: Project, out: Path, *, include_proposals: bool = False, progress: Progress | None = None
-) -> ExportReport:
+    project: Project, out: Path, *, include_proposals: bool = False, progress: common.Progress | None = None
+) -> common.ExportReport:
     """Write ``classes.txt``, ``data.yaml`` and ``labels/<key>.txt`` into the folder ``out``."""
     categories = project.categories()
     index = {c.id: i for i, c in enumerate(categories)}
     yaml = [f"nc: {len(categories)}", "names:"] + [f"  {i}: {json.dumps(c.name)}" for i, c in enumerate(categories)]
 
-    def export_image(image: ExportImage, path: Path, tally: Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
         lines: list[str] = []
         for ann in image.annotations:
             written = _lines(ann, index[ann.category_id], image.width, image.height, tally)
@@ -240,7 +232,7 @@ def export_yolo(
             tally.annotations += bool(written)
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
-    return export_per_image(
+    return common.export_per_image(
         project,
         out,
         format_name="yolo",
@@ -253,7 +245,7 @@ def export_yolo(
     )
 
 
-def _lines(ann: Annotation, cls: int, width: int, height: int, tally: Tally) -> list[str]:
+def _lines(ann: Annotation, cls: int, width: int, height: int, tally: common.Tally) -> list[str]:
     if ann.iscrowd:
         tally.skip("crowd region (no YOLO form)")
         return []

@@ -31,9 +31,8 @@ from labeler.gui.canvas.items import MaskItem
 from labeler.gui.canvas.tools import (
     CLICK_SLOP_PX,
     MIN_BOX_SIDE,
+    BoxDragTool,
     PolygonTool,
-    RubberBand,
-    Tool,
     _clamp,
     _cosmetic,
 )
@@ -74,7 +73,7 @@ def _compute(
     return prepared, segment(prepared, clicks, previous=previous)
 
 
-class AssistTool(Tool):
+class AssistTool(BoxDragTool):
     name = "assist"
     cursor = Qt.CursorShape.CrossCursor
     hint = (
@@ -84,7 +83,6 @@ class AssistTool(Tool):
 
     def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
-        self._drag: RubberBand | None = None
         self._box: tuple[float, float, float, float] | None = None
         self._clicks: list[Click] = []
         self._prepared: Any = None
@@ -93,7 +91,6 @@ class AssistTool(Tool):
         self._preview: QGraphicsPixmapItem | None = None
         self._marks: list[QGraphicsEllipseItem] = []
         self._frame: QGraphicsRectItem | None = None
-        self._t0 = 0.0
         self._models: dict[str, Any] = {}
         self._pool = QThreadPool()  # the tool's own: one computation at a time
         self._pool.setMaxThreadCount(1)
@@ -117,12 +114,11 @@ class AssistTool(Tool):
     def cancel(self) -> None:
         self._generation += 1
         self._box, self._clicks, self._prepared, self._result = None, [], None, None
-        if self._drag is not None:
-            self._drag.remove()
+        self._drag.cancel()
         for item in [self._preview, self._frame, *self._marks]:
             if item is not None and item.scene() is not None:
                 item.scene().removeItem(item)
-        self._drag = self._preview = self._frame = None
+        self._preview = self._frame = None
         self._marks = []
         self._models.clear()  # a newly trained version is used for the next box
 
@@ -138,23 +134,10 @@ class AssistTool(Tool):
                 self._mark(p, positive)
                 self._request()
             return
-        if event.button() != Qt.MouseButton.LeftButton or self._need_category() is None:
-            return
-        self._t0 = time.monotonic()
-        self._drag = RubberBand(self.canvas, p, self._class_color())
+        super().press(p, event)
 
-    def move(self, pos: QPointF, event: QMouseEvent) -> None:
-        if self._drag is not None:
-            self._drag.follow(pos)
-
-    def release(self, pos: QPointF, event: QMouseEvent) -> None:
-        if self._drag is None or event.button() != Qt.MouseButton.LeftButton:
-            return
-        start = self._drag.start
-        self._drag.remove()
-        self._drag = None
+    def dragged(self, start: QPointF, end: QPointF) -> None:
         w, h = self.canvas.image_size()
-        end = _clamp(pos, w, h)
         if self._screen_distance(start, end) < CLICK_SLOP_PX:
             self._take_region(end)
             return
@@ -198,7 +181,7 @@ class AssistTool(Tool):
         from PySide6.QtCore import QCoreApplication
 
         QCoreApplication.processEvents()  # deliver the last result
-        result, seconds = self._result, time.monotonic() - self._t0
+        result, seconds = self._result, time.monotonic() - self._drag.started
         cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
         self.cancel()
         if result is None or result.empty or cid is None or image_id is None:

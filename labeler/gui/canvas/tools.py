@@ -350,39 +350,80 @@ class RubberBand:
             self.item.scene().removeItem(self.item)
 
 
-class BoxTool(Tool):
-    name = "box"
-    hint = "Drag a box in the current class; Escape drops it"
-    cursor = Qt.CursorShape.CrossCursor
+class BandDrag:
+    """A box dragged out with the left button (the box and box-to-mask tools): :meth:`begin` on
+    the press, :meth:`follow` the mouse, :meth:`end` on the release gives its two corners in the
+    image; ``started`` is when it began (the drawing time that the edit log records)."""
+
+    def __init__(self, canvas: ToolHost) -> None:
+        self.canvas = canvas
+        self.band: RubberBand | None = None
+        self.started = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.band is not None
+
+    def begin(self, pos: QPointF, color: QColor) -> None:
+        self.cancel()
+        self.started = time.monotonic()
+        self.band = RubberBand(self.canvas, pos, color)
+
+    def follow(self, pos: QPointF) -> None:
+        if self.band is not None:
+            self.band.follow(pos)
+
+    def end(self, pos: QPointF, event: QMouseEvent) -> tuple[QPointF, QPointF] | None:
+        """``(start, end)`` on a left-button release at ``pos`` (the end clamped to the image; the
+        band is gone), else ``None``."""
+        if self.band is None or event.button() != Qt.MouseButton.LeftButton:
+            return None
+        start = self.band.start
+        self.cancel()
+        w, h = self.canvas.image_size()
+        return start, _clamp(pos, w, h)
+
+    def cancel(self) -> None:
+        if self.band is not None:
+            self.band.remove()
+            self.band = None
+
+
+class BoxDragTool(Tool):
+    """A tool that starts with a box dragged in the current class: :meth:`dragged` gets its corners."""
 
     def __init__(self, canvas: ToolHost) -> None:
         super().__init__(canvas)
-        self._band: RubberBand | None = None
-        self._t0 = 0.0
-
-    def cancel(self) -> None:
-        if self._band is not None:
-            self._band.remove()
-            self._band = None
+        self._drag = BandDrag(canvas)
 
     def press(self, pos: QPointF, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton or self._need_category() is None:
             return
-        self.cancel()
-        self._t0 = time.monotonic()
-        self._band = RubberBand(self.canvas, pos, self._class_color())
+        self._drag.begin(pos, self._class_color())
 
     def move(self, pos: QPointF, event: QMouseEvent) -> None:
-        if self._band is not None:
-            self._band.follow(pos)
+        self._drag.follow(pos)
 
     def release(self, pos: QPointF, event: QMouseEvent) -> None:
-        if self._band is None or event.button() != Qt.MouseButton.LeftButton:
-            return
-        start = self._band.start
-        self.cancel()
+        corners = self._drag.end(pos, event)
+        if corners is not None:
+            self.dragged(*corners)
+
+    def dragged(self, start: QPointF, end: QPointF) -> None:
+        """The box from ``start`` to ``end`` (image pixels, clamped to the image) was dragged."""
+        raise NotImplementedError
+
+
+class BoxTool(BoxDragTool):
+    name = "box"
+    hint = "Drag a box in the current class; Escape drops it"
+    cursor = Qt.CursorShape.CrossCursor
+
+    def cancel(self) -> None:
+        self._drag.cancel()
+
+    def dragged(self, start: QPointF, end: QPointF) -> None:
         w, h = self.canvas.image_size()
-        end = _clamp(pos, w, h)
         box = clamp_box(start.x(), start.y(), end.x(), end.y(), w, h)
         if box[2] < MIN_BOX_SIDE or box[3] < MIN_BOX_SIDE or self._screen_distance(start, end) < CLICK_SLOP_PX:
             return
@@ -395,11 +436,11 @@ class BoxTool(Tool):
         cid, image_id = self.canvas.category_id(), self.canvas.current_image_id()
         assert cid is not None and image_id is not None
         ann = Annotation(image_id=image_id, category_id=cid, kind=Kind.BOX, box_xywh=box)
-        ids = self.canvas.add([ann], text="Draw box", seconds=time.monotonic() - self._t0)
+        ids = self.canvas.add([ann], text="Draw box", seconds=time.monotonic() - self._drag.started)
         self.canvas.select(ids)
 
     def key(self, event: QKeyEvent) -> bool:
-        if event.key() == Qt.Key.Key_Escape and self._band is not None:
+        if event.key() == Qt.Key.Key_Escape and self._drag.active:
             self.cancel()
             return True
         return False

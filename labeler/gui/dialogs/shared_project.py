@@ -5,19 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QWidget,
-)
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QWidget
 
 from labeler.core.pg import is_database_url
+from labeler.gui.dialogs.fields import FolderField
 
 CREDENTIALS_NOTE = (
     "Credentials come as for every PostgreSQL client: ~/.pgpass, PGPASSFILE, a service file "
@@ -34,13 +25,9 @@ class SharedProjectDialog(QDialog):
         self.setWindowTitle("Open shared project")
         self.url = QLineEdit(url)
         self.url.setPlaceholderText("postgresql://host/database")
-        self.folder = QLineEdit(image_root)
-        self.folder.setPlaceholderText("the folder the project's image paths start from, on this machine")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
-        row.addWidget(self.folder, 1)
-        row.addWidget(browse)
+        self.folder = FolderField(
+            "Image folder", "the folder the project's image paths start from, on this machine", text=image_root
+        )
         note = QLabel(CREDENTIALS_NOTE)
         note.setWordWrap(True)
         self.problem = QLabel()
@@ -49,33 +36,28 @@ class SharedProjectDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
         form.addRow("Database URL", self.url)
-        form.addRow("Image folder", row)
+        form.addRow("Image folder", self.folder)
         form.addRow(note)
         form.addRow(self.problem)
         form.addRow(self.buttons)
         self.url.textChanged.connect(self._check)
-        self.folder.textChanged.connect(self._check)
+        self.folder.edit.textChanged.connect(self._check)
         self.setMinimumWidth(560)
         self._check()
 
     def chosen(self) -> tuple[str, str]:
-        return self.url.text().strip(), str(Path(self.folder.text().strip()).expanduser())
+        return self.url.text().strip(), str(Path(self.folder.text()).expanduser())
 
     def _check(self) -> None:
         url, folder = self.chosen()
         problem = ""
         if not is_database_url(url):
             problem = "The URL starts with postgresql://"
-        elif not self.folder.text().strip() or not Path(folder).is_dir():
+        elif not self.folder.text() or not Path(folder).is_dir():
             problem = "Choose the image folder (it must exist on this machine)"
         self.problem.setText(problem)
         button = self.buttons.button(QDialogButtonBox.StandardButton.Open)
         button.setEnabled(not problem)
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Image folder", self.folder.text())
-        if folder:
-            self.folder.setText(folder)
 
 
 def ask_shared_project(parent: QWidget | None, url: str, image_root: str = "") -> tuple[str, str] | None:

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from labeler.core.import_undo import ImportRecord
 from labeler.core.store import Project
 from labeler.gui.controllers.workers import FunctionWorker
+from labeler.gui.dialogs.fields import FolderField
 
 # Format options the dialogs offer (the keyword options of ``labeler.formats``' functions, see
 # ``Format.options``): choices (the first is the default), free text, or an integer.
@@ -360,13 +361,13 @@ class ImportDialog(_TransferDialog):
         if row is None:
             raise RuntimeError("the path row of the import form has no layout")
         row.addWidget(self.browse_folder_button)
-        self.images_edit = QLineEdit()
-        self.images_edit.setPlaceholderText("where the images are, if the labels' paths do not find them")
-        images_button = QPushButton("Browse…")
-        images_row = QHBoxLayout()
-        images_row.addWidget(self.images_edit, 1)
-        images_row.addWidget(images_button)
-        self.form.addRow("Images folder", images_row)
+        self.images_field = FolderField(
+            "Images folder",
+            "where the images are, if the labels' paths do not find them",
+            start_in=str(self.project.root),
+        )
+        self.images_edit = self.images_field.edit
+        self.form.addRow("Images folder", self.images_field)
         self.mark_done = QCheckBox("Mark the imported images done")
         self.mark_done.setChecked(True)
         self.form.addRow("", self.mark_done)
@@ -383,7 +384,6 @@ class ImportDialog(_TransferDialog):
         self.format_combo.addItems([AUTO, *self.formats])
         self._on_format(self.format_combo.currentText())
         self.browse_folder_button.clicked.connect(self.browse_folder)
-        images_button.clicked.connect(self._browse_images)
         self.succeeded.connect(lambda _r: setattr(self, "imported", True))
         self.last_import: ImportRecord | None = None  # what the last import here changed
         self.undo_button = self.buttons.addButton("Undo this import", QDialogButtonBox.ButtonRole.ActionRole)
@@ -432,11 +432,6 @@ class ImportDialog(_TransferDialog):
         path = QFileDialog.getExistingDirectory(self, "Labels folder", str(self.project.root))
         if path:
             self.set_path(path)
-
-    def _browse_images(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Images folder", str(self.project.root))
-        if path:
-            self.images_edit.setText(path)
 
     def run(self) -> None:
         source = Path(self.path_edit.text().strip()).expanduser()
