@@ -39,7 +39,7 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_server():  # type: ignore[no-untyped-def]
+def pg_server():
     """A PostgreSQL server for this test session (see tests/pg_server.py); skips with the reason
     when none can be started here."""
     import pg_server as module
@@ -56,13 +56,13 @@ _databases = iter(range(1, 1_000_000))
 
 
 @pytest.fixture
-def pg_url(pg_server) -> str:  # type: ignore[no-untyped-def]
+def pg_url(pg_server) -> str:
     """The URL of a new, empty PostgreSQL database on the session's server."""
     return str(pg_server.create_database(f"t{next(_databases)}"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def make_project(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def make_project(request: pytest.FixtureRequest):
     """``make_project(folder)``: a new project whose images are relative to ``folder``, in that
     folder (SQLite) or in a new PostgreSQL database with ``folder`` as its image root; each test
     using it runs on both backends. Every project it made is closed at the end."""

@@ -25,7 +25,7 @@ def write_images(folder: Path, n: int) -> None:
 
 
 @pytest.fixture
-def make_user(pg_server) -> Callable[[str], str]:  # type: ignore[no-untyped-def]
+def make_user(pg_server) -> Callable[[str], str]:
     """``make_user(name)``: a new LOGIN role on the test server (trust authentication, no password);
     returns its name, unique over the session."""
     import psycopg
@@ -209,7 +209,7 @@ def test_the_migration_gives_an_older_postgresql_project_its_roles(pg_url: str, 
 
     Project.create(pg_url, image_root=tmp_path).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # back to schema 4, without roles
-        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        database = conn.execute("SELECT current_database()").fetchone()[0]
         conn.execute("DROP TABLE presence")
         conn.execute("UPDATE labeler_schema SET version = 4")
         for right in ("owner", "annotator", "reviewer"):
@@ -225,7 +225,7 @@ def test_the_window_says_a_refused_action_in_a_message_box(
     team: dict[str, str],
     tmp_path: Path,
     qtbot,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from PySide6.QtWidgets import QMessageBox
 

@@ -143,7 +143,7 @@ def test_init_without_images_makes_an_empty_project(tmp_path: Path, capsys: pyte
         "info-corrupt",
     ],
 )
-def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, args, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, args, message) -> None:
     make(tmp_path)
     argv = [a.format(t=tmp_path) for a in args]
     assert main(argv) == 2

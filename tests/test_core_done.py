@@ -15,6 +15,6 @@ def test_only_readable_images_can_be_marked_done(tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     assert done_refusal(good) is None
-    assert done_refusal(broken).startswith("Cannot mark done: ")  # type: ignore[union-attr]
-    assert "no such file" in done_refusal(tmp_path / "gone.png")  # type: ignore[operator]
-    assert "truncated" in done_refusal(good, load_error="truncated data")  # type: ignore[operator]
+    assert done_refusal(broken).startswith("Cannot mark done: ")
+    assert "no such file" in done_refusal(tmp_path / "gone.png")
+    assert "truncated" in done_refusal(good, load_error="truncated data")

@@ -21,7 +21,7 @@ def test_defaults_when_nothing_was_drawn_by_hand() -> None:
 
 def test_median_of_hand_drawn_labels_replaces_the_default() -> None:
     draws = [("box", 4.0), ("box", 10.0), ("box", 5.0), ("polygon", 12.0), ("box", 0.0), ("mask", None)]
-    effort = estimate_effort(draws=draws, accepted={"box": 10, "polygon": 1})  # type: ignore[list-item]
+    effort = estimate_effort(draws=draws, accepted={"box": 10, "polygon": 1})
     assert effort.draw_seconds["box"] == 5.0  # median of 4, 5, 10 (0 and None ignored)
     assert effort.draw_seconds["polygon"] == 12.0
     assert effort.draw_seconds["mask"] == 45.0

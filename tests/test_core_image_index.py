@@ -69,7 +69,7 @@ def test_filters_by_state_and_by_file_name_only(make_project: Callable[[Path], P
         index = ImageIndex.load(project)
 
         def paths(**kw: object) -> list[str]:
-            return [index.path_at(int(i)) for i in index.filter(**kw)]  # type: ignore[arg-type]
+            return [index.path_at(int(i)) for i in index.filter(**kw)]
 
         assert paths(text="IMG1.") == ["a/IMG1.png"]  # case-insensitive
         assert paths(text="img1") == ["a/IMG1.png", "b/img10.png"]

@@ -111,7 +111,7 @@ def test_every_resource_file_is_shipped_in_the_wheel() -> None:
 
 def test_the_desktop_entry_starts_labeler_with_its_icon() -> None:
     parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.optionxform = str
     parser.read_string(resource("labeler.desktop").read_text(encoding="utf-8"))
     entry = parser["Desktop Entry"]
     assert entry["Type"] == "Application" and entry["Name"] == "labeler"

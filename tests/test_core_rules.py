@@ -29,7 +29,7 @@ def _proposal(score: float | None = 0.8, **kw: object) -> Annotation:
         score=score,
         id=5,
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_an_edited_proposal_becomes_a_human_label() -> None:
@@ -115,11 +115,11 @@ def test_accepting_a_proposal_is_one_update_and_reads_nothing(tmp_path: Path) ->
         project._conn.set_trace_callback(None)
         assert [s.split()[0] for s in statements if not s.startswith(("BEGIN", "COMMIT"))] == ["UPDATE", "INSERT"]
         assert accepted[0].state is State.ACCEPTED and accepted[0].model_version == version.id
-        assert project.annotation(stored[0].id).state is State.ACCEPTED  # type: ignore[arg-type]
-        assert project.annotation(stored[1].id).state is State.PROPOSED  # type: ignore[arg-type]
+        assert project.annotation(stored[0].id).state is State.ACCEPTED
+        assert project.annotation(stored[1].id).state is State.PROPOSED
         assert project.accepted_proposal_counts() == {"box": 1}
         assert [r["action"] for r in project.edit_log()][-1] == "accepted"
-        project.delete_annotation(stored[1].id)  # type: ignore[arg-type]
+        project.delete_annotation(stored[1].id)
         with pytest.raises(ProjectError, match="no longer stored"):
             project.set_states(stored, State.REJECTED)
-        assert project.annotation(stored[0].id).state is State.ACCEPTED  # type: ignore[arg-type]  # nothing changed
+        assert project.annotation(stored[0].id).state is State.ACCEPTED  # nothing changed

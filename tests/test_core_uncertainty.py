@@ -26,7 +26,7 @@ def test_each_press_goes_one_step_down_and_never_back_up() -> None:
         seen.append(current.id)
     assert seen == [2, 4, 6, 1, 2]  # wraps round at the end (no ping-pong between the top two)
     # an image just marked done continues from where it stood
-    assert next_most_uncertain(RECORDS, current=rec(4, 0.5, done=True)).id == 6  # type: ignore[union-attr]
+    assert next_most_uncertain(RECORDS, current=rec(4, 0.5, done=True)).id == 6
     assert next_most_uncertain([rec(1, 0.3)], current=rec(1, 0.3)) is None
     assert next_most_uncertain([], current=None) is None
 

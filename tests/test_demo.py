@@ -230,7 +230,7 @@ def test_with_a_display_the_window_opens_on_the_project(
         return 0
 
     fake = types.ModuleType("labeler.gui.app")
-    fake.run_app = run_app  # type: ignore[attr-defined]
+    fake.run_app = run_app
     monkeypatch.setitem(sys.modules, "labeler.gui.app", fake)
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)

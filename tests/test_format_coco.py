@@ -231,9 +231,9 @@ def test_images_found_through_images_dir_and_missing_ones_counted(
     make_project: Callable[[Path], Project], tmp_path: Path
 ) -> None:
     doc = coco_document(tmp_path)
-    doc["images"][0]["file_name"] = "/elsewhere/on/another/machine/a.png"  # type: ignore[index]
-    doc["images"].append({"id": 99, "file_name": "gone.png", "width": 5, "height": 5})  # type: ignore[attr-defined]
-    doc["annotations"].append({"id": 5, "image_id": 99, "category_id": 3, "bbox": [0, 0, 2, 2]})  # type: ignore[attr-defined]
+    doc["images"][0]["file_name"] = "/elsewhere/on/another/machine/a.png"
+    doc["images"].append({"id": 99, "file_name": "gone.png", "width": 5, "height": 5})
+    doc["annotations"].append({"id": 5, "image_id": 99, "category_id": 3, "bbox": [0, 0, 2, 2]})
     (tmp_path / "ann").mkdir()
     (tmp_path / "ann" / "c.json").write_text(json.dumps(doc))
     project = make_project(tmp_path / "proj")
@@ -266,12 +266,12 @@ def test_unknown_category_or_image_id_is_an_error_and_changes_nothing(
     project = make_project(tmp_path / "proj")
     before = project_state(project)
     doc = coco_document(tmp_path)
-    doc["annotations"][1]["category_id"] = 55  # type: ignore[index]
+    doc["annotations"][1]["category_id"] = 55
     (tmp_path / "c.json").write_text(json.dumps(doc))
     with pytest.raises(FormatError, match="refers to category 55"):
         import_annotations(project, tmp_path / "c.json", format="coco")
     doc = coco_document(tmp_path)
-    doc["annotations"][1]["image_id"] = 1234  # type: ignore[index]
+    doc["annotations"][1]["image_id"] = 1234
     (tmp_path / "c.json").write_text(json.dumps(doc))
     with pytest.raises(FormatError, match="image id 1234"):
         import_annotations(project, tmp_path / "c.json", format="coco")
@@ -280,7 +280,7 @@ def test_unknown_category_or_image_id_is_an_error_and_changes_nothing(
 
 def test_mask_of_the_wrong_size_is_skipped(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
     doc = coco_document(tmp_path)
-    doc["annotations"][0]["segmentation"] = encode_mask(np.ones((5, 5), bool))  # type: ignore[index]
+    doc["annotations"][0]["segmentation"] = encode_mask(np.ones((5, 5), bool))
     (tmp_path / "c.json").write_text(json.dumps(doc))
     report = import_annotations(make_project(tmp_path / "proj"), tmp_path / "c.json", format="coco")
     assert report.annotations == 1 and report.skipped == {"mask size differs from the image": 1}

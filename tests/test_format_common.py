@@ -229,7 +229,7 @@ def test_failure_midway_leaves_the_project_unchanged(make_project: Callable[[Pat
     before = project_state(project)
     doc = coco_document(tmp_path)
     # the second image's annotation is broken: the first image was already written when it fails
-    doc["annotations"][1]["segmentation"] = {"size": [20, 50], "counts": 12}  # type: ignore[index]
+    doc["annotations"][1]["segmentation"] = {"size": [20, 50], "counts": 12}
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(FormatError, match="RLE"):
         import_annotations(project, tmp_path / "bad.json", format="coco")

@@ -50,7 +50,7 @@ def open_generated(qtbot: QtBot, win: MainWindow, tmp_path: Path) -> tuple[Path,
     return root, image_id
 
 
-def press(qtbot: QtBot, win: MainWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:  # type: ignore[no-untyped-def]
+def press(qtbot: QtBot, win: MainWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
     """A key press as the user makes it: to the canvas, which has the focus while labelling."""
     win.canvas.view().setFocus()
     qtbot.keyClick(win.canvas.view(), key, modifier)
@@ -88,7 +88,7 @@ def test_open_folder_offers_to_create_a_project(qtbot: QtBot, tmp_path: Path, mo
     write_images(folder / "sub", 4)
     asked: list[str] = []
 
-    def answer(_parent, title, text, *args):  # type: ignore[no-untyped-def]
+    def answer(_parent, title, text, *args):
         asked.append(text)
         return QMessageBox.StandardButton.Yes
 
@@ -152,7 +152,7 @@ def test_filter_by_state_and_name(qtbot: QtBot, window: MainWindow, tmp_path: Pa
     assert window.current_image_id() == ids[9]
 
 
-def test_classes_add_rename_and_number_keys(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_classes_add_rename_and_number_keys(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
     from PySide6.QtWidgets import QInputDialog
 
     root = make_project(tmp_path / "proj", 2, classes=("cat",))
@@ -422,7 +422,7 @@ def test_switching_project_or_closing_stops_child_processes(
 
     markers: list[Path] = []
 
-    def fake_command(args):  # type: ignore[no-untyped-def]
+    def fake_command(args):
         markers.append(tmp_path / f"stopped-{len(markers)}-{args[0]}")
         return sys.executable, ["-c", FAKE_CHILD, str(markers[-1]), args[0]]
 
@@ -440,10 +440,10 @@ def test_switching_project_or_closing_stops_child_processes(
         assert win.project is not None
         with qtbot.waitSignal(win.trainer.progress, timeout=20_000):
             win.trainer.start(child_project(win.project), "fake")
-        pids.append(win.trainer.job.process.processId())  # type: ignore[union-attr]
+        pids.append(win.trainer.job.process.processId())
         with qtbot.waitSignal(win.autolabeler.batchProgress, timeout=20_000):
             win.autolabeler.label_all(child_project(win.project), "fake")
-        pids.append(win.autolabeler.job.process.processId())  # type: ignore[union-attr]
+        pids.append(win.autolabeler.job.process.processId())
         assert win.background_jobs_running()
         return pids
 
@@ -582,7 +582,7 @@ def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(
     assert effort_text(effort) == "2 proposals accepted: reviewing took ~11 s longer than drawing them would have"
 
 
-def _hover(view, x: float, y: float) -> None:  # type: ignore[no-untyped-def]
+def _hover(view, x: float, y: float) -> None:
     """The pointer moving over image pixel (x, y), with no button down (a plain mouse-move event:
     QTest.mouseMove is dropped after another test's QApplication window went)."""
     from PySide6.QtCore import QEvent, QPointF
@@ -619,7 +619,7 @@ def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(
 
 def test_the_first_label_without_a_class_asks_for_its_name(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from gui_helpers import drag
     from PySide6.QtWidgets import QInputDialog
 
@@ -639,7 +639,7 @@ def test_the_first_label_without_a_class_asks_for_its_name(
     assert len(anns) == 1 and anns[0].category_id == window.project.category_by_name("cell").id
 
 
-def right_click(view, at) -> None:  # type: ignore[no-untyped-def]
+def right_click(view, at) -> None:
     """A right click as the window system delivers it: the press, then the context-menu event
     (the offscreen platform makes no context-menu event of its own)."""
     from PySide6.QtGui import QContextMenuEvent
@@ -656,7 +656,7 @@ def right_click(view, at) -> None:  # type: ignore[no-untyped-def]
     "This plugin does not support raise",
     "This plugin does not support grabbing the keyboard",
 )  # the offscreen platform, on popups
-def test_object_list_and_right_click_menu(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_object_list_and_right_click_menu(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
     _, image_id = open_generated(qtbot, window, tmp_path)
     cat = window.project.categories()[0]
     tiny = window.project.add_annotation(
@@ -712,7 +712,7 @@ def test_object_list_and_right_click_menu(qtbot: QtBot, window: MainWindow, tmp_
 
 def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from PySide6.QtWidgets import QFileDialog
 
     root = make_project(tmp_path / "proj", 2)

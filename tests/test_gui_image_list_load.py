@@ -32,7 +32,7 @@ def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
     threads: list[threading.Thread] = []
     real_load = ImageIndex.load
 
-    def gated_load(project, **kwargs):  # type: ignore[no-untyped-def]
+    def gated_load(project, **kwargs):
         threads.append(threading.current_thread())
         inside.set()
         go_on.wait(20)
@@ -68,7 +68,7 @@ def test_a_second_open_wins_over_a_slower_first(qtbot: QtBot, tmp_path: Path, mo
     release = threading.Event()
     real_load = ImageIndex.load
 
-    def slow_first(project, **kwargs):  # type: ignore[no-untyped-def]
+    def slow_first(project, **kwargs):
         if project.root == first.resolve():
             release.wait(20)
         return real_load(project, **kwargs)

@@ -205,7 +205,7 @@ def test_cancel_training_leaves_the_project_as_it_was(qtbot: QtBot, window: Main
     assert len(window.project.model_versions(PLUGIN)) == 1
 
 
-def test_auto_retrain_after_n_done_images(qtbot: QtBot, window: MainWindow, trained: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_auto_retrain_after_n_done_images(qtbot: QtBot, window: MainWindow, trained: Path, monkeypatch) -> None:
     open_and_wait(qtbot, window, trained)
     started: list[str] = []
     monkeypatch.setattr(window.trainer, "start", lambda root, plugin, **kw: started.append(plugin))

@@ -134,7 +134,7 @@ def test_auto_label_panel_progress(qtbot: QtBot) -> None:
     assert panel.all_button.isEnabled() and not panel.cancel_button.isEnabled()
 
 
-def _versions_beside_plot(qtbot: QtBot, project, plugin: str):  # type: ignore[no-untyped-def]
+def _versions_beside_plot(qtbot: QtBot, project, plugin: str):
     """The Versions list of ``plugin`` on ``project``, feeding a training panel's plot, as the window wires them."""
     from labeler.gui.panels.models import ModelListPanel
 
@@ -147,7 +147,7 @@ def _versions_beside_plot(qtbot: QtBot, project, plugin: str):  # type: ignore[n
     return models, panel
 
 
-def test_plot_shows_the_validation_score_of_every_version(qtbot: QtBot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_plot_shows_the_validation_score_of_every_version(qtbot: QtBot, tmp_path) -> None:
     """The Versions list hands the plot each version's score, oldest first, the active one marked."""
     from labeler.core.store import ModelVersion, Project
     from labeler.gui.panels.plot import VersionScore
@@ -173,7 +173,7 @@ def test_plot_shows_the_validation_score_of_every_version(qtbot: QtBot, tmp_path
     project.close()
 
 
-def test_versions_name_their_ranking_metric_as_the_field_does(qtbot: QtBot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_versions_name_their_ranking_metric_as_the_field_does(qtbot: QtBot, tmp_path) -> None:
     """The detector ranks by ``map50``: the list and the plot say mAP@0.5, not the key."""
     import json
 

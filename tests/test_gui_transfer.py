@@ -44,7 +44,7 @@ def labelled_project(root: Path) -> Project:
     return project
 
 
-def run_dialog(qtbot: QtBot, dialog) -> object:  # type: ignore[no-untyped-def]
+def run_dialog(qtbot: QtBot, dialog) -> object:
     with qtbot.waitSignal(dialog.succeeded, timeout=30_000) as blocker:
         qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
     return blocker.args[0]
@@ -64,7 +64,7 @@ def test_export_coco_loads_in_pycocotools(qtbot: QtBot, tmp_path: Path) -> None:
     assert "3 annotations" in dialog.result_label.text()
     assert dialog.run_button.isEnabled() and dialog.close_button.text() == "Close"  # ready for another run
     coco = COCO(str(out))
-    assert len(coco.getAnnIds()) == 3 == report.annotations  # type: ignore[attr-defined]
+    assert len(coco.getAnnIds()) == 3 == report.annotations
     assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == ["cat", "dog"]
     areas = sorted(coco.annToMask(a).sum() for a in coco.loadAnns(coco.getAnnIds()))
     assert 20 * 20 in areas  # the mask, pixel for pixel
@@ -101,7 +101,7 @@ def test_import_coco_with_detected_format(qtbot: QtBot, tmp_path: Path) -> None:
     dialog.images_edit.setText(str(tmp_path / "src"))
     report = run_dialog(qtbot, dialog)
     assert dialog.imported
-    assert report.annotations == 3  # type: ignore[attr-defined]
+    assert report.annotations == 3
     assert {c.name for c in target.categories()} == {"cat", "dog"}
     assert target.image_count(done=True) == 2
     target.close()
@@ -122,7 +122,7 @@ def test_failed_import_says_why_and_changes_nothing(qtbot: QtBot, tmp_path: Path
     project.close()
 
 
-def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot, tmp_path: Path, monkeypatch) -> None:
     """The import runs on its own connection: while its transaction is open (held open here until
     the UI thread has queried the window's project), a timer keeps ticking and the window's store
     queries answer; once it commits the window shows the imported images."""
@@ -157,7 +157,7 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot,
     go_on = threading.Event()  # the UI thread answered its query
     real_import = labeler.formats.import_annotations
 
-    def gated_import(project, source, *, progress, **kwargs):  # type: ignore[no-untyped-def]
+    def gated_import(project, source, *, progress, **kwargs):
         def gate(done: int, total: int) -> None:
             if done and not go_on.is_set():
                 inside.set()
@@ -223,9 +223,9 @@ def test_masks_options_in_both_dialogs(qtbot: QtBot, tmp_path: Path) -> None:
     widgets = dialog.option_widgets
     assert all(dialog.form.isRowVisible(widgets[n]) for n in ("values", "ignore", "background"))
     assert dialog.options() == {"background": 0}  # empty text / "automatic" ignore: the format's defaults
-    widgets["values"].setText("3=cat, 7=dog")  # type: ignore[attr-defined]
-    widgets["ignore"].setValue(200)  # type: ignore[attr-defined]
-    widgets["background"].setValue(1)  # type: ignore[attr-defined]
+    widgets["values"].setText("3=cat, 7=dog")
+    widgets["ignore"].setValue(200)
+    widgets["background"].setValue(1)
     assert dialog.options() == {"values": "3=cat, 7=dog", "ignore": 200, "background": 1}
     out = tmp_path / "masks_out"
     dialog.set_path(out)
@@ -244,8 +244,8 @@ def test_masks_options_in_both_dialogs(qtbot: QtBot, tmp_path: Path) -> None:
     qtbot.addWidget(importer)
     importer.format_combo.setCurrentText("masks")
     assert "background" not in importer.option_widgets  # import has no background option
-    importer.option_widgets["values"].setText("1=_background_,3=kitty,7=doggo")  # type: ignore[attr-defined]
-    importer.option_widgets["ignore"].setValue(200)  # type: ignore[attr-defined]
+    importer.option_widgets["values"].setText("1=_background_,3=kitty,7=doggo")
+    importer.option_widgets["ignore"].setValue(200)
     importer.set_path(out)
     importer.images_edit.setText(str(tmp_path / "proj"))
     run_dialog(qtbot, importer)
@@ -272,12 +272,12 @@ def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot: QtBot, tmp_pa
     dialog.set_path(tmp_path / "lm")
     dialog.images_edit.setText(str(tmp_path / "src"))
     report = run_dialog(qtbot, dialog)
-    assert report.images == 0 and target.image_count() == 0  # type: ignore[attr-defined]
+    assert report.images == 0 and target.image_count() == 0
     assert "not in the project" in dialog.result_label.text()
     dialog.add_images.click()  # as a click on it does
     assert dialog.add_images.isChecked()
     report = run_dialog(qtbot, dialog)
-    assert report.images_added == 2 and target.image_count() == 2  # type: ignore[attr-defined]
+    assert report.images_added == 2 and target.image_count() == 2
     target.close()
 
 
@@ -320,7 +320,7 @@ def test_the_window_offers_to_undo_an_import_and_undo_removes_exactly_it(qtbot: 
     assert not dialog.undo_button.isVisibleTo(dialog)
     report = run_dialog(qtbot, dialog)
     # the export holds two labelled images: img_000.png is the project's own (matched by name), one is added
-    assert report.images_matched == 1 and report.images_added == 1  # type: ignore[attr-defined]
+    assert report.images_matched == 1 and report.images_added == 1
     assert win.project.image_count() == 2 and win.images.model.rowCount() == 2
     assert win.project.image(1).done and len(win.project.annotations()) == 4
     assert dialog.undo_button.isVisibleTo(dialog)

@@ -40,7 +40,7 @@ def test_without_pyvips_a_reduced_png_still_decodes(tmp_path: Path, monkeypatch:
     path, _rgb = _png(tmp_path)
     real_import = builtins.__import__
 
-    def no_pyvips(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def no_pyvips(name: str, *args, **kwargs):
         if name == "pyvips":
             raise ImportError("no pyvips here")
         return real_import(name, *args, **kwargs)

@@ -27,7 +27,7 @@ def test_one_image_at_a_time_loads_the_model_once_per_active_version(tmp_path: P
     labeller.label(project, "minimal", 8)
     assert labeller.loads == 1  # the second image reused the loaded model
     second = train(project, plugin, epochs=30, activate="always").version
-    assert second is not None and project.active_model_version("minimal").id == second.id  # type: ignore[union-attr]
+    assert second is not None and project.active_model_version("minimal").id == second.id
     labeller.label(project, "minimal", 7)
     assert labeller.loads == 2  # a new active version is loaded
     assert {a.model_version for a in project.annotations(7, states=[State.PROPOSED])} == {second.id}

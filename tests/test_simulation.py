@@ -219,7 +219,7 @@ def test_bench_loop_end_to_end_on_boxes(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "loop.json"
     table = tmp_path / "loop.csv"
     picture = tmp_path / "loop.png"
-    code = _bench().main(  # type: ignore[attr-defined]
+    code = _bench().main(
         cli_args(
             "quiet",
             images=images,
@@ -287,7 +287,7 @@ def test_bench_loop_end_to_end_on_masks(tmp_path: Path, capsys: pytest.CaptureFi
     images, labels = _scenes_as_masks(tmp_path, 6)
     out = tmp_path / "loop.json"
     values = ",".join(f"{k + 1}={name}" for k, name in enumerate(SHAPES))
-    code = _bench().main(  # type: ignore[attr-defined]
+    code = _bench().main(
         cli_args(
             "wait",
             "quiet",
@@ -311,4 +311,4 @@ def test_bench_loop_end_to_end_on_masks(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_bench_loop_says_what_is_missing() -> None:
     with pytest.raises(SystemExit, match="--labels"):
-        _bench().main(["--images", "x", "--plugin", "localizer"])  # type: ignore[attr-defined]
+        _bench().main(["--images", "x", "--plugin", "localizer"])

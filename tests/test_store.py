@@ -458,11 +458,11 @@ def test_model_versions_and_activation(project: Project) -> None:
     v2 = project.add_model_version(replace(v1, id=None, parent=v1.id, active=False, created=None))
     other = project.add_model_version(replace(v1, id=None, plugin="loc", created=None), activate=True)
     assert v2.parent == v1.id and not v2.active
-    assert project.active_model_version("seg").id == v1.id  # type: ignore[union-attr]
+    assert project.active_model_version("seg").id == v1.id
     project.activate_model_version(v2.id or 0)
-    assert project.active_model_version("seg").id == v2.id  # type: ignore[union-attr]
+    assert project.active_model_version("seg").id == v2.id
     assert not project.model_version(v1.id or 0).active
-    assert project.active_model_version("loc").id == other.id  # type: ignore[union-attr]
+    assert project.active_model_version("loc").id == other.id
     assert [v.id for v in project.model_versions("seg")] == [v1.id, v2.id]
     assert len(project.model_versions()) == 3
     assert project.active_model_version("nobody") is None

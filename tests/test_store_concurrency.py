@@ -18,7 +18,7 @@ from labeler.core.store import Project
 PER_WRITER = 200
 
 
-def _writer(where: tuple[str, str | None], category: int, start: mp.synchronize.Barrier, errors: mp.Queue) -> None:  # type: ignore[name-defined]
+def _writer(where: tuple[str, str | None], category: int, start: mp.synchronize.Barrier, errors: mp.Queue) -> None:
     """Adds PER_WRITER boxes, each in its own transaction, plus some other writes between."""
     try:
         with Project.open(where[0], image_root=where[1]) as p:
@@ -64,7 +64,7 @@ def test_two_processes_write_at_once_without_losing_anything(
     with p.open_again() as p:
         anns = p.annotations()
         for category in (1, 2):
-            xs = sorted(int(a.box_xywh[0]) for a in anns if a.category_id == category)  # type: ignore[index]
+            xs = sorted(int(a.box_xywh[0]) for a in anns if a.category_id == category)
             assert xs == list(range(PER_WRITER))
         assert len(p.edit_log(action="draw")) == 2 * (PER_WRITER // 20)
         assert len(p.edit_log(action="add")) == 2 * PER_WRITER
@@ -98,7 +98,7 @@ def test_threads_share_one_project(tmp_path: Path) -> None:
         assert len(p.annotations(image_id)) == 150
 
 
-def _hold_write_lock(root: str, ready: mp.synchronize.Event, seconds: float) -> None:  # type: ignore[name-defined]
+def _hold_write_lock(root: str, ready: mp.synchronize.Event, seconds: float) -> None:
     with Project.open(root) as p, p.transaction():
         p.add_category("held")
         ready.set()

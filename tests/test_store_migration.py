@@ -109,7 +109,7 @@ def _sql(project: Project, sql: str) -> list[tuple[object, ...]]:
 
 def _schema_version(project: Project) -> int:
     sql = "PRAGMA user_version" if project.url is None else "SELECT version FROM labeler_schema"
-    return int(_sql(project, sql)[0][0])  # type: ignore[call-overload]
+    return int(_sql(project, sql)[0][0])
 
 
 def test_newer_schema_is_a_clear_schema_error(make_project: Callable[[Path], Project], tmp_path: Path) -> None:
