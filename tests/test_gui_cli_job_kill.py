@@ -4,10 +4,10 @@ and the job says so."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
+from labeler.core.location import ChildProject
 from labeler.gui.controllers import workers
 from labeler.learning import events as ev
 
@@ -52,7 +52,7 @@ def test_unreadable_lines_from_a_child_are_reported_not_crashed_on(qtbot: QtBot,
     seen: list[object] = []
     controller.progress.connect(seen.append)
     with qtbot.waitSignal(controller.finished, timeout=20_000) as blocker:
-        controller.start(Path("nowhere"), "fake")
+        controller.start(ChildProject("nowhere"), "fake")
     ok, message, tail = blocker.args
     assert ok and seen == [ev.parse_line(good)]
     assert len(controller.unreadable) == 4
