@@ -41,6 +41,7 @@ from labeler.core.geometry import decode_rle, encode_mask, polygons_to_mask, rle
 from labeler.core.images import ImageError, open_checked
 from labeler.core.store import Project
 from labeler.formats import common
+from labeler.formats.common import CategoryMap, ImageFinder, Tally, Writer
 from labeler.formats.errors import FormatError
 
 IGNORE_LABEL = "__ignore__"
@@ -83,12 +84,7 @@ def import_labelme(
 
 
 def _import_file(
-    project: Project,
-    path: Path,
-    finder: common.ImageFinder,
-    cats: common.CategoryMap,
-    writer: common.Writer,
-    tally: common.Tally,
+    project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
 ) -> None:
     data = common.read_json(path)
     if not isinstance(data, dict) or "shapes" not in data:
@@ -139,7 +135,7 @@ def _import_file(
             tally.ignore_masks += 1
 
 
-def _size(project: Project, finder: common.ImageFinder, image_id: int, data: dict[str, Any]) -> tuple[int, int] | None:
+def _size(project: Project, finder: ImageFinder, image_id: int, data: dict[str, Any]) -> tuple[int, int] | None:
     """``(height, width)``: stored, else the file's ``imageHeight``/``imageWidth``, else the image header."""
     record = project.image(image_id)
     if record.width is not None and record.height is not None:
@@ -161,9 +157,7 @@ def _points(shape: dict[str, Any], where: str) -> np.ndarray:
     return arr
 
 
-def _parse_shape(
-    shape: Any, size: tuple[int, int] | None, where: str, tally: common.Tally
-) -> tuple[str, Geometry | None]:
+def _parse_shape(shape: Any, size: tuple[int, int] | None, where: str, tally: Tally) -> tuple[str, Geometry | None]:
     """The shape's label and geometry; ``None`` geometry (counted in ``tally``) if it has none."""
     if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
         raise FormatError(f"{where}: a shape needs a string 'label'")
@@ -308,7 +302,7 @@ def export_labelme(
     names = {c.id: c.name for c in project.categories()}
     out_abs = Path(os.path.abspath(out))
 
-    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: Tally) -> None:
         width, height = image.width, image.height
         shapes = _shapes(image.annotations, names, height, width, tally)
         ignore = project.ignore_mask(image.record.id)
@@ -338,7 +332,7 @@ def export_labelme(
 
 
 def _shapes(
-    anns: list[Annotation], names: dict[int, str], height: int, width: int, tally: common.Tally
+    anns: list[Annotation], names: dict[int, str], height: int, width: int, tally: Tally
 ) -> list[dict[str, Any]]:
     taken = {a.group_id for a in anns if a.group_id is not None}
     next_group = max(taken, default=-1) + 1

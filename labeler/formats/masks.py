@@ -33,6 +33,7 @@ from labeler.core.geometry import annotation_mask, decode_rle, encode_mask
 from labeler.core.images import ImageError, open_checked
 from labeler.core.store import Project
 from labeler.formats import common
+from labeler.formats.common import CategoryMap, ImageFinder, Tally, Writer
 from labeler.formats.errors import FormatError
 
 MAPPING_FILE = "mapping.json"
@@ -144,12 +145,7 @@ def import_masks(
     bases = [folder.parent / "image", folder.parent / "images"]
 
     def import_file(
-        project: Project,
-        path: Path,
-        finder: common.ImageFinder,
-        cats: common.CategoryMap,
-        writer: common.Writer,
-        tally: common.Tally,
+        project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
     ) -> None:
         image_id = finder.find_stem(common.key_of(path, folder), bases=bases)
         if image_id is None:
@@ -177,10 +173,10 @@ def _import_one(
     project: Project,
     path: Path,
     image_id: int,
-    finder: common.ImageFinder,
-    cats: common.CategoryMap,
-    writer: common.Writer,
-    tally: common.Tally,
+    finder: ImageFinder,
+    cats: CategoryMap,
+    writer: Writer,
+    tally: Tally,
     mapping: dict[int, str] | None,
     ignore: int | None,
 ) -> None:
@@ -261,7 +257,7 @@ def export_masks(
         "ignore": ignore,
     }
 
-    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: Tally) -> None:
         canvas = np.full((image.height, image.width), background if image.record.done else ignore, dtype=dtype)
         for ann in sorted(image.annotations, key=lambda a: a.id or 0):
             if _paint(canvas, ann, value_of, tally):
@@ -284,7 +280,7 @@ def export_masks(
     )
 
 
-def _paint(canvas: np.ndarray, ann: Annotation, value_of: dict[int, int], tally: common.Tally) -> bool:
+def _paint(canvas: np.ndarray, ann: Annotation, value_of: dict[int, int], tally: Tally) -> bool:
     if ann.category_id not in value_of:
         tally.skip("label of a class without a value")
         return False

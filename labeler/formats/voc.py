@@ -21,6 +21,7 @@ from labeler.core.annotation import Annotation, Kind
 from labeler.core.geometry import annotation_box
 from labeler.core.store import Project
 from labeler.formats import common
+from labeler.formats.common import CategoryMap, ImageFinder, Tally, Writer
 from labeler.formats.errors import FormatError
 
 KEPT_FLAGS = ("difficult", "truncated", "occluded")
@@ -78,12 +79,7 @@ def _float(element: ET.Element | None, tag: str, where: str) -> float:
 
 
 def _import_file(
-    project: Project,
-    path: Path,
-    finder: common.ImageFinder,
-    cats: common.CategoryMap,
-    writer: common.Writer,
-    tally: common.Tally,
+    project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
 ) -> None:
     root = _parse(path)
     if root.tag != "annotation":
@@ -145,7 +141,7 @@ def export_voc(
     """Write one VOC XML per image into the folder ``out`` (built aside, then moved in)."""
     names = {c.id: c.name for c in project.categories()}
 
-    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: Tally) -> None:
         image_path = (project.root / image.record.path).resolve()
         root = ET.Element("annotation")
         ET.SubElement(root, "folder").text = image_path.parent.name

@@ -30,6 +30,7 @@ from labeler.core.files import is_regular_file
 from labeler.core.geometry import decode_rle, mask_to_polygons
 from labeler.core.store import Project
 from labeler.formats import common
+from labeler.formats.common import CategoryMap, ImageFinder, Tally, Writer
 from labeler.formats.errors import FormatError
 
 CLASS_FILES = ("classes.txt", "obj.names")
@@ -128,16 +129,11 @@ def import_yolo(
             + (f" ({len(outside)} links out of the folder or not regular files, not read)" if outside else "")
         )
     bases = [source / "images", labels_root.parent / "images", source]
-    tally = common.Tally()
+    tally = Tally()
     tally.skip("label file that links out of the folder or is not a regular file (not read)", len(outside))
 
     def import_file(
-        project: Project,
-        path: Path,
-        finder: common.ImageFinder,
-        cats: common.CategoryMap,
-        writer: common.Writer,
-        tally: common.Tally,
+        project: Project, path: Path, finder: ImageFinder, cats: CategoryMap, writer: Writer, tally: Tally
     ) -> None:
         lines = _read_lines(path)
         image_id = finder.find_stem(common.key_of(path, labels_root), bases=bases)
@@ -188,7 +184,7 @@ def _annotation(
     image_id: int,
     size: tuple[int, int],
     names: list[str] | None,
-    cats: common.CategoryMap,
+    cats: CategoryMap,
     where: str,
 ) -> Annotation:
     width, height = size
@@ -224,7 +220,7 @@ def export_yolo(
     index = {c.id: i for i, c in enumerate(categories)}
     yaml = [f"nc: {len(categories)}", "names:"] + [f"  {i}: {json.dumps(c.name)}" for i, c in enumerate(categories)]
 
-    def export_image(image: common.ExportImage, path: Path, tally: common.Tally) -> None:
+    def export_image(image: common.ExportImage, path: Path, tally: Tally) -> None:
         lines: list[str] = []
         for ann in image.annotations:
             written = _lines(ann, index[ann.category_id], image.width, image.height, tally)
@@ -245,7 +241,7 @@ def export_yolo(
     )
 
 
-def _lines(ann: Annotation, cls: int, width: int, height: int, tally: common.Tally) -> list[str]:
+def _lines(ann: Annotation, cls: int, width: int, height: int, tally: Tally) -> list[str]:
     if ann.iscrowd:
         tally.skip("crowd region (no YOLO form)")
         return []
