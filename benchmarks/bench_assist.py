@@ -124,7 +124,7 @@ def run_object(method: str, image: np.ndarray, truth: np.ndarray, box, probabili
         if method == "baseline":
             pred, _ = baseline_mask(image, box, clicks)
         else:
-            result = segment(prepared, clicks, previous=result)
+            result = segment(prepared, [*result.clicks, click], previous=result)
             pred = result.full(w, h)
         times.append(time.perf_counter() - t)
         ious.append(iou(pred, truth))

@@ -18,6 +18,7 @@ from labeler.assist import (
     segment,
     snap_path,
 )
+from labeler.assist.grabcut import ProbabilityFn
 from labeler.assist.protocol import clicks_to_reach, iou, next_click
 from labeler.assist.window import box_window
 
@@ -100,6 +101,50 @@ def test_probability_seeding_separates_look_alike_neighbours() -> None:
     assert calls and calls[0][2] == 3
     assert iou(seeded.full(160, 160), truth) > 0.95
     assert iou(seeded.full(160, 160), truth) > iou(plain.full(160, 160), truth)
+
+
+def _offset_model_scene() -> tuple[ImagePixels, np.ndarray, ProbabilityFn]:
+    """A textured gray field with a 60 x 80 object only a model can see, and a model whose edge
+    lies 3 pixels inside the object's on every side (a smooth ramp of log-odds)."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(90, 160, (160, 200), dtype=np.uint8)
+    truth = np.zeros((160, 200), bool)
+    truth[50:110, 40:120] = True
+    inner = np.zeros((160, 200), np.uint8)
+    inner[53:107, 43:117] = 1
+    inside = cv2.distanceTransform(inner, cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform(1 - inner, cv2.DIST_L2, 3)
+    logits = np.clip(np.where(inner > 0, inside - 0.5, 0.5 - outside), -12, 12).astype(np.float32)
+    probabilities = 1.0 / (1.0 + np.exp(-logits))
+    window = box_window((40, 50, 80, 60), (200, 160))
+
+    def model(crop: np.ndarray) -> np.ndarray:
+        from labeler.assist.grabcut import MODEL_CONTEXT
+
+        h, w = crop.shape[:2]
+        x0, y0 = max(0, window.x0 - MODEL_CONTEXT), max(0, window.y0 - MODEL_CONTEXT)
+        return probabilities[y0 : y0 + h, x0 : x0 + w]
+
+    return ImagePixels.of(image), truth, model
+
+
+def test_a_click_moves_the_models_edge_along_a_stretch_not_across_it() -> None:
+    # the model misses a 3-pixel strip all round; a positive click in the strip's middle should
+    # bring the edge out to the object's near the click, without claiming the far side of the strip
+    source, truth, model = _offset_model_scene()
+    prepared = prepare(source, (40, 50, 80, 60), probability=model)
+    first = segment(prepared)
+    assert not first.full(200, 160)[80, 41]  # the strip starts missed
+    clicked = segment(prepared, [*first.clicks, Click(41.5, 80.5, True)], previous=first)
+    full = clicked.full(200, 160)
+    assert full[76:85, 41:43].all()  # that stretch of the strip joined the object ...
+    assert not full[76:85, 36:39].any()  # ... and nothing beyond the object's edge did
+    assert iou(full, truth) > iou(first.full(200, 160), truth)
+    # the click keeps what it was measured against: passing the result's clicks back is stable
+    (measured,) = clicked.clicks
+    assert measured.room is not None and 1.0 <= measured.room <= 2.5
+    again = segment(prepared, clicked.clicks, previous=first)
+    assert np.array_equal(again.mask, clicked.mask)
 
 
 def test_big_image_reads_only_a_window_of_a_reduced_level() -> None:

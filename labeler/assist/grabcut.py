@@ -2,21 +2,22 @@
 
 :func:`prepare` reads the window once per box (and, when given, the model's foreground
 probabilities there); :func:`segment` then turns the box plus any clicks into a mask, quickly
-enough to run after every click. ``segment`` is a pure function of the prepared window and the
-clicks, so a result can be recomputed (or dropped as stale) at any time.
+enough to run after every click. ``segment`` is a pure function of the prepared window, the
+clicks and the mask before the last click, so a result can be recomputed (or dropped as stale)
+at any time.
 
 What it does beyond plain GrabCut (each measured by ``benchmarks/bench_assist.py``):
 
 - the window is shrunk to at most :data:`~labeler.assist.window.WORK_SIDE` pixels, so GrabCut can
   run more iterations; the mask is brought back to full resolution with smooth edges;
-- seeding: outside the box is background; inside it, a core is probable foreground and a ring
-  along the box's sides probable background, so the first colour models are cleaner; with model
-  probabilities (and :data:`PRIOR_ALONE`), the model's foreground inside the box is the mask,
-  edited by the click regions, without GrabCut (on membrane cells GrabCut only spoiled it);
-  otherwise they seed the colour models, and for grayscale images the probability is one of the
-  three features GrabCut models (with the intensity and a smoothed intensity);
+- seeding: outside the box is background; inside it, the inscribed ellipse is the shape prior;
+  with model probabilities, the model's log-odds (weighted :data:`MODEL`) join the prior and the
+  model's foreground inside the box is where the cut starts;
 - clicks are disks of definite foreground / background, with a wider disk of probable label
-  around each, as wide as the click's distance to the current boundary allows;
+  around each, as wide as the click's distance to the current boundary allows; with a model, a
+  click also moves the model's threshold around it (:func:`_model_logits`) and its own disk stops
+  short of the boundary it was made next to, so a click on a thin strip along the model's edge
+  corrects that stretch of edge instead of claiming a disk across it;
 - post-processing keeps the regions under the positive clicks (or, without them, the region that
   covers the box best) and fills holes that hold no negative click.
 """
@@ -24,7 +25,7 @@ What it does beyond plain GrabCut (each measured by ``benchmarks/bench_assist.py
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -46,11 +47,16 @@ ProbabilityFn = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Click:
-    """A click at ``(x, y)`` image pixels: ``positive`` = on the object, else not on it."""
+    """A click at ``(x, y)`` image pixels: ``positive`` = on the object, else not on it.
+
+    ``room`` is set by :func:`segment` (leave it ``None``): the distance in working pixels from
+    the click to the boundary of the mask it corrected, measured when it was made, which bounds
+    what the click claims from then on (see :func:`_hard_and_wide`)."""
 
     x: float
     y: float
     positive: bool
+    room: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,8 @@ class MaskResult:
     window: Window
     mask: np.ndarray
     work: np.ndarray
+    clicks: tuple[Click, ...] = ()
+    """The clicks this mask was made with, their ``room`` set: pass them back with the next click."""
 
     def full(self, width: int, height: int) -> np.ndarray:
         """``(height, width)`` bool mask of the whole image."""
@@ -145,16 +153,17 @@ def segment(prepared: Prepared, clicks: Sequence[Click] = (), *, previous: MaskR
 
     ``previous`` is the mask shown before the last click (by default the box's own): GrabCut
     starts from it, and how far each click lies from its boundary sets how wide a region the
-    click speaks for.
+    click speaks for. Clicks taken from ``previous.clicks`` keep the ``room`` measured when they
+    were made; new ones are measured on ``previous``.
     """
     if not clicks:
-        work = prepared.initial
-    else:
-        start = prepared.initial
-        if previous is not None and previous.window == prepared.window and previous.work.shape == start.shape:
-            start = previous.work
-        work = _run(prepared, tuple(clicks), start)
-    return MaskResult(prepared.window, mask_to_window(work, prepared.window), work)
+        return MaskResult(prepared.window, mask_to_window(prepared.initial, prepared.window), prepared.initial)
+    start = prepared.initial
+    if previous is not None and previous.window == prepared.window and previous.work.shape == start.shape:
+        start = previous.work
+    measured = _with_room(prepared, tuple(clicks), start)
+    work = _run(prepared, measured, start)
+    return MaskResult(prepared.window, mask_to_window(work, prepared.window), work, measured)
 
 
 # ---- the algorithm ------------------------------------------------------------------------------
@@ -172,6 +181,12 @@ WIDE = 6.0
 HARD_SHARE = 0.9
 #: Weight of the colour models' log-likelihood ratio.
 COLOUR = 1.0
+#: With a model: a click moves the model's decision threshold around it, so that the clicked pixel
+#: gets this log-odds on the clicked side, fading as a Gaussian whose spread is this many times the
+#: click's room (at least MIN_SPREAD working pixels).
+THRESHOLD_MARGIN = 2.0
+THRESHOLD_SPREAD = 2.0
+MIN_SPREAD = 3.0
 
 
 def _ellipse(prepared: Prepared) -> np.ndarray:
@@ -187,6 +202,42 @@ def _ellipse(prepared: Prepared) -> np.ndarray:
     return prior
 
 
+def _work_pixel(prepared: Prepared, click: Click) -> tuple[int, int]:
+    """The working pixel ``(col, row)`` a click lands on."""
+    h, w = prepared.bins.shape
+    x, y = prepared.window.to_work(click.x, click.y)
+    return int(np.clip(round(x - 0.5), 0, w - 1)), int(np.clip(round(y - 0.5), 0, h - 1))
+
+
+def _with_room(prepared: Prepared, clicks: tuple[Click, ...], mask: np.ndarray) -> tuple[Click, ...]:
+    """``clicks`` with ``room`` set where it is not: the distance from the click to the nearest
+    pixel of ``mask`` whose label differs from the click's pixel's (the boundary the click is
+    next to), in working pixels."""
+    if all(c.room is not None for c in clicks):
+        return clicks
+    inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+    limit = float(max(mask.shape))
+    out = []
+    for click in clicks:
+        if click.room is None:
+            cx, cy = _work_pixel(prepared, click)
+            room = min(float(inside[cy, cx] if mask[cy, cx] else outside[cy, cx]), limit)
+            click = replace(click, room=room)
+        out.append(click)
+    return tuple(out)
+
+
+def _own_radius(prepared: Prepared, click: Click) -> int:
+    """The radius of the disk a click fixes whatever else happens. With a model's probabilities
+    the boundary is where the model puts it, to the pixel: the disk then stops short of the
+    boundary the click was made next to, so a click in a thin strip claims the strip and not the
+    far side of it (which would take a click back). Without a model, :data:`CLICK_RADIUS`."""
+    if prepared.prior is None or click.room is None:
+        return CLICK_RADIUS
+    return int(np.clip(click.room - 1.0, 0, CLICK_RADIUS))
+
+
 def _hard_and_wide(
     prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -200,13 +251,14 @@ def _hard_and_wide(
             _open_towards(hard, prepared, click)
     wide = np.zeros((h, w), dtype=np.float32)
     window = prepared.window
-    disks: list[tuple[int, int, int, bool]] = []
+    disks: list[tuple[int, int, int, int, bool]] = []
     if previous is not None:
         inside = cv2.distanceTransform(previous.astype(np.uint8), cv2.DIST_L2, 3)
         outside = cv2.distanceTransform((~previous).astype(np.uint8), cv2.DIST_L2, 3)
     for click in clicks:
         x, y = window.to_work(click.x, click.y)
-        cx, cy = int(np.clip(round(x - 0.5), 0, w - 1)), int(np.clip(round(y - 0.5), 0, h - 1))
+        cx, cy = _work_pixel(prepared, click)
+        own = _own_radius(prepared, click)
         reach = 0
         if previous is not None:
             # a positive click outside the current mask, or a negative one inside it: the region
@@ -218,25 +270,54 @@ def _hard_and_wide(
             wide[disk > 0] = WIDE if click.positive else -WIDE
         # the core of that region is definite, unless a click of the other kind lies in it
         # and no farther than the nearest image edge: a click on a small detached part speaks for it alone
-        core = max(CLICK_RADIUS, int(min(HARD_SHARE * reach, float(prepared.edge_distance[cy, cx]))))
+        core = max(own, int(min(HARD_SHARE * reach, float(prepared.edge_distance[cy, cx]))))
         others = [window.to_work(o.x, o.y) for o in clicks if o.positive != click.positive]
         if any(np.hypot(ox - x, oy - y) <= core + CLICK_RADIUS for ox, oy in others):
-            core = CLICK_RADIUS
-        disks.append((cx, cy, core, click.positive))
-    for cx, cy, core, positive in disks:
+            core = own
+        disks.append((cx, cy, core, own, click.positive))
+    for cx, cy, core, _own, positive in disks:
         cv2.circle(hard, (cx, cy), core, 1 if positive else -1, -1)
-    for cx, cy, _core, positive in disks:  # every click's own pixel stays as clicked
-        cv2.circle(hard, (cx, cy), CLICK_RADIUS, 1 if positive else -1, -1)
+    for cx, cy, _core, own, positive in disks:  # every click's own pixel stays as clicked
+        cv2.circle(hard, (cx, cy), own, 1 if positive else -1, -1)
     return hard, wide
+
+
+def _model_logits(prepared: Prepared, clicks: tuple[Click, ...]) -> np.ndarray | None:
+    """The model's clipped log-odds of the object, with each click's threshold shift: where the
+    model puts a clicked pixel on the wrong side, its log-odds around the click are raised (or
+    lowered) so that the pixel lands :data:`THRESHOLD_MARGIN` on the clicked side, the shift
+    fading with distance (the user's click says the model's threshold is wrong here, not that its
+    ranking of the pixels is). Clicks are applied in order, each on the shifts before it."""
+    if prepared.prior is None:
+        return None
+    p = np.clip(prepared.prior.astype(np.float32), 1e-4, 1 - 1e-4)
+    logits: np.ndarray = np.clip(np.log(p / (1 - p)), -MODEL_CLIP, MODEL_CLIP)
+    h, w = logits.shape
+    shift = np.zeros((h, w), np.float32)
+    for click in clicks:
+        cx, cy = _work_pixel(prepared, click)
+        at = float(logits[cy, cx] + shift[cy, cx])
+        need = (THRESHOLD_MARGIN - at) if click.positive else (-THRESHOLD_MARGIN - at)
+        if (need > 0) != click.positive or need == 0:
+            continue  # the model (as shifted so far) already agrees with the click
+        sigma = THRESHOLD_SPREAD * max(click.room or 0.0, MIN_SPREAD)
+        reach = int(3 * sigma) + 1
+        x0, x1, y0, y1 = max(0, cx - reach), min(w, cx + reach + 1), max(0, cy - reach), min(h, cy + reach + 1)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        shift[y0:y1, x0:x1] += need * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2.0 * sigma * sigma))
+    shifted: np.ndarray = logits + shift
+    return shifted
 
 
 def _run(prepared: Prepared, clicks: tuple[Click, ...], previous: np.ndarray | None) -> np.ndarray:
     """Energy of the box, the clicks and the previous mask -> bool mask in working pixels."""
     hard, wide = _hard_and_wide(prepared, clicks, previous)
+    logits = _model_logits(prepared, clicks)
     model = None
-    if prepared.prior is not None:
-        p = np.clip(prepared.prior.astype(np.float32), 1e-4, 1 - 1e-4)
-        model = MODEL * np.clip(np.log(p / (1 - p)), -MODEL_CLIP, MODEL_CLIP)
+    if logits is not None:
+        model = MODEL * np.clip(logits, -MODEL_CLIP, MODEL_CLIP)
+        if clicks:  # what the clicks made of the model is what the holes are judged by
+            prepared = replace(prepared, prior=(1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))).astype(np.float32))
     if previous is None:
         prior = _ellipse(prepared)
         start = (prior > 0) if model is None else (model > 0) & (hard == 0)

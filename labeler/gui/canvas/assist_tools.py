@@ -233,6 +233,7 @@ class AssistTool(BoxDragTool):
         if generation != self._generation or self._box is None:
             return  # a newer click or a cancel came meanwhile
         self._prepared, self._result = out
+        self._clicks = list(self._result.clicks)  # the same clicks, measured against the mask they corrected
         self._show(self._result)
 
     def _show(self, result: MaskResult) -> None:
