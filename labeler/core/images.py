@@ -125,12 +125,42 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
     except NotAFileError as exc:
         raise ImageError(str(exc)) from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path}: too large to decode ({exc})") from exc
+        big = _vips_header(path)  # a gigapixel image, shown by tiles (labeler.core.tiles)
+        if big is None:
+            raise ImageError(f"{path}: too large to decode ({exc})") from exc
+        width, height, orientation, image_format, alpha = big
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
     if orientation not in _ORIENT:
         orientation = 1
     return int(width), int(height), orientation, image_format, bool(alpha)
+
+
+def _vips_header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool] | None:
+    """:func:`_header`'s answer from libvips, for images Pillow's own bomb guard refuses to open
+    (over ~179 MP); ``None`` without pyvips or when libvips cannot read the header either."""
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        return None
+    try:
+        image = pyvips.Image.new_from_file(os.fspath(path), access="sequential")
+        fields = set(image.get_fields())
+        loader = str(image.get("vips-loader")) if "vips-loader" in fields else ""
+        orientation = int(image.get("orientation")) if "orientation" in fields else 1
+        return int(image.width), int(image.height), orientation, _VIPS_FORMATS.get(loader, loader), image.hasalpha()
+    except pyvips.Error:
+        return None
+
+
+_VIPS_FORMATS = {"jpegload": "JPEG", "pngload": "PNG", "tiffload": "TIFF", "webpload": "WEBP", "gifload": "GIF"}
+
+
+def read_header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
+    """``(width, height, orientation, format, alpha)`` as stored in the file, from the header alone
+    (sizes before the EXIF ``orientation``, 1..8, is applied; ``format`` is Pillow's name, such as
+    ``"JPEG"`` or ``"TIFF"``). :class:`ImageError` when the file is no readable image."""
+    return _header(path)
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
