@@ -14,6 +14,8 @@ import pytest
 
 pyvips = pytest.importorskip("pyvips")
 
+from tile_support import HEIGHT, WIDTH, pattern, write_pattern_tiff  # noqa: E402
+
 from labeler.core import tiles  # noqa: E402
 from labeler.core.images import ImageError, read_image_size  # noqa: E402
 from labeler.core.tiles import (  # noqa: E402
@@ -25,23 +27,6 @@ from labeler.core.tiles import (  # noqa: E402
     pyramid_info,
     tiles_in_rect,
 )
-
-WIDTH, HEIGHT = 12_000, 9_000
-
-
-def pattern(x0: int, y0: int, width: int, height: int) -> np.ndarray:
-    """The true pixels of :func:`write_pattern_tiff`'s image in ``[x0, x0 + width) x [y0, y0 + height)``."""
-    xs, ys = np.meshgrid(np.arange(x0, x0 + width), np.arange(y0, y0 + height))
-    return np.stack([(xs * 7) % 256, (ys * 5) % 256, ((xs + ys) // 3) % 256], -1).astype(np.uint8)
-
-
-def write_pattern_tiff(path: Path, width: int = WIDTH, height: int = HEIGHT, *, shift: int = 0) -> None:
-    """A tiled, losslessly compressed BigTIFF whose pixel ``(x, y)`` is :func:`pattern`'s (computed
-    by libvips band by band, written in a couple of seconds; ``shift`` moves the pattern)."""
-    xy = pyvips.Image.xyz(width, height)
-    x, y = xy.extract_band(0) + shift, xy.extract_band(1)
-    image = ((x * 7) % 256).bandjoin([(y * 5) % 256, ((x + y) // 3) % 256]).cast("uchar")
-    image.tiffsave(os.fspath(path), tile=True, tile_width=512, tile_height=512, compression="deflate", bigtiff=True)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +104,7 @@ def test_a_changed_file_gets_a_new_pyramid_and_the_old_one_goes(tmp_path: Path) 
     write_pattern_tiff(source, 5000, 3000)
     before = open_pyramid(source, cache)
     old_coarse = before.read_region(1, 0, 0, 400, 300)
+    assert np.array_equal(before.read_region(0, 0, 0, 64, 64), pattern(0, 0, 64, 64))
     write_pattern_tiff(source, 5000, 3000, shift=40)  # new pixels (and a new size or mtime)
     stat = source.stat()
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # even within one mtime tick

@@ -144,7 +144,7 @@ def _vips_header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool
     except (ImportError, OSError):
         return None
     try:
-        image = pyvips.Image.new_from_file(os.fspath(path), access="sequential")
+        image = pyvips.Image.new_from_file(os.fspath(path), access="sequential", revalidate=True)
         fields = set(image.get_fields())
         loader = str(image.get("vips-loader")) if "vips-loader" in fields else ""
         orientation = int(image.get("orientation")) if "orientation" in fields else 1

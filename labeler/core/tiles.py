@@ -121,7 +121,7 @@ def probe(path: str | os.PathLike[str]) -> SourceInfo:
     is no image libvips reads, or pyvips is not installed."""
     vips = _vips()
     try:
-        image = vips.Image.new_from_file(os.fspath(path), access="sequential")
+        image = vips.Image.new_from_file(os.fspath(path), access="sequential", revalidate=True)
         fields = set(image.get_fields())
         tiled = "tile-width" in fields and str(image.get("vips-loader")) == "tiffload"
         orientation = int(image.get("orientation")) if "orientation" in fields else 1
@@ -249,12 +249,18 @@ class TilePyramid:
             return page
         vips = _vips()
         try:
+            # revalidate: libvips' operation cache would hand back the image of a file read
+            # before under the same name (a tiled TIFF changed in place, say), stale pixels and all
             if index == 0 and self._source_level0:
-                page = _as_rgb(vips.Image.new_from_file(os.fspath(self.source), access="random", fail_on="truncated"))
+                page = _as_rgb(
+                    vips.Image.new_from_file(
+                        os.fspath(self.source), access="random", fail_on="truncated", revalidate=True
+                    )
+                )
             else:
                 offset = 1 if self._source_level0 else 0
                 page = vips.Image.new_from_file(
-                    os.fspath(self.cache), page=index - offset, access="random", fail_on="truncated"
+                    os.fspath(self.cache), page=index - offset, access="random", fail_on="truncated", revalidate=True
                 )
         except vips.Error as exc:
             raise _vips_error(self.source if index == 0 and self._source_level0 else self.cache, exc) from exc
@@ -348,11 +354,11 @@ def open_pyramid(
 def _opened(source: Path, target: Path, info: SourceInfo, *, source_level0: bool) -> TilePyramid:
     vips = _vips()
     try:
-        first = vips.Image.new_from_file(os.fspath(target), access="random", fail_on="truncated")
+        first = vips.Image.new_from_file(os.fspath(target), access="random", fail_on="truncated", revalidate=True)
         pages = int(first.get("n-pages")) if "n-pages" in first.get_fields() else 1
         sizes = [(int(first.width), int(first.height))]
         for k in range(1, pages):
-            page = vips.Image.new_from_file(os.fspath(target), page=k, access="random")
+            page = vips.Image.new_from_file(os.fspath(target), page=k, access="random", revalidate=True)
             sizes.append((int(page.width), int(page.height)))
     except vips.Error as exc:
         raise _vips_error(target, exc) from exc
@@ -392,6 +398,30 @@ def _clean_folder(folder: Path, target: Path) -> None:
         entry.unlink(missing_ok=True)
 
 
+class _BuildWatch:
+    """The ``eval`` handler of a build: reports progress, sets libvips' kill flag on cancel.
+
+    libvips may keep the built image in its operation cache after the build, signal handlers and
+    all, so the handler (and pyvips' handle to it, :data:`_WATCHED`) must outlive the Python image
+    (a dead handle crashes the process); once the build is over it is switched off."""
+
+    def __init__(self, progress: ProgressFn | None, cancel: threading.Event | None) -> None:
+        self.progress = progress
+        self.cancel = cancel
+        self.active = True
+
+    def __call__(self, image: pyvips.Image, state: Any) -> None:
+        if not self.active:
+            return
+        if self.cancel is not None and self.cancel.is_set():
+            image.set_kill(True)
+        if self.progress is not None:
+            self.progress(int(state.percent))
+
+
+_WATCHED: list[object] = []
+
+
 def build_pyramid(
     source: Path,
     target: Path,
@@ -405,13 +435,17 @@ def build_pyramid(
     vips = _vips()
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_folder(target.parent, target)
+    watch = _BuildWatch(progress, cancel)
     part = target.with_name(f"{target.name}.part-{os.getpid()}")
     source_level0 = info.tiled and info.orientation == 1
     try:
         # Sequential: libvips reads the source once, top to bottom, a few rows at a time. An image
         # that must be turned (EXIF orientation) is read at random instead (rare, and slower).
         image = vips.Image.new_from_file(
-            os.fspath(source), access="sequential" if info.orientation == 1 else "random", fail_on="truncated"
+            os.fspath(source),
+            access="sequential" if info.orientation == 1 else "random",
+            fail_on="truncated",
+            revalidate=True,  # a fresh image, never libvips' cached one with an earlier build's signals
         )
         if info.orientation != 1:
             image = image.autorot()
@@ -420,14 +454,8 @@ def build_pyramid(
             image = image.shrink(2, 2)  # level 0 is read from the tiled source itself
         if progress is not None or cancel is not None:
             image.set_progress(True)
-
-            def on_eval(img: pyvips.Image, state: Any) -> None:
-                if cancel is not None and cancel.is_set():
-                    img.set_kill(True)
-                if progress is not None:
-                    progress(int(state.percent))
-
-            image.signal_connect("eval", on_eval)
+            image.signal_connect("eval", watch)
+            _WATCHED.append(getattr(image, "_handles", None))  # see _BuildWatch
         image.tiffsave(
             os.fspath(part),
             tile=True,
@@ -451,6 +479,7 @@ def build_pyramid(
     except OSError as exc:
         raise ImageError(f"{target.parent}: cannot write the tiles of {source.name} ({exc.strerror or exc})") from exc
     finally:
+        watch.active = False
         part.unlink(missing_ok=True)
 
 
