@@ -223,6 +223,13 @@ def test_the_level_for_a_zoom_and_the_tiles_of_a_view() -> None:
     assert len(tiles_in_rect(lv, 0, 0, 40_000, 30_000)) == cols * rows
 
 
+def test_a_thumbnail_of_a_big_image_is_shrunk_while_streaming(big_tiff: Path) -> None:
+    small = tiles.thumbnail(big_tiff, 48)
+    assert small.shape == (36, 48, 3) and small.dtype == np.uint8
+    block = pattern(0, 0, 250, 250).astype(np.float64).mean(axis=(0, 1))  # what its first pixel covers
+    assert np.abs(small[0, 0].astype(np.float64) - block).max() < 40
+
+
 def test_clearing_the_cache(big_tiff: Path, tmp_path: Path) -> None:
     cache = tmp_path / ".tiles"
     open_pyramid(big_tiff, cache)

@@ -210,6 +210,25 @@ def test_labels_are_drawn_in_full_resolution_pixels(qtbot: QtBot, giga: tuple[Ca
     assert env.project.image_size(image_id) == (WIDTH, HEIGHT)
 
 
+def test_mask_tools_say_no_on_an_image_over_the_mask_limit(
+    qtbot: QtBot, giga: tuple[CanvasEnv, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, image_id = giga
+    canvas = env.canvas
+    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
+        canvas.show_image(image_id)
+    monkeypatch.setenv("LABELER_MAX_PIXELS", "100000000")  # 108 MP is over it, as 1.6 GP is over 400 MP
+    canvas.zoom_actual_size()
+    canvas.view().centerOn(QPointF(6000, 4500))
+    for tool in ("brush", "assist"):
+        canvas.set_tool(tool)
+        with qtbot.waitSignal(canvas.errorOccurred, timeout=2_000) as said:
+            drag(canvas, [(5950, 4450), (6000, 4500), (6050, 4550)])
+        assert "No masks on this 12,000 x 9,000 image" in said.args[0]
+    assert env.project.annotations(image_id) == []
+    canvas.set_tool("polygon")  # other labels are fine
+
+
 def test_a_big_file_that_cannot_be_tiled_says_why(
     qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -182,6 +182,19 @@ def max_pixels_limit() -> int:
     return DEFAULT_MAX_PIXELS
 
 
+def mask_refusal(width: int, height: int) -> str | None:
+    """Why no mask can be made on a ``width`` x ``height`` image (one line), or ``None`` if one can:
+    a mask is the image's size, so over the pixel limit it would take gigabytes (and the store
+    refuses it); boxes and polygons have no such limit."""
+    limit = max_pixels_limit()
+    if width * height <= limit:
+        return None
+    return (
+        f"No masks on this {width:,} x {height:,} image: it is over the limit of {limit:,} pixels for a mask "
+        "(LABELER_MAX_PIXELS); draw boxes or polygons"
+    )
+
+
 def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
     """Apply EXIF ``orientation`` (1..8) to ``(h, w, c)`` pixels stored as in the file."""
     turned: np.ndarray = _ORIENT[orientation](image)
