@@ -155,6 +155,26 @@ def test_a_pyramid_half_built_by_a_killed_run_is_never_used(tmp_path: Path) -> N
     assert np.abs(got - truth).mean() < 8
 
 
+def test_two_builds_of_one_image_at_once_do_not_spoil_each_other(tmp_path: Path) -> None:
+    source, cache = tmp_path / "slide.tif", tmp_path / ".tiles"
+    write_pattern_tiff(source, 5000, 3000)
+    results: list[object] = []
+
+    def build() -> None:
+        try:
+            results.append(open_pyramid(source, cache))
+        except ImageError as exc:  # pragma: no cover - what this test rules out
+            results.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2 and all(isinstance(r, tiles.TilePyramid) for r in results)
+    assert [p.name for p in cache.iterdir()] == [tiles.cache_name(source)]
+
+
 def test_an_unreadable_cached_pyramid_is_rebuilt(tmp_path: Path) -> None:
     source, cache = tmp_path / "slide.tif", tmp_path / ".tiles"
     write_pattern_tiff(source, 5000, 3000)

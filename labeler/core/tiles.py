@@ -23,9 +23,9 @@ decode such files whole, or not at all.
 The cache: one file per image under :func:`pyramid_cache_dir` (``.tiles/`` in the project's
 folder, hidden from image listings), named after the image file's identity (resolved path, size
 in bytes, modification time), so a changed file gets a new pyramid and the old one is removed. A
-pyramid is written under a temporary name (``<name>.part-<pid>``) and renamed when complete: a
-run killed while building leaves only a part file, never used, and removed by the next build once
-its writer is gone. For a tiled TIFF the full resolution is read from the file itself (exact, and
+pyramid is written under a temporary name (``<name>.part-<pid>-<random>``) and renamed when
+complete: a run killed while building leaves only a part file, never used, and removed by the
+next build once its writer is gone. For a tiled TIFF the full resolution is read from the file itself (exact, and
 no second copy on disk); the pyramid holds the levels from 1/2 down. Other formats (JPEG, PNG,
 strip TIFFs, which cannot be read by regions) get their full resolution cached too.
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -371,9 +372,9 @@ def _opened(source: Path, target: Path, info: SourceInfo, *, source_level0: bool
 
 
 def _writer_alive(part: Path) -> bool:
-    """Whether the process named in a part file's suffix (``.part-<pid>``) still runs."""
+    """Whether the process named in a part file's suffix (``.part-<pid>-<random>``) still runs."""
     try:
-        pid = int(part.name.rsplit("-", 1)[1])
+        pid = int(part.name.split(".part-", 1)[1].split("-", 1)[0])
     except (IndexError, ValueError):
         return False
     if pid == os.getpid():
@@ -431,12 +432,14 @@ def build_pyramid(
     cancel: threading.Event | None = None,
 ) -> None:
     """Write the pyramid of ``source`` to ``target`` (see the module's docstring): streamed from the
-    source, written to ``<target>.part-<pid>`` and renamed when complete."""
+    source, written to ``<target>.part-<pid>-<random>`` and renamed when complete."""
     vips = _vips()
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_folder(target.parent, target)
     watch = _BuildWatch(progress, cancel)
-    part = target.with_name(f"{target.name}.part-{os.getpid()}")
+    # the process id tells a dead writer's part from a live one; the random part keeps two builds
+    # of one image in one process (the user came back to it while the first was being stopped) apart
+    part = target.with_name(f"{target.name}.part-{os.getpid()}-{secrets.token_hex(4)}")
     source_level0 = info.tiled and info.orientation == 1
     try:
         # Sequential: libvips reads the source once, top to bottom, a few rows at a time. An image

@@ -278,6 +278,8 @@ class TiledImageLayer(QGraphicsItem):
         if pyramid is None:
             return
         lod = option.levelOfDetailFromTransform(painter.worldTransform())  # screen px per image px
+        if widget is not None:
+            lod *= widget.devicePixelRatioF()  # device pixels on a HiDPI screen
         level = level_for_zoom(pyramid.levels, lod, max_magnification=MAX_MAGNIFICATION)
         if level >= self._overview:
             return  # the overview below is fine enough
