@@ -48,6 +48,15 @@ def test_a_big_tiled_tiff_is_read_through_tiles_and_small_images_are_not(big_tif
     assert pyramid_info(tiled_small) is None  # a tiled TIFF this small decodes whole quickly
 
 
+def test_without_pyvips_big_images_are_read_as_before(big_tiff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyvips", None)  # as where the optional `big` extra is not installed
+    assert not tiles.pyvips_available()
+    assert pyramid_info(big_tiff) is None  # decoded whole (within the pixel limit), as before
+    assert read_image_size(big_tiff) == (WIDTH, HEIGHT)
+    with pytest.raises(ImageError, match=r"pip install 'labeler\[big\]'"):
+        open_pyramid(big_tiff, big_tiff.parent / ".tiles")
+
+
 def test_region_reads_match_the_true_pixels_at_every_level(big_tiff: Path, tmp_path: Path) -> None:
     pyramid = open_pyramid(big_tiff, tmp_path / "cache")
     assert pyramid.size == (WIDTH, HEIGHT)
