@@ -187,6 +187,11 @@ def test_a_coarser_level_shows_while_the_tiles_load_and_paint_never_waits(
         assert time.monotonic() - started < 5.0
         assert canvas.tiled_layer().loader().pending() > 0 and len(canvas.tiled_layer().cache()) == 0
         assert (coarse != BACKGROUND).any(axis=2).all()  # the overview covers the whole view
+        canvas.fit_to_window()
+        _screen(canvas)
+        assert canvas.tiled_layer().loader().pending() <= 2  # the queue is dropped; two reads are held
+        canvas.zoom_actual_size()
+        canvas.view().centerOn(QPointF(6000, 4500))
     finally:
         gate.set()
     _wait_for_tiles(qtbot, canvas)

@@ -282,6 +282,8 @@ class TiledImageLayer(QGraphicsItem):
             lod *= widget.devicePixelRatioF()  # device pixels on a HiDPI screen
         level = level_for_zoom(pyramid.levels, lod, max_magnification=MAX_MAGNIFICATION)
         if level >= self._overview:
+            if widget is not None:
+                self._loader.want([], only=True)  # zoomed out: tiles queued for a finer view are not read
             return  # the overview below is fine enough
         bounds = self.boundingRect()
         exposed = option.exposedRect.intersected(bounds)
