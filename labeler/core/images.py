@@ -125,12 +125,42 @@ def _header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
     except NotAFileError as exc:
         raise ImageError(str(exc)) from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path}: too large to decode ({exc})") from exc
+        big = _vips_header(path)  # a gigapixel image, shown by tiles (labeler.core.tiles)
+        if big is None:
+            raise ImageError(f"{path}: too large to decode ({exc})") from exc
+        width, height, orientation, image_format, alpha = big
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
     if orientation not in _ORIENT:
         orientation = 1
     return int(width), int(height), orientation, image_format, bool(alpha)
+
+
+def _vips_header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool] | None:
+    """:func:`_header`'s answer from libvips, for images Pillow's own bomb guard refuses to open
+    (over ~179 MP); ``None`` without pyvips or when libvips cannot read the header either."""
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        return None
+    try:
+        image = pyvips.Image.new_from_file(os.fspath(path), access="sequential", revalidate=True)
+        fields = set(image.get_fields())
+        loader = str(image.get("vips-loader")) if "vips-loader" in fields else ""
+        orientation = int(image.get("orientation")) if "orientation" in fields else 1
+        return int(image.width), int(image.height), orientation, _VIPS_FORMATS.get(loader, loader), image.hasalpha()
+    except pyvips.Error:
+        return None
+
+
+_VIPS_FORMATS = {"jpegload": "JPEG", "pngload": "PNG", "tiffload": "TIFF", "webpload": "WEBP", "gifload": "GIF"}
+
+
+def read_header(path: str | os.PathLike[str]) -> tuple[int, int, int, str, bool]:
+    """``(width, height, orientation, format, alpha)`` as stored in the file, from the header alone
+    (sizes before the EXIF ``orientation``, 1..8, is applied; ``format`` is Pillow's name, such as
+    ``"JPEG"`` or ``"TIFF"``). :class:`ImageError` when the file is no readable image."""
+    return _header(path)
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -150,6 +180,19 @@ def max_pixels_limit() -> int:
         except ValueError:
             raise ImageError(f"LABELER_MAX_PIXELS must be a whole number, not {text!r}") from None
     return DEFAULT_MAX_PIXELS
+
+
+def mask_refusal(width: int, height: int) -> str | None:
+    """Why no mask can be made on a ``width`` x ``height`` image (one line), or ``None`` if one can:
+    a mask is the image's size, so over the pixel limit it would take gigabytes (and the store
+    refuses it); boxes and polygons have no such limit."""
+    limit = max_pixels_limit()
+    if width * height <= limit:
+        return None
+    return (
+        f"No masks on this {width:,} x {height:,} image: it is over the limit of {limit:,} pixels for a mask "
+        "(LABELER_MAX_PIXELS); draw boxes or polygons"
+    )
 
 
 def _orient(image: np.ndarray, orientation: int) -> np.ndarray:

@@ -134,6 +134,8 @@ class AssistTool(BoxDragTool):
                 self._mark(p, positive)
                 self._request()
             return
+        if self._masks_refused():
+            return
         super().press(p, event)
 
     def dragged(self, start: QPointF, end: QPointF) -> None:

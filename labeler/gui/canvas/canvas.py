@@ -30,6 +30,7 @@ from labeler.gui.canvas.assist_tools import AssistTool, OutlineTool
 from labeler.gui.canvas.edits import translate
 from labeler.gui.canvas.image_layer import DecodedLevel, ImageLayer, ImageLoader, LoaderSignals, start_loader
 from labeler.gui.canvas.items import AnnotationItem, make_item
+from labeler.gui.canvas.tiled_layer import TiledImageLayer, TileLoader
 from labeler.gui.canvas.tools import TOOLS, Tool
 from labeler.gui.canvas.view import CanvasView
 from labeler.gui.controllers import undo
@@ -89,10 +90,13 @@ class AnnotationCanvas(QWidget):
         self._loader_signals = LoaderSignals(self)
         self._loader_signals.level.connect(self._on_level)
         self._loader_signals.failed.connect(self._on_failed)
+        self._loader_signals.progress.connect(self._on_progress)
         self._scene = QGraphicsScene(self)
         self._image_layer = ImageLayer()
         self._image_layer.on_need = self._need_level
         self._scene.addItem(self._image_layer)
+        self._tiles = TiledImageLayer(TileLoader(self))  # over the image layer, for gigapixel images
+        self._scene.addItem(self._tiles)
         self._items: dict[int, AnnotationItem] = {}
         self._keys: dict[int, tuple[object, ...]] = {}
         self._categories: dict[int, Category] = {}
@@ -168,6 +172,7 @@ class AnnotationCanvas(QWidget):
         self._requested = None
         self._clear_items()
         self._image_layer.clear()
+        self._tiles.set_pyramid(None)
         self._image_id = image_id
         self._load_error = None
         self._hidden.clear()
@@ -200,6 +205,8 @@ class AnnotationCanvas(QWidget):
         finest = self._image_layer.finest_reduction()
         if self._project is None or self._image_id is None or finest is None or reduce >= finest:
             return
+        if self._tiles.pyramid() is not None:
+            return  # shown by tiles: never decoded whole
         if self._requested is not None and self._requested <= reduce:
             return
         self._start_loader(reduce)
@@ -208,7 +215,7 @@ class AnnotationCanvas(QWidget):
         """Ask for a finer level when zoomed in; free the finer levels when zoomed out to where the
         first (coarsest) level is enough."""
         layer = self._image_layer
-        if layer.finest_reduction() is None:
+        if layer.finest_reduction() is None or self._tiles.pyramid() is not None:
             return
         needed = layer.needed_reduction(zoom)
         coarsest = layer.coarsest_reduction()
@@ -226,7 +233,7 @@ class AnnotationCanvas(QWidget):
 
     def wait_for_loads(self, timeout_ms: int = 30_000) -> bool:
         """Block until no image decode is running (for shutdown and tests); ``False`` on timeout."""
-        return self._pool.waitForDone(timeout_ms)
+        return self._pool.waitForDone(timeout_ms) and self._tiles.loader().wait(timeout_ms)
 
     def image_size(self) -> tuple[int, int]:
         """``(width, height)`` of the shown image in pixels; ``(0, 0)`` before it is decoded."""
@@ -259,6 +266,9 @@ class AnnotationCanvas(QWidget):
         if finest is not None and level.reduce >= finest:
             return  # a level no finer than what is shown (the view zoomed out meanwhile)
         self._image_layer.add_level(level.reduce, level.pixels, level.size)
+        if level.pyramid is not None:
+            self._view.set_notice("")
+            self._tiles.set_pyramid(level.pyramid, overview_level=level.reduce.bit_length() - 1)
         if first:
             w, h = level.size
             self._view.set_content_rect(QRectF(0, 0, w, h))
@@ -267,6 +277,14 @@ class AnnotationCanvas(QWidget):
         self.resolutionChanged.emit(level.reduce)
         if first:
             self.imageShown.emit(level.image_id)
+
+    def _on_progress(self, image_id: int, token: int, text: str) -> None:
+        if token == self._token and image_id == self._image_id and self._image_layer.finest_reduction() is None:
+            self._view.set_notice(text)
+
+    def tiled_layer(self) -> TiledImageLayer:
+        """The layer that paints the tiles of a gigapixel image (see :mod:`.tiled_layer`)."""
+        return self._tiles
 
     def _on_failed(self, image_id: int, token: int, message: str) -> None:
         if token != self._token or image_id != self._image_id:
@@ -278,6 +296,7 @@ class AnnotationCanvas(QWidget):
             return
         self._clear_items()
         self._image_layer.clear()
+        self._tiles.set_pyramid(None)
         self._load_error = message
         self._view.set_notice(
             f"This image cannot be shown.\n{message}\n\nIt cannot be marked done until the file is fixed or replaced."

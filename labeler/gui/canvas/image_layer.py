@@ -18,6 +18,11 @@ converted to 32-bit pixels; bigger ones (other formats) stay the ``(h, w, 3)`` R
 decoder made, wrapped as ``RGB888`` without a copy. Masks and every tool
 work in full-resolution coordinates, independent of the level shown. Nothing is decoded or
 resized in ``paint`` or anywhere on the UI thread.
+
+An image too big to decode whole (:func:`labeler.core.tiles.pyramid_info`: over 100 MP, or a big
+tiled TIFF) is never decoded whole: the loader opens (the first time, builds) its tile pyramid,
+and this layer holds only the pyramid level that fits :data:`OVERVIEW_SIDE`, under the
+:class:`~.tiled_layer.TiledImageLayer` that paints the tiles of finer levels.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from labeler.core.images import ImageError, max_pixels_limit, read_image, read_image_size
 from labeler.core.store import Project
+from labeler.core.tiles import TilePyramid, open_pyramid, pyramid_cache_dir, pyramid_info
 
 #: Images whose longest side is over this many pixels are shown at reduced size first.
 PREVIEW_ABOVE = 2048
@@ -48,6 +54,10 @@ REDUCTIONS = (8, 4, 2, 1)
 MAX_MAGNIFICATION = 1.25
 #: Levels up to this many pixels are converted to 32-bit pixels (16 MB); bigger ones stay RGB888.
 QT32_MAX_PIXELS = 4096 * 1024
+#: An image shown by tiles (:mod:`labeler.core.tiles`) is held whole only at the finest pyramid
+#: level whose longest side is at most this: the overview under the tiles, 32-bit pixels of at
+#: most 16 MB (6 MB for 40,000 x 40,000: level 5, 1250 x 1250); finer views are drawn by tiles.
+OVERVIEW_SIDE = 2048
 
 
 def preview_reduction(width: int, height: int, screen_side: int | None = None) -> int:
@@ -149,13 +159,16 @@ def decode_jpeg_rgbx(path: str | os.PathLike[str]) -> np.ndarray | None:
 class DecodedLevel:
     """One decoded level of an image: ``pixels`` at 1/``reduce`` size per side, either
     ``(h, w, 3)`` RGB or ``(h, w, 4)`` in ``QImage.Format_RGB32`` order (see
-    :func:`display_pixels` and :func:`decode_jpeg_rgbx`). ``size`` is the full ``(width, height)``."""
+    :func:`display_pixels` and :func:`decode_jpeg_rgbx`). ``size`` is the full ``(width, height)``.
+    For an image shown by tiles, ``pyramid`` is its pyramid and this level its overview
+    (``reduce = 2**k`` for pyramid level ``k``)."""
 
     image_id: int
     token: int
     reduce: int
     pixels: np.ndarray
     size: tuple[int, int]
+    pyramid: TilePyramid | None = None
 
     @property
     def final(self) -> bool:
@@ -168,6 +181,7 @@ class LoaderSignals(QObject):
 
     level = Signal(object)  # DecodedLevel
     failed = Signal(int, int, str)  # image_id, token, message
+    progress = Signal(int, int, str)  # image_id, token, what is being done (a pyramid being built)
 
 
 class ImageLoader(QRunnable):
@@ -206,6 +220,9 @@ class ImageLoader(QRunnable):
             return
         try:
             path = self._project.image_path(self._image_id)
+            if self._reduce is None and pyramid_info(path) is not None:
+                self._emit_pyramid(path)  # too big to decode whole: shown by tiles
+                return
             width, height = read_image_size(path)
             reduce = self._reduce
             if reduce is None:
@@ -232,6 +249,31 @@ class ImageLoader(QRunnable):
             self.signals.failed.emit(
                 self._image_id, self._token, f"cannot show image {self._image_id}: {type(exc).__name__}: {exc}"
             )
+
+    def _emit_pyramid(self, path: os.PathLike[str]) -> None:
+        """Open (or first build) the image's pyramid and send its overview level with it."""
+        width, height = read_image_size(path)
+        said = [-1]
+
+        def building(percent: int) -> None:  # libvips calls this many times a second
+            if percent != said[0]:
+                said[0] = percent
+                self.signals.progress.emit(
+                    self._image_id,
+                    self._token,
+                    f"Preparing the tiles of this {width:,} x {height:,} image (the first time only): {percent} %",
+                )
+
+        pyramid = open_pyramid(path, pyramid_cache_dir(self._project.root), progress=building, cancel=self.cancel)
+        if self.cancel.is_set():
+            return
+        level = pyramid.level_for(OVERVIEW_SIDE)
+        pixels = display_pixels(pyramid.read_level(level))
+        if self.cancel.is_set():
+            return
+        self.signals.level.emit(
+            DecodedLevel(self._image_id, self._token, 2**level, pixels, pyramid.size, pyramid=pyramid)
+        )
 
 
 def _wrap(pixels: np.ndarray) -> QImage:

@@ -109,6 +109,15 @@ class Tool:
         cid = self.canvas.category_id()
         return style.category_color(self.canvas.category(cid) if cid is not None else None)
 
+    def _masks_refused(self) -> bool:
+        """Say so and return ``True`` where the image is too big for a mask (a gigapixel image)."""
+        from labeler.core.images import mask_refusal
+
+        refusal = mask_refusal(*self.canvas.image_size())
+        if refusal is not None:
+            self.canvas.report(refusal)
+        return refusal is not None
+
     def _need_category(self) -> int | None:
         cid = self.canvas.category_id()
         if cid is None or self.canvas.category(cid) is None:
@@ -634,6 +643,8 @@ class BrushTool(Tool):
         if event.button() != Qt.MouseButton.LeftButton:
             return
         if not self.erase and self._need_category() is None:
+            return
+        if self._masks_refused():
             return
         self.cancel()
         self._target = self._find_target(pos)

@@ -78,11 +78,15 @@ class _ThumbJob(QRunnable):
         import cv2
 
         from labeler.core.images import ImageError, read_image, read_image_size
+        from labeler.core.tiles import pyramid_info, thumbnail
 
         try:
-            w, h = read_image_size(self._path)
-            reduce = 8 if min(w, h) >= 8 * THUMB else 4 if min(w, h) >= 4 * THUMB else 1
-            rgb = read_image(self._path, reduce=reduce)
+            if pyramid_info(self._path) is not None:  # too big to decode whole: shrunk while streaming
+                rgb = thumbnail(self._path, THUMB)
+            else:
+                w, h = read_image_size(self._path)
+                reduce = 8 if min(w, h) >= 8 * THUMB else 4 if min(w, h) >= 4 * THUMB else 1
+                rgb = read_image(self._path, reduce=reduce)
             scale = THUMB / max(rgb.shape[:2])
             if scale < 1:
                 rgb = cv2.resize(
