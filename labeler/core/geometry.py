@@ -336,6 +336,11 @@ class _RecentChecks:
             self._old, self._new = self._new, {}
         self._new[key] = None
 
+    def add_many(self, keys: Sequence[tuple[int, int, str]]) -> None:
+        if len(self._new) + len(keys) > self.size:
+            self._old, self._new = self._new, {}
+        self._new.update(dict.fromkeys(keys))
+
     def clear(self) -> None:
         self._new.clear()
         self._old.clear()
@@ -350,6 +355,11 @@ Each entry holds a reference to a counts string its caller holds anyway."""
 def remember_checked(h: int, w: int, counts: str) -> None:
     """Note that the compressed RLE ``counts`` of an ``h x w`` mask was found whole."""
     _CHECKED.add((h, w, counts))
+
+
+def remember_checked_many(keys: Sequence[tuple[int, int, str]]) -> None:
+    """:func:`remember_checked` of each ``(h, w, counts)``."""
+    _CHECKED.add_many(keys)
 
 
 def check_rle(rle: Any, *, max_pixels: int) -> Rle:
