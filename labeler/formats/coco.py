@@ -65,9 +65,9 @@ from labeler.formats.errors import FormatError
 MASK_MODES = ("rle", "polygon")
 FILE_NAME_MODES = ("relative", "name")
 MASKS_PER_BATCH = 4000
-"""An import takes the images a batch at a time, until their RLE masks number this many: found
-and added in one write, then their masks checked in one numpy pass and stored (a few thousand
-keep the store's memory of checked masks, and the progress shown, close to the work)."""
+"""An import takes the images a batch at a time, until their RLE masks number this many: found,
+added in one write, sized in one query, their masks checked in one numpy pass, then labelled (a
+few thousand: well within the checks the store's door remembers, and progress is never stale)."""
 
 
 # ---- import -----------------------------------------------------------------------------------
@@ -173,29 +173,46 @@ def _import_coco(
                     size = sizes[image_id]
                     hw = (size[1], size[0]) if size is not None else None
                     for i, a in anns:
-                        if names[a["category_id"]] is None:
+                        category_id = category_ids.get(a["category_id"])
+                        if category_id is None:
                             tally.skip("background category")
-                            continue
-                        category_id = category_ids[a["category_id"]]
-                        seg = a.get("segmentation")
-                        if isinstance(seg, dict):
-                            rle = _mask(seg, hw, path, i, limit, checked.get(i))
-                            if isinstance(rle, str):
-                                tally.skip(rle)
-                            else:
-                                iscrowd = bool(a.get("iscrowd", 0))
-                                writer.add_mask(image_id=image_id, category_id=category_id, rle=rle, iscrowd=iscrowd)
-                            continue
-                        made = _annotation(a, image_id, category_id, path, i)
-                        if isinstance(made, str):
-                            tally.skip(made)
                         else:
-                            writer.add(made)
+                            _add_label(writer, tally, a, image_id, category_id, hw, path, i, limit, checked.get(i))
                 if progress is not None:
                     progress(n + 1, len(images))
             start = stop
         writer.finish("coco", path)
     return tally.import_report("coco", path)
+
+
+def _add_label(
+    writer: Writer,
+    tally: Tally,
+    a: dict[str, Any],
+    image_id: int,
+    category_id: int,
+    size: tuple[int, int] | None,
+    path: Path,
+    index: int,
+    max_pixels: int,
+    checked: tuple[dict[str, Any], int] | ValueError | None,
+) -> None:
+    """Give the COCO entry ``a`` (``#index`` of the file ``path``) to the writer as a label of the
+    image ``image_id`` (of ``size = (height, width)``, ``None``: unknown), or count why it is
+    skipped. ``checked`` is the check of its RLE mask made ahead."""
+    seg = a.get("segmentation")
+    if isinstance(seg, dict):
+        rle = _mask(seg, size, path, index, max_pixels, checked)
+        if isinstance(rle, str):
+            tally.skip(rle)
+        else:
+            writer.add_mask(image_id=image_id, category_id=category_id, rle=rle, iscrowd=bool(a.get("iscrowd", 0)))
+        return
+    made = _annotation(a, image_id, category_id, path, index)
+    if isinstance(made, str):
+        tally.skip(made)
+    else:
+        writer.add(made)
 
 
 def _check_masks_ahead(
@@ -207,7 +224,7 @@ def _check_masks_ahead(
     """Check the RLE masks of the images from ``images[start]`` on, some thousands at once
     (:func:`~labeler.core.rle_batch.check_rles`): the index of the first image left for the next
     batch, and the results by annotation index. A batch stays well under the number of checks
-    remembered, so the writer's and the store's checks of the same masks are lookups."""
+    remembered, so the store's door finds these masks there."""
     indices: list[int] = []
     rles: list[Any] = []
     stop = start

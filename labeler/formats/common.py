@@ -504,10 +504,13 @@ class ImageFinder:
         for (path, rel), image_id in zip(held, new, strict=True):
             self._ids[path] = image_id
             self._paths[rel] = image_id
-        for ids in (self.tally.added, self.tally.matched):
-            stand_ins = [i for i in ids if i < 0]
-            ids.difference_update(stand_ins)
-            ids.update(real[i] for i in stand_ins)
+        added, matched = self.tally.added, self.tally.matched  # every held image is in added
+        added.difference_update(real)
+        added.update(real.values())
+        for stand_in, image_id in real.items():  # matched: named again after it was found
+            if stand_in in matched:
+                matched.discard(stand_in)
+                matched.add(image_id)
         return [real.get(i, i) if i is not None else None for i in found]
 
     def size(self, image_id: int) -> tuple[int, int] | None:
