@@ -8,6 +8,7 @@ through pycocotools, rasterising through OpenCV.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from labeler.core.annotation import Annotation, Kind
+from labeler.core.images import max_pixels_limit
 
 Rle = dict[str, Any]
 
@@ -315,18 +317,49 @@ def _is_whole(value: Any) -> bool:
     return type(value) is int or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
 
 
-_CHECKED: dict[tuple[int, int, str], None] = {}
+class _RecentChecks:
+    """The last ``size`` keys added (up to twice as many) in two generations: when the new one is
+    full it becomes the old one and the older is dropped whole, which costs less than evicting
+    keys one by one and never drops the keys just added (emptying it all at once dropped the masks
+    of a batch checked ahead before the writer and the store came to check them)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._new: dict[tuple[int, int, str], None] = {}
+        self._old: dict[tuple[int, int, str], None] = {}
+
+    def __contains__(self, key: tuple[int, int, str]) -> bool:
+        return key in self._new or key in self._old
+
+    def add(self, key: tuple[int, int, str]) -> None:
+        if len(self._new) >= self.size:
+            self._old, self._new = self._new, {}
+        self._new[key] = None
+
+    def add_many(self, keys: Sequence[tuple[int, int, str]]) -> None:
+        if len(self._new) + len(keys) > self.size:
+            self._old, self._new = self._new, {}
+        self._new.update(dict.fromkeys(keys))
+
+    def clear(self) -> None:
+        self._new.clear()
+        self._old.clear()
+
+
+_CHECKED = _RecentChecks(20_000)
 """Recently checked ``(h, w, counts)`` of whole RLEs: a mask passes several doors on its way in
-(the format's reader, the import's writer, the store), and the check is a pure function of these."""
-_CHECKED_MAX = 20_000
-"""Entries kept (each holds a reference to a counts string its caller holds anyway)."""
+(the format's reader, the import's writer, the store), and the check is a pure function of these.
+Each entry holds a reference to a counts string its caller holds anyway."""
 
 
 def remember_checked(h: int, w: int, counts: str) -> None:
     """Note that the compressed RLE ``counts`` of an ``h x w`` mask was found whole."""
-    if len(_CHECKED) >= _CHECKED_MAX:
-        _CHECKED.clear()
-    _CHECKED[(h, w, counts)] = None
+    _CHECKED.add((h, w, counts))
+
+
+def remember_checked_many(keys: Sequence[tuple[int, int, str]]) -> None:
+    """:func:`remember_checked` of each ``(h, w, counts)``."""
+    _CHECKED.add_many(keys)
 
 
 def check_rle(rle: Any, *, max_pixels: int) -> Rle:
@@ -364,8 +397,6 @@ def checked_annotation(
     the image; ``ValueError`` for geometry no export could write (non-finite, wrong mask size).
     ``max_pixels`` is the largest mask (:func:`~labeler.core.images.max_pixels_limit` if ``None``;
     a caller checking many reads it once)."""
-    from dataclasses import replace
-
     limit = 1e7  # pixels: no image is this large; beyond it a coordinate is poison, not a label
     if ann.kind is Kind.BOX:
         assert ann.box_xywh is not None
@@ -410,9 +441,15 @@ def checked_annotation(
             return None
         return replace(ann, polygons=tuple(parts)) if changed else ann
     assert ann.rle is not None
-    from labeler.core.images import max_pixels_limit
-
-    rle = check_rle(ann.rle, max_pixels=max_pixels_limit() if max_pixels is None else max_pixels)
-    if width is not None and height is not None and rle["size"] != [height, width]:
-        raise ValueError(f"a {rle['size'][1]} x {rle['size'][0]} mask on a {width} x {height} image")
+    rle = checked_mask(ann.rle, width, height, max_pixels=max_pixels_limit() if max_pixels is None else max_pixels)
     return ann if rle == ann.rle else replace(ann, rle=rle)
+
+
+def checked_mask(rle: Any, width: int | None, height: int | None, *, max_pixels: int) -> Rle:
+    """A mask's RLE as :func:`checked_annotation` checks it, for a caller holding the RLE alone:
+    whole (:func:`check_rle`) and, where the image's ``width`` x ``height`` is known, of that
+    size; returned as compressed RLE with ``str`` counts. ``ValueError`` otherwise."""
+    checked = check_rle(rle, max_pixels=max_pixels)
+    if width is not None and height is not None and checked["size"] != [height, width]:
+        raise ValueError(f"a {checked['size'][1]} x {checked['size'][0]} mask on a {width} x {height} image")
+    return checked

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from labeler.core.geometry import Rle, check_rle, remember_checked, rle_counts
+from labeler.core.geometry import Rle, check_rle, remember_checked_many, rle_counts
 
 _MAX_CODES = 1 << 24
 """Characters decoded in one numpy pass (int64 arrays of a few of these: a few hundred MB at most)."""
@@ -35,7 +35,25 @@ def check_rles(rles: Sequence[Any], *, max_pixels: int) -> list[tuple[Rle, int] 
     texts: list[str] = []
     sizes: list[tuple[int, int]] = []
     for i, rle in enumerate(rles):
-        try:
+        size = rle.get("size") if type(rle) is dict else None
+        text = rle.get("counts") if size is not None else None
+        if (  # the usual mask, taken without a call: [h, w] as two ints, non-empty ASCII counts
+            type(size) is list
+            and len(size) == 2
+            and type(size[0]) is int
+            and type(size[1]) is int
+            and size[0] > 0
+            and size[1] > 0
+            and size[0] * size[1] <= max_pixels
+            and type(text) is str
+            and text
+            and text.isascii()
+        ):
+            batch.append(i)
+            texts.append(text)
+            sizes.append((size[0], size[1]))
+            continue
+        try:  # anything else: each rule in turn, with its message
             h, w = _size(rle, max_pixels)
         except ValueError as exc:
             out[i] = exc
@@ -128,19 +146,21 @@ def _decoded(texts: list[str], sizes: list[tuple[int, int]]) -> list[tuple[Rle, 
         total = np.cumsum(np.where(group, raw, 0))  # restarted per string by subtracting its start
         before = np.where(first > 0, total[np.maximum(first - 1, 0)], 0)
         values[group] = (total - before[owner])[group]
-    run_sum = np.add.reduceat(values, first).tolist()
-    run_min = np.minimum.reduceat(values, first).tolist()
+    run_sum = np.add.reduceat(values, first)
+    run_min = np.minimum.reduceat(values, first)
     area = np.add.reduceat(np.where(odd, values, 0), first).tolist()
+    shape = np.array(sizes, dtype=np.int64).reshape(-1, 2)
+    whole = usable & (run_min >= 0) & (run_sum == shape[:, 0] * shape[:, 1])
     out: list[tuple[Rle, int] | ValueError | None] = [None] * len(texts)
-    for k, ok in enumerate(usable.tolist()):
-        if not ok:
-            continue
+    for k in np.flatnonzero(usable & ~whole).tolist():  # decided here, and broken
         h, w = sizes[k]
         if run_min[k] < 0:
             out[k] = ValueError("an RLE has negative run lengths")
-        elif run_sum[k] != h * w:
-            out[k] = ValueError(f"the RLE's runs cover {run_sum[k]} pixels, not {h} x {w}")
         else:
-            remember_checked(h, w, texts[k])
-            out[k] = ({"size": [h, w], "counts": texts[k]}, area[k])
+            out[k] = ValueError(f"the RLE's runs cover {int(run_sum[k])} pixels, not {h} x {w}")
+    good = np.flatnonzero(whole).tolist()
+    remember_checked_many([(*sizes[k], texts[k]) for k in good])
+    for k in good:
+        h, w = sizes[k]
+        out[k] = ({"size": [h, w], "counts": texts[k]}, area[k])
     return out

@@ -170,11 +170,21 @@ def _stored_geometry(ann: Annotation) -> tuple[str, Any]:
     from labeler.core.geometry import normalize_rle
 
     rle = normalize_rle(ann.rle or {})
+    return _mask_text(rle), rle
+
+
+_COCO_ALPHABET = "".join(chr(c) for c in range(ord("0"), ord("o") + 1))
+"""The characters of COCO's compressed counts; json.dumps escapes only the backslash among them."""
+
+
+def _mask_text(rle: dict[str, Any]) -> str:
+    """The stored text of a compressed RLE with ``str`` counts (as :func:`normalize_rle` makes
+    it): ``json.dumps(rle)``, written directly where the counts are all of COCO's alphabet."""
     counts = rle["counts"]
-    if counts and "\\" not in counts and min(counts) >= "0" and max(counts) <= "o":
-        # COCO's alphabet ('0'..'o'), where json.dumps would escape nothing but a backslash: its text
-        return f'{{"size": [{rle["size"][0]}, {rle["size"][1]}], "counts": "{counts}"}}', rle
-    return json.dumps(rle), rle
+    if counts and not counts.strip(_COCO_ALPHABET):
+        counts = counts.replace("\\", "\\\\")  # as json.dumps escapes it
+        return f'{{"size": [{rle["size"][0]}, {rle["size"][1]}], "counts": "{counts}"}}'
+    return json.dumps(rle)
 
 
 _KINDS = {k.value: k for k in Kind}  # dict lookups: ~4x cheaper than Kind(value) when reading 100k rows
@@ -497,24 +507,37 @@ class Project:
         self,
         paths: Iterable[str | os.PathLike[str]],
         *,
+        sizes: Sequence[tuple[int, int] | None] | None = None,
         progress: Progress | None = None,
         _folders: dict[str, str] | None = None,
     ) -> list[int]:
         """Add image files (without decoding them); returns their ids, old ones included.
 
-        ``_folders`` is :meth:`relative_path`'s cache, for a caller adding one image at a time.
+        ``sizes`` may give each new image's ``(width, height)`` as its header says (``None``: not
+        known), checked as :meth:`set_image_size` checks them; an image already stored keeps its
+        own. ``_folders`` is :meth:`relative_path`'s cache, for a caller adding one image at a time.
         """
         paths = list(paths)
         now = time.time()
         folders: dict[str, str] = _folders if _folders is not None else {}
         rels = [self.relative_path(p, _folders=folders) for p in paths]
+        if sizes is None:
+            sizes = [None] * len(rels)
+        elif len(sizes) != len(rels):
+            raise ProjectError(f"{len(sizes)} image sizes for {len(rels)} images")
+        for size in sizes:
+            if size is not None:
+                _check_image_size(*size)
         chunk = 20_000
         with self.transaction():
             top = int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0])
             for i in range(0, len(rels), chunk):  # many rows per statement: a million in seconds
                 self._conn.executemany(
-                    "INSERT OR IGNORE INTO images(path, done, added) VALUES (?, 0, ?)",
-                    ((rel, now) for rel in rels[i : i + chunk]),
+                    "INSERT OR IGNORE INTO images(path, width, height, done, added) VALUES (?, ?, ?, 0, ?)",
+                    (
+                        (rel, None, None, now) if size is None else (rel, size[0], size[1], now)
+                        for rel, size in zip(rels[i : i + chunk], sizes[i : i + chunk], strict=True)
+                    ),
                 )
                 if progress is not None:
                     progress(min(i + chunk, len(rels)), len(rels))
@@ -685,19 +708,42 @@ class Project:
                 )
         return pixels
 
+    def image_sizes(self, image_ids: Iterable[int]) -> dict[int, tuple[int, int] | None]:
+        """:meth:`image_size` of each of these images (``None`` where its header cannot be read),
+        the stored sizes read in one query per thousand images rather than one each."""
+        from labeler.core.images import ImageError
+
+        ids = list(dict.fromkeys(image_ids))
+        stored = self._stored_sizes(ids)
+        out: dict[int, tuple[int, int] | None] = {}
+        for image_id in ids:
+            if image_id in stored:
+                out[image_id] = stored[image_id]
+                continue
+            try:  # not stored yet: from the file's header, then stored
+                out[image_id] = self.image_size(image_id)
+            except (ImageError, OSError):
+                out[image_id] = None
+        return out
+
+    def _stored_sizes(self, image_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """``(width, height)`` of those of these images whose size is stored."""
+        out: dict[int, tuple[int, int]] = {}
+        for k in range(0, len(image_ids), 1000):
+            part = image_ids[k : k + 1000]
+            rows = self._query(
+                f"SELECT id, width, height FROM images WHERE id IN ({','.join('?' * len(part))})"
+                " AND width IS NOT NULL AND height IS NOT NULL",
+                part,
+            )
+            out.update((int(r[0]), (int(r[1]), int(r[2]))) for r in rows)
+        return out
+
     @_needs("annotator", "record an image's size")
     def set_image_size(self, image_id: int, width: int, height: int) -> None:
         """Record the image's size; sizes that are not positive whole numbers within the pixel
         limit are a :class:`ProjectError` (they would break every export)."""
-        from labeler.core.images import max_pixels_limit
-
-        if (
-            not all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height))
-            or width <= 0
-            or height <= 0
-            or width * height > max_pixels_limit()
-        ):
-            raise ProjectError(f"{width!r} x {height!r} is not a usable image size")
+        _check_image_size(width, height)
         with self.transaction():
             self._conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", (width, height, image_id))
 
@@ -911,27 +957,9 @@ class Project:
             " score, iscrowd, group_id, attributes, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         with self.transaction():
-            # new labels get the ids AUTOINCREMENT would give them, in order, so that one
-            # executemany writes them all; the write lock of the transaction keeps them ours
-            issued: Iterator[int] | None = None
-            if self.url is None:
-                row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'annotations'").fetchone()
-                top = self._conn.execute("SELECT MAX(id) FROM annotations").fetchone()[0]
-                next_id = max(int(row[0]) if row else 0, int(top or 0)) + 1
-            else:  # other machines insert too: the sequence hands out ids no one else gets, without a
-                # table lock (a lock taken after this transaction's first write deadlocked two writers)
-                wanted = sum(1 for a in anns if a.id is None)
-                issued = iter(
-                    [
-                        int(r[0])
-                        for r in self._conn.execute(
-                            "SELECT nextval('annotations_id_seq') FROM generate_series(1, ?)", (wanted,)
-                        )
-                    ]
-                    if wanted
-                    else []
-                )
-                next_id = 0
+            issued, next_id = self._new_annotation_ids(sum(1 for a in anns if a.id is None))
+            # the stored sizes of the images in one query; the others are looked for one by one
+            sizes.update(self._stored_sizes(list({a.image_id for a in anns} if image_id is None else {image_id})))
             for ann in anns:
                 target = ann.image_id if image_id is None else image_id
                 checked = self._checked(ann, target, sizes, drop_outside=image_id is not None, max_pixels=limit)
@@ -986,6 +1014,79 @@ class Project:
                     ],
                 )
         return stored
+
+    def _new_annotation_ids(self, wanted: int) -> tuple[Iterator[int] | None, int]:
+        """``(issued, next_id)``: how ``wanted`` new annotations of this transaction get their ids.
+        On SQLite ``issued`` is ``None`` and they take ``next_id, next_id + 1, ...``, the ids
+        AUTOINCREMENT would give them, in order, so that one executemany writes them all (the write
+        lock of the transaction keeps them ours). On PostgreSQL ``issued`` yields them and
+        ``next_id`` is 0: other machines insert too, and the sequence hands out ids no one else
+        gets, without a table lock (a lock taken after this transaction's first write deadlocked
+        two writers)."""
+        if self.url is None:
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'annotations'").fetchone()
+            top = self._conn.execute("SELECT MAX(id) FROM annotations").fetchone()[0]
+            return None, max(int(row[0]) if row else 0, int(top or 0)) + 1
+        if not wanted:
+            return iter([]), 0
+        rows = self._conn.execute("SELECT nextval('annotations_id_seq') FROM generate_series(1, ?)", (wanted,))
+        return iter([int(r[0]) for r in rows]), 0
+
+    @_needs("annotator", "add labels")
+    def add_masks(
+        self,
+        *,
+        image_ids: Sequence[int],
+        category_ids: Sequence[int],
+        rles: Sequence[dict[str, Any]],
+        iscrowd: Sequence[bool],
+        log: bool = True,
+    ) -> list[int]:
+        """Store new accepted human mask labels given as columns (mask ``k`` is ``rles[k]`` on
+        image ``image_ids[k]``, of category ``category_ids[k]``), returning their ids: the rows
+        :meth:`add_annotations` writes for the same labels as :class:`Annotation` objects, through
+        the same door (each RLE whole and of its image's size, else a :class:`ProjectError` and
+        nothing stored), without building an object per label (how an import stores 100,000 masks)."""
+        from labeler.core.geometry import checked_mask
+        from labeler.core.images import ImageError, max_pixels_limit
+
+        count = len(rles)
+        if not (len(image_ids) == len(category_ids) == len(iscrowd) == count):
+            raise ProjectError("add_masks needs as many image ids, category ids and crowd flags as masks")
+        now = time.time()
+        limit = max_pixels_limit()
+        rows: list[tuple[Any, ...]] = []
+        with self.transaction():
+            issued, next_id = self._new_annotation_ids(count)
+            sizes: dict[int, tuple[int | None, int | None]] = dict(self._stored_sizes(list(set(image_ids))))
+            for image_id, category_id, rle, crowd in zip(image_ids, category_ids, rles, iscrowd, strict=True):
+                if image_id not in sizes:
+                    try:
+                        sizes[image_id] = self.image_size(image_id)
+                    except (ImageError, OSError):  # file gone: the RLE is checked alone
+                        sizes[image_id] = (None, None)
+                try:
+                    checked = checked_mask(rle, *sizes[image_id], max_pixels=limit)
+                except (ValueError, TypeError, OverflowError) as exc:
+                    raise ProjectError(f"refused a mask label on image {image_id}: {exc}") from exc
+                if issued is not None:
+                    new_id = next(issued)
+                else:
+                    new_id, next_id = next_id, next_id + 1
+                rows.append((new_id, image_id, category_id, _mask_text(checked), int(crowd), now, now))
+            self._conn.executemany(  # what is the same for every row is written in the statement
+                "INSERT INTO annotations(id, image_id, category_id, kind, geometry, state, model_version, score,"
+                " iscrowd, group_id, attributes, created, updated)"
+                " VALUES (?, ?, ?, 'mask', ?, 'accepted', NULL, NULL, ?, NULL, '{}', ?, ?)",
+                rows,
+            )
+            if log:
+                self._conn.executemany(
+                    "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
+                    " VALUES (?, 'add', ?, ?, 'mask', NULL, '{}', ?)",
+                    [(now, r[1], r[0], self.author) for r in rows],
+                )
+        return [r[0] for r in rows]
 
     def _checked(
         self,
@@ -1215,6 +1316,20 @@ def _login_name() -> str | None:
         return getpass.getuser()
     except (KeyError, OSError):  # no such user in a container: edits are logged without a name
         return None
+
+
+def _check_image_size(width: Any, height: Any) -> None:
+    """A :class:`ProjectError` unless ``width`` x ``height`` are positive whole numbers within the
+    pixel limit (other sizes would break every export)."""
+    from labeler.core.images import max_pixels_limit
+
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height))
+        or width <= 0
+        or height <= 0
+        or width * height > max_pixels_limit()
+    ):
+        raise ProjectError(f"{width!r} x {height!r} is not a usable image size")
 
 
 def _category_name(name: str) -> str:

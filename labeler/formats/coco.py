@@ -40,7 +40,7 @@ from labeler.core.geometry import (
     polygons_area,
     polygons_box,
 )
-from labeler.core.images import ImageError, max_pixels_limit
+from labeler.core.images import max_pixels_limit
 from labeler.core.rle_batch import check_rles
 from labeler.core.store import Project
 from labeler.formats.common import (
@@ -56,6 +56,7 @@ from labeler.formats.common import (
     box_polygon,
     export_selection,
     files_under,
+    gc_paused,
     image_sizes,
     read_json,
 )
@@ -63,6 +64,10 @@ from labeler.formats.errors import FormatError
 
 MASK_MODES = ("rle", "polygon")
 FILE_NAME_MODES = ("relative", "name")
+MASKS_PER_BATCH = 4000
+"""An import takes the images a batch at a time, until their RLE masks number this many: found,
+added in one write, sized in one query, their masks checked in one numpy pass, then labelled (a
+few thousand: well within the checks the store's door remembers, and progress is never stale)."""
 
 
 # ---- import -----------------------------------------------------------------------------------
@@ -102,6 +107,13 @@ def import_coco(
 ) -> ImportReport:
     """Import a COCO instances JSON file into ``project`` (all or nothing)."""
     path = _coco_file(Path(source))
+    with gc_paused():  # the document's million objects are no garbage: no collection walks them
+        return _import_coco(project, path, images_dir=images_dir, mark_done=mark_done, progress=progress)
+
+
+def _import_coco(
+    project: Project, path: Path, *, images_dir: Path | None, mark_done: bool, progress: Progress | None
+) -> ImportReport:
     data = read_json(path)
     if not isinstance(data, dict):
         raise FormatError(f"{path}: not a COCO instances file (the top level is not an object)")
@@ -137,84 +149,45 @@ def import_coco(
 
     tally = Tally()
     with project.transaction():
-        finder = ImageFinder(project, images_dir=images_dir, tally=tally, match_first=True)
+        finder = ImageFinder(project, images_dir=images_dir, tally=tally, match_first=True, add_later=True)
         cats = CategoryMap(project, tally)
         ordered = sorted(names.items(), key=lambda kv: (isinstance(kv[0], str), kv[0]))  # ids: ints, then strings
         category_ids = {cid: cats.id(name) for cid, name in ordered if name is not None}
         writer = Writer(project, tally, mark_done=mark_done)
         limit = max_pixels_limit()
-        checked: dict[int, tuple[dict[str, Any], int] | ValueError] = {}
-        pending = 0  # images whose masks are checked ahead, by the batch, in checked
-        for n, im in enumerate(images):
-            if n >= pending:
-                pending = _check_masks_ahead(images, n, by_image, checked, limit)
-            image_id = finder.find(im["file_name"], bases=[path.parent])
-            anns = by_image.get(im["id"], [])
-            if image_id is None:
-                tally.skip("image file not found", 1)
-                tally.skip("annotation of a missing image", len(anns))
-            else:
-                writer.image(image_id)
-                size = _declared_size(project, image_id, im)
-                for i, a in anns:
-                    if names[a["category_id"]] is None:
-                        tally.skip("background category")
-                        continue
-                    made = _annotation(
-                        a, image_id, category_ids[a["category_id"]], size, path, i, limit, checked.pop(i, None)
-                    )
-                    if isinstance(made, str):
-                        tally.skip(made)
-                    else:
-                        writer.add(made)
-            if progress is not None:
-                progress(n + 1, len(images))
+        start = 0
+        while start < len(images):  # a batch of images at a time: found, added, sized, then labelled
+            stop, checked = _check_masks_ahead(images, start, by_image, limit)
+            batch = images[start:stop]
+            found = finder.add_held([finder.find(im["file_name"], bases=[path.parent]) for im in batch])
+            # the stored size, else the file's own header: a declared size may be wrong (or poison)
+            sizes = project.image_sizes([i for i in found if i is not None])
+            writer.know_sizes(sizes)
+            for n, (im, image_id) in enumerate(zip(batch, found, strict=True), start=start):
+                anns = by_image.get(im["id"], [])
+                if image_id is None:
+                    tally.skip("image file not found", 1)
+                    tally.skip("annotation of a missing image", len(anns))
+                else:
+                    writer.image(image_id)
+                    size = sizes[image_id]
+                    hw = (size[1], size[0]) if size is not None else None
+                    for i, a in anns:
+                        category_id = category_ids.get(a["category_id"])
+                        if category_id is None:
+                            tally.skip("background category")
+                        else:
+                            _add_label(writer, tally, a, image_id, category_id, hw, path, i, limit, checked.get(i))
+                if progress is not None:
+                    progress(n + 1, len(images))
+            start = stop
         writer.finish("coco", path)
     return tally.import_report("coco", path)
 
 
-def _check_masks_ahead(
-    images: list[Any],
-    n: int,
-    by_image: dict[Any, list[tuple[int, dict[str, Any]]]],
-    checked: dict[int, tuple[dict[str, Any], int] | ValueError],
-    max_pixels: int,
-) -> int:
-    """Check the RLE masks of the images from ``images[n]`` on, some thousands at once
-    (:func:`~labeler.core.rle_batch.check_rles`), into ``checked`` (annotation index -> result);
-    returns the index of the first image left for the next batch. A batch stays under the size
-    the check remembers, so the writer's and the store's checks of the same masks are lookups."""
-    indices: list[int] = []
-    rles: list[Any] = []
-    stop = n
-    while stop < len(images) and len(rles) < 4000:
-        im = images[stop]
-        for i, a in by_image.get(im["id"], []):
-            seg = a.get("segmentation")
-            if isinstance(seg, dict):
-                indices.append(i)
-                rles.append(seg)
-        stop += 1
-    for i, result in zip(indices, check_rles(rles, max_pixels=max_pixels), strict=True):
-        checked[i] = result
-    return stop
-
-
-def _is_id(value: Any) -> bool:
-    """COCO ids are integers (strings are allowed, as some writers use them); never lists, dicts or bools."""
-    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
-
-
-def _declared_size(project: Project, image_id: int, im: dict[str, Any]) -> tuple[int, int] | None:
-    """``(height, width)`` of the image: stored, else read from the file's header (then stored)."""
-    try:  # the stored size, else the file's own header: a declared size may be wrong (or poison)
-        w, h = project.image_size(image_id)
-        return h, w
-    except (ImageError, OSError):
-        return None
-
-
-def _annotation(
+def _add_label(
+    writer: Writer,
+    tally: Tally,
     a: dict[str, Any],
     image_id: int,
     category_id: int,
@@ -222,27 +195,87 @@ def _annotation(
     path: Path,
     index: int,
     max_pixels: int,
+    checked: tuple[dict[str, Any], int] | ValueError | None,
+) -> None:
+    """Give the COCO entry ``a`` (``#index`` of the file ``path``) to the writer as a label of the
+    image ``image_id`` (of ``size = (height, width)``, ``None``: unknown), or count why it is
+    skipped. ``checked`` is the check of its RLE mask made ahead."""
+    seg = a.get("segmentation")
+    if isinstance(seg, dict):
+        rle = _mask(seg, size, path, index, max_pixels, checked)
+        if isinstance(rle, str):
+            tally.skip(rle)
+        else:
+            writer.add_mask(image_id=image_id, category_id=category_id, rle=rle, iscrowd=bool(a.get("iscrowd", 0)))
+        return
+    made = _annotation(a, image_id, category_id, path, index)
+    if isinstance(made, str):
+        tally.skip(made)
+    else:
+        writer.add(made)
+
+
+def _check_masks_ahead(
+    images: list[Any],
+    start: int,
+    by_image: dict[Any, list[tuple[int, dict[str, Any]]]],
+    max_pixels: int,
+) -> tuple[int, dict[int, tuple[dict[str, Any], int] | ValueError]]:
+    """Check the RLE masks of the images from ``images[start]`` on, some thousands at once
+    (:func:`~labeler.core.rle_batch.check_rles`): the index of the first image left for the next
+    batch, and the results by annotation index. A batch stays well under the number of checks
+    remembered, so the store's door finds these masks there."""
+    indices: list[int] = []
+    rles: list[Any] = []
+    stop = start
+    while stop < len(images) and len(rles) < MASKS_PER_BATCH:
+        im = images[stop]
+        for i, a in by_image.get(im["id"], []):
+            seg = a.get("segmentation")
+            if isinstance(seg, dict):
+                indices.append(i)
+                rles.append(seg)
+        stop += 1
+    return stop, dict(zip(indices, check_rles(rles, max_pixels=max_pixels), strict=True))
+
+
+def _is_id(value: Any) -> bool:
+    """COCO ids are integers (strings are allowed, as some writers use them); never lists, dicts or bools."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
+def _mask(
+    seg: dict[str, Any],
+    size: tuple[int, int] | None,
+    path: Path,
+    index: int,
+    max_pixels: int,
     checked: tuple[dict[str, Any], int] | ValueError | None = None,
-) -> Annotation | str:
-    """The annotation for one COCO entry (``#index`` of the file ``path``), or the reason it is
-    skipped. ``checked`` is the check of its RLE mask made ahead (``(rle, area)`` or the error)."""
+) -> dict[str, Any] | str:
+    """The checked RLE of the COCO entry ``#index`` (of the file ``path``) whose segmentation is
+    the RLE ``seg``, for an image of ``size = (height, width)`` (``None``: unknown), or the reason
+    it is skipped. ``checked`` is the check of the RLE made ahead (``(rle, area)`` or the error)."""
+    counts, rle_size = seg.get("counts"), seg.get("size")
+    if not isinstance(counts, (str, list)) or not isinstance(rle_size, list) or len(rle_size) != 2:
+        raise FormatError(f"{path}: annotation #{index}: an RLE segmentation needs 'counts' and 'size' [h, w]")
+    if checked is None:
+        checked = check_rles([seg], max_pixels=max_pixels)[0]
+    if isinstance(checked, ValueError):
+        raise FormatError(f"{path}: annotation #{index}: unreadable RLE ({checked})") from checked
+    rle, area = checked
+    if size is not None and rle["size"] != list(size):
+        return "mask size differs from the image"
+    if area == 0:
+        return "empty mask"
+    return rle
+
+
+def _annotation(a: dict[str, Any], image_id: int, category_id: int, path: Path, index: int) -> Annotation | str:
+    """The annotation for one COCO entry (``#index`` of the file ``path``) whose segmentation is
+    no RLE, or the reason it is skipped."""
     seg = a.get("segmentation")
     iscrowd = bool(a.get("iscrowd", 0))
     common: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "iscrowd": iscrowd}
-    if isinstance(seg, dict):
-        counts, rle_size = seg.get("counts"), seg.get("size")
-        if not isinstance(counts, (str, list)) or not isinstance(rle_size, list) or len(rle_size) != 2:
-            raise FormatError(f"{path}: annotation #{index}: an RLE segmentation needs 'counts' and 'size' [h, w]")
-        if checked is None:
-            checked = check_rles([seg], max_pixels=max_pixels)[0]
-        if isinstance(checked, ValueError):
-            raise FormatError(f"{path}: annotation #{index}: unreadable RLE ({checked})") from checked
-        rle, area = checked
-        if size is not None and rle["size"] != list(size):
-            return "mask size differs from the image"
-        if area == 0:
-            return "empty mask"
-        return Annotation(kind=Kind.MASK, rle=rle, **common)
     if isinstance(seg, list) and seg:
         flat = [seg] if all(isinstance(v, (int, float)) for v in seg) else seg
         parts = []

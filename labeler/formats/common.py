@@ -11,6 +11,7 @@ only when all of it is written.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -136,6 +137,23 @@ class Tally:
 # ---- reading input ----------------------------------------------------------------------------
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector paused for a bulk import, then restored as it was.
+
+    Reading a big label file makes a million small objects that live until the import ends, and
+    each full collection walks all of them for nothing (about a second of a 20,000-image COCO
+    import, ``benchmarks/README.md``); what the import drops is freed by reference counting all
+    the same. The collector is process-wide: a pause of the length of one import is harmless."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_json(path: Path) -> Any:
     """Parse a JSON file; broken or unreadable input is a :class:`FormatError` naming the file."""
     try:
@@ -238,10 +256,14 @@ class ImageFinder:
         tally: Tally,
         add_images: bool = True,
         match_first: bool = False,
+        add_later: bool = False,
     ) -> None:
         self.project = project
         self.add_images = add_images
         self.match_first = match_first  # the project's images before files on disk (labelme)
+        # with add_later, new images wait here (absolute path, stored path) under a stand-in id
+        # (-1, -2, ...) until add_held writes them all in one statement
+        self._held: list[tuple[str, str]] | None = [] if add_later else None
         self.images_dir = images_dir
         self.tally = tally
         self._by_name: dict[str, list[Path]] | None = None
@@ -452,15 +474,44 @@ class ImageFinder:
         if path not in self._ids:
             rel = self.project.relative_path(path, _folders=self._folders)
             known = self._project_paths().get(rel)
-            image_id = known if known is not None else self.project.add_images([path], _folders=self._folders)[0]
+            if known is not None:
+                image_id = known
+            elif self._held is not None:  # written by add_held; a stand-in id until then
+                self._held.append((path, rel))
+                image_id = -len(self._held)
+            else:  # with the size _usable read from its header: the store need not open the file again
+                image_id = self.project.add_images(
+                    [path], sizes=[self._header_sizes.get(path)], _folders=self._folders
+                )[0]
             self._ids[path] = image_id
             if known is None:
                 self.tally.added.add(image_id)
                 self._index_project_image(rel, image_id)
-                size = self._header_sizes.get(path)
-                if size is not None:  # the header _usable read: the store need not open the file again
-                    self.project.set_image_size(image_id, *size)
         return self._ids[path]
+
+    def add_held(self, found: Sequence[int | None]) -> list[int | None]:
+        """With ``add_later``: add the images :meth:`find` found since the last call in one write
+        (each with the size its header gave), and return ``found`` (ids as :meth:`find` returned
+        them) with their stand-in ids replaced by their project ids. The images get the ids, in
+        the same order, that adding each as it was found gives them."""
+        if not self._held:
+            return list(found)
+        held, self._held = self._held, []
+        sizes = [self._header_sizes.get(path) for path, _ in held]
+        new = self.project.add_images([path for path, _ in held], sizes=sizes, _folders=self._folders)
+        real = {-1 - k: image_id for k, image_id in enumerate(new)}
+        assert self._paths is not None  # _add indexed every held image
+        for (path, rel), image_id in zip(held, new, strict=True):
+            self._ids[path] = image_id
+            self._paths[rel] = image_id
+        added, matched = self.tally.added, self.tally.matched  # every held image is in added
+        added.difference_update(real)
+        added.update(real.values())
+        for stand_in, image_id in real.items():  # matched: named again after it was found
+            if stand_in in matched:
+                matched.discard(stand_in)
+                matched.add(image_id)
+        return [real.get(i, i) if i is not None else None for i in found]
 
     def size(self, image_id: int) -> tuple[int, int] | None:
         """``(width, height)`` of the image (from its header the first time), ``None`` if unreadable."""
@@ -503,9 +554,29 @@ def geometry_key(ann: Annotation) -> tuple[Any, ...]:
         geo = tuple(tuple(np.round(p, 3).ravel().tolist()) for p in ann.polygons)
     else:
         assert ann.rle is not None
-        rle = ann.rle if isinstance(ann.rle["counts"], str) else normalize_rle(ann.rle)
-        geo = (tuple(int(v) for v in rle["size"]), rle["counts"])
+        return mask_key(ann.image_id, ann.category_id, ann.rle)
     return (ann.image_id, ann.category_id, ann.kind.value, geo)
+
+
+def mask_key(image_id: int, category_id: int, rle: dict[str, Any]) -> tuple[Any, ...]:
+    """:func:`geometry_key` of a mask label given by its parts."""
+    if not isinstance(rle["counts"], str):
+        rle = normalize_rle(rle)
+    size = rle["size"]
+    return (image_id, category_id, "mask", int(size[0]), int(size[1]), rle["counts"])
+
+
+_UNWRITABLE = "label with geometry no export can write (non-finite, huge, or a mask of another size)"
+
+
+class PendingMask(NamedTuple):
+    """An accepted human mask label waiting in a :class:`Writer`: its image, class, RLE as checked
+    (compressed, ``str`` counts) and crowd flag."""
+
+    image_id: int
+    category_id: int
+    rle: dict[str, Any]
+    iscrowd: bool
 
 
 class Writer:
@@ -519,35 +590,58 @@ class Writer:
         self.project = project
         self.tally = tally
         self.mark_done = mark_done
-        self.pending: list[Annotation] = []
+        self.pending: list[Annotation | PendingMask] = []
         self.labelled: set[int] = set()
         self._seen = {geometry_key(a) for a in project.annotations(states=[State.ACCEPTED])}
         self._sizes: dict[int, tuple[int | None, int | None]] = {}
         self._max_pixels = max_pixels_limit()
 
+    def know_sizes(self, sizes: Mapping[int, tuple[int, int] | None]) -> None:
+        """``(width, height)`` of images as :meth:`Project.image_sizes` gave them (``None``:
+        unreadable), so that :meth:`add` need not ask the store for each."""
+        for image_id, size in sizes.items():
+            self._sizes[image_id] = (None, None) if size is None else size
+
+    def _size(self, image_id: int) -> tuple[int | None, int | None]:
+        if image_id not in self._sizes:
+            try:
+                self._sizes[image_id] = self.project.image_size(image_id)
+            except (ImageError, OSError):
+                self._sizes[image_id] = (None, None)
+        return self._sizes[image_id]
+
     def add(self, ann: Annotation) -> None:
         """Queue ``ann``, clipped to its image; what no export could write, or what lies wholly
         outside the image, is skipped and counted (the store would refuse it)."""
-        if ann.image_id not in self._sizes:
-            try:
-                self._sizes[ann.image_id] = self.project.image_size(ann.image_id)
-            except (ImageError, OSError):
-                self._sizes[ann.image_id] = (None, None)
         try:
-            checked = checked_annotation(ann, *self._sizes[ann.image_id], max_pixels=self._max_pixels)
+            checked = checked_annotation(ann, *self._size(ann.image_id), max_pixels=self._max_pixels)
         except (ValueError, TypeError, OverflowError):
-            self.tally.skip("label with geometry no export can write (non-finite, huge, or a mask of another size)")
+            self.tally.skip(_UNWRITABLE)
             return
         if checked is None:
             self.tally.skip("label wholly outside its image")
             return
-        ann = checked
-        key = geometry_key(ann)
+        self._queue(checked, geometry_key(checked))
+
+    def add_mask(self, *, image_id: int, category_id: int, rle: dict[str, Any], iscrowd: bool) -> None:
+        """:meth:`add` for an accepted human mask label given by its parts, ``rle`` as
+        :func:`~labeler.core.geometry.check_rle` or :func:`~labeler.core.rle_batch.check_rles`
+        returned it (whole, compressed, ``str`` counts): skipped and counted as :meth:`add` does
+        when it is not of its image's size or is already in the project; stored by
+        :meth:`Project.add_masks` (whose door checks it again) without an :class:`Annotation`."""
+        width, height = self._size(image_id)
+        size = rle["size"]
+        if width is not None and (size[0] != height or size[1] != width):
+            self.tally.skip(_UNWRITABLE)
+            return
+        self._queue(PendingMask(image_id, category_id, rle, bool(iscrowd)), mask_key(image_id, category_id, rle))
+
+    def _queue(self, label: Annotation | PendingMask, key: tuple[Any, ...]) -> None:
         if key in self._seen:
             self.tally.skip("already in the project")
             return
         self._seen.add(key)
-        self.pending.append(ann)
+        self.pending.append(label)
         if len(self.pending) >= 2000:  # written as the import goes, so progress tells the truth
             self.flush()
 
@@ -557,10 +651,30 @@ class Writer:
         self.labelled.add(image_id)
 
     def flush(self) -> None:
-        if self.pending:
-            self.project.add_annotations(self.pending, log=False)
-            self.tally.annotations += len(self.pending)
-            self.pending = []
+        """Store what is queued, in the order it came (so the labels get their ids in that order):
+        each run of masks given by parts in one :meth:`Project.add_masks`, each run of the others
+        in one :meth:`Project.add_annotations`."""
+        start = 0
+        while start < len(self.pending):
+            masks = isinstance(self.pending[start], PendingMask)
+            stop = start + 1
+            while stop < len(self.pending) and isinstance(self.pending[stop], PendingMask) == masks:
+                stop += 1
+            run = self.pending[start:stop]
+            if masks:
+                parts = [m for m in run if isinstance(m, PendingMask)]
+                self.project.add_masks(
+                    image_ids=[m.image_id for m in parts],
+                    category_ids=[m.category_id for m in parts],
+                    rles=[m.rle for m in parts],
+                    iscrowd=[m.iscrowd for m in parts],
+                    log=False,
+                )
+            else:
+                self.project.add_annotations([a for a in run if isinstance(a, Annotation)], log=False)
+            self.tally.annotations += len(run)
+            start = stop
+        self.pending = []
 
     def finish(self, fmt: str, source: Path) -> None:
         self.flush()
