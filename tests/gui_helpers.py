@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer
 from PySide6.QtGui import QUndoStack
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
@@ -159,3 +160,27 @@ def close_window(win: MainWindow) -> None:
     win.shutdown()
     if win.project is not None:
         win.set_project(None)
+
+
+class Ticker:
+    """Counts the ticks of a 20 ms timer: proof that the UI thread keeps turning."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.start = time.monotonic()
+        self.longest_gap = 0.0
+        self._last = self.start
+        self.timer = QTimer()
+        self.timer.setInterval(20)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.longest_gap = max(self.longest_gap, now - self._last)
+        self._last = now
+        self.ticks += 1
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return time.monotonic() - self.start

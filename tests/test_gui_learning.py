@@ -5,16 +5,16 @@ localizer plugin on tiny generated projects; waits on signals, never sleeps."""
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
+from gui_helpers import Ticker
 from gui_support import make_project
 
 from labeler.core.annotation import Annotation, Kind, State
@@ -77,30 +77,6 @@ def window(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 def open_and_wait(qtbot: QtBot, win: MainWindow, root: Path) -> None:
     with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
         assert win.open_path(root)
-
-
-class Ticker:
-    """Counts the ticks of a 20 ms timer: proof that the UI thread keeps turning."""
-
-    def __init__(self) -> None:
-        self.ticks = 0
-        self.start = time.monotonic()
-        self.longest_gap = 0.0
-        self._last = self.start
-        self.timer = QTimer()
-        self.timer.setInterval(20)
-        self.timer.timeout.connect(self._tick)
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        self.longest_gap = max(self.longest_gap, now - self._last)
-        self._last = now
-        self.ticks += 1
-
-    def stop(self) -> float:
-        self.timer.stop()
-        return time.monotonic() - self.start
 
 
 def test_auto_label_this_image_in_a_worker(qtbot: QtBot, window: MainWindow, trained: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 pyvips = pytest.importorskip("pyvips")
 
-from gui_helpers import CanvasEnv, close_canvas, drag, make_project, open_canvas  # noqa: E402
-from PySide6.QtCore import QPointF, QTimer  # noqa: E402
+from gui_helpers import CanvasEnv, Ticker, close_canvas, drag, make_project, open_canvas  # noqa: E402
+from PySide6.QtCore import QPointF  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from pytestqt.qtbot import QtBot  # noqa: E402
 from tile_support import HEIGHT, WIDTH, pattern, write_pattern_tiff  # noqa: E402
@@ -28,28 +28,10 @@ from labeler.gui.canvas.tiled_layer import TileCache  # noqa: E402
 BACKGROUND = (48, 48, 48)
 
 
-class Ticker:
-    """Counts the ticks of a 20 ms timer: proof that the UI thread keeps turning."""
-
-    def __init__(self) -> None:
-        self.ticks = 0
-        self.start = time.monotonic()
-        self.longest_gap = 0.0
-        self._last = self.start
-        self.timer = QTimer()
-        self.timer.setInterval(20)
-        self.timer.timeout.connect(self._tick)
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        self.longest_gap = max(self.longest_gap, now - self._last)
-        self._last = now
-        self.ticks += 1
-
-    def stop(self) -> float:
-        self.timer.stop()
-        return time.monotonic() - self.start
+def show(qtbot: QtBot, canvas: AnnotationCanvas, image_id: int) -> None:
+    """Show ``image_id`` on ``canvas`` and wait until it is shown (its pyramid may be built first)."""
+    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
+        canvas.show_image(image_id)
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +87,7 @@ def test_a_gigapixel_image_opens_by_tiles_and_pans_while_a_20_ms_timer_ticks(
     notices: list[str] = []
     canvas._loader_signals.progress.connect(lambda *_: notices.append(canvas.view().notice()))
     ticker = Ticker()
-    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):  # the pyramid is built meanwhile
-        canvas.show_image(image_id)
+    show(qtbot, canvas, image_id)  # the pyramid is built meanwhile
     assert notices and notices[-1].startswith("Preparing the tiles of this 12,000 x 9,000 image")
     assert canvas.view().notice() == ""
     assert canvas.image_size() == (WIDTH, HEIGHT)
@@ -139,8 +120,7 @@ def test_a_gigapixel_image_opens_by_tiles_and_pans_while_a_20_ms_timer_ticks(
 def test_each_zoom_shows_the_level_that_matches_it(qtbot: QtBot, giga: tuple[CanvasEnv, int]) -> None:
     env, image_id = giga
     canvas = env.canvas
-    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
-        canvas.show_image(image_id)
+    show(qtbot, canvas, image_id)
     view = canvas.view()
     for zoom in (0.5, 1.0, 2.0):
         view.resetTransform()
@@ -169,8 +149,7 @@ def test_a_coarser_level_shows_while_the_tiles_load_and_paint_never_waits(
 ) -> None:
     env, image_id = giga
     canvas = env.canvas
-    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
-        canvas.show_image(image_id)
+    show(qtbot, canvas, image_id)
     gate = threading.Event()
     real_read = TilePyramid.read_tile
 
@@ -204,8 +183,7 @@ def test_a_coarser_level_shows_while_the_tiles_load_and_paint_never_waits(
 def test_labels_are_drawn_in_full_resolution_pixels(qtbot: QtBot, giga: tuple[CanvasEnv, int]) -> None:
     env, image_id = giga
     canvas = env.canvas
-    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
-        canvas.show_image(image_id)
+    show(qtbot, canvas, image_id)
     canvas.zoom_actual_size()
     canvas.view().centerOn(QPointF(9050, 7040))
     canvas.set_tool("box")
@@ -220,8 +198,7 @@ def test_mask_tools_say_no_on_an_image_over_the_mask_limit(
 ) -> None:
     env, image_id = giga
     canvas = env.canvas
-    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
-        canvas.show_image(image_id)
+    show(qtbot, canvas, image_id)
     monkeypatch.setenv("LABELER_MAX_PIXELS", "100000000")  # 108 MP is over it, as 1.6 GP is over 400 MP
     canvas.zoom_actual_size()
     canvas.view().centerOn(QPointF(6000, 4500))
@@ -274,8 +251,7 @@ def test_the_tile_cache_is_bounded_in_bytes() -> None:
 def test_panning_far_keeps_the_tile_cache_within_its_bound(qtbot: QtBot, giga: tuple[CanvasEnv, int]) -> None:
     env, image_id = giga
     canvas = env.canvas
-    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
-        canvas.show_image(image_id)
+    show(qtbot, canvas, image_id)
     cache = canvas.tiled_layer().cache()
     cache.max_bytes = 24 * 256 * 256 * 4  # a 640 x 480 view needs at most 12 tiles
     canvas.zoom_actual_size()
@@ -292,8 +268,7 @@ def test_panning_far_keeps_the_tile_cache_within_its_bound(qtbot: QtBot, giga: t
 def test_the_cache_is_reused_when_the_image_is_shown_again(qtbot: QtBot, giga: tuple[CanvasEnv, int]) -> None:
     env, image_id = giga
     canvas = env.canvas
-    with qtbot.waitSignal(canvas.imageShown, timeout=60_000):
-        canvas.show_image(image_id)
+    show(qtbot, canvas, image_id)
     pyramid = canvas.tiled_layer().pyramid()
     assert pyramid is not None
     stamp = pyramid.cache.stat().st_mtime_ns
