@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from labeler.assist import (
     Click,
     ImagePixels,
+    PyramidPixels,
     prepare,
     read_window,
     region_at,
@@ -158,6 +160,43 @@ def test_big_image_reads_only_a_window_of_a_reduced_level() -> None:
     mask = segment(prepared)
     area = mask.mask.sum()
     assert area == pytest.approx(np.pi * 1600**2, rel=0.08)
+
+
+def test_a_gigapixel_image_is_read_by_windows_from_its_pyramid(tmp_path: Path) -> None:
+    # a disk of radius 600 on a 2400 x 1800 image: its box's window is worked at about 1/5 scale,
+    # so it is read from the pyramid level of 1/4 size, and the mask matches the whole-image one
+    pyvips = pytest.importorskip("pyvips")
+    from labeler.core.tiles import open_pyramid
+
+    w, h = 2400, 1800
+    rng = np.random.default_rng(4)
+    image = np.clip(rng.normal(190, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+    truth = np.zeros((h, w), np.uint8)
+    cv2.circle(truth, (1200, 900), 600, 1, -1)
+    image[truth > 0] = (40, 80, 200)
+    path = tmp_path / "slide.tif"
+    vimage = pyvips.Image.new_from_memory(image.tobytes(), w, h, 3, "uchar")
+    vimage.tiffsave(str(path), tile=True, tile_width=256, tile_height=256, compression="deflate", bigtiff=True)
+    pyramid = open_pyramid(path, tmp_path / "tiles")
+    read: list[tuple[int, ...]] = []
+    real_read = pyramid.read_region
+
+    def counted(level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        read.append((level, width, height))
+        return real_read(level, x, y, width, height)
+
+    pyramid.read_region = counted  # type: ignore[method-assign]  # count what is read
+    source = PyramidPixels(pyramid)
+    box = (600.0, 300.0, 1201.0, 1201.0)
+    window = box_window(box, source.size)
+    from_pyramid = read_window(source, window)
+    whole = read_window(ImagePixels.of(image), window)
+    assert from_pyramid.shape == whole.shape
+    assert np.abs(from_pyramid.astype(int) - whole).mean() < 3.0
+    assert read and all(level == 2 and width * height < 400 * 400 for level, width, height in read)
+    mask = segment(prepare(source, box)).full(w, h)
+    assert iou(mask, truth > 0) > 0.95
+    assert iou(mask, segment(prepare(ImagePixels.of(image), box)).full(w, h)) > 0.97
 
 
 def test_read_window_converts_gray_and_bgrx() -> None:

@@ -193,6 +193,23 @@ def test_labels_are_drawn_in_full_resolution_pixels(qtbot: QtBot, giga: tuple[Ca
     assert env.project.image_size(image_id) == (WIDTH, HEIGHT)
 
 
+def test_the_assisted_tools_read_a_gigapixel_image_at_their_working_resolution(
+    qtbot: QtBot, giga: tuple[CanvasEnv, int]
+) -> None:
+    # not the small overview the canvas keeps: a box of 200 x 150 pixels is worked at full resolution
+    from labeler.assist import PyramidPixels, box_window, read_window
+
+    env, image_id = giga
+    canvas = env.canvas
+    show(qtbot, canvas, image_id)
+    source = canvas.image_pixels()
+    assert isinstance(source, PyramidPixels) and source.size == (WIDTH, HEIGHT)
+    window = box_window((5000, 4000, 200, 150), source.size)
+    assert window.scale == 1.0
+    seen = read_window(source, window)
+    assert np.array_equal(seen, pattern(window.x0, window.y0, window.width, window.height))
+
+
 def test_mask_tools_say_no_on_an_image_over_the_mask_limit(
     qtbot: QtBot, giga: tuple[CanvasEnv, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,14 +6,16 @@ benchmark (``benchmarks/bench_assist.py``) calls them directly."""
 from labeler.assist.grabcut import Click, MaskResult, Prepared, ProbabilityFn, prepare, segment
 from labeler.assist.regions import region_at, region_count
 from labeler.assist.scissors import simplify, snap_path
-from labeler.assist.window import ImagePixels, Window, box_window, read_window
+from labeler.assist.window import ImagePixels, PixelSource, PyramidPixels, Window, box_window, read_window
 
 __all__ = [
     "Click",
     "ImagePixels",
     "MaskResult",
+    "PixelSource",
     "Prepared",
     "ProbabilityFn",
+    "PyramidPixels",
     "Window",
     "box_window",
     "prepare",

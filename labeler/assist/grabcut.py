@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from labeler.assist import energy
-from labeler.assist.window import ImagePixels, Window, box_window, grown, is_gray, mask_to_window, read_window
+from labeler.assist.window import PixelSource, Window, box_window, grown, is_gray, mask_to_window, read_window
 
 #: GrabCut iterations for the box alone and after each click.
 BOX_ITERATIONS = 4
@@ -103,7 +103,7 @@ class MaskResult:
 
 
 def prepare(
-    source: ImagePixels,
+    source: PixelSource,
     box_xywh: tuple[float, float, float, float],
     *,
     probability: ProbabilityFn | None = None,

@@ -6,14 +6,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from labeler.assist.window import ImagePixels, Window, read_window
+from labeler.assist.window import PixelSource, Window, read_window
 
 #: Margin around the two points, in image pixels, and the largest working side.
 SNAP_MARGIN = 24
 SNAP_SIDE = 512
 
 
-def snap_path(source: ImagePixels, start: tuple[float, float], end: tuple[float, float]) -> np.ndarray:
+def snap_path(source: PixelSource, start: tuple[float, float], end: tuple[float, float]) -> np.ndarray:
     """The ``(N, 2)`` float image-pixel path from ``start`` to ``end`` (both included) along the
     strongest edges between them; a straight segment when the points coincide."""
     width, height = source.size

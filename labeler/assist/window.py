@@ -8,16 +8,20 @@ nothing here ever touches more of the image than the window.
 
 :class:`ImagePixels` says where the pixels come from: a full image, or a level of it decoded at
 1/``reduce`` size (what the canvas holds for a big image), as grayscale, RGB or the 32-bit
-``B, G, R, X`` layout Qt draws from.
+``B, G, R, X`` layout Qt draws from; :class:`PyramidPixels`, an image too big to hold, read by
+windows from its tile pyramid (:mod:`labeler.core.tiles`) at the level the working scale needs.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import cv2
 import numpy as np
+
+from labeler.core.tiles import TilePyramid
 
 #: Longest side, in working pixels, of the window the algorithms run on (crops are scaled down to it).
 WORK_SIDE = 280
@@ -51,6 +55,24 @@ class ImagePixels:
     def of(cls, image: np.ndarray) -> ImagePixels:
         """A full-resolution image array (grayscale or RGB)."""
         return cls(pixels=image, size=(int(image.shape[1]), int(image.shape[0])))
+
+
+@dataclass(frozen=True)
+class PyramidPixels:
+    """An image read window by window from its tile pyramid: each window comes from the coarsest
+    level that still has at least one pixel per working pixel, so a box on a 40,000 x 40,000 slide
+    reads a few tiles at the resolution the tools work at, never the whole image (nor only the
+    small overview the canvas holds)."""
+
+    pyramid: TilePyramid
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pyramid.size
+
+
+PixelSource: TypeAlias = ImagePixels | PyramidPixels
+"""Where the assisted tools read an image's pixels from."""
 
 
 @dataclass(frozen=True)
@@ -138,22 +160,42 @@ def is_gray(image: np.ndarray) -> bool:
     return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
-def read_window(source: ImagePixels, window: Window) -> np.ndarray:
+def _level_bounds(window: Window, reduce: int, level_w: int, level_h: int) -> tuple[int, int, int, int]:
+    """``(sx0, sy0, sx1, sy1)``: the pixels of a 1/``reduce`` level (``level_w`` x ``level_h``)
+    that cover ``window``."""
+    r = reduce
+    sx0, sy0 = min(level_w - 1, window.x0 // r), min(level_h - 1, window.y0 // r)
+    sx1, sy1 = max(sx0 + 1, min(level_w, -(-window.x1 // r))), max(sy0 + 1, min(level_h, -(-window.y1 // r)))
+    return sx0, sy0, sx1, sy1
+
+
+def read_window(source: PixelSource, window: Window) -> np.ndarray:
     """The window's pixels as ``window.work_shape + (3,)`` uint8 RGB (grayscale made RGB).
 
-    Reads only the window's part of ``source.pixels`` (mapped to its level when ``reduce > 1``)
-    and resizes that (area averaging when shrinking).
+    Reads only the window's part of the source (of its level when ``reduce > 1``, of the pyramid
+    level the working scale needs for a :class:`PyramidPixels`) and resizes that (area averaging
+    when shrinking).
     """
-    r = source.reduce
+    if isinstance(source, PyramidPixels):
+        pyramid = source.pyramid
+        # the coarsest level with a pixel per working pixel (level k holds 1 / 2**k of each side)
+        fitting = [lv for lv in pyramid.levels if lv.scale * window.scale <= 1.0 + 1e-9]
+        level = fitting[-1] if fitting else pyramid.levels[0]
+        sx0, sy0, sx1, sy1 = _level_bounds(window, level.scale, level.width, level.height)
+        part = pyramid.read_region(level.index, sx0, sy0, sx1 - sx0, sy1 - sy0)
+        return _to_work(part, window, level.scale, sx0, sy0, bgrx=False)
     px = source.pixels
-    ph, pw = px.shape[:2]
-    sx0, sy0 = min(pw - 1, window.x0 // r), min(ph - 1, window.y0 // r)
-    sx1, sy1 = max(sx0 + 1, min(pw, -(-window.x1 // r))), max(sy0 + 1, min(ph, -(-window.y1 // r)))
-    part = px[sy0:sy1, sx0:sx1]
+    sx0, sy0, sx1, sy1 = _level_bounds(window, source.reduce, px.shape[1], px.shape[0])
+    return _to_work(px[sy0:sy1, sx0:sx1], window, source.reduce, sx0, sy0, bgrx=source.bgrx)
+
+
+def _to_work(part: np.ndarray, window: Window, r: int, sx0: int, sy0: int, *, bgrx: bool) -> np.ndarray:
+    """``part``, the pixels ``[sx0, ...) x [sy0, ...)`` of a 1/``r`` level, cut and resized to
+    the window at its working scale, as RGB."""
     if part.ndim == 2 or part.shape[2] == 1:
         rgb = cv2.cvtColor(np.ascontiguousarray(part.reshape(part.shape[:2])), cv2.COLOR_GRAY2RGB)
     elif part.shape[2] == 4:
-        rgb = cv2.cvtColor(np.ascontiguousarray(part), cv2.COLOR_BGRA2RGB if source.bgrx else cv2.COLOR_RGBA2RGB)
+        rgb = cv2.cvtColor(np.ascontiguousarray(part), cv2.COLOR_BGRA2RGB if bgrx else cv2.COLOR_RGBA2RGB)
     else:
         rgb = np.ascontiguousarray(part)
     h, w = window.work_shape

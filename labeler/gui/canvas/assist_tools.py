@@ -23,7 +23,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPixmapItem, QGraphicsRectItem
 
-from labeler.assist import Click, ImagePixels, MaskResult, prepare, region_at, segment
+from labeler.assist import Click, MaskResult, PixelSource, prepare, region_at, segment
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.geometry import encode_mask
 from labeler.gui.canvas.edits import clamp_box
@@ -59,7 +59,7 @@ def _probability(project: Any, category_id: int, cache: dict[str, Any]) -> Any:
 
 
 def _compute(
-    source: ImagePixels,
+    source: PixelSource,
     box: tuple[float, float, float, float],
     clicks: list[Click],
     prepared: Any,
@@ -271,7 +271,7 @@ class AssistTool(BoxDragTool):
         self.canvas.change(pairs, "Accept region")
 
 
-def _snap(source: ImagePixels, a: tuple[float, float], b: tuple[float, float]) -> np.ndarray:
+def _snap(source: PixelSource, a: tuple[float, float], b: tuple[float, float]) -> np.ndarray:
     from labeler.assist import simplify, snap_path
 
     return simplify(snap_path(source, a, b), 0.7)

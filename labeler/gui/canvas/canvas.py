@@ -21,7 +21,7 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QThreadPool, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QGraphicsScene, QMenu, QVBoxLayout, QWidget
 
-from labeler.assist.window import ImagePixels
+from labeler.assist.window import ImagePixels, PixelSource, PyramidPixels
 from labeler.core.annotation import Annotation, Category, Kind, State, as_human
 from labeler.core.geometry import annotation_box
 from labeler.core.proposal_filter import ProposalFilter
@@ -239,9 +239,13 @@ class AnnotationCanvas(QWidget):
         """``(width, height)`` of the shown image in pixels; ``(0, 0)`` before it is decoded."""
         return self._image_layer.image_size()
 
-    def image_pixels(self) -> ImagePixels | None:
-        """The finest pixels of the shown image held in memory, for the assisted tools (a view of
-        them, no copy), or ``None`` before the image is decoded."""
+    def image_pixels(self) -> PixelSource | None:
+        """Where the assisted tools read the shown image: for a gigapixel image its tile pyramid
+        (each window read at the resolution the tools work at); otherwise the finest pixels held
+        in memory (a view of them, no copy). ``None`` before the image is decoded."""
+        pyramid = self._tiles.pyramid()
+        if pyramid is not None:
+            return PyramidPixels(pyramid)
         level = self._image_layer.finest_level()
         if level is None:
             return None

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QGraphicsScene
 if TYPE_CHECKING:
     import numpy as np
 
-    from labeler.assist.window import ImagePixels
+    from labeler.assist.window import PixelSource
     from labeler.core.annotation import Annotation, Category
     from labeler.core.store import Project
     from labeler.gui.canvas.items import AnnotationItem
@@ -45,7 +45,7 @@ class ToolHost(Protocol):
         """``(width, height)`` of the shown image; ``(0, 0)`` before it is decoded."""
         ...
 
-    def image_pixels(self) -> ImagePixels | None: ...
+    def image_pixels(self) -> PixelSource | None: ...
     def scene(self) -> QGraphicsScene:
         """Where a tool adds its temporary feedback items (and removes them)."""
         ...
