@@ -13,7 +13,7 @@ import pytest
 
 pyvips = pytest.importorskip("pyvips")
 
-from labeler.core.annotation import Kind, State  # noqa: E402
+from labeler.core.annotation import Category, Kind, State  # noqa: E402
 from labeler.core.store import ModelVersion, Project  # noqa: E402
 from labeler.core.tiles import TilePyramid  # noqa: E402
 from labeler.learning import tiled  # noqa: E402
@@ -196,3 +196,165 @@ def test_closing_the_run_stops_an_image_between_batches_of_tiles(tmp_path, monke
     assert len(plugin.shapes) < 56
     assert not project.annotations(states=[State.PROPOSED])
     project.close()
+
+
+class ColourSegmenter:
+    """A hand-built segmentation network (3 x 3 receptive field, as the plugin contract wants:
+    ``(1, K + 1, h, w)`` logits): red regions are class 1, green ones class 2, the rest background,
+    from the plugin's normalised input."""
+
+    def __init__(self) -> None:
+        import torch
+
+        conv = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        weight = torch.zeros(3, 3, 3, 3)
+        weight[0, :, 1, 1] = torch.tensor([0.0, 0.0, 1.0])  # background: blue
+        weight[1, :, 1, 1] = torch.tensor([1.0, 0.0, 0.0])
+        weight[2, :, 1, 1] = torch.tensor([0.0, 1.0, 0.0])
+        weight[:, :, 0, 1] = weight[:, :, 1, 1] * 0.25  # a little context from above and below
+        weight[:, :, 2, 1] = weight[:, :, 1, 1] * 0.25
+        conv.weight.data = weight * 4.0
+        self.conv = conv.eval()
+
+    def __call__(self, x: Any) -> Any:
+        return self.conv(x)
+
+    def eval(self) -> ColourSegmenter:
+        return self
+
+
+def _picture(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Blue background, red and green discs and bars of many sizes (specks included) everywhere,
+    many of them across tile edges."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[..., 2] = 200
+    for _ in range(60):
+        colour = (230, 0, 0) if rng.random() < 0.5 else (0, 230, 0)
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        cv2.circle(pixels, (x, y), int(rng.integers(1, 90)), colour, -1)
+    for _ in range(8):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        cv2.rectangle(pixels, (x, y), (x + int(rng.integers(200, 900)), y + 12), (230, 0, 0), -1)
+    for _ in range(200):  # specks of 1-3 pixels: absorbed by their neighbours, as on a whole image
+        x, y = int(rng.integers(0, width - 3)), int(rng.integers(0, height - 3))
+        pixels[y : y + int(rng.integers(1, 4)), x : x + int(rng.integers(1, 4))] = (0, 230, 0)
+    return pixels
+
+
+def _painted(proposals, classes, shape):
+    from labeler.core.geometry import decode_rle
+
+    out = np.zeros(shape, dtype=np.uint8)
+    index = {c.id: k for k, c in enumerate(classes, start=1)}
+    for p in proposals:
+        mask = decode_rle(p.rle)
+        assert not (out[mask] > 0).any()  # regions never overlap
+        out[mask] = index[p.category_id]
+    return out
+
+
+def test_segmenter_by_tiles_equals_the_whole_image_prediction(tmp_path):
+    from labeler.learning.api import resolve_settings
+    from labeler.learning.predict import predict_image
+    from labeler_segmenter.plugin import SegmenterPlugin
+
+    plugin = SegmenterPlugin()
+    project = Project.create(tmp_path / "proj")
+    classes = (project.add_category("red"), project.add_category("green"))
+    settings = resolve_settings(plugin, {"max_side": 4096, "min_region": 16})
+    version = project.add_model_version(
+        ModelVersion(plugin=plugin.name, settings=settings, categories=(1, 2), checkpoint="x.safetensors")
+    )
+    loaded = LoadedModel(plugin, version, ColourSegmenter(), classes, settings, "cpu")
+    width, height = 1900, 1300
+    pixels = _picture(width, height)
+    path = project.root / "big.tif"
+    pyvips.Image.new_from_array(pixels).tiffsave(str(path), tile=True, tile_width=256, tile_height=256)
+    from labeler.core.tiles import probe
+
+    info = probe(path)
+    whole = predict_image(plugin, loaded.model, pixels, classes=classes, settings=settings)
+    by_tiles = tiled.predict_tiled(loaded, path, info, cache_dir=project.root / ".tiles", side=512, overlap=128)
+    expected = whole.extra["label_map"]
+    got = _painted(by_tiles.proposals, classes, (height, width))
+    # the network sees 1 pixel around each pixel, far inside the 64 pixels each tile keeps from
+    # its edges, and small regions are absorbed with their whole neighbourhood in view: the same map
+    assert np.array_equal(got, expected)
+    assert len(by_tiles.proposals) == len(whole.proposals) > 40
+    by_mask = {p.rle["counts"]: p.score for p in whole.proposals}
+    assert all(by_mask[p.rle["counts"]] == pytest.approx(p.score, abs=1e-5) for p in by_tiles.proposals)
+    assert by_tiles.uncertainty == pytest.approx(whole.uncertainty, abs=1e-5)
+    project.close()
+
+
+def test_segmenter_by_tiles_refuses_masks_over_the_pixel_limit(tmp_path, monkeypatch):
+    from labeler.core.images import ImageError
+    from labeler.core.tiles import probe
+    from labeler_segmenter.plugin import SegmenterPlugin
+
+    monkeypatch.setenv("LABELER_MAX_PIXELS", str(1000 * 1000))
+    plugin = SegmenterPlugin()
+    path = tmp_path / "big.tif"
+    pyvips.Image.new_from_array(_picture(1200, 1000)).tiffsave(str(path), tile=True)
+    classes = ()
+    loaded = LoadedModel(plugin, ModelVersion("segmenter", {}, (), "x"), ColourSegmenter(), classes, {}, "cpu")
+    with pytest.raises(ImageError, match="No masks on this 1,200 x 1,000 image"):
+        tiled.predict_tiled(loaded, path, probe(path), cache_dir=tmp_path, side=512)
+
+
+def test_auto_label_segments_a_huge_image_by_bands_never_holding_it_whole(tmp_path, monkeypatch):
+    from labeler.learning.api import resolve_settings
+    from labeler_segmenter.plugin import SegmenterPlugin
+
+    plugin = SegmenterPlugin()
+    project = Project.create(tmp_path / "proj")
+    classes = (project.add_category("red"), project.add_category("green"))
+    settings = resolve_settings(plugin, {"max_side": 4096, "min_region": 16})
+    version = project.add_model_version(
+        ModelVersion(plugin=plugin.name, settings=settings, categories=(1, 2), checkpoint="x.safetensors"),
+        activate=True,
+    )
+    loaded = LoadedModel(plugin, version, ColourSegmenter(), classes, settings, "cpu")
+    width, height = 6000, 1500  # a side over TILED_TIFF_ABOVE_SIDE: auto-labelled by tiles
+    pixels = _picture(width, height, seed=3)
+    path = project.root / "wide.tif"
+    pyvips.Image.new_from_array(pixels).tiffsave(str(path), tile=True, tile_width=256, tile_height=256)
+    del pixels
+    project.add_images([path])
+    image_id = project.images()[0].id
+    result = auto_label(project, loaded, [image_id])
+    assert result.images == 1 and not result.failed and result.proposals > 40
+    masks = project.annotations(image_id, states=[State.PROPOSED])
+    assert all(a.kind is Kind.MASK and list(a.rle["size"]) == [height, width] for a in masks)
+    project.close()
+
+
+def test_segmenter_memory_by_tiles_does_not_grow_with_the_image(tmp_path):
+    """Three times the width, the same peak: bands are the image's height by a tile column, the
+    rest is a batch of tiles; only the mask runs grow with the image."""
+    import torch  # noqa: F401 - its import's own objects are not the run's
+
+    from labeler.core.tiles import probe
+    from labeler.learning.api import resolve_settings
+    from labeler_segmenter.plugin import SegmenterPlugin
+
+    plugin = SegmenterPlugin()
+    settings = resolve_settings(plugin, {"max_side": 4096, "min_region": 16})
+    classes = (Category(1, "red", (255, 0, 0)), Category(2, "green", (0, 255, 0)))
+    loaded = LoadedModel(
+        plugin, ModelVersion("segmenter", settings, (1, 2), "x"), ColourSegmenter(), classes, settings, "cpu"
+    )
+    peaks = []
+    for width in (4000, 12000):
+        path = tmp_path / f"wide{width}.tif"
+        pyvips.Image.new_from_array(_picture(width, 1200, seed=5)).tiffsave(str(path), tile=True)
+        tracemalloc.start()
+        prediction = tiled.predict_tiled(loaded, path, probe(path), cache_dir=tmp_path, side=1024, batch=2)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert prediction.proposals
+    assert peaks[1] < 1.25 * peaks[0]
+    assert peaks[1] < 12000 * 1200 * 4  # under one full-size int32 region map (58 MB)

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from labeler.core.tiles import SourceInfo, TilePyramid
     from labeler.learning.checkpoints import LoadedModel
 
-TILED_TASKS = ("detection",)
+TILED_TASKS = ("detection", "segmentation")
 """Plugin tasks that auto-label huge images by tiles."""
 OVERLAP_FRACTION = 0.25
 """Overlap of neighbouring tiles, as a fraction of the tile side: at least the largest object."""
@@ -226,6 +226,7 @@ def predict_tiled(
     from labeler.core.images import mask_refusal
 
     batch = TILE_BATCH if batch is None else max(1, batch)
+    batch = TILE_BATCH if batch is None else max(1, batch)
     width, height = info.upright_size
     task = loaded.plugin.task
     if task == "segmentation":
@@ -237,6 +238,10 @@ def predict_tiled(
     run = _Run(cancel, progress)
     if task == "detection":
         prediction = _detect(loaded, reader, grid, batch=batch, run=run)
+    elif task == "segmentation":
+        from labeler.learning.tiled_masks import segment_tiled
+
+        prediction = segment_tiled(loaded, reader, grid, batch=batch, step=run.step)
     else:
         raise ValueError(f"plugins of task {task!r} do not predict by tiles")
     return check_prediction(loaded.plugin, prediction, image_shape=(height, width), classes=loaded.classes)
