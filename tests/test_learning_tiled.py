@@ -358,3 +358,13 @@ def test_segmenter_memory_by_tiles_does_not_grow_with_the_image(tmp_path):
         assert prediction.proposals
     assert peaks[1] < 1.25 * peaks[0]
     assert peaks[1] < 12000 * 1200 * 4  # under one full-size int32 region map (58 MB)
+
+
+def test_tiles_are_the_size_of_the_training_images(tmp_path):
+    project = Project.create(tmp_path / "proj")
+    assert tiled.tile_side(project) == tiled.DEFAULT_TILE_SIDE  # nothing learnt from yet
+    project.add_images([f"a{k}.jpg" for k in range(3)], sizes=[(640, 480), (800, 600), (900, 700)])
+    project.set_done_many([r.id for r in project.images()])
+    assert tiled.tile_side(project, "detection") == 800  # the median long side of the done images
+    assert tiled.tile_side(project, "segmentation") == tiled.MAX_SEGMENT_TILE_SIDE
+    project.close()

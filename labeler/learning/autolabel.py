@@ -21,10 +21,14 @@ annotations are never touched; see ``Project.replace_proposals``), leave out tho
 accepted or rejected label (:mod:`labeler.core.duplicates`), carry the version id and the
 score, and the image's uncertainty is stored for "next most uncertain".
 
-One image never costs more than a stated budget: an image over
-:data:`labeler.learning.bigimages.PREDICT_PIXELS` is decoded small and predicted at a reduced size,
-its proposals scaled back; an image that cannot be read, is not a regular file (a pipe, a device)
-or runs out of memory is skipped and reported while the run goes on.
+One image never costs more than a stated budget: an image read through a tile pyramid (over
+100 MP, or a tiled TIFF with a side over 4096) is predicted by a detection or segmentation plugin
+by overlapping full-resolution tiles, stitched (:mod:`labeler.learning.tiled`; progress per batch
+of tiles in :attr:`AutoLabelProgress.tiles`, cancel between batches); another image over
+:data:`labeler.learning.bigimages.PREDICT_PIXELS` (and any image for the localizer) is decoded
+small and predicted at a reduced size, its proposals scaled back; an image that cannot be read (a
+corrupt tile), is not a regular file (a pipe, a device) or runs out of memory is skipped and
+reported while the run goes on, its earlier proposals kept.
 """
 
 from __future__ import annotations
@@ -232,29 +236,28 @@ class _Loaded:
 class _Tiling:
     """What the streams need to predict huge images by tiles (:mod:`labeler.learning.tiled`): the
     pyramid cache, the tile side (from the project, once), the run's cancel, and the tiles done of
-    the image being tiled (by position in the run), for the progress reports."""
+    the images being tiled (by position in the run), for the progress reports."""
 
     project: Project
     cancel: threading.Event = field(default_factory=threading.Event)
-    progress: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    progress: dict[int, tuple[int, int]] = field(default_factory=dict)
     _side: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def side(self) -> int:
+    def side(self, task: str) -> int:
         from labeler.learning.tiled import tile_side
 
         with self._lock:
             if self._side is None:
-                self._side = tile_side(self.project)
+                self._side = tile_side(self.project, task)
             return self._side
 
-    def predict(self, loaded: LoadedModel, path: Path, info: Any) -> Prediction:
+    def predict(self, loaded: LoadedModel, path: Path, info: Any, position: int) -> Prediction:
         from labeler.core.tiles import pyramid_cache_dir
         from labeler.learning.tiled import predict_tiled
 
         def progress(done: int, total: int) -> None:
-            self.progress[path] = (done, total)
+            self.progress[position] = (done, total)
 
         try:
             return predict_tiled(
@@ -262,12 +265,12 @@ class _Tiling:
                 path,
                 info,
                 cache_dir=pyramid_cache_dir(self.project.root),
-                side=self.side,
+                side=self.side(loaded.plugin.task),
                 cancel=self.cancel,
                 progress=progress,
             )
         finally:
-            self.progress.pop(path, None)
+            self.progress.pop(position, None)
 
 
 def _decode(path: Path, side: int | None) -> tuple[Any, tuple[int, int], tuple[int, int]]:
@@ -295,7 +298,9 @@ def _decode(path: Path, side: int | None) -> tuple[Any, tuple[int, int], tuple[i
     return image, shape, work
 
 
-def _load(path: Path, loaded: LoadedModel, side: int | None, tiling: _Tiling | None = None) -> _Loaded:
+def _load(
+    path: Path, loaded: LoadedModel, side: int | None, tiling: _Tiling | None = None, position: int = 0
+) -> _Loaded:
     """Decode an image (as small as ``side`` and the memory budget allow, see :func:`_decode`) and
     make its network input (on the CPU); or, for an image that ``tiling`` predicts by tiles, its
     whole prediction. An unreadable image (a corrupt tile), or one that does not fit in memory,
@@ -308,7 +313,7 @@ def _load(path: Path, loaded: LoadedModel, side: int | None, tiling: _Tiling | N
             info = tiled_info(path, loaded.plugin.task)
             if info is not None:
                 width, height = info.upright_size
-                prediction = tiling.predict(loaded, path, info)
+                prediction = tiling.predict(loaded, path, info, position)
                 return _Loaded(shape=(height, width), work=(height, width), prediction=prediction)
         except PluginError as exc:
             return _Loaded(plugin_error=exc)
@@ -400,10 +405,11 @@ def _run_task(
     batch_size: int,
     on_gpu: bool,
     tiling: _Tiling | None = None,
+    first: int = 0,
 ) -> _Task:
     """Carry consecutive images through: decode and inputs, the network (see :func:`_batches`), proposals."""
     start = time.monotonic()
-    ready = [_load(path, loaded, side, tiling) for path in paths]
+    ready = [_load(path, loaded, side, tiling, first + n) for n, path in enumerate(paths)]
     elements = sum(r.x.numel() for r in ready if r.x is not None)
     failure = next((r.plugin_error for r in ready if r.plugin_error is not None), None)
     if failure is not None:
@@ -513,8 +519,7 @@ def iter_auto_label(
                         break
                     except FutureTimeout:
                         tiling = tasks.tiling.progress.copy()
-                    for path, tiles in tiling.items():
-                        position = tasks.positions.get(path, first)
+                    for position, tiles in tiling.items():
                         elapsed = time.monotonic() - start
                         yield AutoLabelProgress(
                             done=position,
@@ -614,7 +619,6 @@ class _Tasks:
         self.submitted = 0  # images handed to the streams so far
         self.task_size = 1
         self.tiling = _Tiling(project)
-        self.positions: dict[Path, int] = {}  # image path -> position, for the tiles' progress
 
     def submit(self) -> None:
         """Keep every stream busy with one task and the next one waiting."""
@@ -623,8 +627,6 @@ class _Tasks:
             paths = [
                 project.root / project.image(i).path for i in ids[self.submitted : self.submitted + self.task_size]
             ]
-            for offset, path in enumerate(paths):
-                self.positions[path] = self.submitted + offset
             self.queued.append(
                 (
                     self.submitted,
@@ -636,6 +638,7 @@ class _Tasks:
                         batch_size=self.batch_size,
                         on_gpu=self.on_gpu,
                         tiling=self.tiling,
+                        first=self.submitted,
                     ),
                 )
             )

@@ -64,6 +64,10 @@ DEFAULT_TILE_SIDE = 1024
 """Tile side (full-resolution pixels) when the project has no done image of known size."""
 MIN_TILE_SIDE = 256
 MAX_TILE_SIDE = 4096
+MAX_SEGMENT_TILE_SIDE = 512
+"""Largest segmentation tile: the segmenter runs at full resolution (its ``scale``) on any tile up
+to its ``max_side``, so a smaller tile changes nothing but memory, which grows with the tile's
+area (its default network peaks near 0.9 GB of RSS on a 1024 x 1024 input, 0.3 GB on 512)."""
 TILE_BATCH = 8
 """Tiles read, and sent through the network, at once."""
 EDGE_MARGIN = 0.01
@@ -138,12 +142,13 @@ def tiled_info(path: Path, task: str) -> SourceInfo | None:
     return pyramid_info(path)
 
 
-def tile_side(project: Project) -> int:
-    """The tile side for this project's models (see the module docstring)."""
+def tile_side(project: Project, task: str = "detection") -> int:
+    """The tile side for this project's models of ``task`` (see the module docstring); for
+    segmentation at most :data:`MAX_SEGMENT_TILE_SIDE`."""
     sides = [max(r.width, r.height) for r in project.images(done=True) if r.width and r.height]
-    if not sides:
-        return DEFAULT_TILE_SIDE
-    return int(min(MAX_TILE_SIDE, max(MIN_TILE_SIDE, round(float(np.median(sides))))))
+    side = DEFAULT_TILE_SIDE if not sides else round(float(np.median(sides)))
+    side = int(min(MAX_TILE_SIDE, max(MIN_TILE_SIDE, side)))
+    return min(side, MAX_SEGMENT_TILE_SIDE) if task == "segmentation" else side
 
 
 def open_full_resolution(path: Path, cache_dir: Path, info: SourceInfo) -> TilePyramid:
@@ -177,14 +182,21 @@ def _read_ahead(
 
 
 def tile_outputs(loaded: LoadedModel, tiles: Sequence[np.ndarray], *, device: str | None = None) -> list[Any]:
-    """The network's outputs for each tile (one forward pass for same-shaped tiles)."""
+    """The network's outputs for each tile: one forward pass for same-shaped tiles on a GPU, or
+    on the CPU for inputs small enough to batch there (auto-labelling's own rule,
+    :data:`~labeler.learning.autolabel.CPU_BATCH_IMAGE_ELEMENTS`), else one by one (a batch of
+    eight 1024 x 1024 segmenter inputs would hold gigabytes of activations)."""
     import torch
 
-    from labeler.learning.autolabel import _split_outputs
+    from labeler.learning.autolabel import BATCH_ELEMENTS, CPU_BATCH_IMAGE_ELEMENTS, _split_outputs
 
     device = loaded.device if device is None else device
     xs = [network_input(loaded.plugin, t, settings=loaded.settings, device="cpu") for t in tiles]
-    if len(xs) > 1 and all(x.shape == xs[0].shape for x in xs):
+    on_gpu = str(device).startswith("cuda")
+    small = all(
+        x.numel() * (len(xs) if on_gpu else 1) <= (BATCH_ELEMENTS if on_gpu else CPU_BATCH_IMAGE_ELEMENTS) for x in xs
+    )
+    if len(xs) > 1 and small and all(x.shape == xs[0].shape for x in xs):
         split = _split_outputs(forward(loaded.plugin, loaded.model, torch.cat(xs).to(device)), len(xs))
         if split is not None:
             return split
