@@ -21,18 +21,24 @@ annotations are never touched; see ``Project.replace_proposals``), leave out tho
 accepted or rejected label (:mod:`labeler.core.duplicates`), carry the version id and the
 score, and the image's uncertainty is stored for "next most uncertain".
 
-One image never costs more than a stated budget: an image over
-:data:`labeler.learning.bigimages.PREDICT_PIXELS` is decoded small and predicted at a reduced size,
-its proposals scaled back; an image that cannot be read, is not a regular file (a pipe, a device)
-or runs out of memory is skipped and reported while the run goes on.
+One image never costs more than a stated budget: an image read through a tile pyramid (over
+100 MP, or a tiled TIFF with a side over 4096) is predicted by a detection or segmentation plugin
+by overlapping full-resolution tiles, stitched (:mod:`labeler.learning.tiled`; progress per batch
+of tiles in :attr:`AutoLabelProgress.tiles`, cancel between batches); another image over
+:data:`labeler.learning.bigimages.PREDICT_PIXELS` (and any image for the localizer) is decoded
+small and predicted at a reduced size, its proposals scaled back; an image that cannot be read (a
+corrupt tile), is not a regular file (a pipe, a device) or runs out of memory is skipped and
+reported while the run goes on, its earlier proposals kept.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -115,6 +121,10 @@ class AutoLabelProgress:
     elapsed: float
     images_per_second: float
     error: str | None = None
+    tiles: tuple[int, int] | None = None
+    """While an image is predicted by tiles (:mod:`labeler.learning.tiled`): ``(tiles done, tiles
+    in all)``. Such a step reports no finished image (``done`` counts the images before it;
+    ``proposals`` is 0); the step after the last tile reports the image."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,8 @@ memory stays bounded (a run is never shorter than one image)."""
 MAX_WORKERS = 8
 """Default number of streams: one per core, up to this many (more would hold more images in
 memory at once for little gain)."""
+TILE_PROGRESS_SECONDS = 0.5
+"""While an image is predicted by tiles, its progress is reported this often."""
 
 
 def _split_outputs(outputs: Any, n: int) -> list[Any] | None:
@@ -196,7 +208,7 @@ def _forward_group(loaded: LoadedModel, group: Sequence[_Loaded]) -> list[Any]:
     import torch
 
     if group[0].x is None:
-        return [None]
+        return [None] * len(group)
     if len(group) > 1:
         batch = torch.cat([g.x for g in group]).to(loaded.device)
         split = _split_outputs(forward(loaded.plugin, loaded.model, batch), len(group))
@@ -216,6 +228,49 @@ class _Loaded:
     error: str | None = None
     plugin_error: BaseException | None = None
     work: tuple[int, int] | None = None
+    prediction: Prediction | None = None
+    """Already made, for an image predicted by tiles (it has no ``x``)."""
+
+
+@dataclass
+class _Tiling:
+    """What the streams need to predict huge images by tiles (:mod:`labeler.learning.tiled`): the
+    pyramid cache, the tile side (from the project, once), the run's cancel, and the tiles done of
+    the images being tiled (by position in the run), for the progress reports."""
+
+    project: Project
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _side: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def side(self, task: str) -> int:
+        from labeler.learning.tiled import tile_side
+
+        with self._lock:
+            if self._side is None:
+                self._side = tile_side(self.project, task)
+            return self._side
+
+    def predict(self, loaded: LoadedModel, path: Path, info: Any, position: int) -> Prediction:
+        from labeler.core.tiles import pyramid_cache_dir
+        from labeler.learning.tiled import predict_tiled
+
+        def progress(done: int, total: int) -> None:
+            self.progress[position] = (done, total)
+
+        try:
+            return predict_tiled(
+                loaded,
+                path,
+                info,
+                cache_dir=pyramid_cache_dir(self.project.root),
+                side=self.side(loaded.plugin.task),
+                cancel=self.cancel,
+                progress=progress,
+            )
+        finally:
+            self.progress.pop(position, None)
 
 
 def _decode(path: Path, side: int | None) -> tuple[Any, tuple[int, int], tuple[int, int]]:
@@ -243,11 +298,31 @@ def _decode(path: Path, side: int | None) -> tuple[Any, tuple[int, int], tuple[i
     return image, shape, work
 
 
-def _load(path: Path, loaded: LoadedModel, side: int | None) -> _Loaded:
+def _load(
+    path: Path, loaded: LoadedModel, side: int | None, tiling: _Tiling | None = None, position: int = 0
+) -> _Loaded:
     """Decode an image (as small as ``side`` and the memory budget allow, see :func:`_decode`) and
-    make its network input (on the CPU). An unreadable image, or one that does not fit in memory,
+    make its network input (on the CPU); or, for an image that ``tiling`` predicts by tiles, its
+    whole prediction. An unreadable image (a corrupt tile), or one that does not fit in memory,
     is an ``error`` (reported, skipped); a plugin failing in ``inputs`` is a ``plugin_error``
     (raised)."""
+    from labeler.learning.tiled import TilingCancelled, tiled_info
+
+    if tiling is not None:
+        try:
+            info = tiled_info(path, loaded.plugin.task)
+            if info is not None:
+                width, height = info.upright_size
+                prediction = tiling.predict(loaded, path, info, position)
+                return _Loaded(shape=(height, width), work=(height, width), prediction=prediction)
+        except PluginError as exc:
+            return _Loaded(plugin_error=exc)
+        except TilingCancelled as exc:
+            return _Loaded(error=str(exc))
+        except MemoryError:
+            return _Loaded(error="the image does not fit in memory")
+        except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the run
+            return _Loaded(error=f"{type(exc).__name__}: {exc}")
     try:
         image, shape, work = _decode(path, side)
     except MemoryError:
@@ -271,6 +346,8 @@ def _predict(loaded: LoadedModel, ready: _Loaded, outputs: Any) -> Prediction | 
 
     if ready.shape is None:
         return None
+    if ready.prediction is not None:
+        return ready.prediction
     work = ready.work or ready.shape
     prediction = outputs_to_prediction(
         loaded.plugin, outputs, image_shape=work, classes=loaded.classes, settings=loaded.settings
@@ -320,10 +397,19 @@ class _Task:
     input_elements: int
 
 
-def _run_task(loaded: LoadedModel, paths: Sequence[Path], side: int | None, *, batch_size: int, on_gpu: bool) -> _Task:
+def _run_task(
+    loaded: LoadedModel,
+    paths: Sequence[Path],
+    side: int | None,
+    *,
+    batch_size: int,
+    on_gpu: bool,
+    tiling: _Tiling | None = None,
+    first: int = 0,
+) -> _Task:
     """Carry consecutive images through: decode and inputs, the network (see :func:`_batches`), proposals."""
     start = time.monotonic()
-    ready = [_load(path, loaded, side) for path in paths]
+    ready = [_load(path, loaded, side, tiling, first + n) for n, path in enumerate(paths)]
     elements = sum(r.x.numel() for r in ready if r.x is not None)
     failure = next((r.plugin_error for r in ready if r.plugin_error is not None), None)
     if failure is not None:
@@ -426,7 +512,25 @@ def iter_auto_label(
         with _torch_threads(threads):
             tasks.submit()
             while tasks.queued:
-                first, task = tasks.take()
+                first, future = tasks.queued.popleft()
+                while True:  # an image predicted by tiles reports its tiles meanwhile
+                    try:
+                        task = future.result(timeout=TILE_PROGRESS_SECONDS)
+                        break
+                    except FutureTimeout:
+                        tiling = tasks.tiling.progress.copy()
+                    for position, tiles in tiling.items():
+                        elapsed = time.monotonic() - start
+                        yield AutoLabelProgress(
+                            done=position,
+                            total=len(ids),
+                            image_id=ids[position],
+                            proposals=0,
+                            uncertainty=None,
+                            elapsed=elapsed,
+                            images_per_second=position / elapsed if elapsed > 0 else 0.0,
+                            tiles=tiles,
+                        )
                 tasks.task_size = _next_task_size(
                     task, left=len(ids) - tasks.submitted, streams=streams, chunk_seconds=chunk_seconds
                 )
@@ -514,6 +618,7 @@ class _Tasks:
         self.queued: deque[tuple[int, Future[_Task]]] = deque()
         self.submitted = 0  # images handed to the streams so far
         self.task_size = 1
+        self.tiling = _Tiling(project)
 
     def submit(self) -> None:
         """Keep every stream busy with one task and the next one waiting."""
@@ -526,19 +631,23 @@ class _Tasks:
                 (
                     self.submitted,
                     self.pool.submit(
-                        _run_task, self.loaded, paths, self.side, batch_size=self.batch_size, on_gpu=self.on_gpu
+                        _run_task,
+                        self.loaded,
+                        paths,
+                        self.side,
+                        batch_size=self.batch_size,
+                        on_gpu=self.on_gpu,
+                        tiling=self.tiling,
+                        first=self.submitted,
                     ),
                 )
             )
             self.submitted += len(paths)
 
-    def take(self) -> tuple[int, _Task]:
-        """The oldest task's first position and its result (waiting for it)."""
-        first, future = self.queued.popleft()
-        return first, future.result()
-
     def close(self) -> None:
-        """Drop the tasks not yet taken (those running finish first)."""
+        """Drop the tasks not yet taken (those running finish first; an image being predicted by
+        tiles stops at its next batch of tiles)."""
+        self.tiling.cancel.set()
         for _, future in self.queued:
             future.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -578,6 +687,13 @@ def auto_label(
     steps = iter_auto_label(project, loaded, image_ids, write_every=write_every, batch_size=batch_size, workers=workers)
     try:
         for step in steps:
+            if step.tiles is not None:  # an image by tiles, under way
+                if should_stop is not None and should_stop():
+                    cancelled = True
+                    break
+                if progress is not None:
+                    progress(step)
+                continue
             if step.error is not None:
                 failed[step.image_id] = step.error
             else:
