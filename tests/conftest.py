@@ -52,17 +52,28 @@ def pg_server():
     server.stop()
 
 
-_databases = iter(range(1, 1_000_000))
-
-
 @pytest.fixture
 def pg_url(pg_server) -> str:
     """The URL of a new, empty PostgreSQL database on the session's server."""
-    return str(pg_server.create_database(f"t{next(_databases)}"))
+    from backends import new_database_name
+
+    return str(pg_server.create_database(new_database_name()))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def make_project(request: pytest.FixtureRequest):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest):
+    """The store a test's projects go in (a :class:`backends.Backend`): each test using it runs on
+    SQLite and on PostgreSQL (skipped, with the reason, where no server can be started). Module
+    scope, so that a module's fixtures that build a project once can use it too."""
+    from backends import Backend
+
+    if request.param == "postgresql":
+        return Backend("postgresql", request.getfixturevalue("pg_server"))
+    return Backend("sqlite")
+
+
+@pytest.fixture
+def make_project(backend):
     """``make_project(folder)``: a new project whose images are relative to ``folder``, in that
     folder (SQLite) or in a new PostgreSQL database with ``folder`` as its image root; each test
     using it runs on both backends. Every project it made is closed at the end."""
@@ -71,16 +82,7 @@ def make_project(request: pytest.FixtureRequest):
     made: list[Project] = []
 
     def make(folder: Path) -> Project:
-        if request.param == "postgresql":
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            project = Project.create(
-                request.getfixturevalue("pg_url")
-                if not made
-                else request.getfixturevalue("pg_server").create_database(f"t{next(_databases)}"),
-                image_root=folder,
-            )
-        else:
-            project = Project.create(folder)
+        project = backend.create(folder)
         made.append(project)
         return project
 

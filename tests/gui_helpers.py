@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -20,12 +21,16 @@ from labeler.core.store import Project
 from labeler.gui.canvas import AnnotationCanvas
 from labeler.gui.main_window import MainWindow
 
+if TYPE_CHECKING:
+    from backends import Backend
+
 NO_MOD = Qt.KeyboardModifier.NoModifier
 LEFT = Qt.MouseButton.LeftButton
 
 
-def make_project(root: Path, *, images: int = 2, width: int = 320, height: int = 240) -> Project:
-    """A project with ``images`` generated PNGs (a gradient with a dark square) and 3 classes."""
+def make_project(backend: Backend, root: Path, *, images: int = 2, width: int = 320, height: int = 240) -> Project:
+    """A project on ``backend`` with ``images`` generated PNGs (a gradient with a dark square) in
+    ``root/images`` and 3 classes; its folder (SQLite) or image root (PostgreSQL) is ``root/project``."""
     folder = root / "images"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -41,7 +46,7 @@ def make_project(root: Path, *, images: int = 2, width: int = 320, height: int =
         path = folder / f"img{i}.png"
         Image.fromarray(pixels).save(path)
         paths.append(path)
-    project = Project.create(root / "project")
+    project = backend.create(root / "project")
     project.add_images(paths)
     for name in ("cat", "dog", "bird"):
         project.add_category(name)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from labeler.core.store import Project
+if TYPE_CHECKING:
+    from backends import Backend
 
 COLORS = ((220, 40, 40), (40, 200, 60), (40, 80, 220))
 
@@ -28,10 +30,11 @@ def write_images(folder: Path, count: int, *, size: int = 64, seed: int = 0) -> 
     return paths
 
 
-def make_project(root: Path, count: int = 6, *, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
-    """A project folder holding ``count`` generated images and the given classes; returns its root."""
+def make_project(backend: Backend, root: Path, count: int = 6, *, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
+    """A project on ``backend`` for folder ``root``, which holds ``count`` generated images; with the
+    given classes; returns ``root`` (open it again with ``backend.open`` / ``backend.open_in``)."""
     write_images(root, count)
-    with Project.create(root) as project:
+    with backend.create(root) as project:
         project.add_folder(root)
         for name in classes:
             project.add_category(name)

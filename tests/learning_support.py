@@ -11,7 +11,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backends import Backend
 
 # Tiny test networks run far faster on one thread than on several threads that spin against the
 # rest of a busy machine; child processes (the CLI tests) inherit this.
@@ -78,14 +81,21 @@ def minimal_plugin():
     return MinimalSegmenter()
 
 
-def trained_project(root: Path, *, images: int, done: int = 6) -> Iterator[tuple[Any, Any]]:
+def synthetic_project(backend: Backend, root: Path, **options: Any) -> Any:
+    """:func:`labeler.learning.synthetic.make_project` on ``backend``: images and models under
+    ``root``, the project in that folder (SQLite) or in its own database (PostgreSQL)."""
+    from labeler.learning.synthetic import make_project
+
+    return make_project(root, database=backend.url(root), **options)
+
+
+def trained_project(backend: Backend, root: Path, *, images: int, done: int = 6) -> Iterator[tuple[Any, Any]]:
     """A synthetic project with the example plugin trained on it for 30 epochs: yields the project
     and the loaded model version, and closes the project after (for a fixture to ``yield from``)."""
     from labeler.learning.checkpoints import load_version
-    from labeler.learning.synthetic import make_project
     from labeler.learning.training import train
 
-    project = make_project(root, images=images, done=done)
+    project = synthetic_project(backend, root, images=images, done=done)
     plugin = minimal_plugin()
     version = train(project, plugin, epochs=30).version
     yield project, load_version(project, version, plugin)

@@ -33,12 +33,14 @@ class Server:
     def url(self, database: str) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """A new empty database; returns its URL."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """A new database, empty or a copy of database ``template`` (which nobody may be
+        connected to); returns its URL."""
         import psycopg
 
+        copy = f' TEMPLATE "{template}"' if template is not None else ""
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ pytest.importorskip("pytestqt")
 # The offscreen platform cannot resize native windows; that notice is about the test platform, not us.
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
+from backends import Backend  # noqa: E402
 from gui_helpers import close_window, show_window  # noqa: E402
 from gui_support import make_project, write_images  # noqa: E402
 
@@ -35,16 +36,17 @@ def window(qtbot: QtBot) -> Iterator[MainWindow]:
     close_window(win)
 
 
-def open_and_wait(qtbot: QtBot, win: MainWindow, root: Path) -> None:
+def open_and_wait(qtbot: QtBot, win: MainWindow, backend: Backend, root: Path) -> None:
+    """Open the project for folder ``root`` as a user does, and wait for its first image."""
     with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
-        assert win.open_path(root)
+        assert backend.open_in(win, root)
     assert win.project is not None
 
 
-def open_generated(qtbot: QtBot, win: MainWindow, tmp_path: Path) -> tuple[Path, int]:
+def open_generated(qtbot: QtBot, win: MainWindow, backend: Backend, tmp_path: Path) -> tuple[Path, int]:
     """A generated two-image project opened in ``win``; its folder and the image shown."""
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, win, root)
+    root = make_project(backend, tmp_path / "proj", 2)
+    open_and_wait(qtbot, win, backend, root)
     image_id = win.current_image_id()
     assert image_id is not None
     return root, image_id
@@ -56,9 +58,9 @@ def press(qtbot: QtBot, win: MainWindow, key: Qt.Key, modifier=Qt.KeyboardModifi
     qtbot.keyClick(win.canvas.view(), key, modifier)
 
 
-def test_open_project_navigate_with_keys(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 5)
-    open_and_wait(qtbot, window, root)
+def test_open_project_navigate_with_keys(qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path) -> None:
+    root = make_project(backend, tmp_path / "proj", 5)
+    open_and_wait(qtbot, window, backend, root)
     ids = [r.id for r in window.project.images()]
     assert window.current_image_id() == ids[0]
     assert window.images.model.rowCount() == 5
@@ -84,6 +86,8 @@ def test_open_project_navigate_with_keys(qtbot: QtBot, window: MainWindow, tmp_p
 
 
 def test_open_folder_offers_to_create_a_project(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite only: opening a folder of images makes a SQLite project there (a shared project is
+    # made with 'labeler init URL'), so there is no PostgreSQL case.
     folder = tmp_path / "photos"
     write_images(folder / "sub", 4)
     asked: list[str] = []
@@ -108,6 +112,8 @@ def test_open_folder_offers_to_create_a_project(qtbot: QtBot, tmp_path: Path, mo
 
 
 def test_declining_leaves_the_folder_alone(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite only: opening a folder of images makes a SQLite project there (a shared project is
+    # made with 'labeler init URL'), so there is no PostgreSQL case.
     folder = tmp_path / "photos"
     write_images(folder, 2)
     monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.No)
@@ -118,9 +124,9 @@ def test_declining_leaves_the_folder_alone(qtbot: QtBot, tmp_path: Path, monkeyp
     win.shutdown()
 
 
-def test_filter_by_state_and_name(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 12)
-    open_and_wait(qtbot, window, root)
+def test_filter_by_state_and_name(qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path) -> None:
+    root = make_project(backend, tmp_path / "proj", 12)
+    open_and_wait(qtbot, window, backend, root)
     ids = [r.id for r in window.project.images()]
     window.project.set_done(ids[3], True)
     window.images.model.refresh_image(ids[3])
@@ -152,11 +158,13 @@ def test_filter_by_state_and_name(qtbot: QtBot, window: MainWindow, tmp_path: Pa
     assert window.current_image_id() == ids[9]
 
 
-def test_classes_add_rename_and_number_keys(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
+def test_classes_add_rename_and_number_keys(
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
     from PySide6.QtWidgets import QInputDialog
 
-    root = make_project(tmp_path / "proj", 2, classes=("cat",))
-    open_and_wait(qtbot, window, root)
+    root = make_project(backend, tmp_path / "proj", 2, classes=("cat",))
+    open_and_wait(qtbot, window, backend, root)
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("dog", True))
     qtbot.mouseClick(window.classes.add_button, Qt.MouseButton.LeftButton)
     names = [c.name for c in window.project.categories()]
@@ -175,9 +183,9 @@ def test_classes_add_rename_and_number_keys(qtbot: QtBot, window: MainWindow, tm
     assert window.project.category(puppy).color == (1, 2, 3)
 
 
-def test_mark_done_with_key_and_button(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 3)
-    open_and_wait(qtbot, window, root)
+def test_mark_done_with_key_and_button(qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path) -> None:
+    root = make_project(backend, tmp_path / "proj", 3)
+    open_and_wait(qtbot, window, backend, root)
     image_id = window.current_image_id()
     press(qtbot, window, Qt.Key.Key_M)
     assert window.project.image(image_id).done
@@ -214,8 +222,8 @@ def _add_proposals(project: Project, image_id: int, scores: list[float], *, plug
     return [a.id for a in stored]
 
 
-def test_proposals_accept_reject_and_undo(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    _, image_id = open_generated(qtbot, window, tmp_path)
+def test_proposals_accept_reject_and_undo(qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path) -> None:
+    _, image_id = open_generated(qtbot, window, backend, tmp_path)
     ids = _add_proposals(window.project, image_id, [0.9, 0.8, 0.3])
     window.canvas.reload_annotations()
     window.images.model.refresh_image(image_id)
@@ -253,9 +261,9 @@ def test_proposals_accept_reject_and_undo(qtbot: QtBot, window: MainWindow, tmp_
     assert len(reviews) == 1 and reviews[0]["image_id"] == image_id and 0 <= reviews[0]["seconds"] <= 60
 
 
-def test_tools_layers_and_zoom_actions(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 1)
-    open_and_wait(qtbot, window, root)
+def test_tools_layers_and_zoom_actions(qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path) -> None:
+    root = make_project(backend, tmp_path / "proj", 1)
+    open_and_wait(qtbot, window, backend, root)
     for key, tool in (
         (Qt.Key.Key_B, "box"),
         (Qt.Key.Key_P, "polygon"),
@@ -289,12 +297,12 @@ def test_tools_layers_and_zoom_actions(qtbot: QtBot, window: MainWindow, tmp_pat
     window.actions_["fit"].trigger()
 
 
-def test_layout_and_last_image_are_remembered(qtbot: QtBot, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 3)
+def test_layout_and_last_image_are_remembered(qtbot: QtBot, backend: Backend, tmp_path: Path) -> None:
+    root = make_project(backend, tmp_path / "proj", 3)
     first = MainWindow(interactive=False)
     qtbot.addWidget(first)
     first.show()
-    open_and_wait(qtbot, first, root)
+    open_and_wait(qtbot, first, backend, root)
     first.resize(640, 480)  # the offscreen screen is 800 x 600
     first.step_image(1)
     wanted = first.current_image_id()
@@ -303,7 +311,7 @@ def test_layout_and_last_image_are_remembered(qtbot: QtBot, tmp_path: Path) -> N
     second = MainWindow(interactive=False)
     qtbot.addWidget(second)
     second.show()
-    open_and_wait(qtbot, second, root)
+    open_and_wait(qtbot, second, backend, root)
     assert second.current_image_id() == wanted
     assert second.size().width() == 640
     assert second.training_panel.budget.value() == 42
@@ -316,6 +324,8 @@ def test_screenshot_of_a_folder(qtbot: QtBot, tmp_path: Path) -> None:
 
     from labeler.gui.app import run_app
 
+    # SQLite only: opening a folder of images makes a SQLite project there (a shared project is
+    # made with 'labeler init URL'), so there is no PostgreSQL case.
     folder = tmp_path / "shots"
     write_images(folder, 3)
     out = tmp_path / "shot.png"
@@ -327,7 +337,7 @@ def test_screenshot_of_a_folder(qtbot: QtBot, tmp_path: Path) -> None:
 
 
 def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     import time
 
@@ -339,10 +349,10 @@ def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(
     tile = np.full((8, 8, 3), 128, dtype=np.uint8)
     for i in range(3000):
         cv2.imwrite(str(root / f"f_{i:05d}.png"), tile)
-    with Project.create(root) as project:
+    with backend.create(root) as project:
         project.add_folder(root)
     start = time.perf_counter()
-    open_and_wait(qtbot, window, root)
+    open_and_wait(qtbot, window, backend, root)
     assert time.perf_counter() - start < 5.0
     model = window.images.model
     assert model.rowCount() == 3000
@@ -357,10 +367,12 @@ def test_big_project_opens_fast_and_decodes_only_visible_thumbnails(
     assert model.thumbnail_count() <= 2 * (visible + 10)
 
 
-def test_drawing_on_the_canvas_updates_list_status_and_effort(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+def test_drawing_on_the_canvas_updates_list_status_and_effort(
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
+) -> None:
     from gui_helpers import drag
 
-    _, image_id = open_generated(qtbot, window, tmp_path)
+    _, image_id = open_generated(qtbot, window, backend, tmp_path)
     press(qtbot, window, Qt.Key.Key_2)  # class "dog"
     press(qtbot, window, Qt.Key.Key_B)  # box tool
     with qtbot.waitSignal(window.canvas.annotationsChanged, timeout=5000):
@@ -411,7 +423,7 @@ time.sleep(120)
 
 
 def test_switching_project_or_closing_stops_child_processes(
-    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Training and "auto-label all" children of the open project are stopped (after asking) when
     another project is opened or the window closes: terminated, waited for, never orphaned."""
@@ -429,11 +441,11 @@ def test_switching_project_or_closing_stops_child_processes(
     monkeypatch.setattr(labeler.gui.controllers.workers, "labeler_command", fake_command)
     answers: list[QMessageBox.StandardButton] = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
-    make_project(tmp_path / "a", 2)
-    make_project(tmp_path / "b", 2)
+    make_project(backend, tmp_path / "a", 2)
+    make_project(backend, tmp_path / "b", 2)
     win = MainWindow(interactive=True)
     qtbot.addWidget(win)
-    open_and_wait(qtbot, win, tmp_path / "a")
+    open_and_wait(qtbot, win, backend, tmp_path / "a")
 
     def start_both() -> list[int]:
         pids: list[int] = []
@@ -456,12 +468,12 @@ def test_switching_project_or_closing_stops_child_processes(
 
     pids = start_both()
     answers.append(QMessageBox.StandardButton.No)
-    assert not win.open_path(tmp_path / "b")  # the user keeps the runs going
+    assert not backend.open_in(win, tmp_path / "b")  # the user keeps the runs going
     assert win.project is not None and win.project.root == (tmp_path / "a").resolve()
     assert win.background_jobs_running() and not any(gone(p) for p in pids)
     answers.append(QMessageBox.StandardButton.Yes)
     with qtbot.waitSignal(win.canvas.imageShown, timeout=10_000):
-        assert win.open_path(tmp_path / "b")
+        assert backend.open_in(win, tmp_path / "b")
     assert not win.background_jobs_running()
     assert all(gone(p) for p in pids)  # terminated and reaped
     assert [m.read_text() for m in markers] == ["terminated", "terminated"]  # SIGTERM, a clean stop
@@ -476,9 +488,11 @@ def test_switching_project_or_closing_stops_child_processes(
     assert all(m.read_text() == "terminated" for m in markers)
 
 
-def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 5)
-    open_and_wait(qtbot, window, root)
+def test_next_most_uncertain_walks_down_the_numbers_it_shows(
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
+) -> None:
+    root = make_project(backend, tmp_path / "proj", 5)
+    open_and_wait(qtbot, window, backend, root)
     ids = [r.id for r in window.project.images()]
     for image_id, value in ((ids[1], 0.9), (ids[3], 0.5), (ids[4], 0.95)):
         window.project.replace_proposals(image_id, plugin="test", proposals=[], uncertainty=value)
@@ -497,9 +511,9 @@ def test_next_most_uncertain_walks_down_the_numbers_it_shows(qtbot: QtBot, windo
 
 
 def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
-    _, image_id = open_generated(qtbot, window, tmp_path)
+    _, image_id = open_generated(qtbot, window, backend, tmp_path)
     masks = _add_proposals(window.project, image_id, [0.9], plugin="segmenter")
     boxes = _add_proposals(window.project, image_id, [0.8, 0.7], plugin="localizer")
     window.canvas.reload_annotations()
@@ -524,11 +538,11 @@ def test_proposals_say_which_plugin_made_them_and_one_plugins_can_be_shown(
 
 
 def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     assert "Open a project" in window.canvas.view().notice()  # the empty window says what to do
-    root = make_project(tmp_path / "proj", 3)
-    open_and_wait(qtbot, window, root)
+    root = make_project(backend, tmp_path / "proj", 3)
+    open_and_wait(qtbot, window, backend, root)
     assert window.canvas.view().notice() == ""
     second = window.project.images()[1]
     (root / second.path).write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
@@ -547,16 +561,16 @@ def test_a_corrupt_image_says_so_on_the_canvas_and_cannot_be_marked_done(
 
 
 def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     root = tmp_path / "proj"
     paths = write_images(root / "raw", 4)
     for path, name in zip(paths, ["10.png", "2.png", "1.png", "0.png"], strict=True):
         path.rename(root / name)
-    with Project.create(root) as project:
+    with backend.create(root) as project:
         project.add_images([root / "10.png", root / "2.png", root / "1.png", root / "0.png"])  # ids in that order
         project.add_category("cat")
-    open_and_wait(qtbot, window, root)
+    open_and_wait(qtbot, window, backend, root)
     model = window.images.model
     assert [model.data(model.index(r, 0)) for r in range(model.rowCount())] == ["0.png", "1.png", "2.png", "10.png"]
     seen = [window.project.image(window.current_image_id()).path]
@@ -567,13 +581,13 @@ def test_image_names_sort_naturally_in_the_list_and_the_keys_follow(
 
 
 def test_the_status_bar_shows_the_zoom_and_says_plainly_what_proposals_saved(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     from labeler.core.effort import Effort
     from labeler.gui.status import effort_text
 
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, window, root)
+    root = make_project(backend, tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, backend, root)
     fitted = window.status.zoom_label.text()
     assert fitted.startswith("zoom ") and fitted.endswith(" %")
     press(qtbot, window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
@@ -602,9 +616,9 @@ def _hover(view, x: float, y: float) -> None:
 
 
 def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
-    _, image_id = open_generated(qtbot, window, tmp_path)
+    _, image_id = open_generated(qtbot, window, backend, tmp_path)
     ids = _add_proposals(window.project, image_id, [0.9, 0.8])  # boxes at x 4..12 and 14..22
     window.canvas.reload_annotations()
     assert window.canvas.selected_ids() == []
@@ -618,15 +632,15 @@ def test_y_and_x_act_on_the_proposal_under_the_pointer_or_the_only_one(
 
 
 def test_the_first_label_without_a_class_asks_for_its_name(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path, monkeypatch
 ) -> None:
     from gui_helpers import drag
     from PySide6.QtWidgets import QInputDialog
 
     asked: list[str] = []
     monkeypatch.setattr(QInputDialog, "getText", lambda _p, title, *a, **k: (asked.append(title), ("cell", True))[1])
-    root = make_project(tmp_path / "proj", 2, classes=())
-    open_and_wait(qtbot, window, root)
+    root = make_project(backend, tmp_path / "proj", 2, classes=())
+    open_and_wait(qtbot, window, backend, root)
     image_id = window.current_image_id()
     press(qtbot, window, Qt.Key.Key_B)
     drag(window.canvas, [(5, 5), (20, 15), (40, 30)])
@@ -656,8 +670,10 @@ def right_click(view, at) -> None:
     "This plugin does not support raise",
     "This plugin does not support grabbing the keyboard",
 )  # the offscreen platform, on popups
-def test_object_list_and_right_click_menu(qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
-    _, image_id = open_generated(qtbot, window, tmp_path)
+def test_object_list_and_right_click_menu(
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
+    _, image_id = open_generated(qtbot, window, backend, tmp_path)
     cat = window.project.categories()[0]
     tiny = window.project.add_annotation(
         Annotation(image_id=image_id, category_id=cat.id, kind=Kind.BOX, box_xywh=(50.0, 50.0, 1.0, 1.0))
@@ -711,15 +727,15 @@ def test_object_list_and_right_click_menu(qtbot: QtBot, window: MainWindow, tmp_
 
 
 def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path, monkeypatch
 ) -> None:
     from PySide6.QtWidgets import QFileDialog
 
-    root = make_project(tmp_path / "proj", 2)
-    with Project.open(root) as project:
+    root = make_project(backend, tmp_path / "proj", 2)
+    with backend.open(root) as project:
         first = project.images()[0]
         project.add_annotation(Annotation(image_id=first.id, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 9, 9)))
-    open_and_wait(qtbot, window, root)
+    open_and_wait(qtbot, window, backend, root)
     write_images(root / "new", 3, seed=5)
     qtbot.keyClick(window.canvas.view(), Qt.Key.Key_F5)  # Rescan folder
     assert window.project.image_count() == 5 and window.images.model.rowCount() == 5
@@ -732,15 +748,15 @@ def test_rescan_and_add_images_bring_in_new_files_and_keep_labels(
 
 
 def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     root = tmp_path / "proj"
     for path in write_images(root / "raw", 2):
         path.rename(root / f"BloodImage_{path.stem}_with_a_long_name.png")
-    with Project.create(root) as project:
+    with backend.create(root) as project:
         project.add_folder(root)
         project.add_category("cell")
-    open_and_wait(qtbot, window, root)
+    open_and_wait(qtbot, window, backend, root)
     window.resize(800, 500)
     qtbot.waitUntil(lambda: window.width() <= 1000)
     assert window.canvas.width() >= MainWindow.MIN_CANVAS[0] and window.canvas.height() >= MainWindow.MIN_CANVAS[1]
@@ -749,15 +765,15 @@ def test_a_small_window_keeps_the_canvas_usable_and_names_elide_in_the_middle(
 
 
 def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is_a_slider(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     import numpy as np
     from PySide6.QtCore import QPointF
 
     from labeler.core.geometry import encode_mask
 
-    root = make_project(tmp_path / "proj", 1)
-    open_and_wait(qtbot, window, root)
+    root = make_project(backend, tmp_path / "proj", 1)
+    open_and_wait(qtbot, window, backend, root)
     image_id = window.current_image_id()
     cell, membrane = window.project.categories()
     left = np.zeros((64, 64), bool)  # "cell": a blob in the corner and a big one; "membrane": the rest
@@ -783,14 +799,14 @@ def test_mask_tags_sit_inside_their_regions_proposals_are_hatched_and_opacity_is
 
 
 def test_deleting_a_class_drops_its_labels_and_the_undo_history(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     """The undo history held a label of the deleted class; undoing into it would store a label of
     a class that no longer exists, so the history goes with the class."""
     from labeler.gui.controllers import undo
 
-    root = make_project(tmp_path / "proj", 2)
-    open_and_wait(qtbot, window, root)
+    root = make_project(backend, tmp_path / "proj", 2)
+    open_and_wait(qtbot, window, backend, root)
     assert window.project is not None
     image_id = window.current_image_id()
     assert image_id is not None

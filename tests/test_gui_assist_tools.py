@@ -19,8 +19,8 @@ RIGHT = Qt.MouseButton.RightButton
 
 
 @pytest.fixture
-def env(qtbot: QtBot, tmp_path: Path) -> Iterator[CanvasEnv]:
-    e = open_canvas(qtbot, make_project(tmp_path))
+def env(qtbot: QtBot, backend, tmp_path: Path) -> Iterator[CanvasEnv]:
+    e = open_canvas(qtbot, make_project(backend, tmp_path))
     yield e
     close_canvas(e)
 

@@ -25,8 +25,8 @@ from labeler.gui.canvas.items import BoxItem
 
 
 @pytest.fixture
-def env(qtbot: QtBot, tmp_path: Path) -> Iterator[CanvasEnv]:
-    e = open_canvas(qtbot, make_project(tmp_path))
+def env(qtbot: QtBot, backend, tmp_path: Path) -> Iterator[CanvasEnv]:
+    e = open_canvas(qtbot, make_project(backend, tmp_path))
     yield e
     close_canvas(e)
 
@@ -158,10 +158,10 @@ def test_missing_file_reports_an_error(qtbot: QtBot, env: CanvasEnv) -> None:
     assert "no such file" in blocker.args[0]
 
 
-def test_big_image_shows_a_reduced_version_first(qtbot: QtBot, tmp_path: Path) -> None:
+def test_big_image_shows_a_reduced_version_first(qtbot: QtBot, backend, tmp_path: Path) -> None:
     assert preview_reduction(4000, 4000) == 4 and preview_reduction(8000, 6000) == 8
     assert preview_reduction(1024, 768) == 1
-    project = make_project(tmp_path, images=1)
+    project = make_project(backend, tmp_path, images=1)
     big = tmp_path / "big.jpg"
     rng = np.random.default_rng(1)
     tile = rng.integers(0, 255, (500, 500, 3), dtype=np.uint8)

@@ -11,6 +11,7 @@ from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
+from backends import Backend
 from gui_support import make_project
 from PySide6.QtCore import QTimer
 
@@ -19,11 +20,14 @@ from labeler.core.image_index import ImageIndex
 from labeler.gui.main_window import MainWindow
 
 
-@pytest.mark.parametrize("what", ["project", "folder"])
+# A folder of images (no project yet) is SQLite only: opening one makes a SQLite project there.
+@pytest.mark.parametrize(
+    ("backend", "what"), [("sqlite", "project"), ("postgresql", "project"), ("sqlite", "folder")], indirect=["backend"]
+)
 def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
-    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+    qtbot: QtBot, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
 ) -> None:
-    root = make_project(tmp_path / "p", 3)
+    root = make_project(backend, tmp_path / "p", 3)
     if what == "folder":  # images only: the project is made on the worker too
         for name in ("labeler.db", "labeler.db-wal", "labeler.db-shm"):
             (root / name).unlink(missing_ok=True)
@@ -48,7 +52,7 @@ def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
     timer.start()
     try:
         with qtbot.waitSignal(win.canvas.imageShown, timeout=20_000):
-            assert win.open_path(root)
+            assert backend.open_in(win, root)
             qtbot.waitUntil(inside.is_set, timeout=20_000)
             assert win.images.model.rowCount() == 0  # not shown before it is read
             n_before = len(ticks)
@@ -62,9 +66,11 @@ def test_the_image_list_is_read_on_a_worker_while_a_20_ms_timer_ticks(
     win.shutdown()
 
 
-def test_a_second_open_wins_over_a_slower_first(qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = make_project(tmp_path / "a", 2)
-    second = make_project(tmp_path / "b", 3)
+def test_a_second_open_wins_over_a_slower_first(
+    qtbot: QtBot, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = make_project(backend, tmp_path / "a", 2)
+    second = make_project(backend, tmp_path / "b", 3)
     release = threading.Event()
     real_load = ImageIndex.load
 
@@ -76,9 +82,9 @@ def test_a_second_open_wins_over_a_slower_first(qtbot: QtBot, tmp_path: Path, mo
     monkeypatch.setattr(main_window.ImageIndex, "load", slow_first)
     win = MainWindow(interactive=False)
     qtbot.addWidget(win)
-    assert win.open_path(first)
+    assert backend.open_in(win, first)
     with qtbot.waitSignal(win.canvas.imageShown, timeout=20_000):
-        assert win.open_path(second)
+        assert backend.open_in(win, second)
     release.set()
     qtbot.wait(300)  # the first one's late result arrives and is dropped
     assert win.project is not None and win.project.root == second.resolve()

@@ -147,12 +147,12 @@ def _versions_beside_plot(qtbot: QtBot, project, plugin: str):
     return models, panel
 
 
-def test_plot_shows_the_validation_score_of_every_version(qtbot: QtBot, tmp_path) -> None:
+def test_plot_shows_the_validation_score_of_every_version(qtbot: QtBot, backend, tmp_path) -> None:
     """The Versions list hands the plot each version's score, oldest first, the active one marked."""
-    from labeler.core.store import ModelVersion, Project
+    from labeler.core.store import ModelVersion
     from labeler.gui.panels.plot import VersionScore
 
-    project = Project.create(tmp_path / "p")
+    project = backend.create(tmp_path / "p")
     for score in (0.4, 0.65, 0.5):
         project.add_model_version(
             ModelVersion(
@@ -173,13 +173,13 @@ def test_plot_shows_the_validation_score_of_every_version(qtbot: QtBot, tmp_path
     project.close()
 
 
-def test_versions_name_their_ranking_metric_as_the_field_does(qtbot: QtBot, tmp_path) -> None:
+def test_versions_name_their_ranking_metric_as_the_field_does(qtbot: QtBot, backend, tmp_path) -> None:
     """The detector ranks by ``map50``: the list and the plot say mAP@0.5, not the key."""
     import json
 
-    from labeler.core.store import ModelVersion, Project
+    from labeler.core.store import ModelVersion
 
-    project = Project.create(tmp_path / "p")
+    project = backend.create(tmp_path / "p")
     (project.root / "models").mkdir(exist_ok=True)
     (project.root / "models" / "d.json").write_text(json.dumps({"metric": "map50"}), encoding="utf-8")
     project.add_model_version(

@@ -42,9 +42,9 @@ def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def giga(qtbot: QtBot, tmp_path: Path, slide: Path) -> Iterator[tuple[CanvasEnv, int]]:
+def giga(qtbot: QtBot, backend, tmp_path: Path, slide: Path) -> Iterator[tuple[CanvasEnv, int]]:
     """A canvas on a small project plus a 12,000 x 9,000 tiled TIFF (its pyramid not yet built)."""
-    project = make_project(tmp_path, images=1)
+    project = make_project(backend, tmp_path, images=1)
     (image_id,) = project.add_images([slide])
     env = open_canvas(qtbot, project, 1, size=(640, 480))
     yield env, image_id
@@ -229,10 +229,10 @@ def test_mask_tools_say_no_on_an_image_over_the_mask_limit(
 
 
 def test_a_big_file_that_cannot_be_tiled_says_why(
-    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot, backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tiles, "PYRAMID_ABOVE_PIXELS", 1_000_000)  # "big" from 1 MP: a small file will do
-    project = make_project(tmp_path, images=1)
+    project = make_project(backend, tmp_path, images=1)
     broken = tmp_path / "broken.jpg"
     data = pyvips.Image.gaussnoise(2_000, 1_500).cast("uchar").jpegsave_buffer(Q=50)
     broken.write_bytes(data[: len(data) // 3])  # the header is fine, the pixels stop a third of the way

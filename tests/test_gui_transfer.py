@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 
 pytest.importorskip("pytestqt")
 
+from backends import Backend
 from gui_support import make_project
 
 from labeler.core.annotation import Annotation, Kind
@@ -20,9 +21,9 @@ from labeler.core.store import Project
 from labeler.gui.dialogs.transfer_dialogs import ExportDialog, ImportDialog
 
 
-def labelled_project(root: Path) -> Project:
-    make_project(root, 3)
-    project = Project.open(root)
+def labelled_project(backend: Backend, root: Path) -> Project:
+    make_project(backend, root, 3)
+    project = backend.open(root)
     cat, dog = project.categories()
     first, second, _ = project.images()
     mask = np.zeros((64, 64), dtype=bool)
@@ -50,10 +51,10 @@ def run_dialog(qtbot: QtBot, dialog) -> object:
     return blocker.args[0]
 
 
-def test_export_coco_loads_in_pycocotools(qtbot: QtBot, tmp_path: Path) -> None:
+def test_export_coco_loads_in_pycocotools(qtbot: QtBot, backend: Backend, tmp_path: Path) -> None:
     from pycocotools.coco import COCO
 
-    project = labelled_project(tmp_path / "proj")
+    project = labelled_project(backend, tmp_path / "proj")
     dialog = ExportDialog(project)
     qtbot.addWidget(dialog)
     dialog.format_combo.setCurrentText("coco")
@@ -72,8 +73,10 @@ def test_export_coco_loads_in_pycocotools(qtbot: QtBot, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["labelme", "voc", "yolo", "masks"])
-def test_every_folder_format_exports_through_the_dialog(qtbot: QtBot, tmp_path: Path, fmt: str) -> None:
-    project = labelled_project(tmp_path / "proj")
+def test_every_folder_format_exports_through_the_dialog(
+    qtbot: QtBot, backend: Backend, tmp_path: Path, fmt: str
+) -> None:
+    project = labelled_project(backend, tmp_path / "proj")
     dialog = ExportDialog(project)
     qtbot.addWidget(dialog)
     dialog.format_combo.setCurrentText(fmt)
@@ -84,16 +87,14 @@ def test_every_folder_format_exports_through_the_dialog(qtbot: QtBot, tmp_path: 
     project.close()
 
 
-def test_import_coco_with_detected_format(qtbot: QtBot, tmp_path: Path) -> None:
-    source = labelled_project(tmp_path / "src")
+def test_import_coco_with_detected_format(qtbot: QtBot, backend: Backend, tmp_path: Path) -> None:
+    source = labelled_project(backend, tmp_path / "src")
     out = tmp_path / "src" / "export.json"
     from labeler.formats import export_annotations
 
     export_annotations(source, out, format="coco")
     source.close()
-    target_root = tmp_path / "dst"
-    target_root.mkdir()
-    target = Project.create(target_root)
+    target = backend.create(tmp_path / "dst")
     dialog = ImportDialog(target)
     qtbot.addWidget(dialog)
     assert dialog.format_name() is None  # detect
@@ -107,8 +108,8 @@ def test_import_coco_with_detected_format(qtbot: QtBot, tmp_path: Path) -> None:
     target.close()
 
 
-def test_failed_import_says_why_and_changes_nothing(qtbot: QtBot, tmp_path: Path) -> None:
-    project = Project.create(tmp_path / "p")
+def test_failed_import_says_why_and_changes_nothing(qtbot: QtBot, backend: Backend, tmp_path: Path) -> None:
+    project = backend.create(tmp_path / "p")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     dialog = ImportDialog(project)
@@ -122,7 +123,9 @@ def test_failed_import_says_why_and_changes_nothing(qtbot: QtBot, tmp_path: Path
     project.close()
 
 
-def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot, tmp_path: Path, monkeypatch) -> None:
+def test_long_import_leaves_the_window_responsive_and_refreshes_it(
+    qtbot: QtBot, backend: Backend, tmp_path: Path, monkeypatch
+) -> None:
     """The import runs on its own connection: while its transaction is open (held open here until
     the UI thread has queried the window's project), a timer keeps ticking and the window's store
     queries answer; once it commits the window shows the imported images."""
@@ -151,7 +154,7 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot,
             {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0}
         )
     (src / "labels.json").write_text(json.dumps(coco))
-    make_project(tmp_path / "p", 2)
+    make_project(backend, tmp_path / "p", 2)
 
     inside = threading.Event()  # the worker is inside the import's transaction
     go_on = threading.Event()  # the UI thread answered its query
@@ -170,7 +173,7 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot,
     win = MainWindow(interactive=False)
     qtbot.addWidget(win)
     with qtbot.waitSignal(win.canvas.imageShown, timeout=20_000):
-        win.open_path(tmp_path / "p")
+        backend.open_in(win, tmp_path / "p")
     assert win.images.model.rowCount() == 2
     ticks: list[float] = []
     query_seconds: list[float] = []
@@ -205,14 +208,14 @@ def test_long_import_leaves_the_window_responsive_and_refreshes_it(qtbot: QtBot,
     win.shutdown()
 
 
-def test_masks_options_in_both_dialogs(qtbot: QtBot, tmp_path: Path) -> None:
+def test_masks_options_in_both_dialogs(qtbot: QtBot, backend: Backend, tmp_path: Path) -> None:
     """The masks format's value-to-class mapping, ignore and background values are set in the
     dialogs; formats without options (YOLO, VOC) show none."""
     import json
 
     from labeler.formats.masks import read_label_png
 
-    project = labelled_project(tmp_path / "proj")
+    project = labelled_project(backend, tmp_path / "proj")
     dialog = ExportDialog(project)
     qtbot.addWidget(dialog)
     for fmt in ("yolo", "voc", "labelme"):
@@ -239,7 +242,7 @@ def test_masks_options_in_both_dialogs(qtbot: QtBot, tmp_path: Path) -> None:
     project.close()
 
     # Import with a mapping of our own: values 3 and 7 become other class names, 1 is background.
-    target = Project.create(tmp_path / "dst")
+    target = backend.create(tmp_path / "dst")
     importer = ImportDialog(target)
     qtbot.addWidget(importer)
     importer.format_combo.setCurrentText("masks")
@@ -256,13 +259,13 @@ def test_masks_options_in_both_dialogs(qtbot: QtBot, tmp_path: Path) -> None:
     target.close()
 
 
-def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot: QtBot, tmp_path: Path) -> None:
-    source = labelled_project(tmp_path / "src")
+def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot: QtBot, backend: Backend, tmp_path: Path) -> None:
+    source = labelled_project(backend, tmp_path / "src")
     from labeler.formats import export_annotations
 
     export_annotations(source, tmp_path / "lm", format="labelme")
     source.close()
-    target = Project.create(tmp_path / "dst")
+    target = backend.create(tmp_path / "dst")
     dialog = ImportDialog(target)
     qtbot.addWidget(dialog)
     dialog.format_combo.setCurrentText("coco")
@@ -284,6 +287,7 @@ def test_import_dialog_adds_labelme_images_only_when_ticked(qtbot: QtBot, tmp_pa
 @pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 def test_each_formats_help_text_is_shown_whole(qtbot: QtBot, tmp_path: Path) -> None:
     """The import dialog grows to the chosen format's help text (it was clipped at top and bottom)."""
+    # SQLite only: the dialog's layout, which never reads the store.
     dialog = ImportDialog(Project.create(tmp_path / "proj"))
     qtbot.addWidget(dialog)
     dialog.show()
@@ -295,21 +299,23 @@ def test_each_formats_help_text_is_shown_whole(qtbot: QtBot, tmp_path: Path) -> 
         assert label.height() >= label.heightForWidth(label.width()), dialog.format_combo.currentText()
 
 
-def test_the_window_offers_to_undo_an_import_and_undo_removes_exactly_it(qtbot: QtBot, tmp_path: Path) -> None:
+def test_the_window_offers_to_undo_an_import_and_undo_removes_exactly_it(
+    qtbot: QtBot, backend: Backend, tmp_path: Path
+) -> None:
     """After an import the dialog offers "Undo this import"; one click removes the images, labels,
     classes and done marks the import added, keeps a label the user drew before it, and the window
     shows the project as it was."""
     from labeler.formats import export_annotations
     from labeler.gui.main_window import MainWindow
 
-    source = labelled_project(tmp_path / "src")
+    source = labelled_project(backend, tmp_path / "src")
     export_annotations(source, tmp_path / "src" / "export.json", format="coco")
     source.close()
-    make_project(tmp_path / "p", 1, classes=("bird",))
+    make_project(backend, tmp_path / "p", 1, classes=("bird",))
     win = MainWindow(interactive=False)
     qtbot.addWidget(win)
     with qtbot.waitSignal(win.canvas.imageShown, timeout=20_000):
-        win.open_path(tmp_path / "p")
+        backend.open_in(win, tmp_path / "p")
     assert win.project is not None
     mine = win.project.add_annotation(Annotation(image_id=1, category_id=1, kind=Kind.BOX, box_xywh=(1, 1, 5, 5)))
     dialog = win.import_dialog()

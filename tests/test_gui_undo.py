@@ -17,8 +17,8 @@ from labeler.gui.controllers import undo
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    p = make_project(tmp_path, images=1)
+def project(backend, tmp_path: Path) -> Project:
+    p = make_project(backend, tmp_path, images=1)
     yield p
     p.close()
 

@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")  # offscreen platform
 
+from backends import Backend  # noqa: E402
 from gui_helpers import close_window, show_window  # noqa: E402
 from gui_support import make_project  # noqa: E402
 
@@ -84,10 +85,12 @@ def test_at_500_by_350_nothing_overlaps(window: MainWindow) -> None:
         assert window.rect().contains(rect)  # the window is never smaller than what it holds
 
 
-def test_the_image_is_refitted_on_resize_in_fit_mode_only(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
-    root = make_project(tmp_path / "proj", 1)
+def test_the_image_is_refitted_on_resize_in_fit_mode_only(
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
+) -> None:
+    root = make_project(backend, tmp_path / "proj", 1)
     with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
-        assert window.open_path(root)
+        assert backend.open_in(window, root)
     view = window.canvas.view()
     _resize(window, 1200, 800)
     assert view.scale_factor() == pytest.approx(view.fit_scale(), rel=0.03)  # fitInView keeps a 2 px margin
@@ -147,19 +150,17 @@ def test_the_right_hand_panels_fit_a_readable_column_without_scrolling_sideways(
 
 
 def test_long_names_elide_in_a_narrow_list_instead_of_scrolling(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, backend: Backend, window: MainWindow, tmp_path: Path
 ) -> None:
     from gui_support import write_images
-
-    from labeler.core.store import Project
 
     root = tmp_path / "proj"
     for path in write_images(root / "raw", 2):
         path.rename(root / f"BloodImage_000{path.stem[-1]}_with_a_long_name_that_does_not_fit.png")
-    with Project.create(root) as project:
+    with backend.create(root) as project:
         project.add_folder(root)
     with qtbot.waitSignal(window.canvas.imageShown, timeout=10_000):
-        assert window.open_path(root)
+        assert backend.open_in(window, root)
     _resize(window, 800, 500)
     view = window.images.view
     index = view.model().index(0, 0)

@@ -7,7 +7,7 @@ import operator
 from pathlib import Path
 
 import pytest
-from learning_support import install_minimal_plugin, minimal_plugin, trained_project
+from learning_support import install_minimal_plugin, minimal_plugin, synthetic_project, trained_project
 
 from labeler.core.annotation import Annotation, Kind, State
 from labeler.core.duplicates import DUPLICATE_IOU, overlap
@@ -20,13 +20,12 @@ from labeler.learning.autolabel import (
     parse_shard,
     select_images,
 )
-from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
 
 
 @pytest.fixture
-def trained(tmp_path: Path):
-    yield from trained_project(tmp_path / "proj", images=10)
+def trained(backend, tmp_path: Path):
+    yield from trained_project(backend, tmp_path / "proj", images=10)
 
 
 def test_auto_label_writes_proposals_and_uncertainty(trained):
@@ -99,11 +98,11 @@ def test_shards_split_by_id_and_cover_everything(trained):
             parse_shard(bad)
 
 
-def test_load_model_uses_the_active_version_and_explains_when_none(tmp_path):
+def test_load_model_uses_the_active_version_and_explains_when_none(backend, tmp_path):
     install_minimal_plugin()
     from labeler.core.store import ProjectError
 
-    with make_project(tmp_path / "p", images=4, done=2) as project:
+    with synthetic_project(backend, tmp_path / "p", images=4, done=2) as project:
         with pytest.raises(ProjectError, match="no trained model"):
             load_model(project, "minimal")
         version = train(project, minimal_plugin(), epochs=1).version

@@ -11,12 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from learning_support import install_minimal_plugin, minimal_plugin
+from learning_support import install_minimal_plugin, minimal_plugin, synthetic_project
 
-from labeler.core.store import Project
 from labeler.learning.autolabel import load_model
 from labeler.learning.checkpoints import CheckpointError, selection_checkpoint
-from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
 
 
@@ -70,10 +68,10 @@ DAMAGE = [
 
 
 @pytest.fixture(scope="module")
-def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_versions(backend, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with two minimal versions (both refit: each has a selection checkpoint)."""
     root = tmp_path_factory.mktemp("ck") / "proj"
-    project = make_project(root, images=8, done=6)
+    project = synthetic_project(backend, root, images=8, done=6)
     plugin = minimal_plugin()
     train(project, plugin, epochs=4)
     train(project, plugin, epochs=4, activate="always")
@@ -82,18 +80,16 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def project_copy(two_versions: Path, tmp_path: Path) -> Path:
-    import shutil
-
+def project_copy(backend, two_versions: Path, tmp_path: Path) -> Path:
     target = tmp_path / "proj"
-    shutil.copytree(two_versions, target)
+    backend.copy(two_versions, target)
     return target
 
 
 @pytest.mark.parametrize("how", DAMAGE)
 @pytest.mark.parametrize("which", ["final", "selection"])
-def test_damaged_checkpoint_names_the_version_and_offers_the_earlier_one(project_copy, how, which):
-    with Project.open(project_copy) as project:
+def test_damaged_checkpoint_names_the_version_and_offers_the_earlier_one(backend, project_copy, how, which):
+    with backend.open(project_copy) as project:
         active = project.active_model_version("minimal")
         assert active is not None and active.id == 2
         rel = active.checkpoint if which == "final" else selection_checkpoint(active)
@@ -119,21 +115,22 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("which", ["final", "selection"])
-def test_cli_eval_and_auto_label_say_which_file_is_damaged_and_train_goes_on(project_copy, which):
-    with Project.open(project_copy) as project:
+def test_cli_eval_and_auto_label_say_which_file_is_damaged_and_train_goes_on(backend, project_copy, which):
+    project_args = backend.args(project_copy)
+    with backend.open(project_copy) as project:
         active = project.active_model_version("minimal")
         rel = active.checkpoint if which == "final" else selection_checkpoint(active)
     _damage(project_copy / rel, "truncated")
     verb_args = {
         "eval": [
             "eval",
-            str(project_copy),
+            *project_args,
             "--plugin",
             "minimal",
             "--split",
             "validation" if which == "selection" else "all",
         ],
-        "auto-label": ["auto-label", str(project_copy), "--plugin", "minimal", "--all"],
+        "auto-label": ["auto-label", *project_args, "--plugin", "minimal", "--all"],
     }
     for verb, args in verb_args.items():
         if verb == "auto-label" and which == "selection":
@@ -143,21 +140,21 @@ def test_cli_eval_and_auto_label_say_which_file_is_damaged_and_train_goes_on(pro
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
         assert f"labeler {verb}: error: model version 2" in lines[0] and Path(rel).name in lines[0]
-        assert f"labeler models {project_copy.resolve()} --activate 1" in lines[0]
+        assert f"labeler models {' '.join(project_args)} --activate 1" in lines[0]
     # training warm-starts from the damaged active version: it says so and trains from scratch,
     # and measures the damaged active version as "could not be measured"
-    out = _cli("train", str(project_copy), "--plugin", "minimal", "--epochs", "2", "--progress", "none")
+    out = _cli("train", *project_args, "--plugin", "minimal", "--epochs", "2", "--progress", "none")
     assert out.returncode == 0, out.stderr
     if which == "final":
         assert "not warm-starting from version 2" in out.stdout
     else:
         assert "the active version 2 could not be measured" in out.stdout
-    out = _cli("train", str(project_copy), "--plugin", "minimal", "--epochs", "2", "--fresh", "--progress", "none")
+    out = _cli("train", *project_args, "--plugin", "minimal", "--epochs", "2", "--fresh", "--progress", "none")
     assert out.returncode == 0, out.stderr
 
 
-def test_the_json_beside_a_checkpoint_is_read_and_checked(project_copy):
-    with Project.open(project_copy) as project:
+def test_the_json_beside_a_checkpoint_is_read_and_checked(backend, project_copy):
+    with backend.open(project_copy) as project:
         active = project.active_model_version("minimal")
         meta_path = (project.root / active.checkpoint).with_suffix(".json")
         meta = json.loads(meta_path.read_text())

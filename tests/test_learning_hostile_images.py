@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from learning_support import minimal_plugin, trained_project
+from learning_support import minimal_plugin, synthetic_project, trained_project
 
 from labeler.core.annotation import Annotation, Category, Kind, State
 from labeler.core.geometry import decode_rle, polygons_to_mask
@@ -23,7 +23,6 @@ from labeler.learning.autolabel import auto_label
 from labeler.learning.checkpoints import load_version
 from labeler.learning.dataset import UNREADABLE
 from labeler.learning.evaluation import evaluate_version
-from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
 
 
@@ -34,8 +33,8 @@ def _break_first_done(project) -> int:
     return int(record.id)
 
 
-def test_an_unreadable_done_image_is_skipped_counted_and_reported(tmp_path: Path):
-    project = make_project(tmp_path / "proj", images=8, done=6)
+def test_an_unreadable_done_image_is_skipped_counted_and_reported(backend, tmp_path: Path):
+    project = synthetic_project(backend, tmp_path / "proj", images=8, done=6)
     bad = _break_first_done(project)
     plugin = minimal_plugin()
     result = train(project, plugin, epochs=2)
@@ -96,8 +95,8 @@ class _Spy:
 
 
 @pytest.fixture
-def trained(tmp_path: Path):
-    yield from trained_project(tmp_path / "proj", images=8)
+def trained(backend, tmp_path: Path):
+    yield from trained_project(backend, tmp_path / "proj", images=8)
 
 
 def test_an_image_over_the_budget_runs_reduced_and_its_masks_come_at_full_size(trained, monkeypatch):
@@ -139,8 +138,8 @@ def test_the_auto_label_runner_never_opens_a_pipe(trained):
     assert "named pipe" in result.failed[fifo_id] and result.images == len(ids) - 1
 
 
-def test_a_killed_runs_checkpoint_files_are_swept_by_the_next_run(tmp_path: Path):
-    project = make_project(tmp_path / "proj", images=8, done=6)
+def test_a_killed_runs_checkpoint_files_are_swept_by_the_next_run(backend, tmp_path: Path):
+    project = synthetic_project(backend, tmp_path / "proj", images=8, done=6)
     plugin = minimal_plugin()
     first = train(project, plugin, epochs=2).version
     models = project.models_dir

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from learning_support import minimal_plugin
+from learning_support import minimal_plugin, synthetic_project
 
 from labeler.core.annotation import State
 from labeler.core.store import ProjectError
 from labeler.learning.one_image import OneImageLabeller
-from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
 
 
-def test_one_image_at_a_time_loads_the_model_once_per_active_version(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "proj", images=8, done=5)
+def test_one_image_at_a_time_loads_the_model_once_per_active_version(backend, tmp_path: Path) -> None:
+    project = synthetic_project(backend, tmp_path / "proj", images=8, done=5)
     labeller = OneImageLabeller()
     with pytest.raises(ProjectError, match="no trained model"):
         labeller.label(project, "minimal", 7)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from learning_support import minimal_plugin
+from learning_support import minimal_plugin, synthetic_project
 
 from labeler.learning import refit as refit_module
 from labeler.learning import training
@@ -16,15 +16,14 @@ from labeler.learning.dataset import iter_labelled_images, prepare_all
 from labeler.learning.evaluation import evaluate_version
 from labeler.learning.predict import evaluate_samples
 from labeler.learning.refit import REFIT_LR_FACTOR, REFIT_SHARE, PhaseRelay, refit_settings, split_budget
-from labeler.learning.synthetic import make_project
 from labeler.learning.training import train
 
 DONE = 8  # of which validation_split holds 2 out
 
 
 @pytest.fixture
-def project(tmp_path: Path):
-    p = make_project(tmp_path / "proj", images=10, done=DONE)
+def project(backend, tmp_path: Path):
+    p = synthetic_project(backend, tmp_path / "proj", images=10, done=DONE)
     yield p
     p.close()
 
@@ -183,9 +182,9 @@ def test_no_refit_is_todays_behaviour(project, fit_calls):
     assert _score(plugin, load_version(project, v, plugin), samples) == pytest.approx(v.metrics["miou"])
 
 
-def test_without_validation_images_nothing_is_refit(tmp_path, fit_calls):
+def test_without_validation_images_nothing_is_refit(backend, tmp_path, fit_calls):
     plugin = minimal_plugin()
-    with make_project(tmp_path / "one", images=3, done=1) as project:
+    with synthetic_project(backend, tmp_path / "one", images=3, done=1) as project:
         v = train(project, plugin, epochs=4).version
         assert v.metrics == {} and "refit" not in v.data and "selection_checkpoint" not in v.data
         assert [c["epochs"] for c in fit_calls] == [4]

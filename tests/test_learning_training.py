@@ -7,18 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from learning_support import minimal_plugin
+from learning_support import minimal_plugin, synthetic_project
 
 from labeler.core.store import Project
 from labeler.learning.api import PluginError
 from labeler.learning.dataset import split_key, validation_split
-from labeler.learning.synthetic import make_project
 from labeler.learning.training import TrainingError, train
 
 
 @pytest.fixture
-def project(tmp_path: Path):
-    p = make_project(tmp_path / "proj", images=10, done=8)
+def project(backend, tmp_path: Path):
+    p = synthetic_project(backend, tmp_path / "proj", images=10, done=8)
     yield p
     p.close()
 
@@ -192,14 +191,14 @@ def test_cancel_stores_nothing_unless_kept(project):
     assert kept.version.data["stopped_by"] == "cancel"
 
 
-def test_nothing_to_train_on(tmp_path):
+def test_nothing_to_train_on(backend, tmp_path):
     plugin = minimal_plugin()
     with (
-        make_project(tmp_path / "p", images=3, done=0) as p,
+        synthetic_project(backend, tmp_path / "p", images=3, done=0) as p,
         pytest.raises(TrainingError, match="no image is marked done"),
     ):
         train(p, plugin, epochs=1)
-    with Project.create(tmp_path / "q") as q, pytest.raises(TrainingError, match="no categories"):
+    with backend.create(tmp_path / "q") as q, pytest.raises(TrainingError, match="no categories"):
         train(q, plugin, epochs=1)
 
 

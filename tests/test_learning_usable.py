@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from learning_support import minimal_plugin
+from learning_support import minimal_plugin, synthetic_project
 
-from labeler.learning.synthetic import make_project
 from labeler.learning.training import TrainingError, train
 from labeler.learning.usable import MIN_USABLE_SHARE, min_usable_images, refusal
 
@@ -42,7 +41,7 @@ def test_enough_usable_images_train_and_a_single_image_project_still_trains() ->
     assert why is not None and "plugin" in why and "detector" not in why
 
 
-def test_training_refuses_and_makes_no_version(tmp_path: Path) -> None:
+def test_training_refuses_and_makes_no_version(backend, tmp_path: Path) -> None:
     plugin = minimal_plugin()
     inner = plugin.prepare
 
@@ -54,7 +53,7 @@ def test_training_refuses_and_makes_no_version(tmp_path: Path) -> None:
         return inner(sample, settings=settings)
 
     plugin.prepare = picky
-    with make_project(tmp_path / "p", images=10, done=10) as project:
+    with synthetic_project(backend, tmp_path / "p", images=10, done=10) as project:
         with pytest.raises(TrainingError, match=r"can use only 1 of the 10 done images .*9 × more than one object"):
             train(project, plugin, epochs=1)
         assert project.model_versions() == []

@@ -12,6 +12,7 @@ machine's image root.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -68,3 +69,10 @@ def child_project(project: Project) -> ChildProject:
     url, password = split_password(project.url)
     env = {"PGPASSWORD": password} if password is not None else {}
     return ChildProject(url, ("--image-root", str(project.root)), env)
+
+
+def command_line_name(project: Project) -> str:
+    """How a ``labeler`` command line the user is told to run names ``project`` (after the verb):
+    its folder, or its URL without the password and ``--image-root`` (shell-quoted)."""
+    child = child_project(project)
+    return shlex.join([child.argument, *child.options])

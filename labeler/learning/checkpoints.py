@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labeler.core.annotation import Category
+from labeler.core.location import command_line_name
 from labeler.core.store import ProjectError
 from labeler.learning.api import Plugin, PluginError, default_settings
 from labeler.learning.plugins import plugin_call
@@ -270,7 +271,7 @@ def _alternatives(project: Project, version: ModelVersion) -> str:
         for v in project.model_versions(version.plugin)
         if v.id != version.id and checkpoint_looks_whole(project.root / v.checkpoint)
     ]
-    root = str(project.root)
+    root = command_line_name(project)  # a folder, or a URL with --image-root: what the verbs take
     train = f"'labeler train {root} --plugin {version.plugin} --fresh'"
     if not others:
         return f"no other {version.plugin} version is usable; train a new one with {train}"

@@ -115,14 +115,21 @@ def make_project(
     kind: Kind = Kind.MASK,
     objects: int = 1,
     seed: int = 0,
+    database: str | None = None,
 ) -> Project:  # imported lazily
     """A project folder at ``root`` with ``images`` PNG files beside its database under ``images/``;
-    the first ``done`` are marked done and carry accepted labels of ``kind``. Returns it open."""
+    the first ``done`` are marked done and carry accepted labels of ``kind``. Returns it open.
+
+    With ``database`` (a PostgreSQL URL) the project is made in that database instead, ``root``
+    its image root (the images under ``root/images/``, model versions in ``root/models/``)."""
     from labeler.core.store import Project
 
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    project = Project.create(root, exist_ok=True)
+    if database is not None:
+        project = Project.create(database, exist_ok=True, image_root=root)
+    else:
+        project = Project.create(root, exist_ok=True)
     classes = [project.ensure_category(name) for name in class_names]
     rng = np.random.default_rng(seed)
     for i in range(images):

@@ -3,7 +3,7 @@
 The work runs in a worker thread (``labeler.formats.import_annotations`` / ``export_annotations``)
 with a progress bar; Cancel raises from the progress callback, which the formats treat as "stop":
 an import rolls back, an export leaves nothing half-written. The worker opens its own connection
-to the project (``Project.open(root)``, closed when done): an import holds its write transaction
+to the project (``Project.open_again``, closed when done): an import holds its write transaction
 for its whole length, and on the window's own ``Project`` that would hold the project's lock too,
 so every store query of the UI would wait for the import. With its own connection the UI keeps
 reading (SQLite WAL: readers see the last commit) and sees the import once it commits.
@@ -271,10 +271,10 @@ def _with_progress(fn: Any, dialog: _TransferDialog) -> Any:
     """Wrap an import/export function ``fn(project, ...)`` for the worker: it gets its own
     connection to the dialog's project (opened and closed in the worker thread), and a progress
     callback that also checks for cancel."""
-    root = dialog.project.root
+    origin = dialog.project
 
     def call(*args: Any, progress: Any, **kwargs: Any) -> Any:
-        project = Project.open(root)
+        project = origin.open_again()  # the same project on either backend (a folder, or a URL)
         try:
             return fn(project, *args, progress=lambda d, t: dialog._progress(d, t, progress), **kwargs)
         finally:
