@@ -453,3 +453,19 @@ def checked_mask(rle: Any, width: int | None, height: int | None, *, max_pixels:
     if width is not None and height is not None and checked["size"] != [height, width]:
         raise ValueError(f"a {checked['size'][1]} x {checked['size'][0]} mask on a {width} x {height} image")
     return checked
+
+
+def grow_into_gaps(labels: np.ndarray) -> None:
+    """Fill the zeros of a ``uint8`` label map in place from their known neighbours, one 3 x 3
+    dilation at a time (a gap pixel takes the largest label next to it), until no gap is left or
+    no known label reaches the remaining ones. How small regions are absorbed into their
+    surroundings, on a whole image (the segmenter) and band by band (tiled auto-label)."""
+    kernel = np.ones((3, 3), np.uint8)
+    while True:
+        gaps = labels == 0
+        if not gaps.any():
+            return
+        spread = cv2.dilate(labels, kernel)
+        if not spread[gaps].any():
+            return  # nothing known anywhere near the gaps
+        np.copyto(labels, spread, where=gaps)

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from labeler.core.annotation import Kind
+from labeler.core.geometry import grow_into_gaps
 from labeler.learning.api import PluginError, Prediction, Proposal
 
 if TYPE_CHECKING:
@@ -84,15 +85,7 @@ def absorb_small(labels: np.ndarray, min_region: int) -> np.ndarray:
         return labels
     grown = labels + np.uint8(1)
     grown[small] = 0
-    kernel = np.ones((3, 3), np.uint8)
-    while True:
-        gaps = grown == 0
-        if not gaps.any():
-            break
-        spread = cv2.dilate(grown, kernel)
-        if not spread[gaps].any():
-            break
-        np.copyto(grown, spread, where=gaps)
+    grow_into_gaps(grown)
     out = grown - np.uint8(1)
     out[grown == 0] = labels[grown == 0]
     return out

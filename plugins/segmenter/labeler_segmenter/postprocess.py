@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from labeler.core.annotation import Category, Kind
-from labeler.core.geometry import encode_regions
+from labeler.core.geometry import encode_regions, grow_into_gaps
 from labeler.learning.api import Prediction, Proposal
 from labeler_segmenter.data import IGNORE
 
@@ -136,15 +136,7 @@ def absorb_small_regions(labels: np.ndarray, num_classes: int, min_region: int) 
     if grown is None:
         return labels
     grown[small[regions]] = 0
-    kernel = np.ones((3, 3), np.uint8)
-    while True:
-        gaps = grown == 0
-        if not gaps.any():
-            break
-        spread = cv2.dilate(grown, kernel)
-        if not spread[gaps].any():
-            break  # nothing known anywhere (cannot happen unless every region is small)
-        np.copyto(grown, spread, where=gaps)
+    grow_into_gaps(grown)
     out = grown - 1
     out[grown == 0] = labels[grown == 0]
     return out
