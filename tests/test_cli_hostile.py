@@ -113,7 +113,7 @@ def test_an_interrupted_init_adds_nothing(tmp_path: Path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # as a kill during the listing
 
-    monkeypatch.setattr(store_module, "list_image_files", interrupted)
+    monkeypatch.setattr(store_module, "image_files_by_folder", interrupted)
     assert main(["init", str(tmp_path / "proj"), "--images", str(images), "--classes", "a,b"]) == 130
     with Project.open(tmp_path / "proj") as project:
         assert project.categories() == [] and project.image_count() == 0

@@ -18,3 +18,24 @@ def test_numbers_sort_as_numbers_and_folders_first() -> None:
         "img10.png",
     ]
     assert sorted(["x.png", "x01.png", "x1.png"], key=natural_key) == ["x.png", "x01.png", "x1.png"]
+
+
+def test_numbers_before_text_the_stem_before_more_of_it_and_case_ignored() -> None:
+    names = ["b", "1a", "a", "a1b", "a1", "img1a.png", "img1.png", "x.b.png", "X.png", "a10b2.jpg", "a2b100.jpg"]
+    assert sorted(names, key=natural_key) == [
+        "1a",
+        "a",
+        "a1",
+        "a1b",
+        "a2b100.jpg",
+        "a10b2.jpg",
+        "b",
+        "img1.png",
+        "img1a.png",
+        "X.png",
+        "x.b.png",
+    ]
+
+
+def test_a_folder_name_with_a_dot_is_not_a_suffix() -> None:
+    assert sorted(["a.b/c2", "a.b/c10", "a.b/c1.png"], key=natural_key) == ["a.b/c1.png", "a.b/c2", "a.b/c10"]

@@ -209,6 +209,53 @@ def test_big_image_shows_a_reduced_version_first(qtbot: QtBot, backend, tmp_path
         close_canvas(e)
 
 
+def test_a_big_png_shows_its_top_while_the_rest_streams_in(
+    qtbot: QtBot, backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG is inflated row after row: its first level is on screen at the first band of rows,
+    the tools wait for the whole level, and another image shown meanwhile gets no stale rows."""
+    pytest.importorskip("pyvips", reason="pyvips (the optional 'big' extra) is not installed")
+    import labeler.core.images as images
+
+    monkeypatch.setattr(images, "FIRST_BAND_ROWS", 16)
+    monkeypatch.setattr(images, "BAND_ROWS", 64)
+    project = make_project(backend, tmp_path, images=1)
+    y, x = np.mgrid[0:3000, 0:4000]
+    rgb = np.stack([x % 256, y % 256, (x // 16 + y // 16) % 256], axis=-1).astype(np.uint8)
+    big = tmp_path / "big.png"
+    Image.fromarray(rgb).save(big, compress_level=1)
+    (image_id,) = project.add_images([big])
+    e = open_canvas(qtbot, project, 1)
+    try:
+        canvas = e.canvas
+        at_first: list[tuple[bool, object, int | None]] = []
+        canvas.imageShown.connect(
+            lambda _i: at_first.append((canvas.image_complete(), canvas.image_pixels(), canvas.image_resolution()))
+        )
+        with qtbot.waitSignal(canvas.imageComplete, timeout=30_000):
+            canvas.show_image(image_id)
+        ((complete, pixels, reduce),) = at_first
+        assert not complete and pixels is None and reduce == 4  # shown partly; the tools wait
+        assert canvas.image_complete() and canvas.image_size() == (4000, 3000)
+        source = canvas.image_pixels()
+        assert source is not None
+        level = canvas._image_layer.finest_level()
+        assert level is not None and level[0] == 4
+        expected = images.read_image(big, reduce=4)
+        assert np.array_equal(level[1][..., 2::-1], expected)  # Qt's 32-bit pixels: B, G, R, 255
+        assert not canvas.view().viewport().grab().isNull()
+        # Another image while one streams in: the other shows, nothing stale lands on it.
+        canvas.show_image(1)
+        with qtbot.waitSignal(canvas.imageShown, timeout=10_000):
+            canvas.show_image(image_id)
+            canvas.show_image(1)
+        assert canvas.wait_for_loads()
+        qtbot.wait(50)
+        assert canvas.image_size() == (320, 240) and canvas.image_complete()
+    finally:
+        close_canvas(e)
+
+
 def test_layers_and_score_threshold(env: CanvasEnv) -> None:
     canvas = env.canvas
     anns = _add_proposals(env.project)

@@ -57,3 +57,51 @@ def test_a_damaged_png_is_still_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])  # cut in the middle of its pixels
     with pytest.raises(images.ImageError):
         read_image(path, reduce=2)
+
+
+def test_a_png_streams_in_bands_from_the_top_with_the_pixels_of_the_whole_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pyvips", reason="pyvips (the optional 'big' extra) is not installed")
+    monkeypatch.setattr(images, "FIRST_BAND_ROWS", 8)
+    monkeypatch.setattr(images, "BAND_ROWS", 20)
+    path, _rgb = _png(tmp_path, height=403, width=161)
+    handed: list[tuple[int, np.ndarray]] = []
+
+    def on_rows(pixels: np.ndarray, rows: int) -> bool:
+        handed.append((rows, pixels[:rows].copy()))  # what was there when the rows were handed over
+        return True
+
+    got = images.stream_image(path, 2, on_rows)
+    whole = read_image(path, reduce=2)
+    assert got is not None and np.array_equal(got, whole)
+    rows = [r for r, _ in handed]
+    assert rows[0] >= 8 and rows[-1] == 201 and rows == sorted(set(rows)) and len(rows) >= 5
+    assert all(b - a >= 20 for a, b in zip(rows, rows[1:-1], strict=False))  # bands, not a call per row
+    for r, seen in handed:
+        assert np.array_equal(seen, whole[:r])  # each band whole when handed over
+
+
+def test_a_stream_stops_when_asked_and_other_files_do_not_stream(tmp_path: Path) -> None:
+    pytest.importorskip("pyvips", reason="pyvips (the optional 'big' extra) is not installed")
+    path, rgb = _png(tmp_path, height=900, width=200)
+    calls: list[int] = []
+    assert images.stream_image(path, 2, lambda _p, rows: calls.append(rows) is not None) is None
+    assert len(calls) == 1 and images.FIRST_BAND_ROWS <= calls[0] < 450  # stopped at the first band
+    jpeg = tmp_path / "photo.jpg"
+    cv2.imwrite(str(jpeg), rgb)
+    rgba = tmp_path / "alpha.png"
+    cv2.imwrite(str(rgba), np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)]))
+    for other in (jpeg, rgba):
+        assert images.stream_image(other, 2, lambda _p, _r: pytest.fail("no rows for a file that does not stream")) is None
+
+
+def test_a_damaged_png_streams_its_good_rows_then_says_it_is_damaged(tmp_path: Path) -> None:
+    pytest.importorskip("pyvips", reason="pyvips (the optional 'big' extra) is not installed")
+    path, _ = _png(tmp_path, height=2000, width=300)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    rows: list[int] = []
+    with pytest.raises(images.ImageError, match="not a readable image"):
+        images.stream_image(path, 2, lambda _p, r: rows.append(r) is None)
+    assert rows and rows[-1] < 1000

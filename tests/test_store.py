@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from dataclasses import replace
@@ -149,6 +150,33 @@ def test_add_folder_skips_hidden_and_non_images(tmp_path: Path) -> None:
         p.add_folder(tmp_path / "imgs")
         names = sorted(Path(r.path).name for r in p.images())
     assert names == ["a.png", "c.PNG"]
+
+
+def test_a_file_name_that_is_not_utf8_is_left_out_of_a_folder_and_refused_alone(tmp_path: Path) -> None:
+    """A name with bytes that are not UTF-8 (from another system's archive) can be stored by no
+    backend nor written to any export: adding its folder adds the others, adding it alone says why."""
+    folder = tmp_path / "imgs"
+    write_images(folder, ["a.png", "ünï.png"])
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/bad\xff.png")
+    shutil.copy(folder / "a.png", odd)
+    os.mkdir(os.fsdecode(os.fsencode(str(folder)) + b"/sub\xff"))
+    shutil.copy(folder / "a.png", os.fsdecode(os.fsencode(str(folder)) + b"/sub\xff/c.png"))
+    with Project.create(tmp_path / "p") as p:
+        p.add_folder(folder)
+        assert [r.path for r in p.images()] == ["../imgs/a.png", "../imgs/ünï.png"]
+        with pytest.raises(ProjectError, match="not UTF-8"):
+            p.add_images([odd])
+        assert p.image_count() == 2
+    assert [path.name for path in store_module.list_image_files(folder)] == ["a.png", "ünï.png"]
+
+
+def test_add_images_returns_each_path_its_id_with_repeats_and_old_ones(tmp_path: Path) -> None:
+    paths = write_images(tmp_path / "imgs", ["a.png", "b.png", "c.png"])
+    with Project.create(tmp_path / "p") as p:
+        first = p.add_images(paths[:2])
+        again = p.add_images([paths[2], paths[0], paths[2]])
+        assert again == [first[-1] + 1, first[0], first[-1] + 1]
+        assert p.add_folder(tmp_path / "imgs") == [first[0], first[1], again[0]]
 
 
 def test_add_folder_on_missing_folder_is_an_error(tmp_path: Path) -> None:

@@ -17,16 +17,19 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from labeler.core.files import NotAFileError, check_regular_file
+
+if TYPE_CHECKING:
+    import pyvips
 
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 """Images with more pixels than this are refused unless ``max_pixels`` or ``$LABELER_MAX_PIXELS`` say otherwise."""
@@ -217,12 +220,83 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None, r
     return _decode(path, orientation, reduce, alpha=alpha)
 
 
-def _png_reduced(path: str | os.PathLike[str], reduce: int, *, width: int, height: int) -> np.ndarray | None:
-    """A PNG at ``1/reduce`` size per side (RGB, as stored), decoded by libvips while streaming:
-    rows are shrunk as they are inflated, so an 8000 x 8000 PNG shown at 1/4 costs ~90 MB, not the
-    ~300 MB of a whole decode (OpenCV's reduced modes shrink only PNG's finished full image).
-    ``None`` where pyvips (the optional ``big`` extra) is not installed or cannot read the file:
-    the caller decodes it whole then. Same size as OpenCV's reduced decode (sides rounded down)."""
+def stream_image(
+    path: str | os.PathLike[str],
+    reduce: int,
+    on_rows: Callable[[np.ndarray, int], bool],
+    *,
+    max_pixels: int | None = None,
+) -> np.ndarray | None:
+    """The image at ``1/reduce`` size per side (2, 4 or 8) as ``(h, w, 3)`` RGB, decoded while
+    streaming, with the rows handed over as they come, so a viewer can show the top of the image
+    long before the last rows are inflated: the pixels are written from the top into one array,
+    and ``on_rows(pixels, rows)`` is called each time at least :data:`BAND_ROWS` more rows (the
+    first time :data:`FIRST_BAND_ROWS`) hold their pixels, and once at the end. ``on_rows``
+    returning ``False`` stops the decode (``None`` is returned then).
+
+    Only where a file can be streamed so: an 8-bit RGB PNG without transparency or orientation,
+    with pyvips (the optional ``big`` extra) installed; ``None`` otherwise, without a call:
+    :func:`read_image` decodes it then. A damaged file raises :class:`ImageError` (after the
+    rows before the damage were handed over). Same pixels as :func:`read_image`."""
+    if reduce not in (2, 4, 8):
+        raise ValueError("reduce must be 2, 4 or 8")
+    width, height, orientation, image_format, alpha = _checked_header(path, max_pixels)
+    if image_format != "PNG" or alpha or orientation != 1:
+        return None
+    shrunk = _png_shrunk(path, reduce, width=width, height=height)
+    if shrunk is None:
+        return None
+    import pyvips
+
+    out_w, out_h = width // reduce, height // reduce
+    pixels = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+    flat = pixels.reshape(-1)
+    row_bytes = out_w * 3
+    written = [0, 0]  # bytes so far, rows last handed over
+    stopped = [False]
+
+    def write(chunk: bytes) -> int:  # libvips' writer calls this with the rows in order
+        start = written[0]
+        room = min(len(chunk), flat.size - start)  # libvips' rows past the rounded-down size are dropped
+        if room > 0:
+            flat[start : start + room] = np.frombuffer(chunk, dtype=np.uint8, count=room)
+            written[0] = start + room
+        rows = written[0] // row_bytes
+        if rows - written[1] >= (FIRST_BAND_ROWS if written[1] == 0 else BAND_ROWS) or (
+            rows == out_h and written[1] < out_h
+        ):
+            written[1] = rows
+            if not on_rows(pixels, rows):
+                stopped[0] = True
+                return -1  # libvips ends the decode with an error
+        return len(chunk)
+
+    target = pyvips.TargetCustom()
+    target.on_write(write)
+    try:
+        shrunk.crop(0, 0, out_w, out_h).rawsave_target(target)
+    except pyvips.Error as exc:
+        if stopped[0]:
+            return None
+        raise ImageError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
+    if stopped[0]:
+        return None
+    if written[1] < out_h:
+        raise ImageError(f"{path}: not a readable image (the pixels end at row {written[1] * reduce} of {height})")
+    return pixels
+
+
+#: Rows of the first band :func:`stream_image` hands over (small: the first pixels come soon),
+#: and at least that many more each time after it (each hand-over costs the viewer a repaint).
+FIRST_BAND_ROWS = 64
+BAND_ROWS = 256
+
+
+def _png_shrunk(path: str | os.PathLike[str], reduce: int, *, width: int, height: int) -> pyvips.Image | None:
+    """A PNG opened by libvips for reading once from the top, shrunk by ``reduce``: rows are
+    shrunk as they are inflated, so an 8000 x 8000 PNG shown at 1/4 costs ~90 MB, not the ~300 MB
+    of a whole decode (OpenCV's reduced modes shrink only PNG's finished full image). ``None``
+    where pyvips (the optional ``big`` extra) is not installed or the PNG is not 8-bit RGB."""
     try:
         import pyvips
     except (ImportError, OSError):  # not installed, or its libvips missing
@@ -231,7 +305,25 @@ def _png_reduced(path: str | os.PathLike[str], reduce: int, *, width: int, heigh
         image = pyvips.Image.new_from_file(os.fspath(path), access="sequential", fail=True)
         if image.bands != 3 or image.format != "uchar" or (image.width, image.height) != (width, height):
             return None  # grey, 16-bit or odd PNGs: the whole decode handles them as before
-        pixels = image.shrink(reduce, reduce).numpy()
+        shrunk = image.shrink(reduce, reduce)
+    except pyvips.Error:
+        return None
+    if shrunk.width < width // reduce or shrunk.height < height // reduce:
+        return None
+    return shrunk
+
+
+def _png_reduced(path: str | os.PathLike[str], reduce: int, *, width: int, height: int) -> np.ndarray | None:
+    """A PNG at ``1/reduce`` size per side (RGB, as stored) through :func:`_png_shrunk`; ``None``
+    where it cannot be read so (the caller decodes it whole then). Same size as OpenCV's reduced
+    decode (sides rounded down)."""
+    shrunk = _png_shrunk(path, reduce, width=width, height=height)
+    if shrunk is None:
+        return None
+    import pyvips
+
+    try:
+        pixels = shrunk.numpy()
     except pyvips.Error:
         return None
     reduced: np.ndarray = pixels[: height // reduce, : width // reduce]

@@ -518,9 +518,18 @@ class Project:
         own. ``_folders`` is :meth:`relative_path`'s cache, for a caller adding one image at a time.
         """
         paths = list(paths)
-        now = time.time()
         folders: dict[str, str] = _folders if _folders is not None else {}
-        rels = [self.relative_path(p, _folders=folders) for p in paths]
+        return self._add_relative([self.relative_path(p, _folders=folders) for p in paths], sizes, progress)
+
+    def _add_relative(
+        self, rels: list[str], sizes: Sequence[tuple[int, int] | None] | None, progress: Progress | None
+    ) -> list[int]:
+        """:meth:`add_images` for paths already in the store's relative form."""
+        now = time.time()
+        undecodable = next((rel for rel in rels if not _is_utf8(rel)), None)
+        if undecodable is not None:
+            raise ProjectError(f"{undecodable!r}: the file's name is not UTF-8 text; rename it to add it")
+        sized = sizes is not None
         if sizes is None:
             sizes = [None] * len(rels)
         elif len(sizes) != len(rels):
@@ -532,15 +541,33 @@ class Project:
         with self.transaction():
             top = int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0])
             for i in range(0, len(rels), chunk):  # many rows per statement: a million in seconds
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO images(path, width, height, done, added) VALUES (?, ?, ?, 0, ?)",
-                    (
-                        (rel, None, None, now) if size is None else (rel, size[0], size[1], now)
-                        for rel, size in zip(rels[i : i + chunk], sizes[i : i + chunk], strict=True)
-                    ),
-                )
+                rows = zip(rels[i : i + chunk], sizes[i : i + chunk], strict=True)
+                if self.url is None:  # one statement over a JSON array: a third of executemany's time
+                    if sized:
+                        values = "json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')"
+                        payload = json.dumps([(rel, *size) if size else (rel,) for rel, size in rows])
+                    else:
+                        values, payload = "value, NULL, NULL", json.dumps(rels[i : i + chunk])
+                    self._conn.execute(
+                        f"INSERT OR IGNORE INTO images(path, width, height, done, added) SELECT {values}, 0, ? "
+                        "FROM json_each(?) ORDER BY key",
+                        (now, payload),
+                    )
+                else:
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO images(path, width, height, done, added) VALUES (?, ?, ?, 0, ?)",
+                        (
+                            (rel, None, None, now) if size is None else (rel, size[0], size[1], now)
+                            for rel, size in rows
+                        ),
+                    )
                 if progress is not None:
                     progress(min(i + chunk, len(rels)), len(rels))
+            last, added = self._conn.execute(
+                "SELECT COALESCE(MAX(id), 0), COUNT(*) FROM images WHERE id > ?", (top,)
+            ).fetchone()
+            if self.url is None and int(added) == len(rels) and int(last) == top + len(rels):
+                return list(range(top + 1, top + 1 + len(rels)))  # all new (no other writer), in order
             new = {str(r[0]): int(r[1]) for r in self._conn.execute("SELECT path, id FROM images WHERE id > ?", (top,))}
             ids = [
                 new.get(rel) or int(self._conn.execute("SELECT id FROM images WHERE path = ?", (rel,)).fetchone()[0])
@@ -548,14 +575,21 @@ class Project:
             ]
         return ids
 
+    @_needs("owner", "add images")
     def add_folder(
         self, folder: str | os.PathLike[str], *, recursive: bool = True, progress: Progress | None = None
     ) -> list[int]:
         """Add every image file under ``folder`` (by name; files are opened only when shown)."""
-        folder = Path(folder)
-        if not folder.is_dir():
+        if not os.path.isdir(folder):
             raise ProjectError(f"{folder} is not a folder")
-        return self.add_images(list_image_files(folder, recursive=recursive), progress=progress)
+        rels = [
+            f"{sub}/{name}" if sub else name
+            for current, names in image_files_by_folder(os.path.abspath(folder), recursive=recursive)
+            for sub in [self._relative_folder(current)]
+            for name in names
+        ]
+        rels.sort(key=natural_key)  # the relative paths share one prefix: the order of the whole paths
+        return self._add_relative(rels, None, progress)
 
     def images(self, *, done: bool | None = None) -> list[ImageRecord]:
         if done is None:
@@ -1350,27 +1384,56 @@ def list_image_files(folder: Path, *, recursive: bool = True) -> list[Path]:
     Only regular files count (a symlink counts when it leads to one): named pipes, devices
     (``/dev/zero`` behind a symlink too), sockets, folders named ``x.png`` and broken or looping
     symlinks are left out, so nothing later blocks opening them or reads them forever. Symlinked
-    folders are not followed (no loops). Only ``stat`` is used: no file is opened.
+    folders are not followed (no loops). Names that are not UTF-8 (which no project, export or
+    other tool could name) are left out too. Only ``stat`` is used: no file is opened.
     """
-    splitext = os.path.splitext
-    found: list[str] = []  # strings until the end: a Path per file costs more than the listing
-    stack = [os.fspath(folder)]
+    base = os.fspath(folder)
+    rels = [
+        f"{sub}/{name}" if sub else name
+        for current, names in image_files_by_folder(base, recursive=recursive)
+        for sub in [os.path.relpath(current, base).replace(os.sep, "/") if current != base else ""]
+        for name in names
+    ]
+    rels.sort(key=natural_key)
+    return [Path(base, rel) for rel in rels]
+
+
+def image_files_by_folder(folder: str, *, recursive: bool = True) -> list[tuple[str, list[str]]]:
+    """``(folder path, image file names in it)`` for ``folder`` and (``recursive``) every folder
+    under it, as :func:`list_image_files` chooses the files; unsorted. Strings throughout: a
+    ``Path`` per file costs more than the listing."""
+    out: list[tuple[str, list[str]]] = []
+    stack = [folder]
     while stack:
         current = stack.pop()
+        names: list[str] = []
         with os.scandir(current) as entries:
             for entry in entries:
-                if entry.name.startswith("."):
+                name = entry.name
+                if name[0] == ".":
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    if recursive:
+                    if recursive and _is_utf8(name):
                         stack.append(entry.path)
-                elif splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and _is_regular(
-                    entry
-                ):  # is_image_file, for a name
-                    found.append(entry.path)
-    sep = os.sep
-    found.sort(key=(natural_key if sep == "/" else lambda p: natural_key(p.replace(sep, "/"))))
-    return [Path(p) for p in found]
+                elif (
+                    name[name.rfind(".") :].lower() in IMAGE_SUFFIXES and _is_regular(entry) and _is_utf8(name)
+                ):  # is_image_file, for a name (a name without a dot gives the whole name: no suffix)
+                    names.append(name)
+        if names:
+            out.append((current, names))
+    return out
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a file name decoded by the system is text (undecodable bytes come back as lone
+    surrogates, which neither SQLite nor PostgreSQL nor JSON can hold)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_regular(entry: os.DirEntry[str]) -> bool:

@@ -101,6 +101,8 @@ def run_app(*, path: str | None, screenshot: str | None, image_root: str | None 
                 ):
                     # an image that cannot be read ends the wait at once (its reason is drawn instead)
                     wait_for(window.canvas.imageShown, SCREENSHOT_TIMEOUT_MS, unless=window.canvas.errorOccurred)
+                if current is not None and not window.canvas.image_complete() and not window.canvas.failure_text():
+                    wait_for(window.canvas.imageComplete, SCREENSHOT_TIMEOUT_MS, unless=window.canvas.errorOccurred)
                 if window.canvas.failure_text():
                     print(f"labeler: {window.canvas.failure_text().splitlines()[-1]}", file=sys.stderr)
                 window.images.model.wait_for_thumbnails(SCREENSHOT_TIMEOUT_MS)

@@ -65,6 +65,9 @@ class AnnotationCanvas(QWidget):
     annotationsChanged = Signal(int)
     selectionChanged = Signal(list)
     imageShown = Signal(int)
+    #: The first level of the image shown is whole: at once after ``imageShown``, or, for a PNG
+    #: shown while it streams in (see :mod:`.image_layer`), when its last rows arrive.
+    imageComplete = Signal(int)
     toolChanged = Signal(str)
     errorOccurred = Signal(str)
     #: Extra signals (beyond the contract): the reduction of the finest level shown (1 = full size),
@@ -84,6 +87,7 @@ class AnnotationCanvas(QWidget):
         self._image_id: int | None = None
         self._token = 0
         self._loader_cancel: threading.Event | None = None  # drops the decode in flight
+        self._stream_cancel: threading.Event | None = None  # stops the first level still streaming in
         self._requested: int | None = None  # the reduction being decoded for the current image
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
@@ -91,6 +95,7 @@ class AnnotationCanvas(QWidget):
         self._loader_signals.level.connect(self._on_level)
         self._loader_signals.failed.connect(self._on_failed)
         self._loader_signals.progress.connect(self._on_progress)
+        self._loader_signals.rows.connect(self._on_rows)
         self._scene = QGraphicsScene(self)
         self._image_layer = ImageLayer()
         self._image_layer.on_need = self._need_level
@@ -165,9 +170,10 @@ class AnnotationCanvas(QWidget):
             self.imageShown.emit(image_id)
             return
         self._tool.cancel()
-        if self._loader_cancel is not None:
-            self._loader_cancel.set()
-            self._loader_cancel = None
+        for pending in (self._loader_cancel, self._stream_cancel):
+            if pending is not None:
+                pending.set()
+        self._loader_cancel = self._stream_cancel = None
         self._token += 1
         self._requested = None
         self._clear_items()
@@ -265,11 +271,13 @@ class AnnotationCanvas(QWidget):
         finest = self._image_layer.finest_reduction()
         first = finest is None
         if level.reduce == self._requested or first:
+            if first and level.ready_rows is not None:
+                self._stream_cancel = self._loader_cancel  # still filling: a new image stops it
             self._loader_cancel = None
             self._requested = None
         if finest is not None and level.reduce >= finest:
             return  # a level no finer than what is shown (the view zoomed out meanwhile)
-        self._image_layer.add_level(level.reduce, level.pixels, level.size)
+        self._image_layer.add_level(level.reduce, level.pixels, level.size, ready_rows=level.ready_rows)
         if level.pyramid is not None:
             self._view.set_notice("")
             self._tiles.set_pyramid(level.pyramid, overview_level=level.reduce.bit_length() - 1)
@@ -281,6 +289,21 @@ class AnnotationCanvas(QWidget):
         self.resolutionChanged.emit(level.reduce)
         if first:
             self.imageShown.emit(level.image_id)
+            if level.ready_rows is None:
+                self.imageComplete.emit(level.image_id)
+
+    def _on_rows(self, image_id: int, token: int, reduce: int, rows: int) -> None:
+        """More rows of the first level arrived while it streams in (the loader filled them in
+        place): draw them; at the last band the level is whole."""
+        if token != self._token or image_id != self._image_id:
+            return
+        if self._image_layer.set_ready_rows(reduce, rows) and not self._image_layer.is_partial():
+            self._stream_cancel = None
+            self.imageComplete.emit(image_id)
+
+    def image_complete(self) -> bool:
+        """Whether the image shown is there whole (not still streaming in, nor still loading)."""
+        return self._image_layer.finest_reduction() is not None and not self._image_layer.is_partial()
 
     def _on_progress(self, image_id: int, token: int, text: str) -> None:
         if token == self._token and image_id == self._image_id and self._image_layer.finest_reduction() is None:
@@ -295,9 +318,10 @@ class AnnotationCanvas(QWidget):
             return
         self._loader_cancel = None
         self._requested = None
-        if self._image_layer.finest_reduction() is not None:
+        if self._image_layer.finest_reduction() is not None and not self._image_layer.is_partial():
             self.errorOccurred.emit(message)  # a finer level failed: keep what is shown
             return
+        self._stream_cancel = None  # (a file found damaged while it streamed in fails as a whole)
         self._clear_items()
         self._image_layer.clear()
         self._tiles.set_pyramid(None)

@@ -19,6 +19,12 @@ decoder made, wrapped as ``RGB888`` without a copy. Masks and every tool
 work in full-resolution coordinates, independent of the level shown. Nothing is decoded or
 resized in ``paint`` or anywhere on the UI thread.
 
+A PNG is inflated row after row whatever the level (one zlib stream, one core: ~0.8 s for an
+8000 x 8000 photo), so its first level is shown while it streams (:func:`stream_image`):
+the first band of rows after some 50 ms, then each band as it comes, the rest of the image
+still empty. Until the last band, the level is *partial* (:attr:`DecodedLevel.ready_rows`) and
+the tools do not read it (:meth:`ImageLayer.finest_level`).
+
 An image too big to decode whole (:func:`labeler.core.tiles.pyramid_info`: over 100 MP, or a big
 tiled TIFF) is never decoded whole: the loader opens (the first time, builds) its tile pyramid,
 and this layer holds only the pyramid level that fits :data:`OVERVIEW_SIDE`, under the
@@ -40,7 +46,7 @@ from PySide6.QtCore import QObject, QRectF, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from labeler.core.images import ImageError, max_pixels_limit, read_image, read_image_size
+from labeler.core.images import ImageError, max_pixels_limit, read_image, read_image_size, stream_image
 from labeler.core.store import Project
 from labeler.core.tiles import TilePyramid, open_pyramid, pyramid_cache_dir, pyramid_info
 
@@ -161,7 +167,9 @@ class DecodedLevel:
     ``(h, w, 3)`` RGB or ``(h, w, 4)`` in ``QImage.Format_RGB32`` order (see
     :func:`display_pixels` and :func:`decode_jpeg_rgbx`). ``size`` is the full ``(width, height)``.
     For an image shown by tiles, ``pyramid`` is its pyramid and this level its overview
-    (``reduce = 2**k`` for pyramid level ``k``)."""
+    (``reduce = 2**k`` for pyramid level ``k``). ``ready_rows`` is ``None`` for a level decoded
+    whole; for one still streaming, how many rows from the top hold pixels so far (the loader
+    fills the rest of ``pixels`` in place and reports each band by ``LoaderSignals.rows``)."""
 
     image_id: int
     token: int
@@ -169,6 +177,7 @@ class DecodedLevel:
     pixels: np.ndarray
     size: tuple[int, int]
     pyramid: TilePyramid | None = None
+    ready_rows: int | None = None
 
     @property
     def final(self) -> bool:
@@ -182,6 +191,7 @@ class LoaderSignals(QObject):
     level = Signal(object)  # DecodedLevel
     failed = Signal(int, int, str)  # image_id, token, message
     progress = Signal(int, int, str)  # image_id, token, what is being done (a pyramid being built)
+    rows = Signal(int, int, int, int)  # image_id, token, reduce, rows ready of a streaming level
 
 
 class ImageLoader(QRunnable):
@@ -227,6 +237,8 @@ class ImageLoader(QRunnable):
             reduce = self._reduce
             if reduce is None:
                 reduce = preview_reduction(width, height, self._screen_side)
+            if reduce > 1 and self._emit_stream(path, reduce, (width, height)):
+                return
             qt32 = decode_jpeg_rgbx(path) if reduce == 1 and max(width, height) > PREVIEW_ABOVE else None
             if qt32 is not None:
                 pixels = qt32
@@ -249,6 +261,33 @@ class ImageLoader(QRunnable):
             self.signals.failed.emit(
                 self._image_id, self._token, f"cannot show image {self._image_id}: {type(exc).__name__}: {exc}"
             )
+
+    def _emit_stream(self, path: os.PathLike[str], reduce: int, size: tuple[int, int]) -> bool:
+        """Decode the level while it streams (:func:`stream_image`): send it at its first band,
+        then each further band's rows, copied into the very array the layer shows (as
+        :func:`display_pixels` keeps a level). ``False`` (nothing sent) where the file does not
+        stream so."""
+        w, h = size[0] // reduce, size[1] // reduce
+        qt32 = w * h <= QT32_MAX_PIXELS
+        shown: list[np.ndarray] = []  # the level's display pixels, once sent
+        done = [0]
+
+        def on_rows(rgb: np.ndarray, rows: int) -> bool:
+            if self.cancel.is_set():
+                return False  # another image: stop inflating this one
+            if not shown:
+                shown.append(np.zeros((h, w, 4), dtype=np.uint8) if qt32 else rgb)
+            if qt32:
+                shown[0][done[0] : rows] = to_qt32(rgb[done[0] : rows])
+            if done[0] == 0:
+                level = DecodedLevel(self._image_id, self._token, reduce, shown[0], size, ready_rows=rows)
+                self.signals.level.emit(level)
+            else:
+                self.signals.rows.emit(self._image_id, self._token, reduce, rows)
+            done[0] = rows
+            return True
+
+        return stream_image(path, reduce, on_rows) is not None or bool(shown) or self.cancel.is_set()
 
     def _emit_pyramid(self, path: os.PathLike[str]) -> None:
         """Open (or first build) the image's pyramid and send its overview level with it."""
@@ -296,6 +335,7 @@ class ImageLayer(QGraphicsItem):
     def __init__(self) -> None:
         super().__init__()
         self._levels: dict[int, tuple[np.ndarray, QImage]] = {}
+        self._ready: dict[int, int] = {}  # rows holding pixels so far, for a level still streaming
         self._size = (0, 0)
         self.on_need: Callable[[int], None] | None = None
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
@@ -304,6 +344,7 @@ class ImageLayer(QGraphicsItem):
     def clear(self) -> None:
         self.prepareGeometryChange()
         self._levels.clear()
+        self._ready.clear()
         self._size = (0, 0)
         self.update()
 
@@ -316,11 +357,29 @@ class ImageLayer(QGraphicsItem):
         return min(self._levels) if self._levels else None
 
     def finest_level(self) -> tuple[int, np.ndarray] | None:
-        """``(reduce, pixels)`` of the finest level held (see :class:`DecodedLevel`), or ``None``."""
-        if not self._levels:
+        """``(reduce, pixels)`` of the finest whole level held (see :class:`DecodedLevel`), or
+        ``None`` (also while the only level is still streaming: its lower rows are empty)."""
+        whole = [r for r in self._levels if r not in self._ready]
+        if not whole:
             return None
-        reduce = min(self._levels)
+        reduce = min(whole)
         return reduce, self._levels[reduce][0]
+
+    def is_partial(self) -> bool:
+        """Whether a level held is still streaming in (see :meth:`set_ready_rows`)."""
+        return bool(self._ready)
+
+    def set_ready_rows(self, reduce: int, rows: int) -> bool:
+        """A streaming level now holds pixels in its first ``rows`` rows (all of them: it is
+        whole). ``False`` when that level is no longer held (another image, or dropped)."""
+        if reduce not in self._ready:
+            return False
+        if rows >= self._levels[reduce][0].shape[0]:
+            del self._ready[reduce]
+        else:
+            self._ready[reduce] = rows
+        self.update()
+        return True
 
     def coarsest_reduction(self) -> int | None:
         """The reduction of the first level (the one kept while finer ones come and go)."""
@@ -341,18 +400,29 @@ class ImageLayer(QGraphicsItem):
                 return reduce
         return 1
 
-    def add_level(self, reduce: int, pixels: np.ndarray, size: tuple[int, int]) -> None:
+    def add_level(
+        self, reduce: int, pixels: np.ndarray, size: tuple[int, int], *, ready_rows: int | None = None
+    ) -> None:
         """Show ``pixels``, the level at 1/``reduce`` size of a ``size`` image (see
-        :class:`DecodedLevel`). Keeps the coarsest level held and this one; drops the others."""
+        :class:`DecodedLevel`; with ``ready_rows``, only that many rows hold pixels yet, and the
+        caller fills the rest in place). Keeps the coarsest level held and this one; drops the
+        others."""
         if size != self._size:
             self.prepareGeometryChange()
             self._size = size
             self._levels.clear()
+            self._ready.clear()
         coarsest = max(self._levels) if self._levels else reduce
         for r in list(self._levels):
             if r not in (coarsest, reduce):
                 del self._levels[r]
-        pixels = np.ascontiguousarray(pixels)
+                self._ready.pop(r, None)
+        if ready_rows is None:
+            pixels = np.ascontiguousarray(pixels)
+            self._ready.pop(reduce, None)
+        else:  # the very array the loader fills: never a copy
+            assert pixels.flags.c_contiguous
+            self._ready[reduce] = ready_rows
         self._levels[reduce] = (pixels, _wrap(pixels))
         self.update()
 
@@ -369,6 +439,7 @@ class ImageLayer(QGraphicsItem):
         finer = [r for r in self._levels if r < reduce]
         for r in finer:
             del self._levels[r]
+            self._ready.pop(r, None)
         if finer:
             self.update()
         return bool(finer)
@@ -386,8 +457,10 @@ class ImageLayer(QGraphicsItem):
         if not self._levels:
             return
         lod = option.levelOfDetailFromTransform(painter.worldTransform())  # screen px per image px
-        reduce = min(self._levels)
-        for r in sorted(self._levels, reverse=True):
+        held = sorted(self._levels, reverse=True)
+        whole = [r for r in held if r not in self._ready] or held  # a streaming level only when alone
+        reduce = min(whole)
+        for r in whole:
             if lod * r <= MAX_MAGNIFICATION:
                 reduce = r
                 break
@@ -404,7 +477,7 @@ class ImageLayer(QGraphicsItem):
         sx0 = max(0, int(exposed.left() / kx))
         sy0 = max(0, int(exposed.top() / ky))
         sx1 = min(image.width(), int(np.ceil(exposed.right() / kx)) + 1)
-        sy1 = min(image.height(), int(np.ceil(exposed.bottom() / ky)) + 1)
+        sy1 = min(image.height(), self._ready.get(reduce, image.height()), int(np.ceil(exposed.bottom() / ky)) + 1)
         if sx1 <= sx0 or sy1 <= sy0:
             return
         target = QRectF(sx0 * kx, sy0 * ky, (sx1 - sx0) * kx, (sy1 - sy0) * ky)
