@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from annotation_support import proposal
 from gui_helpers import CanvasEnv, close_canvas, drag, hover, key, make_project, open_canvas, vp
 from PIL import Image
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -220,11 +222,37 @@ def test_a_big_png_shows_its_top_while_the_rest_streams_in(
     monkeypatch.setattr(images, "FIRST_BAND_ROWS", 16)
     monkeypatch.setattr(images, "BAND_ROWS", 64)
     project = make_project(backend, tmp_path, images=1)
-    y, x = np.mgrid[0:3000, 0:4000]
-    rgb = np.stack([x % 256, y % 256, (x // 16 + y // 16) % 256], axis=-1).astype(np.uint8)
+    y, x = np.ogrid[0:3000, 0:4000]
+    rgb = np.empty((3000, 4000, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = x % 256, y % 256, (x // 16 + y // 16) % 256
     big = tmp_path / "big.png"
     Image.fromarray(rgb).save(big, compress_level=1)
     (image_id,) = project.add_images([big])
+    import labeler.gui.canvas.image_layer as image_layer
+
+    ticked = threading.Event()
+    pacing = threading.Event()  # while set, each band waits for the UI thread's next tick
+    pacing.set()
+    waits: list[bool] = []
+
+    def stream_waiting_for_the_ui(path, reduce, on_rows, **kwargs):  # each band waits for a tick of the UI thread
+        def handed(pixels: np.ndarray, rows: int) -> bool:
+            go_on = on_rows(pixels, rows)
+            ticked.clear()
+            deadline = time.monotonic() + 10
+            while pacing.is_set() and not ticked.wait(0.05) and time.monotonic() < deadline:
+                pass
+            if pacing.is_set():
+                waits.append(ticked.is_set())
+            return go_on
+
+        return images.stream_image(path, reduce, handed, **kwargs)
+
+    monkeypatch.setattr(image_layer, "stream_image", stream_waiting_for_the_ui)
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(ticked.set)
+    timer.start()
     e = open_canvas(qtbot, project, 1)
     try:
         canvas = e.canvas
@@ -237,6 +265,9 @@ def test_a_big_png_shows_its_top_while_the_rest_streams_in(
         ((complete, pixels, reduce),) = at_first
         assert not complete and pixels is None and reduce == 4  # shown partly; the tools wait
         assert canvas.image_complete() and canvas.image_size() == (4000, 3000)
+        pacing.clear()
+        timer.stop()
+        assert len(waits) >= 5 and all(waits)  # the UI thread turned during every band
         source = canvas.image_pixels()
         assert source is not None
         level = canvas._image_layer.finest_level()
