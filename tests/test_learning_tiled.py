@@ -106,10 +106,10 @@ def _write_tiff(path: Path, width: int, height: int, squares: list[tuple[int, in
     image.tiffsave(str(path), tile=True, tile_width=256, tile_height=256, compression="deflate")
 
 
-def _project(tmp_path: Path, plugin: Any, *, width: int = 6000, height: int = 5000):
+def _project(tmp_path: Path, plugin: Any, *, width: int = 6000, height: int = 5000, squares=SQUARES):
     project = Project.create(tmp_path / "proj")
     category = project.add_category("square")
-    _write_tiff(project.root / "big.tif", width, height, SQUARES)
+    _write_tiff(project.root / "big.tif", width, height, squares)
     project.add_images([project.root / "big.tif"])
     version = project.add_model_version(
         ModelVersion(plugin=plugin.name, settings={}, categories=(category.id,), checkpoint="none.safetensors"),
@@ -150,6 +150,38 @@ def test_detector_by_tiles_proposes_each_object_once_with_its_whole_box(tmp_path
     assert peak < 8 * 1024 * 1024 * 3 + 4_000_000 < 6000 * 5000 * 3
     assert any(s.tiles is not None for s in steps) or len(steps) == 1
     project.close()
+
+
+BIG_SQUARES = [  # bigger than the overlap (256 px of 1024-px tiles): no tile sees them whole
+    (700, 100, 600),  # across one column edge
+    (1400, 1400, 700),  # across the corner of four tiles
+    (3000, 2000, 1500),  # over three tiles each way: the middle ones cut on both sides
+    (300, 3800, 120),  # small, inside one tile
+]
+
+
+def test_objects_bigger_than_the_overlap_are_joined_from_their_pieces(tmp_path):
+    project, loaded = _project(tmp_path, BrightBoxes(), squares=BIG_SQUARES)
+    image_id = project.images()[0].id
+    result = auto_label(project, loaded, [image_id])
+    assert result.images == 1 and not result.failed
+    boxes = sorted(a.box_xywh for a in project.annotations(image_id, states=[State.PROPOSED]))
+    assert boxes == sorted((float(x), float(y), float(s), float(s)) for x, y, s in BIG_SQUARES)
+    project.close()
+
+
+def test_a_piece_whose_other_part_was_not_found_is_dropped_and_classes_do_not_mix():
+    image = (6000, 5000)
+    left, right = (0, 0, 1024, 1024), (768, 0, 1024, 1024)
+    piece_left = tiled.CutBox(np.array([700.0, 100.0, 324.0, 600.0]), 0.9, 1, left)  # cut at x = 1024
+    piece_right = tiled.CutBox(np.array([768.0, 100.0, 532.0, 600.0]), 0.7, 1, right)  # cut at x = 768
+    (joined,) = tiled.join_cut_boxes([piece_left, piece_right], image, margin=2.0)
+    assert joined.box.tolist() == [700.0, 100.0, 600.0, 600.0] and joined.score == 0.9
+    assert tiled.join_cut_boxes([piece_left], image, margin=2.0) == []
+    other_class = tiled.CutBox(piece_right.box, 0.7, 2, right)
+    assert tiled.join_cut_boxes([piece_left, other_class], image, margin=2.0) == []
+    shifted = tiled.CutBox(np.array([768.0, 500.0, 532.0, 600.0]), 0.7, 1, right)  # another object lower down
+    assert tiled.join_cut_boxes([piece_left, shifted], image, margin=2.0) == []
 
 
 def test_a_corrupt_tile_is_that_images_error_and_keeps_its_proposals(tmp_path, monkeypatch):

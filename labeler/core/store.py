@@ -211,7 +211,7 @@ def _row_to_annotation(row: sqlite3.Row) -> Annotation:
         score=row["score"],
         iscrowd=bool(row["iscrowd"]),
         group_id=row["group_id"],
-        attributes=json.loads(row["attributes"]),
+        attributes={} if row["attributes"] == "{}" else json.loads(row["attributes"]),  # most have none
         created=row["created"],
         updated=row["updated"],
         revision=row["revision"],

@@ -19,9 +19,12 @@ tile so its long side is its ``input_size`` exactly as it scaled those images), 
 :data:`MAX_TILE_SIDE`.
 
 Detection: each tile's proposals (the plugin's own NMS within the tile) in full-image pixels; a box
-within :data:`EDGE_MARGIN` of a tile edge that is not the image's edge is cut by the tile and
-dropped, in favour of the neighbour, which sees the object whole as long as the object is no
-bigger than the overlap; then one non-maximum suppression over the whole image
+within :data:`EDGE_MARGIN` of a tile edge that is not the image's edge is cut by the tile. An
+object no bigger than the overlap is seen whole by a neighbour; a bigger one is cut in every tile
+that sees it, and its pieces are joined (:func:`join_cut_boxes`: pieces of one class from
+neighbouring tiles that share the band their tiles overlap in, each cut on the side facing the
+other). A piece left cut after that (its other part was not found) is dropped. Then one
+non-maximum suppression over the whole image
 (``cv2.dnn.NMSBoxes``, across classes, IoU the plugin's ``nms_iou`` setting if it has one, else
 :data:`NMS_IOU`), so an object in the overlap seen whole by two tiles gets one proposal.
 
@@ -269,6 +272,8 @@ def _detect(loaded: LoadedModel, reader: TilePyramid, grid: TileGrid, *, batch: 
     scores: list[float] = []
     categories: list[int] = []
     doubts: list[float] = []
+    pieces: list[CutBox] = []
+    margin = edge_margin(grid.side)
     done = 0
     rects = tiles_column_major(grid)
     run.step(0, len(rects))
@@ -284,12 +289,18 @@ def _detect(loaded: LoadedModel, reader: TilePyramid, grid: TileGrid, *, batch: 
                 if Kind(p.kind) is not Kind.BOX or p.box_xywh is None:
                     raise PluginError(loaded.plugin.name, "a detection plugin proposed something other than a box")
                 box = np.asarray(p.box_xywh, dtype=np.float64) + np.array([rect[0], rect[1], 0.0, 0.0])
-                if not cut_by_tile(box, rect, (grid.width, grid.height), margin=edge_margin(grid.side)):
+                if not cut_by_tile(box, rect, (grid.width, grid.height), margin=margin):
                     boxes.append(box)
                     scores.append(float(p.score))
                     categories.append(p.category_id)
+                else:
+                    pieces.append(CutBox(box, float(p.score), p.category_id, rect))
         done += len(group)
         run.step(done, len(rects))
+    for joined in join_cut_boxes(pieces, (grid.width, grid.height), margin=margin):
+        boxes.append(joined.box)
+        scores.append(joined.score)
+        categories.append(joined.category_id)
     iou = float(loaded.settings.get("nms_iou", NMS_IOU))
     return stitch_boxes(np.asarray(boxes).reshape(-1, 4), np.asarray(scores), categories, iou=iou, doubts=doubts)
 
@@ -314,6 +325,98 @@ def cut_by_tile(
         or (tx + tw < width and x + w >= tx + tw - margin)
         or (ty + th < height and y + h >= ty + th - margin)
     )
+
+
+@dataclass(frozen=True)
+class CutBox:
+    """A box ``(x, y, w, h)`` (full-image pixels) found in the tile at ``rect`` and cut by it."""
+
+    box: np.ndarray
+    score: float
+    category_id: int
+    rect: tuple[int, int, int, int]
+
+
+def join_cut_boxes(pieces: Sequence[CutBox], image_size: tuple[int, int], *, margin: float) -> list[CutBox]:
+    """The objects bigger than the tiles' overlap, from their pieces (boxes cut by their tiles,
+    see :func:`cut_by_tile`): two pieces of one class from neighbouring tiles are parts of one
+    object when, along each axis, either their extents agree (IoU at least 0.5) or they meet
+    across the tiles' edges (each cut on the side facing the other, both covering at least half of
+    the band their tiles overlap in). Each group of pieces becomes the box around them all, with
+    the best score of its pieces, kept only if no side of it is still cut (a part not found); the
+    ``rect`` of a joined box is its own extent."""
+    if not pieces:
+        return []
+    extents = np.array([[p.box[0], p.box[1], p.box[0] + p.box[2], p.box[1] + p.box[3]] for p in pieces])
+    tiles = np.array([[r[0], r[1], r[0] + r[2], r[1] + r[3]] for r in (p.rect for p in pieces)], dtype=np.float64)
+    width, height = image_size
+    # cut[i] = (left, top, right, bottom): the piece reaches that inner edge of its tile
+    cut = np.stack(
+        [
+            (tiles[:, 0] > 0) & (extents[:, 0] <= tiles[:, 0] + margin),
+            (tiles[:, 1] > 0) & (extents[:, 1] <= tiles[:, 1] + margin),
+            (tiles[:, 2] < width) & (extents[:, 2] >= tiles[:, 2] - margin),
+            (tiles[:, 3] < height) & (extents[:, 3] >= tiles[:, 3] - margin),
+        ],
+        axis=1,
+    )
+    by_tile: dict[tuple[float, float], list[int]] = {}
+    for i, piece in enumerate(pieces):
+        by_tile.setdefault((piece.rect[0], piece.rect[1]), []).append(i)
+    xs = sorted({k[0] for k in by_tile})
+    ys = sorted({k[1] for k in by_tile})
+    parent = list(range(len(pieces)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def along(a: int, b: int, axis: int) -> bool:
+        lo, hi = extents[[a, b], axis], extents[[a, b], axis + 2]
+        inter = min(hi) - max(lo)
+        if inter <= 0:
+            return False
+        if inter >= 0.5 * (max(hi) - min(lo)):
+            return True  # the same extent
+        first, second = (a, b) if tiles[a, axis] < tiles[b, axis] else (b, a)
+        band = tiles[first, axis + 2] - tiles[second, axis]  # where the two tiles overlap
+        return bool(band > 0 and cut[first, axis + 2] and cut[second, axis] and inter >= 0.5 * band)
+
+    for (tx, ty), members in by_tile.items():
+        cx, cy = xs.index(tx), ys.index(ty)
+        neighbours = [
+            (xs[i], ys[j])
+            for i in range(cx, min(cx + 2, len(xs)))
+            for j in range(max(cy - 1, 0), min(cy + 2, len(ys)))
+            if (i, j) != (cx, cy) and (i > cx or j > cy)
+        ]
+        for key in neighbours:
+            for a in members:
+                for b in by_tile.get(key, ()):
+                    if pieces[a].category_id == pieces[b].category_id and along(a, b, 0) and along(a, b, 1):
+                        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(pieces)):
+        groups.setdefault(root(i), []).append(i)
+    joined = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        x0, y0 = extents[members, 0].min(), extents[members, 1].min()
+        x1, y1 = extents[members, 2].max(), extents[members, 3].max()
+        edges = (x0, y0, x1, y1)
+        still_cut = any(
+            cut[i, side] and abs(extents[i, side] - edges[side]) <= margin for i in members for side in range(4)
+        )
+        if still_cut:
+            continue
+        box = np.array([x0, y0, x1 - x0, y1 - y0])
+        rect = (int(x0), int(y0), int(np.ceil(x1 - x0)), int(np.ceil(y1 - y0)))
+        best = max(members, key=lambda i: pieces[i].score)
+        joined.append(CutBox(box, pieces[best].score, pieces[best].category_id, rect))
+    return joined
 
 
 def stitch_boxes(
