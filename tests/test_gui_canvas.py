@@ -287,6 +287,22 @@ def test_a_big_png_shows_its_top_while_the_rest_streams_in(
         close_canvas(e)
 
 
+def test_a_short_wide_png_that_streams_in_one_band_is_whole_at_once(qtbot: QtBot, backend, tmp_path: Path) -> None:
+    pytest.importorskip("pyvips", reason="pyvips (the optional 'big' extra) is not installed")
+    project = make_project(backend, tmp_path, images=1)
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((80, 5000, 3), 120, dtype=np.uint8)).save(strip)  # 1/8: 10 rows, one band
+    (image_id,) = project.add_images([strip])
+    e = open_canvas(qtbot, project, 1)
+    try:
+        with qtbot.waitSignals([e.canvas.imageShown, e.canvas.imageComplete], timeout=30_000):
+            e.canvas.show_image(image_id)
+        assert e.canvas.image_complete() and e.canvas.image_pixels() is not None
+        assert e.canvas.image_resolution() == 8
+    finally:
+        close_canvas(e)
+
+
 def test_layers_and_score_threshold(env: CanvasEnv) -> None:
     canvas = env.canvas
     anns = _add_proposals(env.project)

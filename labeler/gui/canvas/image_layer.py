@@ -279,9 +279,11 @@ class ImageLoader(QRunnable):
                 shown.append(np.zeros((h, w, 4), dtype=np.uint8) if qt32 else rgb)
             if qt32:
                 shown[0][done[0] : rows] = to_qt32(rgb[done[0] : rows])
-            if done[0] == 0:
-                level = DecodedLevel(self._image_id, self._token, reduce, shown[0], size, ready_rows=rows)
-                self.signals.level.emit(level)
+            if done[0] == 0:  # (a short image may come whole in its first band)
+                ready = rows if rows < h else None
+                self.signals.level.emit(
+                    DecodedLevel(self._image_id, self._token, reduce, shown[0], size, ready_rows=ready)
+                )
             else:
                 self.signals.rows.emit(self._image_id, self._token, reduce, rows)
             done[0] = rows
@@ -417,7 +419,7 @@ class ImageLayer(QGraphicsItem):
             if r not in (coarsest, reduce):
                 del self._levels[r]
                 self._ready.pop(r, None)
-        if ready_rows is None:
+        if ready_rows is None or ready_rows >= len(pixels):
             pixels = np.ascontiguousarray(pixels)
             self._ready.pop(reduce, None)
         else:  # the very array the loader fills: never a copy
