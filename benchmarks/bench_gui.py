@@ -147,16 +147,20 @@ def child(mode: str, path: str | None) -> None:
 
     window.show()
     if path is not None:
-        window.open_path(path)
+        window.open_path(path, image_root=os.environ.get("LABELER_IMAGE_ROOT") or None)
     app.exec()
 
 
 # ---- parent side --------------------------------------------------------------------------------
 
 
-def run_child(mode: str, path: Path | None, settings: Path, *, full_32bit: bool = False) -> dict[str, float]:
+def run_child(
+    mode: str, path: Path | str | None, settings: Path, *, full_32bit: bool = False, image_root: Path | None = None
+) -> dict[str, float]:
+    """One child's figures; ``image_root`` is the image folder of a ``postgresql://`` ``path``."""
     env = dict(
         os.environ,
+        LABELER_IMAGE_ROOT=str(image_root or ""),
         BENCH_FULL_32BIT="1" if full_32bit else "",
         LABELER_SETTINGS=str(settings),
         QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,9 +57,14 @@ def make_links(folder: Path, count: int) -> None:
         os.link(source, f"{current}/img_{i:07d}.png")
 
 
-def label_some(db: Path) -> None:
+def label_some(target: str) -> None:
     """1% done, 10% with an uncertainty (written straight into the database: setup, not measured)."""
-    conn = sqlite3.connect(db)
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        conn: Any = psycopg.connect(target)
+    else:
+        conn = sqlite3.connect(Path(target) / "labeler.db")
     conn.execute("UPDATE images SET done = 1 WHERE id % 100 = 7")
     conn.execute("UPDATE images SET uncertainty = (id * 7919 % 1000) / 1000.0 WHERE id % 10 = 3")
     conn.commit()
@@ -74,14 +80,14 @@ def median_ms(fn: object, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def core_figures(root: Path) -> dict[str, float]:
+def core_figures(root: Path | str, image_root: Path | None = None) -> dict[str, float]:
     from labeler.core.image_index import ImageIndex
     from labeler.core.image_state import ImageState
     from labeler.core.store import Project
     from labeler.core.uncertainty import next_most_uncertain_image
 
     out: dict[str, float] = {}
-    with Project.open(root) as project:
+    with Project.open(root, image_root=image_root) as project:
         t0 = time.perf_counter()
         index = ImageIndex.load(project)
         out["load_s"] = time.perf_counter() - t0
@@ -204,9 +210,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="window and folder runs (medians)")
     parser.add_argument("--png-only", action="store_true", help="only the 8000 x 8000 PNG figures")
     parser.add_argument("--keep", metavar="DIR", help="generate (and keep) the data here instead of a temporary folder")
+    parser.add_argument(
+        "--postgresql",
+        nargs="?",
+        const="auto",
+        metavar="SERVER_URL",
+        help="init and first paint on SQLite and on PostgreSQL (a new database on this server, whose user may "
+        "create databases; without a URL a throwaway server), side by side; nothing else is measured",
+    )
     args = parser.parse_args()
-
-    import bench_gui
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-scale-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -225,18 +237,18 @@ def main() -> int:
         print(f"generated {args.images} image files in {time.time() - t0:.1f} s")
         root = tmp / "project"
         shutil.rmtree(root, ignore_errors=True)
-        t0 = time.time()
-        subprocess.run(
-            [sys.executable, "-m", "labeler", "init", str(root), "--images", str(images)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        init_s = time.time() - t0
-        label_some(root / "labeler.db")
-        core = core_figures(root)
         settings = tmp / "settings.ini"
-        window = [bench_gui.run_child("project", root, settings) for _ in range(args.repeats)]
+        init_s, core, window = project_figures(str(root), images, settings, args.repeats)
+        if args.postgresql is not None:
+            from bench_teams import databases
+
+            with databases(None if args.postgresql == "auto" else args.postgresql) as new_database:
+                url = new_database(f"bench_scale_{os.getpid()}")
+                pg_init_s, pg_core, pg_window = project_figures(url, images, settings, args.repeats)
+            print_backends(
+                args.images, {"SQLite": (init_s, core, window), "PostgreSQL": (pg_init_s, pg_core, pg_window)}
+            )
+            return 0
         small = tmp / "folder"
         shutil.rmtree(small, ignore_errors=True)
         make_links(small, args.folder)
@@ -284,6 +296,43 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def project_figures(
+    target: str, images: Path, settings: Path, repeats: int
+) -> tuple[float, dict[str, float], list[dict[str, float]]]:
+    """``labeler init TARGET --images IMAGES`` (seconds), then the core figures and ``repeats``
+    first paints of the window on it. ``target`` is a folder or a ``postgresql://`` database."""
+    t0 = time.time()
+    subprocess.run(
+        [sys.executable, "-m", "labeler", "init", target, "--images", str(images)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    init_s = time.time() - t0
+    label_some(target)
+    image_root = images if target.startswith("postgresql://") else None
+    core = core_figures(target, image_root)
+    import bench_gui
+
+    window = [bench_gui.run_child("project", target, settings, image_root=image_root) for _ in range(repeats)]
+    return init_s, core, window
+
+
+def print_backends(images: int, figures: dict[str, tuple[float, dict[str, float], list[dict[str, float]]]]) -> None:
+    """``labeler init`` and the window's first paint (medians) on each backend, side by side."""
+    print(f"\n{images} images; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; medians")
+    print(f"{'measure':<38}" + "".join(f"{name:>14}" for name in figures))
+    rows = [
+        ("labeler init", lambda f: f"{f[0]:.1f} s"),
+        ("window first paint (from start)", lambda f: f"{statistics.median(r['paint'] for r in f[2]):.2f} s"),
+        ("window peak RSS", lambda f: f"{statistics.median(r['rss'] for r in f[2]):.0f} MB"),
+        ("image list read (core)", lambda f: f"{f[1]['load_s']:.2f} s"),
+        ("next most uncertain", lambda f: f"{f[1]['next_uncertain_ms']:.2f} ms"),
+    ]
+    for name, cell in rows:
+        print(f"{name:<38}" + "".join(f"{cell(f):>14}" for f in figures.values()))
 
 
 def _child_figures(code: str, settings: Path, tag: str, what: str) -> list[str]:

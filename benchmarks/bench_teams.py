@@ -30,9 +30,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
@@ -46,6 +49,34 @@ REPO = Path(__file__).resolve().parents[1]
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+@contextmanager
+def databases(server_url: str | None) -> Iterator[Callable[[str], str]]:
+    """Yields ``new(name)``, which makes a new, empty database and returns its URL: on the server
+    of ``server_url`` (its user may create databases), or, without it, on a throwaway server
+    started from the system's PostgreSQL binaries (``tests/pg_server.py``) and stopped after."""
+    if server_url is not None:
+        import psycopg
+
+        def new(name: str) -> str:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            return urlsplit(server_url)._replace(path=f"/{name}").geturl()
+
+        yield new
+        return
+    sys.path.insert(0, str(REPO / "tests"))
+    import pg_server
+
+    try:
+        server = pg_server.start()
+    except pg_server.Unavailable as exc:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: no PostgreSQL server: {exc} (or pass a URL)") from None
+    try:
+        yield server.create_database
+    finally:
+        server.stop()
 
 
 def make_project(url: str, folder: Path, n: int) -> None:
@@ -145,42 +176,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    server = None
-    if args.url is None:
-        sys.path.insert(0, str(REPO / "tests"))
-        import pg_server
-
-        try:
-            server = pg_server.start()
-        except pg_server.Unavailable as exc:
-            raise SystemExit(f"bench_teams: no PostgreSQL server: {exc} (or pass --url)") from None
-        url = server.create_database("bench_teams")
-    else:
-        url = args.url
-    try:
-        with tempfile.TemporaryDirectory(prefix="labeler-teams-") as tmp:
-            folder = Path(tmp) / "images"
-            make_project(url, folder, args.images)
-            queue: Any = mp.get_context("spawn").Queue()
-            workers = [
-                mp.get_context("spawn").Process(
-                    target=annotator, args=(url, str(folder), r, args.annotators, args.seconds, queue)
-                )
-                for r in range(args.annotators)
-            ]
-            t0 = time.perf_counter()
-            for w in workers:
-                w.start()
-            time.sleep(1.0)  # let them connect before probing
-            latencies = probe_latency(url, folder, max(args.seconds - 2.0, 1.0))
-            results = [queue.get(timeout=args.seconds + 120) for _ in workers]
-            for w in workers:
-                w.join()
-            wall = time.perf_counter() - t0
-            conflict_ok = conflict_check(url, folder)
-    finally:
-        if server is not None:
-            server.stop()
+    with ExitStack() as stack:
+        url = args.url or stack.enter_context(databases(None))("bench_teams")
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="labeler-teams-"))
+        folder = Path(tmp) / "images"
+        make_project(url, folder, args.images)
+        queue: Any = mp.get_context("spawn").Queue()
+        workers = [
+            mp.get_context("spawn").Process(
+                target=annotator, args=(url, str(folder), r, args.annotators, args.seconds, queue)
+            )
+            for r in range(args.annotators)
+        ]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        time.sleep(1.0)  # let them connect before probing
+        latencies = probe_latency(url, folder, max(args.seconds - 2.0, 1.0))
+        results = [queue.get(timeout=args.seconds + 120) for _ in workers]
+        for w in workers:
+            w.join()
+        wall = time.perf_counter() - t0
+        conflict_ok = conflict_check(url, folder)
 
     edits = [e for r in results for e in r["edits"]]
     dones = [d for r in results for d in r["dones"]]
