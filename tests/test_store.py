@@ -625,6 +625,22 @@ def test_edits_record_who_made_them(project: Project) -> None:
         assert project.author == project._query("SELECT current_user")[0][0]
 
 
+def test_accepting_a_proposal_someone_just_changed_is_refused_and_changes_nothing(project: Project) -> None:
+    image_id = project.images()[0].id
+    first, second = project.add_annotations([box(image_id), box(image_id)])
+    with project.open_again() as other:
+        other.update_annotation(replace(other.annotation(second.id or 0), box_xywh=(5, 5, 2, 2)))
+    log_before = len(project.edit_log())
+    with pytest.raises(store_module.StaleAnnotationError, match=r"annotation .* changed by someone else"):
+        project.set_states([first, second], State.ACCEPTED)
+    assert [project.annotation(a.id or 0).state for a in (first, second)] == [first.state, second.state]
+    assert project.annotation(second.id or 0).box_xywh == (5, 5, 2, 2) and len(project.edit_log()) == log_before
+    # fresh copies are accepted; a copy without a known revision asks for no check
+    (accepted,) = project.set_states([project.annotation(second.id or 0)], State.ACCEPTED)
+    assert project.annotation(second.id or 0).state is State.ACCEPTED and accepted.revision is not None
+    assert project.set_states([replace(first, revision=None)], State.REJECTED)[0].state is State.REJECTED
+
+
 def test_saving_a_stale_annotation_is_refused_and_keeps_the_other_edit(project: Project) -> None:
     image_id = project.images()[0].id
     mine = project.add_annotation(box(image_id))

@@ -1217,6 +1217,21 @@ class Project:
             )
             if cur.rowcount != len(set(ids)):
                 raise ProjectError(f"{len(set(ids)) - cur.rowcount} of these annotations are no longer stored")
+            # read after the update, which holds the rows until commit: a colleague's change saved
+            # since these copies were read shows as another revision (and all of this is undone)
+            expected = {a.id: a.revision + 1 for a in anns if a.revision is not None}
+            if expected:
+                now_stored = self._conn.execute(
+                    f"SELECT id, revision FROM annotations WHERE id IN ({','.join('?' * len(expected))})",
+                    tuple(expected),
+                ).fetchall()
+                stale = sorted(int(r[0]) for r in now_stored if int(r[1]) != expected[int(r[0])])
+                if stale:
+                    raise StaleAnnotationError(
+                        f"annotation {stale[0]}{f' and {len(stale) - 1} more' if len(stale) > 1 else ''} "
+                        "changed by someone else since you opened the image; reload it to see their "
+                        "version (nothing was accepted or rejected)"
+                    )
             self._conn.executemany(
                 "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
                 " VALUES (?, ?, ?, ?, ?, NULL, '{}', ?)",
