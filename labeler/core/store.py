@@ -1210,28 +1210,24 @@ class Project:
             return []
         now = time.time()
         with self.transaction():
-            cur = self._conn.execute(
+            # the revisions come back with the update, which holds the rows until commit: a
+            # colleague's change saved since these copies were read shows as another revision
+            # (and all of this is undone), with no second statement
+            now_stored = self._conn.execute(
                 f"UPDATE annotations SET state = ?, updated = ?, revision = revision + 1"
-                f" WHERE id IN ({','.join('?' * len(ids))})",
+                f" WHERE id IN ({','.join('?' * len(ids))}) RETURNING id, revision",
                 (state.value, now, *ids),
-            )
-            if cur.rowcount != len(set(ids)):
-                raise ProjectError(f"{len(set(ids)) - cur.rowcount} of these annotations are no longer stored")
-            # read after the update, which holds the rows until commit: a colleague's change saved
-            # since these copies were read shows as another revision (and all of this is undone)
+            ).fetchall()
+            if len(now_stored) != len(set(ids)):
+                raise ProjectError(f"{len(set(ids)) - len(now_stored)} of these annotations are no longer stored")
             expected = {a.id: a.revision + 1 for a in anns if a.revision is not None}
-            if expected:
-                now_stored = self._conn.execute(
-                    f"SELECT id, revision FROM annotations WHERE id IN ({','.join('?' * len(expected))})",
-                    tuple(expected),
-                ).fetchall()
-                stale = sorted(int(r[0]) for r in now_stored if int(r[1]) != expected[int(r[0])])
-                if stale:
-                    raise StaleAnnotationError(
-                        f"annotation {stale[0]}{f' and {len(stale) - 1} more' if len(stale) > 1 else ''} "
-                        "changed by someone else since you opened the image; reload it to see their "
-                        "version (nothing was accepted or rejected)"
-                    )
+            stale = sorted(int(r[0]) for r in now_stored if int(r[0]) in expected and int(r[1]) != expected[int(r[0])])
+            if stale:
+                raise StaleAnnotationError(
+                    f"annotation {stale[0]}{f' and {len(stale) - 1} more' if len(stale) > 1 else ''} "
+                    "changed by someone else since you opened the image; reload it to see their "
+                    "version (nothing was accepted or rejected)"
+                )
             self._conn.executemany(
                 "INSERT INTO edit_log(time, action, image_id, annotation_id, kind, seconds, detail, author)"
                 " VALUES (?, ?, ?, ?, ?, NULL, '{}', ?)",
