@@ -258,8 +258,10 @@ def test_auto_label_does_not_propose_again_what_is_accepted(trained):
     auto_label(project, loaded, [8])
     accepted = project.annotations(8, states=[State.PROPOSED])[0]
     project.set_state(accepted.id, State.ACCEPTED)
-    auto_label(project, loaded, [8])
+    steps = list(iter_auto_label(project, loaded, [8]))
     record = project.image(8)
+    # what the run reports is what it stored: the repeat it left out is not counted
+    assert [s.proposals for s in steps if s.image_id == 8][-1] == len(project.annotations(8, states=[State.PROPOSED]))
     again = [p for p in project.annotations(8, states=[State.PROPOSED]) if p.category_id == accepted.category_id]
     assert all(
         overlap(p, project.annotation(accepted.id), height=record.height, width=record.width) < DUPLICATE_IOU

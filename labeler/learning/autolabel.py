@@ -569,18 +569,26 @@ class _ProposalWriter:
         self.last_write = time.monotonic()
 
     def add(self, image_id: int, ready: _Loaded, prediction: Prediction | None, version_id: int) -> int:
-        """Queue an image's proposals (none when it failed); how many there are."""
+        """Queue an image's proposals (none when it failed), less those that repeat a label it
+        already has; how many are left (what the run reports, as stored)."""
         if prediction is None:
             return 0
-        anns = _to_annotations(prediction, image_id, version_id)
         assert ready.shape is not None
-        self.pending.append((image_id, anns, prediction.uncertainty, (ready.shape[1], ready.shape[0])))
+        h, w = ready.shape[0], ready.shape[1]
+        anns = drop_duplicates(
+            _to_annotations(prediction, image_id, version_id),
+            self.project.annotations(image_id, states=EXISTING_STATES),
+            height=h,
+            width=w,
+        )
+        self.pending.append((image_id, anns, prediction.uncertainty, (w, h)))
         if len(self.pending) >= self.write_every or time.monotonic() - self.last_write >= self.write_seconds:
             self.flush()
         return len(anns)
 
     def flush(self) -> None:
-        """Store what is pending, dropping proposals that repeat an existing label."""
+        """Store what is pending, dropping proposals that repeat an existing label (again: one
+        may have been saved since the image was queued)."""
         project = self.project
         if self.pending:
             with project.transaction():
